@@ -1,0 +1,76 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+  name: "tgsess",
+  platforms: [.macOS(.v13)],
+  products: [
+    .executable(name: "tgsess", targets: ["tgsess"]),
+    .executable(name: "tgsess-fleet", targets: ["tgsess-fleet"]),
+    .library(name: "Store", targets: ["Store"]),
+    .library(name: "Jobs", targets: ["Jobs"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+  ],
+  targets: [
+    .systemLibrary(
+      name: "COpenSSL",
+      pkgConfig: "libcrypto",
+      providers: [.apt(["libssl-dev"])]
+    ),
+    .systemLibrary(
+      name: "CArchive",
+      pkgConfig: "libarchive",
+      providers: [.apt(["libarchive-dev"])]
+    ),
+    .target(
+      name: "Store",
+      dependencies: [
+        "COpenSSL",
+        "CArchive",
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "GRDBSQLite", package: "GRDB.swift"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "TOMLKit", package: "TOMLKit"),
+      ]
+    ),
+    .target(
+      name: "Jobs",
+      dependencies: [
+        "Store",
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    .executableTarget(
+      name: "tgsess",
+      dependencies: [
+        "Jobs",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    .executableTarget(
+      name: "tgsess-fleet",
+      dependencies: [
+        "Store",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .target(
+      name: "TestSupport",
+      dependencies: ["Store", "Jobs"],
+      path: "Tests/TestSupport"
+    ),
+    .testTarget(
+      name: "StoreTests",
+      dependencies: ["Store", "TestSupport"],
+      resources: [.copy("Fixtures")]
+    ),
+    .testTarget(name: "JobsTests", dependencies: ["Jobs", "Store", "TestSupport"]),
+    .testTarget(name: "tgsessTests", dependencies: ["TestSupport"]),
+  ]
+)

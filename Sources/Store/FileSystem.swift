@@ -1,0 +1,216 @@
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// File-system primitives every writer in tgsess goes through: private modes, atomic
+/// replacement, and directory fsync.
+public enum FileSystem {
+  /// Mode of every file tgsess creates.
+  public static let fileMode: mode_t = 0o600
+  /// Mode of every directory tgsess creates.
+  public static let directoryMode: mode_t = 0o700
+
+  /// Whether something exists at `path` (without following a final symlink).
+  public static func exists(_ path: String) -> Bool {
+    var info = stat()
+    return lstat(path, &info) == 0
+  }
+
+  /// Whether `path` is a directory.
+  public static func isDirectory(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+  }
+
+  /// The permission bits of `path`.
+  /// - Throws: `StoreError.io` when the path cannot be stat'ed.
+  public static func mode(of path: String) throws -> mode_t {
+    var info = stat()
+    guard stat(path, &info) == 0 else { throw StoreError.io(path: path, operation: "stat", errno: errno) }
+    return info.st_mode & 0o7777
+  }
+
+  /// The size of the file at `path` in bytes.
+  /// - Throws: `StoreError.io` when the path cannot be stat'ed.
+  public static func size(of path: String) throws -> Int64 {
+    var info = stat()
+    guard stat(path, &info) == 0 else { throw StoreError.io(path: path, operation: "stat", errno: errno) }
+    return Int64(info.st_size)
+  }
+
+  /// Creates `path` and its missing parents with mode 0700, whatever the umask. An existing
+  /// directory is left as it is.
+  /// - Throws: `StoreError.io` naming the directory that could not be created.
+  public static func makeDirectory(_ path: String) throws {
+    if isDirectory(path) { return }
+    let parent = (path as NSString).deletingLastPathComponent
+    if !parent.isEmpty, parent != path, !isDirectory(parent) { try makeDirectory(parent) }
+    if mkdir(path, directoryMode) != 0, errno != EEXIST {
+      throw StoreError.io(path: path, operation: "create directory", errno: errno)
+    }
+    // mkdir applies the umask; set the mode explicitly.
+    if chmod(path, directoryMode) != 0 { throw StoreError.io(path: path, operation: "chmod 0700", errno: errno) }
+  }
+
+  /// Reads a whole (small) file.
+  /// - Throws: `StoreError.missing` or `StoreError.io`.
+  public static func read(_ path: String) throws -> Data {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else {
+      if errno == ENOENT { throw StoreError.missing(path: path, hint: "check the path, or run tgsess init") }
+      throw StoreError.io(path: path, operation: "open", errno: errno)
+    }
+    defer { close(fd) }
+    var data = Data()
+    var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+    while true {
+      let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+      if count < 0 {
+        if errno == EINTR { continue }
+        throw StoreError.io(path: path, operation: "read", errno: errno)
+      }
+      if count == 0 { break }
+      data.append(contentsOf: buffer[0..<count])
+    }
+    return data
+  }
+
+  /// Writes `data` to `path` atomically: a temporary file in the same directory, fsync, rename,
+  /// fsync of the directory. A crash at any moment leaves either the old file or the new one.
+  /// - Parameters:
+  ///   - mode: the new file's mode (0600 unless a reader outside tgsess needs more).
+  ///   - overwrite: when false, an existing file at `path` is an error and is left untouched.
+  /// - Throws: `StoreError.io` naming the file; the temporary is removed on failure.
+  public static func writeAtomically(_ data: Data, to path: String, mode: mode_t = fileMode, overwrite: Bool = true)
+    throws
+  {
+    try writeAtomically(to: path, mode: mode, overwrite: overwrite) { fd, tempPath in
+      try data.withUnsafeBytes { try writeAll(fd: fd, bytes: $0, path: tempPath) }
+    }
+  }
+
+  /// Atomic write with a caller-supplied body that fills the temporary file through `fd`.
+  /// - Throws: whatever `body` throws, or `StoreError.io`; the temporary is removed on failure.
+  public static func writeAtomically(
+    to path: String, mode: mode_t = fileMode, overwrite: Bool = true,
+    body: (_ fd: Int32, _ tempPath: String) throws -> Void
+  ) throws {
+    let tempPath = temporaryPath(for: path)
+    let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+    guard fd >= 0 else { throw StoreError.io(path: tempPath, operation: "create", errno: errno) }
+    var isDone = false
+    defer {
+      if !isDone { unlink(tempPath) }
+    }
+    do {
+      defer { close(fd) }
+      if fchmod(fd, mode) != 0 { throw StoreError.io(path: tempPath, operation: "chmod", errno: errno) }
+      try body(fd, tempPath)
+      try CrashPoint.hit("atomic.before-fsync")
+      if fsync(fd) != 0 { throw StoreError.io(path: tempPath, operation: "fsync", errno: errno) }
+    }
+    if !overwrite {
+      // link(2) fails with EEXIST instead of replacing: the no-clobber publish.
+      if link(tempPath, path) != 0 { throw StoreError.io(path: path, operation: "publish (link)", errno: errno) }
+      unlink(tempPath)
+    } else if rename(tempPath, path) != 0 {
+      throw StoreError.io(path: path, operation: "rename into place", errno: errno)
+    }
+    isDone = true
+    try CrashPoint.hit("atomic.after-rename")
+    try fsyncDirectory(of: path)
+  }
+
+  /// The temporary name used while writing `path`: hidden, in the same directory, unique per
+  /// process, and recognisable so that stale ones can be cleaned up.
+  public static func temporaryPath(for path: String) -> String {
+    let directory = (path as NSString).deletingLastPathComponent
+    let name = (path as NSString).lastPathComponent
+    let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+    let prefix = directory.isEmpty ? "" : directory + "/"
+    return "\(prefix).\(name).tgsess-tmp-\(getpid())-\(suffix)"
+  }
+
+  /// Whether `name` is one of tgsess's temporaries (see `temporaryPath(for:)`).
+  public static func isTemporaryName(_ name: String) -> Bool {
+    name.hasPrefix(".") && name.contains(".tgsess-tmp-")
+  }
+
+  /// Removes the temporaries that interrupted runs left in `directory` whose writer is gone.
+  /// - Returns: the paths removed.
+  @discardableResult
+  public static func removeStaleTemporaries(in directory: String) -> [String] {
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+    var removed: [String] = []
+    for name in names where isTemporaryName(name) {
+      // .NAME.tgsess-tmp-PID-RANDOM: keep it while that pid still runs.
+      if let marker = name.range(of: ".tgsess-tmp-") {
+        let rest = name[marker.upperBound...]
+        if let pid = Int32(rest.split(separator: "-").first ?? ""), pid != getpid(), kill(pid, 0) == 0 {
+          continue
+        }
+        if let pid = Int32(rest.split(separator: "-").first ?? ""), pid == getpid() { continue }
+      }
+      let path = (directory as NSString).appendingPathComponent(name)
+      if unlink(path) == 0 { removed.append(path) }
+    }
+    return removed
+  }
+
+  /// fsyncs the directory that holds `path`, so a rename in it is durable.
+  /// - Throws: `StoreError.io`.
+  public static func fsyncDirectory(of path: String) throws {
+    let directory = (path as NSString).deletingLastPathComponent
+    try fsyncDirectory(directory.isEmpty ? "." : directory)
+  }
+
+  /// fsyncs a directory.
+  /// - Throws: `StoreError.io`.
+  public static func fsyncDirectory(_ directory: String) throws {
+    let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { throw StoreError.io(path: directory, operation: "open directory", errno: errno) }
+    defer { close(fd) }
+    if fsync(fd) != 0, errno != EINVAL { throw StoreError.io(path: directory, operation: "fsync", errno: errno) }
+  }
+
+  /// Writes every byte of `bytes` to `fd`, retrying short writes and EINTR.
+  /// - Throws: `StoreError.io` naming `path` (ENOSPC included).
+  public static func writeAll(fd: Int32, bytes: UnsafeRawBufferPointer, path: String) throws {
+    guard var pointer = bytes.baseAddress else { return }
+    var remaining = bytes.count
+    while remaining > 0 {
+      let written = Glibc.write(fd, pointer, remaining)
+      if written < 0 {
+        if errno == EINTR { continue }
+        throw StoreError.io(path: path, operation: "write", errno: errno)
+      }
+      remaining -= written
+      pointer += written
+    }
+  }
+
+  /// Refuses a secret-bearing file that group or others can read, with the chmod to run.
+  /// - Throws: `StoreError.permissions`.
+  public static func requirePrivate(_ path: String) throws {
+    let mode = try self.mode(of: path)
+    if mode & 0o077 != 0 {
+      throw StoreError.permissions(
+        path: path, reason: "mode \(String(mode, radix: 8)) lets group or others read a secret",
+        fix: "chmod 600 \(path)")
+    }
+  }
+}
+
+/// Fault injection for crash tests: when `TGSESS_CRASH_POINT` names a point, the process is
+/// killed with SIGKILL when it reaches it. Inert unless the variable is set.
+public enum CrashPoint {
+  private static let armed: String? = ProcessInfo.processInfo.environment["TGSESS_CRASH_POINT"]
+
+  /// Kills the process if `name` is the armed crash point.
+  public static func hit(_ name: String) throws {
+    guard let armed, armed == name else { return }
+    kill(getpid(), SIGKILL)
+  }
+}
