@@ -21,6 +21,14 @@ public enum TestEnvironment {
     return packageRoot + "/.venv-test/bin/python"
   }
 
+  /// A directory of extra Python packages installed with `pip install --target` beside the
+  /// virtualenv, for peers that cannot share one environment (Telethon 1.42 writes schema v7;
+  /// kurigram and pyrofork both install a `pyrogram` module).
+  public static func peerPath(_ name: String) -> String {
+    let python = URL(fileURLWithPath: python)
+    return python.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("peers/\(name)").path
+  }
+
   /// Whether to keep temporary directories for inspection.
   public static var keepTemp: Bool { ProcessInfo.processInfo.environment["TGSESS_KEEP_TEMP"] == "1" }
 }
@@ -81,13 +89,24 @@ public func runProcess(
 /// Runs a Python snippet in the test virtualenv (Telethon, Pyrogram, cryptography).
 /// - Throws: `TestHelperError` with Python's stderr when the script fails.
 @discardableResult
-public func runPython(_ script: String, arguments: [String] = [], stdin: Data? = nil) throws -> ProcessResult {
+public func runPython(
+  _ script: String, arguments: [String] = [], stdin: Data? = nil, peer: String? = nil
+) throws -> ProcessResult {
   guard FileManager.default.isExecutableFile(atPath: TestEnvironment.python) else {
     throw TestHelperError(
       "no test virtualenv at \(TestEnvironment.python); run scripts/test.sh (it creates .venv-test with telethon, pyrogram and cryptography)"
     )
   }
-  let result = try runProcess(TestEnvironment.python, ["-c", script] + arguments, stdin: stdin)
+  var environment: [String: String]? = nil
+  if let peer {
+    let path = TestEnvironment.peerPath(peer)
+    guard FileManager.default.fileExists(atPath: path) else {
+      throw TestHelperError("missing Python peer \(path); run scripts/test.sh to install it")
+    }
+    environment = ["PYTHONPATH": path]
+  }
+  let result = try runProcess(
+    TestEnvironment.python, ["-c", script] + arguments, stdin: stdin, environment: environment)
   guard result.status == 0 else {
     throw TestHelperError("python failed (\(result.status)): \(result.stderr)")
   }
