@@ -52,14 +52,15 @@ public struct TestHelperError: Error, CustomStringConvertible {
 @discardableResult
 public func runProcess(
   _ executable: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil,
-  currentDirectory: String? = nil
+  currentDirectory: String? = nil, isolateTgsessVariables: Bool = false
 ) throws -> ProcessResult {
   let process = Process()
   process.executableURL = URL(fileURLWithPath: executable)
   process.arguments = arguments
-  if let environment {
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-  }
+  var base = ProcessInfo.processInfo.environment
+  // Keep the developer's TGSESS_* settings out of a tgsess child unless the test sets them.
+  if isolateTgsessVariables { base = base.filter { !$0.key.hasPrefix("TGSESS_") } }
+  process.environment = base.merging(environment ?? [:]) { $1 }
   if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
   let outPipe = Pipe()
   let errPipe = Pipe()
@@ -129,5 +130,37 @@ public final class TemporaryDirectory: @unchecked Sendable {
 
   deinit {
     if !TestEnvironment.keepTemp { try? FileManager.default.removeItem(atPath: path) }
+  }
+}
+
+/// Runs the built `tgsess` binary (from `swift build`) and returns its status and output.
+/// - Throws: `TestHelperError` when the binary has not been built.
+@discardableResult
+public func runTgsess(_ arguments: [String], environment: [String: String] = [:], stdin: Data? = nil) throws
+  -> ProcessResult
+{
+  try runBuiltProduct("tgsess", arguments, environment: environment, stdin: stdin)
+}
+
+/// Runs a product built next to the tests (`tgsess`, `tgsess-fleet`).
+/// - Throws: `TestHelperError` when the binary has not been built.
+@discardableResult
+public func runBuiltProduct(
+  _ name: String, _ arguments: [String], environment: [String: String] = [:], stdin: Data? = nil
+) throws -> ProcessResult {
+  let path = TestEnvironment.productPath(name)
+  guard FileManager.default.isExecutableFile(atPath: path) else {
+    throw TestHelperError("\(path) is not built; run swift build --build-tests")
+  }
+  return try runProcess(path, arguments, stdin: stdin, environment: environment, isolateTgsessVariables: true)
+}
+
+extension TestEnvironment {
+  /// The path of a product built by `swift build` for this test run.
+  public static func productPath(_ name: String) -> String {
+    // The test bundle sits in the same build directory as the products.
+    let bundle = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent(name).path
+    if FileManager.default.isExecutableFile(atPath: bundle) { return bundle }
+    return packageRoot + "/.build/debug/" + name
   }
 }

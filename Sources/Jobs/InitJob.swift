@@ -1,0 +1,40 @@
+import Foundation
+import Logging
+import Store
+
+/// What `tgsess init` created; everything that already existed is left as it was.
+public struct InitResult: Codable, Sendable, Equatable {
+  public var root: String
+  public var directoriesCreated: [String]
+  public var keys: KeyStore.Created
+  public var recipients: [String]
+  public var migrate: MigrateResult
+}
+
+/// Sets a deployment up: directories (0700), keys (0600), and the database at the current schema.
+public enum InitJob {
+  /// Creates what is missing and never overwrites a key. Running it twice changes nothing.
+  /// - Throws: `JobError` naming the path that could not be created.
+  public static func run(_ deployment: Deployment, logger: Logger) throws -> InitResult {
+    do {
+      var made: [String] = []
+      for directory in [
+        deployment.root, (deployment.databasePath as NSString).deletingLastPathComponent,
+        deployment.sessionsDirectory, deployment.backupsDirectory, deployment.keysDirectory,
+      ] where !FileSystem.isDirectory(directory) {
+        try FileSystem.makeDirectory(directory)
+        made.append(directory)
+      }
+      let keys = try KeyStore.ensureKeys(deployment)
+      let recipients = try KeyStore.loadRecipients(deployment).map(\.string)
+      let migrate = try MigrateJob.run(deployment, logger: logger)
+      logger.notice(
+        "init done",
+        metadata: ["deployment.root": "\(deployment.root)", "dirs.created": "\(made.count)"])
+      return InitResult(
+        root: deployment.root, directoriesCreated: made, keys: keys, recipients: recipients, migrate: migrate)
+    } catch let error as StoreError {
+      throw JobError.store(context: "init", underlying: error)
+    }
+  }
+}

@@ -1,0 +1,149 @@
+import Foundation
+
+/// The first entry of every archive, `manifest.json`: what the archive is and, for every other
+/// entry, its size, mode and SHA-256. Session entries also carry the user, the format, the dc
+/// and the auth-key fingerprint (never the key).
+public struct Manifest: Codable, Sendable, Equatable {
+  /// Bumped on any incompatible change; readers refuse a newer one.
+  public static let currentFormatVersion = 1
+  /// The largest manifest a reader accepts (a guard against hostile archives).
+  public static let maximumByteCount: Int64 = 64 * 1024 * 1024
+
+  public enum Kind: String, Codable, Sendable, Equatable, CaseIterable {
+    case full
+    case user
+  }
+
+  /// What an entry holds.
+  public enum EntryRole: String, Codable, Sendable, Equatable {
+    /// The bot database (a consistent SQLite snapshot).
+    case database
+    /// A user's session file (`user_<id>.session`).
+    case session
+    /// The `.session.backup` copy the seed's bot keeps.
+    case sessionBackup = "session-backup"
+    /// A user's rows of the bot database, as JSON (per-user archives).
+    case userRows = "user-rows"
+    /// A file imported from the seed's legacy backups.
+    case imported
+  }
+
+  public struct Entry: Codable, Sendable, Equatable {
+    /// Relative path inside the archive (`data/telegram_bot.db`, `sessions/user_1.session`).
+    public var path: String
+    public var role: EntryRole
+    public var size: Int64
+    public var mode: UInt32
+    public var sha256: String
+    /// Whether the entry is an SQLite database that restore integrity-checks.
+    public var isSQLite: Bool
+    public var userID: Int64?
+    /// Session format short name (`telethon-v8`, `pyrogram-v3`), for session entries.
+    public var format: String?
+    public var dcID: Int?
+    /// First 8 hex of SHA-256 of the auth key.
+    public var authKeyFingerprint: String?
+    /// Server address, for comparing identities.
+    public var serverAddress: String?
+
+    public init(
+      path: String, role: EntryRole, size: Int64, mode: UInt32 = 0o600, sha256: String, isSQLite: Bool,
+      userID: Int64? = nil, format: String? = nil, dcID: Int? = nil, authKeyFingerprint: String? = nil,
+      serverAddress: String? = nil
+    ) {
+      self.path = path
+      self.role = role
+      self.size = size
+      self.mode = mode
+      self.sha256 = sha256
+      self.isSQLite = isSQLite
+      self.userID = userID
+      self.format = format
+      self.dcID = dcID
+      self.authKeyFingerprint = authKeyFingerprint
+      self.serverAddress = serverAddress
+    }
+  }
+
+  public var formatVersion: Int
+  public var toolVersion: String
+  public var host: String
+  public var createdAt: Date
+  public var kind: Kind
+  /// Why the archive was made ("Scheduled", "Before login", …).
+  public var reason: String
+  /// The user of a per-user archive.
+  public var userID: Int64?
+  /// The bot database's schema version at the time.
+  public var schemaVersion: Int
+  public var entries: [Entry]
+
+  public init(
+    toolVersion: String, host: String, createdAt: Date, kind: Kind, reason: String, userID: Int64?,
+    schemaVersion: Int, entries: [Entry]
+  ) {
+    formatVersion = Manifest.currentFormatVersion
+    self.toolVersion = toolVersion
+    self.host = host
+    self.createdAt = createdAt
+    self.kind = kind
+    self.reason = reason
+    self.userID = userID
+    self.schemaVersion = schemaVersion
+    self.entries = entries
+  }
+
+  /// Stable JSON (sorted keys, ISO 8601 UTC dates).
+  public func encoded() throws -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    return try encoder.encode(self)
+  }
+
+  /// Parses and validates a manifest; `objectName` names the archive in errors.
+  /// - Throws: `StoreError.invalid` for bad JSON, a newer format, or unsafe entry paths.
+  public static func decode(_ data: Data, objectName: String) throws -> Manifest {
+    let decoder = JSONDecoder()
+    decoder.dateDecodingStrategy = .iso8601
+    decoder.keyDecodingStrategy = .convertFromSnakeCase
+    let manifest: Manifest
+    do { manifest = try decoder.decode(Manifest.self, from: data) } catch {
+      throw StoreError.invalid(
+        path: objectName, reason: "manifest.json is not a valid tgsess manifest", hint: "use another backup")
+    }
+    guard manifest.formatVersion <= currentFormatVersion else {
+      throw StoreError.invalid(
+        path: objectName, reason: "manifest format \(manifest.formatVersion) is newer than this tgsess reads",
+        hint: "upgrade tgsess")
+    }
+    var seen = Set<String>()
+    for entry in manifest.entries {
+      guard ArchivePath.isSafe(entry.path) else {
+        throw StoreError.invalid(
+          path: objectName, reason: "manifest names an unsafe path '\(entry.path)'", hint: "refusing this archive")
+      }
+      guard seen.insert(entry.path).inserted else {
+        throw StoreError.invalid(
+          path: objectName, reason: "manifest lists '\(entry.path)' twice", hint: "refusing this archive")
+      }
+      guard entry.size >= 0, entry.sha256.count == 64, Hex.decode(entry.sha256) != nil else {
+        throw StoreError.invalid(
+          path: objectName, reason: "manifest entry '\(entry.path)' has a bad size or hash", hint: "use another backup")
+      }
+    }
+    return manifest
+  }
+}
+
+/// Rules for paths inside archives.
+public enum ArchivePath {
+  /// Whether `path` is relative, normalised, and free of `..`, empty or hidden-trick components.
+  public static func isSafe(_ path: String) -> Bool {
+    guard !path.isEmpty, !path.hasPrefix("/"), !path.contains("\\"), !path.contains("\0"), path.utf8.count < 1024
+    else { return false }
+    let components = path.split(separator: "/", omittingEmptySubsequences: false)
+    return components.allSatisfy { !$0.isEmpty && $0 != "." && $0 != ".." }
+  }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import GRDB
+
+/// The bot's SQLite database (`data/telegram_bot.db`): the seed's `user_sessions` and
+/// `session_backups` tables plus what tgsess adds. It is opened so that a live Python bot keeps
+/// working: a busy timeout, short transactions, and the journal mode left as the bot set it.
+public final class BotDatabase: @unchecked Sendable {
+  /// How to open the database.
+  public enum OpenMode: Sendable {
+    /// Never writes (check, list, dry runs).
+    case readOnly
+    /// Reads and writes an existing database.
+    case readWrite
+    /// Reads and writes, creating the file (and its directory) when missing.
+    case create
+  }
+
+  public let path: String
+  let queue: DatabaseQueue
+
+  /// Opens the database at `path`.
+  /// - Throws: `StoreError.missing` when it does not exist (and `mode` is not `.create`),
+  ///   `StoreError.database` when it is not a usable SQLite database.
+  public init(path: String, mode: OpenMode, busyTimeoutMS: Int = 5000) throws {
+    self.path = path
+    if mode != .create, !FileSystem.exists(path) {
+      throw StoreError.missing(
+        path: path, hint: "run tgsess migrate to create it, or pass the right --root/--config")
+    }
+    if mode == .create {
+      try FileSystem.makeDirectory((path as NSString).deletingLastPathComponent)
+    }
+    let isNew = !FileSystem.exists(path)
+    var configuration = Configuration()
+    configuration.readonly = mode == .readOnly
+    configuration.busyMode = .timeout(TimeInterval(busyTimeoutMS) / 1000)
+    configuration.foreignKeysEnabled = false
+    configuration.label = "bot-db"
+    do {
+      queue = try DatabaseQueue(path: path, configuration: configuration)
+      // Touch the schema now so a corrupt or foreign file fails here, with its path.
+      _ = try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") }
+    } catch {
+      throw BotDatabase.describe(error, path: path, doing: "open")
+    }
+    if isNew, FileSystem.exists(path) { chmod(path, FileSystem.fileMode) }
+  }
+
+  /// Maps a GRDB error to a one-line StoreError that names the file and the next step.
+  static func describe(_ error: any Error, path: String, doing operation: String) -> StoreError {
+    if let error = error as? StoreError { return error }
+    guard let error = error as? DatabaseError else {
+      return .database(path: path, reason: "\(operation) failed", hint: "check the file and run again")
+    }
+    switch error.resultCode {
+    case .SQLITE_NOTADB, .SQLITE_CORRUPT:
+      return .database(
+        path: path, reason: "not an SQLite database, or corrupted (\(operation))",
+        hint: "restore it from a backup: tgsess restore latest")
+    case .SQLITE_BUSY, .SQLITE_LOCKED:
+      return .database(
+        path: path, reason: "database is locked by another process (\(operation))",
+        hint: "retry later, or raise busy_timeout_ms")
+    case .SQLITE_READONLY:
+      return .database(path: path, reason: "read-only (\(operation))", hint: "check the file's owner and mode")
+    case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH:
+      return .database(path: path, reason: "cannot open (\(operation))", hint: "check the path and its permissions")
+    case .SQLITE_FULL:
+      return .database(path: path, reason: "disk full (\(operation))", hint: "free space and run again")
+    default:
+      // GRDB keeps statement arguments out of its messages (publicStatementArguments is off).
+      return .database(
+        path: path, reason: "\(operation) failed: SQLite error \(error.resultCode.rawValue) \(error.message ?? "")",
+        hint: "check the database with: sqlite3 \(path) 'PRAGMA integrity_check'")
+    }
+  }
+
+  /// Runs `body` in a read transaction.
+  /// - Throws: `StoreError.database`.
+  public func read<T>(_ operation: String, _ body: (Database) throws -> T) throws -> T {
+    do { return try queue.read(body) } catch { throw BotDatabase.describe(error, path: path, doing: operation) }
+  }
+
+  /// Runs `body` in one write transaction; a crash midway leaves the previous state.
+  /// - Throws: `StoreError.database`.
+  public func write<T>(_ operation: String, _ body: (Database) throws -> T) throws -> T {
+    do { return try queue.write(body) } catch { throw BotDatabase.describe(error, path: path, doing: operation) }
+  }
+
+  /// Takes a consistent copy through SQLite's online backup API into a new file at
+  /// `destinationPath` (written under a temporary name, fsynced, renamed; mode 0600).
+  /// - Throws: `StoreError` naming the source or the destination.
+  public func backup(to destinationPath: String) throws {
+    try FileSystem.makeDirectory((destinationPath as NSString).deletingLastPathComponent)
+    let tempPath = FileSystem.temporaryPath(for: destinationPath)
+    var isDone = false
+    defer {
+      if !isDone {
+        unlink(tempPath)
+        unlink(tempPath + "-journal")
+      }
+    }
+    do {
+      let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
+      guard fd >= 0 else { throw StoreError.io(path: tempPath, operation: "create", errno: errno) }
+      Glibc.close(fd)
+      let destination = try DatabaseQueue(path: tempPath)
+      try queue.backup(to: destination)
+      try destination.close()
+      let syncFD = open(tempPath, O_RDONLY | O_CLOEXEC)
+      if syncFD >= 0 {
+        defer { Glibc.close(syncFD) }
+        if fsync(syncFD) != 0 { throw StoreError.io(path: tempPath, operation: "fsync", errno: errno) }
+      }
+    } catch {
+      throw BotDatabase.describe(error, path: destinationPath, doing: "online backup of \(path)")
+    }
+    if rename(tempPath, destinationPath) != 0 {
+      throw StoreError.io(path: destinationPath, operation: "rename into place", errno: errno)
+    }
+    isDone = true
+    try FileSystem.fsyncDirectory(of: destinationPath)
+  }
+
+  /// `PRAGMA quick_check` (or `integrity_check` when `deep`); empty when the database is sound.
+  /// - Throws: `StoreError.database` when the check itself cannot run.
+  public func integrityProblems(deep: Bool) throws -> [String] {
+    let rows = try read("integrity check") { db in
+      try String.fetchAll(db, sql: deep ? "PRAGMA integrity_check" : "PRAGMA quick_check")
+    }
+    return rows == ["ok"] ? [] : rows
+  }
+
+  /// The names of the database's tables (excluding SQLite's own).
+  /// - Throws: `StoreError.database`.
+  public func tableNames() throws -> [String] {
+    try read("list tables") { db in
+      try String.fetchAll(
+        db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+    }
+  }
+
+  /// Closes the connection.
+  public func close() {
+    try? queue.close()
+  }
+}

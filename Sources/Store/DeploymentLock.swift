@@ -1,0 +1,77 @@
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The one `flock(2)` lock per deployment. Mutating jobs (backup, prune, restore, migrate,
+/// recover, and the bot's mutations) hold it; the file records the holder's pid and command so
+/// a second run can name it. The kernel drops the lock when the holder dies, so a crash never
+/// leaves a stale lock.
+public final class DeploymentLock: @unchecked Sendable {
+  public let path: String
+  private var fd: Int32
+
+  private init(path: String, fd: Int32) {
+    self.path = path
+    self.fd = fd
+  }
+
+  /// Takes the lock, waiting up to `wait` seconds.
+  /// - Throws: `StoreError.locked` naming the holder when it is still held after `wait`;
+  ///   `StoreError.io` when the lock file cannot be opened.
+  public static func acquire(path: String, command: String, wait: TimeInterval = 0) throws -> DeploymentLock {
+    let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, FileSystem.fileMode)
+    guard fd >= 0 else { throw StoreError.io(path: path, operation: "open lock file", errno: errno) }
+    let deadline = Date().addingTimeInterval(wait)
+    while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+      let code = errno
+      guard code == EWOULDBLOCK || code == EINTR else {
+        close(fd)
+        throw StoreError.io(path: path, operation: "flock", errno: code)
+      }
+      if Date() >= deadline {
+        let holder = describeHolder(fd: fd)
+        close(fd)
+        throw StoreError.locked(path: path, holder: holder)
+      }
+      usleep(50_000)
+    }
+    // Record who holds it; readers see this only while we hold the lock.
+    let record = "pid=\(getpid()) command=\(command) since=\(ISO8601DateFormatter().string(from: Date()))\n"
+    _ = ftruncate(fd, 0)
+    _ = record.withCString { pwrite(fd, $0, strlen($0), 0) }
+    return DeploymentLock(path: path, fd: fd)
+  }
+
+  /// Reads who holds the lock at `path` without taking it; nil when nobody does.
+  public static func holder(path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+      flock(fd, LOCK_UN)
+      return nil
+    }
+    return describeHolder(fd: fd)
+  }
+
+  private static func describeHolder(fd: Int32) -> String {
+    var buffer = [UInt8](repeating: 0, count: 512)
+    let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+    let text = count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : ""
+    let line = text.split(separator: "\n").first.map(String.init) ?? ""
+    return line.isEmpty ? "another tgsess process" : line
+  }
+
+  /// Releases the lock (also done on deinit and, by the kernel, on exit).
+  public func release() {
+    guard fd >= 0 else { return }
+    _ = ftruncate(fd, 0)
+    flock(fd, LOCK_UN)
+    close(fd)
+    fd = -1
+  }
+
+  deinit { release() }
+}

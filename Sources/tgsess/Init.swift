@@ -1,0 +1,33 @@
+import ArgumentParser
+import Jobs
+
+struct Init: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Create a deployment's directories and keys, and bring its database to the current schema.",
+    discussion: """
+      Creates data/, sessions/, backups/ and keys/ (mode 0700), an age identity with its recipient
+      and a Fernet key (mode 0600), and migrates the database. Idempotent: nothing that exists is
+      overwritten, and a key is never replaced.
+
+      Keep a copy of keys/age-identity.txt off this host: archives are useless without it.
+
+        $ tgsess init --root /srv/bot
+        $ TGSESS_FERNET_KEYS=... tgsess init     # the bot already has a Fernet key
+
+      EXIT STATUS: 0 ok · 1 failed · 75 lock held
+      """)
+
+  @OptionGroup var global: GlobalOptions
+
+  func run() throws {
+    let (deployment, logger) = try global.setUp()
+    let result = try InitJob.run(deployment, logger: logger)
+    if global.json { return try Output.json(result) }
+    Output.line("deployment \(result.root)")
+    for directory in result.directoriesCreated { Output.line("  created \(directory)/") }
+    if result.keys.ageIdentity { Output.line("  created age identity \(deployment.ageIdentityPath) (copy it off this host)") }
+    if result.keys.fernetKeys { Output.line("  created Fernet key file \(deployment.fernetKeysPath)") }
+    for recipient in result.recipients { Output.line("  archives encrypt to \(recipient)") }
+    Migrate.render(result.migrate)
+  }
+}

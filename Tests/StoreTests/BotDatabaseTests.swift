@@ -1,0 +1,100 @@
+import Foundation
+import Store
+import TestSupport
+import Testing
+
+@Suite struct BotDatabaseTests {
+  static let users: [(Int64, String, Int, String)] = [
+    (111, "1" + String(repeating: "A", count: 351) + "=", 12345, "0123456789abcdef0123456789abcdef"),
+    (222, "1" + String(repeating: "B", count: 351) + "=", 12345, "fedcba9876543210fedcba9876543210"),
+  ]
+
+  @Test func legacyDatabaseMigratesAndItsOtherTableIsUntouched() throws {
+    let fixture = try TestDeployment()
+    try fixture.makeLegacyDatabase(users: Self.users)
+    let before = try fixture.dump(table: "copy_configs")
+    let database = try BotDatabase(path: fixture.databasePath, mode: .readWrite)
+    let status = try database.schemaStatus()
+    #expect(status.isLegacy)
+    #expect(status.applied.isEmpty)
+    #expect(status.pending == BotSchema.migrationIdentifiers)
+    try database.migrate()
+    let after = try database.schemaStatus()
+    #expect(after.isCurrent)
+    #expect(after.version == BotSchema.currentVersion)
+    database.close()
+    #expect(try fixture.dump(table: "copy_configs") == before)
+    #expect(try fixture.query("SELECT count(*) FROM user_sessions") == "2")
+    #expect(try fixture.query("SELECT status || '/' || health FROM user_sessions WHERE user_id = 111") == "active/unknown")
+    #expect(try fixture.query("SELECT value FROM tgsess_state WHERE key = 'schema_version'") == "\(BotSchema.currentVersion)")
+    #expect(
+      try fixture.query("SELECT count(*) FROM sqlite_master WHERE name = 'session_backups_user_created'") == "1")
+  }
+
+  @Test func migratingACurrentDatabaseChangesNothing() throws {
+    let fixture = try TestDeployment()
+    let database = try BotDatabase(path: fixture.databasePath, mode: .create)
+    try database.migrate()
+    database.close()
+    let before = try fixture.query(".sha3sum")
+    let again = try BotDatabase(path: fixture.databasePath, mode: .readWrite)
+    #expect(try again.schemaStatus().isCurrent)
+    again.close()
+    #expect(try fixture.query(".sha3sum") == before)
+  }
+
+  @Test func databaseFromANewerTgsessIsRefusedUntouched() throws {
+    let fixture = try TestDeployment()
+    let database = try BotDatabase(path: fixture.databasePath, mode: .create)
+    try database.migrate()
+    database.close()
+    _ = try fixture.query("INSERT INTO grdb_migrations VALUES ('v99-from-the-future')")
+    let before = try Data(contentsOf: URL(fileURLWithPath: fixture.databasePath))
+    let reopened = try BotDatabase(path: fixture.databasePath, mode: .readWrite)
+    #expect {
+      try reopened.migrate()
+    } throws: { error in
+      (error as? StoreError)?.errorDescription
+        == "\(fixture.databasePath): made by a newer tgsess (unknown migrations: v99-from-the-future); upgrade tgsess; it never downgrades a database"
+    }
+    reopened.close()
+    #expect(try Data(contentsOf: URL(fileURLWithPath: fixture.databasePath)) == before)
+  }
+
+  @Test func corruptDatabaseIsRefusedWithPathAndNextStep() throws {
+    let fixture = try TestDeployment()
+    try FileManager.default.createDirectory(atPath: fixture.root + "/data", withIntermediateDirectories: true)
+    let garbage = Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+    try garbage.write(to: URL(fileURLWithPath: fixture.databasePath))
+    #expect {
+      try BotDatabase(path: fixture.databasePath, mode: .readWrite)
+    } throws: { error in
+      (error as? StoreError)?.errorDescription
+        == "\(fixture.databasePath): not an SQLite database, or corrupted (open); restore it from a backup: tgsess restore latest"
+    }
+    #expect(try Data(contentsOf: URL(fileURLWithPath: fixture.databasePath)) == garbage)
+  }
+
+  @Test func missingDatabaseIsAnErrorUnlessCreating() throws {
+    let fixture = try TestDeployment()
+    #expect {
+      try BotDatabase(path: fixture.databasePath, mode: .readOnly)
+    } throws: { error in
+      (error as? StoreError)?.errorDescription
+        == "\(fixture.databasePath): not found; run tgsess migrate to create it, or pass the right --root/--config"
+    }
+    #expect(!FileSystem.exists(fixture.databasePath))
+  }
+
+  @Test func onlineBackupIsAConsistentPrivateCopy() throws {
+    let fixture = try TestDeployment()
+    try fixture.makeLegacyDatabase(users: Self.users)
+    let database = try BotDatabase(path: fixture.databasePath, mode: .readOnly)
+    let copy = fixture.root + "/backups/copy.db"
+    try database.backup(to: copy)
+    database.close()
+    #expect(try FileSystem.mode(of: copy) == 0o600)
+    let check = try runProcess("/usr/bin/sqlite3", [copy, "PRAGMA integrity_check; SELECT count(*) FROM user_sessions;"])
+    #expect(check.stdout == "ok\n2\n")
+  }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One command for a newcomer: installs the system packages, builds a release, creates a demo
+# deployment of 25 users in ./demo (Telethon v7/v8 and Pyrogram session files, a legacy-style
+# bot database with plaintext secrets), and runs the main job on it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+install_system_packages
+swift build -c release --product tgsess
+swift build -c release --product tgsess-fleet
+bin=$(swift build -c release --show-bin-path)
+demo=${DEMO_DIR:-$PWD/demo}
+users=${DEMO_USERS:-25}
+if [ ! -e "$demo/data/telegram_bot.db" ]; then
+  "$bin/tgsess-fleet" --root "$demo" --users "$users" --legacy
+fi
+echo "== tgsess init (keys, schema)"
+"$bin/tgsess" init --root "$demo"
+echo "== tgsess status"
+"$bin/tgsess" status --root "$demo"
