@@ -85,7 +85,7 @@ public enum KeyStore {
     try FileSystem.requirePrivate(path)
     let text = String(decoding: try FileSystem.read(path), as: UTF8.self)
     do {
-      let identities = try AgeKeyFile.parseIdentities(text)
+      let identities = try AgeKeyFile.parseIdentities(text, path: path)
       guard !identities.isEmpty else {
         throw StoreError.key(path: path, reason: "no AGE-SECRET-KEY-1 line", hint: "use a file made by age-keygen or tgsess init")
       }
@@ -126,7 +126,7 @@ public enum KeyStore {
       }
     } else if !FileSystem.exists(deployment.ageRecipientsPath) {
       let identity = try AgeIdentity.generate()
-      try writeNew(AgeKeyFile.render(identity: identity, created: Date()), to: deployment.ageIdentityPath)
+      try writeNew(AgeKeyFile.render(identity, created: Date()), to: deployment.ageIdentityPath)
       try writeNew(
         "# age recipients: every archive is encrypted to each of these\n\(identity.recipient.string)\n",
         to: deployment.ageRecipientsPath)

@@ -75,7 +75,7 @@ public final class TarZstdWriter {
     let entry = archive_entry_new()
     defer { archive_entry_free(entry) }
     archive_entry_set_pathname_utf8(entry, path)
-    archive_entry_set_filetype(entry, UInt32(AE_IFREG))
+    archive_entry_set_filetype(entry, TGSESS_AE_IFREG)
     archive_entry_set_perm(entry, mode)
     archive_entry_set_size(entry, size)
     archive_entry_set_mtime(entry, time_t(modified.timeIntervalSince1970), 0)
@@ -228,15 +228,15 @@ public final class TarZstdReader {
     guard let entry else { return nil }
     let path = archive_entry_pathname_utf8(entry).map { String(cString: $0) }
       ?? archive_entry_pathname(entry).map { String(cString: $0) } ?? ""
-    let type = Int32(archive_entry_filetype(entry))
+    let type = UInt32(archive_entry_filetype(entry))
     var kind: TarEntryHeader.Kind
     switch type {
-    case Int32(AE_IFREG): kind = .file
-    case Int32(AE_IFDIR): kind = .directory
-    case Int32(AE_IFLNK): kind = .symlink
-    case Int32(AE_IFCHR), Int32(AE_IFBLK): kind = .device
-    case Int32(AE_IFIFO): kind = .fifo
-    case Int32(AE_IFSOCK): kind = .socket
+    case TGSESS_AE_IFREG: kind = .file
+    case TGSESS_AE_IFDIR: kind = .directory
+    case TGSESS_AE_IFLNK: kind = .symlink
+    case TGSESS_AE_IFCHR, TGSESS_AE_IFBLK: kind = .device
+    case TGSESS_AE_IFIFO: kind = .fifo
+    case TGSESS_AE_IFSOCK: kind = .socket
     default: kind = .other
     }
     var linkTarget = archive_entry_symlink(entry).map { String(cString: $0) }
