@@ -60,6 +60,8 @@ public enum StoreError: Error, LocalizedError, Equatable, Sendable {
 /// Why a session file or string was rejected. Each case is a precise, secret-free reason.
 public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible {
   case notSQLite
+  /// No file at the path (the inspector never creates one).
+  case missingFile
   case truncated
   case emptyFile
   case unknownSchema(String)
@@ -77,9 +79,23 @@ public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible 
   case wrongLength(Int)
   case unknownStringVersion(String)
   case unreadable(String)
+  /// The file names no server address (Telethon before `set_dc`, Pyrogram files before kurigram v7).
+  case serverAddressMissing
+  /// The file stores no port.
+  case portMissing
+  /// A Pyrogram-family session marked `test_mode` whose dc is not one of the test DCs 1-3.
+  case testModeDCOutOfRange(Int)
+  /// A `-wal` sibling exists but SQLite cannot read it without write access (detail says why).
+  case walNotReadable(String)
+  /// A field of a session string or file holds a value the format does not allow (names the field).
+  case invalidField(String)
+  /// Another process holds a lock that blocks even readers (detail names the lock state).
+  case locked(String)
 
   public var description: String {
     switch self {
+    case .missingFile:
+      return "no session file there; check the path, or recover this user from a backup (tgsess recover --user ID)"
     case .notSQLite: return "not an SQLite database; restore this user from a backup (tgsess recover --user ID)"
     case .truncated: return "truncated or damaged SQLite file; restore this user from a backup (tgsess recover --user ID)"
     case .emptyFile: return "empty file (0 bytes); restore this user from a backup (tgsess recover --user ID)"
@@ -104,6 +120,18 @@ public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible 
     case .unknownStringVersion(let version):
       return "unknown session string version '\(version)' (Telethon strings start with '1'); check where the string came from"
     case .unreadable(let detail): return "unreadable (\(detail)); check permissions and that the disk is healthy"
+    case .serverAddressMissing:
+      return
+        "no server address stored (never connected, or a format without addresses); log in again or use a file that has one"
+    case .portMissing: return "no port stored; recover from a backup"
+    case .testModeDCOutOfRange(let dc):
+      return "test-server session with dc id \(dc), outside the test DCs 1-3; recover from a backup"
+    case .walNotReadable(let detail):
+      return
+        "write-ahead log beside the file cannot be read read-only (\(detail)); check the owner and mode of the -wal and -shm files, or let the bot open the file once, then check again"
+    case .invalidField(let detail): return "invalid field: \(detail); copy the session again from its source"
+    case .locked(let detail):
+      return "locked by another process (\(detail)); wait for the bot to finish its write, then check again"
     }
   }
 }

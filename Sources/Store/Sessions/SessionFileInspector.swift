@@ -1,0 +1,351 @@
+import Foundation
+import GRDBSQLite
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Reads Telethon and Pyrogram-family session files strictly read-only and says what they hold,
+/// or precisely why they cannot be used.
+///
+/// The file is opened with `SQLITE_OPEN_READONLY` only after cheap structural checks (size,
+/// header, declared page count, a hot `-journal` beside it). Nothing is ever written: no DDL, no
+/// journal-mode change, no rollback of a hot journal, no file created where none exists. (SQLite
+/// itself creates empty `-wal`/`-shm` siblings when a WAL-mode file without them is read; that is
+/// SQLite's own locking protocol, the session file is not touched.)
+public enum SessionFileInspector {
+  /// The first 16 bytes of every SQLite database file.
+  static let sqliteMagic = Array("SQLite format 3\0".utf8)
+  /// The first 8 bytes of a rollback journal whose header was synced: such a journal is hot when
+  /// no writer holds the file (a live writer that has not spilled leaves the header zeroed).
+  static let journalMagic: [UInt8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7]
+
+  /// Telethon schema versions this reader understands (columns are read by name).
+  public static let telethonVersions = 2...8
+  /// Pyrogram-family schema versions this reader understands.
+  public static let pyrogramVersions = 1...7
+
+  /// Inspects the session file at `path` without changing it.
+  /// - Parameter busyTimeoutMS: how long to wait while a writer holds an exclusive lock.
+  /// - Returns: format, identity (dc, address, port, key), owner and counters.
+  /// - Throws: `StoreError.session(object: path, reason:)` with a precise `SessionProblem`:
+  ///   `.missingFile`, `.emptyFile`, `.notSQLite`, `.truncated`, `.hotJournal`, `.walNotReadable`,
+  ///   `.locked`, `.unknownSchema`, `.unsupportedVersion`, `.noSessionsRow`, `.multipleSessionsRows`,
+  ///   `.authKeyMissing`, `.authKeyWrongLength`, `.authKeyAllZero`, `.dcOutOfRange`,
+  ///   `.testModeDCOutOfRange`, `.serverAddressMissing`, `.badAddress`, `.portMissing`, `.badPort`,
+  ///   `.invalidField`, `.unreadable`.
+  public static func inspect(path: String, busyTimeoutMS: Int32 = 2000) throws -> SessionFileInfo {
+    func fail(_ reason: SessionProblem) -> StoreError { .session(object: path, reason: reason) }
+
+    // 1. Structure, before SQLite sees the file.
+    let header = try readHeader(path: path, fail: fail)
+    let walPath = path + "-wal"
+    let hasWAL = ((try? FileSystem.size(of: walPath)) ?? 0) > 0
+    try checkDeclaredSize(header, hasWAL: hasWAL, fail: fail)
+    let journalPath = path + "-journal"
+    if isHotJournal(journalPath) { throw fail(.hotJournal(journalPath)) }
+    let isWALMode = header.bytes[18] == 2 && header.bytes[19] == 2
+
+    // 2. Open read-only and read everything in one read transaction.
+    do {
+      let connection = try SQLiteConnection(checkedPath: path, mode: .readOnly, busyTimeoutMS: busyTimeoutMS)
+      try connection.execChecked("BEGIN")
+      defer { try? connection.execChecked("COMMIT") }
+      if !(try connection.textRowsChecked("PRAGMA quick_check") == ["ok"]) { throw fail(.truncated) }
+      var info = try read(connection, fail: fail)
+      info.journalMode = isWALMode ? "wal" : "delete"
+      return info
+    } catch let failure as SQLiteFailure {
+      throw fail(problem(for: failure, journalPath: journalPath, isWALMode: isWALMode))
+    }
+  }
+
+  // MARK: - Structure
+
+  struct Header {
+    var bytes: [UInt8]
+    var fileSize: Int64
+  }
+
+  private static func readHeader(path: String, fail: (SessionProblem) -> StoreError) throws -> Header {
+    var info = stat()
+    guard stat(path, &info) == 0 else {
+      if errno == ENOENT || errno == ENOTDIR { throw fail(.missingFile) }
+      throw fail(.unreadable("stat: \(String(cString: strerror(errno)))"))
+    }
+    guard (info.st_mode & S_IFMT) == S_IFREG else { throw fail(.unreadable("not a regular file")) }
+    guard info.st_size > 0 else { throw fail(.emptyFile) }
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw fail(.unreadable("open: \(String(cString: strerror(errno)))")) }
+    defer { close(fd) }
+    var bytes = [UInt8](repeating: 0, count: 100)
+    let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 100, 0) }
+    guard count >= 0 else { throw fail(.unreadable("read: \(String(cString: strerror(errno)))")) }
+    let prefix = Array(bytes[0..<count])
+    if count < sqliteMagic.count {
+      // The beginning of a header cut short is a truncated file, anything else is not SQLite.
+      throw fail(Array(sqliteMagic.prefix(count)) == prefix ? .truncated : .notSQLite)
+    }
+    guard Array(prefix.prefix(sqliteMagic.count)) == sqliteMagic else { throw fail(.notSQLite) }
+    guard count == 100 else { throw fail(.truncated) }
+    return Header(bytes: bytes, fileSize: Int64(info.st_size))
+  }
+
+  /// A file shorter than the page count its header vouches for has lost its tail. (In WAL mode
+  /// newer pages may live in the -wal, so the check is skipped when one exists.)
+  private static func checkDeclaredSize(_ header: Header, hasWAL: Bool, fail: (SessionProblem) -> StoreError) throws {
+    let bytes = header.bytes
+    func u32(_ offset: Int) -> UInt32 { bytes[offset..<offset + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } }
+    let rawPageSize = Int(bytes[16]) << 8 | Int(bytes[17])
+    let pageSize = rawPageSize == 1 ? 65536 : rawPageSize
+    guard pageSize >= 512, pageSize <= 65536, pageSize & (pageSize - 1) == 0 else { throw fail(.truncated) }
+    let pageCount = u32(28)
+    // The in-header size is valid only when "version-valid-for" equals the change counter.
+    guard !hasWAL, pageCount > 0, u32(92) == u32(24) else { return }
+    if header.fileSize < Int64(pageCount) * Int64(pageSize) { throw fail(.truncated) }
+  }
+
+  /// Whether `journalPath` is a rollback journal whose synced header marks it hot.
+  static func isHotJournal(_ journalPath: String) -> Bool {
+    let fd = open(journalPath, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var bytes = [UInt8](repeating: 0, count: journalMagic.count)
+    let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, journalMagic.count, 0) }
+    return count == journalMagic.count && bytes == journalMagic
+  }
+
+  private static func problem(for failure: SQLiteFailure, journalPath: String, isWALMode: Bool) -> SessionProblem {
+    let name = String(cString: sqlite3_errstr(failure.code))
+    switch failure.code {
+    case SQLiteExtendedCode.readonlyRollback:
+      return .hotJournal(journalPath)
+    case SQLiteExtendedCode.ioErrShortRead:
+      return .truncated
+    default:
+      break
+    }
+    switch failure.primaryCode {
+    case SQLITE_CORRUPT, SQLITE_NOTADB:
+      return .truncated
+    case SQLITE_BUSY, SQLITE_LOCKED:
+      return .locked("\(failure.message) during \(failure.operation)")
+    case SQLITE_READONLY where isWALMode, SQLITE_CANTOPEN where isWALMode:
+      return .walNotReadable("\(failure.message), \(name)")
+    default:
+      return .unreadable("\(failure.operation): \(failure.message), \(name)")
+    }
+  }
+
+  // MARK: - Schema
+
+  private static func read(_ connection: SQLiteConnection, fail: (SessionProblem) -> StoreError) throws
+    -> SessionFileInfo
+  {
+    let tables = try connection.tableNamesChecked()
+    let versionColumns = try connection.tableColumnsChecked("version")
+    if tables.contains("datacenter") {
+      throw fail(
+        .unknownSchema("Telethon v2 schema with a datacenter table; tgsess reads Telethon 1.x and Pyrogram files"))
+    }
+    if versionColumns.contains("version") {
+      return try readTelethon(connection, tables: tables, fail: fail)
+    }
+    if versionColumns.contains("number") {
+      return try readPyrogram(connection, tables: tables, fail: fail)
+    }
+    if tables.isEmpty { throw fail(.unknownSchema("an SQLite database without tables")) }
+    let shown = tables.prefix(5).joined(separator: ", ") + (tables.count > 5 ? ", ..." : "")
+    throw fail(.unknownSchema("tables \(shown); no version table with a version or number column"))
+  }
+
+  private static func schemaVersion(
+    _ connection: SQLiteConnection, column: String, family: String, fail: (SessionProblem) -> StoreError
+  ) throws -> Int {
+    let statement = try connection.prepareChecked("SELECT \(column) FROM version")
+    var versions: [Int64] = []
+    while try statement.stepChecked() { versions.append(statement.int64(0)) }
+    guard versions.count == 1, let version = versions.first else {
+      throw fail(.unknownSchema("\(family) version table has \(versions.count) rows instead of 1"))
+    }
+    return Int(version)
+  }
+
+  private static func requireColumns(
+    _ required: [String], in columns: [String], table: String, fail: (SessionProblem) -> StoreError
+  ) throws {
+    let missing = required.filter { !columns.contains($0) }
+    if !missing.isEmpty {
+      throw fail(.unknownSchema("table \(table) lacks \(missing.joined(separator: ", "))"))
+    }
+  }
+
+  /// Selects the one sessions row, checking the row count first.
+  private static func sessionsRow(
+    _ connection: SQLiteConnection, columns: [String], fail: (SessionProblem) -> StoreError
+  ) throws -> SQLiteStatement {
+    let count = try count(connection, "SELECT count(*) FROM sessions")
+    if count == 0 { throw fail(.noSessionsRow) }
+    if count > 1 { throw fail(.multipleSessionsRows(count)) }
+    let statement = try connection.prepareChecked("SELECT \(columns.joined(separator: ", ")) FROM sessions")
+    guard try statement.stepChecked() else { throw fail(.noSessionsRow) }
+    return statement
+  }
+
+  private static func count(_ connection: SQLiteConnection, _ sql: String) throws -> Int {
+    let statement = try connection.prepareChecked(sql)
+    return try statement.stepChecked() ? Int(statement.int64(0)) : 0
+  }
+
+  private static func authKey(
+    _ statement: SQLiteStatement, _ index: Int, fail: (SessionProblem) -> StoreError
+  ) throws -> AuthKey {
+    let bytes = statement.blob(index)
+    if statement.isNull(index) || bytes.isEmpty { throw fail(.authKeyMissing) }
+    if bytes.count != AuthKey.byteCount { throw fail(.authKeyWrongLength(bytes.count)) }
+    let key = try AuthKey(bytes: bytes)
+    if key.isAllZero { throw fail(.authKeyAllZero) }
+    return key
+  }
+
+  private static func integer(
+    _ statement: SQLiteStatement, _ index: Int, field: String, fail: (SessionProblem) -> StoreError
+  ) throws -> Int64? {
+    switch statement.columnType(index) {
+    case .null: return nil
+    case .integer: return statement.int64(index)
+    default: throw fail(.invalidField("\(field) is not an integer"))
+    }
+  }
+
+  private static func validatedAddress(
+    _ statement: SQLiteStatement, _ index: Int, fail: (SessionProblem) -> StoreError
+  ) throws -> String? {
+    guard let address = statement.text(index) else { return nil }
+    guard IPAddress.bytes(address.trimmingCharacters(in: .whitespaces)) != nil else { throw fail(.badAddress(address)) }
+    return address
+  }
+
+  private static func validatedPort(
+    _ statement: SQLiteStatement, _ index: Int, fail: (SessionProblem) -> StoreError
+  ) throws -> Int? {
+    guard let port = try integer(statement, index, field: "port", fail: fail) else { return nil }
+    guard (1...65535).contains(port) else { throw fail(.badPort(Int(clamping: port))) }
+    return Int(port)
+  }
+
+  /// Row count and newest date of `update_state`, accepting INTEGER and REAL dates.
+  private static func updateState(_ connection: SQLiteConnection, tables: [String]) throws -> (Int?, Double?) {
+    guard tables.contains("update_state") else { return (nil, nil) }
+    let statement = try connection.prepareChecked("SELECT count(*), max(date) FROM update_state")
+    guard try statement.stepChecked() else { return (0, nil) }
+    let latest: Double?
+    switch statement.columnType(1) {
+    case .integer, .float: latest = statement.double(1)
+    default: latest = nil
+    }
+    return (Int(statement.int64(0)), latest)
+  }
+
+  // MARK: Telethon
+
+  private static func readTelethon(
+    _ connection: SQLiteConnection, tables: [String], fail: (SessionProblem) -> StoreError
+  ) throws -> SessionFileInfo {
+    let version = try schemaVersion(connection, column: "version", family: "Telethon", fail: fail)
+    guard telethonVersions.contains(version) else {
+      throw fail(
+        .unsupportedVersion(
+          "\(version) of Telethon (tgsess reads \(telethonVersions.lowerBound)-\(telethonVersions.upperBound))"))
+    }
+    let columns = try connection.tableColumnsChecked("sessions")
+    try requireColumns(["dc_id", "server_address", "port", "auth_key"], in: columns, table: "sessions", fail: fail)
+    let hasTakeout = columns.contains("takeout_id")
+    let hasTmpKey = columns.contains("tmp_auth_key")
+    var selected = ["dc_id", "server_address", "port", "auth_key"]
+    if hasTakeout { selected.append("takeout_id") }
+    if hasTmpKey { selected.append("tmp_auth_key") }
+    let row = try sessionsRow(connection, columns: selected, fail: fail)
+
+    // Key first: a never-logged-in file also has dc 0 and no address, and "no key" says why.
+    let key = try authKey(row, 3, fail: fail)
+    let dcID = try integer(row, 0, field: "dc_id", fail: fail) ?? 0
+    guard (1...5).contains(dcID) else { throw fail(.dcOutOfRange(Int(clamping: dcID))) }
+    guard let address = try validatedAddress(row, 1, fail: fail) else { throw fail(.serverAddressMissing) }
+    guard let port = try validatedPort(row, 2, fail: fail) else { throw fail(.portMissing) }
+    let takeoutID = hasTakeout ? try integer(row, 4, field: "takeout_id", fail: fail) : nil
+    let hasTmpAuthKey = hasTmpKey ? !row.blob(selected.count - 1).isEmpty : false
+
+    var ownerUserID: Int64?
+    var entityCount = 0
+    if tables.contains("entities") {
+      let entityColumns = try connection.tableColumnsChecked("entities")
+      if entityColumns.contains("id"), entityColumns.contains("hash") {
+        let owner = try connection.prepareChecked("SELECT hash FROM entities WHERE id = 0")
+        if try owner.stepChecked() { ownerUserID = try integer(owner, 0, field: "entities.hash of id 0", fail: fail) }
+        entityCount = try count(connection, "SELECT count(*) FROM entities WHERE id != 0")
+      }
+    }
+    let (updateStateCount, latestUpdateDate) = try updateState(connection, tables: tables)
+    return SessionFileInfo(
+      path: connection.path, format: .telethon(version: version),
+      identity: SessionIdentity(dcID: Int(dcID), serverAddress: address, port: port, authKey: key),
+      ownerUserID: ownerUserID, takeoutID: takeoutID, entityCount: entityCount, updateStateCount: updateStateCount,
+      latestUpdateDate: latestUpdateDate, hasTmpAuthKey: hasTmpAuthKey)
+  }
+
+  // MARK: Pyrogram family
+
+  private static func readPyrogram(
+    _ connection: SQLiteConnection, tables: [String], fail: (SessionProblem) -> StoreError
+  ) throws -> SessionFileInfo {
+    let version = try schemaVersion(connection, column: "number", family: "Pyrogram", fail: fail)
+    guard pyrogramVersions.contains(version) else {
+      throw fail(
+        .unsupportedVersion(
+          "\(version) of Pyrogram/kurigram/pyrofork (tgsess reads \(pyrogramVersions.lowerBound)-\(pyrogramVersions.upperBound))"
+        ))
+    }
+    let variant: PyrogramVariant
+    switch version {
+    case ...3:
+      variant = .pyrogram
+    case 4:
+      // kurigram v4 moved usernames to usernames(id, username); pyrofork v4 keeps peers.username
+      // and (maybe) has usernames(id, peer_id, ...).
+      let usernames = try connection.tableColumnsChecked("usernames")
+      variant = usernames.contains("username") ? .kurigram : .pyrofork
+    default:
+      variant = .kurigram
+    }
+    let columns = try connection.tableColumnsChecked("sessions")
+    try requireColumns(
+      ["dc_id", "test_mode", "auth_key", "user_id", "is_bot"], in: columns, table: "sessions", fail: fail)
+    var selected = ["dc_id", "test_mode", "auth_key", "user_id", "is_bot"]
+    for optional in ["api_id", "server_address", "port"] where columns.contains(optional) { selected.append(optional) }
+    func index(_ name: String) -> Int? { selected.firstIndex(of: name) }
+    let row = try sessionsRow(connection, columns: selected, fail: fail)
+
+    let key = try authKey(row, 2, fail: fail)
+    let isTestMode = (try integer(row, 1, field: "test_mode", fail: fail) ?? 0) != 0
+    let dcID = try integer(row, 0, field: "dc_id", fail: fail) ?? 0
+    if isTestMode {
+      guard (1...3).contains(dcID) else { throw fail(.testModeDCOutOfRange(Int(clamping: dcID))) }
+    } else {
+      guard (1...5).contains(dcID) else { throw fail(.dcOutOfRange(Int(clamping: dcID))) }
+    }
+    let address = try index("server_address").flatMap { try validatedAddress(row, $0, fail: fail) }
+    let port = try index("port").flatMap { try validatedPort(row, $0, fail: fail) }
+    let apiID = try index("api_id").flatMap { try integer(row, $0, field: "api_id", fail: fail) }
+    let userID = try integer(row, 3, field: "user_id", fail: fail)
+    let isBot = try integer(row, 4, field: "is_bot", fail: fail).map { $0 != 0 }
+
+    let entityCount = tables.contains("peers") ? try count(connection, "SELECT count(*) FROM peers") : 0
+    let (updateStateCount, latestUpdateDate) = try updateState(connection, tables: tables)
+    return SessionFileInfo(
+      path: connection.path, format: .pyrogram(version: version, variant: variant),
+      identity: SessionIdentity(dcID: Int(dcID), serverAddress: address, port: port, authKey: key),
+      ownerUserID: userID, apiID: apiID.map { Int($0) }, isTestMode: isTestMode, isBot: isBot,
+      entityCount: entityCount, updateStateCount: updateStateCount, latestUpdateDate: latestUpdateDate)
+  }
+}
