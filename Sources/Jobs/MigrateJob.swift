@@ -85,7 +85,7 @@ public enum MigrateJob {
 
       // 1. A consistent copy of what is about to change, unless the file was empty.
       if !status.isEmpty {
-        let stamp = ISO8601DateFormatter.compactUTC.string(from: Date())
+        let stamp = Timestamp.compact(Date())
         let copy = deployment.backupsDirectory + "/pre-migrate/telegram_bot.db.pre-migrate-\(stamp)"
         try FileSystem.makeDirectory(deployment.backupsDirectory)
         try database.backup(to: copy)
@@ -110,15 +110,5 @@ public enum MigrateJob {
     } catch let error as StoreError {
       throw JobError.store(context: "migrate", underlying: error)
     }
-  }
-}
-
-extension ISO8601DateFormatter {
-  /// `20261125T041500Z`: sortable and safe in file names.
-  public static var compactUTC: ISO8601DateFormatter {
-    let formatter = ISO8601DateFormatter()
-    formatter.formatOptions = [.withYear, .withMonth, .withDay, .withTime, .withTimeZone]
-    formatter.timeZone = TimeZone(identifier: "UTC")
-    return formatter
   }
 }

@@ -168,6 +168,16 @@ public enum Timestamp {
   /// Now, in the database's text form.
   public static func now() -> String { string(Date()) }
 
+  /// `20261125T041500Z`: sortable and safe in file names.
+  public static func compact(_ date: Date) -> String {
+    lock.withLock {
+      let saved = formatter.dateFormat
+      formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+      defer { formatter.dateFormat = saved }
+      return formatter.string(from: date)
+    }
+  }
+
   /// Parses the database's text form (also accepting ISO 8601 with `T` and fractions).
   public static func parse(_ text: String) -> Date? {
     let trimmed = String(text.replacingOccurrences(of: "T", with: " ").prefix(19))
