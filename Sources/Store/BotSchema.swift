@@ -178,6 +178,16 @@ public enum Timestamp {
     }
   }
 
+  /// Parses `compact(_:)`'s form.
+  public static func parseCompact(_ text: String) -> Date? {
+    lock.withLock {
+      let saved = formatter.dateFormat
+      formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+      defer { formatter.dateFormat = saved }
+      return formatter.date(from: text)
+    }
+  }
+
   /// Parses the database's text form (also accepting ISO 8601 with `T` and fractions).
   public static func parse(_ text: String) -> Date? {
     let trimmed = String(text.replacingOccurrences(of: "T", with: " ").prefix(19))

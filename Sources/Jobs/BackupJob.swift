@@ -1,0 +1,388 @@
+import Foundation
+import Logging
+import Store
+
+/// Options of `tgsess backup`.
+public struct BackupOptions: Sendable {
+  /// Back up only this user (a per-user backup); nil for a full snapshot plus scheduled per-user
+  /// backups of the users whose session changed.
+  public var userID: Int64?
+  /// Why the backup is taken ("Scheduled", "Before login", "Manual", …).
+  public var reason: String
+  /// Encrypt with age (the default); false only on an explicit `--no-encrypt`.
+  public var isEncrypted: Bool
+  /// Seconds to wait for the deployment lock.
+  public var lockWait: TimeInterval
+  public var zstdLevel: Int
+  /// Also write per-user backups of changed users after a full snapshot.
+  public var includesChangedUsers: Bool
+
+  public init(
+    userID: Int64? = nil, reason: String = BackupReason.scheduled, isEncrypted: Bool = true, lockWait: TimeInterval = 0,
+    zstdLevel: Int = 3, includesChangedUsers: Bool = true
+  ) {
+    self.userID = userID
+    self.reason = reason
+    self.isEncrypted = isEncrypted
+    self.lockWait = lockWait
+    self.zstdLevel = zstdLevel
+    self.includesChangedUsers = includesChangedUsers
+  }
+}
+
+/// The reasons the seed's bot records, plus tgsess's own.
+public enum BackupReason {
+  public static let scheduled = "Scheduled"
+  public static let beforeLogin = "Before login"
+  public static let before2FA = "Before 2FA"
+  public static let postRecovery = "Post successful recovery"
+  public static let manual = "Manual"
+  public static let beforeLogout = "Before logout"
+  public static let beforeRestore = "Before restore"
+  public static let imported = "Imported"
+  public static let known = [scheduled, beforeLogin, before2FA, postRecovery, manual, beforeLogout, beforeRestore, imported]
+
+  /// Checks a reason: the known ones, or any other short printable text.
+  /// - Throws: `JobError.usage`.
+  public static func validate(_ reason: String) throws {
+    guard !reason.isEmpty, reason.count <= 64, reason.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0 != "\u{7f}" })
+    else {
+      throw JobError.usage(
+        "--reason must be 1-64 printable characters, e.g. \(known.map { "\"\($0)\"" }.joined(separator: ", "))")
+    }
+  }
+}
+
+/// One archive a backup wrote.
+public struct ArchiveSummary: Codable, Sendable, Equatable {
+  public var id: String
+  public var path: String
+  public var kind: String
+  public var userID: Int64?
+  public var reason: String
+  public var byteCount: Int64
+  public var entryCount: Int
+  public var verification: String
+
+  init(_ record: ArchiveRecord, path: String) {
+    id = record.id
+    self.path = path
+    kind = record.kind.rawValue
+    userID = record.userID
+    reason = record.reason
+    byteCount = record.byteCount
+    entryCount = record.entryCount
+    verification = record.verification.rawValue
+  }
+}
+
+/// A user a job could not handle, and why (never a secret).
+public struct UserFailure: Codable, Sendable, Equatable {
+  public var userID: Int64
+  public var reason: String
+}
+
+/// What `tgsess backup` did.
+public struct BackupResult: Codable, Sendable, Equatable {
+  public var archives: [ArchiveSummary]
+  public var users: Int
+  public var entries: Int
+  public var bytesIn: Int64
+  public var bytesOut: Int64
+  public var durationMS: Int
+  /// Users whose session was unchanged since their newest per-user backup.
+  public var unchangedUsers: Int
+  public var failures: [UserFailure]
+  /// Some users failed; the others were backed up.
+  public var isPartial: Bool { !failures.isEmpty }
+}
+
+/// Progress of a running backup, for a TTY.
+public struct BackupProgress: Sendable {
+  public var filesDone: Int
+  public var filesTotal: Int
+  public var bytesDone: Int64
+}
+
+/// Takes consistent, encrypted, self-verifying backups.
+public enum BackupJob {
+  /// Runs a backup under the deployment lock.
+  /// - Full (no `userID`): snapshots the database and every session file (and `.session.backup`)
+  ///   through SQLite, writes one archive, proves it, then writes a per-user backup ("Scheduled")
+  ///   for each user whose session identity changed since their newest per-user backup.
+  /// - Per-user: one user's session file(s) and database rows, plus a `session_backups` row.
+  /// A user that fails is reported and never stops the others.
+  /// - Throws: `JobError` when the backup as a whole cannot be made (lock held, no recipient,
+  ///   unreadable database, disk full).
+  public static func run(
+    _ deployment: Deployment, options: BackupOptions = BackupOptions(), logger: Logger,
+    progress: (@Sendable (BackupProgress) -> Void)? = nil
+  ) throws -> BackupResult {
+    let started = Date()
+    try BackupReason.validate(options.reason)
+    do {
+      let lock = try DeploymentLock.acquire(
+        path: deployment.lockPath, command: options.userID.map { "backup --user \($0)" } ?? "backup",
+        wait: options.lockWait)
+      defer { lock.release() }
+      let context = try Context(deployment: deployment, options: options, logger: logger)
+      try context.repository.removeLeftovers()
+      var result: BackupResult
+      if let userID = options.userID {
+        result = try context.userBackup(userID: userID)
+      } else {
+        result = try context.fullBackup(progress: progress)
+      }
+      result.durationMS = Int(Date().timeIntervalSince(started) * 1000)
+      logger.notice(
+        "backup done",
+        metadata: [
+          "archives": "\(result.archives.count)", "users": "\(result.users)", "bytes.in": "\(result.bytesIn)",
+          "bytes.out": "\(result.bytesOut)", "users.failed": "\(result.failures.count)",
+          "job.duration_ms": "\(result.durationMS)",
+        ])
+      return result
+    } catch let error as StoreError {
+      throw JobError.store(context: "backup", underlying: error)
+    }
+  }
+
+  /// What one run needs: keys, the database, the archive repository.
+  final class Context {
+    let deployment: Deployment
+    let options: BackupOptions
+    let logger: Logger
+    let repository: ArchiveRepository
+    let encryption: ArchiveEncryption
+    let identities: [AgeIdentity]
+    let database: BotDatabase
+    let host = ProcessInfo.processInfo.hostName
+
+    init(deployment: Deployment, options: BackupOptions, logger: Logger) throws {
+      self.deployment = deployment
+      self.options = options
+      self.logger = logger
+      repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+      if options.isEncrypted {
+        let recipients = try KeyStore.loadRecipients(deployment)
+        guard !recipients.isEmpty else {
+          throw StoreError.key(
+            path: deployment.ageRecipientsPath, reason: "no age recipient configured, so archives cannot be encrypted",
+            hint: "run tgsess init or set age_recipients (or pass --no-encrypt deliberately)")
+        }
+        encryption = .age(recipients)
+        // The identity may live off the host; then archives are proven by their ciphertext hash.
+        identities = FileSystem.exists(deployment.ageIdentityPath) ? try KeyStore.loadIdentities(deployment) : []
+      } else {
+        encryption = .none
+        identities = []
+      }
+      database = try BotDatabase(path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
+    }
+
+    deinit { database.close() }
+
+    func makeManifest(kind: Manifest.Kind, userID: Int64?, reason: String, date: Date, entries: [Manifest.Entry])
+      throws -> Manifest
+    {
+      Manifest(
+        toolVersion: ToolInfo.version, host: host, createdAt: date, kind: kind, reason: reason, userID: userID,
+        schemaVersion: try database.schemaStatus().version, entries: entries)
+    }
+
+    /// A staged session snapshot and what it holds.
+    struct StagedSession {
+      var entry: Manifest.Entry
+      var path: String
+      var backupEntry: Manifest.Entry?
+      var backupPath: String?
+      var fingerprint: ArchiveRecord.SessionFingerprint
+    }
+
+    /// Snapshots one user's session file (and `.session.backup`) into `staging`.
+    func stageSession(userID: Int64, staging: StagingArea) throws -> StagedSession {
+      let source = deployment.sessionPath(userID: userID)
+      let relative = "sessions/user_\(userID).session"
+      let staged = try staging.file(relative)
+      try SQLiteSnapshot.take(source: source, destination: staged, busyTimeoutMS: Int32(deployment.busyTimeoutMS))
+      try CrashPoint.hit("backup.after-session-snapshot")
+      let info = try SessionFileInspector.inspect(path: staged)
+      let problems = try SQLiteConnection(path: staged, mode: .readOnly).integrityCheck(quick: true)
+      guard problems.isEmpty else {
+        throw StoreError.session(object: source, reason: .truncated)
+      }
+      let entry = Manifest.Entry(
+        path: relative, role: .session, size: try FileSystem.size(of: staged), sha256: try FileSystem.sha256(ofFile: staged),
+        isSQLite: true, userID: userID, format: info.format.shortName, dcID: info.identity.dcID,
+        authKeyFingerprint: info.identity.authKey.fingerprint, serverAddress: info.identity.serverAddress)
+      var result = StagedSession(
+        entry: entry, path: staged, backupEntry: nil, backupPath: nil,
+        fingerprint: .init(
+          authKey: info.identity.authKey.fingerprint, dcID: info.identity.dcID,
+          serverAddress: info.identity.serverAddress.map(SessionIdentity.normalizedAddress)))
+      // The seed's .session.backup copy: kept when it is a readable SQLite file.
+      let backupSource = source + ".backup"
+      if FileSystem.exists(backupSource) {
+        let backupStaged = try staging.file(relative + ".backup")
+        do {
+          try SQLiteSnapshot.take(source: backupSource, destination: backupStaged)
+          result.backupEntry = Manifest.Entry(
+            path: relative + ".backup", role: .sessionBackup, size: try FileSystem.size(of: backupStaged),
+            sha256: try FileSystem.sha256(ofFile: backupStaged), isSQLite: true, userID: userID)
+          result.backupPath = backupStaged
+        } catch {
+          logger.warning(
+            "skipping unreadable .session.backup", metadata: ["user.id": "\(userID)", "file.path": "\(backupSource)"])
+        }
+      }
+      return result
+    }
+
+    /// Writes one user's per-user archive from what is staged, and records it in the database.
+    func writeUserArchive(userID: Int64, session: StagedSession?, reason: String, staging: StagingArea) throws
+      -> ArchiveRecord
+    {
+      var entries: [Manifest.Entry] = []
+      var sources: [String: String] = [:]
+      if let session {
+        entries.append(session.entry)
+        sources[session.entry.path] = session.path
+        if let backupEntry = session.backupEntry, let backupPath = session.backupPath {
+          entries.append(backupEntry)
+          sources[backupEntry.path] = backupPath
+        }
+      }
+      if let rows = try database.userRowsJSON(userID: userID) {
+        let relative = "users/user_\(userID).json"
+        let path = try staging.file(relative)
+        try FileSystem.writeAtomically(rows, to: path)
+        entries.append(
+          Manifest.Entry(
+            path: relative, role: .userRows, size: Int64(rows.count), sha256: Digest.sha256Hex(rows), isSQLite: false,
+            userID: userID))
+        sources[relative] = path
+      }
+      guard !entries.isEmpty else {
+        throw JobError.refused(
+          "user \(userID): no session file (\(deployment.sessionPath(userID: userID))) and no database row; nothing to back up"
+        )
+      }
+      let date = Date()
+      let id = ArchiveName.makeID(kind: .user, userID: userID, date: date)
+      let manifest = try makeManifest(kind: .user, userID: userID, reason: reason, date: date, entries: entries)
+      let record = try repository.write(
+        id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
+        zstdLevel: options.zstdLevel)
+      let writer = try BotDatabase(path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
+      defer { writer.close() }
+      try writer.recordSessionBackup(
+        userID: userID, reason: reason, archiveID: id, authKeyFingerprint: session?.fingerprint.authKey, at: date)
+      logger.info("per-user backup written", metadata: ["user.id": "\(userID)", "archive.id": "\(id)", "reason": "\(reason)"])
+      return record
+    }
+
+    func summary(_ record: ArchiveRecord) -> ArchiveSummary {
+      ArchiveSummary(record, path: repository.path(of: record))
+    }
+
+    /// `backup --user N`.
+    func userBackup(userID: Int64) throws -> BackupResult {
+      let staging = try StagingArea(parent: deployment.backupsDirectory)
+      defer { staging.remove() }
+      var session: StagedSession?
+      if FileSystem.exists(deployment.sessionPath(userID: userID)) {
+        session = try stageSession(userID: userID, staging: staging)
+      }
+      let record = try writeUserArchive(userID: userID, session: session, reason: options.reason, staging: staging)
+      return BackupResult(
+        archives: [summary(record)], users: 1, entries: record.entryCount, bytesIn: record.contentByteCount,
+        bytesOut: record.byteCount, durationMS: 0, unchangedUsers: 0, failures: [])
+    }
+
+    /// The scheduled full backup.
+    func fullBackup(progress: (@Sendable (BackupProgress) -> Void)?) throws -> BackupResult {
+      let staging = try StagingArea(parent: deployment.backupsDirectory)
+      defer { staging.remove() }
+      // 1. The database, through the online backup API.
+      let databaseRelative = "data/" + (deployment.databasePath as NSString).lastPathComponent
+      let databaseStaged = try staging.file(databaseRelative)
+      try SQLiteSnapshot.take(
+        source: deployment.databasePath, destination: databaseStaged, busyTimeoutMS: Int32(deployment.busyTimeoutMS))
+      let databaseProblems = try SQLiteConnection(path: databaseStaged, mode: .readOnly).integrityCheck(quick: true)
+      guard databaseProblems.isEmpty else {
+        throw StoreError.database(
+          path: deployment.databasePath, reason: "its snapshot fails quick_check: \(databaseProblems.prefix(3).joined(separator: "; "))",
+          hint: "repair or restore the database before backing it up")
+      }
+      var entries = [
+        Manifest.Entry(
+          path: databaseRelative, role: .database, size: try FileSystem.size(of: databaseStaged),
+          sha256: try FileSystem.sha256(ofFile: databaseStaged), isSQLite: true)
+      ]
+      var sources = [databaseRelative: databaseStaged]
+
+      // 2. Every session file; a failing user is reported and skipped.
+      let users = try deployment.sessionFileUserIDs()
+      var staged: [Int64: StagedSession] = [:]
+      var failures: [UserFailure] = []
+      for (index, userID) in users.enumerated() {
+        do {
+          let session = try stageSession(userID: userID, staging: staging)
+          staged[userID] = session
+          entries.append(session.entry)
+          sources[session.entry.path] = session.path
+          if let backupEntry = session.backupEntry, let backupPath = session.backupPath {
+            entries.append(backupEntry)
+            sources[backupEntry.path] = backupPath
+          }
+        } catch let error as StoreError {
+          failures.append(UserFailure(userID: userID, reason: error.errorDescription ?? "\(error)"))
+          logger.error("user skipped", metadata: ["user.id": "\(userID)", "error": "\(error.errorDescription ?? "")"])
+        }
+        progress?(BackupProgress(filesDone: index + 1, filesTotal: users.count, bytesDone: 0))
+      }
+
+      // 3. One archive, written then proven.
+      let date = Date()
+      let id = ArchiveName.makeID(kind: .full, userID: nil, date: date)
+      let manifest = try makeManifest(kind: .full, userID: nil, reason: options.reason, date: date, entries: entries)
+      var bytesDone: Int64 = 0
+      let fileCount = entries.count
+      var filesDone = 0
+      let record = try repository.write(
+        id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
+        zstdLevel: options.zstdLevel
+      ) { bytes in
+        bytesDone += bytes
+        filesDone += 1
+        progress?(BackupProgress(filesDone: filesDone, filesTotal: fileCount, bytesDone: bytesDone))
+      }
+      var archives = [summary(record)]
+
+      // 4. Per-user backups of the users whose session identity changed.
+      var unchanged = 0
+      if options.includesChangedUsers {
+        for userID in users {
+          guard let session = staged[userID] else { continue }
+          let newest = try repository.list(kind: .user, userID: userID).first
+          if let previous = newest?.sessionFingerprint, previous == session.fingerprint {
+            unchanged += 1
+            continue
+          }
+          do {
+            let userRecord = try writeUserArchive(
+              userID: userID, session: session, reason: BackupReason.scheduled, staging: staging)
+            archives.append(summary(userRecord))
+          } catch let error as StoreError {
+            failures.append(UserFailure(userID: userID, reason: error.errorDescription ?? "\(error)"))
+          }
+          try CrashPoint.hit("backup.between-users")
+        }
+      }
+      return BackupResult(
+        archives: archives, users: staged.count, entries: record.entryCount, bytesIn: record.contentByteCount,
+        bytesOut: archives.reduce(0) { $0 + $1.byteCount }, durationMS: 0, unchangedUsers: unchanged,
+        failures: failures)
+    }
+  }
+}

@@ -1,0 +1,35 @@
+import Foundation
+import Store
+
+/// One row of `tgsess list`.
+public struct ListedArchive: Codable, Sendable, Equatable {
+  public var id: String
+  public var createdAt: Date
+  public var kind: String
+  public var userID: Int64?
+  public var reason: String
+  public var byteCount: Int64
+  public var entryCount: Int
+  public var verification: String
+  public var path: String
+}
+
+/// Lists archives from the files alone.
+public enum ListJob {
+  /// The archives, newest first, optionally of one user (their per-user archives and the full
+  /// snapshots that hold them) or one kind.
+  /// - Throws: `JobError.store`.
+  public static func run(_ deployment: Deployment, kind: String?, userID: Int64?) throws -> [ListedArchive] {
+    let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+    do {
+      return try repository.list(kind: kind.flatMap(Manifest.Kind.init(rawValue:)), userID: userID).map { record in
+        ListedArchive(
+          id: record.id, createdAt: record.createdAt, kind: record.kind.rawValue, userID: record.userID,
+          reason: record.reason, byteCount: record.byteCount, entryCount: record.entryCount,
+          verification: record.verification.rawValue, path: repository.path(of: record))
+      }
+    } catch let error as StoreError {
+      throw JobError.store(context: "list", underlying: error)
+    }
+  }
+}

@@ -1,0 +1,122 @@
+import Foundation
+
+/// Opens an archive, decrypts and decompresses it as a stream, and checks it against its
+/// manifest before a single byte lands anywhere: the first entry must be `manifest.json`; every
+/// other entry must be a regular file with a safe relative path, listed once in the manifest,
+/// of the listed size, with the listed SHA-256; nothing listed may be missing; nothing may
+/// decompress past the limits.
+public enum ArchiveReader {
+  /// Limits that keep a hostile archive from filling the disk.
+  public struct Limits: Sendable {
+    /// The most bytes all entries together may declare.
+    public var totalByteCount: Int64 = 64 * 1024 * 1024 * 1024
+    /// The most entries an archive may hold.
+    public var entryCount: Int = 2_000_000
+    public init() {}
+  }
+
+  /// Reads the archive at `path`, verifying it entirely; with `extractTo`, writes each entry
+  /// below that directory (which must exist) as it is verified. Callers extract into a staging
+  /// directory and only act once this returns.
+  /// - Returns: the manifest.
+  /// - Throws: `StoreError` naming the archive and what failed (wrong identity, truncated or
+  ///   tampered data, a hostile entry).
+  public static func read(
+    path: String, identities: [AgeIdentity], extractTo: String? = nil, limits: Limits = Limits()
+  ) throws -> Manifest {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else {
+      if errno == ENOENT { throw StoreError.missing(path: path, hint: "list archives with: tgsess list") }
+      throw StoreError.io(path: path, operation: "open", errno: errno)
+    }
+    defer { close(fd) }
+    let file = FileDescriptorSource(fd: fd, path: path)
+    let isEncrypted = path.hasSuffix(ArchiveName.encryptedSuffix)
+    let source: ByteSource
+    if isEncrypted {
+      if identities.isEmpty {
+        throw StoreError.crypto(
+          object: path, reason: "archive is encrypted and no age identity was given",
+          hint: "pass --identity FILE (the key kept off the host)")
+      }
+      do {
+        source = try AgeDecryptingReader(identities: identities, input: file, objectName: path)
+      } catch let error as AgeError {
+        throw error.storeError
+      }
+    } else {
+      source = file
+    }
+    do {
+      return try verifyStream(
+        source: source, objectName: path, extractTo: extractTo, limits: limits)
+    } catch let error as AgeError {
+      throw error.storeError
+    }
+  }
+
+  static func verifyStream(source: ByteSource, objectName: String, extractTo: String?, limits: Limits) throws
+    -> Manifest
+  {
+    func refuse(_ reason: String) -> StoreError {
+      .invalid(path: objectName, reason: reason, hint: "refusing this archive; use another backup")
+    }
+    let reader = try TarZstdReader(objectName: objectName) { buffer in try source.read(into: buffer) }
+    guard let first = try reader.next() else { throw refuse("empty archive (no manifest.json)") }
+    guard first.path == "manifest.json", first.kind == .file else {
+      throw refuse("first entry is '\(first.path)', not manifest.json")
+    }
+    guard first.size <= Manifest.maximumByteCount else { throw refuse("manifest.json is too large") }
+    var manifestData = Data()
+    _ = try reader.readEntry(limit: Manifest.maximumByteCount) { manifestData.append(contentsOf: $0) }
+    let manifest = try Manifest.decode(manifestData, objectName: objectName)
+    guard manifest.entries.count <= limits.entryCount else { throw refuse("too many entries") }
+    let declared = manifest.entries.reduce(Int64(0)) { $0 + $1.size }
+    guard declared <= limits.totalByteCount else {
+      throw refuse("entries declare \(declared) bytes, over the \(limits.totalByteCount)-byte limit")
+    }
+    var expected = Dictionary(uniqueKeysWithValues: manifest.entries.map { ($0.path, $0) })
+    var seen = Set<String>()
+    while let header = try reader.next() {
+      guard ArchivePath.isSafe(header.path) else { throw refuse("unsafe entry path '\(header.path)'") }
+      guard header.kind == .file else {
+        throw refuse("entry '\(header.path)' is a \(header.kind.rawValue), not a regular file")
+      }
+      guard seen.insert(header.path).inserted else { throw refuse("entry '\(header.path)' appears twice") }
+      guard let entry = expected.removeValue(forKey: header.path) else {
+        throw refuse("entry '\(header.path)' is not in the manifest")
+      }
+      guard header.size == entry.size else {
+        throw refuse("entry '\(header.path)' is \(header.size) bytes, the manifest says \(entry.size)")
+      }
+      var hasher = SHA256Hasher()
+      var output: Int32 = -1
+      var outputPath = ""
+      if let extractTo {
+        outputPath = extractTo + "/" + header.path
+        try FileSystem.makeDirectory((outputPath as NSString).deletingLastPathComponent)
+        output = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, FileSystem.fileMode)
+        guard output >= 0 else { throw StoreError.io(path: outputPath, operation: "create", errno: errno) }
+      }
+      defer { if output >= 0 { close(output) } }
+      let count = try reader.readEntry(limit: entry.size) { chunk in
+        hasher.update(chunk)
+        if output >= 0 { try FileSystem.writeAll(fd: output, bytes: chunk, path: outputPath) }
+      }
+      guard count == entry.size else {
+        throw refuse("entry '\(header.path)' ended after \(count) of \(entry.size) bytes")
+      }
+      guard Hex.encode(hasher.finalize()) == entry.sha256 else {
+        throw refuse("entry '\(header.path)' does not match its SHA-256 in the manifest")
+      }
+    }
+    if let missing = expected.keys.sorted().first {
+      throw refuse("entry '\(missing)' is in the manifest but not in the archive")
+    }
+    // Anything after the tar end (garbage appended to the zstd stream) is caught by the decoder,
+    // and the age reader refuses data after its final chunk; drain to make both look.
+    var sink = [UInt8](repeating: 0, count: 64 * 1024)
+    while try sink.withUnsafeMutableBytes({ try source.read(into: $0) }) > 0 {}
+    return manifest
+  }
+}

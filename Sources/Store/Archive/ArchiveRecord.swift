@@ -1,0 +1,110 @@
+import Foundation
+
+/// What `list` shows of one archive, kept beside it as `<id>.json` (no secrets: ids, times,
+/// counts, hashes, auth-key fingerprints). The archive file itself stays the source of truth:
+/// without the record, its name still gives the id, time, kind and user.
+public struct ArchiveRecord: Codable, Sendable, Equatable {
+  /// How an archive was proven good after it was written.
+  public enum Verification: String, Codable, Sendable, Equatable {
+    /// Decrypted, decompressed, every entry's SHA-256 matched the manifest.
+    case full
+    /// No identity on this host: the file re-read from disk matched the SHA-256 of what was
+    /// written (decrypting needs the identity kept off the host).
+    case ciphertext
+    /// Not known (the record was lost and rebuilt from the file name).
+    case unknown
+  }
+
+  public var id: String
+  public var fileName: String
+  public var kind: Manifest.Kind
+  public var createdAt: Date
+  public var userID: Int64?
+  public var reason: String
+  public var isEncrypted: Bool
+  /// Size of the archive file.
+  public var byteCount: Int64
+  /// Sum of the entries' sizes.
+  public var contentByteCount: Int64
+  public var entryCount: Int
+  /// Users whose session is in the archive.
+  public var userIDs: [Int64]
+  /// SHA-256 of the archive file.
+  public var sha256: String
+  public var verification: Verification
+  public var verifiedAt: Date?
+  public var toolVersion: String
+  public var host: String
+  /// For per-user archives: the session identity, to tell a real change from cache churn.
+  public var sessionFingerprint: SessionFingerprint?
+
+  /// Identity of a session without its key: auth-key fingerprint, dc, normalised address.
+  public struct SessionFingerprint: Codable, Sendable, Equatable, Hashable {
+    public var authKey: String
+    public var dcID: Int
+    public var serverAddress: String?
+
+    public init(authKey: String, dcID: Int, serverAddress: String?) {
+      self.authKey = authKey
+      self.dcID = dcID
+      self.serverAddress = serverAddress
+    }
+  }
+
+  public var isVerified: Bool { verification != .unknown }
+
+  /// Stable JSON.
+  public func encoded() throws -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    return try encoder.encode(self)
+  }
+
+  /// Parses a record; nil when it is not one.
+  public static func decode(_ data: Data) -> ArchiveRecord? {
+    let decoder = JSONDecoder()
+    decoder.dateDecodingStrategy = .iso8601
+    decoder.keyDecodingStrategy = .convertFromSnakeCase
+    return try? decoder.decode(ArchiveRecord.self, from: data)
+  }
+}
+
+/// Archive ids and file names: `20261125T041500Z-full-k3j9x2` and
+/// `20261125T041500Z-u42-k3j9x2`, so that names sort by time and say what they hold.
+public enum ArchiveName {
+  public static let encryptedSuffix = ".tar.zst.age"
+  public static let plainSuffix = ".tar.zst"
+  public static let recordSuffix = ".json"
+
+  /// A new id for an archive made at `date`.
+  public static func makeID(kind: Manifest.Kind, userID: Int64?, date: Date) -> String {
+    let alphabet = Array("abcdefghijkmnopqrstuvwxyz23456789")
+    let random = String((0..<6).map { _ in alphabet.randomElement()! })
+    let what = kind == .full ? "full" : "u\(userID ?? 0)"
+    return "\(Timestamp.compact(date))-\(what)-\(random)"
+  }
+
+  /// The archive file name of `id`.
+  public static func fileName(id: String, isEncrypted: Bool) -> String {
+    id + (isEncrypted ? encryptedSuffix : plainSuffix)
+  }
+
+  /// Splits an archive file name into (id, encrypted); nil for any other file.
+  public static func parse(fileName: String) -> (id: String, isEncrypted: Bool)? {
+    if fileName.hasPrefix(".") { return nil }
+    if fileName.hasSuffix(encryptedSuffix) { return (String(fileName.dropLast(encryptedSuffix.count)), true) }
+    if fileName.hasSuffix(plainSuffix) { return (String(fileName.dropLast(plainSuffix.count)), false) }
+    return nil
+  }
+
+  /// What an id says: time, kind and user; nil when it is not a tgsess id.
+  public static func describe(id: String) -> (createdAt: Date, kind: Manifest.Kind, userID: Int64?)? {
+    let parts = id.split(separator: "-")
+    guard parts.count == 3, let date = Timestamp.parseCompact(String(parts[0])) else { return nil }
+    if parts[1] == "full" { return (date, .full, nil) }
+    if parts[1].hasPrefix("u"), let user = Int64(parts[1].dropFirst()) { return (date, .user, user) }
+    return nil
+  }
+}

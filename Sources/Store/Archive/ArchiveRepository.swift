@@ -1,0 +1,285 @@
+import Foundation
+
+/// How archives are encrypted.
+public enum ArchiveEncryption: Sendable {
+  /// age v1 to these X25519 recipients (the default).
+  case age([AgeRecipient])
+  /// No encryption (`--no-encrypt`, an explicit opt-out).
+  case none
+}
+
+/// The archives of one deployment: `backups/full/<id>.tar.zst.age` for full snapshots and
+/// `backups/users/user_<id>/<id>.tar.zst.age` for per-user backups, each with its record
+/// `<id>.json`. Writes are write-then-prove: a temporary name, fsync, read back and check,
+/// record, publish (no-clobber link), fsync the directory.
+public struct ArchiveRepository: Sendable {
+  public let backupsDirectory: String
+
+  public init(backupsDirectory: String) {
+    self.backupsDirectory = backupsDirectory
+  }
+
+  public var fullDirectory: String { backupsDirectory + "/full" }
+  public var usersDirectory: String { backupsDirectory + "/users" }
+
+  /// The directory of `userID`'s per-user archives.
+  public func userDirectory(_ userID: Int64) -> String { usersDirectory + "/user_\(userID)" }
+
+  /// The directory an archive of this kind lives in.
+  public func directory(kind: Manifest.Kind, userID: Int64?) -> String {
+    kind == .full ? fullDirectory : userDirectory(userID ?? 0)
+  }
+
+  /// The path of a listed archive.
+  public func path(of record: ArchiveRecord) -> String {
+    directory(kind: record.kind, userID: record.userID) + "/" + record.fileName
+  }
+
+  // MARK: - Writing
+
+  /// Writes one archive: `manifest.json` first, then each manifest entry streamed from
+  /// `sources[entry.path]`, through zstd and (by default) age, to a temporary file; fsyncs it;
+  /// proves it (decrypting with `identities` when the host has them, else re-reading the
+  /// ciphertext's SHA-256); writes the record; publishes it under its final name.
+  /// - Returns: the record, as `list` will show it.
+  /// - Throws: `StoreError`; nothing is left under a name `list` or `restore` would pick.
+  public func write(
+    id: String, manifest: Manifest, sources: [String: String], encryption: ArchiveEncryption,
+    identities: [AgeIdentity], zstdLevel: Int = 3, progress: ((Int64) -> Void)? = nil
+  ) throws -> ArchiveRecord {
+    let directory = self.directory(kind: manifest.kind, userID: manifest.userID)
+    try FileSystem.makeDirectory(directory)
+    var isEncrypted = false
+    if case .age = encryption { isEncrypted = true }
+    let fileName = ArchiveName.fileName(id: id, isEncrypted: isEncrypted)
+    let finalPath = directory + "/" + fileName
+    let tempPath = FileSystem.temporaryPath(for: finalPath)
+    let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
+    guard fd >= 0 else { throw StoreError.io(path: tempPath, operation: "create", errno: errno) }
+    var isPublished = false
+    defer { if !isPublished { unlink(tempPath) } }
+
+    // 1. Write.
+    let sink = HashingSink(output: FileDescriptorSink(fd: fd, path: tempPath))
+    do {
+      defer { close(fd) }
+      var ageWriter: AgeEncryptingWriter?
+      if case .age(let recipients) = encryption {
+        do { ageWriter = try AgeEncryptingWriter(recipients: recipients, output: sink) } catch let error as AgeError {
+          throw error.storeError
+        }
+      }
+      let tar = try TarZstdWriter(level: zstdLevel, objectName: finalPath) { bytes in
+        if let ageWriter { try ageWriter.write(bytes) } else { try sink.write(bytes) }
+      }
+      try tar.addFile(path: "manifest.json", data: try manifest.encoded(), modified: manifest.createdAt)
+      for entry in manifest.entries {
+        guard let source = sources[entry.path] else {
+          throw StoreError.invalid(
+            path: finalPath, reason: "no staged file for entry \(entry.path)", hint: "this is a tgsess bug; report it")
+        }
+        let written = try tar.addFile(
+          path: entry.path, contentsOf: source, mode: mode_t(entry.mode), modified: manifest.createdAt)
+        guard written.sha256 == entry.sha256 else {
+          throw StoreError.invalid(
+            path: finalPath, reason: "staged file \(entry.path) changed while it was archived",
+            hint: "run the backup again")
+        }
+        progress?(written.size)
+      }
+      try tar.finish()
+      try ageWriter?.finish()
+      try CrashPoint.hit("archive.before-fsync")
+      if fsync(fd) != 0 { throw StoreError.io(path: tempPath, operation: "fsync", errno: errno) }
+    }
+    let archiveSHA256 = sink.digest()
+    let byteCount = sink.byteCount
+
+    // 2. Prove.
+    var verification = ArchiveRecord.Verification.ciphertext
+    if !isEncrypted || !identities.isEmpty {
+      let readBack = try ArchiveReader.read(path: tempPath, identities: identities)
+      guard readBack == manifest else {
+        throw StoreError.invalid(
+          path: finalPath, reason: "the manifest read back differs from the one written", hint: "run the backup again")
+      }
+      verification = .full
+    } else {
+      let reread = try FileSystem.sha256(ofFile: tempPath)
+      guard reread == archiveSHA256 else {
+        throw StoreError.invalid(
+          path: finalPath, reason: "the file read back differs from what was written (disk error?)",
+          hint: "check the disk, then run the backup again")
+      }
+    }
+    try CrashPoint.hit("archive.after-verify")
+
+    // 3. Record, then publish.
+    let users = Array(Set(manifest.entries.compactMap { $0.role == .session ? $0.userID : nil })).sorted()
+    var fingerprint: ArchiveRecord.SessionFingerprint?
+    if manifest.kind == .user, let session = manifest.entries.first(where: { $0.role == .session }),
+      let key = session.authKeyFingerprint, let dc = session.dcID
+    {
+      fingerprint = .init(authKey: key, dcID: dc, serverAddress: session.serverAddress)
+    }
+    let record = ArchiveRecord(
+      id: id, fileName: fileName, kind: manifest.kind, createdAt: manifest.createdAt, userID: manifest.userID,
+      reason: manifest.reason, isEncrypted: isEncrypted, byteCount: byteCount,
+      contentByteCount: manifest.entries.reduce(0) { $0 + $1.size }, entryCount: manifest.entries.count,
+      userIDs: users, sha256: archiveSHA256, verification: verification, verifiedAt: Date(),
+      toolVersion: manifest.toolVersion, host: manifest.host, sessionFingerprint: fingerprint)
+    try FileSystem.writeAtomically(try record.encoded(), to: directory + "/" + id + ArchiveName.recordSuffix)
+    try CrashPoint.hit("archive.before-publish")
+    if link(tempPath, finalPath) != 0 {
+      throw StoreError.io(path: finalPath, operation: "publish (link)", errno: errno)
+    }
+    isPublished = true
+    unlink(tempPath)
+    try CrashPoint.hit("archive.after-publish")
+    try FileSystem.fsyncDirectory(directory)
+    return record
+  }
+
+  // MARK: - Listing
+
+  /// Every published archive, newest first. Works from the files alone: a missing or damaged
+  /// record is rebuilt from the archive's name (verification `unknown`); records without an
+  /// archive and temporaries are ignored.
+  /// - Throws: `StoreError.io` when a directory cannot be read.
+  public func list(kind: Manifest.Kind? = nil, userID: Int64? = nil) throws -> [ArchiveRecord] {
+    var directories: [String] = []
+    if kind != .user { directories.append(fullDirectory) }
+    if kind != .full {
+      if let userID {
+        directories.append(userDirectory(userID))
+      } else {
+        for name in try Self.names(in: usersDirectory) where name.hasPrefix("user_") {
+          directories.append(usersDirectory + "/" + name)
+        }
+      }
+    }
+    var records: [ArchiveRecord] = []
+    for directory in directories {
+      let names = try Self.names(in: directory)
+      let present = Set(names)
+      for name in names {
+        guard let (id, isEncrypted) = ArchiveName.parse(fileName: name) else { continue }
+        let recordName = id + ArchiveName.recordSuffix
+        var record: ArchiveRecord?
+        if present.contains(recordName), let data = try? FileSystem.read(directory + "/" + recordName) {
+          record = ArchiveRecord.decode(data)
+        }
+        if record == nil || record?.fileName != name {
+          guard let described = ArchiveName.describe(id: id) else { continue }
+          let size = (try? FileSystem.size(of: directory + "/" + name)) ?? 0
+          record = ArchiveRecord(
+            id: id, fileName: name, kind: described.kind, createdAt: described.createdAt, userID: described.userID,
+            reason: "", isEncrypted: isEncrypted, byteCount: size, contentByteCount: 0, entryCount: 0,
+            userIDs: described.userID.map { [$0] } ?? [], sha256: "", verification: .unknown, verifiedAt: nil,
+            toolVersion: "", host: "", sessionFingerprint: nil)
+        }
+        if let record { records.append(record) }
+      }
+    }
+    if let userID {
+      records = records.filter { $0.kind == .user ? $0.userID == userID : $0.userIDs.contains(userID) }
+    }
+    return records.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+  }
+
+  /// Finds an archive by id (or unique id prefix).
+  /// - Throws: `StoreError.missing` when none or several match.
+  public func find(id: String) throws -> ArchiveRecord {
+    let all = try list()
+    if let exact = all.first(where: { $0.id == id }) { return exact }
+    let matches = all.filter { $0.id.hasPrefix(id) }
+    if matches.count == 1 { return matches[0] }
+    throw StoreError.missing(
+      path: backupsDirectory + "/…/" + id,
+      hint: matches.isEmpty ? "list archives with: tgsess list" : "\(matches.count) archives match; give more of the id")
+  }
+
+  /// Removes temporaries of interrupted runs and records whose archive was never published.
+  /// - Returns: the paths removed.
+  @discardableResult
+  public func removeLeftovers() throws -> [String] {
+    var removed = FileSystem.removeStaleTemporaries(in: fullDirectory)
+    var directories = [fullDirectory]
+    for name in try Self.names(in: usersDirectory) where name.hasPrefix("user_") {
+      let directory = usersDirectory + "/" + name
+      removed += FileSystem.removeStaleTemporaries(in: directory)
+      directories.append(directory)
+    }
+    for directory in directories {
+      let names = Set(try Self.names(in: directory))
+      for name in names where name.hasSuffix(ArchiveName.recordSuffix) {
+        let id = String(name.dropLast(ArchiveName.recordSuffix.count))
+        let hasArchive =
+          names.contains(ArchiveName.fileName(id: id, isEncrypted: true))
+          || names.contains(ArchiveName.fileName(id: id, isEncrypted: false))
+        // A record is written just before its archive is published; only an old orphan is a leftover.
+        if !hasArchive, let age = try? FileSystem.age(of: directory + "/" + name), age > 600 {
+          if unlink(directory + "/" + name) == 0 { removed.append(directory + "/" + name) }
+        }
+      }
+    }
+    return removed
+  }
+
+  static func names(in directory: String) throws -> [String] {
+    guard FileSystem.isDirectory(directory) else { return [] }
+    do { return try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+      throw StoreError.io(path: directory, operation: "list directory", errno: EACCES)
+    }
+  }
+}
+
+/// Passes bytes on while hashing and counting them.
+final class HashingSink: ByteSink {
+  private let output: ByteSink
+  private var hasher: SHA256Hasher? = SHA256Hasher()
+  private(set) var byteCount: Int64 = 0
+
+  init(output: ByteSink) { self.output = output }
+
+  func write(_ bytes: UnsafeRawBufferPointer) throws {
+    hasher!.update(bytes)
+    byteCount += Int64(bytes.count)
+    try output.write(bytes)
+  }
+
+  func digest() -> String {
+    guard let done = hasher.take() else { return "" }
+    return Hex.encode(done.finalize())
+  }
+}
+
+extension FileSystem {
+  /// SHA-256 of a file, streamed.
+  /// - Throws: `StoreError.io`.
+  public static func sha256(ofFile path: String) throws -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw StoreError.io(path: path, operation: "open", errno: errno) }
+    defer { close(fd) }
+    var hasher = SHA256Hasher()
+    var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+    while true {
+      let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+      if count < 0 {
+        if errno == EINTR { continue }
+        throw StoreError.io(path: path, operation: "read", errno: errno)
+      }
+      if count == 0 { break }
+      buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+    }
+    return Hex.encode(hasher.finalize())
+  }
+
+  /// Seconds since `path` was last modified.
+  /// - Throws: `StoreError.io`.
+  public static func age(of path: String) throws -> TimeInterval {
+    var info = stat()
+    guard stat(path, &info) == 0 else { throw StoreError.io(path: path, operation: "stat", errno: errno) }
+    return Date().timeIntervalSince1970 - TimeInterval(info.st_mtim.tv_sec)
+  }
+}

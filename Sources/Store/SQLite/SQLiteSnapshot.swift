@@ -1,0 +1,56 @@
+import Foundation
+import GRDBSQLite
+
+/// Consistent copies of live SQLite files through the online backup API, for staging: the
+/// source is opened read-only (never written, never rolled back, journal mode untouched) and the
+/// copy shows the last committed state even while another process holds a write transaction.
+public enum SQLiteSnapshot {
+  /// Copies `source` into a new file at `destination` (mode 0600). The copy is not fsynced:
+  /// it is a staging file that an archive will hold durably.
+  /// - Throws: `StoreError.database` naming the source (busy, corrupt, hot journal) or the
+  ///   destination.
+  public static func take(source: String, destination: String, busyTimeoutMS: Int32 = 5000) throws {
+    guard FileSystem.exists(source) else {
+      throw StoreError.missing(path: source, hint: "it disappeared during the backup; run again")
+    }
+    let fd = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
+    guard fd >= 0 else { throw StoreError.io(path: destination, operation: "create", errno: errno) }
+    close(fd)
+    var isDone = false
+    defer { if !isDone { unlink(destination) } }
+
+    var from: OpaquePointer?
+    var to: OpaquePointer?
+    defer {
+      sqlite3_close_v2(from)
+      sqlite3_close_v2(to)
+    }
+    let flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
+    var rc = sqlite3_open_v2(source, &from, flags | SQLITE_OPEN_READONLY, nil)
+    guard rc == SQLITE_OK, let from else { throw failure(rc, from, "open read-only", source) }
+    sqlite3_busy_timeout(from, busyTimeoutMS)
+    rc = sqlite3_open_v2(destination, &to, flags | SQLITE_OPEN_READWRITE, nil)
+    guard rc == SQLITE_OK, let to else { throw failure(rc, to, "open", destination) }
+    // A staging copy needs no journal and no syncs.
+    sqlite3_exec(to, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", nil, nil, nil)
+    guard let backup = sqlite3_backup_init(to, "main", from, "main") else {
+      throw failure(sqlite3_extended_errcode(to), to, "start online backup", destination)
+    }
+    var step = sqlite3_backup_step(backup, -1)
+    let finish = sqlite3_backup_finish(backup)
+    if step == SQLITE_DONE { step = SQLITE_OK }
+    if step != SQLITE_OK || finish != SQLITE_OK {
+      let code = step != SQLITE_OK ? step : finish
+      let sourceCode = sqlite3_extended_errcode(from)
+      let isSource = sourceCode != SQLITE_OK || [SQLITE_BUSY, SQLITE_LOCKED].contains(code & 0xff)
+      throw SQLiteFailure(code: code, message: String(cString: sqlite3_errstr(code)), operation: "online backup")
+        .storeError(path: isSource ? source : destination)
+    }
+    isDone = true
+  }
+
+  private static func failure(_ rc: Int32, _ db: OpaquePointer?, _ operation: String, _ path: String) -> StoreError {
+    let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
+    return SQLiteFailure(code: rc, message: message, operation: operation).storeError(path: path)
+  }
+}
