@@ -247,7 +247,8 @@ enum CryptoFixtures {
       Hex.encode(first)
         == "77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906"
     )
-    let second = try Scrypt.derive(password: Array("password".utf8), salt: Array("NaCl".utf8), logN: 10, p: 16, count: 64)
+    let second = try Scrypt.derive(
+      password: Array("password".utf8), salt: Array("NaCl".utf8), logN: 10, p: 16, count: 64)
     #expect(
       Hex.encode(second)
         == "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"

@@ -25,7 +25,8 @@ import Testing
           print(f.decrypt(line.encode(), ttl=600).hex())
       """
     let result = try runPython(script, arguments: [key.base64], stdin: Data(lines.joined(separator: "\n").utf8))
-    #expect(result.stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init) == expected)
+    #expect(
+      result.stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init) == expected)
   }
 
   @Test func swiftDecryptsPythonTokens() throws {
@@ -82,7 +83,8 @@ import Testing
       print(rotated.decode())
       print(Fernet(new).extract_timestamp(rotated))
       """
-    let python = try runPython(script, arguments: [newKey.base64, oldKey.base64, oldToken, String(decoding: plaintext, as: UTF8.self)])
+    let python = try runPython(
+      script, arguments: [newKey.base64, oldKey.base64, oldToken, String(decoding: plaintext, as: UTF8.self)])
     let lines = python.stdout.split(separator: "\n").map(String.init)
     #expect(lines.count == 2)
     #expect(lines.last == "1650000000")

@@ -81,10 +81,14 @@ struct FernetVector: Decodable, Sendable, CustomTestStringConvertible {
     let token = try fernet.encrypt(Array("x".utf8), now: stamp)
     // Expired when timestamp + ttl < now.
     #expect(throws: Never.self) { try fernet.decrypt(token, ttl: 100, now: stamp.addingTimeInterval(100)) }
-    #expect(throws: FernetError.invalidToken) { try fernet.decrypt(token, ttl: 100, now: stamp.addingTimeInterval(101)) }
+    #expect(throws: FernetError.invalidToken) {
+      try fernet.decrypt(token, ttl: 100, now: stamp.addingTimeInterval(101))
+    }
     // From the future when now + 60 < timestamp.
     #expect(throws: Never.self) { try fernet.decrypt(token, ttl: 100, now: stamp.addingTimeInterval(-60)) }
-    #expect(throws: FernetError.invalidToken) { try fernet.decrypt(token, ttl: 100, now: stamp.addingTimeInterval(-61)) }
+    #expect(throws: FernetError.invalidToken) {
+      try fernet.decrypt(token, ttl: 100, now: stamp.addingTimeInterval(-61))
+    }
   }
 
   @Test func roundTripsEveryLengthAroundABlock() throws {
