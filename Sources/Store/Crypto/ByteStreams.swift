@@ -6,7 +6,8 @@ import Foundation
 
 /// Something bytes can be written to, a buffer at a time.
 public protocol ByteSink: AnyObject {
-  /// Writes all of `bytes` or throws.
+  /// Writes all of `bytes`.
+  /// - Throws: the sink's error (`StoreError.io` for files); nothing may be assumed written.
   func write(_ bytes: UnsafeRawBufferPointer) throws
 }
 
@@ -14,11 +15,13 @@ public protocol ByteSink: AnyObject {
 public protocol ByteSource: AnyObject {
   /// Reads up to `buffer.count` bytes into `buffer`.
   /// - Returns: the number of bytes read; 0 only at the end of the data (or for an empty buffer).
+  /// - Throws: the source's error (`StoreError.io` for files, `AgeError` for decryption).
   func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
 }
 
 extension ByteSink {
-  /// Writes all of `bytes` or throws.
+  /// Writes all of `bytes`.
+  /// - Throws: what `write(_:)` throws.
   public func write(_ bytes: [UInt8]) throws {
     try bytes.withUnsafeBytes { try write($0) }
   }
