@@ -18,11 +18,13 @@ public enum ArchiveReader {
   /// Reads the archive at `path`, verifying it entirely; with `extractTo`, writes each entry
   /// below that directory (which must exist) as it is verified. Callers extract into a staging
   /// directory and only act once this returns.
+  /// - Parameter isEncrypted: whether the file is age-encrypted (default: by its name).
   /// - Returns: the manifest.
   /// - Throws: `StoreError` naming the archive and what failed (wrong identity, truncated or
   ///   tampered data, a hostile entry).
   public static func read(
-    path: String, identities: [AgeIdentity], extractTo: String? = nil, limits: Limits = Limits()
+    path: String, identities: [AgeIdentity], extractTo: String? = nil, limits: Limits = Limits(),
+    isEncrypted: Bool? = nil
   ) throws -> Manifest {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else {
@@ -31,7 +33,7 @@ public enum ArchiveReader {
     }
     defer { close(fd) }
     let file = FileDescriptorSource(fd: fd, path: path)
-    let isEncrypted = path.hasSuffix(ArchiveName.encryptedSuffix)
+    let isEncrypted = isEncrypted ?? path.hasSuffix(ArchiveName.encryptedSuffix)
     let source: ByteSource
     if isEncrypted {
       if identities.isEmpty {

@@ -44,11 +44,36 @@ public struct ArchiveRecord: Codable, Sendable, Equatable {
     public var dcID: Int
     public var serverAddress: String?
 
+    enum CodingKeys: String, CodingKey {
+      case authKey = "auth_key"
+      case dcID = "dc_id"
+      case serverAddress = "server_address"
+    }
+
     public init(authKey: String, dcID: Int, serverAddress: String?) {
       self.authKey = authKey
       self.dcID = dcID
       self.serverAddress = serverAddress
     }
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case id
+    case fileName = "file_name"
+    case kind
+    case createdAt = "created_at"
+    case userID = "user_id"
+    case reason
+    case isEncrypted = "is_encrypted"
+    case byteCount = "byte_count"
+    case contentByteCount = "content_byte_count"
+    case entryCount = "entry_count"
+    case userIDs = "user_ids"
+    case sha256, verification
+    case verifiedAt = "verified_at"
+    case toolVersion = "tool_version"
+    case host
+    case sessionFingerprint = "session_fingerprint"
   }
 
   public var isVerified: Bool { verification != .unknown }
@@ -58,7 +83,6 @@ public struct ArchiveRecord: Codable, Sendable, Equatable {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     encoder.dateEncodingStrategy = .iso8601
-    encoder.keyEncodingStrategy = .convertToSnakeCase
     return try encoder.encode(self)
   }
 
@@ -66,7 +90,6 @@ public struct ArchiveRecord: Codable, Sendable, Equatable {
   public static func decode(_ data: Data) -> ArchiveRecord? {
     let decoder = JSONDecoder()
     decoder.dateDecodingStrategy = .iso8601
-    decoder.keyDecodingStrategy = .convertFromSnakeCase
     return try? decoder.decode(ArchiveRecord.self, from: data)
   }
 }

@@ -98,7 +98,7 @@ public struct ArchiveRepository: Sendable {
     // 2. Prove.
     var verification = ArchiveRecord.Verification.ciphertext
     if !isEncrypted || !identities.isEmpty {
-      let readBack = try ArchiveReader.read(path: tempPath, identities: identities)
+      let readBack = try ArchiveReader.read(path: tempPath, identities: identities, isEncrypted: isEncrypted)
       guard readBack == manifest else {
         throw StoreError.invalid(
           path: finalPath, reason: "the manifest read back differs from the one written", hint: "run the backup again")

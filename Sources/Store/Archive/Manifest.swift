@@ -46,6 +46,15 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// Server address, for comparing identities.
     public var serverAddress: String?
 
+    enum CodingKeys: String, CodingKey {
+      case path, role, size, mode, sha256, format
+      case isSQLite = "is_sqlite"
+      case userID = "user_id"
+      case dcID = "dc_id"
+      case authKeyFingerprint = "auth_key_fingerprint"
+      case serverAddress = "server_address"
+    }
+
     public init(
       path: String, role: EntryRole, size: Int64, mode: UInt32 = 0o600, sha256: String, isSQLite: Bool,
       userID: Int64? = nil, format: String? = nil, dcID: Int? = nil, authKeyFingerprint: String? = nil,
@@ -78,6 +87,17 @@ public struct Manifest: Codable, Sendable, Equatable {
   public var schemaVersion: Int
   public var entries: [Entry]
 
+  enum CodingKeys: String, CodingKey {
+    case formatVersion = "format_version"
+    case toolVersion = "tool_version"
+    case host
+    case createdAt = "created_at"
+    case kind, reason
+    case userID = "user_id"
+    case schemaVersion = "schema_version"
+    case entries
+  }
+
   public init(
     toolVersion: String, host: String, createdAt: Date, kind: Kind, reason: String, userID: Int64?,
     schemaVersion: Int, entries: [Entry]
@@ -85,7 +105,8 @@ public struct Manifest: Codable, Sendable, Equatable {
     formatVersion = Manifest.currentFormatVersion
     self.toolVersion = toolVersion
     self.host = host
-    self.createdAt = createdAt
+    // Whole seconds: what the JSON holds, so a manifest read back compares equal.
+    self.createdAt = Date(timeIntervalSince1970: createdAt.timeIntervalSince1970.rounded(.down))
     self.kind = kind
     self.reason = reason
     self.userID = userID
@@ -98,7 +119,6 @@ public struct Manifest: Codable, Sendable, Equatable {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     encoder.dateEncodingStrategy = .iso8601
-    encoder.keyEncodingStrategy = .convertToSnakeCase
     return try encoder.encode(self)
   }
 
@@ -107,7 +127,6 @@ public struct Manifest: Codable, Sendable, Equatable {
   public static func decode(_ data: Data, objectName: String) throws -> Manifest {
     let decoder = JSONDecoder()
     decoder.dateDecodingStrategy = .iso8601
-    decoder.keyDecodingStrategy = .convertFromSnakeCase
     let manifest: Manifest
     do { manifest = try decoder.decode(Manifest.self, from: data) } catch {
       throw StoreError.invalid(
