@@ -115,6 +115,61 @@ import Testing
     #expect(Hex.encode(info.identity.authKey.bytes) == expected.string("key"))
   }
 
+  @Test func telethonTemporaryKeyOnDisk() throws {
+    let dir = try TemporaryDirectory()
+    let path = dir.file("tmp.session")
+    let expected = try SessionPeer.run("telethon-tmp-key", [path])
+    let info = try SessionFileInspector.inspect(path: path)
+    #expect(info.hasTmpAuthKey)
+    #expect(Hex.encode(info.identity.authKey.bytes) == expected.string("key"))
+  }
+
+  /// kurigram with `use_wal=True`, closed cleanly: the header says WAL, no -wal is left.
+  @Test func kurigramWALFileClosedCleanly() throws {
+    let dir = try TemporaryDirectory()
+    let expected = try SessionPeer.run(
+      "pyrogram-file", [dir.path, "c", "1", "12345", "0", "780", "0", "", "1", "0"], peer: "kurigram")
+    let path = dir.file("c.session")
+    #expect(!Files.exists(path + "-wal"))
+    let before = try Files.bytes(path)
+    let mtime = try Files.mtime(path)
+    let info = try SessionFileInspector.inspect(path: path)
+    #expect(info.journalMode == "wal")
+    #expect(Hex.encode(info.identity.authKey.bytes) == expected.string("key"))
+    #expect(try Files.bytes(path) == before)
+    #expect(try Files.mtime(path).tv_sec == mtime.tv_sec)
+  }
+
+  // MARK: Live writers
+
+  /// A running Telethon keeps a write transaction open between saves; its -journal has a zeroed
+  /// header until it spills or commits. That is not a hot journal: readers see the last commit.
+  @Test func liveWriterTransactionIsNotAHotJournal() throws {
+    let dir = try TemporaryDirectory()
+    let path = try telethonFile(in: dir, name: "live.session")
+    let child = try PythonChild("hold-write", [path])
+    defer { child.finish() }
+    #expect(Files.exists(path + "-journal"))
+    let info = try SessionFileInspector.inspect(path: path)
+    #expect(info.identity.port == 443)
+    #expect(child.finish() == 0)
+  }
+
+  @Test func exclusiveLockIsReportedAsLocked() throws {
+    let dir = try TemporaryDirectory()
+    let path = try telethonFile(in: dir, name: "locked.session")
+    let child = try PythonChild("hold-exclusive", [path])
+    defer { child.finish() }
+    guard case .locked(let detail) = problem({ _ = try SessionFileInspector.inspect(path: path, busyTimeoutMS: 200) })
+    else {
+      Issue.record("an exclusive lock was not reported as .locked")
+      return
+    }
+    #expect(detail.contains("locked"))
+    #expect(child.finish() == 0)
+    #expect(try SessionFileInspector.inspect(path: path).identity.dcID == 2)
+  }
+
   // MARK: Read-only
 
   @Test func inspectionChangesNothing() throws {
@@ -299,6 +354,16 @@ import Testing
     #expect(inspectProblem(path) == .hotJournal(journal))
     #expect(try Files.bytes(path) == bytes)
     #expect(try Files.bytes(journal) == journalBytes)
+
+    // A journal SQLite deems hot without the synced magic (first byte non-zero) is refused by
+    // SQLite's read-only open itself (SQLITE_READONLY_ROLLBACK), never rolled back.
+    let odd = dir.file("odd.session")
+    try Files.copy(try telethonFile(in: dir, name: "odd-base.session"), odd)
+    let oddBytes = try Files.bytes(odd)
+    try Files.write([UInt8](repeating: 1, count: 1024), to: odd + "-journal")
+    #expect(inspectProblem(odd) == .hotJournal(odd + "-journal"))
+    #expect(try Files.bytes(odd) == oddBytes)
+    #expect(try Files.bytes(odd + "-journal") == [UInt8](repeating: 1, count: 1024))
 
     // Letting SQLite roll it back (a normal open of a copy with its journal) restores the key.
     let recovered = dir.file("recovered.session")

@@ -390,6 +390,30 @@ def hold_write(path):
     conn.close()
 
 
+def hold_exclusive(path):
+    """Holds an EXCLUSIVE lock (what a writer holds while it commits): readers get SQLITE_BUSY."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")
+    print("READY", flush=True)
+    sys.stdin.read()
+    conn.execute("ROLLBACK")
+    conn.close()
+
+
+def telethon_tmp_key(path):
+    """Telethon 1.45 with store_tmp_auth_key_on_disk=True and a temporary key set."""
+    from telethon.crypto import AuthKey
+    from telethon.sessions import SQLiteSession
+
+    session = SQLiteSession(path, store_tmp_auth_key_on_disk=True)
+    session.set_dc(2, "149.154.167.51", 443)
+    session.auth_key = AuthKey(os.urandom(256))
+    session.tmp_auth_key = AuthKey(os.urandom(256))
+    session.save()
+    session.close()
+    result({"key": session.auth_key.key.hex()})
+
+
 def integrity(path):
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     rows = [row[0] for row in conn.execute("PRAGMA integrity_check")]
@@ -425,6 +449,8 @@ COMMANDS = {
     "pyrogram-load": pyrogram_load,
     "hot-journal": hot_journal,
     "hold-write": hold_write,
+    "hold-exclusive": hold_exclusive,
+    "telethon-tmp-key": telethon_tmp_key,
     "integrity": integrity,
     "schema": schema,
     "open-normally": open_normally,
