@@ -37,7 +37,7 @@ import Testing
     let latest = try #require(info.latestUpdateDate)
     #expect(abs(latest - Date().timeIntervalSince1970) < 600)
     #expect(!info.hasTmpAuthKey)
-    #expect(info.journalMode == "delete")
+    #expect(info.journalMode == "rollback")
     #expect(info.apiID == nil && info.isBot == nil && info.isTestMode == nil)
   }
 
@@ -73,7 +73,7 @@ import Testing
     #expect(Hex.encode(info.identity.authKey.bytes) == expected.string("key"))
     #expect(info.ownerUserID == 777 && info.apiID == 12345 && info.isBot == false)
     #expect(info.updateStateCount == 1)
-    #expect(info.journalMode == "delete")
+    #expect(info.journalMode == "rollback")
     // kurigram v7 stores an address, so a Telethon string can be made from it.
     let string = try info.telethonString()
     #expect(try TelethonStringSession.decode(string).matches(info.identity))
