@@ -39,11 +39,13 @@ public enum SessionFileInspector {
 
     // 1. Structure, before SQLite sees the file.
     let header = try readHeader(path: path, fail: fail)
+    // The journal first: a writer mid-commit (or dead in it) can leave the file shorter than
+    // its header says, and the journal is the true explanation.
+    let journalPath = path + "-journal"
+    if isHotJournal(journalPath) { throw fail(.hotJournal(journalPath)) }
     let walPath = path + "-wal"
     let hasWAL = ((try? FileSystem.size(of: walPath)) ?? 0) > 0
     try checkDeclaredSize(header, hasWAL: hasWAL, fail: fail)
-    let journalPath = path + "-journal"
-    if isHotJournal(journalPath) { throw fail(.hotJournal(journalPath)) }
     let isWALMode = header.bytes[18] == 2 && header.bytes[19] == 2
 
     // 2. Open read-only and read everything in one read transaction.
@@ -53,7 +55,7 @@ public enum SessionFileInspector {
       defer { try? connection.execChecked("COMMIT") }
       if !(try connection.textRowsChecked("PRAGMA quick_check") == ["ok"]) { throw fail(.truncated) }
       var info = try read(connection, fail: fail)
-      info.journalMode = isWALMode ? "wal" : "delete"
+      info.journalMode = isWALMode ? "wal" : "rollback"
       return info
     } catch let failure as SQLiteFailure {
       throw fail(problem(for: failure, journalPath: journalPath, isWALMode: isWALMode))

@@ -214,7 +214,8 @@ public struct SessionFileInfo: Sendable, Equatable {
   public var latestUpdateDate: Double?
   /// Whether a non-empty Telethon `tmp_auth_key` (schema 8) is stored.
   public var hasTmpAuthKey: Bool
-  /// The journal mode recorded in the file header: `"wal"` or `"delete"` (rollback journal).
+  /// The journal kind recorded in the file header: `"wal"` or `"rollback"` (Telethon's and
+  /// Pyrogram's default, `journal_mode=DELETE`; the header does not tell DELETE from TRUNCATE).
   public var journalMode: String
 
   /// Creates an info value (inspectors and tests).
@@ -222,7 +223,7 @@ public struct SessionFileInfo: Sendable, Equatable {
     path: String, format: SessionFormat, identity: SessionIdentity, ownerUserID: Int64? = nil, apiID: Int? = nil,
     isTestMode: Bool? = nil, isBot: Bool? = nil, takeoutID: Int64? = nil, entityCount: Int = 0,
     updateStateCount: Int? = nil, latestUpdateDate: Double? = nil, hasTmpAuthKey: Bool = false,
-    journalMode: String = "delete"
+    journalMode: String = "rollback"
   ) {
     self.path = path
     self.format = format
