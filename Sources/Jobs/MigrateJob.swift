@@ -61,6 +61,8 @@ public enum MigrateJob {
         secretsEncrypted: 0, secretsRotated: 0, secretsUndecryptable: 0)
     }
     do {
+      // Keys first: a bad key refuses before anything, the lock file included, is touched.
+      let fernet = try KeyStore.loadFernet(deployment)
       let lock = options.isDryRun ? nil : try DeploymentLock.acquire(path: deployment.lockPath, command: "migrate")
       defer { lock?.release() }
       let database = try BotDatabase(
@@ -68,7 +70,6 @@ public enum MigrateJob {
       defer { database.close() }
       let status = try database.schemaStatus()
       if !status.unknown.isEmpty { try database.requireCurrentSchema() }
-      let fernet = try KeyStore.loadFernet(deployment)
       let secrets = try database.secretCensus(fernet: fernet)
       if secrets.plaintext > 0, fernet == nil {
         throw StoreError.key(

@@ -119,7 +119,7 @@ public final class TemporaryDirectory: @unchecked Sendable {
   public let path: String
 
   public init(_ label: String = "tgsess-test") throws {
-    let template = NSTemporaryDirectory() + "/\(label)-XXXXXX"
+    let template = (NSTemporaryDirectory() as NSString).appendingPathComponent("\(label)-XXXXXX")
     var bytes = Array(template.utf8CString)
     guard let made = mkdtemp(&bytes) else { throw TestHelperError("mkdtemp failed for \(template)") }
     path = String(cString: made)

@@ -74,7 +74,7 @@ import Testing
     let otherTable = try fixture.dump(table: "copy_configs")
     let initResult = try runTgsess(["init", "--root", fixture.root])
     #expect(initResult.status == 0, "\(initResult.stderr)")
-    #expect(initResult.stdout.contains("encrypt 12 plaintext secret(s)"))
+    #expect(initResult.stdout.contains("encrypt 18 plaintext secret(s)"))
     // The safety copy exists, is private, and holds the old plaintext rows.
     let line = initResult.stdout.split(separator: "\n").first { $0.contains("safety copy: ") }!
     let copy = String(line.split(separator: " ").last!)
