@@ -15,11 +15,11 @@ install_peer() { # name, requirement
   local dir="$venv/peers/$1"
   if [ ! -f "$dir/.installed" ]; then
     rm -rf "$dir"
-    $pip install --no-deps --target "$dir" "$2"
+    $pip install --no-deps --target "$dir" "${@:2}"
     touch "$dir/.installed"
   fi
 }
 install_peer telethon142 'telethon==1.42.0'
-install_peer kurigram 'kurigram==2.2.26'
-install_peer pyrofork 'pyrofork==2.3.69'
+install_peer kurigram 'kurigram==2.2.26' python-socks pymediainfo
+install_peer pyrofork 'pyrofork==2.3.69' python-socks pymediainfo
 echo "test peers ready in $venv"

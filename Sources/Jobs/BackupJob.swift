@@ -40,7 +40,9 @@ public enum BackupReason {
   public static let beforeLogout = "Before logout"
   public static let beforeRestore = "Before restore"
   public static let imported = "Imported"
-  public static let known = [scheduled, beforeLogin, before2FA, postRecovery, manual, beforeLogout, beforeRestore, imported]
+  public static let known = [
+    scheduled, beforeLogin, before2FA, postRecovery, manual, beforeLogout, beforeRestore, imported,
+  ]
 
   /// Checks a reason: the known ones, or any other short printable text.
   /// - Throws: `JobError.usage`.
@@ -177,7 +179,8 @@ public enum BackupJob {
         encryption = .none
         identities = []
       }
-      database = try BotDatabase(path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
+      database = try BotDatabase(
+        path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
     }
 
     deinit { database.close() }
@@ -212,7 +215,8 @@ public enum BackupJob {
         throw StoreError.session(object: source, reason: .truncated)
       }
       let entry = Manifest.Entry(
-        path: relative, role: .session, size: try FileSystem.size(of: staged), sha256: try FileSystem.sha256(ofFile: staged),
+        path: relative, role: .session, size: try FileSystem.size(of: staged),
+        sha256: try FileSystem.sha256(ofFile: staged),
         isSQLite: true, userID: userID, format: info.format.shortName, dcID: info.identity.dcID,
         authKeyFingerprint: info.identity.authKey.fingerprint, serverAddress: info.identity.serverAddress)
       var result = StagedSession(
@@ -273,11 +277,13 @@ public enum BackupJob {
       let record = try repository.write(
         id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
         zstdLevel: options.zstdLevel)
-      let writer = try BotDatabase(path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
+      let writer = try BotDatabase(
+        path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { writer.close() }
       try writer.recordSessionBackup(
         userID: userID, reason: reason, archiveID: id, authKeyFingerprint: session?.fingerprint.authKey, at: date)
-      logger.info("per-user backup written", metadata: ["user.id": "\(userID)", "archive.id": "\(id)", "reason": "\(reason)"])
+      logger.info(
+        "per-user backup written", metadata: ["user.id": "\(userID)", "archive.id": "\(id)", "reason": "\(reason)"])
       return record
     }
 
@@ -311,7 +317,8 @@ public enum BackupJob {
       let databaseProblems = try SQLiteConnection(path: databaseStaged, mode: .readOnly).integrityCheck(quick: true)
       guard databaseProblems.isEmpty else {
         throw StoreError.database(
-          path: deployment.databasePath, reason: "its snapshot fails quick_check: \(databaseProblems.prefix(3).joined(separator: "; "))",
+          path: deployment.databasePath,
+          reason: "its snapshot fails quick_check: \(databaseProblems.prefix(3).joined(separator: "; "))",
           hint: "repair or restore the database before backing it up")
       }
       var entries = [

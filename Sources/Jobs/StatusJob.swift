@@ -44,7 +44,8 @@ public enum StatusJob {
   /// - Throws: `JobError` when the database cannot be read.
   public static func run(_ deployment: Deployment, logger: Logger) throws -> StatusResult {
     do {
-      let database = try BotDatabase(path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
+      let database = try BotDatabase(
+        path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { database.close() }
       let schema = try database.schemaStatus()
       let rows = try database.userSummaries()
@@ -72,7 +73,8 @@ public enum StatusJob {
 
       let fernet = try? KeyStore.loadFernet(deployment)
       let recipients = (try? KeyStore.loadRecipients(deployment)) ?? []
-      let fromEnvironment = ProcessInfo.processInfo.environment[KeyStore.fernetEnvironmentVariable].map { !$0.isEmpty }
+      let fromEnvironment =
+        ProcessInfo.processInfo.environment[KeyStore.fernetEnvironmentVariable].map { !$0.isEmpty }
         ?? false
       return StatusResult(
         root: deployment.root,

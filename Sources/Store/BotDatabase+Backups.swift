@@ -49,8 +49,9 @@ extension BotDatabase {
     userID: Int64, reason: String, archiveID: String, authKeyFingerprint: String?, at date: Date
   ) throws -> Int64 {
     try write("record backup of user \(userID)") { db in
-      let hasUser = try Int.fetchOne(
-        db, sql: "SELECT count(*) FROM user_sessions WHERE user_id = ?", arguments: [userID]) ?? 0
+      let hasUser =
+        try Int.fetchOne(
+          db, sql: "SELECT count(*) FROM user_sessions WHERE user_id = ?", arguments: [userID]) ?? 0
       if hasUser > 0 {
         try db.execute(
           sql: """

@@ -135,7 +135,8 @@ public struct Config: Codable, Sendable, Equatable {
     case .valueNotFound(let type, let context):
       return "key '\(keyPath(context.codingPath))' needs a \(type) value"
     case .keyNotFound(let key, let context):
-      let path = context.codingPath.last?.stringValue == key.stringValue ? context.codingPath : context.codingPath + [key]
+      let path =
+        context.codingPath.last?.stringValue == key.stringValue ? context.codingPath : context.codingPath + [key]
       return "key '\(keyPath(path))' is missing or has the wrong type"
     case .dataCorrupted(let context):
       return "bad value at '\(keyPath(context.codingPath))'"

@@ -50,7 +50,8 @@ public struct Deployment: Sendable, Equatable {
   /// `TGSESS_CONFIG`, then `<root>/tgsess.toml` when it exists.
   /// - Throws: `StoreError` when a named config file is missing or invalid.
   public static func resolve(
-    root rootFlag: String?, config configFlag: String?, environment: [String: String] = ProcessInfo.processInfo
+    root rootFlag: String?, config configFlag: String?,
+    environment: [String: String] = ProcessInfo.processInfo
       .environment
   ) throws -> Deployment {
     let cwd = FileManager.default.currentDirectoryPath

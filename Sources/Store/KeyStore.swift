@@ -19,8 +19,11 @@ public enum KeyStore {
       let keys = try parts.enumerated().map { index, text in
         do { return try FernetKey(base64: text) } catch {
           throw StoreError.key(
-            path: "$\(fernetEnvironmentVariable)", reason: "key #\(index + 1) is not a Fernet key (44 characters of URL-safe base64)",
-            hint: "generate one with: python3 -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'")
+            path: "$\(fernetEnvironmentVariable)",
+            reason: "key #\(index + 1) is not a Fernet key (44 characters of URL-safe base64)",
+            hint:
+              "generate one with: python3 -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+          )
         }
       }
       return try Fernet(keys: keys)
@@ -87,7 +90,8 @@ public enum KeyStore {
     do {
       let identities = try AgeKeyFile.parseIdentities(text, path: path)
       guard !identities.isEmpty else {
-        throw StoreError.key(path: path, reason: "no AGE-SECRET-KEY-1 line", hint: "use a file made by age-keygen or tgsess init")
+        throw StoreError.key(
+          path: path, reason: "no AGE-SECRET-KEY-1 line", hint: "use a file made by age-keygen or tgsess init")
       }
       return identities
     } catch let error as StoreError {

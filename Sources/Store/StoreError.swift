@@ -97,13 +97,16 @@ public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible 
     case .missingFile:
       return "no session file there; check the path, or recover this user from a backup (tgsess recover --user ID)"
     case .notSQLite: return "not an SQLite database; restore this user from a backup (tgsess recover --user ID)"
-    case .truncated: return "truncated or damaged SQLite file; restore this user from a backup (tgsess recover --user ID)"
+    case .truncated:
+      return "truncated or damaged SQLite file; restore this user from a backup (tgsess recover --user ID)"
     case .emptyFile: return "empty file (0 bytes); restore this user from a backup (tgsess recover --user ID)"
     case .unknownSchema(let detail):
       return "unknown session schema (\(detail)); not a Telethon or Pyrogram session file"
     case .unsupportedVersion(let detail):
       return "unsupported session schema version \(detail); upgrade tgsess or convert the file"
-    case .noSessionsRow: return "no row in the sessions table (never logged in, or logged out); the user must log in again or recover from a backup"
+    case .noSessionsRow:
+      return
+        "no row in the sessions table (never logged in, or logged out); the user must log in again or recover from a backup"
     case .multipleSessionsRows(let count):
       return "\(count) rows in the sessions table where exactly one is expected; recover from a backup"
     case .authKeyMissing: return "auth key missing (logged out or never logged in); recover from a backup"
@@ -113,12 +116,15 @@ public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible 
     case .badPort(let port): return "port \(port) is not a valid server port; recover from a backup"
     case .badAddress(let address): return "server address '\(address)' is not an IP address; recover from a backup"
     case .hotJournal(let path):
-      return "hot journal \(path) beside the file (a writer is running or crashed mid-transaction); stop the bot, or let SQLite roll it back by opening the file, then check again"
+      return
+        "hot journal \(path) beside the file (a writer is running or crashed mid-transaction); stop the bot, or let SQLite roll it back by opening the file, then check again"
     case .badBase64: return "not valid URL-safe base64; copy the whole session string again"
     case .wrongLength(let count):
-      return "session string has \(count) characters (Telethon: 353 or 369; Pyrogram: 351, 356 or 362); copy the whole string again"
+      return
+        "session string has \(count) characters (Telethon: 353 or 369; Pyrogram: 351, 356 or 362); copy the whole string again"
     case .unknownStringVersion(let version):
-      return "unknown session string version '\(version)' (Telethon strings start with '1'); check where the string came from"
+      return
+        "unknown session string version '\(version)' (Telethon strings start with '1'); check where the string came from"
     case .unreadable(let detail): return "unreadable (\(detail)); check permissions and that the disk is healthy"
     case .serverAddressMissing:
       return

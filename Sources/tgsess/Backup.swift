@@ -22,7 +22,10 @@ struct Backup: ParsableCommand {
   @OptionGroup var global: GlobalOptions
 
   @Option(help: "Back up only this user.") var user: Int64?
-  @Option(help: "Why: \"Before login\", \"Before 2FA\", \"Post successful recovery\", \"Manual\", \"Before logout\", \"Scheduled\".")
+  @Option(
+    help:
+      "Why: \"Before login\", \"Before 2FA\", \"Post successful recovery\", \"Manual\", \"Before logout\", \"Scheduled\"."
+  )
   var reason: String?
   @Flag(help: "Write unencrypted archives (an explicit opt-out).") var noEncrypt = false
   @Option(help: "Seconds to wait for another run to finish (default 0, or [backup] lock_wait).") var lockWait: Int?
@@ -35,7 +38,8 @@ struct Backup: ParsableCommand {
       isEncrypted: !noEncrypt && (section?.encrypt ?? true), lockWait: TimeInterval(lockWait ?? section?.lockWait ?? 0),
       zstdLevel: section?.zstdLevel ?? 3)
     let meter = ProgressMeter()
-    let result = try BackupJob.run(deployment, options: options, logger: logger, progress: meter.isActive ? meter.update : nil)
+    let result = try BackupJob.run(
+      deployment, options: options, logger: logger, progress: meter.isActive ? meter.update : nil)
     meter.finish()
     if global.json { try Output.json(result) } else { render(result) }
     if result.isPartial { throw ExitCode(ExitStatus.partial) }

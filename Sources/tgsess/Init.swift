@@ -25,7 +25,9 @@ struct Init: ParsableCommand {
     if global.json { return try Output.json(result) }
     Output.line("deployment \(result.root)")
     for directory in result.directoriesCreated { Output.line("  created \(directory)/") }
-    if result.keys.ageIdentity { Output.line("  created age identity \(deployment.ageIdentityPath) (copy it off this host)") }
+    if result.keys.ageIdentity {
+      Output.line("  created age identity \(deployment.ageIdentityPath) (copy it off this host)")
+    }
     if result.keys.fernetKeys { Output.line("  created Fernet key file \(deployment.fernetKeysPath)") }
     for recipient in result.recipients { Output.line("  archives encrypt to \(recipient)") }
     Migrate.render(result.migrate)

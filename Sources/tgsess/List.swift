@@ -19,14 +19,18 @@ struct List: ParsableCommand {
   @Option(help: "full or user.") var kind: String?
 
   func validate() throws {
-    if let kind, kind != "full", kind != "user" { throw ValidationError("--kind must be full or user. Try: --kind full") }
+    if let kind, kind != "full", kind != "user" {
+      throw ValidationError("--kind must be full or user. Try: --kind full")
+    }
   }
 
   func run() throws {
     let (deployment, _) = try global.setUp()
     let archives = try ListJob.run(deployment, kind: kind, userID: user)
     if global.json { return try Output.json(archives) }
-    Output.line("ID                                TIME                  KIND  USER        REASON                    SIZE       ENTRIES  VERIFIED")
+    Output.line(
+      "ID                                TIME                  KIND  USER        REASON                    SIZE       ENTRIES  VERIFIED"
+    )
     for archive in archives {
       Output.line(
         [

@@ -38,11 +38,15 @@ struct Migrate: ParsableCommand {
     if !result.hasChanges {
       Output.line("database \(result.database) is current (schema version \(result.toVersion)); nothing to do")
     } else {
-      Output.line("database \(result.database): schema \(result.fromVersion) → \(result.toVersion)\(result.isDryRun ? " (dry run)" : "")")
+      Output.line(
+        "database \(result.database): schema \(result.fromVersion) → \(result.toVersion)\(result.isDryRun ? " (dry run)" : "")"
+      )
       if result.created { Output.line("  \(verb) create the database") }
       for step in result.migrations { Output.line("  \(verb) apply \(step)") }
       if result.secretsEncrypted > 0 { Output.line("  \(verb) encrypt \(result.secretsEncrypted) plaintext secret(s)") }
-      if result.secretsRotated > 0 { Output.line("  \(verb) re-encrypt \(result.secretsRotated) secret(s) under the newest key") }
+      if result.secretsRotated > 0 {
+        Output.line("  \(verb) re-encrypt \(result.secretsRotated) secret(s) under the newest key")
+      }
       if let copy = result.safetyCopy { Output.line("  safety copy: \(copy)") }
     }
     if result.secretsUndecryptable > 0 {

@@ -25,17 +25,24 @@ struct Status: ParsableCommand {
       "database   \(db.path): schema \(db.schemaVersion)\(db.isCurrent ? " (current)" : " (run tgsess migrate)"), \(db.users) users, \(db.sessionBackupRows) session_backups rows"
     )
     if !db.usersByStatus.isEmpty {
-      Output.line("           users: " + db.usersByStatus.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+      Output.line(
+        "           users: "
+          + db.usersByStatus.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
     }
     if !db.otherTables.isEmpty { Output.line("           bot tables: \(db.otherTables.joined(separator: ", "))") }
     let sessions = result.sessions
-    let valid = sessions.validByFormat.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+    let valid = sessions.validByFormat.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(
+      separator: ", ")
     Output.line("sessions   \(sessions.directory): \(sessions.files) files\(valid.isEmpty ? "" : " (\(valid))")")
     for (reason, count) in sessions.invalid.sorted(by: { $0.key < $1.key }) {
       Output.line("           \(count) invalid: \(reason)")
     }
-    if !sessions.withoutRow.isEmpty { Output.line("           files without a database row: users \(list(sessions.withoutRow))") }
-    if !sessions.rowsWithoutFile.isEmpty { Output.line("           rows without a session file: users \(list(sessions.rowsWithoutFile))") }
+    if !sessions.withoutRow.isEmpty {
+      Output.line("           files without a database row: users \(list(sessions.withoutRow))")
+    }
+    if !sessions.rowsWithoutFile.isEmpty {
+      Output.line("           rows without a session file: users \(list(sessions.rowsWithoutFile))")
+    }
     let keys = result.keys
     Output.line(
       "keys       age identity \(keys.ageIdentityPresent ? "present" : "not on this host"), \(keys.ageRecipients) recipient(s), \(keys.fernetKeys) Fernet key(s) from \(keys.fernetSource)"

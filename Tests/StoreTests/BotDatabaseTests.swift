@@ -25,8 +25,10 @@ import Testing
     database.close()
     #expect(try fixture.dump(table: "copy_configs") == before)
     #expect(try fixture.query("SELECT count(*) FROM user_sessions") == "2")
-    #expect(try fixture.query("SELECT status || '/' || health FROM user_sessions WHERE user_id = 111") == "active/unknown")
-    #expect(try fixture.query("SELECT value FROM tgsess_state WHERE key = 'schema_version'") == "\(BotSchema.currentVersion)")
+    #expect(
+      try fixture.query("SELECT status || '/' || health FROM user_sessions WHERE user_id = 111") == "active/unknown")
+    #expect(
+      try fixture.query("SELECT value FROM tgsess_state WHERE key = 'schema_version'") == "\(BotSchema.currentVersion)")
     #expect(
       try fixture.query("SELECT count(*) FROM sqlite_master WHERE name = 'session_backups_user_created'") == "1")
   }
@@ -94,7 +96,8 @@ import Testing
     try database.backup(to: copy)
     database.close()
     #expect(try FileSystem.mode(of: copy) == 0o600)
-    let check = try runProcess("/usr/bin/sqlite3", [copy, "PRAGMA integrity_check; SELECT count(*) FROM user_sessions;"])
+    let check = try runProcess(
+      "/usr/bin/sqlite3", [copy, "PRAGMA integrity_check; SELECT count(*) FROM user_sessions;"])
     #expect(check.stdout == "ok\n2\n")
   }
 }

@@ -34,8 +34,11 @@ import Testing
       keys, tokens = json.loads(sys.argv[1]), json.loads(sys.argv[2])
       f = MultiFernet([Fernet(k) for k in keys])
       print(json.dumps([f.decrypt(t.encode()).decode() for t in tokens]))
-      """, arguments: [String(decoding: try JSONEncoder().encode(keys), as: UTF8.self),
-      String(decoding: try JSONEncoder().encode(tokens), as: UTF8.self)])
+      """,
+      arguments: [
+        String(decoding: try JSONEncoder().encode(keys), as: UTF8.self),
+        String(decoding: try JSONEncoder().encode(tokens), as: UTF8.self),
+      ])
     return try JSONDecoder().decode([String].self, from: result.stdoutData)
   }
 
@@ -79,7 +82,8 @@ import Testing
     let line = initResult.stdout.split(separator: "\n").first { $0.contains("safety copy: ") }!
     let copy = String(line.split(separator: " ").last!)
     #expect(try FileSystem.mode(of: copy) == 0o600)
-    let old = try runProcess("/usr/bin/sqlite3", [copy, "SELECT count(*) FROM user_sessions WHERE session_string LIKE '1%'"])
+    let old = try runProcess(
+      "/usr/bin/sqlite3", [copy, "SELECT count(*) FROM user_sessions WHERE session_string LIKE '1%'"])
     #expect(old.stdout == "3\n")
     // Every secret is now a Fernet token that Python decrypts back to the original.
     let tokens = try fixture.query("SELECT session_string || '|' || api_hash FROM user_sessions ORDER BY user_id")

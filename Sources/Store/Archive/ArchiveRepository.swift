@@ -196,7 +196,8 @@ public struct ArchiveRepository: Sendable {
     if matches.count == 1 { return matches[0] }
     throw StoreError.missing(
       path: backupsDirectory + "/…/" + id,
-      hint: matches.isEmpty ? "list archives with: tgsess list" : "\(matches.count) archives match; give more of the id")
+      hint: matches.isEmpty ? "list archives with: tgsess list" : "\(matches.count) archives match; give more of the id"
+    )
   }
 
   /// Removes temporaries of interrupted runs and records whose archive was never published.

@@ -226,7 +226,8 @@ public final class TarZstdReader {
     if status == ARCHIVE_EOF { return nil }
     try check(status, "read header")
     guard let entry else { return nil }
-    let path = archive_entry_pathname_utf8(entry).map { String(cString: $0) }
+    let path =
+      archive_entry_pathname_utf8(entry).map { String(cString: $0) }
       ?? archive_entry_pathname(entry).map { String(cString: $0) } ?? ""
     let type = UInt32(archive_entry_filetype(entry))
     var kind: TarEntryHeader.Kind
