@@ -11,16 +11,33 @@ import Foundation
 public final class DeploymentLock: @unchecked Sendable {
   public let path: String
   private var fd: Int32
+  /// Whether this handle is a nested acquisition inside a job that already holds the lock.
+  private let isNested: Bool
+  private var isReleasedNested = false
 
-  private init(path: String, fd: Int32) {
+  /// Locks this process holds, by path, with their nesting depth: a job that holds the lock
+  /// can call another job (restore takes an undo backup, recover a post-recovery backup)
+  /// without deadlocking on its own flock.
+  nonisolated(unsafe) private static var held: [String: Int] = [:]
+  private static let heldLock = NSLock()
+
+  private init(path: String, fd: Int32, isNested: Bool) {
     self.path = path
     self.fd = fd
+    self.isNested = isNested
   }
 
   /// Takes the lock, waiting up to `wait` seconds.
   /// - Throws: `StoreError.locked` naming the holder when it is still held after `wait`;
   ///   `StoreError.io` when the lock file cannot be opened.
   public static func acquire(path: String, command: String, wait: TimeInterval = 0) throws -> DeploymentLock {
+    let key = (path as NSString).standardizingPath
+    let isNested = heldLock.withLock {
+      guard let depth = held[key] else { return false }
+      held[key] = depth + 1
+      return true
+    }
+    if isNested { return DeploymentLock(path: path, fd: -1, isNested: true) }
     let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, FileSystem.fileMode)
     guard fd >= 0 else { throw StoreError.io(path: path, operation: "open lock file", errno: errno) }
     let deadline = Date().addingTimeInterval(wait)
@@ -41,7 +58,8 @@ public final class DeploymentLock: @unchecked Sendable {
     let record = "pid=\(getpid()) command=\(command) since=\(ISO8601DateFormatter().string(from: Date()))\n"
     _ = ftruncate(fd, 0)
     _ = record.withCString { pwrite(fd, $0, strlen($0), 0) }
-    return DeploymentLock(path: path, fd: fd)
+    heldLock.withLock { held[key] = 1 }
+    return DeploymentLock(path: path, fd: fd, isNested: false)
   }
 
   /// Reads who holds the lock at `path` without taking it; nil when nobody does.
@@ -66,7 +84,17 @@ public final class DeploymentLock: @unchecked Sendable {
 
   /// Releases the lock (also done on deinit and, by the kernel, on exit).
   public func release() {
+    let key = (path as NSString).standardizingPath
+    if isNested {
+      guard !isReleasedNested else { return }
+      isReleasedNested = true
+      DeploymentLock.heldLock.withLock {
+        if let depth = DeploymentLock.held[key], depth > 1 { DeploymentLock.held[key] = depth - 1 }
+      }
+      return
+    }
     guard fd >= 0 else { return }
+    DeploymentLock.heldLock.withLock { DeploymentLock.held[key] = nil }
     _ = ftruncate(fd, 0)
     flock(fd, LOCK_UN)
     close(fd)

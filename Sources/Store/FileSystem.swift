@@ -175,6 +175,26 @@ public enum FileSystem {
     if fsync(fd) != 0, errno != EINVAL { throw StoreError.io(path: directory, operation: "fsync", errno: errno) }
   }
 
+  /// Moves a finished file into place atomically: fsync it, rename it over `destination` (same
+  /// filesystem), fsync the directory. Across filesystems it is copied to a temporary beside
+  /// `destination` first. A crash leaves either the old file or the new one.
+  /// - Throws: `StoreError.io`.
+  public static func moveDurably(from source: String, to destination: String) throws {
+    let fd = open(source, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw StoreError.io(path: source, operation: "open", errno: errno) }
+    let synced = fsync(fd) == 0
+    let syncErrno = errno
+    close(fd)
+    if !synced { throw StoreError.io(path: source, operation: "fsync", errno: syncErrno) }
+    if rename(source, destination) == 0 {
+      try fsyncDirectory(of: destination)
+      return
+    }
+    guard errno == EXDEV else { throw StoreError.io(path: destination, operation: "rename into place", errno: errno) }
+    let data = try read(source)
+    try writeAtomically(data, to: destination, mode: try mode(of: source))
+  }
+
   /// Writes every byte of `bytes` to `fd`, retrying short writes and EINTR.
   /// - Throws: `StoreError.io` naming `path` (ENOSPC included).
   public static func writeAll(fd: Int32, bytes: UnsafeRawBufferPointer, path: String) throws {

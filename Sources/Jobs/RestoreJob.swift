@@ -1,0 +1,321 @@
+import Foundation
+import Logging
+import Store
+
+/// Options of `tgsess restore`.
+public struct RestoreOptions: Sendable {
+  /// An archive id (or unique prefix), or "latest".
+  public var selector: String
+  /// Restore only this user's session file(s) and `user_sessions` row.
+  public var userID: Int64?
+  /// Pick the newest archive at or before this time.
+  public var at: Date?
+  /// Restore a whole deployment into this empty or new directory instead of the live one.
+  public var target: String?
+  /// Print what would change without changing anything.
+  public var isDryRun: Bool
+  /// Restore into the live deployment even though the bot seems to run.
+  public var isForced: Bool
+  /// The age identity file (default: the deployment's).
+  public var identityPath: String?
+  /// Seconds to wait for the deployment lock.
+  public var lockWait: TimeInterval
+
+  public init(
+    selector: String = "latest", userID: Int64? = nil, at: Date? = nil, target: String? = nil, isDryRun: Bool = false,
+    isForced: Bool = false, identityPath: String? = nil, lockWait: TimeInterval = 0
+  ) {
+    self.selector = selector
+    self.userID = userID
+    self.at = at
+    self.target = target
+    self.isDryRun = isDryRun
+    self.isForced = isForced
+    self.identityPath = identityPath
+    self.lockWait = lockWait
+  }
+}
+
+/// One file a restore creates, replaces or leaves alone.
+public struct FileChange: Codable, Sendable, Equatable {
+  public enum Action: String, Codable, Sendable {
+    case create, replace, identical
+  }
+  public var path: String
+  public var action: Action
+  public var sha256Before: String?
+  public var sha256After: String
+}
+
+/// What `tgsess restore` did, or would do.
+public struct RestoreResult: Codable, Sendable, Equatable {
+  public var archiveID: String
+  public var archivePath: String
+  /// `whole`, `user` or `target`.
+  public var mode: String
+  public var isDryRun: Bool
+  public var files: [FileChange]
+  /// Database rows changed (or to change), in words.
+  public var rows: [String]
+  /// The backup of what was replaced, taken first (an archive id, or a directory of raw copies).
+  public var undo: String?
+  public var warnings: [String]
+  /// The check of what was restored: one line per problem; empty when everything validates.
+  public var problems: [String]
+  public var restoredUsers: Int
+}
+
+/// Restores archives: verified in full before a byte of live data changes.
+public enum RestoreJob {
+  /// Restores according to `options`.
+  /// - Throws: `JobError` naming the archive and what failed; nothing has changed then.
+  public static func run(_ deployment: Deployment, options: RestoreOptions, logger: Logger) throws -> RestoreResult {
+    do {
+      let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+      let record = try choose(repository: repository, options: options)
+      let archivePath = repository.path(of: record)
+      let identities =
+        record.isEncrypted
+        ? try KeyStore.loadIdentities(deployment, path: options.identityPath) : []
+
+      // 1. Verify before touching: extract into staging on the target's filesystem and check it.
+      let stagingParent = options.target ?? deployment.root
+      try FileSystem.makeDirectory(stagingParent)
+      let staging = try StagingArea(parent: stagingParent)
+      defer { staging.remove() }
+      let manifest = try ArchiveReader.read(path: archivePath, identities: identities, extractTo: staging.path)
+      for entry in manifest.entries where entry.isSQLite {
+        let problems = try SQLiteConnection(path: staging.path + "/" + entry.path, mode: .readOnly).integrityCheck()
+        guard problems.isEmpty else {
+          throw StoreError.invalid(
+            path: archivePath, reason: "\(entry.path) fails integrity_check (\(problems.prefix(2).joined(separator: "; ")))",
+            hint: "use another backup")
+        }
+      }
+      if let userID = options.userID, !manifest.entries.contains(where: { $0.userID == userID }),
+        !manifest.entries.contains(where: { $0.role == .database })
+      {
+        throw JobError.refused("archive \(record.id) holds nothing of user \(userID); pick another (tgsess list --user \(userID))")
+      }
+
+      let plan = try Plan(
+        deployment: deployment, options: options, manifest: manifest, staging: staging.path, record: record)
+      var result = RestoreResult(
+        archiveID: record.id, archivePath: archivePath, mode: plan.mode, isDryRun: options.isDryRun,
+        files: plan.files.map(\.change), rows: plan.rowDescriptions, undo: nil, warnings: [], problems: [],
+        restoredUsers: plan.users.count)
+      if options.isDryRun { return result }
+
+      if options.target == nil {
+        // 2. The live-owner guard.
+        let evidence = LiveOwnerGuard.evidence(
+          deployment, files: plan.files.map(\.change.path), systemdUnit: deployment.config.check?.botUnit)
+        if !evidence.isEmpty {
+          guard options.isForced else {
+            throw JobError.refused(
+              "refusing to restore into the live deployment while the bot runs: \(evidence.joined(separator: "; ")); stop the bot, or pass --force"
+            )
+          }
+          result.warnings.append("--force: restoring although \(evidence.joined(separator: "; "))")
+          logger.warning("restore forced", metadata: ["evidence": "\(evidence.joined(separator: "; "))"])
+        }
+        // 3. Undo first.
+        result.undo = try takeUndo(deployment: deployment, plan: plan, options: options, logger: logger)
+      }
+
+      // 4. Apply, under the deployment lock.
+      let lock = try DeploymentLock.acquire(
+        path: options.target.map { $0 + "/.tgsess.lock" } ?? deployment.lockPath, command: "restore",
+        wait: options.lockWait)
+      defer { lock.release() }
+      try plan.apply(logger: logger)
+
+      // 5. Check what was restored.
+      result.problems = plan.check()
+      logger.notice(
+        "restore done",
+        metadata: [
+          "archive.id": "\(record.id)", "restore.mode": "\(plan.mode)", "files": "\(plan.files.count)",
+          "undo": "\(result.undo ?? "-")", "problems": "\(result.problems.count)",
+        ])
+      return result
+    } catch let error as StoreError {
+      throw JobError.store(context: "restore", underlying: error)
+    }
+  }
+
+  /// Picks the archive: an id, or the newest (at or before `at`); for one user, their newest
+  /// per-user archive, else the newest full snapshot that holds them.
+  static func choose(repository: ArchiveRepository, options: RestoreOptions) throws -> ArchiveRecord {
+    if options.selector != "latest" { return try repository.find(id: options.selector) }
+    func fits(_ record: ArchiveRecord) -> Bool { options.at.map { record.createdAt <= $0 } ?? true }
+    let when = options.at.map { " at or before \(ISO8601DateFormatter().string(from: $0))" } ?? ""
+    if let userID = options.userID {
+      if let own = try repository.list(kind: .user, userID: userID).first(where: fits) { return own }
+      if let full = try repository.list(kind: .full, userID: userID).first(where: fits) { return full }
+      throw StoreError.missing(
+        path: repository.backupsDirectory, hint: "no archive holds user \(userID)\(when); see tgsess list --user \(userID)")
+    }
+    if let full = try repository.list(kind: .full).first(where: fits) { return full }
+    throw StoreError.missing(path: repository.backupsDirectory, hint: "no full snapshot\(when); see tgsess list")
+  }
+
+  /// Before live data changes: a backup of what is about to be replaced, as an archive; when the
+  /// live data is too broken to archive, a raw copy of the files instead.
+  static func takeUndo(deployment: Deployment, plan: Plan, options: RestoreOptions, logger: Logger) throws -> String? {
+    let replaced = plan.files.filter { $0.change.action == .replace }
+    if replaced.isEmpty, plan.rowDescriptions.isEmpty { return nil }
+    let backup = BackupOptions(
+      userID: options.userID, reason: BackupReason.beforeRestore, lockWait: options.lockWait, includesChangedUsers: false)
+    do {
+      let result = try BackupJob.run(deployment, options: backup, logger: logger)
+      if let archive = result.archives.first, result.failures.isEmpty { return archive.id }
+    } catch let error as JobError {
+      if case .store(_, .locked) = error { throw error }
+      logger.warning("undo archive failed; keeping raw copies", metadata: ["error": "\(error.localizedDescription)"])
+    }
+    // Raw copies (files and their sidecars): the bot is stopped, so bytes are what they are.
+    let directory = deployment.backupsDirectory + "/before-restore/" + Timestamp.compact(Date())
+    try FileSystem.makeDirectory(directory)
+    for file in replaced.map(\.change.path) {
+      for path in [file, file + "-journal", file + "-wal"] where FileSystem.exists(path) {
+        let relative = String(path.dropFirst(deployment.root.count + 1)).replacingOccurrences(of: "/", with: "__")
+        try FileSystem.writeAtomically(try FileSystem.read(path), to: directory + "/" + relative, overwrite: false)
+      }
+    }
+    return directory
+  }
+
+  /// What a restore will do, computed from the verified staging copy.
+  struct Plan {
+    struct FilePlan {
+      var change: FileChange
+      var source: String
+      var isDatabase: Bool
+    }
+
+    let deployment: Deployment
+    let mode: String
+    var files: [FilePlan] = []
+    var rowDescriptions: [String] = []
+    var users: [Int64] = []
+    /// `user_sessions` row to upsert (per-user restore).
+    var userRow: [String: Any]?
+    let userID: Int64?
+    let targetRoot: String
+
+    init(deployment: Deployment, options: RestoreOptions, manifest: Manifest, staging: String, record: ArchiveRecord) throws {
+      self.deployment = deployment
+      userID = options.userID
+      if let target = options.target {
+        mode = "target"
+        targetRoot = Deployment.absolute(target, relativeTo: FileManager.default.currentDirectoryPath)
+        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: targetRoot))?.filter {
+          !$0.hasPrefix(".staging-") && $0 != ".tgsess.lock"
+        } ?? []
+        guard leftovers.isEmpty else {
+          throw JobError.refused("--target \(targetRoot) is not empty; restore into an empty or new directory")
+        }
+      } else {
+        mode = options.userID == nil ? "whole" : "user"
+        targetRoot = deployment.root
+      }
+      let liveTarget = Deployment(root: targetRoot, config: options.target == nil ? deployment.config : Config())
+      for entry in manifest.entries {
+        let source = staging + "/" + entry.path
+        var destination: String?
+        switch entry.role {
+        case .database:
+          if options.userID == nil { destination = liveTarget.databasePath }
+        case .session, .sessionBackup:
+          guard options.userID == nil || entry.userID == options.userID, let user = entry.userID else { continue }
+          let base = liveTarget.sessionPath(userID: user)
+          destination = entry.role == .session ? base : base + ".backup"
+          if entry.role == .session { users.append(user) }
+        case .userRows:
+          guard let user = entry.userID, options.userID == user else { continue }
+          let document = try JSONSerialization.jsonObject(with: try FileSystem.read(source)) as? [String: Any]
+          userRow = document?["user_sessions"] as? [String: Any]
+        case .imported:
+          continue
+        }
+        guard let destination else { continue }
+        let before = FileSystem.exists(destination) ? try FileSystem.sha256(ofFile: destination) : nil
+        let action: FileChange.Action = before == nil ? .create : before == entry.sha256 ? .identical : .replace
+        files.append(
+          FilePlan(
+            change: FileChange(path: destination, action: action, sha256Before: before, sha256After: entry.sha256),
+            source: source, isDatabase: entry.role == .database))
+      }
+      // Per-user from a full snapshot: the row comes from the snapshot's database.
+      if let userID = options.userID, userRow == nil,
+        let database = manifest.entries.first(where: { $0.role == .database })
+      {
+        let snapshot = try BotDatabase(path: staging + "/" + database.path, mode: .readOnly)
+        defer { snapshot.close() }
+        if let data = try snapshot.userRowsJSON(userID: userID),
+          let document = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        {
+          userRow = document["user_sessions"] as? [String: Any]
+        }
+      }
+      if let userID = options.userID, userRow != nil {
+        rowDescriptions.append("upsert the user_sessions row of user \(userID) in \(deployment.databasePath)")
+      }
+    }
+
+    /// Carries the plan out: the database through the online backup API, session files by
+    /// temporary + fsync + rename (skipping identical ones), the user row in one transaction.
+    func apply(logger: Logger) throws {
+      for file in files where file.change.action != .identical {
+        let path = file.change.path
+        try FileSystem.makeDirectory((path as NSString).deletingLastPathComponent)
+        if file.isDatabase, FileSystem.exists(path), mode != "target" {
+          do {
+            let live = try BotDatabase(path: path, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
+            defer { live.close() }
+            try live.replaceContents(withSnapshotAt: file.source)
+            continue
+          } catch let error as StoreError {
+            // A live file too damaged to open is replaced whole instead (the undo copy has it).
+            logger.warning("online restore into the live database failed; replacing the file", metadata: ["error": "\(error.errorDescription ?? "")"])
+          }
+        }
+        // Stale sidecars would be applied to the new file and corrupt it.
+        LiveOwnerGuard.removeSidecars(of: path)
+        try FileSystem.moveDurably(from: file.source, to: path)
+        try CrashPoint.hit("restore.after-file")
+      }
+      if let userID, let userRow {
+        let live = try BotDatabase(path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
+        defer { live.close() }
+        try live.upsertUserRow(userID: userID, row: userRow)
+      }
+    }
+
+    /// Validates what was restored: every session file, and the database's integrity.
+    func check() -> [String] {
+      var problems: [String] = []
+      for file in files {
+        if file.isDatabase {
+          do {
+            let database = try BotDatabase(path: file.change.path, mode: .readOnly)
+            defer { database.close() }
+            problems += try database.integrityProblems(deep: true).map { "\(file.change.path): \($0)" }
+          } catch let error as StoreError {
+            problems.append(error.errorDescription ?? "\(error)")
+          } catch {
+            problems.append("\(file.change.path): \(error)")
+          }
+        } else if file.change.path.hasSuffix(".session") {
+          do { _ = try SessionFileInspector.inspect(path: file.change.path) } catch let error as StoreError {
+            problems.append(error.errorDescription ?? "\(error)")
+          } catch {
+            problems.append("\(file.change.path): \(error)")
+          }
+        }
+      }
+      return problems
+    }
+  }
+}

@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+import Jobs
+
+struct Restore: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Restore one user, a whole deployment, or a drill copy from an archive.",
+    discussion: """
+      The archive is decrypted and extracted into a staging directory and checked in full (every
+      SHA-256, every SQLite file's integrity, no unsafe entries) before anything changes. Before
+      live data changes, what is about to be replaced is backed up ("Before restore") and its id
+      printed, so a restore can itself be undone. A restore into the live deployment refuses while
+      the bot runs (runner lock, active systemd unit, hot journal); --force overrides.
+
+        $ tgsess restore latest --user 42                 # that user's newest backup
+        $ tgsess restore --at "2026-11-24 03:00" --dry-run
+        $ tgsess restore 20261125T040000Z-full-k3j9x2 --target /srv/drill
+
+      EXIT STATUS: 0 ok · 1 failed (nothing changed) · 64 usage · 75 lock held
+      """)
+
+  @OptionGroup var global: GlobalOptions
+  @Argument(help: "Archive id (or unique prefix), or latest.") var archive = "latest"
+  @Option(help: "Restore only this user's session file(s) and database row.") var user: Int64?
+  @Option(help: "Newest archive at or before this time (UTC, or ISO 8601 with an offset).") var at: String?
+  @Option(help: "Restore a whole deployment into this empty or new directory; the live one is untouched.")
+  var target: String?
+  @Flag(help: "Print what would change (files, rows, hashes before and after) and change nothing.") var dryRun = false
+  @Flag(help: "Restore into the live deployment even though the bot seems to run.") var force = false
+  @Option(help: "The age identity file (default: keys/age-identity.txt).") var identity: String?
+  @Option(help: "Seconds to wait for the deployment lock.") var lockWait = 0
+
+  func validate() throws {
+    if let at, TimeParser.parse(at) == nil {
+      throw ValidationError("--at '\(at)' is not a time. Try: --at \"2026-11-24 03:00\" or --at 2026-11-24T03:00:00+02:00")
+    }
+    if target != nil, user != nil {
+      throw ValidationError("--target restores a whole deployment; drop --user. Try: tgsess restore latest --target /srv/drill")
+    }
+  }
+
+  func run() throws {
+    let (deployment, logger) = try global.setUp()
+    let options = RestoreOptions(
+      selector: archive, userID: user, at: at.flatMap(TimeParser.parse), target: target, isDryRun: dryRun,
+      isForced: force, identityPath: identity, lockWait: TimeInterval(lockWait))
+    let result = try RestoreJob.run(deployment, options: options, logger: logger)
+    if global.json {
+      try Output.json(result)
+    } else {
+      render(result)
+    }
+    if !result.problems.isEmpty { throw ExitCode(ExitStatus.failed) }
+  }
+
+  private func render(_ result: RestoreResult) {
+    let verb = result.isDryRun ? "would restore" : "restored"
+    Output.line("\(verb) from \(result.archiveID) (\(result.mode))")
+    for warning in result.warnings { Output.line("warning: \(warning)") }
+    if let undo = result.undo {
+      if undo.hasPrefix("/") {
+        Output.line("undo: raw copies of the replaced files in \(undo) (the live data was too damaged to archive)")
+      } else {
+        Output.line("undo: archive \(undo) holds what was replaced (tgsess restore \(undo) undoes this restore)")
+      }
+    }
+    for file in result.files {
+      let before = file.sha256Before.map { String($0.prefix(12)) } ?? "-"
+      Output.line("  \(file.action.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(file.path)  \(before) → \(file.sha256After.prefix(12))")
+    }
+    for row in result.rows { Output.line("  \(result.isDryRun ? "would " : "")\(row)") }
+    if !result.isDryRun {
+      if result.problems.isEmpty {
+        Output.line("check: \(result.restoredUsers) session(s) validate\(result.mode == "user" ? "" : ", database passes integrity_check")")
+      } else {
+        for problem in result.problems { Output.line("check FAILED: \(problem)") }
+      }
+    }
+  }
+}
+
+/// Parses the times operators type: ISO 8601 with an offset, or `YYYY-MM-DD[ HH:MM[:SS]]` in UTC.
+enum TimeParser {
+  static func parse(_ text: String) -> Date? {
+    let iso = ISO8601DateFormatter()
+    if let date = iso.date(from: text) { return date }
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.timeZone = TimeZone(identifier: "UTC")
+    for format in ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd"] {
+      formatter.dateFormat = format
+      if let date = formatter.date(from: text) { return date }
+    }
+    return nil
+  }
+}
