@@ -88,14 +88,16 @@ public enum RestoreJob {
         let problems = try SQLiteConnection(path: staging.path + "/" + entry.path, mode: .readOnly).integrityCheck()
         guard problems.isEmpty else {
           throw StoreError.invalid(
-            path: archivePath, reason: "\(entry.path) fails integrity_check (\(problems.prefix(2).joined(separator: "; ")))",
+            path: archivePath,
+            reason: "\(entry.path) fails integrity_check (\(problems.prefix(2).joined(separator: "; ")))",
             hint: "use another backup")
         }
       }
       if let userID = options.userID, !manifest.entries.contains(where: { $0.userID == userID }),
         !manifest.entries.contains(where: { $0.role == .database })
       {
-        throw JobError.refused("archive \(record.id) holds nothing of user \(userID); pick another (tgsess list --user \(userID))")
+        throw JobError.refused(
+          "archive \(record.id) holds nothing of user \(userID); pick another (tgsess list --user \(userID))")
       }
 
       let plan = try Plan(
@@ -154,7 +156,8 @@ public enum RestoreJob {
       if let own = try repository.list(kind: .user, userID: userID).first(where: fits) { return own }
       if let full = try repository.list(kind: .full, userID: userID).first(where: fits) { return full }
       throw StoreError.missing(
-        path: repository.backupsDirectory, hint: "no archive holds user \(userID)\(when); see tgsess list --user \(userID)")
+        path: repository.backupsDirectory,
+        hint: "no archive holds user \(userID)\(when); see tgsess list --user \(userID)")
     }
     if let full = try repository.list(kind: .full).first(where: fits) { return full }
     throw StoreError.missing(path: repository.backupsDirectory, hint: "no full snapshot\(when); see tgsess list")
@@ -166,7 +169,8 @@ public enum RestoreJob {
     let replaced = plan.files.filter { $0.change.action == .replace }
     if replaced.isEmpty, plan.rowDescriptions.isEmpty { return nil }
     let backup = BackupOptions(
-      userID: options.userID, reason: BackupReason.beforeRestore, lockWait: options.lockWait, includesChangedUsers: false)
+      userID: options.userID, reason: BackupReason.beforeRestore, lockWait: options.lockWait,
+      includesChangedUsers: false)
     do {
       let result = try BackupJob.run(deployment, options: backup, logger: logger)
       if let archive = result.archives.first, result.failures.isEmpty { return archive.id }
@@ -204,15 +208,18 @@ public enum RestoreJob {
     let userID: Int64?
     let targetRoot: String
 
-    init(deployment: Deployment, options: RestoreOptions, manifest: Manifest, staging: String, record: ArchiveRecord) throws {
+    init(deployment: Deployment, options: RestoreOptions, manifest: Manifest, staging: String, record: ArchiveRecord)
+      throws
+    {
       self.deployment = deployment
       userID = options.userID
       if let target = options.target {
         mode = "target"
         targetRoot = Deployment.absolute(target, relativeTo: FileManager.default.currentDirectoryPath)
-        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: targetRoot))?.filter {
-          !$0.hasPrefix(".staging-") && $0 != ".tgsess.lock"
-        } ?? []
+        let leftovers =
+          (try? FileManager.default.contentsOfDirectory(atPath: targetRoot))?.filter {
+            !$0.hasPrefix(".staging-") && $0 != ".tgsess.lock"
+          } ?? []
         guard leftovers.isEmpty else {
           throw JobError.refused("--target \(targetRoot) is not empty; restore into an empty or new directory")
         }
@@ -278,7 +285,9 @@ public enum RestoreJob {
             continue
           } catch let error as StoreError {
             // A live file too damaged to open is replaced whole instead (the undo copy has it).
-            logger.warning("online restore into the live database failed; replacing the file", metadata: ["error": "\(error.errorDescription ?? "")"])
+            logger.warning(
+              "online restore into the live database failed; replacing the file",
+              metadata: ["error": "\(error.errorDescription ?? "")"])
           }
         }
         // Stale sidecars would be applied to the new file and corrupt it.
@@ -287,7 +296,8 @@ public enum RestoreJob {
         try CrashPoint.hit("restore.after-file")
       }
       if let userID, let userRow {
-        let live = try BotDatabase(path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
+        let live = try BotDatabase(
+          path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
         defer { live.close() }
         try live.upsertUserRow(userID: userID, row: userRow)
       }

@@ -18,7 +18,10 @@ struct Tgsess: ParsableCommand {
         0 ok · 1 failed · 3 partial (some users failed) · 64 usage · 75 lock held · 130 interrupted
       """,
     version: ToolInfo.version,
-    subcommands: [Init.self, Migrate.self, Backup.self, List.self, Restore.self, Recover.self, Status.self, Session.self, Keys.self]
+    subcommands: [
+      Init.self, Migrate.self, Backup.self, List.self, Restore.self, Recover.self, Prune.self, Pin.self, Unpin.self,
+      Status.self, Session.self, Keys.self,
+    ]
   )
 
   /// Parses, runs, and maps every error to one exit code, in one place.

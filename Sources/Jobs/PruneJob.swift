@@ -1,0 +1,105 @@
+import Foundation
+import Logging
+import Store
+
+/// Options of `tgsess prune`.
+public struct PruneOptions: Sendable {
+  public var policy: RetentionPolicy
+  public var isDryRun: Bool
+  public var lockWait: TimeInterval
+  /// The clock the plan uses (tests inject one).
+  public var now: Date
+
+  public init(
+    policy: RetentionPolicy = RetentionPolicy(), isDryRun: Bool = false, lockWait: TimeInterval = 0, now: Date = Date()
+  ) {
+    self.policy = policy
+    self.isDryRun = isDryRun
+    self.lockWait = lockWait
+    self.now = now
+  }
+}
+
+/// What `tgsess prune` did, or would do.
+public struct PruneResult: Codable, Sendable, Equatable {
+  public var isDryRun: Bool
+  public var plan: RetentionPlan
+  public var removed: Int
+  public var bytesFreed: Int64
+  /// `session_backups` rows trimmed to keep-per-user.
+  public var rowsTrimmed: Int
+  /// Temporaries and orphan records of interrupted runs removed.
+  public var leftoversRemoved: Int
+}
+
+/// Applies the retention plan: the plan is a pure function; execution only carries it out.
+public enum PruneJob {
+  /// Plans retention over every archive and, unless dry-running, removes what the plan removes
+  /// and trims `session_backups`, under the deployment lock.
+  /// - Throws: `JobError` (lock held, unreadable directory).
+  public static func run(_ deployment: Deployment, options: PruneOptions, logger: Logger) throws -> PruneResult {
+    try options.policy.validate()
+    do {
+      let lock =
+        options.isDryRun
+        ? nil : try DeploymentLock.acquire(path: deployment.lockPath, command: "prune", wait: options.lockWait)
+      defer { lock?.release() }
+      let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+      let leftovers = options.isDryRun ? [] : try repository.removeLeftovers()
+      if !options.isDryRun { StagingArea.removeStale(in: deployment.backupsDirectory) }
+      let records = try repository.list()
+      let byID = Dictionary(records.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+      let items = records.map { record in
+        RetentionItem(
+          id: record.id, kind: record.kind == .full ? .full : .user, userID: record.userID, createdAt: record.createdAt,
+          isVerified: record.isVerified, isPinned: repository.isPinned(record), byteCount: record.byteCount)
+      }
+      let plan = options.policy.plan(items, now: options.now)
+      var result = PruneResult(
+        isDryRun: options.isDryRun, plan: plan, removed: 0, bytesFreed: 0, rowsTrimmed: 0,
+        leftoversRemoved: leftovers.count)
+      let database =
+        FileSystem.exists(deployment.databasePath)
+        ? try BotDatabase(
+          path: deployment.databasePath, mode: options.isDryRun ? .readOnly : .readWrite,
+          busyTimeoutMS: deployment.busyTimeoutMS) : nil
+      defer { database?.close() }
+      if options.isDryRun {
+        result.rowsTrimmed =
+          try database?.trimSessionBackups(keepPerUser: options.policy.keepPerUser, dryRun: true) ?? 0
+        return result
+      }
+      for decision in plan.remove {
+        guard let record = byID[decision.item.id] else { continue }
+        try repository.remove(record)
+        result.removed += 1
+        result.bytesFreed += record.byteCount
+        logger.debug(
+          "removed", metadata: ["archive.id": "\(record.id)", "reason": "\(decision.reasons.joined(separator: ", "))"])
+      }
+      result.rowsTrimmed = try database?.trimSessionBackups(keepPerUser: options.policy.keepPerUser, dryRun: false) ?? 0
+      logger.notice(
+        "prune done",
+        metadata: [
+          "archives.kept": "\(plan.keep.count)", "archives.removed": "\(result.removed)",
+          "bytes.freed": "\(result.bytesFreed)", "rows.trimmed": "\(result.rowsTrimmed)",
+        ])
+      return result
+    } catch let error as StoreError {
+      throw JobError.store(context: "prune", underlying: error)
+    }
+  }
+
+  /// Pins (or unpins) an archive so prune never removes it.
+  /// - Throws: `JobError.store` when the id matches no archive.
+  public static func pin(_ deployment: Deployment, id: String, isPinned: Bool) throws -> String {
+    let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+    do {
+      let record = try repository.find(id: id)
+      try repository.setPinned(record, isPinned)
+      return record.id
+    } catch let error as StoreError {
+      throw JobError.store(context: isPinned ? "pin" : "unpin", underlying: error)
+    }
+  }
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import Jobs
+
+struct Prune: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Keep 5 backups per user and apply the retention policy to full snapshots.",
+    discussion: """
+      The plan is computed first (every archive with the rules that keep it, or why it goes);
+      --dry-run prints it and changes nothing. Prune also trims session_backups rows to
+      --keep-per-user per user and removes the temporaries of interrupted runs.
+
+        $ tgsess prune --dry-run
+        $ tgsess prune --keep-daily 14 --keep-monthly 6
+        $ tgsess pin 20261101T030000Z-full-k3j9x2      # never pruned
+
+      \(RetentionPolicy.helpText)
+
+      EXIT STATUS: 0 ok · 1 failed · 64 usage · 75 lock held
+      """)
+
+  @OptionGroup var global: GlobalOptions
+  @Option(help: "Per-user backups kept per user (default 5).") var keepPerUser: Int?
+  @Option(help: "Newest full snapshots kept (default 5).") var keepLast: Int?
+  @Option(help: "Hourly buckets kept (default 0).") var keepHourly: Int?
+  @Option(help: "Daily buckets kept (default 7).") var keepDaily: Int?
+  @Option(help: "Weekly (ISO) buckets kept (default 4).") var keepWeekly: Int?
+  @Option(help: "Monthly buckets kept (default 0).") var keepMonthly: Int?
+  @Option(help: "Yearly buckets kept (default 0).") var keepYearly: Int?
+  @Option(help: "Time zone of the buckets (default UTC), e.g. Europe/Berlin.") var timezone: String?
+  @Flag(help: "Print the plan and change nothing.") var dryRun = false
+  @Option(help: "Seconds to wait for the deployment lock.") var lockWait = 0
+
+  func validate() throws {
+    if let timezone, TimeZone(identifier: timezone) == nil {
+      throw ValidationError("unknown --timezone '\(timezone)'. Try: --timezone UTC or --timezone Europe/Berlin")
+    }
+  }
+
+  func run() throws {
+    let (deployment, logger) = try global.setUp()
+    let section = deployment.config.prune
+    let defaults = RetentionPolicy()
+    guard let zone = TimeZone(identifier: timezone ?? section?.timezone ?? "UTC") else {
+      throw ValidationError("unknown timezone '\(section?.timezone ?? "")' in the config")
+    }
+    let policy = RetentionPolicy(
+      keepPerUser: keepPerUser ?? section?.keepPerUser ?? defaults.keepPerUser,
+      keepLast: keepLast ?? section?.keepLast ?? defaults.keepLast,
+      keepHourly: keepHourly ?? section?.keepHourly ?? defaults.keepHourly,
+      keepDaily: keepDaily ?? section?.keepDaily ?? defaults.keepDaily,
+      keepWeekly: keepWeekly ?? section?.keepWeekly ?? defaults.keepWeekly,
+      keepMonthly: keepMonthly ?? section?.keepMonthly ?? defaults.keepMonthly,
+      keepYearly: keepYearly ?? defaults.keepYearly, timeZone: zone)
+    let result = try PruneJob.run(
+      deployment, options: PruneOptions(policy: policy, isDryRun: dryRun, lockWait: TimeInterval(lockWait)),
+      logger: logger)
+    if global.json { return try Output.json(result) }
+    if dryRun {
+      Output.line(result.plan.render())
+      Output.line("dry run: would trim \(result.rowsTrimmed) session_backups row(s)")
+    } else {
+      Output.line(
+        "kept \(result.plan.keep.count), removed \(result.removed) archive(s) (\(Format.bytes(result.bytesFreed))), trimmed \(result.rowsTrimmed) session_backups row(s), cleaned \(result.leftoversRemoved) leftover(s)"
+      )
+    }
+  }
+}
+
+struct Pin: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Pin an archive so prune never removes it.",
+    discussion: """
+        $ tgsess pin 20261101T030000Z-full-k3j9x2
+
+      EXIT STATUS: 0 ok · 1 failed
+      """)
+  @OptionGroup var global: GlobalOptions
+  @Argument(help: "Archive id (or unique prefix).") var id: String
+
+  func run() throws {
+    let (deployment, _) = try global.setUp()
+    Output.line("pinned \(try PruneJob.pin(deployment, id: id, isPinned: true))")
+  }
+}
+
+struct Unpin: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Unpin an archive; prune may remove it again.",
+    discussion: """
+        $ tgsess unpin 20261101T030000Z-full-k3j9x2
+
+      EXIT STATUS: 0 ok · 1 failed
+      """)
+  @OptionGroup var global: GlobalOptions
+  @Argument(help: "Archive id (or unique prefix).") var id: String
+
+  func run() throws {
+    let (deployment, _) = try global.setUp()
+    Output.line("unpinned \(try PruneJob.pin(deployment, id: id, isPinned: false))")
+  }
+}
