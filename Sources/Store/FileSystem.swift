@@ -234,3 +234,12 @@ public enum CrashPoint {
     kill(getpid(), SIGKILL)
   }
 }
+
+extension FileSystem {
+  /// Free bytes available to unprivileged writers on the filesystem holding `path`.
+  public static func freeBytes(at path: String) -> Int64? {
+    var info = statvfs()
+    guard statvfs(path, &info) == 0 else { return nil }
+    return Int64(info.f_bavail) * Int64(info.f_frsize)
+  }
+}

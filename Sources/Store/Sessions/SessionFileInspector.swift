@@ -114,7 +114,25 @@ public enum SessionFileInspector {
     defer { close(fd) }
     var bytes = [UInt8](repeating: 0, count: journalMagic.count)
     let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, journalMagic.count, 0) }
-    return count == journalMagic.count && bytes == journalMagic
+    guard count == journalMagic.count && bytes == journalMagic else { return false }
+    // A journal is hot only when no connection holds the RESERVED lock: while a live writer
+    // (Telethon between saves) holds it, the journal belongs to an open transaction, and readers
+    // see the last committed state.
+    return !isReservedLockHeld(databasePath: String(journalPath.dropLast("-journal".count)))
+  }
+
+  /// Whether another process holds SQLite's RESERVED lock (a POSIX lock on byte 0x40000001).
+  static func isReservedLockHeld(databasePath: String) -> Bool {
+    let fd = open(databasePath, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var lock = flock()
+    lock.l_type = Int16(F_WRLCK)
+    lock.l_whence = Int16(SEEK_SET)
+    lock.l_start = 0x4000_0001
+    lock.l_len = 1
+    guard fcntl(fd, F_GETLK, &lock) == 0 else { return false }
+    return lock.l_type != Int16(F_UNLCK)
   }
 
   private static func problem(for failure: SQLiteFailure, journalPath: String, isWALMode: Bool) -> SessionProblem {

@@ -1,0 +1,417 @@
+import Foundation
+import Logging
+import Store
+
+/// A check's verdict, in Nagios order.
+public enum HealthState: String, Codable, Sendable, Comparable, CaseIterable {
+  case ok, warning, critical, unknown
+
+  /// Nagios's exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+  public var exitCode: Int32 {
+    switch self {
+    case .ok: return 0
+    case .warning: return 1
+    case .critical: return 2
+    case .unknown: return 3
+    }
+  }
+
+  private var rank: Int {
+    switch self {
+    case .ok: return 0
+    case .warning: return 1
+    case .unknown: return 2
+    case .critical: return 3
+    }
+  }
+
+  public static func < (lhs: HealthState, rhs: HealthState) -> Bool { lhs.rank < rhs.rank }
+}
+
+/// One finding.
+public struct CheckFinding: Codable, Sendable, Equatable {
+  /// Stable name: `db.open`, `db.integrity`, `db.schema`, `user.session`, `user.secret`,
+  /// `user.agree`, `user.backup-file`, `user.permissions`, `user.orphan-file`, `user.orphan-row`,
+  /// `user.no-backup`, `user.probe`, `backup.age`, `backup.deep`, `backup.disk`, `keys`, `drill.age`.
+  public var check: String
+  public var state: HealthState
+  public var message: String
+  public var userID: Int64?
+}
+
+/// Options of `tgsess check`.
+public struct CheckOptions: Sendable {
+  /// integrity_check instead of quick_check, and decrypt-and-hash the newest archives.
+  public var isDeep: Bool
+  /// The newest full snapshot must be younger than this (seconds).
+  public var maxBackupAge: TimeInterval
+  /// Warn below this much free space on backups/ (bytes).
+  public var minFreeBytes: Int64
+  /// Warn when the newest successful drill is older (seconds), once a drill has run.
+  public var maxDrillAge: TimeInterval
+  /// Per-user archives verified by `--deep`, rotating day by day.
+  public var deepSample: Int
+  /// Write per-user results to the database (the only write check makes).
+  public var writesResults: Bool
+  /// A live probe run per session: the command, then the session file as its argument.
+  public var probeCommand: [String]?
+  public var probeTimeout: TimeInterval
+  public var now: Date
+
+  public init(
+    isDeep: Bool = false, maxBackupAge: TimeInterval = 7200, minFreeBytes: Int64 = 1024 * 1024 * 1024,
+    maxDrillAge: TimeInterval = 8 * 86400, deepSample: Int = 20, writesResults: Bool = true,
+    probeCommand: [String]? = nil, probeTimeout: TimeInterval = 30, now: Date = Date()
+  ) {
+    self.isDeep = isDeep
+    self.maxBackupAge = maxBackupAge
+    self.minFreeBytes = minFreeBytes
+    self.maxDrillAge = maxDrillAge
+    self.deepSample = deepSample
+    self.writesResults = writesResults
+    self.probeCommand = probeCommand
+    self.probeTimeout = probeTimeout
+    self.now = now
+  }
+}
+
+/// The outcome of `tgsess check`, a stable schema for `--json`.
+public struct CheckResult: Codable, Sendable, Equatable {
+  public struct Sessions: Codable, Sendable, Equatable {
+    public var ok = 0
+    public var warning = 0
+    public var critical = 0
+  }
+  public var state: HealthState
+  public var summary: String
+  public var findings: [CheckFinding]
+  public var sessions: Sessions
+  public var users: Int
+  public var lastFullBackupAt: Date?
+  public var lastFullBackupAgeSeconds: Int?
+  public var archives: Int
+  public var freeBytes: Int64?
+  public var durationSeconds: Double
+  public var checkedAt: Date
+}
+
+/// Health checks that monitoring can read. Read-only on the bot's data: session files are opened
+/// read-only through SQLite; the only write is the per-user result in the database.
+public enum CheckJob {
+  /// Runs every check.
+  /// - Throws: only for bad options; everything found is a finding.
+  public static func run(_ deployment: Deployment, options: CheckOptions = CheckOptions(), logger: Logger)
+    -> CheckResult
+  {
+    let started = Date()
+    var findings: [CheckFinding] = []
+    func add(_ check: String, _ state: HealthState, _ message: String, user: Int64? = nil) {
+      findings.append(CheckFinding(check: check, state: state, message: message, userID: user))
+    }
+
+    // Keys first: the per-user secret check needs them.
+    var fernet: Fernet?
+    do { fernet = try KeyStore.loadFernet(deployment) } catch let error as StoreError {
+      add("keys", .critical, error.errorDescription ?? "\(error)")
+    } catch {
+      add("keys", .critical, "\(error)")
+    }
+
+    // The database.
+    var database: BotDatabase?
+    var rows: [BotDatabase.UserForCheck] = []
+    do {
+      let opened = try BotDatabase(
+        path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
+      database = opened
+      let problems = try opened.integrityProblems(deep: options.isDeep)
+      if !problems.isEmpty {
+        add(
+          "db.integrity", .critical,
+          "\(deployment.databasePath) fails \(options.isDeep ? "integrity_check" : "quick_check"): \(problems.prefix(3).joined(separator: "; ")); restore it: tgsess restore latest"
+        )
+      }
+      let schema = try opened.schemaStatus()
+      if !schema.unknown.isEmpty {
+        add("db.schema", .critical, "\(deployment.databasePath) was made by a newer tgsess; upgrade tgsess")
+      } else if !schema.pending.isEmpty {
+        add(
+          "db.schema", .warning,
+          "\(deployment.databasePath) schema is at version \(schema.version), not \(BotSchema.currentVersion); run tgsess migrate"
+        )
+      }
+      rows = try opened.usersForCheck()
+    } catch let error as StoreError {
+      add("db.open", .critical, error.errorDescription ?? "\(error)")
+    } catch {
+      add("db.open", .critical, "\(deployment.databasePath): \(error)")
+    }
+    defer { database?.close() }
+
+    // Archives.
+    let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+    let archives = (try? repository.list()) ?? []
+    let newestFull = archives.first { $0.kind == .full && $0.isVerified }
+    var usersWithBackups = Set<Int64>()
+    for record in archives {
+      if record.kind == .user, let user = record.userID {
+        usersWithBackups.insert(user)
+      } else {
+        usersWithBackups.formUnion(record.userIDs)
+      }
+    }
+
+    // Per user.
+    let fileUsers = Set((try? deployment.sessionFileUserIDs()) ?? [])
+    var perUser: [Int64: HealthState] = [:]
+    let rowByUser = Dictionary(rows.map { ($0.userID, $0) }, uniquingKeysWith: { first, _ in first })
+    for userID in Set(rowByUser.keys).union(fileUsers).sorted() {
+      var state = HealthState.ok
+      func note(_ check: String, _ level: HealthState, _ message: String) {
+        add(check, level, message, user: userID)
+        state = max(state, level)
+      }
+      let row = rowByUser[userID]
+      if let row, row.status == "logged_out" {
+        perUser[userID] = .ok
+        continue
+      }
+      let path = deployment.sessionPath(userID: userID)
+      var file: SessionFileInfo?
+      if fileUsers.contains(userID) {
+        do { file = try SessionFileInspector.inspect(path: path) } catch let error as StoreError {
+          if case .session(_, let problem) = error, case .hotJournal = problem {
+            note("user.session", .warning, "user \(userID): \(error.errorDescription ?? "")")
+          } else {
+            note(
+              "user.session", .critical,
+              "user \(userID): \(error.errorDescription ?? ""); run: tgsess recover --user \(userID)")
+          }
+        } catch {
+          note("user.session", .critical, "user \(userID): \(path): \(error)")
+        }
+        if let mode = try? FileSystem.mode(of: path), mode & 0o077 != 0 {
+          note(
+            "user.permissions", .warning,
+            "user \(userID): \(path) has mode \(String(mode, radix: 8)); run: chmod 600 \(path)")
+        }
+      }
+      if row == nil {
+        note(
+          "user.orphan-file", .warning,
+          "user \(userID): \(path) has no user_sessions row; run: tgsess recover --user \(userID)")
+      } else if !fileUsers.contains(userID) {
+        note(
+          "user.orphan-row", .critical, "user \(userID): no session file \(path); run: tgsess recover --user \(userID)")
+      }
+      if let row, row.status == "revoked" {
+        note(
+          "user.session", .warning,
+          "user \(userID): marked revoked by a confirmed fatal error; the user must log in again")
+      }
+      // The database's secret decrypts and agrees with the file.
+      if let row {
+        if let secret = row.sessionString {
+          do {
+            let plaintext = try BotDatabase.reveal(secret, fernet: fernet, object: "user \(userID)'s session string")
+            let identity = try Self.identity(ofString: plaintext, userID: userID)
+            if let file, file.identity.authKey != identity.authKey || file.identity.dcID != identity.dcID {
+              note(
+                "user.agree", .warning,
+                "user \(userID): the database's session string (dc \(identity.dcID), key \(identity.authKey.fingerprint)) differs from the file (dc \(file.identity.dcID), key \(file.identity.authKey.fingerprint)); run: tgsess recover --user \(userID)"
+              )
+            }
+          } catch let error as StoreError {
+            note("user.secret", file == nil ? .critical : .warning, "user \(userID): \(error.errorDescription ?? "")")
+          } catch {
+            note("user.secret", .warning, "user \(userID): \(error)")
+          }
+        } else if file != nil {
+          note(
+            "user.secret", .warning,
+            "user \(userID): no session string in the database; run: tgsess recover --user \(userID)")
+        }
+      }
+      // The seed's .session.backup agrees or is older.
+      let backupPath = path + ".backup"
+      if let file, FileSystem.exists(backupPath) {
+        if let backup = try? SessionFileInspector.inspect(path: backupPath) {
+          if backup.identity.authKey != file.identity.authKey,
+            let backupAge = try? FileSystem.age(of: backupPath), let fileAge = try? FileSystem.age(of: path),
+            backupAge < fileAge
+          {
+            note(
+              "user.backup-file", .warning,
+              "user \(userID): \(backupPath) is newer than the session file but holds another key")
+          }
+        } else {
+          note("user.backup-file", .warning, "user \(userID): \(backupPath) is not a valid session file")
+        }
+      }
+      if !usersWithBackups.contains(userID) {
+        note("user.no-backup", .warning, "user \(userID): no archive holds this user; run: tgsess backup")
+      }
+      perUser[userID] = state
+    }
+    if let mode = try? FileSystem.mode(of: deployment.sessionsDirectory), mode & 0o077 != 0 {
+      add(
+        "user.permissions", .warning,
+        "\(deployment.sessionsDirectory) has mode \(String(mode, radix: 8)); run: chmod 700 \(deployment.sessionsDirectory)"
+      )
+    }
+
+    // Backups.
+    var ageSeconds: Int?
+    if let newestFull {
+      let age = options.now.timeIntervalSince(newestFull.createdAt)
+      ageSeconds = Int(age)
+      if age > options.maxBackupAge {
+        add(
+          "backup.age", .critical,
+          "the newest verified full snapshot \(newestFull.id) is \(Self.duration(age)) old (limit \(Self.duration(options.maxBackupAge))); check the backup timer, then run: tgsess backup"
+        )
+      }
+    } else {
+      add("backup.age", .critical, "no verified full snapshot in \(deployment.backupsDirectory); run: tgsess backup")
+    }
+    let freeBytes = FileSystem.freeBytes(at: deployment.backupsDirectory)
+    if let freeBytes, freeBytes < options.minFreeBytes {
+      add(
+        "backup.disk", .warning,
+        "only \(freeBytes / 1_048_576) MiB free on \(deployment.backupsDirectory) (warning below \(options.minFreeBytes / 1_048_576) MiB); run: tgsess prune"
+      )
+    }
+
+    // Keys: present and private; the identity (if on this host) opens the newest archive.
+    for path in [deployment.fernetKeysPath, deployment.ageIdentityPath] where FileSystem.exists(path) {
+      do { try FileSystem.requirePrivate(path) } catch let error as StoreError {
+        add("keys", .critical, error.errorDescription ?? "\(error)")
+      } catch {}
+    }
+    if (try? KeyStore.loadRecipients(deployment))?.isEmpty ?? true {
+      add("keys", .warning, "no age recipient configured; encrypted backups are impossible; run: tgsess init")
+    }
+    var identities: [AgeIdentity] = []
+    if FileSystem.exists(deployment.ageIdentityPath) {
+      identities = (try? KeyStore.loadIdentities(deployment)) ?? []
+      if let newest = archives.first(where: { $0.isEncrypted }) {
+        do { try AgeHeaderCheck.opens(path: repository.path(of: newest), identities: identities) } catch let error
+          as StoreError
+        {
+          add("keys", .critical, "the age identity does not open the newest archive: \(error.errorDescription ?? "")")
+        } catch {}
+      }
+    }
+
+    // Deep: decrypt and hash the newest full snapshot and a rotating sample of per-user archives.
+    if options.isDeep {
+      var sample: [ArchiveRecord] = []
+      if let newestFull { sample.append(newestFull) }
+      let perUser = archives.filter { $0.kind == .user }
+      if !perUser.isEmpty, options.deepSample > 0 {
+        let day = Int(options.now.timeIntervalSince1970 / 86400)
+        let start = (day * options.deepSample) % perUser.count
+        for index in 0..<min(options.deepSample, perUser.count) {
+          sample.append(perUser[(start + index) % perUser.count])
+        }
+      }
+      for record in sample {
+        do {
+          _ = try ArchiveReader.read(path: repository.path(of: record), identities: identities)
+        } catch let error as StoreError {
+          add("backup.deep", .critical, error.errorDescription ?? "\(error)")
+        } catch {
+          add("backup.deep", .critical, "\(record.id): \(error)")
+        }
+      }
+    }
+
+    // Drills.
+    if let newestDrill = DrillHistory.newestSuccess(deployment) {
+      let age = options.now.timeIntervalSince(newestDrill)
+      if age > options.maxDrillAge {
+        add("drill.age", .warning, "the newest successful drill is \(Self.duration(age)) old; run: tgsess drill")
+      }
+    }
+
+    // Optional live probe.
+    if let command = options.probeCommand {
+      for userID in perUser.keys.sorted() where perUser[userID] != .critical {
+        let verdict = Probe.run(
+          command: command, sessionPath: deployment.sessionPath(userID: userID), timeout: options.probeTimeout)
+        switch verdict {
+        case .ok: break
+        case .fatal(let error):
+          add(
+            "user.probe", .critical,
+            "user \(userID): \(error.summary) (confirmed); the session is dead and was marked revoked; it and its backups are kept",
+            user: userID)
+          perUser[userID] = .critical
+          if options.writesResults {
+            let writer = try? BotDatabase(
+              path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
+            try? writer?.markRevoked(userID: userID, error: error.code)
+            writer?.close()
+          }
+        case .temporary(let error, let attempts):
+          add("user.probe", .warning, "user \(userID): \(error.summary) after \(attempts) attempts", user: userID)
+          perUser[userID] = max(perUser[userID] ?? .ok, .warning)
+        }
+      }
+    }
+
+    // The result, written back for the bot's /status.
+    var sessions = CheckResult.Sessions()
+    for state in perUser.values {
+      switch state {
+      case .ok: sessions.ok += 1
+      case .warning, .unknown: sessions.warning += 1
+      case .critical: sessions.critical += 1
+      }
+    }
+    if options.writesResults, database != nil, FileSystem.exists(deployment.databasePath) {
+      let messages = Dictionary(grouping: findings.filter { $0.userID != nil }, by: { $0.userID! })
+      let entries = perUser.map { userID, state in
+        (userID: userID, health: state.rawValue, error: messages[userID]?.map(\.message).joined(separator: "; "))
+      }
+      do {
+        let writer = try BotDatabase(
+          path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
+        defer { writer.close() }
+        if try writer.schemaStatus().isCurrent { try writer.recordHealth(entries, at: options.now) }
+      } catch {
+        logger.warning("could not record check results", metadata: ["error": "\(error.localizedDescription)"])
+      }
+    }
+    let state = findings.map(\.state).max() ?? .ok
+    let problems = findings.filter { $0.state != .ok }.count
+    let summary =
+      state == .ok
+      ? "\(perUser.count) sessions ok, newest full snapshot \(ageSeconds.map { Self.duration(TimeInterval($0)) + " old" } ?? "missing")"
+      : "\(problems) problem(s): \(sessions.critical) session(s) critical, \(sessions.warning) warning; \(findings.first { $0.state == state }?.message ?? "")"
+    let result = CheckResult(
+      state: state, summary: summary, findings: findings, sessions: sessions, users: perUser.count,
+      lastFullBackupAt: newestFull?.createdAt, lastFullBackupAgeSeconds: ageSeconds, archives: archives.count,
+      freeBytes: freeBytes, durationSeconds: Date().timeIntervalSince(started), checkedAt: options.now)
+    logger.notice(
+      "check done", metadata: ["state": "\(state.rawValue)", "problems": "\(problems)", "users": "\(perUser.count)"])
+    return result
+  }
+
+  static func identity(ofString plaintext: String, userID: Int64) throws -> SessionIdentity {
+    let text = plaintext.trimmingCharacters(in: .whitespacesAndNewlines)
+    if text.hasPrefix("1"), [353, 369].contains(text.count) {
+      return try TelethonStringSession.decode(text, label: "user \(userID)'s session string")
+    }
+    return try PyrogramStringSession.decode(text, label: "user \(userID)'s session string").identity
+  }
+
+  /// `3h 12m`, `45s`.
+  static func duration(_ seconds: TimeInterval) -> String {
+    let total = Int(seconds)
+    if total >= 86400 { return "\(total / 86400)d \(total % 86400 / 3600)h" }
+    if total >= 3600 { return "\(total / 3600)h \(total % 3600 / 60)m" }
+    if total >= 60 { return "\(total / 60)m \(total % 60)s" }
+    return "\(total)s"
+  }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import GRDB
+
+extension BotDatabase {
+  /// A user row as `check` needs it (secrets stay wrapped).
+  public struct UserForCheck: Sendable {
+    public var userID: Int64
+    public var status: String
+    public var sessionString: SecretText?
+  }
+
+  /// Every user row with its status and stored string, in one read.
+  /// - Throws: `StoreError.database`.
+  public func usersForCheck() throws -> [UserForCheck] {
+    try read("read user_sessions") { db in
+      guard try db.tableExists("user_sessions") else { return [] }
+      let hasStatus = try db.columns(in: "user_sessions").contains { $0.name == "status" }
+      let sql =
+        "SELECT user_id, \(hasStatus ? "status" : "'active'") AS status, session_string FROM user_sessions ORDER BY user_id"
+      return try Row.fetchAll(db, sql: sql).map { row in
+        let string: String? = row["session_string"]
+        return UserForCheck(
+          userID: row["user_id"], status: row["status"] ?? "active",
+          sessionString: string.flatMap { $0.isEmpty ? nil : SecretText($0) })
+      }
+    }
+  }
+
+  /// Records many users' health in one transaction (check's only write).
+  /// - Throws: `StoreError.database`.
+  public func recordHealth(_ entries: [(userID: Int64, health: String, error: String?)], at date: Date) throws {
+    try write("record check results") { db in
+      guard try db.columns(in: "user_sessions").contains(where: { $0.name == "health" }) else { return }
+      let statement = try db.makeStatement(
+        sql: "UPDATE user_sessions SET health = ?, last_error = ?, last_checked_at = ? WHERE user_id = ?")
+      let stamp = Timestamp.string(date)
+      for entry in entries {
+        try statement.execute(arguments: [entry.health, entry.error, stamp, entry.userID])
+      }
+    }
+  }
+
+  /// Marks a user revoked (a confirmed fatal error): the session and its backups are kept.
+  /// - Throws: `StoreError.database`.
+  public func markRevoked(userID: Int64, error: String) throws {
+    try recordHealth(userID: userID, health: "critical", error: error, status: "revoked")
+  }
+}

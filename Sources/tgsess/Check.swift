@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import Jobs
+
+struct Check: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Health checks that monitoring can read (Nagios exit codes).",
+    discussion: """
+      Checks the database (opens, quick_check, schema, not locked), every user (row and session
+      file exist and validate, the secret decrypts, string and file agree, .session.backup,
+      permissions, no hot journal), orphans, backups (newest full snapshot younger than
+      --max-age, every user backed up, free space, drills) and keys. Read-only on session files;
+      the only write is each user's result in the database, for the bot's /status.
+
+        $ tgsess check
+        $ tgsess check --nagios
+        $ tgsess check --deep --prometheus /var/lib/prometheus/node-exporter/tgsess_check.prom
+
+      EXIT STATUS (Nagios): 0 OK · 1 WARNING · 2 CRITICAL · 3 UNKNOWN
+      """)
+
+  @OptionGroup var global: GlobalOptions
+  @Flag(help: "integrity_check, and decrypt and hash the newest archives.") var deep = false
+  @Option(help: "Maximum age of the newest full snapshot, in seconds (default 7200).") var maxAge: Int?
+  @Option(help: "Warn when the newest successful drill is older, in seconds (default 8 days).") var maxDrillAge =
+    8 * 86400
+  @Option(help: "Warn below this free space on backups/, in MiB (default 1024).") var minFreeMib: Int?
+  @Flag(help: "One Nagios status line with perfdata.") var nagios = false
+  @Option(help: "Write a node_exporter textfile (atomically, mode 0644).") var prometheus: String?
+  @Option(help: "A live probe command run per session (its last argument is the session file).") var probe: String?
+  @Option(help: "Seconds before a probe run is killed.") var probeTimeout = 30
+  @Flag(help: "Do not write per-user results to the database.") var noWrite = false
+
+  func run() throws {
+    let result: CheckResult
+    do {
+      let (deployment, logger) = try global.setUp()
+      let section = deployment.config.check
+      let options = CheckOptions(
+        isDeep: deep, maxBackupAge: TimeInterval(maxAge ?? section?.maxAgeSeconds ?? 7200),
+        minFreeBytes: Int64(minFreeMib ?? section?.minFreeMiB ?? 1024) * 1_048_576,
+        maxDrillAge: TimeInterval(maxDrillAge),
+        writesResults: !noWrite, probeCommand: probe.map { $0.split(separator: " ").map(String.init) },
+        probeTimeout: TimeInterval(probeTimeout))
+      result = CheckJob.run(deployment, options: options, logger: logger)
+    } catch {
+      // Nagios: a check that cannot run is UNKNOWN.
+      if nagios {
+        print("TGSESS UNKNOWN - \(error.localizedDescription)")
+      } else {
+        FileHandle.standardError.write(Data("tgsess: check: \(error.localizedDescription)\n".utf8))
+      }
+      throw ExitCode(3)
+    }
+    if let prometheus { try result.metrics.write(to: prometheus) }
+    if nagios {
+      Output.line(result.nagiosLine)
+    } else if global.json {
+      try Output.json(result)
+    } else {
+      Output.line("\(result.state.rawValue.uppercased()): \(result.summary)")
+      for finding in result.findings where finding.state != .ok {
+        Output.line(
+          "  \(finding.state.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) \(finding.check.padding(toLength: 17, withPad: " ", startingAt: 0)) \(finding.message)"
+        )
+      }
+    }
+    throw ExitCode(result.state.exitCode)
+  }
+}
