@@ -19,7 +19,8 @@ struct Tgsess: ParsableCommand {
       """,
     version: ToolInfo.version,
     subcommands: [
-      Init.self, Migrate.self, Backup.self, List.self, Restore.self, Recover.self, Prune.self, Check.self, Pin.self,
+      Init.self, Migrate.self, Backup.self, List.self, Restore.self, Recover.self, Prune.self, Check.self, Drill.self,
+      Pin.self,
       Unpin.self,
       Status.self, Session.self, Keys.self,
     ]

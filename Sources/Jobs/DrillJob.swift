@@ -1,0 +1,206 @@
+import Foundation
+import Logging
+import Store
+
+/// Options of `tgsess drill`.
+public struct DrillOptions: Sendable {
+  /// The full snapshot to drill: an id, or "latest".
+  public var from: String
+  /// How many users' newest per-user archives to restore too (nil: all of them); a rotating
+  /// sample when smaller than the fleet.
+  public var userSample: Int?
+  /// The age identity file (default: the deployment's).
+  public var identityPath: String?
+  /// Keep the drill directory afterwards (for inspection); it is removed otherwise.
+  public var keepsDirectory: Bool
+  public var now: Date
+
+  public init(
+    from: String = "latest", userSample: Int? = nil, identityPath: String? = nil, keepsDirectory: Bool = false,
+    now: Date = Date()
+  ) {
+    self.from = from
+    self.userSample = userSample
+    self.identityPath = identityPath
+    self.keepsDirectory = keepsDirectory
+    self.now = now
+  }
+}
+
+/// The evidence of one drill, recorded under `backups/drills/`.
+public struct DrillResult: Codable, Sendable, Equatable {
+  public var ok: Bool
+  public var startedAt: Date
+  public var archiveID: String
+  /// Recovery time: how long restoring and validating took, in seconds.
+  public var rtoSeconds: Double
+  /// Recovery point: the snapshot's age when the drill started, in seconds.
+  public var rpoSeconds: Double
+  public var usersRestored: Int
+  public var usersOK: Int
+  public var usersFailed: [UserFailure]
+  /// Live users the snapshot does not hold.
+  public var usersMissing: [Int64]
+  /// Users whose live session changed after the snapshot (auth key or dc differ).
+  public var usersChangedSince: [Int64]
+  public var perUserArchivesChecked: Int
+  public var databaseOK: Bool
+  public var problems: [String]
+  public var toolVersion: String
+  public var directory: String?
+  public var recordPath: String?
+
+  enum CodingKeys: String, CodingKey {
+    case ok
+    case startedAt = "started_at"
+    case archiveID = "archive_id"
+    case rtoSeconds = "rto_seconds"
+    case rpoSeconds = "rpo_seconds"
+    case usersRestored = "users_restored"
+    case usersOK = "users_ok"
+    case usersFailed = "users_failed"
+    case usersMissing = "users_missing"
+    case usersChangedSince = "users_changed_since"
+    case perUserArchivesChecked = "per_user_archives_checked"
+    case databaseOK = "database_ok"
+    case problems
+    case toolVersion = "tool_version"
+    case directory
+    case recordPath = "record_path"
+  }
+}
+
+/// Disaster-recovery drills: restore into a fresh directory, validate, record the evidence.
+/// Never touches the live deployment and never opens a network connection with a restored
+/// session (two users of one key kill it: AUTH_KEY_DUPLICATED).
+public enum DrillJob {
+  /// Runs a drill.
+  /// - Throws: `JobError` when the drill cannot start (no snapshot, no identity); a drill that
+  ///   runs but finds problems returns `ok == false` and is recorded too.
+  public static func run(_ deployment: Deployment, options: DrillOptions = DrillOptions(), logger: Logger) throws
+    -> DrillResult
+  {
+    let started = Date()
+    do {
+      let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+      let record =
+        options.from == "latest"
+        ? try repository.list(kind: .full).first.orThrow(
+          StoreError.missing(
+            path: deployment.backupsDirectory + "/full", hint: "no full snapshot to drill; run: tgsess backup"))
+        : try repository.find(id: options.from)
+      let drillRoot = NSTemporaryDirectory() + "/tgsess-drill-" + Timestamp.compact(started) + "-\(getpid())"
+      defer { if !options.keepsDirectory { try? FileManager.default.removeItem(atPath: drillRoot) } }
+
+      // 1. The full snapshot, into a fresh directory (restore verifies every hash first).
+      let restore = try RestoreJob.run(
+        deployment, options: RestoreOptions(selector: record.id, target: drillRoot, identityPath: options.identityPath),
+        logger: logger)
+      var problems = restore.problems
+      let drill = Deployment(root: drillRoot)
+
+      // 2. Validate what came back: the database and every session.
+      var databaseOK = false
+      do {
+        let database = try BotDatabase(path: drill.databasePath, mode: .readOnly)
+        defer { database.close() }
+        let integrity = try database.integrityProblems(deep: true)
+        let schema = try database.schemaStatus()
+        databaseOK = integrity.isEmpty && schema.isCurrent
+        if !integrity.isEmpty {
+          problems.append("database fails integrity_check: \(integrity.prefix(2).joined(separator: "; "))")
+        }
+        if !schema.isCurrent { problems.append("database schema is not current (version \(schema.version))") }
+      } catch let error as StoreError {
+        problems.append(error.errorDescription ?? "\(error)")
+      }
+      let restoredUsers = try drill.sessionFileUserIDs()
+      var failures: [UserFailure] = []
+      var restoredIdentity: [Int64: SessionIdentity] = [:]
+      for userID in restoredUsers {
+        do {
+          restoredIdentity[userID] = try SessionFileInspector.inspect(path: drill.sessionPath(userID: userID)).identity
+        } catch let error as StoreError {
+          failures.append(UserFailure(userID: userID, reason: error.errorDescription ?? "\(error)"))
+        }
+      }
+
+      // 3. The newest per-user archive of every user (or a rotating sample).
+      let identities = try record.isEncrypted ? KeyStore.loadIdentities(deployment, path: options.identityPath) : []
+      var perUser = try repository.list(kind: .user)
+      var newestPerUser: [Int64: ArchiveRecord] = [:]
+      for archive in perUser where archive.userID != nil && newestPerUser[archive.userID!] == nil {
+        newestPerUser[archive.userID!] = archive
+      }
+      perUser = newestPerUser.keys.sorted().compactMap { newestPerUser[$0] }
+      if let sample = options.userSample, sample < perUser.count, !perUser.isEmpty {
+        let start = (Int(options.now.timeIntervalSince1970 / 86400) * sample) % perUser.count
+        perUser = (0..<sample).map { perUser[(start + $0) % perUser.count] }
+      }
+      for archive in perUser {
+        let staging = try StagingArea(parent: drillRoot)
+        defer { staging.remove() }
+        do {
+          let manifest = try ArchiveReader.read(
+            path: repository.path(of: archive), identities: archive.isEncrypted ? identities : [],
+            extractTo: staging.path)
+          for entry in manifest.entries where entry.role == .session {
+            _ = try SessionFileInspector.inspect(path: staging.path + "/" + entry.path)
+          }
+        } catch let error as StoreError {
+          failures.append(
+            UserFailure(
+              userID: archive.userID ?? 0, reason: "archive \(archive.id): \(error.errorDescription ?? "\(error)")"))
+        }
+      }
+
+      // 4. Compare with the live deployment (read-only).
+      let liveUsers = try deployment.sessionFileUserIDs()
+      let missing = Set(liveUsers).subtracting(restoredUsers).sorted()
+      var changed: [Int64] = []
+      for userID in liveUsers {
+        guard let restored = restoredIdentity[userID],
+          let live = try? SessionFileInspector.inspect(path: deployment.sessionPath(userID: userID)).identity
+        else { continue }
+        if live.authKey != restored.authKey || live.dcID != restored.dcID { changed.append(userID) }
+      }
+      for userID in missing { logger.warning("user missing from the snapshot", metadata: ["user.id": "\(userID)"]) }
+
+      let failedUsers = Set(failures.map(\.userID))
+      var result = DrillResult(
+        ok: problems.isEmpty && failures.isEmpty && databaseOK, startedAt: started, archiveID: record.id,
+        rtoSeconds: Date().timeIntervalSince(started), rpoSeconds: started.timeIntervalSince(record.createdAt),
+        usersRestored: restoredUsers.count, usersOK: restoredUsers.filter { !failedUsers.contains($0) }.count,
+        usersFailed: failures, usersMissing: missing, usersChangedSince: changed, perUserArchivesChecked: perUser.count,
+        databaseOK: databaseOK, problems: problems, toolVersion: ToolInfo.version,
+        directory: options.keepsDirectory ? drillRoot : nil, recordPath: nil)
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+      encoder.dateEncodingStrategy = .iso8601
+      result.recordPath = try DrillHistory.append(try encoder.encode(result), at: started, deployment)
+      logger.notice(
+        "drill done",
+        metadata: [
+          "ok": "\(result.ok)", "archive.id": "\(record.id)", "rto_s": "\(Int(result.rtoSeconds))",
+          "rpo_s": "\(Int(result.rpoSeconds))", "users.failed": "\(failures.count)",
+        ])
+      return result
+    } catch let error as StoreError {
+      throw JobError.store(context: "drill", underlying: error)
+    }
+  }
+
+  /// Every recorded drill, oldest first.
+  public static func history(_ deployment: Deployment) -> [DrillResult] {
+    let decoder = JSONDecoder()
+    decoder.dateDecodingStrategy = .iso8601
+    return DrillHistory.records(deployment).compactMap { try? decoder.decode(DrillResult.self, from: $0) }
+  }
+}
+
+extension Optional {
+  func orThrow(_ error: @autoclosure () -> any Error) throws -> Wrapped {
+    guard let value = self else { throw error() }
+    return value
+  }
+}
