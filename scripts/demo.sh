@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for a newcomer: installs the system packages, builds a release, creates a demo
 # deployment of 25 users in ./demo (Telethon v7/v8 and Pyrogram session files, a legacy-style
-# bot database with plaintext secrets), and runs the main job on it.
+# bot database with plaintext secrets), and runs the main job on it: init (keys, schema,
+# encrypted secrets), a full backup, the archive list and a health check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -18,3 +19,9 @@ echo "== tgsess init (keys, schema)"
 "$bin/tgsess" init --root "$demo"
 echo "== tgsess status"
 "$bin/tgsess" status --root "$demo"
+echo "== tgsess backup (the main job: cron runs it hourly)"
+"$bin/tgsess" backup --root "$demo"
+echo "== tgsess list"
+"$bin/tgsess" list --root "$demo" --kind full
+echo "== tgsess check"
+"$bin/tgsess" check --root "$demo" || true
