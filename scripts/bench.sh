@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Benchmarks tgsess at fleet scale against baselines measured in the same run, on the same files:
+# the raw pipeline (tar | zstd | age) and its inverse, restic 0.14 and borg 1.2. Writes
+# BENCHMARKS.md (or $BENCH_OUT) with the machine, the versions, the command, and a table of
+# median / min-max times and peak RSS.
+#
+#   bash scripts/bench.sh                 # 1,000 and 10,000 users (the published run)
+#   BENCH_USERS="100" BENCH_RUNS=1 BENCH_OUT=/tmp/b.md bash scripts/bench.sh   # the CI smoke run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+install_system_packages restic borgbackup eatmydata time
+users_list=${BENCH_USERS:-"1000 10000"}
+runs=${BENCH_RUNS:-3}
+config=${BENCH_CONFIG:-release}
+out=${BENCH_OUT:-BENCHMARKS.md}
+work=${BENCH_DIR:-$(mktemp -d /var/tmp/tgsess-bench-XXXXXX)}
+trap '[ -z "${BENCH_KEEP:-}" ] && rm -rf "$work"' EXIT
+
+swift build -c "$config" --product tgsess >/dev/null
+swift build -c "$config" --product tgsess-fleet >/dev/null
+bin=$(swift build -c "$config" --show-bin-path)
+tg="$bin/tgsess"
+export RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes BORG_BASE_DIR="$work/borg-home"
+
+rows=()
+# measure LABEL USERS BASELINE_LABEL -- command...: runs the command $runs times (a "prepare"
+# function named in $prepare, if set, runs before each), records median/min/max seconds and the
+# peak RSS, and prints a row. Results are kept in $work/results.tsv.
+measure() {
+  local label=$1 users=$2; shift 2
+  local times=() rss=0
+  for ((i = 0; i < runs; i++)); do
+    [ -n "${prepare:-}" ] && $prepare
+    local t0 t1 stats
+    stats=$(mktemp)
+    /usr/bin/time -f "%e %M" -o "$stats" "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; echo "failed: $*" >&2; exit 1; }
+    read -r secs kb <"$stats"
+    rm -f "$stats"
+    times+=("$secs")
+    ((kb > rss)) && rss=$kb
+  done
+  local sorted median min max
+  sorted=$(printf '%s\n' "${times[@]}" | sort -g)
+  min=$(echo "$sorted" | head -1)
+  max=$(echo "$sorted" | tail -1)
+  median=$(echo "$sorted" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$users" "$median" "$min" "$max" "$((rss / 1024))" >>"$work/results.tsv"
+  echo "  $label ($users users): median ${median}s [${min}-${max}] peak RSS $((rss / 1024)) MiB" >&2
+}
+
+# Median of many quick single-user runs, in milliseconds (for the 20 ms target).
+measure_ms() {
+  local label=$1 users=$2 count=$3; shift 3
+  local times=() rss=0
+  for ((i = 0; i < count; i++)); do
+    [ -n "${prepare:-}" ] && $prepare
+    local stats
+    stats=$(mktemp)
+    /usr/bin/time -f "%e %M" -o "$stats" "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; exit 1; }
+    read -r secs kb <"$stats"
+    rm -f "$stats"
+    times+=("$secs")
+    ((kb > rss)) && rss=$kb
+  done
+  local sorted
+  sorted=$(printf '%s\n' "${times[@]}" | sort -g)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$users" \
+    "$(echo "$sorted" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')" \
+    "$(echo "$sorted" | head -1)" "$(echo "$sorted" | tail -1)" "$((rss / 1024))" >>"$work/results.tsv"
+}
+
+: >"$work/results.tsv"
+for users in $users_list; do
+  echo "== $users users" >&2
+  root="$work/fleet-$users"
+  mib=$((users >= 10000 ? 90 : users / 100 + 1))
+  eatmydata "$bin/tgsess-fleet" --root "$root" --users "$users" --message-log-mib "$mib" --seed 7 >/dev/null
+  recipient=$(grep -v '^#' "$root/keys/age-recipients.txt" | head -1)
+  identity="$root/keys/age-identity.txt"
+  inbytes=$(du -sb "$root/data" "$root/sessions" | awk '{s+=$1} END {print s}')
+  echo "$users $inbytes" >>"$work/sizes.txt"
+
+  # Baselines on the same files.
+  prepare="" measure "raw pipeline: tar | zstd -T0 | age" "$users" \
+    bash -c "tar -C '$root' -cf - data sessions | zstd -q -T0 | age -r '$recipient' -o '$work/raw.tar.zst.age'"
+  restic_prepare() { rm -rf "$work/restic"; restic init -q -r "$work/restic" >/dev/null; }
+  prepare=restic_prepare measure "restic 0.14 backup (first)" "$users" \
+    restic -q -r "$work/restic" backup "$root/data" "$root/sessions"
+  borg_prepare() { rm -rf "$work/borg"; borg init -e repokey "$work/borg" >/dev/null 2>&1; }
+  prepare=borg_prepare measure "borg 1.2 create (first)" "$users" \
+    borg create "$work/borg::a" "$root/data" "$root/sessions"
+
+  # tgsess backup: the first run (full snapshot + a per-user backup of every user), then the
+  # steady hourly run (full snapshot; sessions unchanged).
+  first_prepare() { rm -rf "$root/backups"; }
+  prepare=first_prepare runs_saved=$runs
+  runs=1 measure "tgsess backup, first (full + $users per-user)" "$users" "$tg" backup --root "$root"
+  runs=$runs_saved
+  prepare="" measure "tgsess backup (hourly: full snapshot, write-then-prove)" "$users" "$tg" backup --root "$root"
+  user=$(ls "$root/sessions" | grep -m1 '\.session$' | sed 's/user_//; s/\.session//')
+  prepare="" measure_ms "tgsess backup --user (per-user)" "$users" 10 "$tg" backup --root "$root" --user "$user" --reason Manual
+  prepare="" measure "tgsess list (all archives)" "$users" "$tg" list --root "$root"
+  prepare="" measure "tgsess check" "$users" "$tg" check --root "$root" --no-write
+  prepare="" measure "tgsess check --deep" "$users" "$tg" check --root "$root" --deep --no-write
+
+  # Restores.
+  full=$(ls -t "$root/backups/full/"*.tar.zst.age | head -1)
+  target_prepare() { rm -rf "$work/target"; }
+  prepare=target_prepare measure "raw inverse: age -d | zstd -d | tar -x" "$users" \
+    bash -c "mkdir -p '$work/target' && age -d -i '$identity' '$full' | zstd -q -d | tar -C '$work/target' -xf -"
+  prepare=target_prepare measure "tgsess restore --target (whole)" "$users" "$tg" restore latest --root "$root" --target "$work/target"
+  restic_restore_prepare() { rm -rf "$work/target"; }
+  prepare=restic_restore_prepare measure "restic 0.14 restore" "$users" restic -q -r "$work/restic" restore latest --target "$work/target"
+  prepare=restic_restore_prepare measure "borg 1.2 extract" "$users" bash -c "mkdir -p '$work/target' && cd '$work/target' && borg extract '$work/borg::a'"
+  break_user() { rm -f "$root/sessions/user_$user.session"; }
+  prepare=break_user measure_ms "tgsess recover --user (file missing)" "$users" 10 "$tg" recover --root "$root" --user "$user"
+  prepare=break_user measure_ms "tgsess restore --user (per-user archive)" "$users" 10 "$tg" restore latest --root "$root" --user "$user" --force
+  prepare="" measure "tgsess drill" "$users" "$tg" drill --root "$root"
+
+  # Prune over 50,000 per-user archives (copies of a real one under new ids), dry run = the plan.
+  if [ "$users" -ge 1000 ] || [ -n "${BENCH_PRUNE:-}" ]; then
+    src=$(ls "$root/backups/users/user_$user/"*.tar.zst.age | head -1)
+    srcid=$(basename "$src" .tar.zst.age)
+    python3 - "$root/backups/users" "$src" "$srcid" 50000 <<'PY'
+import os, sys, json, shutil, datetime
+users_dir, src, srcid, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+record = json.load(open(src[: -len(".tar.zst.age")] + ".json"))
+base = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+for i in range(n):
+    uid = 900000000 + i // 10
+    d = os.path.join(users_dir, "user_%d" % uid)
+    os.makedirs(d, exist_ok=True)
+    t = base + datetime.timedelta(minutes=i)
+    aid = "%s-u%d-b%05d" % (t.strftime("%Y%m%dT%H%M%SZ"), uid, i)
+    os.link(src, os.path.join(d, aid + ".tar.zst.age"))
+    r = dict(record, id=aid, file_name=aid + ".tar.zst.age", user_id=uid, created_at=t.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    with open(os.path.join(d, aid + ".json"), "w") as f:
+        json.dump(r, f)
+PY
+    prepare="" measure "tgsess prune --dry-run (plan over 50,000+ per-user archives)" "$users" "$tg" prune --root "$root" --dry-run
+    runs_saved=$runs
+    runs=1 measure "tgsess prune (plan + unlinks, 50,000+ per-user archives)" "$users" "$tg" prune --root "$root"
+    runs=$runs_saved
+  fi
+  rm -rf "$root" "$work/restic" "$work/borg" "$work/target" "$work/raw.tar.zst.age"
+done
+
+# The report.
+{
+  echo "# Benchmarks"
+  echo
+  echo "Produced by \`${BENCH_COMMAND:-bash scripts/bench.sh}\` on $(date -u +%Y-%m-%d)."
+  echo
+  echo "- Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); disk: $(df -h "$work" | awk 'NR==2 {print $1}')"
+  echo "- $("$tg" --version | sed 's/^/tgsess /') ($config build), $(swift --version 2>&1 | head -1)"
+  echo "- $(restic version | head -1), $(borg --version), $(age --version | sed 's/^/age /'), $(zstd --version | head -1), $(tar --version | head -1)"
+  echo "- Runs per operation: $runs (single-user operations: 10); times are wall-clock seconds, median [min-max]; RSS is the peak of any run (GNU time %M)."
+  echo "- Fleets from \`tgsess-fleet --seed 7\` (Telethon v7/v8 files with 120 cached entities and update_state rows, 10% Pyrogram, session_backups history, and the bot's own tables)."
+  while read -r u b; do echo "- $u users: $((b / 1048576)) MiB of database and session files"; done <"$work/sizes.txt"
+  echo
+  echo "| operation | users | median s | min-max s | peak RSS MiB |"
+  echo "| --- | ---: | ---: | ---: | ---: |"
+  while IFS=$'\t' read -r label u median min max rss; do
+    echo "| ${label//|/\\|} | $u | $median | $min-$max | $rss |"
+  done <"$work/results.tsv"
+  echo
+  echo "## Ratios (tgsess over the baseline, same run, same files)"
+  echo
+  echo "| users | full backup / raw pipeline | restic first backup / full backup | whole restore / raw inverse |"
+  echo "| ---: | ---: | ---: | ---: |"
+  for u in $users_list; do
+    get() { awk -F'\t' -v l="$1" -v u="$u" '$1 == l && $2 == u {print $3}' "$work/results.tsv"; }
+    raw=$(get "raw pipeline: tar | zstd -T0 | age")
+    tb=$(get "tgsess backup (hourly: full snapshot, write-then-prove)")
+    rs=$(get "restic 0.14 backup (first)")
+    inv=$(get "raw inverse: age -d | zstd -d | tar -x")
+    tr=$(get "tgsess restore --target (whole)")
+    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+    echo "| $u | $(ratio "$tb" "$raw") | $(ratio "$rs" "$tb") | $(ratio "$tr" "$inv") |"
+  done
+} >"$out"
+echo "wrote $out" >&2
