@@ -1,0 +1,151 @@
+import Foundation
+import Logging
+import Store
+
+/// What a push did for one remote.
+public struct RemotePush: Codable, Sendable, Equatable {
+  public var remote: String
+  public var root: String
+  public var ok: Bool
+  /// Archives the remote holds after the push (verified by size and hash).
+  public var archivesThere: Int
+  /// Local archives still missing or different there.
+  public var archivesMissing: Int
+  public var attempts: Int
+  public var error: String?
+}
+
+/// What `tgsess push` did.
+public struct PushResult: Codable, Sendable, Equatable {
+  public var remotes: [RemotePush]
+  public var isPartial: Bool { remotes.contains { !$0.ok } }
+}
+
+/// Copies archives offsite, after they were published and proven locally.
+public enum PushJob {
+  /// Pushes every local archive the remotes lack (never replacing a remote object), verifies
+  /// each remote by size and hash, retries temporary failures 3 times with backoff, and records
+  /// per remote what is there in `backups/remotes/<name>.json`.
+  /// - Returns: per-remote outcomes; a remote that failed makes the result partial.
+  public static func run(
+    _ deployment: Deployment, remotes: [RcloneRemote], logger: Logger,
+    sleep: (Duration) throws -> Void = { Thread.sleep(forTimeInterval: Double($0.components.seconds)) }
+  ) -> PushResult {
+    var outcomes: [RemotePush] = []
+    let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+    let localCount = (try? repository.list().count) ?? 0
+    for remote in remotes {
+      var outcome = RemotePush(
+        remote: remote.name, root: remote.root, ok: false, archivesThere: 0, archivesMissing: localCount, attempts: 0,
+        error: nil)
+      var random = SystemRandomNumberGenerator()
+      let policy = RetryPolicy()
+      do {
+        let result = try policy.runSynchronously(
+          random: &random, sleep: sleep,
+          classify: { error in
+            if let failure = error as? RemoteFailure {
+              return ClassifiedError(
+                class: failure.isTemporary ? .temporary : .fatal, code: "RCLONE_EXIT_\(failure.status)",
+                needsConfirmation: false, summary: failure.message)
+            }
+            return ErrorClassifier.classify(error: error)
+          }
+        ) { attempt -> Void in
+          outcome.attempts = attempt
+          let push = try remote.push(backupsDirectory: deployment.backupsDirectory)
+          if push.status == 6 {
+            throw RemoteFailure(
+              status: 6, isTemporary: false,
+              message:
+                "an archive already on the remote differs from the local one and was not replaced (\(push.errorText)); investigate the remote copy"
+            )
+          }
+          guard push.status == 0 else {
+            throw RemoteFailure(
+              status: push.status, isTemporary: RcloneRemote.isTemporary(push.status),
+              message: "rclone copy failed (exit \(push.status)): \(push.errorText)")
+          }
+          let check = try remote.verify(backupsDirectory: deployment.backupsDirectory)
+          guard check.status == 0 else {
+            throw RemoteFailure(
+              status: check.status, isTemporary: RcloneRemote.isTemporary(check.status),
+              message: "rclone check found differences (exit \(check.status)): \(check.errorText)")
+          }
+        }
+        switch result.verdict {
+        case .succeeded:
+          outcome.ok = true
+        case .fatal(let error), .temporary(let error):
+          outcome.error = "remote \(remote.name): \(error.summary)"
+        }
+      } catch {
+        outcome.error = "remote \(remote.name): \(error.localizedDescription)"
+      }
+      // What is there now, from the remote itself.
+      if let files = try? remote.list() {
+        let there = Set(
+          files.map(\.path).filter { ArchiveName.parse(fileName: ($0 as NSString).lastPathComponent) != nil }.map {
+            ($0 as NSString).lastPathComponent
+          })
+        let local = (try? repository.list()) ?? []
+        outcome.archivesThere = there.count
+        outcome.archivesMissing = local.filter { !there.contains($0.fileName) }.count
+        if !outcome.ok, outcome.error == nil { outcome.error = "remote \(remote.name): unknown failure" }
+        RemoteState.save(
+          RemoteState(
+            remote: remote.name, root: remote.root, checkedAt: Date(), archivesThere: outcome.archivesThere,
+            archivesMissing: outcome.archivesMissing,
+            lastSuccessAt: outcome.ok ? Date() : RemoteState.load(deployment, remote: remote.name)?.lastSuccessAt),
+          deployment)
+      }
+      if outcome.ok {
+        logger.notice(
+          "push done", metadata: ["remote": "\(remote.name)", "archives.there": "\(outcome.archivesThere)"])
+      } else {
+        logger.error("push failed", metadata: ["remote": "\(remote.name)", "error": "\(outcome.error ?? "")"])
+      }
+      outcomes.append(outcome)
+    }
+    return PushResult(remotes: outcomes)
+  }
+
+  struct RemoteFailure: Error, LocalizedError {
+    var status: Int32
+    var isTemporary: Bool
+    var message: String
+    var errorDescription: String? { message }
+  }
+}
+
+/// What tgsess last saw on a remote, for `check` and metrics: `backups/remotes/<name>.json`.
+public struct RemoteState: Codable, Sendable, Equatable {
+  public var remote: String
+  public var root: String
+  public var checkedAt: Date
+  public var archivesThere: Int
+  public var archivesMissing: Int
+  public var lastSuccessAt: Date?
+
+  static func path(_ deployment: Deployment, remote: String) -> String {
+    deployment.backupsDirectory + "/remotes/" + remote + ".json"
+  }
+
+  /// Saves the state (best effort: a failure here never fails a push).
+  static func save(_ state: RemoteState, _ deployment: Deployment) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    encoder.dateEncodingStrategy = .iso8601
+    guard let data = try? encoder.encode(state) else { return }
+    try? FileSystem.makeDirectory(deployment.backupsDirectory + "/remotes")
+    try? FileSystem.writeAtomically(data, to: path(deployment, remote: state.remote))
+  }
+
+  /// The last saved state of `remote`.
+  public static func load(_ deployment: Deployment, remote: String) -> RemoteState? {
+    let decoder = JSONDecoder()
+    decoder.dateDecodingStrategy = .iso8601
+    guard let data = try? FileSystem.read(path(deployment, remote: remote)) else { return nil }
+    return try? decoder.decode(RemoteState.self, from: data)
+  }
+}
