@@ -253,7 +253,11 @@ import Testing
     #expect(try TreeSnapshot(fleet.root) == before)
     // 64 characters is the longest reason.
     let longest = String(repeating: "x", count: 64)
-    #expect(try Self.backup(fleet, ["--user", user, "--reason", longest]).archives.first?.reason == longest)
+    let text = try fleet.tgsess(["backup", "--user", user, "--reason", longest])
+    #expect(text.status == 0)
+    let archive = try #require(try Self.list(fleet).first)
+    #expect(archive.reason == longest)
+    #expect(text.stdout.hasPrefix("\(archive.id)  user \(user)  "), "\(text.stdout)")
     // A user with neither a session file nor a row.
     let nobody = try fleet.tgsess(["backup", "--user", "999"])
     #expect(nobody.status == 1)

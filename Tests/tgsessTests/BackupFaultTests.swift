@@ -43,9 +43,13 @@ import Testing
   /// temporaries, and every archive has its record.
   static func expectSoundAfterKill(
     _ fleet: FleetDeployment, before: TreeSnapshot, label: String, proof: Proof = .stockTools,
-    sourceLocation: SourceLocation = #_sourceLocation
+    expectsLeftovers: Bool = false, sourceLocation: SourceLocation = #_sourceLocation
   ) throws {
     let after = try TreeSnapshot(fleet.backupsDirectory)
+    if expectsLeftovers {
+      #expect(
+        !after.hidden.isEmpty, "\(label): the killed run left no staging directory", sourceLocation: sourceLocation)
+    }
     for (path, sum) in before.files {
       #expect(after.files[path] == sum, "\(label): \(path) changed or vanished", sourceLocation: sourceLocation)
     }
@@ -182,7 +186,8 @@ import Testing
     let (status, signal) = crashed.wait()
     fleet.keep(crashed)
     #expect(status == 137 && signal == SIGKILL, "\(point) was not reached (status \(status)): \(crashed.stderr)")
-    try Self.expectSoundAfterKill(fleet, before: before, label: point)
+    // Every crash point is inside the run's staging area, which a SIGKILL leaves behind.
+    try Self.expectSoundAfterKill(fleet, before: before, label: point, expectsLeftovers: true)
     try BackupCLITests.expectNoLeaks(fleet)
   }
 
