@@ -179,8 +179,34 @@ public enum BackupJob {
         encryption = .none
         identities = []
       }
+      // A writer killed mid-transaction (an earlier tgsess recording a backup, or the bot) leaves
+      // a hot journal that makes every read-only open fail; a read-write open lets SQLite roll it
+      // back, as the bot's own next open would. A live writer's journal is not hot and stays.
+      if FileSystem.exists(deployment.databasePath + "-journal") {
+        let writer = try? BotDatabase(
+          path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
+        writer?.close()
+      }
       database = try BotDatabase(
         path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
+    }
+
+    /// Whether `error` is about where the backup is written (a full disk, an unwritable staging
+    /// directory) rather than about one user's files: such an error fails the whole run instead
+    /// of being reported as a failed user.
+    func isDestinationFailure(_ error: StoreError) -> Bool {
+      let path: String
+      switch error {
+      case .io(let ioPath, _, let code):
+        if [ENOSPC, EDQUOT, EROFS].contains(code) { return true }
+        path = ioPath
+      case .missing(let missingPath, _): path = missingPath
+      case .invalid(let invalidPath, _, _): path = invalidPath
+      case .database(let databasePath, _, _): path = databasePath
+      case .session(let object, _): path = object
+      case .key, .permissions, .crypto, .locked, .config: return true
+      }
+      return path.hasPrefix(deployment.backupsDirectory + "/")
     }
 
     deinit { database.close() }
@@ -209,8 +235,17 @@ public enum BackupJob {
       let staged = try staging.file(relative)
       try SQLiteSnapshot.take(source: source, destination: staged, busyTimeoutMS: Int32(deployment.busyTimeoutMS))
       try CrashPoint.hit("backup.after-session-snapshot")
-      let info = try SessionFileInspector.inspect(path: staged)
-      let problems = try SQLiteConnection(path: staged, mode: .readOnly).integrityCheck(quick: true)
+      let info: SessionFileInfo
+      do { info = try SessionFileInspector.inspect(path: staged) } catch StoreError.session(_, let reason) {
+        // The snapshot is a faithful copy: its problem is the source file's.
+        throw StoreError.session(object: source, reason: reason)
+      }
+      let problems: [String]
+      do { problems = try SQLiteConnection(path: staged, mode: .readOnly).integrityCheck(quick: true) } catch StoreError
+        .database
+      {
+        problems = ["quick_check could not run"]
+      }
       guard problems.isEmpty else {
         throw StoreError.session(object: source, reason: .truncated)
       }
@@ -234,7 +269,7 @@ public enum BackupJob {
             path: relative + ".backup", role: .sessionBackup, size: try FileSystem.size(of: backupStaged),
             sha256: try FileSystem.sha256(ofFile: backupStaged), isSQLite: true, userID: userID)
           result.backupPath = backupStaged
-        } catch {
+        } catch let error as StoreError where !isDestinationFailure(error) {
           logger.warning(
             "skipping unreadable .session.backup", metadata: ["user.id": "\(userID)", "file.path": "\(backupSource)"])
         }
@@ -342,7 +377,7 @@ public enum BackupJob {
             entries.append(backupEntry)
             sources[backupEntry.path] = backupPath
           }
-        } catch let error as StoreError {
+        } catch let error as StoreError where !isDestinationFailure(error) {
           failures.append(UserFailure(userID: userID, reason: error.errorDescription ?? "\(error)"))
           logger.error("user skipped", metadata: ["user.id": "\(userID)", "error": "\(error.errorDescription ?? "")"])
         }
@@ -372,16 +407,21 @@ public enum BackupJob {
         for userID in users {
           guard let session = staged[userID] else { continue }
           let newest = try repository.list(kind: .user, userID: userID).first
-          if let previous = newest?.sessionFingerprint, previous == session.fingerprint {
-            unchanged += 1
-            continue
+          if var previous = newest?.sessionFingerprint {
+            previous.serverAddress = previous.serverAddress.map(SessionIdentity.normalizedAddress)
+            if previous == session.fingerprint {
+              unchanged += 1
+              continue
+            }
           }
           do {
             let userRecord = try writeUserArchive(
               userID: userID, session: session, reason: BackupReason.scheduled, staging: staging)
             archives.append(summary(userRecord))
-          } catch let error as StoreError {
+          } catch let error as StoreError where !isDestinationFailure(error) {
             failures.append(UserFailure(userID: userID, reason: error.errorDescription ?? "\(error)"))
+            logger.error(
+              "per-user backup failed", metadata: ["user.id": "\(userID)", "error": "\(error.errorDescription ?? "")"])
           }
           try CrashPoint.hit("backup.between-users")
         }

@@ -35,10 +35,28 @@ public struct MigrateResult: Codable, Sendable, Equatable {
   public var secretsRotated: Int
   /// Secrets no configured key decrypts; they are left as they are.
   public var secretsUndecryptable: Int
-  /// Whether anything changed (or would).
-  public var hasChanges: Bool {
+  /// The seed's legacy backup files imported as archives with reason "Imported" (or, in a dry
+  /// run, to import).
+  public var imported: [ImportedLegacyFile] = []
+  /// Legacy backup files an earlier run already imported.
+  public var alreadyImported: Int = 0
+  /// Why legacy backup files were left unimported (no age recipient to encrypt them to).
+  public var importNote: String?
+  /// Whether the schema or the secrets changed (or would).
+  public var hasDatabaseChanges: Bool {
     created || !migrations.isEmpty || secretsEncrypted > 0 || secretsRotated > 0
   }
+  /// Whether anything changed (or would).
+  public var hasChanges: Bool { hasDatabaseChanges || !imported.isEmpty }
+}
+
+/// A legacy backup file of the seed's bot and the archive it went into.
+public struct ImportedLegacyFile: Codable, Sendable, Equatable {
+  public var path: String
+  /// The user of a `.session.backup`; nil for a database copy.
+  public var userID: Int64?
+  /// The new archive; nil in a dry run.
+  public var archiveID: String?
 }
 
 /// Brings the bot database to the current schema and encrypts its secrets.
@@ -82,10 +100,20 @@ public enum MigrateJob {
         fromVersion: status.version, toVersion: BotSchema.currentVersion, migrations: status.pending, safetyCopy: nil,
         secretsEncrypted: secrets.plaintext, secretsRotated: options.rotateKey ? secrets.underOlderKey : 0,
         secretsUndecryptable: secrets.undecryptable)
-      if options.isDryRun || !result.hasChanges { return result }
+      let legacyFiles = try LegacyBackups.find(deployment)
+      if options.isDryRun {
+        for file in legacyFiles {
+          if try database.importedArchiveID(sha256: try FileSystem.sha256(ofFile: file.path)) != nil {
+            result.alreadyImported += 1
+          } else {
+            result.imported.append(ImportedLegacyFile(path: file.path, userID: file.userID, archiveID: nil))
+          }
+        }
+        return result
+      }
 
       // 1. A consistent copy of what is about to change, unless the file was empty.
-      if !status.isEmpty {
+      if result.hasDatabaseChanges, !status.isEmpty {
         let stamp = Timestamp.compact(Date())
         let copy = deployment.backupsDirectory + "/pre-migrate/telegram_bot.db.pre-migrate-\(stamp)"
         try FileSystem.makeDirectory(deployment.backupsDirectory)
@@ -93,23 +121,84 @@ public enum MigrateJob {
         result.safetyCopy = copy
         logger.notice("safety copy taken", metadata: ["archive.path": "\(copy)"])
       }
-      // 2. Schema.
-      try database.migrate()
-      // 3. Secrets, in one transaction.
-      if let fernet {
-        let counts = try database.encryptSecrets(fernet: fernet, rotate: options.rotateKey)
-        result.secretsEncrypted = counts.encrypted
-        result.secretsRotated = counts.rotated
+      if result.hasDatabaseChanges {
+        // 2. Schema.
+        try database.migrate()
+        // 3. Secrets, in one transaction.
+        if let fernet {
+          let counts = try database.encryptSecrets(fernet: fernet, rotate: options.rotateKey)
+          result.secretsEncrypted = counts.encrypted
+          result.secretsRotated = counts.rotated
+        }
       }
+      // 4. The seed's legacy backup files, as encrypted archives, so no history is lost.
+      if !legacyFiles.isEmpty {
+        try importLegacy(legacyFiles, deployment: deployment, database: database, into: &result, logger: logger)
+      }
+      if !result.hasChanges { return result }
       logger.notice(
         "migrate done",
         metadata: [
           "db.path": "\(path)", "db.version": "\(BotSchema.currentVersion)",
           "secrets.encrypted": "\(result.secretsEncrypted)", "secrets.rotated": "\(result.secretsRotated)",
+          "legacy.imported": "\(result.imported.count)",
         ])
       return result
     } catch let error as StoreError {
       throw JobError.store(context: "migrate", underlying: error)
+    }
+  }
+
+  /// Imports each legacy file not imported before into its own archive with reason "Imported",
+  /// dated when the copy was made: a database copy into a full archive, a `.session.backup` into
+  /// a per-user archive. The file's SHA-256 is remembered in `tgsess_state` after its archive is
+  /// published, so a rerun skips it (a crash in between costs one duplicate archive, never a loss).
+  /// The files themselves are left in place.
+  static func importLegacy(
+    _ files: [LegacyBackupFile], deployment: Deployment, database: BotDatabase, into result: inout MigrateResult,
+    logger: Logger
+  ) throws {
+    let recipients = try KeyStore.loadRecipients(deployment)
+    guard !recipients.isEmpty else {
+      result.importNote =
+        "\(files.count) legacy backup file(s) not imported: no age recipient to encrypt them to (run tgsess init)"
+      return
+    }
+    let identities = FileSystem.exists(deployment.ageIdentityPath) ? try KeyStore.loadIdentities(deployment) : []
+    let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+    let host = ProcessInfo.processInfo.hostName
+    for file in files {
+      let sha256 = try FileSystem.sha256(ofFile: file.path)
+      if try database.importedArchiveID(sha256: sha256) != nil {
+        result.alreadyImported += 1
+        continue
+      }
+      var entry = Manifest.Entry(
+        path: file.archivePath, role: .imported, size: try FileSystem.size(of: file.path), sha256: sha256,
+        isSQLite: LegacyBackups.isSQLite(file.path), userID: file.userID)
+      var schemaVersion = BotSchema.currentVersion
+      if file.userID != nil, let info = try? SessionFileInspector.inspect(path: file.path) {
+        entry.format = info.format.shortName
+        entry.dcID = info.identity.dcID
+        entry.authKeyFingerprint = info.identity.authKey.fingerprint
+        entry.serverAddress = info.identity.serverAddress
+      } else if file.userID == nil {
+        // The copy's own schema: 0 for the seed's.
+        let copy = try? BotDatabase(path: file.path, mode: .readOnly)
+        schemaVersion = (try? copy?.schemaStatus().version) ?? 0
+        copy?.close()
+      }
+      let kind: Manifest.Kind = file.userID == nil ? .full : .user
+      let id = ArchiveName.makeID(kind: kind, userID: file.userID, date: file.createdAt)
+      let manifest = Manifest(
+        toolVersion: ToolInfo.version, host: host, createdAt: file.createdAt, kind: kind,
+        reason: BackupReason.imported, userID: file.userID, schemaVersion: schemaVersion, entries: [entry])
+      _ = try repository.write(
+        id: id, manifest: manifest, sources: [file.archivePath: file.path], encryption: .age(recipients),
+        identities: identities, zstdLevel: deployment.config.backup?.zstdLevel ?? 3)
+      try database.recordImport(sha256: sha256, archiveID: id)
+      result.imported.append(ImportedLegacyFile(path: file.path, userID: file.userID, archiveID: id))
+      logger.info("legacy backup imported", metadata: ["file.path": "\(file.path)", "archive.id": "\(id)"])
     }
   }
 }

@@ -48,7 +48,7 @@ struct Backup: ParsableCommand {
   private func render(_ result: BackupResult) {
     for archive in result.archives {
       Output.line(
-        "\(archive.id)  \(archive.kind)\(archive.userID.map { " user \($0)" } ?? "")  \(archive.entryCount) entries  \(Format.bytes(archive.byteCount))  verified: \(archive.verification)"
+        "\(archive.id)  \(archive.userID.map { "user \($0)" } ?? archive.kind)  \(archive.entryCount) entries  \(Format.bytes(archive.byteCount))  verified: \(archive.verification)"
       )
     }
     Output.line(

@@ -28,21 +28,27 @@ struct List: ParsableCommand {
     let (deployment, _) = try global.setUp()
     let archives = try ListJob.run(deployment, kind: kind, userID: user)
     if global.json { return try Output.json(archives) }
-    Output.line(
-      "ID                                TIME                  KIND  USER        REASON                    SIZE       ENTRIES  VERIFIED"
-    )
-    for archive in archives {
-      Output.line(
-        [
-          archive.id.padding(toLength: 34, withPad: " ", startingAt: 0),
-          Format.time(archive.createdAt).padding(toLength: 22, withPad: " ", startingAt: 0),
-          archive.kind.padding(toLength: 6, withPad: " ", startingAt: 0),
-          (archive.userID.map(String.init) ?? "-").padding(toLength: 12, withPad: " ", startingAt: 0),
-          String(archive.reason.prefix(24)).padding(toLength: 26, withPad: " ", startingAt: 0),
-          Format.bytes(archive.byteCount).padding(toLength: 11, withPad: " ", startingAt: 0),
-          String(archive.entryCount).padding(toLength: 9, withPad: " ", startingAt: 0),
-          archive.verification,
-        ].joined())
+    for line in List.table(archives) { Output.line(line) }
+  }
+
+  /// The text table: each column as wide as its widest cell (ids of per-user archives are
+  /// longer than those of full ones), two spaces between columns, no trailing blanks.
+  static func table(_ archives: [ListedArchive]) -> [String] {
+    let header = ["ID", "TIME", "KIND", "USER", "REASON", "SIZE", "ENTRIES", "VERIFIED"]
+    let rows = archives.map { archive in
+      [
+        archive.id, Format.time(archive.createdAt), archive.kind, archive.userID.map(String.init) ?? "-",
+        archive.reason.isEmpty ? "-" : archive.reason, Format.bytes(archive.byteCount), String(archive.entryCount),
+        archive.verification,
+      ]
+    }
+    let widths = header.indices.map { column in
+      ([header] + rows).map { $0[column].count }.max() ?? 0
+    }
+    return ([header] + rows).map { cells in
+      cells.enumerated().map { column, cell in
+        column == cells.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+      }.joined(separator: "  ")
     }
   }
 }

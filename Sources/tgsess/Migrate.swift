@@ -8,7 +8,9 @@ struct Migrate: ParsableCommand {
       Takes a consistent copy first (SQLite online backup, into backups/pre-migrate/), then applies
       each pending migration in its own transaction, then encrypts plaintext session_string and
       api_hash values as Fernet tokens in one transaction. Other tables of the bot are untouched.
-      A database made by a newer tgsess is refused, never downgraded.
+      A database made by a newer tgsess is refused, never downgraded. The seed's own backup copies
+      (data/telegram_bot.db.backup_* and sessions/*.session.backup) are imported as encrypted
+      archives with reason "Imported", once each, dated when they were made; the files stay.
 
         $ tgsess migrate --dry-run
         $ tgsess migrate
@@ -35,8 +37,10 @@ struct Migrate: ParsableCommand {
 
   static func render(_ result: MigrateResult) {
     let verb = result.isDryRun ? "would" : "did"
-    if !result.hasChanges {
-      Output.line("database \(result.database) is current (schema version \(result.toVersion)); nothing to do")
+    if !result.hasDatabaseChanges {
+      Output.line(
+        "database \(result.database) is current (schema version \(result.toVersion))\(result.hasChanges ? "" : "; nothing to do")"
+      )
     } else {
       Output.line(
         "database \(result.database): schema \(result.fromVersion) → \(result.toVersion)\(result.isDryRun ? " (dry run)" : "")"
@@ -49,6 +53,15 @@ struct Migrate: ParsableCommand {
       }
       if let copy = result.safetyCopy { Output.line("  safety copy: \(copy)") }
     }
+    for file in result.imported {
+      Output.line(
+        "  \(verb) import legacy backup \(file.path)\(file.archiveID.map { " as archive \($0) (reason Imported)" } ?? "")"
+      )
+    }
+    if result.alreadyImported > 0 {
+      Output.line("  \(result.alreadyImported) legacy backup file(s) already imported earlier")
+    }
+    if let note = result.importNote { Output.line("  note: \(note)") }
     if result.secretsUndecryptable > 0 {
       Output.line("  warning: \(result.secretsUndecryptable) secret(s) no configured key decrypts (left as they are)")
     }

@@ -114,13 +114,15 @@ public struct ArchiveRepository: Sendable {
     }
     try CrashPoint.hit("archive.after-verify")
 
-    // 3. Record, then publish.
+    // 3. Record (under a hidden name), publish the archive, then the record. A crash leaves
+    // either nothing visible, or the archive whose hidden record the next run rolls forward.
     let users = Array(Set(manifest.entries.compactMap { $0.role == .session ? $0.userID : nil })).sorted()
     var fingerprint: ArchiveRecord.SessionFingerprint?
     if manifest.kind == .user, let session = manifest.entries.first(where: { $0.role == .session }),
       let key = session.authKeyFingerprint, let dc = session.dcID
     {
-      fingerprint = .init(authKey: key, dcID: dc, serverAddress: session.serverAddress)
+      fingerprint = .init(
+        authKey: key, dcID: dc, serverAddress: session.serverAddress.map(SessionIdentity.normalizedAddress))
     }
     let record = ArchiveRecord(
       id: id, fileName: fileName, kind: manifest.kind, createdAt: manifest.createdAt, userID: manifest.userID,
@@ -128,16 +130,34 @@ public struct ArchiveRepository: Sendable {
       contentByteCount: manifest.entries.reduce(0) { $0 + $1.size }, entryCount: manifest.entries.count,
       userIDs: users, sha256: archiveSHA256, verification: verification, verifiedAt: Date(),
       toolVersion: manifest.toolVersion, host: manifest.host, sessionFingerprint: fingerprint)
-    try FileSystem.writeAtomically(try record.encoded(), to: directory + "/" + id + ArchiveName.recordSuffix)
+    let recordPath = directory + "/" + id + ArchiveName.recordSuffix
+    let recordTempPath = FileSystem.temporaryPath(for: recordPath)
+    var isRecordPublished = false
+    defer { if !isRecordPublished { unlink(recordTempPath) } }
+    try Self.writeDurably(try record.encoded(), to: recordTempPath)
     try CrashPoint.hit("archive.before-publish")
     if link(tempPath, finalPath) != 0 {
       throw StoreError.io(path: finalPath, operation: "publish (link)", errno: errno)
     }
     isPublished = true
     unlink(tempPath)
+    if rename(recordTempPath, recordPath) != 0 {
+      // The archive is published and proven; only its record is missing, which list tolerates.
+      throw StoreError.io(path: recordPath, operation: "rename into place", errno: errno)
+    }
+    isRecordPublished = true
     try CrashPoint.hit("archive.after-publish")
     try FileSystem.fsyncDirectory(directory)
     return record
+  }
+
+  /// Writes `data` to a new file at `path` (mode 0600) and fsyncs it.
+  private static func writeDurably(_ data: Data, to path: String) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
+    guard fd >= 0 else { throw StoreError.io(path: path, operation: "create", errno: errno) }
+    defer { close(fd) }
+    try data.withUnsafeBytes { try FileSystem.writeAll(fd: fd, bytes: $0, path: path) }
+    if fsync(fd) != 0 { throw StoreError.io(path: path, operation: "fsync", errno: errno) }
   }
 
   // MARK: - Listing
@@ -200,31 +220,54 @@ public struct ArchiveRepository: Sendable {
     )
   }
 
-  /// Removes temporaries of interrupted runs and records whose archive was never published.
-  /// - Returns: the paths removed.
+  /// Cleans up after interrupted runs. Callers hold the deployment lock, so no other writer is
+  /// between steps: a hidden record whose archive was published before the crash is rolled
+  /// forward (renamed into place); every other temporary of a dead process is removed; a record
+  /// without an archive (a pruned archive, or an older tgsess that wrote records first) is removed.
+  /// - Returns: the paths removed or rolled forward.
+  /// - Throws: `StoreError.io` when a directory cannot be read.
   @discardableResult
   public func removeLeftovers() throws -> [String] {
-    var removed = FileSystem.removeStaleTemporaries(in: fullDirectory)
     var directories = [fullDirectory]
     for name in try Self.names(in: usersDirectory) where name.hasPrefix("user_") {
-      let directory = usersDirectory + "/" + name
-      removed += FileSystem.removeStaleTemporaries(in: directory)
-      directories.append(directory)
+      directories.append(usersDirectory + "/" + name)
     }
+    var removed: [String] = []
     for directory in directories {
-      let names = Set(try Self.names(in: directory))
-      for name in names where name.hasSuffix(ArchiveName.recordSuffix) {
-        let id = String(name.dropLast(ArchiveName.recordSuffix.count))
-        let hasArchive =
-          names.contains(ArchiveName.fileName(id: id, isEncrypted: true))
+      let removedBefore = removed.count
+      var names = Set(try Self.names(in: directory))
+      func hasArchive(_ id: String) -> Bool {
+        names.contains(ArchiveName.fileName(id: id, isEncrypted: true))
           || names.contains(ArchiveName.fileName(id: id, isEncrypted: false))
-        // A record is written just before its archive is published; only an old orphan is a leftover.
-        if !hasArchive, let age = try? FileSystem.age(of: directory + "/" + name), age > 600 {
-          if unlink(directory + "/" + name) == 0 { removed.append(directory + "/" + name) }
+      }
+      for name in names.sorted() where FileSystem.isTemporaryName(name) {
+        guard let (finalName, pid) = Self.parseTemporary(name), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH,
+          finalName.hasSuffix(ArchiveName.recordSuffix), !names.contains(finalName),
+          hasArchive(String(finalName.dropLast(ArchiveName.recordSuffix.count)))
+        else { continue }
+        if rename(directory + "/" + name, directory + "/" + finalName) == 0 {
+          names.remove(name)
+          names.insert(finalName)
+          removed.append(directory + "/" + finalName)
         }
       }
+      removed += FileSystem.removeStaleTemporaries(in: directory)
+      for name in names where name.hasSuffix(ArchiveName.recordSuffix) && !name.hasPrefix(".") {
+        let id = String(name.dropLast(ArchiveName.recordSuffix.count))
+        if !hasArchive(id), unlink(directory + "/" + name) == 0 { removed.append(directory + "/" + name) }
+      }
+      if removed.count > removedBefore { try FileSystem.fsyncDirectory(directory) }
     }
     return removed
+  }
+
+  /// The final name and writer pid of a temporary named by `FileSystem.temporaryPath(for:)`
+  /// (`.NAME.tgsess-tmp-PID-RANDOM`).
+  static func parseTemporary(_ name: String) -> (finalName: String, pid: Int32)? {
+    guard name.hasPrefix("."), let marker = name.range(of: ".tgsess-tmp-") else { return nil }
+    let finalName = String(name[name.index(after: name.startIndex)..<marker.lowerBound])
+    guard let pid = Int32(name[marker.upperBound...].split(separator: "-").first ?? "") else { return nil }
+    return (finalName, pid)
   }
 
   static func names(in directory: String) throws -> [String] {

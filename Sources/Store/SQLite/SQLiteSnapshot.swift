@@ -41,12 +41,33 @@ public enum SQLiteSnapshot {
     if step == SQLITE_DONE { step = SQLITE_OK }
     if step != SQLITE_OK || finish != SQLITE_OK {
       let code = step != SQLITE_OK ? step : finish
-      let sourceCode = sqlite3_extended_errcode(from)
-      let isSource = sourceCode != SQLITE_OK || [SQLITE_BUSY, SQLITE_LOCKED].contains(code & 0xff)
+      // sqlite3_backup_step reports both sides' errors on the destination handle, so the code
+      // tells which side failed: writes (a full disk) are the staging copy's, the rest the source's.
+      if isDestinationFailure(code) {
+        if code & 0xff == SQLITE_FULL {
+          throw StoreError.io(path: destination, operation: "write snapshot of \(source)", errno: ENOSPC)
+        }
+        throw SQLiteFailure(code: code, message: String(cString: sqlite3_errstr(code)), operation: "online backup")
+          .storeError(path: destination)
+      }
+      if code == SQLiteExtendedCode.readonlyRollback {
+        throw StoreError.session(object: source, reason: .hotJournal(source + "-journal"))
+      }
       throw SQLiteFailure(code: code, message: String(cString: sqlite3_errstr(code)), operation: "online backup")
-        .storeError(path: isSource ? source : destination)
+        .storeError(path: source)
     }
     isDone = true
+  }
+
+  /// Whether a failed online backup failed writing the copy rather than reading the source.
+  private static func isDestinationFailure(_ code: Int32) -> Bool {
+    switch code & 0xff {
+    case SQLITE_FULL: return true
+    case SQLITE_IOERR:
+      // SQLITE_IOERR_WRITE, _FSYNC, _DIR_FSYNC, _TRUNCATE: the writing side.
+      return [3, 4, 5, 6].contains(code >> 8)
+    default: return false
+    }
   }
 
   private static func failure(_ rc: Int32, _ db: OpaquePointer?, _ operation: String, _ path: String) -> StoreError {

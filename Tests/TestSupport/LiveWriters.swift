@@ -1,0 +1,682 @@
+import Foundation
+import Store
+
+// Helpers for the backup and list tests: generated fleets whose every tgsess run is kept for the
+// secret scan, processes that run in the background (writers, a backup to kill), the stock tools
+// that judge archives, and tmpfs mounts.
+
+// MARK: - Stock tools
+
+/// The stock tools the archive tests compare against, with the Debian package of each.
+public enum StockTools {
+  public static let age = "/usr/bin/age"
+  public static let tar = "/usr/bin/tar"
+  public static let bsdtar = "/usr/bin/bsdtar"
+  public static let zstd = "/usr/bin/zstd"
+  public static let sqlite3 = "/usr/bin/sqlite3"
+  public static let sha256sum = "/usr/bin/sha256sum"
+  public static let bash = "/bin/bash"
+  static let packages = [
+    age: "age", tar: "tar", bsdtar: "libarchive-tools", zstd: "zstd", sqlite3: "sqlite3", sha256sum: "coreutils",
+    bash: "bash",
+  ]
+
+  /// Fails, naming what to install, when a tool is missing (a test never skips silently).
+  /// - Throws: `TestHelperError`.
+  public static func require(_ tools: [String] = [age, tar, bsdtar, zstd, sqlite3, sha256sum, bash]) throws {
+    for tool in tools where !FileManager.default.isExecutableFile(atPath: tool) {
+      throw TestHelperError(
+        "\(tool) is missing; install it with: apt-get install -y \(packages[tool] ?? "?") (scripts/test.sh installs it)"
+      )
+    }
+  }
+
+  /// Runs a bash pipeline with `set -o pipefail`; positional arguments are `$1`, `$2`, ...
+  /// - Throws: `TestHelperError` with stderr when it fails.
+  @discardableResult
+  public static func pipeline(_ script: String, _ arguments: [String]) throws -> ProcessResult {
+    let result = try runProcess(bash, ["-c", "set -euo pipefail; " + script, "pipeline"] + arguments)
+    guard result.status == 0 else {
+      throw TestHelperError("`\(script)` failed (\(result.status)): \(result.stderr)")
+    }
+    return result
+  }
+
+  /// The entries of an archive in stream order, read by stock tar (through age when encrypted).
+  /// - Throws: `TestHelperError`.
+  public static func listEntries(_ archive: String, identity: String?) throws -> [String] {
+    let result =
+      archive.hasSuffix(".age")
+      ? try pipeline(#"age -d -i "$1" "$2" | tar --zstd -tf -"#, [identity ?? "", archive])
+      : try pipeline(#"tar --zstd -tf "$1""#, [archive])
+    return result.stdout.split(separator: "\n").map(String.init)
+  }
+
+  /// Extracts an archive the operator's way: `age -d -i IDENTITY X | tar --zstd -xf -`, or
+  /// `tar --zstd -xf X` for an unencrypted one.
+  /// - Throws: `TestHelperError`.
+  public static func extract(_ archive: String, identity: String?, into directory: String) throws {
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    if archive.hasSuffix(".age") {
+      try pipeline(#"age -d -i "$1" "$2" | tar --zstd -xf - -C "$3""#, [identity ?? "", archive, directory])
+    } else {
+      try pipeline(#"tar --zstd -xf "$1" -C "$2""#, [archive, directory])
+    }
+  }
+
+  /// SHA-256 of files by `sha256sum`, keyed by path.
+  /// - Throws: `TestHelperError`.
+  public static func sha256sums(_ paths: [String]) throws -> [String: String] {
+    guard !paths.isEmpty else { return [:] }
+    let result = try runProcess(sha256sum, ["--"] + paths)
+    guard result.status == 0 else { throw TestHelperError("sha256sum failed: \(result.stderr)") }
+    var sums: [String: String] = [:]
+    for line in result.stdout.split(separator: "\n") {
+      let parts = line.split(separator: " ", maxSplits: 1)
+      guard parts.count == 2 else { continue }
+      sums[String(parts[1].drop(while: { $0 == " " || $0 == "*" }))] = String(parts[0])
+    }
+    return sums
+  }
+
+  /// `PRAGMA integrity_check` of a file through the sqlite3 CLI ("ok" when sound).
+  /// - Throws: `TestHelperError` when sqlite3 cannot run the check at all.
+  public static func integrityCheck(_ path: String) throws -> String {
+    let result = try runProcess(sqlite3, ["-readonly", path, "PRAGMA integrity_check"])
+    guard result.status == 0 else { throw TestHelperError("sqlite3 integrity_check of \(path): \(result.stderr)") }
+    return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+  }
+
+  /// One query through the sqlite3 CLI, read-only.
+  /// - Throws: `TestHelperError`.
+  public static func query(_ path: String, _ sql: String) throws -> String {
+    let result = try runProcess(sqlite3, ["-readonly", "-cmd", ".timeout 30000", path, sql])
+    guard result.status == 0 else { throw TestHelperError("sqlite3 \(path) '\(sql)': \(result.stderr)") }
+    return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+  }
+
+  /// Checks an extracted archive against its `manifest.json` with stock tools: every entry is
+  /// there with the manifest's size and `sha256sum`, nothing else is, and every SQLite entry
+  /// passes `PRAGMA integrity_check`.
+  /// - Returns: the problems found (empty when the archive is sound) and the manifest.
+  /// - Throws: `TestHelperError` when manifest.json is missing or not JSON.
+  public static func verifyExtracted(_ directory: String) throws -> (problems: [String], manifest: [String: Any]) {
+    let manifestPath = directory + "/manifest.json"
+    guard let data = FileManager.default.contents(atPath: manifestPath),
+      let manifest = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+      let entries = manifest["entries"] as? [[String: Any]]
+    else { throw TestHelperError("\(manifestPath) is missing or not a JSON manifest") }
+    var problems: [String] = []
+    let paths = entries.compactMap { $0["path"] as? String }
+    let sums = try sha256sums(paths.map { directory + "/" + $0 }.filter { FileManager.default.fileExists(atPath: $0) })
+    for entry in entries {
+      let path = entry["path"] as? String ?? "?"
+      let full = directory + "/" + path
+      guard let sum = sums[full] else {
+        problems.append("\(path): listed in the manifest but not extracted")
+        continue
+      }
+      if sum != entry["sha256"] as? String { problems.append("\(path): sha256sum differs from the manifest") }
+      let size = (try? FileSystem.size(of: full)) ?? -1
+      if size != (entry["size"] as? NSNumber)?.int64Value {
+        problems.append("\(path): \(size) bytes, manifest says \(entry["size"] ?? "?")")
+      }
+      if entry["is_sqlite"] as? Bool == true {
+        let check = try integrityCheck(full)
+        if check != "ok" { problems.append("\(path): integrity_check says \(check.prefix(200))") }
+      }
+    }
+    let extracted = Set(try TreeSnapshot.regularFiles(under: directory))
+    for extra in extracted.subtracting(paths + ["manifest.json"]).sorted() {
+      problems.append("\(extra): extracted but not in the manifest")
+    }
+    return (problems, manifest)
+  }
+
+  /// Extracts with stock tools into a fresh directory under `scratch` and verifies it.
+  /// - Returns: the problems (empty when sound), the manifest and where it was extracted.
+  /// - Throws: `TestHelperError` when age or tar fail (a damaged or truncated archive).
+  public static func extractAndVerify(_ archive: String, identity: String?, scratch: String) throws -> (
+    problems: [String], manifest: [String: Any], directory: String
+  ) {
+    let directory = scratch + "/x-" + UUID().uuidString
+    try extract(archive, identity: identity, into: directory)
+    let (problems, manifest) = try verifyExtracted(directory)
+    return (problems, manifest, directory)
+  }
+}
+
+// MARK: - Background processes
+
+/// A child process that runs while the test goes on (a live writer, a backup to kill), with its
+/// output in files so it never blocks on a pipe. Killed on deinit if still running.
+public final class BackgroundProcess: @unchecked Sendable {
+  public let process = Process()
+  public let label: String
+  private let outputDirectory: TemporaryDirectory
+
+  /// Starts `executable`; TGSESS_* variables of the developer are kept out unless given.
+  /// - Throws: `TestHelperError` when it cannot start.
+  public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+    label = ([(executable as NSString).lastPathComponent] + arguments).joined(separator: " ")
+    outputDirectory = try TemporaryDirectory("tgsess-bg")
+    _ = FileManager.default.createFile(atPath: outputDirectory.file("stdout"), contents: nil)
+    _ = FileManager.default.createFile(atPath: outputDirectory.file("stderr"), contents: nil)
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let base = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TGSESS_") }
+    process.environment = base.merging(environment) { $1 }
+    process.standardOutput = FileHandle(forWritingAtPath: outputDirectory.file("stdout"))
+    process.standardError = FileHandle(forWritingAtPath: outputDirectory.file("stderr"))
+    process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+    do { try process.run() } catch { throw TestHelperError("cannot start \(executable): \(error)") }
+  }
+
+  /// Starts the built `tgsess` with `arguments`.
+  /// - Throws: `TestHelperError` when it is not built.
+  public static func tgsess(_ arguments: [String], environment: [String: String] = [:]) throws -> BackgroundProcess {
+    let path = TestEnvironment.productPath("tgsess")
+    guard FileManager.default.isExecutableFile(atPath: path) else {
+      throw TestHelperError("\(path) is not built; run swift build --build-tests")
+    }
+    return try BackgroundProcess(path, arguments, environment: environment)
+  }
+
+  public var pid: Int32 { process.processIdentifier }
+  public var isRunning: Bool { process.isRunning }
+
+  /// Waits for the end: the exit status, or the signal that killed it.
+  public func wait() -> (status: Int32, signal: Int32?) {
+    process.waitUntilExit()
+    if process.terminationReason == .uncaughtSignal {
+      return (128 + process.terminationStatus, process.terminationStatus)
+    }
+    return (process.terminationStatus, nil)
+  }
+
+  /// Sends `signal` (SIGKILL by default).
+  public func kill(_ signal: Int32 = SIGKILL) {
+    if process.isRunning { Glibc.kill(process.processIdentifier, signal) }
+  }
+
+  /// The outcome, once it has ended (the status is 128 + the signal when one killed it).
+  public var result: ProcessResult {
+    let status = wait().status
+    let data = FileManager.default.contents(atPath: outputDirectory.file("stdout")) ?? Data()
+    return ProcessResult(
+      status: status, stdout: String(decoding: data, as: UTF8.self), stderr: stderr, stdoutData: data)
+  }
+
+  public var stdout: String { (try? String(contentsOfFile: outputDirectory.file("stdout"), encoding: .utf8)) ?? "" }
+  public var stderr: String { (try? String(contentsOfFile: outputDirectory.file("stderr"), encoding: .utf8)) ?? "" }
+
+  /// Whether the process has `path` open (it reached the code that opened it).
+  public func hasOpen(_ path: String) -> Bool {
+    let directory = "/proc/\(pid)/fd"
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return false }
+    return names.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + $0)) == path }
+  }
+
+  deinit {
+    if process.isRunning {
+      Glibc.kill(process.processIdentifier, SIGKILL)
+      process.waitUntilExit()
+    }
+  }
+}
+
+/// Polls `condition` until it holds. The bound only keeps a broken test from hanging; nothing
+/// depends on how long the wait takes.
+/// - Throws: `TestHelperError` naming `what` when the bound is reached.
+public func waitUntil(_ what: String, boundSeconds: Double = 120, _ condition: () throws -> Bool) throws {
+  let deadline = Date().addingTimeInterval(boundSeconds)
+  while !(try condition()) {
+    guard Date() < deadline else { throw TestHelperError("gave up waiting for \(what) after \(Int(boundSeconds)) s") }
+    usleep(5_000)
+  }
+}
+
+// MARK: - Live writers
+
+/// A Python process writing to SQLite files the way the bot does, maintaining an invariant in
+/// every committed transaction. It stops when the stop file appears (or after `boundSeconds`).
+public final class LiveWriter: @unchecked Sendable {
+  public let process: BackgroundProcess
+  let control: TemporaryDirectory
+  var stopFile: String { control.file("stop") }
+  var progressFile: String { control.file("progress") }
+
+  init(script: String, arguments: [String]) throws {
+    guard FileManager.default.isExecutableFile(atPath: TestEnvironment.python) else {
+      throw TestHelperError(
+        "no test virtualenv at \(TestEnvironment.python); run scripts/test.sh (it creates .venv-test)")
+    }
+    control = try TemporaryDirectory("tgsess-writer")
+    process = try BackgroundProcess(
+      TestEnvironment.python, ["-c", script, control.file("stop"), control.file("progress")] + arguments)
+    try waitUntil("the writer's first commit") {
+      guard process.isRunning else {
+        throw TestHelperError("writer exited before its first commit: \(process.stderr)")
+      }
+      return commits > 0
+    }
+  }
+
+  /// Transactions committed so far.
+  public var commits: Int {
+    Int((try? String(contentsOfFile: progressFile, encoding: .utf8))?.trimmingCharacters(in: .whitespaces) ?? "") ?? 0
+  }
+
+  /// Waits until the writer has committed more than `count` transactions.
+  /// - Throws: `TestHelperError` when it died.
+  public func waitForCommits(moreThan count: Int) throws {
+    try waitUntil("writer commit \(count + 1)") {
+      guard process.isRunning else { throw TestHelperError("writer died: \(process.stderr)") }
+      return commits > count
+    }
+  }
+
+  /// Stops the writer and returns its commit count.
+  /// - Throws: `TestHelperError` when it failed (a `database is locked` included).
+  @discardableResult
+  public func stop() throws -> Int {
+    _ = FileManager.default.createFile(atPath: stopFile, contents: nil)
+    let (status, _) = process.wait()
+    guard status == 0 else { throw TestHelperError("writer failed (\(status)): \(process.stderr)") }
+    return commits
+  }
+
+  /// Mimics Telethon on several session files: `sqlite3.connect` with the default (rollback)
+  /// journal and implicit `BEGIN`, a write transaction held open between saves, entity-cache
+  /// inserts and `update_state` changes, a commit every few milliseconds. Invariant in every
+  /// commit: `update_state` row 0 has `pts = sum(entities.date)` and `seq = count(entities)`.
+  public static func telethonLike(sessionFiles: [String], boundSeconds: Int = 150) throws -> LiveWriter {
+    try LiveWriter(
+      script: """
+        import json, os, random, sqlite3, sys, time
+        stop, progress, paths, bound = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), float(sys.argv[4])
+        conns, ids = [], []
+        for path in paths:
+            conn = sqlite3.connect(path, timeout=60, check_same_thread=False)  # Telethon's way
+            conn.execute("UPDATE update_state SET pts = (SELECT coalesce(sum(date), 0) FROM entities), "
+                         "seq = (SELECT count(*) FROM entities) WHERE id = 0")
+            conn.commit()
+            conns.append(conn)
+            ids.append([row[0] for row in conn.execute("SELECT id FROM entities WHERE date IS NOT NULL")])
+        def report(n):
+            with open(progress + '.tmp', 'w') as f: f.write(str(n))
+            os.replace(progress + '.tmp', progress)
+        commits, next_id, deadline = 0, 7_000_000_000, time.time() + bound
+        while not os.path.exists(stop) and time.time() < deadline:
+            for conn, known in zip(conns, ids):
+                delta = random.randint(1, 1000)
+                conn.execute("UPDATE entities SET date = date + ? WHERE id = ?", (delta, random.choice(known)))
+                conn.execute("UPDATE update_state SET pts = pts + ? WHERE id = 0", (delta,))
+                next_id += 1
+                date = int(time.time())
+                conn.execute("INSERT INTO entities(id, hash, username, phone, name, date) VALUES (?,?,?,?,?,?)",
+                             (next_id, random.getrandbits(63), None, None, 'Churn %d' % next_id, date))
+                conn.execute("UPDATE update_state SET pts = pts + ?, seq = seq + 1 WHERE id = 0", (date,))
+                known.append(next_id)
+            time.sleep(0.003)  # the write transaction stays open, as Telethon's does between saves
+            for conn in conns:
+                conn.commit()
+            commits += 1
+            report(commits)
+        for conn in conns:
+            conn.close()
+        """, arguments: [String(decoding: try JSONEncoder().encode(sessionFiles), as: UTF8.self), String(boundSeconds)])
+  }
+
+  /// The invariant `telethonLike` keeps, as SQL answering 1.
+  public static let sessionInvariant =
+    "SELECT (SELECT pts FROM update_state WHERE id = 0) = (SELECT sum(date) FROM entities) "
+    + "AND (SELECT seq FROM update_state WHERE id = 0) = (SELECT count(*) FROM entities)"
+
+  /// Mimics the bot copying messages: each transaction inserts into `message_log` and counts it
+  /// in `copy_stats` (a table of the bot's own). Invariant in every commit:
+  /// `copy_stats.copied = count(message_log)`.
+  public static func botDatabase(_ databasePath: String, boundSeconds: Int = 150) throws -> LiveWriter {
+    try LiveWriter(
+      script: """
+        import os, random, sqlite3, sys, time
+        stop, progress, path, bound = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+        conn = sqlite3.connect(path, timeout=60)
+        conn.execute("CREATE TABLE IF NOT EXISTS copy_stats (name TEXT PRIMARY KEY, copied INTEGER NOT NULL)")
+        conn.execute("INSERT OR REPLACE INTO copy_stats VALUES ('message_log', (SELECT count(*) FROM message_log))")
+        conn.commit()
+        def report(n):
+            with open(progress + '.tmp', 'w') as f: f.write(str(n))
+            os.replace(progress + '.tmp', progress)
+        commits, deadline = 0, time.time() + bound
+        while not os.path.exists(stop) and time.time() < deadline:
+            conn.execute("INSERT INTO message_log(user_id, chat_id, message_id, body, copied_at) "
+                         "VALUES (?, ?, ?, ?, datetime('now'))",
+                         (random.randint(1, 10**9), -1001000000000, commits, 'copied message %d' % commits))
+            time.sleep(0.002)
+            conn.execute("UPDATE copy_stats SET copied = copied + 1 WHERE name = 'message_log'")
+            conn.commit()
+            commits += 1
+            report(commits)
+        conn.close()
+        """, arguments: [databasePath, String(boundSeconds)])
+  }
+
+  /// Holds `BEGIN EXCLUSIVE` on an SQLite file (a bot in the middle of a long write) until stopped.
+  public static func exclusiveLock(on path: String, boundSeconds: Int = 150) throws -> LiveWriter {
+    try LiveWriter(
+      script: """
+        import os, sqlite3, sys, time
+        stop, progress, path, bound = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+        conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        with open(progress + '.tmp', 'w') as f: f.write('1')
+        os.replace(progress + '.tmp', progress)
+        deadline = time.time() + bound
+        while not os.path.exists(stop) and time.time() < deadline:
+            time.sleep(0.01)
+        conn.execute("ROLLBACK")
+        conn.close()
+        """, arguments: [path, String(boundSeconds)])
+  }
+
+  /// The invariant `botDatabase` keeps, as SQL answering 1.
+  public static let databaseInvariant =
+    "SELECT (SELECT copied FROM copy_stats WHERE name = 'message_log') = (SELECT count(*) FROM message_log)"
+}
+
+// MARK: - Fleets
+
+/// A deployment generated by `tgsess-fleet` in a temporary directory. Every tgsess run made
+/// through it is kept, so a test can check at the end that no secret reached any output.
+public final class FleetDeployment: @unchecked Sendable {
+  public let root: String
+  private let directory: TemporaryDirectory?
+  private let lock = NSLock()
+  private var runs: [(label: String, stdout: String, stderr: String)] = []
+  private var secrets: [String: String] = [:]
+
+  /// Generates `users` users (`--legacy`: the seed's shape) under a new temporary directory, or
+  /// under `parent` (for example a tmpfs mount).
+  /// - Throws: `TestHelperError` when the generator fails.
+  public init(users: Int, legacy: Bool = false, seed: UInt64 = 1, parent: String? = nil) throws {
+    if let parent {
+      directory = nil
+      root = parent + "/fleet"
+    } else {
+      let made = try TemporaryDirectory("tgsess-fleet")
+      directory = made
+      root = made.path + "/fleet"
+    }
+    let result = try runBuiltProduct(
+      "tgsess-fleet", ["--root", root, "--users", String(users), "--seed", String(seed)] + (legacy ? ["--legacy"] : []))
+    guard result.status == 0 else { throw TestHelperError("tgsess-fleet failed: \(result.stderr)") }
+    try collectSecrets()
+  }
+
+  public var backupsDirectory: String { root + "/backups" }
+  public var databasePath: String { root + "/data/telegram_bot.db" }
+  public var identityPath: String { root + "/keys/age-identity.txt" }
+  public var sessionsDirectory: String { root + "/sessions" }
+  public func sessionPath(_ userID: Int64) -> String { sessionsDirectory + "/user_\(userID).session" }
+
+  /// The users with a session file, sorted.
+  /// - Throws: `TestHelperError`.
+  public func userIDs() throws -> [Int64] {
+    try FileManager.default.contentsOfDirectory(atPath: sessionsDirectory)
+      .compactMap(Deployment.userID(fromSessionFileName:)).sorted()
+  }
+
+  /// The users whose session file is Telethon's (it has an `entities` table), sorted.
+  /// - Throws: `TestHelperError`.
+  public func telethonUserIDs() throws -> [Int64] {
+    try userIDs().filter {
+      try StockTools.query(sessionPath($0), "SELECT count(*) FROM sqlite_master WHERE name = 'entities'") == "1"
+    }
+  }
+
+  /// Runs the built tgsess on this deployment (`--root` appended) and keeps its output.
+  /// - Throws: `TestHelperError` when it is not built.
+  @discardableResult
+  public func tgsess(_ arguments: [String], environment: [String: String] = [:]) throws -> ProcessResult {
+    let result = try runTgsess(arguments + ["--root", root], environment: environment)
+    keep("tgsess " + arguments.joined(separator: " "), result.stdout, result.stderr)
+    return result
+  }
+
+  /// Starts tgsess on this deployment in the background; `keep(_:)` its output when done.
+  /// - Throws: `TestHelperError`.
+  public func tgsessInBackground(_ arguments: [String], environment: [String: String] = [:]) throws
+    -> BackgroundProcess
+  {
+    try BackgroundProcess.tgsess(arguments + ["--root", root], environment: environment)
+  }
+
+  /// Keeps the output of a run made some other way (a background or killed run).
+  public func keep(_ process: BackgroundProcess) { keep(process.label, process.stdout, process.stderr) }
+
+  public func keep(_ label: String, _ stdout: String, _ stderr: String) {
+    lock.withLock { runs.append((label, stdout, stderr)) }
+  }
+
+  /// Every output kept so far, stdout and stderr together.
+  public var outputs: [String] { lock.withLock { runs.flatMap { [$0.stdout, $0.stderr] } } }
+
+  /// Gathers the deployment's secrets as they are now (call again after changing keys): Fernet
+  /// keys, the database's Fernet tokens and what they decrypt to (session strings, api_hash), and
+  /// every session file's auth key as upper- and lower-case hex, base64 and URL-safe base64.
+  /// - Throws: `TestHelperError`.
+  public func collectSecrets() throws {
+    var found: [String: String] = [:]
+    let keyFile = root + "/keys/fernet.keys"
+    if let text = try? String(contentsOfFile: keyFile, encoding: .utf8) {
+      for line in text.split(separator: "\n") where !line.hasPrefix("#") && !line.isEmpty {
+        found[String(line)] = "a Fernet key"
+      }
+    }
+    // One Python process reads them all (hundreds of session files in the big tests).
+    let result = try runPython(
+      """
+      import base64, json, os, sqlite3, sys
+      from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+      db, key_file, sessions = sys.argv[1], sys.argv[2], sys.argv[3]
+      keys = []
+      if os.path.exists(key_file):
+          keys = [l.strip() for l in open(key_file) if l.strip() and not l.startswith('#')]
+      fernet = MultiFernet([Fernet(k) for k in keys]) if keys else None
+      out = []
+      if os.path.exists(db):
+          conn = sqlite3.connect('file:%s?mode=ro' % db, uri=True)
+          for table in ('user_sessions', 'session_backups'):
+              for values in conn.execute('SELECT session_string, api_hash FROM %s' % table):
+                  for value, label in zip(values, ('a session string', 'an api_hash')):
+                      if not value:
+                          continue
+                      if value.startswith('gAAAAA') and fernet:
+                          out.append(['a Fernet token of ' + label, value])
+                          try:
+                              out.append([label, fernet.decrypt(value.encode()).decode()])
+                          except InvalidToken:
+                              pass
+                      else:
+                          out.append([label, value])
+          conn.close()
+      for name in sorted(os.listdir(sessions)):
+          if '.session' not in name or name.endswith('-journal'):
+              continue
+          try:
+              conn = sqlite3.connect('file:%s?mode=ro' % os.path.join(sessions, name), uri=True)
+              rows = conn.execute('SELECT auth_key FROM sessions').fetchall()
+              conn.close()
+          except sqlite3.Error:
+              continue
+          for (key,) in rows:
+              if not key or len(key) < 32:
+                  continue
+              label = 'the auth key of ' + name
+              b64 = base64.b64encode(key).decode()
+              for form in (key.hex(), key.hex().upper(), key.hex()[:32], b64,
+                           b64.replace('+', '-').replace('/', '_').rstrip('=')):
+                  out.append([label, form])
+      print(json.dumps(out))
+      """, arguments: [databasePath, keyFile, sessionsDirectory])
+    for pair in try JSONDecoder().decode([[String]].self, from: result.stdoutData) { found[pair[1]] = pair[0] }
+    lock.withLock { secrets.merge(found.filter { $0.key.utf8.count >= 16 }) { old, _ in old } }
+  }
+
+  /// How many distinct secret strings are known (a test checks it is not zero).
+  public var secretCount: Int { lock.withLock { secrets.count } }
+
+  /// The secrets (by description, never the value) found in any kept output.
+  /// - Throws: `TestHelperError` when the secrets cannot be gathered.
+  public func leakedSecrets() throws -> [String] {
+    try collectSecrets()
+    let (runs, secrets) = lock.withLock { (self.runs, self.secrets) }
+    let finder = SubstringFinder(Array(secrets.keys))
+    var leaks: [String] = []
+    for run in runs {
+      for (stream, text) in [("stdout", run.stdout), ("stderr", run.stderr)] {
+        for secret in finder.matches(in: text).sorted() {
+          leaks.append("\(secrets[secret] ?? "a secret") in the \(stream) of `\(run.label)`")
+        }
+      }
+    }
+    return leaks
+  }
+}
+
+/// Finds which of many needles (each at least 16 bytes) occur in a text, in one pass over it:
+/// each 16-byte window is looked up among the needles' first 16 bytes.
+struct SubstringFinder {
+  struct Window: Hashable {
+    var low: UInt64
+    var high: UInt64
+  }
+  private var byPrefix: [Window: [[UInt8]]] = [:]
+
+  init(_ needles: [String]) {
+    for needle in needles {
+      let bytes = Array(needle.utf8)
+      guard bytes.count >= 16 else { continue }
+      byPrefix[Self.window(bytes, at: 0), default: []].append(bytes)
+    }
+  }
+
+  static func window(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> Window {
+    Window(
+      low: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self),
+      high: bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self))
+  }
+
+  static func window(_ bytes: [UInt8], at offset: Int) -> Window {
+    bytes.withUnsafeBytes { window($0, at: offset) }
+  }
+
+  /// The needles that occur in `text`.
+  func matches(in text: String) -> Set<String> {
+    let bytes = Array(text.utf8)
+    guard bytes.count >= 16 else { return [] }
+    var found = Set<String>()
+    bytes.withUnsafeBytes { raw in
+      for offset in 0...(raw.count - 16) {
+        guard let candidates = byPrefix[Self.window(raw, at: offset)] else { continue }
+        for needle in candidates where offset + needle.count <= raw.count {
+          if needle.elementsEqual(raw[offset..<offset + needle.count]) {
+            found.insert(String(decoding: needle, as: UTF8.self))
+          }
+        }
+      }
+    }
+    return found
+  }
+}
+
+// MARK: - Trees
+
+/// The files under a directory: visible regular files with their SHA-256, and hidden entries
+/// (names starting with "."), which are not descended into.
+public struct TreeSnapshot: Equatable, Sendable {
+  public var files: [String: String] = [:]
+  public var hidden: [String] = []
+
+  /// - Throws: `TestHelperError` when a file cannot be read.
+  public init(_ root: String) throws {
+    guard FileManager.default.fileExists(atPath: root) else { return }
+    var stack = [""]
+    while let relative = stack.popLast() {
+      let directory = relative.isEmpty ? root : root + "/" + relative
+      for name in try FileManager.default.contentsOfDirectory(atPath: directory).sorted() {
+        let path = relative.isEmpty ? name : relative + "/" + name
+        if name.hasPrefix(".") {
+          hidden.append(path)
+        } else if FileSystem.isDirectory(root + "/" + path) {
+          stack.append(path)
+        } else {
+          files[path] = try FileSystem.sha256(ofFile: root + "/" + path)
+        }
+      }
+    }
+    hidden.sort()
+  }
+
+  /// Regular files under `root`, relative, hidden ones included.
+  /// - Throws: `TestHelperError`.
+  public static func regularFiles(under root: String) throws -> [String] {
+    var result: [String] = []
+    let enumerator = FileManager.default.enumerator(atPath: root)
+    while let relative = enumerator?.nextObject() as? String {
+      if !FileSystem.isDirectory(root + "/" + relative) { result.append(relative) }
+    }
+    return result.sorted()
+  }
+}
+
+// MARK: - tmpfs
+
+/// A tmpfs mounted over a directory (tests run as root), unmounted by `unmount()` or on deinit.
+public final class TmpfsMount: @unchecked Sendable {
+  public let path: String
+  private var isMounted = true
+
+  /// Mounts a tmpfs of `sizeKiB` at `path` (created if missing).
+  /// - Throws: `TestHelperError` saying what is needed when mount fails.
+  public init(at path: String, sizeKiB: Int) throws {
+    self.path = path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    let result = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=\(sizeKiB)k,mode=0700", "tmpfs", path])
+    guard result.status == 0 else {
+      throw TestHelperError(
+        "mount -t tmpfs at \(path) failed (\(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))); these tests must run as root where mount works"
+      )
+    }
+  }
+
+  /// Free bytes on the mount.
+  public var freeBytes: Int64 {
+    var info = statvfs()
+    guard statvfs(path, &info) == 0 else { return 0 }
+    return Int64(info.f_bavail) * Int64(info.f_frsize)
+  }
+
+  /// Unmounts (lazily if something still holds it).
+  public func unmount() {
+    guard isMounted else { return }
+    isMounted = false
+    if (try? runProcess("/bin/umount", [path]))?.status != 0 { _ = try? runProcess("/bin/umount", ["-l", path]) }
+  }
+
+  deinit { unmount() }
+}
+
+// MARK: - JSON
+
+/// Decodes a tgsess `--json` output (ISO 8601 dates).
+/// - Throws: `TestHelperError` with the output when it does not decode.
+public func decodeJSON<T: Decodable>(_ type: T.Type, from result: ProcessResult) throws -> T {
+  let decoder = JSONDecoder()
+  decoder.dateDecodingStrategy = .iso8601
+  do { return try decoder.decode(type, from: result.stdoutData) } catch {
+    throw TestHelperError(
+      "cannot decode \(type) (\(error)) from status \(result.status): \(result.stdout.prefix(500)) \(result.stderr)")
+  }
+}
