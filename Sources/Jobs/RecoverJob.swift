@@ -110,7 +110,8 @@ public enum RecoverJob {
         path: deployment.lockPath, command: options.userID.map { "recover --user \($0)" } ?? "recover --all",
         wait: options.lockWait)
       defer { lock.release() }
-      let database = try BotDatabase(path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
+      let database = try BotDatabase(
+        path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { database.close() }
       let fernet = try KeyStore.loadFernet(deployment)
       let users: [Int64]
@@ -131,7 +132,8 @@ public enum RecoverJob {
             outcome.backupID = backup.archives.first?.id
           } catch {
             logger.warning(
-              "post-recovery backup failed", metadata: ["user.id": "\(userID)", "error": "\(error.localizedDescription)"])
+              "post-recovery backup failed",
+              metadata: ["user.id": "\(userID)", "error": "\(error.localizedDescription)"])
           }
         }
         try? database.recordHealth(
@@ -172,7 +174,8 @@ public enum RecoverJob {
       let plaintext = try BotDatabase.reveal(secret, fernet: fernet, object: object)
         .trimmingCharacters(in: .whitespacesAndNewlines)
       if plaintext.hasPrefix("1"), [353, 369].contains(plaintext.count) {
-        return DecodedString(identity: try TelethonStringSession.decode(plaintext, label: object), pyrogram: nil, plaintext: plaintext)
+        return DecodedString(
+          identity: try TelethonStringSession.decode(plaintext, label: object), pyrogram: nil, plaintext: plaintext)
       }
       let payload = try PyrogramStringSession.decode(plaintext, label: object)
       return DecodedString(identity: payload.identity, pyrogram: payload, plaintext: plaintext)
@@ -265,7 +268,8 @@ public enum RecoverJob {
     /// The newest valid session among the user's backups, with where it came from.
     func bestBackup(userID: Int64, notes: inout [String]) throws -> (DecodedString, String)? {
       let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
-      let identities = FileSystem.exists(deployment.ageIdentityPath) ? (try? KeyStore.loadIdentities(deployment)) ?? [] : []
+      let identities =
+        FileSystem.exists(deployment.ageIdentityPath) ? (try? KeyStore.loadIdentities(deployment)) ?? [] : []
       // a. Per-user archives, then full snapshots, newest first.
       for record in try repository.list(kind: .user, userID: userID) + repository.list(kind: .full, userID: userID) {
         let staging = try StagingArea(parent: deployment.backupsDirectory)
@@ -273,7 +277,9 @@ public enum RecoverJob {
         do {
           let manifest = try ArchiveReader.read(
             path: repository.path(of: record), identities: identities, extractTo: staging.path)
-          guard let entry = manifest.entries.first(where: { $0.role == .session && $0.userID == userID }) else { continue }
+          guard let entry = manifest.entries.first(where: { $0.role == .session && $0.userID == userID }) else {
+            continue
+          }
           let info = try SessionFileInspector.inspect(path: staging.path + "/" + entry.path)
           if let decoded = try fromFile(info) { return (decoded, "archive \(record.id)") }
         } catch let error as StoreError {
@@ -310,7 +316,8 @@ public enum RecoverJob {
         return DecodedString(identity: info.identity, pyrogram: nil, plaintext: try info.telethonString())
       }
       let payload = try info.pyrogramPayload()
-      return DecodedString(identity: info.identity, pyrogram: payload, plaintext: try PyrogramStringSession.encode(payload))
+      return DecodedString(
+        identity: info.identity, pyrogram: payload, plaintext: try PyrogramStringSession.encode(payload))
     }
 
     /// Writes the session file (moving a broken one aside, never deleting it) and stores the
@@ -324,7 +331,8 @@ public enum RecoverJob {
             throw StoreError.io(path: path + suffix, operation: "move aside", errno: errno)
           }
         }
-        logger.warning("moved a broken session file aside", metadata: ["user.id": "\(userID)", "file.path": "\(aside)"])
+        logger.warning(
+          "moved a broken session file aside", metadata: ["user.id": "\(userID)", "file.path": "\(aside)"])
       }
       if var payload = decoded.pyrogram {
         if payload.apiID == nil, let apiID { payload.apiID = Int(apiID) }

@@ -32,9 +32,14 @@ public enum LiveOwnerGuard {
   }
 
   private static func isUnitActive(_ unit: String) -> Bool {
-    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemctl") || FileManager.default.isExecutableFile(atPath: "/bin/systemctl") else { return false }
+    guard
+      FileManager.default.isExecutableFile(atPath: "/usr/bin/systemctl")
+        || FileManager.default.isExecutableFile(atPath: "/bin/systemctl")
+    else { return false }
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemctl") ? "/usr/bin/systemctl" : "/bin/systemctl")
+    process.executableURL = URL(
+      fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemctl")
+        ? "/usr/bin/systemctl" : "/bin/systemctl")
     process.arguments = ["is-active", "--quiet", unit]
     process.standardOutput = FileHandle.nullDevice
     process.standardError = FileHandle.nullDevice

@@ -42,7 +42,9 @@ struct Recover: ParsableCommand {
         Output.line("user \(user.userID): \(user.outcome.rawValue)\(how): \(user.detail)")
         if let backup = user.backupID { Output.line("  backup \(backup)") }
       }
-      Output.line("\(result.users.count) users: \(result.healthy) healthy, \(result.recovered) recovered, \(result.unrecoverable) unrecoverable")
+      Output.line(
+        "\(result.users.count) users: \(result.healthy) healthy, \(result.recovered) recovered, \(result.unrecoverable) unrecoverable"
+      )
     }
     if result.unrecoverable > 0 { throw ExitCode(ExitStatus.partial) }
   }

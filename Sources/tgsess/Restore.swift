@@ -32,10 +32,12 @@ struct Restore: ParsableCommand {
 
   func validate() throws {
     if let at, TimeParser.parse(at) == nil {
-      throw ValidationError("--at '\(at)' is not a time. Try: --at \"2026-11-24 03:00\" or --at 2026-11-24T03:00:00+02:00")
+      throw ValidationError(
+        "--at '\(at)' is not a time. Try: --at \"2026-11-24 03:00\" or --at 2026-11-24T03:00:00+02:00")
     }
     if target != nil, user != nil {
-      throw ValidationError("--target restores a whole deployment; drop --user. Try: tgsess restore latest --target /srv/drill")
+      throw ValidationError(
+        "--target restores a whole deployment; drop --user. Try: tgsess restore latest --target /srv/drill")
     }
   }
 
@@ -66,12 +68,16 @@ struct Restore: ParsableCommand {
     }
     for file in result.files {
       let before = file.sha256Before.map { String($0.prefix(12)) } ?? "-"
-      Output.line("  \(file.action.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(file.path)  \(before) → \(file.sha256After.prefix(12))")
+      Output.line(
+        "  \(file.action.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(file.path)  \(before) → \(file.sha256After.prefix(12))"
+      )
     }
     for row in result.rows { Output.line("  \(result.isDryRun ? "would " : "")\(row)") }
     if !result.isDryRun {
       if result.problems.isEmpty {
-        Output.line("check: \(result.restoredUsers) session(s) validate\(result.mode == "user" ? "" : ", database passes integrity_check")")
+        Output.line(
+          "check: \(result.restoredUsers) session(s) validate\(result.mode == "user" ? "" : ", database passes integrity_check")"
+        )
       } else {
         for problem in result.problems { Output.line("check FAILED: \(problem)") }
       }
@@ -87,7 +93,9 @@ enum TimeParser {
     let formatter = DateFormatter()
     formatter.locale = Locale(identifier: "en_US_POSIX")
     formatter.timeZone = TimeZone(identifier: "UTC")
-    for format in ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd"] {
+    for format in [
+      "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd",
+    ] {
       formatter.dateFormat = format
       if let date = formatter.date(from: text) { return date }
     }
