@@ -74,28 +74,50 @@ public enum RestoreJob {
       let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
       let record = try choose(repository: repository, options: options)
       let archivePath = repository.path(of: record)
-      let identities =
-        record.isEncrypted
-        ? try KeyStore.loadIdentities(deployment, path: options.identityPath) : []
+      let identities: [AgeIdentity]
+      do {
+        identities = record.isEncrypted ? try KeyStore.loadIdentities(deployment, path: options.identityPath) : []
+      } catch let error as StoreError {
+        // The key file's error names the key; say which archive it was needed for.
+        throw JobError.store(context: "restore: cannot decrypt \(archivePath)", underlying: error)
+      }
 
       // 1. Verify before touching: extract into staging on the target's filesystem and check it.
+      // A target directory this run creates is removed again unless the restore fills it.
       let stagingParent = options.target ?? deployment.root
+      let createdTarget = options.target != nil && !FileSystem.exists(stagingParent)
+      var isTargetFilled = false
       try FileSystem.makeDirectory(stagingParent)
+      defer { if createdTarget, !isTargetFilled { rmdir(stagingParent) } }
       let staging = try StagingArea(parent: stagingParent)
       defer { staging.remove() }
       let manifest = try ArchiveReader.read(path: archivePath, identities: identities, extractTo: staging.path)
       for entry in manifest.entries where entry.isSQLite {
-        let problems = try SQLiteConnection(path: staging.path + "/" + entry.path, mode: .readOnly).integrityCheck()
+        var problems: [String]
+        do {
+          problems = try SQLiteConnection(path: staging.path + "/" + entry.path, mode: .readOnly).integrityCheck()
+        } catch let error as StoreError {
+          // SQLite may give up on a damaged file instead of listing problems; the error names the
+          // staging copy, so report it against the archive.
+          if case .database(_, let reason, _) = error {
+            problems = [reason]
+          } else {
+            problems = [error.localizedDescription]
+          }
+        }
         guard problems.isEmpty else {
+          // integrity_check reports one problem per line, sometimes all in one row: keep the first two lines.
+          let lines = problems.flatMap { $0.split(whereSeparator: \.isNewline) }.prefix(2)
           throw StoreError.invalid(
-            path: archivePath, reason: "\(entry.path) fails integrity_check (\(problems.prefix(2).joined(separator: "; ")))",
+            path: archivePath, reason: "\(entry.path) fails integrity_check (\(lines.joined(separator: "; ")))",
             hint: "use another backup")
         }
       }
       if let userID = options.userID, !manifest.entries.contains(where: { $0.userID == userID }),
         !manifest.entries.contains(where: { $0.role == .database })
       {
-        throw JobError.refused("archive \(record.id) holds nothing of user \(userID); pick another (tgsess list --user \(userID))")
+        throw JobError.refused(
+          "archive \(record.id) holds nothing of user \(userID); pick another (tgsess list --user \(userID))")
       }
 
       let plan = try Plan(
@@ -106,6 +128,13 @@ public enum RestoreJob {
         restoredUsers: plan.users.count)
       if options.isDryRun { return result }
 
+      // The deployment lock is held from the guard through the undo backup to the last file, so
+      // no backup, prune or other restore runs in between (the undo backup nests inside it).
+      let lock = try DeploymentLock.acquire(
+        path: options.target.map { $0 + "/.tgsess.lock" } ?? deployment.lockPath, command: "restore",
+        wait: options.lockWait)
+      defer { lock.release() }
+      isTargetFilled = true
       if options.target == nil {
         // 2. The live-owner guard.
         let evidence = LiveOwnerGuard.evidence(
@@ -123,11 +152,7 @@ public enum RestoreJob {
         result.undo = try takeUndo(deployment: deployment, plan: plan, options: options, logger: logger)
       }
 
-      // 4. Apply, under the deployment lock.
-      let lock = try DeploymentLock.acquire(
-        path: options.target.map { $0 + "/.tgsess.lock" } ?? deployment.lockPath, command: "restore",
-        wait: options.lockWait)
-      defer { lock.release() }
+      // 4. Apply.
       try plan.apply(logger: logger)
 
       // 5. Check what was restored.
@@ -154,7 +179,8 @@ public enum RestoreJob {
       if let own = try repository.list(kind: .user, userID: userID).first(where: fits) { return own }
       if let full = try repository.list(kind: .full, userID: userID).first(where: fits) { return full }
       throw StoreError.missing(
-        path: repository.backupsDirectory, hint: "no archive holds user \(userID)\(when); see tgsess list --user \(userID)")
+        path: repository.backupsDirectory,
+        hint: "no archive holds user \(userID)\(when); see tgsess list --user \(userID)")
     }
     if let full = try repository.list(kind: .full).first(where: fits) { return full }
     throw StoreError.missing(path: repository.backupsDirectory, hint: "no full snapshot\(when); see tgsess list")
@@ -166,7 +192,8 @@ public enum RestoreJob {
     let replaced = plan.files.filter { $0.change.action == .replace }
     if replaced.isEmpty, plan.rowDescriptions.isEmpty { return nil }
     let backup = BackupOptions(
-      userID: options.userID, reason: BackupReason.beforeRestore, lockWait: options.lockWait, includesChangedUsers: false)
+      userID: options.userID, reason: BackupReason.beforeRestore, lockWait: options.lockWait,
+      includesChangedUsers: false)
     do {
       let result = try BackupJob.run(deployment, options: backup, logger: logger)
       if let archive = result.archives.first, result.failures.isEmpty { return archive.id }
@@ -204,15 +231,18 @@ public enum RestoreJob {
     let userID: Int64?
     let targetRoot: String
 
-    init(deployment: Deployment, options: RestoreOptions, manifest: Manifest, staging: String, record: ArchiveRecord) throws {
+    init(deployment: Deployment, options: RestoreOptions, manifest: Manifest, staging: String, record: ArchiveRecord)
+      throws
+    {
       self.deployment = deployment
       userID = options.userID
       if let target = options.target {
         mode = "target"
         targetRoot = Deployment.absolute(target, relativeTo: FileManager.default.currentDirectoryPath)
-        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: targetRoot))?.filter {
-          !$0.hasPrefix(".staging-") && $0 != ".tgsess.lock"
-        } ?? []
+        let leftovers =
+          (try? FileManager.default.contentsOfDirectory(atPath: targetRoot))?.filter {
+            !$0.hasPrefix(".staging-") && $0 != ".tgsess.lock"
+          } ?? []
         guard leftovers.isEmpty else {
           throw JobError.refused("--target \(targetRoot) is not empty; restore into an empty or new directory")
         }
@@ -278,7 +308,9 @@ public enum RestoreJob {
             continue
           } catch let error as StoreError {
             // A live file too damaged to open is replaced whole instead (the undo copy has it).
-            logger.warning("online restore into the live database failed; replacing the file", metadata: ["error": "\(error.errorDescription ?? "")"])
+            logger.warning(
+              "online restore into the live database failed; replacing the file",
+              metadata: ["error": "\(error.errorDescription ?? "")"])
           }
         }
         // Stale sidecars would be applied to the new file and corrupt it.
@@ -287,7 +319,8 @@ public enum RestoreJob {
         try CrashPoint.hit("restore.after-file")
       }
       if let userID, let userRow {
-        let live = try BotDatabase(path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
+        let live = try BotDatabase(
+          path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
         defer { live.close() }
         try live.upsertUserRow(userID: userID, row: userRow)
       }
