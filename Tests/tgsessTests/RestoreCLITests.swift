@@ -453,11 +453,26 @@ import Testing
       try jsonObject(try fleet.tgsessOK(["restore", archive, "--dry-run", "--json"]))["files"] as! [[String: Any]]
     #expect(plan.filter { $0["action"] as? String != "identical" }.count >= 120)
 
-    let delay = UInt32.random(in: 50_000...2_500_000)
+    // The kill lands at a random moment of the apply phase, whatever the machine's speed: once a
+    // random number of the files to replace have a new inode (rename into place).
+    let replaced = plan.filter { $0["action"] as? String == "replace" }.map { $0["path"] as! String }
+    func inode(_ path: String) -> UInt64 {
+      var info = stat()
+      return lstat(path, &info) == 0 ? UInt64(info.st_ino) : 0
+    }
+    let inodes = replaced.map(inode)
+    let killAfter = Int.random(in: 1...(replaced.count / 2))
     let restore = try BackgroundProcess(
       TestEnvironment.productPath("tgsess"), ["restore", archive, "--root", fleet.root])
-    usleep(delay)
+    var seen = 0
+    let deadline = Date().addingTimeInterval(120)
+    while restore.isRunning, Date() < deadline {
+      seen = zip(replaced, inodes).filter { inode($0.0) != $0.1 }.count
+      if seen >= killAfter { break }
+      usleep(500)
+    }
     restore.kill()
+    let moment = "\(seen) of \(replaced.count) files replaced"
 
     var states: [String: Int] = [:]
     for file in plan {
@@ -466,16 +481,19 @@ import Testing
       let now = FileSystem.exists(path) ? try FileSystem.sha256(ofFile: path) : nil
       let before = file["sha256Before"] as? String
       let after = file["sha256After"] as? String
-      #expect(now == before || now == after, "\(path) is neither old nor new after a kill at \(delay) µs")
+      #expect(now == before || now == after, "\(path) is neither old nor new after a kill at \(moment)")
       states[now == after ? "new" : "old", default: 0] += 1
     }
+    // The kill came in the middle: some files new, some still old.
+    #expect(states["new", default: 0] >= killAfter, "killed at \(moment): \(states)")
+    #expect(states["old", default: 0] > 0, "killed at \(moment): \(states)")
     let dumps = try fleet.dumpAll()
-    #expect(dumps == dumpsA || dumps == dumpsB, "the database is mixed after a kill at \(delay) µs")
+    #expect(dumps == dumpsA || dumps == dumpsB, "the database is mixed after a kill at \(moment)")
 
     try fleet.tgsessOK(["restore", archive])
     for file in plan where file["path"] as! String != fleet.databasePath {
       #expect(try FileSystem.sha256(ofFile: file["path"] as! String) == file["sha256After"] as? String)
     }
-    #expect(try fleet.dumpAll() == dumpsA, "killed at \(delay) µs: \(states)")
+    #expect(try fleet.dumpAll() == dumpsA, "killed at \(moment): \(states)")
   }
 }
