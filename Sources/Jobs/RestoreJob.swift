@@ -70,9 +70,21 @@ public enum RestoreJob {
   /// Restores according to `options`.
   /// - Throws: `JobError` naming the archive and what failed; nothing has changed then.
   public static func run(_ deployment: Deployment, options: RestoreOptions, logger: Logger) throws -> RestoreResult {
+    // Checked again here (the CLI's validate() does too): a --target restore with a user would
+    // write that user's row into the live database, unguarded and without an undo.
+    if options.target != nil, options.userID != nil {
+      throw JobError.usage(
+        "--target restores a whole deployment; drop --user. Try: tgsess restore latest --target /srv/drill")
+    }
+    var options = options
     do {
       let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
       let record = try choose(repository: repository, options: options)
+      // A per-user archive holds one user's file and rows: restoring it live is that user's
+      // restore (row included), which is also what the printed undo command relies on.
+      if record.kind == .user, options.target == nil, options.userID == nil, let owner = record.userID {
+        options.userID = owner
+      }
       let archivePath = repository.path(of: record)
       let identities: [AgeIdentity]
       do {

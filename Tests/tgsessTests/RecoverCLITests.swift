@@ -61,6 +61,13 @@ import Testing
     )
     let path = fleet.sessionPath
     let original = try SessionWitness.stored(users.map(path))
+    // What only a file holds: the entity cache and update state (a session string has neither).
+    func cache(_ user: Int64) throws -> String {
+      try fleet.sqlite(
+        "SELECT (SELECT count(*) FROM entities) || '/' || (SELECT count(*) FROM update_state)", path: path(user))
+    }
+    let originalCache = try [userArchive, fullSnapshot, backupFile].map(cache)
+    #expect(originalCache.allSatisfy { $0 != "0/0" && $0 != "1/0" })
     let allKeys = try SessionWitness.stored(try fleet.sessionUserIDs().map(path)).values.map(\.key)
     let userArchiveToken = try fleet.sqlite("SELECT session_string FROM user_sessions WHERE user_id = \(userArchive)")
     let userArchiveString = try Peers.fernetDecrypt([userArchiveToken], deployment: fleet.deployment)[0]
@@ -164,6 +171,8 @@ import Testing
     for user in recovered {
       #expect(loaded[path(user)]?.sameSession(as: original[path(user)]!) == true, "user \(user)")
     }
+    // Recovered from a file (an archive's, the .session.backup), the file itself came back.
+    #expect(try [userArchive, fullSnapshot, backupFile].map(cache) == originalCache)
     // And the database holds the file's StringSession, under the deployment's key.
     let tokens = try recovered.map {
       try fleet.sqlite("SELECT session_string FROM user_sessions WHERE user_id = \($0)")

@@ -281,8 +281,9 @@ import Testing
       try jsonArray(try fleet.tgsessOK(["list", "--kind", "user", "--user", String(user), "--json"]))[
         0]["id"] as! String
 
-    // State B: the user logged in again; the bot changed its own table.
+    // State B: the user logged in again with other api credentials; the bot changed its own table.
     try Peers.writeNewTelethonSessions([path])
+    try fleet.sqlite("UPDATE user_sessions SET api_id = 424242 WHERE user_id = \(user)")
     try fleet.sqlite("UPDATE copy_configs SET enabled = 0 WHERE user_id = \(user)")
     let stateB = (dumps: try fleet.dumpAll(), session: try SessionWitness.stored([path]))
     #expect(!(stateB.session[path]!.sameSession(as: stateA.session[path]!)))
@@ -311,7 +312,11 @@ import Testing
       $0["id"] as? String == userUndo
     }
     #expect(listedUser?["reason"] as? String == "Before restore")
-    try fleet.tgsessOK(["restore", userUndo, "--user", String(user)])
+    #expect(try Self.rows(fleet, [user]) != rowB)
+    // Exactly the command the restore printed: the undo archive is the user's, so it restores the user.
+    #expect(userRestore.stdout.contains("(tgsess restore \(userUndo) undoes this restore)"))
+    let userUndone = try fleet.tgsessOK(["restore", userUndo])
+    #expect(userUndone.stdout.contains("(user)"))
     Self.expectSameSessions(try SessionWitness.loadedByTelethon([path]), stateB.session)
     #expect(try Self.rows(fleet, [user]) == rowB)
   }
