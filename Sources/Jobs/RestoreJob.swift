@@ -125,15 +125,13 @@ public enum RestoreJob {
             hint: "use another backup")
         }
       }
-      if let userID = options.userID, !manifest.entries.contains(where: { $0.userID == userID }),
-        !manifest.entries.contains(where: { $0.role == .database })
-      {
+      let plan = try Plan(
+        deployment: deployment, options: options, manifest: manifest, staging: staging.path, record: record)
+      // A full snapshot may hold the database but neither a file nor a row of this user.
+      if let userID = options.userID, plan.files.isEmpty, plan.userRow == nil {
         throw JobError.refused(
           "archive \(record.id) holds nothing of user \(userID); pick another (tgsess list --user \(userID))")
       }
-
-      let plan = try Plan(
-        deployment: deployment, options: options, manifest: manifest, staging: staging.path, record: record)
       var result = RestoreResult(
         archiveID: record.id, archivePath: archivePath, mode: plan.mode, isDryRun: options.isDryRun,
         files: plan.files.map(\.change), rows: plan.rowDescriptions, undo: nil, warnings: [], problems: [],

@@ -321,6 +321,42 @@ import Testing
     #expect(try Self.rows(fleet, [user]) == rowB)
   }
 
+  @Test func aUserTheArchiveDoesNotHoldIsRefusedAndNothingChanges() throws {
+    try Tools.require()
+    let fleet = try FleetFixture(users: 3)
+    try fleet.tgsessOK(["backup"])
+    let full = try Self.fullArchives(fleet)[0]["id"] as! String
+    let users = try fleet.sessionUserIDs()
+    let own = try jsonArray(try fleet.tgsessOK(["list", "--kind", "user", "--user", String(users[0]), "--json"]))
+    let userArchive = own[0]["id"] as! String
+    let tree = try fleet.tree()
+
+    let notInFull = try fleet.tgsess(["restore", full, "--user", "999"])
+    let notInOwn = try fleet.tgsess(["restore", userArchive, "--user", String(users[1])])
+    let noArchive = try fleet.tgsess(["restore", "latest", "--user", "999"])
+    let targetAndUser = try fleet.tgsess([
+      "restore", "latest", "--user", "999", "--target", fleet.directory.path + "/x",
+    ])
+
+    #expect(notInFull.status == 1)
+    #expect(
+      notInFull.stderr == "tgsess: archive \(full) holds nothing of user 999; pick another (tgsess list --user 999)\n")
+    #expect(notInOwn.status == 1)
+    #expect(
+      notInOwn.stderr
+        == "tgsess: archive \(userArchive) holds nothing of user \(users[1]); pick another (tgsess list --user \(users[1]))\n"
+    )
+    #expect(noArchive.status == 1)
+    #expect(
+      noArchive.stderr
+        == "tgsess: restore: \(fleet.deployment.backupsDirectory): not found; no archive holds user 999; see tgsess list --user 999\n"
+    )
+    #expect(targetAndUser.status == 64)
+    #expect(targetAndUser.stderr.contains("--target restores a whole deployment; drop --user."))
+    #expect(try fleet.tree() == tree)
+    #expect(!FileManager.default.fileExists(atPath: fleet.directory.path + "/x"))
+  }
+
   // MARK: - Live-owner guard
 
   @Test func liveRestoreRefusesWhileTheBotHoldsItsLock() throws {
