@@ -295,4 +295,29 @@ import Testing
     secrets += loaded.values.compactMap(\.string)
     Self.expectNoSecrets(outputs, secrets)
   }
+
+  @Test func recoverRefusesWhileTheBotHoldsItsLockUnlessForced() throws {
+    try Tools.require()
+    let fleet = try FleetFixture(users: 3)
+    let user = try Self.telethonUsers(fleet, count: 1)[0]
+    try FileManager.default.removeItem(atPath: fleet.sessionPath(user))
+    let botLock = fleet.root + "/.tgsess-bot.lock"
+    let tree = try fleet.tree()
+
+    let holder = try BackgroundProcess.holdingLock(botLock)
+    let refused = try fleet.tgsess(["recover", "--user", String(user)])
+    let treeWhileRefused = try fleet.tree()
+    let forced = try fleet.tgsess(["recover", "--user", String(user), "--force", "--json"])
+    holder.kill()
+
+    #expect(refused.status == 1)
+    #expect(
+      refused.stderr
+        == "tgsess: refusing to recover while the bot runs: the bot runner holds \(botLock) (another tgsess process); use the bot's /recover, stop the bot, or pass --force\n"
+    )
+    #expect(treeWhileRefused == tree)
+    #expect(forced.status == 0, "\(forced.stderr)")
+    #expect(try Self.outcome(forced)["strategy"] as? String == "session-string")
+    #expect(FileManager.default.fileExists(atPath: fleet.sessionPath(user)))
+  }
 }
