@@ -125,6 +125,29 @@ public enum RestoreJob {
             hint: "use another backup")
         }
       }
+      // A sound SQLite file is not yet a session: every session entry must hold the session its
+      // manifest describes before any of them replaces a live file.
+      for entry in manifest.entries where entry.role == .session {
+        let info: SessionFileInfo
+        do {
+          info = try SessionFileInspector.inspect(path: staging.path + "/" + entry.path)
+        } catch let error as StoreError {
+          let reason: String
+          if case .session(_, let problem) = error {
+            reason = problem.description
+          } else {
+            reason = error.errorDescription ?? "unreadable"
+          }
+          throw StoreError.invalid(
+            path: archivePath, reason: "\(entry.path) is not a valid session (\(reason))",
+            hint: "use another backup")
+        }
+        if let fingerprint = entry.authKeyFingerprint, fingerprint != info.identity.authKey.fingerprint {
+          throw StoreError.invalid(
+            path: archivePath, reason: "\(entry.path) does not hold the auth key its manifest names",
+            hint: "use another backup")
+        }
+      }
       let plan = try Plan(
         deployment: deployment, options: options, manifest: manifest, staging: staging.path, record: record)
       // A full snapshot may hold the database but neither a file nor a row of this user.

@@ -146,6 +146,15 @@ import Testing
     bad_session = corrupt_sqlite(full[1][session])
     add('session-fails-integrity-check', sealed(standard(
         full, man=changed(full, session, sha256=digest(bad_session), size=len(bad_session)), override={session: bad_session})))
+    # A sound SQLite file (the database) where a session belongs: integrity_check passes, no session in it.
+    add('session-entry-not-a-session', sealed(standard(
+        full, man=changed(full, session, sha256=digest(full[1][database]), size=len(full[1][database])),
+        override={session: full[1][database]})))
+    # Another user's valid session under this user's entry (sha256 and size made to match).
+    other = [e for e in full[0]['entries'] if e['role'] == 'session'][1]['path']
+    add('session-entry-of-another-user', sealed(standard(
+        full, man=changed(full, session, sha256=digest(full[1][other]), size=len(full[1][other])),
+        override={session: full[1][other]})))
     add('plain-traversal', zstd(standard(full, extra=[regular('../escaped-plain', b'evil')])), encrypted=False)
     add('plain-truncated', good_zst[: len(good_zst) // 3], encrypted=False)
     add('user-archive-rows-tampered', sealed(standard(user, override={rows: user[1][rows].replace(b'"', b"'", 1)})), kind='user')
@@ -203,6 +212,8 @@ import Testing
     "age-wrapping-garbage": ["not a readable tar.zst stream"],
     "database-fails-integrity-check": ["data/telegram_bot.db fails integrity_check"],
     "session-fails-integrity-check": ["fails integrity_check"],
+    "session-entry-not-a-session": ["is not a valid session"],
+    "session-entry-of-another-user": ["does not hold the auth key its manifest names"],
     "plain-traversal": ["unsafe entry path '../escaped-plain'"],
     "plain-truncated": ["not a readable tar.zst stream"],
     "user-archive-rows-tampered": ["does not match its SHA-256 in the manifest"],
