@@ -149,7 +149,7 @@ public enum RestoreJob {
         }
       }
       let plan = try Plan(
-        deployment: deployment, options: options, manifest: manifest, staging: staging.path, record: record)
+        deployment: deployment, options: options, manifest: manifest, staging: staging.path, archivePath: archivePath)
       // A full snapshot may hold the database but neither a file nor a row of this user.
       if let userID = options.userID, plan.files.isEmpty, plan.userRow == nil {
         throw JobError.refused(
@@ -264,7 +264,7 @@ public enum RestoreJob {
     let userID: Int64?
     let targetRoot: String
 
-    init(deployment: Deployment, options: RestoreOptions, manifest: Manifest, staging: String, record: ArchiveRecord)
+    init(deployment: Deployment, options: RestoreOptions, manifest: Manifest, staging: String, archivePath: String)
       throws
     {
       self.deployment = deployment
@@ -297,8 +297,7 @@ public enum RestoreJob {
           if entry.role == .session { users.append(user) }
         case .userRows:
           guard let user = entry.userID, options.userID == user else { continue }
-          let document = try JSONSerialization.jsonObject(with: try FileSystem.read(source)) as? [String: Any]
-          userRow = document?["user_sessions"] as? [String: Any]
+          userRow = try Self.userRow(ofUser: user, in: source, entry: entry.path, archivePath: archivePath)
         case .imported:
           continue
         }
@@ -325,6 +324,27 @@ public enum RestoreJob {
       if let userID = options.userID, userRow != nil {
         rowDescriptions.append("upsert the user_sessions row of user \(userID) in \(deployment.databasePath)")
       }
+    }
+
+    /// The `user_sessions` row in a per-user archive's rows entry. Its hash only proves it is what
+    /// the archive's maker wrote, so it must be a JSON object whose row is `userID`'s own.
+    /// - Throws: `StoreError.invalid` naming the archive.
+    static func userRow(ofUser userID: Int64, in path: String, entry: String, archivePath: String) throws
+      -> [String: Any]?
+    {
+      let document = try? JSONSerialization.jsonObject(with: try FileSystem.read(path)) as? [String: Any]
+      guard let document, (document["user_id"] as? NSNumber)?.int64Value == userID else {
+        throw StoreError.invalid(
+          path: archivePath, reason: "\(entry) is not a JSON object of user \(userID)'s rows",
+          hint: "use another backup")
+      }
+      guard let row = document["user_sessions"] else { return nil }
+      guard let row = row as? [String: Any], (row["user_id"] as? NSNumber)?.int64Value == userID else {
+        throw StoreError.invalid(
+          path: archivePath, reason: "\(entry) holds a user_sessions row that is not user \(userID)'s",
+          hint: "use another backup")
+      }
+      return row
     }
 
     /// Carries the plan out: the database through the online backup API, session files by

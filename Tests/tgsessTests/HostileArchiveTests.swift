@@ -159,6 +159,15 @@ import Testing
     add('plain-truncated', good_zst[: len(good_zst) // 3], encrypted=False)
     add('user-archive-rows-tampered', sealed(standard(user, override={rows: user[1][rows].replace(b'"', b"'", 1)})), kind='user')
     add('user-archive-symlink', sealed(standard(user, skip=[rows], extra=[(info(rows, kind=tarfile.SYMTYPE, link='/etc/shadow'), None)])), kind='user')
+    # Rows whose hash matches the manifest but that name another user, or are no JSON at all.
+    doc = json.loads(user[1][rows])
+    doc["user_sessions"]["user_id"] = int(cfg["victim"])
+    foreign_rows = json.dumps(doc).encode()
+    add('user-rows-of-another-user', sealed(standard(
+        user, man=changed(user, rows, sha256=digest(foreign_rows), size=len(foreign_rows)),
+        override={rows: foreign_rows})), kind='user')
+    add('user-rows-not-json', sealed(standard(
+        user, man=changed(user, rows, sha256=digest(b'{not json'), size=9), override={rows: b'{not json'})), kind='user')
     add('wrong-identity', good_age)
     add('missing-identity-file', good_age)
 
@@ -218,6 +227,8 @@ import Testing
     "plain-truncated": ["not a readable tar.zst stream"],
     "user-archive-rows-tampered": ["does not match its SHA-256 in the manifest"],
     "user-archive-symlink": ["is a symlink, not a regular file"],
+    "user-rows-of-another-user": ["holds a user_sessions row that is not user"],
+    "user-rows-not-json": ["is not a JSON object of user"],
     "wrong-identity": ["wrong or missing identity"],
     "missing-identity-file": ["missing.key: not found"],
   ]
@@ -234,6 +245,7 @@ import Testing
       "full": full, "user": userArchive, "identity": fleet.deployment.ageIdentityPath,
       "recipients": fleet.deployment.ageRecipientsPath, "full_dir": (full as NSString).deletingLastPathComponent,
       "user_dir": (userArchive as NSString).deletingLastPathComponent, "stamp": "20200101T0000",
+      "victim": String(try fleet.sessionUserIDs()[0]),
     ]
     let built = try runPython(
       Self.builder, arguments: [String(decoding: try JSONEncoder().encode(config), as: UTF8.self)])
