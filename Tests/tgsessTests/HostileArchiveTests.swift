@@ -155,6 +155,15 @@ import Testing
     add('session-entry-of-another-user', sealed(standard(
         full, man=changed(full, session, sha256=digest(full[1][other]), size=len(full[1][other])),
         override={session: full[1][other]})))
+    # Paths that clash in the staging tree: a file where a directory must go, and the reverse.
+    def with_extra(src, extra):
+        m = json.loads(json.dumps(src[0]))
+        for path, data in extra:
+            m['entries'].append(dict(path=path, role='imported', size=len(data), mode=384, sha256=digest(data),
+                                     is_sqlite=False))
+        return standard(src, man=m, extra=[regular(path, data) for path, data in extra])
+    add('entry-path-under-a-file', sealed(with_extra(full, [('imported/a', b'file'), ('imported/a/b', b'under')])))
+    add('entry-path-is-a-directory', sealed(with_extra(full, [('imported/c/d', b'under'), ('imported/c', b'file')])))
     add('plain-traversal', zstd(standard(full, extra=[regular('../escaped-plain', b'evil')])), encrypted=False)
     add('plain-truncated', good_zst[: len(good_zst) // 3], encrypted=False)
     add('user-archive-rows-tampered', sealed(standard(user, override={rows: user[1][rows].replace(b'"', b"'", 1)})), kind='user')
@@ -223,6 +232,8 @@ import Testing
     "session-fails-integrity-check": ["fails integrity_check"],
     "session-entry-not-a-session": ["is not a valid session"],
     "session-entry-of-another-user": ["does not hold the auth key its manifest names"],
+    "entry-path-under-a-file": ["entry 'imported/a/b' cannot be extracted: 'imported/a' is also an entry"],
+    "entry-path-is-a-directory": ["entry 'imported/c/d' cannot be extracted: 'imported/c' is also an entry"],
     "plain-traversal": ["unsafe entry path '../escaped-plain'"],
     "plain-truncated": ["not a readable tar.zst stream"],
     "user-archive-rows-tampered": ["does not match its SHA-256 in the manifest"],
