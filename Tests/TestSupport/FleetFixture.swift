@@ -49,6 +49,16 @@ public final class FleetFixture: @unchecked Sendable {
 
   public func sessionPath(_ userID: Int64) -> String { deployment.sessionPath(userID: userID) }
 
+  /// The first `count` users whose file is a Telethon session (the ones Telethon can load).
+  /// - Throws: `TestHelperError` when the fleet has fewer.
+  public func telethonUserIDs(_ count: Int) throws -> [Int64] {
+    let users = try sessionUserIDs()
+    let stored = try SessionWitness.stored(users.map(sessionPath))
+    let telethon = users.filter { stored[sessionPath($0)]?.library == "telethon" }
+    guard telethon.count >= count else { throw TestHelperError("the fleet has only \(telethon.count) Telethon users") }
+    return Array(telethon.prefix(count))
+  }
+
   /// Runs SQL through the sqlite3 CLI on the bot database (or `path`) and returns its output.
   @discardableResult
   public func sqlite(_ sql: String, path: String? = nil) throws -> String {

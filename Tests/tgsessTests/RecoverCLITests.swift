@@ -11,14 +11,6 @@ import Testing
   static let stableColumns =
     "user_id, session_string, api_id, api_hash, created_at, updated_at, status, auth_key_fingerprint, session_format"
 
-  static func telethonUsers(_ fleet: FleetFixture, count: Int) throws -> [Int64] {
-    let users = try fleet.sessionUserIDs()
-    let stored = try SessionWitness.stored(users.map(fleet.sessionPath))
-    let telethon = users.filter { stored[fleet.sessionPath($0)]?.library == "telethon" }
-    guard telethon.count >= count else { throw TestHelperError("the fleet has only \(telethon.count) Telethon users") }
-    return Array(telethon.prefix(count))
-  }
-
   /// The one user of a `recover --user N --json` result.
   static func outcome(_ result: ProcessResult) throws -> [String: Any] {
     let users = try jsonObject(result)["users"] as? [[String: Any]] ?? []
@@ -54,7 +46,7 @@ import Testing
   @Test func eachStrategyAloneByBreakingTheOthers() throws {
     try Tools.require()
     let fleet = try FleetFixture(users: 14)
-    let users = try Self.telethonUsers(fleet, count: 9)
+    let users = try fleet.telethonUserIDs(9)
     let (missingFile, corruptFile, noRow, nullString) = (users[0], users[1], users[2], users[3])
     let (userArchive, fullSnapshot, historyRow, backupFile, nothing) = (
       users[4], users[5], users[6], users[7], users[8]
@@ -226,7 +218,7 @@ import Testing
   @Test func recoverAllRepairsTheBrokenAndLeavesHealthyUsersByteIdentical() throws {
     try Tools.require()
     let fleet = try FleetFixture(users: 8, messageLogMiB: 1)
-    let broken = try Self.telethonUsers(fleet, count: 3)
+    let broken = try fleet.telethonUserIDs(3)
     let healthy = try fleet.sessionUserIDs().filter { !broken.contains($0) }
     let original = try SessionWitness.stored(broken.map(fleet.sessionPath))
     var secrets =
@@ -299,7 +291,7 @@ import Testing
   @Test func recoverRefusesWhileTheBotHoldsItsLockUnlessForced() throws {
     try Tools.require()
     let fleet = try FleetFixture(users: 3)
-    let user = try Self.telethonUsers(fleet, count: 1)[0]
+    let user = try fleet.telethonUserIDs(1)[0]
     try FileManager.default.removeItem(atPath: fleet.sessionPath(user))
     let botLock = fleet.root + "/.tgsess-bot.lock"
     let tree = try fleet.tree()

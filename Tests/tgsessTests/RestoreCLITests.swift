@@ -34,19 +34,9 @@ import Testing
     )
   }
 
-  /// Files of `paths` whose content differs between two trees.
+  /// The differences between two trees below `prefix`.
   static func changed(_ before: [String: String], _ after: [String: String], under prefix: String) -> [String] {
     FileTree.differences(before, after).filter { $0.split(separator: " ").last?.hasPrefix(prefix) ?? false }
-  }
-
-  static func relative(_ fleet: FleetFixture, _ path: String) -> String { String(path.dropFirst(fleet.root.count + 1)) }
-
-  static func telethonUsers(_ fleet: FleetFixture, count: Int) throws -> [Int64] {
-    let users = try fleet.sessionUserIDs()
-    let stored = try SessionWitness.stored(users.map(fleet.sessionPath))
-    let telethon = users.filter { stored[fleet.sessionPath($0)]?.library == "telethon" }
-    guard telethon.count >= count else { throw TestHelperError("the fleet has only \(telethon.count) Telethon users") }
-    return Array(telethon.prefix(count))
   }
 
   static func expectSameSessions(
@@ -86,7 +76,7 @@ import Testing
   @Test func userRestoreBringsBackOneUserAndTouchesNobodyElse() throws {
     try Tools.require()
     let fleet = try FleetFixture(users: 8, messageLogMiB: 1)
-    let victims = try Self.telethonUsers(fleet, count: 2)
+    let victims = try fleet.telethonUserIDs(2)
     let (deleted, corrupted) = (victims[0], victims[1])
     let original = try SessionWitness.stored(victims.map(fleet.sessionPath))
     let victimRows = try Self.rows(fleet, victims)
@@ -178,7 +168,7 @@ import Testing
   @Test func dryRunPrintsEveryFileWithHashesAndChangesNothing() throws {
     try Tools.require()
     let fleet = try FleetFixture(users: 5)
-    let victims = try Self.telethonUsers(fleet, count: 2)
+    let victims = try fleet.telethonUserIDs(2)
     try fleet.tgsessOK(["backup"])
     let archive = try Self.fullArchives(fleet)[0]
     let manifest = try Peers.manifest(ofArchive: archive["path"] as! String, identity: fleet.deployment.ageIdentityPath)
@@ -232,7 +222,7 @@ import Testing
   @Test func atPicksTheNewestArchiveAtOrBeforeTheTime() throws {
     try Tools.require()
     let fleet = try FleetFixture(users: 4)
-    let user = try Self.telethonUsers(fleet, count: 1)[0]
+    let user = try fleet.telethonUserIDs(1)[0]
     let firstConfigs = try fleet.dump("copy_configs")
     let firstIdentity = try SessionWitness.stored([fleet.sessionPath(user)])
     try fleet.tgsessOK(["backup"])
@@ -272,7 +262,7 @@ import Testing
   @Test func restoringTheUndoArchiveBringsBackThePreRestoreState() throws {
     try Tools.require()
     let fleet = try FleetFixture(users: 5)
-    let user = try Self.telethonUsers(fleet, count: 1)[0]
+    let user = try fleet.telethonUserIDs(1)[0]
     let path = fleet.sessionPath(user)
     let stateA = (dumps: try fleet.dumpAll(), session: try SessionWitness.stored([path]))
     try fleet.tgsessOK(["backup"])
@@ -362,7 +352,7 @@ import Testing
   @Test func liveRestoreRefusesWhileTheBotHoldsItsLock() throws {
     try Tools.require()
     let fleet = try FleetFixture(users: 4)
-    let users = try Self.telethonUsers(fleet, count: 2)
+    let users = try fleet.telethonUserIDs(2)
     let original = try SessionWitness.stored([fleet.sessionPath(users[0])])
     try fleet.tgsessOK(["backup"])
     try Peers.writeNewTelethonSessions(users.map(fleet.sessionPath))
@@ -399,7 +389,7 @@ import Testing
   @Test func liveRestoreRefusesBesideAHotJournal() throws {
     try Tools.require()
     let fleet = try FleetFixture(users: 4)
-    let user = try Self.telethonUsers(fleet, count: 1)[0]
+    let user = try fleet.telethonUserIDs(1)[0]
     try fleet.tgsessOK(["backup"])
     try Peers.writeNewTelethonSessions([fleet.sessionPath(user)])
     // A rollback journal with SQLite's magic: a writer has the file open, or died mid-write.
