@@ -168,6 +168,10 @@ public enum RecoverJob {
       var identity: SessionIdentity
       var pyrogram: PyrogramSessionPayload?
       var plaintext: String
+      /// The validated session file itself, when the session came from one (an archive's entry,
+      /// the .session.backup): putting it back keeps the entity cache and update state that a
+      /// string cannot hold (notes/telegram-sessions.md §7).
+      var fileBytes: Data?
     }
 
     func decode(_ secret: SecretText, object: String) throws -> DecodedString {
@@ -280,8 +284,11 @@ public enum RecoverJob {
           guard let entry = manifest.entries.first(where: { $0.role == .session && $0.userID == userID }) else {
             continue
           }
-          let info = try SessionFileInspector.inspect(path: staging.path + "/" + entry.path)
-          if let decoded = try fromFile(info) { return (decoded, "archive \(record.id)") }
+          let staged = staging.path + "/" + entry.path
+          if var decoded = try fromFile(try SessionFileInspector.inspect(path: staged)) {
+            decoded.fileBytes = try FileSystem.read(staged)
+            return (decoded, "archive \(record.id)")
+          }
         } catch let error as StoreError {
           notes.append("archive \(record.id): \(Self.reason(error))")
         }
@@ -298,7 +305,14 @@ public enum RecoverJob {
       let backupFile = deployment.sessionPath(userID: userID) + ".backup"
       if FileSystem.exists(backupFile) {
         do {
-          if let decoded = try fromFile(try SessionFileInspector.inspect(path: backupFile)) {
+          // Read through SQLite (a consistent snapshot), never as raw bytes of a file in use.
+          _ = try SessionFileInspector.inspect(path: backupFile)
+          let staging = try StagingArea(parent: deployment.backupsDirectory)
+          defer { staging.remove() }
+          let snapshot = try staging.file("user_\(userID).session")
+          try SQLiteSnapshot.take(source: backupFile, destination: snapshot)
+          if var decoded = try fromFile(try SessionFileInspector.inspect(path: snapshot)) {
+            decoded.fileBytes = try FileSystem.read(snapshot)
             return (decoded, backupFile)
           }
         } catch let error as StoreError {
@@ -334,12 +348,21 @@ public enum RecoverJob {
         logger.warning(
           "moved a broken session file aside", metadata: ["user.id": "\(userID)", "file.path": "\(aside)"])
       }
-      if var payload = decoded.pyrogram {
+      if let bytes = decoded.fileBytes {
+        try FileSystem.writeAtomically(bytes, to: path, overwrite: false)
+      } else if var payload = decoded.pyrogram {
         if payload.apiID == nil, let apiID { payload.apiID = Int(apiID) }
         try SessionFileWriter.writePyrogram(payload, to: path)
       } else {
         try SessionFileWriter.writeTelethon(
           identity: decoded.identity, version: telethonVersion(), ownerUserID: userID, to: path)
+      }
+      // Accepted only if what is now on disk validates and holds the session it was built from.
+      let written = try SessionFileInspector.inspect(path: path)
+      guard written.identity.authKey == decoded.identity.authKey, written.identity.dcID == decoded.identity.dcID else {
+        throw StoreError.invalid(
+          path: path, reason: "the rebuilt file does not hold the session it was built from",
+          hint: "this is a tgsess bug; report it")
       }
       if let fernet {
         let stored = try database.storedSession(userID: userID)

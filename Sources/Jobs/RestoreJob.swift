@@ -70,44 +70,104 @@ public enum RestoreJob {
   /// Restores according to `options`.
   /// - Throws: `JobError` naming the archive and what failed; nothing has changed then.
   public static func run(_ deployment: Deployment, options: RestoreOptions, logger: Logger) throws -> RestoreResult {
+    // Checked again here (the CLI's validate() does too): a --target restore with a user would
+    // write that user's row into the live database, unguarded and without an undo.
+    if options.target != nil, options.userID != nil {
+      throw JobError.usage(
+        "--target restores a whole deployment; drop --user. Try: tgsess restore latest --target /srv/drill")
+    }
+    var options = options
     do {
       let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
       let record = try choose(repository: repository, options: options)
+      // A per-user archive holds one user's file and rows: restoring it live is that user's
+      // restore (row included), which is also what the printed undo command relies on.
+      if record.kind == .user, options.target == nil, options.userID == nil, let owner = record.userID {
+        options.userID = owner
+      }
       let archivePath = repository.path(of: record)
-      let identities =
-        record.isEncrypted
-        ? try KeyStore.loadIdentities(deployment, path: options.identityPath) : []
+      let identities: [AgeIdentity]
+      do {
+        identities = record.isEncrypted ? try KeyStore.loadIdentities(deployment, path: options.identityPath) : []
+      } catch let error as StoreError {
+        // The key file's error names the key; say which archive it was needed for.
+        throw JobError.store(context: "restore: cannot decrypt \(archivePath)", underlying: error)
+      }
 
       // 1. Verify before touching: extract into staging on the target's filesystem and check it.
+      // A target directory this run creates is removed again unless the restore fills it.
       let stagingParent = options.target ?? deployment.root
+      let createdTarget = options.target != nil && !FileSystem.exists(stagingParent)
+      var isTargetFilled = false
       try FileSystem.makeDirectory(stagingParent)
+      defer { if createdTarget, !isTargetFilled { rmdir(stagingParent) } }
       let staging = try StagingArea(parent: stagingParent)
       defer { staging.remove() }
       let manifest = try ArchiveReader.read(path: archivePath, identities: identities, extractTo: staging.path)
       for entry in manifest.entries where entry.isSQLite {
-        let problems = try SQLiteConnection(path: staging.path + "/" + entry.path, mode: .readOnly).integrityCheck()
+        var problems: [String]
+        do {
+          problems = try SQLiteConnection(path: staging.path + "/" + entry.path, mode: .readOnly).integrityCheck()
+        } catch let error as StoreError {
+          // SQLite may give up on a damaged file instead of listing problems; the error names the
+          // staging copy, so report it against the archive.
+          if case .database(_, let reason, _) = error {
+            problems = [reason]
+          } else {
+            problems = [error.localizedDescription]
+          }
+        }
         guard problems.isEmpty else {
+          // integrity_check reports one problem per line, sometimes all in one row: keep the first two lines.
+          let lines = problems.flatMap { $0.split(whereSeparator: \.isNewline) }.prefix(2)
           throw StoreError.invalid(
-            path: archivePath,
-            reason: "\(entry.path) fails integrity_check (\(problems.prefix(2).joined(separator: "; ")))",
+            path: archivePath, reason: "\(entry.path) fails integrity_check (\(lines.joined(separator: "; ")))",
             hint: "use another backup")
         }
       }
-      if let userID = options.userID, !manifest.entries.contains(where: { $0.userID == userID }),
-        !manifest.entries.contains(where: { $0.role == .database })
-      {
+      // A sound SQLite file is not yet a session: every session entry must hold the session its
+      // manifest describes before any of them replaces a live file.
+      for entry in manifest.entries where entry.role == .session {
+        let info: SessionFileInfo
+        do {
+          info = try SessionFileInspector.inspect(path: staging.path + "/" + entry.path)
+        } catch let error as StoreError {
+          let reason: String
+          if case .session(_, let problem) = error {
+            reason = problem.description
+          } else {
+            reason = error.errorDescription ?? "unreadable"
+          }
+          throw StoreError.invalid(
+            path: archivePath, reason: "\(entry.path) is not a valid session (\(reason))",
+            hint: "use another backup")
+        }
+        if let fingerprint = entry.authKeyFingerprint, fingerprint != info.identity.authKey.fingerprint {
+          throw StoreError.invalid(
+            path: archivePath, reason: "\(entry.path) does not hold the auth key its manifest names",
+            hint: "use another backup")
+        }
+      }
+      let plan = try Plan(
+        deployment: deployment, options: options, manifest: manifest, staging: staging.path, archivePath: archivePath)
+      // A full snapshot may hold the database but neither a file nor a row of this user.
+      if let userID = options.userID, plan.files.isEmpty, plan.userRow == nil {
         throw JobError.refused(
           "archive \(record.id) holds nothing of user \(userID); pick another (tgsess list --user \(userID))")
       }
-
-      let plan = try Plan(
-        deployment: deployment, options: options, manifest: manifest, staging: staging.path, record: record)
       var result = RestoreResult(
         archiveID: record.id, archivePath: archivePath, mode: plan.mode, isDryRun: options.isDryRun,
         files: plan.files.map(\.change), rows: plan.rowDescriptions, undo: nil, warnings: [], problems: [],
         restoredUsers: plan.users.count)
       if options.isDryRun { return result }
 
+      // The deployment lock is held from the guard through the undo backup to the last file, so
+      // no backup, prune or other restore runs in between (the undo backup nests inside it).
+      let lock = try DeploymentLock.acquire(
+        path: options.target.map { $0 + "/.tgsess.lock" } ?? deployment.lockPath, command: "restore",
+        wait: options.lockWait)
+      defer { lock.release() }
+      isTargetFilled = true
       if options.target == nil {
         // 2. The live-owner guard.
         let evidence = LiveOwnerGuard.evidence(
@@ -125,11 +185,7 @@ public enum RestoreJob {
         result.undo = try takeUndo(deployment: deployment, plan: plan, options: options, logger: logger)
       }
 
-      // 4. Apply, under the deployment lock.
-      let lock = try DeploymentLock.acquire(
-        path: options.target.map { $0 + "/.tgsess.lock" } ?? deployment.lockPath, command: "restore",
-        wait: options.lockWait)
-      defer { lock.release() }
+      // 4. Apply.
       try plan.apply(logger: logger)
 
       // 5. Check what was restored.
@@ -208,7 +264,7 @@ public enum RestoreJob {
     let userID: Int64?
     let targetRoot: String
 
-    init(deployment: Deployment, options: RestoreOptions, manifest: Manifest, staging: String, record: ArchiveRecord)
+    init(deployment: Deployment, options: RestoreOptions, manifest: Manifest, staging: String, archivePath: String)
       throws
     {
       self.deployment = deployment
@@ -241,8 +297,7 @@ public enum RestoreJob {
           if entry.role == .session { users.append(user) }
         case .userRows:
           guard let user = entry.userID, options.userID == user else { continue }
-          let document = try JSONSerialization.jsonObject(with: try FileSystem.read(source)) as? [String: Any]
-          userRow = document?["user_sessions"] as? [String: Any]
+          userRow = try Self.userRow(ofUser: user, in: source, entry: entry.path, archivePath: archivePath)
         case .imported:
           continue
         }
@@ -269,6 +324,27 @@ public enum RestoreJob {
       if let userID = options.userID, userRow != nil {
         rowDescriptions.append("upsert the user_sessions row of user \(userID) in \(deployment.databasePath)")
       }
+    }
+
+    /// The `user_sessions` row in a per-user archive's rows entry. Its hash only proves it is what
+    /// the archive's maker wrote, so it must be a JSON object whose row is `userID`'s own.
+    /// - Throws: `StoreError.invalid` naming the archive.
+    static func userRow(ofUser userID: Int64, in path: String, entry: String, archivePath: String) throws
+      -> [String: Any]?
+    {
+      let document = try? JSONSerialization.jsonObject(with: try FileSystem.read(path)) as? [String: Any]
+      guard let document, (document["user_id"] as? NSNumber)?.int64Value == userID else {
+        throw StoreError.invalid(
+          path: archivePath, reason: "\(entry) is not a JSON object of user \(userID)'s rows",
+          hint: "use another backup")
+      }
+      guard let row = document["user_sessions"] else { return nil }
+      guard let row = row as? [String: Any], (row["user_id"] as? NSNumber)?.int64Value == userID else {
+        throw StoreError.invalid(
+          path: archivePath, reason: "\(entry) holds a user_sessions row that is not user \(userID)'s",
+          hint: "use another backup")
+      }
+      return row
     }
 
     /// Carries the plan out: the database through the online backup API, session files by

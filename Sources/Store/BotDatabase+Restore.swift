@@ -19,7 +19,7 @@ extension BotDatabase {
   }
 
   /// Upserts `userID`'s `user_sessions` row from a JSON row (as `userRowsJSON` writes it), in
-  /// one transaction; only the columns both sides have are written.
+  /// one transaction; only the columns both sides have are written, and `user_id` is `userID`.
   /// - Throws: `StoreError.database`.
   public func upsertUserRow(userID: Int64, row: [String: Any]) throws {
     try write("restore the user_sessions row of user \(userID)") { db in
@@ -27,6 +27,12 @@ extension BotDatabase {
       var names: [String] = []
       var values: [DatabaseValue] = []
       for column in columns {
+        // The row is written as userID's whatever its own user_id says.
+        if column == "user_id" {
+          names.append(column)
+          values.append(userID.databaseValue)
+          continue
+        }
         guard let value = row[column] else { continue }
         names.append(column)
         switch value {

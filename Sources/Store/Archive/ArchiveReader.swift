@@ -78,6 +78,17 @@ public enum ArchiveReader {
       throw refuse("entries declare \(declared) bytes, over the \(limits.totalByteCount)-byte limit")
     }
     var expected = Dictionary(uniqueKeysWithValues: manifest.entries.map { ($0.path, $0) })
+    // A path may not be both a file and a directory of another entry: extraction would fail
+    // half-way on a clash the manifest already shows.
+    for entry in manifest.entries {
+      var parent = (entry.path as NSString).deletingLastPathComponent
+      while !parent.isEmpty {
+        if expected[parent] != nil {
+          throw refuse("entry '\(entry.path)' cannot be extracted: '\(parent)' is also an entry")
+        }
+        parent = (parent as NSString).deletingLastPathComponent
+      }
+    }
     var seen = Set<String>()
     while let header = try reader.next() {
       guard ArchivePath.isSafe(header.path) else { throw refuse("unsafe entry path '\(header.path)'") }
@@ -98,7 +109,14 @@ public enum ArchiveReader {
         outputPath = extractTo + "/" + header.path
         try FileSystem.makeDirectory((outputPath as NSString).deletingLastPathComponent)
         output = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, FileSystem.fileMode)
-        guard output >= 0 else { throw StoreError.io(path: outputPath, operation: "create", errno: errno) }
+        guard output >= 0 else {
+          let code = errno
+          // Something already there, or a file where a directory must be: the archive's doing.
+          if [EEXIST, ENOTDIR, EISDIR, ELOOP].contains(code) {
+            throw refuse("entry '\(header.path)' cannot be extracted (\(String(cString: strerror(code))))")
+          }
+          throw StoreError.io(path: outputPath, operation: "create", errno: code)
+        }
       }
       defer { if output >= 0 { close(output) } }
       let count = try reader.readEntry(limit: entry.size) { chunk in
