@@ -268,61 +268,6 @@ public func jsonArray(_ result: ProcessResult) throws -> [[String: Any]] {
   return array
 }
 
-/// A background process the test started (`flock FILE sleep 30`, a `tgsess` to kill), ended by
-/// its pid, with its children, when the test is done with it.
-public final class BackgroundProcess: @unchecked Sendable {
-  private let process = Process()
-
-  /// Starts `executable arguments` (without the developer's `TGSESS_*` variables).
-  /// - Throws: `TestHelperError` when it cannot start.
-  public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TGSESS_") }
-      .merging(environment) { $1 }
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    do { try process.run() } catch { throw TestHelperError("cannot start \(executable): \(error)") }
-  }
-
-  /// Starts `flock PATH sleep 30` and waits until it holds the lock, the way the bot runner holds
-  /// `<root>/.tgsess-bot.lock`.
-  /// - Throws: `TestHelperError` when flock is missing or never takes the lock.
-  public static func holdingLock(_ path: String) throws -> BackgroundProcess {
-    try Tools.require([Tools.flock])
-    let holder = try BackgroundProcess(Tools.flock, [path, "sleep", "30"])
-    for _ in 0..<400 {
-      if DeploymentLock.holder(path: path) != nil { return holder }
-      guard holder.isRunning else { throw TestHelperError("flock \(path) exited before taking the lock") }
-      usleep(25_000)
-    }
-    holder.kill()
-    throw TestHelperError("flock never took \(path)")
-  }
-
-  public var pid: Int32 { process.processIdentifier }
-  public var isRunning: Bool { process.isRunning }
-
-  /// Waits for the process to end; returns its status, and whether a signal ended it.
-  public func wait() -> (status: Int32, isSignal: Bool) {
-    process.waitUntilExit()
-    return (process.terminationStatus, process.terminationReason == .uncaughtSignal)
-  }
-
-  /// Sends SIGKILL to the children this process started, then to it, and waits for it.
-  public func kill() {
-    guard process.isRunning else { return }
-    let childrenFile = "/proc/\(pid)/task/\(pid)/children"
-    let children = ((try? String(contentsOfFile: childrenFile, encoding: .utf8)) ?? "")
-      .split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-    for child in children { Glibc.kill(child, SIGKILL) }
-    Glibc.kill(pid, SIGKILL)
-    process.waitUntilExit()
-  }
-
-  deinit { kill() }
-}
-
 /// What the test peers write or decrypt for restore and recover tests.
 public enum Peers {
   /// Replaces each file with a brand-new session written by the real Telethon 1.45 (random

@@ -194,9 +194,29 @@ public final class BackgroundProcess: @unchecked Sendable {
     return (process.terminationStatus, nil)
   }
 
-  /// Sends `signal` (SIGKILL by default).
+  /// Sends `signal` (SIGKILL by default) to the children this process started, then to it.
   public func kill(_ signal: Int32 = SIGKILL) {
-    if process.isRunning { Glibc.kill(process.processIdentifier, signal) }
+    guard process.isRunning else { return }
+    let childrenFile = "/proc/\(pid)/task/\(pid)/children"
+    let children = ((try? String(contentsOfFile: childrenFile, encoding: .utf8)) ?? "")
+      .split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    for child in children { Glibc.kill(child, signal) }
+    Glibc.kill(process.processIdentifier, signal)
+  }
+
+  /// Starts `flock PATH sleep 30` and waits until it holds the lock, the way the bot runner holds
+  /// `<root>/.tgsess-bot.lock`.
+  /// - Throws: `TestHelperError` when flock is missing or never takes the lock.
+  public static func holdingLock(_ path: String) throws -> BackgroundProcess {
+    try Tools.require([Tools.flock])
+    let holder = try BackgroundProcess(Tools.flock, [path, "sleep", "30"])
+    for _ in 0..<400 {
+      if DeploymentLock.holder(path: path) != nil { return holder }
+      guard holder.isRunning else { throw TestHelperError("flock \(path) exited before taking the lock") }
+      usleep(25_000)
+    }
+    holder.kill()
+    throw TestHelperError("flock never took \(path)")
   }
 
   /// The outcome, once it has ended (the status is 128 + the signal when one killed it).
