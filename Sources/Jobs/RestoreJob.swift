@@ -207,15 +207,20 @@ public enum RestoreJob {
   static func choose(repository: ArchiveRepository, options: RestoreOptions) throws -> ArchiveRecord {
     if options.selector != "latest" { return try repository.find(id: options.selector) }
     func fits(_ record: ArchiveRecord) -> Bool { options.at.map { record.createdAt <= $0 } ?? true }
+    // "latest" means the newest regular backup: undo archives ("Before restore") are picked only
+    // by id, or when nothing else fits, so a second `restore latest` never undoes the first.
+    func newest(_ records: [ArchiveRecord]) -> ArchiveRecord? {
+      records.first { fits($0) && $0.reason != BackupReason.beforeRestore } ?? records.first(where: fits)
+    }
     let when = options.at.map { " at or before \(ISO8601DateFormatter().string(from: $0))" } ?? ""
     if let userID = options.userID {
-      if let own = try repository.list(kind: .user, userID: userID).first(where: fits) { return own }
-      if let full = try repository.list(kind: .full, userID: userID).first(where: fits) { return full }
+      if let own = newest(try repository.list(kind: .user, userID: userID)) { return own }
+      if let full = newest(try repository.list(kind: .full, userID: userID)) { return full }
       throw StoreError.missing(
         path: repository.backupsDirectory,
         hint: "no archive holds user \(userID)\(when); see tgsess list --user \(userID)")
     }
-    if let full = try repository.list(kind: .full).first(where: fits) { return full }
+    if let full = newest(try repository.list(kind: .full)) { return full }
     throw StoreError.missing(path: repository.backupsDirectory, hint: "no full snapshot\(when); see tgsess list")
   }
 

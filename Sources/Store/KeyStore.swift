@@ -7,6 +7,8 @@ public enum KeyStore {
   /// The environment variable that can hold Fernet keys (comma-separated, newest first), the way
   /// Python bots take them.
   public static let fernetEnvironmentVariable = "TGSESS_FERNET_KEYS"
+  /// The environment variable that names a Fernet key file instead (wins over the config's).
+  public static let fernetFileEnvironmentVariable = "TGSESS_FERNET_KEYS_FILE"
 
   /// The Fernet keys from `TGSESS_FERNET_KEYS`, else from the key file; nil when neither exists.
   /// - Throws: `StoreError.key` for a malformed key, `StoreError.permissions` for a key file
@@ -28,7 +30,8 @@ public enum KeyStore {
       }
       return try Fernet(keys: keys)
     }
-    let path = deployment.fernetKeysPath
+    // A key file named by the environment, e.g. a systemd credential: $CREDENTIALS_DIRECTORY/fernet-keys.
+    let path = environment[fernetFileEnvironmentVariable].flatMap { $0.isEmpty ? nil : $0 } ?? deployment.fernetKeysPath
     guard FileSystem.exists(path) else { return nil }
     try FileSystem.requirePrivate(path)
     let keys = try keyLines(path).enumerated().map { index, text in
