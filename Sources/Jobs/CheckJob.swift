@@ -132,15 +132,18 @@ public enum CheckJob {
     var rows: [BotDatabase.UserForCheck] = []
     // Without the rows, "no row for this file" and the secret checks would be noise for every user.
     var hasRows = false
+    // A damaged database is never written to, not even the results.
+    var isDatabaseSound = false
     do {
       let opened = try BotDatabase(
         path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
       database = opened
       let problems = try opened.integrityProblems(deep: options.isDeep)
+      isDatabaseSound = problems.isEmpty
       if !problems.isEmpty {
         add(
           "db.integrity", .critical,
-          "\(deployment.databasePath) fails \(options.isDeep ? "integrity_check" : "quick_check"): \(problems.prefix(3).joined(separator: "; ")); restore it: tgsess restore latest"
+          "\(deployment.databasePath) fails \(options.isDeep ? "integrity_check" : "quick_check"): \(problems.prefix(3).map { $0.replacingOccurrences(of: "\n", with: " ") }.joined(separator: "; ")); restore it: tgsess restore latest"
         )
       }
       let schema = try opened.schemaStatus()
@@ -384,7 +387,7 @@ public enum CheckJob {
             "user \(userID): \(error.summary) (confirmed); the session is dead and was marked revoked; it and its backups are kept",
             user: userID)
           perUser[userID] = .critical
-          if options.writesResults {
+          if options.writesResults, isDatabaseSound {
             let writer = try? BotDatabase(
               path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
             try? writer?.markRevoked(userID: userID, error: error.code)
@@ -406,7 +409,7 @@ public enum CheckJob {
       case .critical: sessions.critical += 1
       }
     }
-    if options.writesResults, database != nil, FileSystem.exists(deployment.databasePath) {
+    if options.writesResults, database != nil, isDatabaseSound, FileSystem.exists(deployment.databasePath) {
       let messages = Dictionary(grouping: findings.filter { $0.userID != nil }, by: { $0.userID! })
       let entries = perUser.map { userID, state in
         (userID: userID, health: state.rawValue, error: messages[userID]?.map(\.message).joined(separator: "; "))
