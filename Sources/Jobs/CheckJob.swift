@@ -109,10 +109,12 @@ public enum CheckJob {
   {
     let started = Date()
     var findings: [CheckFinding] = []
+    // One cause, one finding: the key file is judged both when loaded and in the key checks.
+    // (Only deployment-wide findings can repeat; per-user ones are not searched, so adding stays O(1).)
+    var deploymentWide = Set<String>()
     func add(_ check: String, _ state: HealthState, _ message: String, user: Int64? = nil) {
-      let finding = CheckFinding(check: check, state: state, message: message, userID: user)
-      // One cause, one finding: the key file is judged both when loaded and in the key checks.
-      if !findings.contains(finding) { findings.append(finding) }
+      if user == nil, !deploymentWide.insert(check + "\u{0}" + message).inserted { return }
+      findings.append(CheckFinding(check: check, state: state, message: message, userID: user))
     }
 
     // Keys first: the per-user secret check needs them. A key file that cannot be loaded is one
@@ -439,7 +441,9 @@ public enum CheckJob {
   }
 
   static func identity(ofString plaintext: String, userID: Int64) throws -> SessionIdentity {
-    let text = plaintext.trimmingCharacters(in: .whitespacesAndNewlines)
+    // Foundation's trimming costs more than the decode itself; stored strings rarely need it.
+    let needsTrim = plaintext.first?.isWhitespace == true || plaintext.last?.isWhitespace == true
+    let text = needsTrim ? plaintext.trimmingCharacters(in: .whitespacesAndNewlines) : plaintext
     if text.hasPrefix("1"), [353, 369].contains(text.count) {
       return try TelethonStringSession.decode(text, label: "user \(userID)'s session string")
     }

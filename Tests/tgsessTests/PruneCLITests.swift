@@ -293,7 +293,7 @@ import Testing
     #expect(plan.remove.count >= 1900)
 
     // Kill once a random number of removals has happened, so the kill always lands mid-run.
-    let target = Int.random(in: 50...(plan.remove.count - 100))
+    let target = Int.random(in: 50...(plan.remove.count / 2))
     let child = try TgsessChild(["prune", "--root", fleet.root])
     while child.process.isRunning, total - Self.archiveFileCount(fleet.deployment) < target { usleep(2000) }
     child.kill()
