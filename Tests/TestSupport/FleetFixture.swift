@@ -189,6 +189,21 @@ public enum PeerScripts {
     os._exit(0)
     """
 
+  /// A live writer whose transaction outgrew its cache: it spilled pages into the file and so holds
+  /// the EXCLUSIVE lock (readers get SQLITE_BUSY) until stdin closes, then rolls back.
+  public static let holdSpilledWrite = """
+    import sqlite3, sys
+    conn = sqlite3.connect(sys.argv[1])
+    conn.execute("PRAGMA cache_size = 1")
+    conn.execute("UPDATE sessions SET port = 1234")
+    for i in range(40):
+        conn.execute("INSERT OR REPLACE INTO entities (id, hash, name) VALUES (?, ?, ?)", (5000 + i, i, "x" * 3000))
+    print("READY", flush=True)
+    sys.stdin.read()
+    conn.rollback()
+    conn.close()
+    """
+
   /// A Fernet token of argv[1] under a freshly generated key (one no deployment has).
   public static let foreignToken = """
     import sys

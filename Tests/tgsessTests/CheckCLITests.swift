@@ -243,6 +243,21 @@ import Testing
     #expect(!FileSystem.exists(path + "-journal"))
   }
 
+  @Test func writerHoldingTheExclusiveLockIsAWarningNotDamage() throws {
+    let fleet = try FleetFixture(users: 2)
+    let user = fleet.userIDs[0]
+    let path = fleet.sessionPath(user)
+    let holder = try PythonHolder(PeerScripts.holdSpilledWrite, arguments: [path])
+    let run = try fleet.check()
+    #expect(holder.finish() == 0)
+    #expect(run.status == 1, "\(run.report)")
+    Self.expectFinding(
+      run, "user.session", "warning", user: user,
+      contains: ["user \(user): \(path): locked by another process", "wait for the bot to finish its write"])
+    #expect(!run.report.contains("tgsess recover"), "a live writer's file must not be 'recovered' under it")
+    #expect(try fleet.check().status == 0)
+  }
+
   // MARK: - Secrets and agreement
 
   @Test func secretFromAnotherKeyIsAWarning() throws {
@@ -422,6 +437,23 @@ import Testing
     let run = try fleet.check(["--deep"])
     #expect(run.status == 2)
     Self.expectFinding(run, "backup.deep", "critical", contains: ["\(victim): ", "use another backup"])
+  }
+
+  @Test func deepCheckWithoutTheIdentityComparesRecordedHashes() throws {
+    let fleet = try FleetFixture(users: 2)
+    // The identity is kept off the host: the ciphertext is checked against its record instead.
+    try FileManager.default.removeItem(atPath: fleet.deployment.ageIdentityPath)
+    let clean = try fleet.check(["--deep"])
+    #expect(clean.status == 0, "\(clean.report)")
+    let victim = try #require(fleet.listedArchives().first { $0.kind == "full" }?.path)
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: victim))
+    bytes[bytes.count - 10] ^= 0x01
+    try bytes.write(to: URL(fileURLWithPath: victim))
+    let run = try fleet.check(["--deep"])
+    #expect(run.status == 2)
+    Self.expectFinding(
+      run, "backup.deep", "critical",
+      contains: ["\(victim): SHA-256 differs from the one recorded when it was written"])
   }
 
   @Test func keyFileReadableByOthersIsOneCriticalFinding() throws {
