@@ -30,7 +30,7 @@ public enum HealthState: String, Codable, Sendable, Comparable, CaseIterable {
 
 /// One finding.
 public struct CheckFinding: Codable, Sendable, Equatable {
-  /// Stable name: `db.open`, `db.integrity`, `db.schema`, `user.session`, `user.secret`,
+  /// Stable name: `db.open`, `db.lock`, `db.integrity`, `db.schema`, `user.session`, `user.secret`,
   /// `user.agree`, `user.backup-file`, `user.permissions`, `user.orphan-file`, `user.orphan-row`,
   /// `user.no-backup`, `user.probe`, `backup.age`, `backup.deep`, `backup.disk`, `keys`, `drill.age`.
   public var check: String
@@ -56,12 +56,15 @@ public struct CheckOptions: Sendable {
   /// A live probe run per session: the command, then the session file as its argument.
   public var probeCommand: [String]?
   public var probeTimeout: TimeInterval
+  /// The probe's first backoff ceiling (it doubles per retry, with full jitter).
+  public var probeRetryBase: Duration
   public var now: Date
 
   public init(
     isDeep: Bool = false, maxBackupAge: TimeInterval = 7200, minFreeBytes: Int64 = 1024 * 1024 * 1024,
     maxDrillAge: TimeInterval = 8 * 86400, deepSample: Int = 20, writesResults: Bool = true,
-    probeCommand: [String]? = nil, probeTimeout: TimeInterval = 30, now: Date = Date()
+    probeCommand: [String]? = nil, probeTimeout: TimeInterval = 30, probeRetryBase: Duration = .seconds(1),
+    now: Date = Date()
   ) {
     self.isDeep = isDeep
     self.maxBackupAge = maxBackupAge
@@ -71,6 +74,7 @@ public struct CheckOptions: Sendable {
     self.writesResults = writesResults
     self.probeCommand = probeCommand
     self.probeTimeout = probeTimeout
+    self.probeRetryBase = probeRetryBase
     self.now = now
   }
 }
@@ -105,35 +109,51 @@ public enum CheckJob {
   {
     let started = Date()
     var findings: [CheckFinding] = []
+    // One cause, one finding: the key file is judged both when loaded and in the key checks.
+    // (Only deployment-wide findings can repeat; per-user ones are not searched, so adding stays O(1).)
+    var deploymentWide = Set<String>()
     func add(_ check: String, _ state: HealthState, _ message: String, user: Int64? = nil) {
+      if user == nil, !deploymentWide.insert(check + "\u{0}" + message).inserted { return }
       findings.append(CheckFinding(check: check, state: state, message: message, userID: user))
     }
 
-    // Keys first: the per-user secret check needs them.
+    // Keys first: the per-user secret check needs them. A key file that cannot be loaded is one
+    // finding, not one per user.
     var fernet: Fernet?
+    var isFernetUsable = true
     do { fernet = try KeyStore.loadFernet(deployment) } catch let error as StoreError {
+      isFernetUsable = false
       add("keys", .critical, error.errorDescription ?? "\(error)")
     } catch {
+      isFernetUsable = false
       add("keys", .critical, "\(error)")
     }
 
     // The database.
     var database: BotDatabase?
     var rows: [BotDatabase.UserForCheck] = []
+    // Without the rows, "no row for this file" and the secret checks would be noise for every user.
+    var hasRows = false
+    // A damaged database is never written to, not even the results.
+    var isDatabaseSound = false
     do {
       let opened = try BotDatabase(
         path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
       database = opened
       let problems = try opened.integrityProblems(deep: options.isDeep)
+      isDatabaseSound = problems.isEmpty
       if !problems.isEmpty {
         add(
           "db.integrity", .critical,
-          "\(deployment.databasePath) fails \(options.isDeep ? "integrity_check" : "quick_check"): \(problems.prefix(3).joined(separator: "; ")); restore it: tgsess restore latest"
+          "\(deployment.databasePath) fails \(options.isDeep ? "integrity_check" : "quick_check"): \(problems.prefix(3).map { $0.replacingOccurrences(of: "\n", with: " ") }.joined(separator: "; ")); restore it: tgsess restore latest"
         )
       }
       let schema = try opened.schemaStatus()
       if !schema.unknown.isEmpty {
-        add("db.schema", .critical, "\(deployment.databasePath) was made by a newer tgsess; upgrade tgsess")
+        add(
+          "db.schema", .critical,
+          "\(deployment.databasePath) was made by a newer tgsess (unknown migrations: \(schema.unknown.joined(separator: ", "))); upgrade tgsess"
+        )
       } else if !schema.pending.isEmpty {
         add(
           "db.schema", .warning,
@@ -141,6 +161,12 @@ public enum CheckJob {
         )
       }
       rows = try opened.usersForCheck()
+      hasRows = true
+    } catch let error as StoreError where BotDatabase.isBusy(error) {
+      add(
+        "db.lock", .warning,
+        "\(deployment.databasePath) stayed locked by another process longer than busy_timeout_ms (\(deployment.busyTimeoutMS) ms), so it was not checked; if this persists, find the holder with: fuser -v \(deployment.databasePath)"
+      )
     } catch let error as StoreError {
       add("db.open", .critical, error.errorDescription ?? "\(error)")
     } catch {
@@ -164,6 +190,8 @@ public enum CheckJob {
     // Per user.
     let fileUsers = Set((try? deployment.sessionFileUserIDs()) ?? [])
     var perUser: [Int64: HealthState] = [:]
+    // Users with a session file and not logged out: the only ones a live probe can judge.
+    var probed: [Int64] = []
     let rowByUser = Dictionary(rows.map { ($0.userID, $0) }, uniquingKeysWith: { first, _ in first })
     for userID in Set(rowByUser.keys).union(fileUsers).sorted() {
       var state = HealthState.ok
@@ -176,16 +204,22 @@ public enum CheckJob {
         perUser[userID] = .ok
         continue
       }
+      if fileUsers.contains(userID) { probed.append(userID) }
       let path = deployment.sessionPath(userID: userID)
       var file: SessionFileInfo?
       if fileUsers.contains(userID) {
         do { file = try SessionFileInspector.inspect(path: path) } catch let error as StoreError {
-          if case .session(_, let problem) = error, case .hotJournal = problem {
-            note("user.session", .warning, "user \(userID): \(error.errorDescription ?? "")")
-          } else {
+          let text = (error.errorDescription ?? "\(error)").replacingOccurrences(
+            of: "tgsess recover --user ID", with: "tgsess recover --user \(userID)")
+          switch error {
+          case .session(_, .hotJournal), .session(_, .locked):
+            // A writer is active (or died mid-transaction): not damage, and recovering would race it.
+            note("user.session", .warning, "user \(userID): \(text)")
+          default:
             note(
               "user.session", .critical,
-              "user \(userID): \(error.errorDescription ?? ""); run: tgsess recover --user \(userID)")
+              "user \(userID): \(text)"
+                + (text.contains("tgsess recover") ? "" : "; run: tgsess recover --user \(userID)"))
           }
         } catch {
           note("user.session", .critical, "user \(userID): \(path): \(error)")
@@ -196,7 +230,7 @@ public enum CheckJob {
             "user \(userID): \(path) has mode \(String(mode, radix: 8)); run: chmod 600 \(path)")
         }
       }
-      if row == nil {
+      if row == nil, hasRows {
         note(
           "user.orphan-file", .warning,
           "user \(userID): \(path) has no user_sessions row; run: tgsess recover --user \(userID)")
@@ -210,7 +244,7 @@ public enum CheckJob {
           "user \(userID): marked revoked by a confirmed fatal error; the user must log in again")
       }
       // The database's secret decrypts and agrees with the file.
-      if let row {
+      if let row, isFernetUsable {
         if let secret = row.sessionString {
           do {
             let plaintext = try BotDatabase.reveal(secret, fernet: fernet, object: "user \(userID)'s session string")
@@ -317,7 +351,13 @@ public enum CheckJob {
       }
       for record in sample {
         do {
-          _ = try ArchiveReader.read(path: repository.path(of: record), identities: identities)
+          let path = repository.path(of: record)
+          if record.isEncrypted, identities.isEmpty {
+            // The identity lives off the host: prove the ciphertext against its record instead.
+            try Self.verifyCiphertext(path: path, record: record)
+          } else {
+            _ = try ArchiveReader.read(path: path, identities: identities)
+          }
         } catch let error as StoreError {
           add("backup.deep", .critical, error.errorDescription ?? "\(error)")
         } catch {
@@ -336,9 +376,11 @@ public enum CheckJob {
 
     // Optional live probe.
     if let command = options.probeCommand {
-      for userID in perUser.keys.sorted() where perUser[userID] != .critical {
+      let policy = RetryPolicy(base: options.probeRetryBase, cap: max(options.probeRetryBase, .seconds(30)))
+      for userID in probed.sorted() where perUser[userID] != .critical {
         let verdict = Probe.run(
-          command: command, sessionPath: deployment.sessionPath(userID: userID), timeout: options.probeTimeout)
+          command: command, sessionPath: deployment.sessionPath(userID: userID), timeout: options.probeTimeout,
+          policy: policy)
         switch verdict {
         case .ok: break
         case .fatal(let error):
@@ -347,7 +389,7 @@ public enum CheckJob {
             "user \(userID): \(error.summary) (confirmed); the session is dead and was marked revoked; it and its backups are kept",
             user: userID)
           perUser[userID] = .critical
-          if options.writesResults {
+          if options.writesResults, isDatabaseSound {
             let writer = try? BotDatabase(
               path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
             try? writer?.markRevoked(userID: userID, error: error.code)
@@ -369,7 +411,7 @@ public enum CheckJob {
       case .critical: sessions.critical += 1
       }
     }
-    if options.writesResults, database != nil, FileSystem.exists(deployment.databasePath) {
+    if options.writesResults, database != nil, isDatabaseSound, FileSystem.exists(deployment.databasePath) {
       let messages = Dictionary(grouping: findings.filter { $0.userID != nil }, by: { $0.userID! })
       let entries = perUser.map { userID, state in
         (userID: userID, health: state.rawValue, error: messages[userID]?.map(\.message).joined(separator: "; "))
@@ -399,11 +441,28 @@ public enum CheckJob {
   }
 
   static func identity(ofString plaintext: String, userID: Int64) throws -> SessionIdentity {
-    let text = plaintext.trimmingCharacters(in: .whitespacesAndNewlines)
+    // Foundation's trimming costs more than the decode itself; stored strings rarely need it.
+    let needsTrim = plaintext.first?.isWhitespace == true || plaintext.last?.isWhitespace == true
+    let text = needsTrim ? plaintext.trimmingCharacters(in: .whitespacesAndNewlines) : plaintext
     if text.hasPrefix("1"), [353, 369].contains(text.count) {
       return try TelethonStringSession.decode(text, label: "user \(userID)'s session string")
     }
     return try PyrogramStringSession.decode(text, label: "user \(userID)'s session string").identity
+  }
+
+  /// Compares an archive's SHA-256 with the one its record holds.
+  /// - Throws: `StoreError.invalid` when they differ or the record has none.
+  static func verifyCiphertext(path: String, record: ArchiveRecord) throws {
+    guard !record.sha256.isEmpty else {
+      throw StoreError.invalid(
+        path: path, reason: "no identity on this host and no recorded SHA-256 to compare with",
+        hint: "run check --deep where the age identity is, or restore --dry-run with --identity FILE")
+    }
+    guard try FileSystem.sha256(ofFile: path) == record.sha256 else {
+      throw StoreError.invalid(
+        path: path, reason: "SHA-256 differs from the one recorded when it was written (corrupted on disk)",
+        hint: "use another backup, and run tgsess backup")
+    }
   }
 
   /// `3h 12m`, `45s`.

@@ -21,19 +21,27 @@ public struct MetricsFile: Sendable {
     samples.append(Sample(name: name, help: help, type: "gauge", labels: labels, value: value))
   }
 
-  /// The exposition text.
+  /// The exposition text: each family's HELP and TYPE once, then all its samples together (the
+  /// text format requires a family's samples to be contiguous), in the order families first appear.
   public func render() -> String {
-    var lines: [String] = []
-    var described = Set<String>()
+    var families: [String] = []
+    var samplesByName: [String: [Sample]] = [:]
     for sample in samples {
-      if described.insert(sample.name).inserted {
-        lines.append("# HELP \(sample.name) \(sample.help)")
-        lines.append("# TYPE \(sample.name) \(sample.type)")
+      if samplesByName[sample.name] == nil { families.append(sample.name) }
+      samplesByName[sample.name, default: []].append(sample)
+    }
+    var lines: [String] = []
+    for name in families {
+      let family = samplesByName[name] ?? []
+      guard let first = family.first else { continue }
+      lines.append("# HELP \(name) \(Self.escapeHelp(first.help))")
+      lines.append("# TYPE \(name) \(first.type)")
+      for sample in family {
+        let labels =
+          sample.labels.isEmpty
+          ? "" : "{" + sample.labels.map { "\($0.0)=\"\(Self.escape($0.1))\"" }.joined(separator: ",") + "}"
+        lines.append("\(name)\(labels) \(Self.format(sample.value))")
       }
-      let labels =
-        sample.labels.isEmpty
-        ? "" : "{" + sample.labels.map { "\($0.0)=\"\(Self.escape($0.1))\"" }.joined(separator: ",") + "}"
-      lines.append("\(sample.name)\(labels) \(Self.format(sample.value))")
     }
     return lines.joined(separator: "\n") + "\n"
   }
@@ -53,8 +61,14 @@ public struct MetricsFile: Sendable {
       .replacingOccurrences(of: "\n", with: "\\n")
   }
 
+  /// HELP text escapes only backslash and newline.
+  static func escapeHelp(_ text: String) -> String {
+    text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: "\\n")
+  }
+
   static func format(_ value: Double) -> String {
     if value.isNaN { return "NaN" }
+    if value.isInfinite { return value > 0 ? "+Inf" : "-Inf" }
     if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
     return String(value)
   }
@@ -87,7 +101,9 @@ extension CheckResult {
   public var nagiosLine: String {
     let word = state == .ok ? "OK" : state.rawValue.uppercased()
     let age = lastFullBackupAgeSeconds.map { "backup_age=\($0)s;;" } ?? "backup_age=U;;"
+    // `|` starts the perfdata and only the first line reaches notifications.
+    let text = summary.replacingOccurrences(of: "|", with: "/").replacingOccurrences(of: "\n", with: " ")
     return
-      "TGSESS \(word) - \(summary) | sessions_ok=\(sessions.ok) sessions_warning=\(sessions.warning) sessions_critical=\(sessions.critical) \(age) archives=\(archives) duration=\(String(format: "%.3f", durationSeconds))s"
+      "TGSESS \(word) - \(text) | sessions_ok=\(sessions.ok) sessions_warning=\(sessions.warning) sessions_critical=\(sessions.critical) \(age) archives=\(archives) duration=\(String(format: "%.3f", durationSeconds))s"
   }
 }

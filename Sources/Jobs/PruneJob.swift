@@ -45,8 +45,15 @@ public enum PruneJob {
         ? nil : try DeploymentLock.acquire(path: deployment.lockPath, command: "prune", wait: options.lockWait)
       defer { lock?.release() }
       let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
-      let leftovers = options.isDryRun ? [] : try repository.removeLeftovers()
-      if !options.isDryRun { StagingArea.removeStale(in: deployment.backupsDirectory) }
+      var leftovers = 0
+      if !options.isDryRun {
+        // Under the lock no writer is mid-publish, so every orphan record or pin is a leftover.
+        leftovers += try repository.removeLeftovers().count
+        leftovers += try repository.removeOrphanSidecars().count
+        let staging = Self.stagingCount(deployment.backupsDirectory)
+        StagingArea.removeStale(in: deployment.backupsDirectory)
+        leftovers += staging - Self.stagingCount(deployment.backupsDirectory)
+      }
       let records = try repository.list()
       let byID = Dictionary(records.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
       let items = records.map { record in
@@ -57,7 +64,7 @@ public enum PruneJob {
       let plan = options.policy.plan(items, now: options.now)
       var result = PruneResult(
         isDryRun: options.isDryRun, plan: plan, removed: 0, bytesFreed: 0, rowsTrimmed: 0,
-        leftoversRemoved: leftovers.count)
+        leftoversRemoved: leftovers)
       let database =
         FileSystem.exists(deployment.databasePath)
         ? try BotDatabase(
@@ -88,6 +95,12 @@ public enum PruneJob {
     } catch let error as StoreError {
       throw JobError.store(context: "prune", underlying: error)
     }
+  }
+
+  /// The staging directories (`.staging-*`) under `directory`.
+  static func stagingCount(_ directory: String) -> Int {
+    ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix(".staging-") }
+      .count
   }
 
   /// Pins (or unpins) an archive so prune never removes it.

@@ -40,6 +40,15 @@ extension BotDatabase {
     }
   }
 
+  /// Whether `error` says the database stayed locked by another process past the busy timeout.
+  ///
+  /// It matches the reason `describe(_:path:doing:)` gives SQLITE_BUSY and SQLITE_LOCKED (a test
+  /// pins those words), because `StoreError` has no case of its own for a busy database.
+  public static func isBusy(_ error: StoreError) -> Bool {
+    if case .database(_, let reason, _) = error { return reason.hasPrefix("database is locked by another process") }
+    return false
+  }
+
   /// Marks a user revoked (a confirmed fatal error): the session and its backups are kept.
   /// - Throws: `StoreError.database`.
   public func markRevoked(userID: Int64, error: String) throws {

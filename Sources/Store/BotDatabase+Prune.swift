@@ -3,10 +3,12 @@ import GRDB
 
 extension BotDatabase {
   /// Keeps the newest `keep` `session_backups` rows of each user (by created_at, then id) and
-  /// deletes the rest, in one transaction.
+  /// deletes the rest, in one transaction. The newest row of each user is always kept, like the
+  /// retention guard that keeps a user's last archive: `keep` 0 never empties a user's history.
   /// - Returns: the number of rows deleted (or, with `dryRun`, that would be).
   /// - Throws: `StoreError.database`.
-  public func trimSessionBackups(keepPerUser keep: Int, dryRun: Bool) throws -> Int {
+  public func trimSessionBackups(keepPerUser requested: Int, dryRun: Bool) throws -> Int {
+    let keep = max(requested, 1)
     let select = """
       SELECT id FROM (
         SELECT id, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY created_at DESC, id DESC) AS rank

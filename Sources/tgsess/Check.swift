@@ -16,6 +16,8 @@ struct Check: ParsableCommand {
         $ tgsess check --nagios
         $ tgsess check --deep --prometheus /var/lib/prometheus/node-exporter/tgsess_check.prom
 
+      TGSESS_PROBE_BACKOFF_MS sets the probe's first retry backoff (default 1000).
+
       EXIT STATUS (Nagios): 0 OK · 1 WARNING · 2 CRITICAL · 3 UNKNOWN
       """)
 
@@ -36,12 +38,14 @@ struct Check: ParsableCommand {
     do {
       let (deployment, logger) = try global.setUp()
       let section = deployment.config.check
+      // A test hook and an operator's knob: the probe's first backoff, in milliseconds.
+      let backoffMS = ProcessInfo.processInfo.environment["TGSESS_PROBE_BACKOFF_MS"].flatMap { Int($0) } ?? 1000
       let options = CheckOptions(
         isDeep: deep, maxBackupAge: TimeInterval(maxAge ?? section?.maxAgeSeconds ?? 7200),
         minFreeBytes: Int64(minFreeMib ?? section?.minFreeMiB ?? 1024) * 1_048_576,
         maxDrillAge: TimeInterval(maxDrillAge),
         writesResults: !noWrite, probeCommand: probe.map { $0.split(separator: " ").map(String.init) },
-        probeTimeout: TimeInterval(probeTimeout))
+        probeTimeout: TimeInterval(probeTimeout), probeRetryBase: .milliseconds(max(0, backoffMS)))
       result = CheckJob.run(deployment, options: options, logger: logger)
     } catch {
       // Nagios: a check that cannot run is UNKNOWN.
@@ -52,7 +56,15 @@ struct Check: ParsableCommand {
       }
       throw ExitCode(3)
     }
-    if let prometheus { try result.metrics.write(to: prometheus) }
+    // The metrics file is a side output: failing to write it never hides the verdict, but a check
+    // that could not do all it was asked is at least UNKNOWN.
+    var exitState = result.state
+    if let prometheus {
+      do { try result.metrics.write(to: prometheus) } catch {
+        FileHandle.standardError.write(Data("tgsess: check: \(error.localizedDescription)\n".utf8))
+        exitState = max(exitState, .unknown)
+      }
+    }
     if nagios {
       Output.line(result.nagiosLine)
     } else if global.json {
@@ -65,6 +77,6 @@ struct Check: ParsableCommand {
         )
       }
     }
-    throw ExitCode(result.state.exitCode)
+    throw ExitCode(exitState.exitCode)
   }
 }

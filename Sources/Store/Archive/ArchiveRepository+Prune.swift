@@ -38,4 +38,39 @@ extension ArchiveRepository {
     unlink(pinPath(of: record))
     try FileSystem.fsyncDirectory(directory)
   }
+
+  /// Removes the records and pins whose archive is gone, whatever their age: what a prune killed
+  /// between its unlinks leaves. Only call it under the deployment lock, which every archive
+  /// writer holds, so no record here can belong to an archive still being published.
+  /// - Returns: the paths removed.
+  /// - Throws: `StoreError.io` when a directory cannot be read.
+  @discardableResult
+  public func removeOrphanSidecars() throws -> [String] {
+    var directories = [fullDirectory]
+    for name in try Self.names(in: usersDirectory) where name.hasPrefix("user_") {
+      directories.append(usersDirectory + "/" + name)
+    }
+    var removed: [String] = []
+    for directory in directories {
+      let names = Set(try Self.names(in: directory))
+      let removedBefore = removed.count
+      for name in names where !name.hasPrefix(".") {
+        let id: String
+        if name.hasSuffix(ArchiveName.recordSuffix) {
+          id = String(name.dropLast(ArchiveName.recordSuffix.count))
+        } else if name.hasSuffix(".pin") {
+          id = String(name.dropLast(".pin".count))
+        } else {
+          continue
+        }
+        guard ArchiveName.describe(id: id) != nil else { continue }
+        let hasArchive =
+          names.contains(ArchiveName.fileName(id: id, isEncrypted: true))
+          || names.contains(ArchiveName.fileName(id: id, isEncrypted: false))
+        if !hasArchive, unlink(directory + "/" + name) == 0 { removed.append(directory + "/" + name) }
+      }
+      if removed.count > removedBefore { try FileSystem.fsyncDirectory(directory) }
+    }
+    return removed
+  }
 }
