@@ -88,7 +88,7 @@ let package = Package(
     .testTarget(
       name: "BotTests",
       dependencies: ["Store", "TestSupport"],
-      resources: [.copy("Fixtures")]
+      exclude: ["Fixtures"]
     ),
   ]
 )

@@ -65,6 +65,6 @@ struct RedactingLogHandler: LogHandler {
   }
 
   private static func timestamp() -> String {
-    Date().formatted(.iso8601)
+    Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
   }
 }
