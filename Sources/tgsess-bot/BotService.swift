@@ -108,7 +108,9 @@ struct BotService: Service {
             break
           }
           let delay: Duration
-          if case .flood(let seconds, _) = error { delay = .seconds(seconds) + .milliseconds(500) } else {
+          if case .flood(let seconds, _) = error {
+            delay = .seconds(seconds) + .milliseconds(500)
+          } else {
             delay = backoff.next()
           }
           logger.warning(
@@ -182,7 +184,8 @@ struct BotService: Service {
         default:
           delay = backoff.next()
           logger.warning(
-            "getUpdates failed; reconnecting", metadata: ["error": "\(error)", "retry.delay_ms": "\(delay.milliseconds)"])
+            "getUpdates failed; reconnecting",
+            metadata: ["error": "\(error)", "retry.delay_ms": "\(delay.milliseconds)"])
         }
         guard await pause(delay) else { break }
         continue

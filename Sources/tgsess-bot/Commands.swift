@@ -94,7 +94,8 @@ struct CommandHandler: Sendable {
 
   func requireAdmin(chatID: Int64, userID: Int64, command: String) async throws -> Bool {
     if context.isAdmin(userID) { return true }
-    logger.warning("refused: admin command from a non-admin", metadata: ["user.id": "\(userID)", "command": "\(command)"])
+    logger.warning(
+      "refused: admin command from a non-admin", metadata: ["user.id": "\(userID)", "command": "\(command)"])
     try await api.sendMessage(
       chatID: chatID, text: "Sorry, \(command) is only for the bot's administrators. Send /status to see your session.")
     return false
@@ -138,7 +139,8 @@ struct CommandHandler: Sendable {
           chatID: chatID, messageID: messageID, text: "Logout cancelled. Your session is unchanged.")
       }
     default:
-      logger.warning("unknown button", metadata: ["user.id": "\(userID)", "button.bytes": "\(callback.data?.utf8.count ?? 0)"])
+      logger.warning(
+        "unknown button", metadata: ["user.id": "\(userID)", "button.bytes": "\(callback.data?.utf8.count ?? 0)"])
       try await api.answerCallbackQuery(id: callback.id, text: "This button is no longer valid. Send /start.")
     }
   }
@@ -154,15 +156,16 @@ struct CommandHandler: Sendable {
 
   func fileState(userID: Int64) async -> FileState {
     let path = context.deployment.sessionPath(userID: userID)
-    return (try? await blocking { () -> FileState in
-      guard FileSystem.exists(path) else { return .missing }
-      do {
-        _ = try SessionFileInspector.inspect(path: path)
-        return .valid
-      } catch {
-        return .damaged(UserWords.problem(error))
-      }
-    }) ?? .damaged("unreadable")
+    return
+      (try? await blocking { () -> FileState in
+        guard FileSystem.exists(path) else { return .missing }
+        do {
+          _ = try SessionFileInspector.inspect(path: path)
+          return .valid
+        } catch {
+          return .damaged(UserWords.problem(error))
+        }
+      }) ?? .damaged("unreadable")
   }
 
   func status(chatID: Int64, userID: Int64) async throws {
@@ -181,7 +184,8 @@ struct CommandHandler: Sendable {
     var lines = ["Your session (user \(row.userID))"]
     switch file {
     case .valid: lines.append("Session file: present and readable")
-    case .missing: lines.append(row.status == "logged_out" ? "Session file: removed at logout" : "Session file: missing")
+    case .missing:
+      lines.append(row.status == "logged_out" ? "Session file: removed at logout" : "Session file: missing")
     case .damaged(let why): lines.append("Session file: damaged (\(why))")
     }
     switch row.status {
@@ -223,7 +227,8 @@ struct CommandHandler: Sendable {
       if row.status == "logged_out" {
         try await api.sendMessage(
           chatID: chatID,
-          text: "You logged out, so there is no session to recover. Your backups are kept; log in again to use the bot.")
+          text: "You logged out, so there is no session to recover. Your backups are kept; log in again to use the bot."
+        )
         return
       }
       if !row.hasRow && row.backupCount == 0 {
@@ -388,7 +393,8 @@ struct CommandHandler: Sendable {
     let backup = try BackupJob.run(
       deployment, options: BackupOptions(userID: userID, reason: BackupReason.beforeLogout), logger: logger)
     guard let archive = backup.archives.first, archive.verification != "unknown", backup.failures.isEmpty else {
-      throw LogoutRefused(reason: "The backup before logout could not be proven, so nothing was removed. Try again later.")
+      throw LogoutRefused(
+        reason: "The backup before logout could not be proven, so nothing was removed. Try again later.")
     }
     // The backup is written and proven: now the live copies go.
     for suffix in ["", "-journal", "-wal", "-shm", ".backup"] where FileSystem.exists(path + suffix) {
@@ -419,7 +425,9 @@ struct CommandHandler: Sendable {
       var lines = [
         "Backup done: \(full?.id ?? "?") (\(backup.users) users, \(backup.bytesOut / 1024) KiB, \(backup.durationMS) ms)."
       ]
-      if backup.archives.count > 1 { lines.append("Per-user backups of changed sessions: \(backup.archives.count - 1).") }
+      if backup.archives.count > 1 {
+        lines.append("Per-user backups of changed sessions: \(backup.archives.count - 1).")
+      }
       if !backup.failures.isEmpty {
         lines.append("\(backup.failures.count) user(s) could not be backed up:")
         lines += backup.failures.prefix(20).map { "• user \($0.userID): \($0.reason)" }

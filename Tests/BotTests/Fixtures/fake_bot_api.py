@@ -5,7 +5,7 @@ It speaks the JSON of getUpdates (long polling, confirmation by offset), sendMes
 editMessageText (with the real "message is not modified" 400), answerCallbackQuery,
 setMyCommands, deleteWebhook and getMe on /bot<TOKEN>/<method>, like api.telegram.org.
 It records every request and injects faults: 429 with retry_after, 502, 409, slow answers,
-malformed JSON and dropped connections.
+malformed JSON and dropped connections ("pass" lets one request through, to order faults).
 
 Anything a test did not set up (an unknown method, a bad parameter, a text over 4096 UTF-16
 units, an edit of an unknown message, a second answer to a callback query, a body that is not
@@ -136,6 +136,7 @@ class Handler(BaseHTTPRequestHandler):
         if token != state.token:
             with state.cond:
                 state.unauthorized += 1
+                state.requests.append({"method": method, "params": {}, "at": time.time(), "unauthorized": True})
             return self.fail(401, "Unauthorized")
         if not self.headers.get("Content-Type", "").startswith("application/json"):
             with state.cond:
@@ -185,6 +186,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        elif kind == "pass":
+            return True
         elif kind == "slow":
             time.sleep(float(fault.get("seconds", 1)))
             return True
