@@ -87,7 +87,7 @@ let package = Package(
     .testTarget(name: "tgsessTests", dependencies: ["TestSupport"]),
     .testTarget(
       name: "BotTests",
-      dependencies: ["Store", "TestSupport"],
+      dependencies: ["tgsess-bot", "Store", "TestSupport"],
       exclude: ["Fixtures"]
     ),
   ]

@@ -40,25 +40,34 @@ struct BotService: Service {
   func startupRecovery() async {
     let context = self.context
     let started = ContinuousClock.now
-    let result = await context.jobs.run { () throws -> (RecoverResult, Int) in
+    let result = await context.jobs.run { () throws -> (RecoverResult, Int, Int) in
       let (users, skipped) = try context.usersToRecover()
       var recoveries: [UserRecovery] = []
+      var failed = 0
       for userID in users {
-        let result = try RecoverJob.run(
-          context.deployment, options: RecoverOptions(userID: userID, isForced: true, lockWait: 30),
-          logger: context.jobLogger(quiet: true))
-        recoveries += result.users
+        // One user's failure (the lock held past the wait, an unreadable row) never stops the others.
+        do {
+          let result = try RecoverJob.run(
+            context.deployment, options: RecoverOptions(userID: userID, isForced: true, lockWait: 30),
+            logger: context.jobLogger(quiet: true))
+          recoveries += result.users
+        } catch {
+          failed += 1
+          context.logger.error(
+            "start-up recovery of a user failed",
+            metadata: ["user.id": "\(userID)", "error": "\(context.redact(UserWords.describe(error)))"])
+        }
       }
-      return (RecoverResult(users: recoveries), skipped)
+      return (RecoverResult(users: recoveries), skipped, failed)
     }
     switch result {
-    case .success(let (recovery, skipped)):
+    case .success(let (recovery, skipped, failed)):
       logger.notice(
         "start-up recovery done",
         metadata: [
-          "users": "\(recovery.users.count)", "healthy": "\(recovery.healthy)", "recovered": "\(recovery.recovered)",
-          "unrecoverable": "\(recovery.unrecoverable)", "skipped.logged_out": "\(skipped)",
-          "job.duration_ms": "\((ContinuousClock.now - started).milliseconds)",
+          "users": "\(recovery.users.count + failed)", "healthy": "\(recovery.healthy)",
+          "recovered": "\(recovery.recovered)", "unrecoverable": "\(recovery.unrecoverable)", "failed": "\(failed)",
+          "skipped.logged_out": "\(skipped)", "job.duration_ms": "\((ContinuousClock.now - started).milliseconds)",
         ])
     case .failure(let error):
       logger.error(

@@ -47,6 +47,13 @@ struct CommandHandler: Sendable {
   func handle(_ message: IncomingMessage) async throws {
     let chatID = message.chatID
     let userID = message.fromID
+    // /status shows a user's session details: only in their private chat with the bot.
+    guard message.chatType == "private" else {
+      if let text = message.text, BotCommand.parse(text) != nil {
+        try await api.sendMessage(chatID: chatID, text: "Please send me commands in a private chat.")
+      }
+      return
+    }
     guard let text = message.text, let command = BotCommand.parse(text) else {
       try await api.sendMessage(chatID: chatID, text: help(for: userID))
       return
@@ -237,9 +244,7 @@ struct CommandHandler: Sendable {
       }
     }
     let messageID = try await api.sendMessage(chatID: chatID, text: "Recovering your session…")
-    var editor = ProgressEditor(api: api, chatID: chatID, messageID: messageID)
-    var steps = RecoverSteps()
-
+    let progress = RecoverProgressBox()
     let (events, continuation) = AsyncStream.makeStream(of: RecoverProgress.self)
     let deployment = context.deployment
     let jobLogger = context.jobLogger()
@@ -250,15 +255,33 @@ struct CommandHandler: Sendable {
         options: RecoverOptions(userID: userID, isForced: true, lockWait: BotContext.commandLockWait),
         logger: jobLogger, progress: { continuation.yield($0) })
     }
-    for await event in events {
-      steps.apply(event)
-      await editor.update(steps.render(header: "Recovering your session…"))
+    // The job reports steps as they happen; the message shows them at most about once a second.
+    let start = ProgressEditor(api: api, chatID: chatID, messageID: messageID)
+    var editor = await withTaskGroup(of: ProgressEditor?.self) { group in
+      group.addTask {
+        for await event in events { await progress.apply(event) }
+        await progress.markDone()
+        return nil
+      }
+      group.addTask {
+        var ticking = start
+        while true {
+          try? await Task.sleep(for: .milliseconds(250))
+          let (text, isDone) = await progress.snapshot()
+          if isDone { return ticking }
+          await ticking.update(text)
+        }
+      }
+      var last = start
+      for await value in group { if let value { last = value } }
+      return last
     }
+    let steps = await progress.snapshot().text
     let text: String
     switch await outcome {
     case .success(let result):
       let recovery = result.users.first
-      text = steps.render(header: "Recovering your session…") + "\n\n" + Self.recoveryText(recovery)
+      text = steps + "\n\n" + Self.recoveryText(recovery)
       logger.notice(
         "recover by command",
         metadata: [
@@ -478,6 +501,17 @@ struct RecoverSteps: Sendable {
         "\(strategy.label)… " + (succeeded.map { $0 ? "ok" : "failed" } ?? "trying")
       }).joined(separator: "\n")
   }
+}
+
+/// The steps of a running recovery, shared by the task reading the job's progress and the task
+/// editing the message.
+actor RecoverProgressBox {
+  private var steps = RecoverSteps()
+  private var isDone = false
+
+  func apply(_ event: RecoverProgress) { steps.apply(event) }
+  func markDone() { isDone = true }
+  func snapshot() -> (text: String, isDone: Bool) { (steps.render(header: "Recovering your session…"), isDone) }
 }
 
 /// Edits one message with progress, at most about once a second, skipping unchanged text.

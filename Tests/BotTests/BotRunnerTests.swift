@@ -132,6 +132,11 @@ struct BotRunnerTests {
     #expect(unknown.contains("/recover"))
     let plain = try #require(try scenario.say("hello", from: healthy).first?.text)
     #expect(plain.contains("/status"))
+    // In a group, nobody's session details are shown.
+    let group: Int64 = -1_001_234_567_890
+    let groupUpdate = try scenario.fake.send("/status", from: healthy, chatID: group, chatType: "supergroup")
+    try scenario.waitHandled(groupUpdate)
+    #expect(try scenario.fake.state().texts(in: group) == ["Please send me commands in a private chat."])
     let adminMenu = try #require(try scenario.say("/start", from: BotScenario.admin).first?.text)
     #expect(adminMenu.contains("/backup"))
     try scenario.finish()

@@ -374,7 +374,7 @@ class Handler(BaseHTTPRequestHandler):
                 message = {
                     "message_id": message_id, "date": int(time.time()), "text": text,
                     "from": {"id": params["from_id"], "is_bot": False, "first_name": f"user{params['from_id']}"},
-                    "chat": {"id": chat_id, "type": "private"},
+                    "chat": {"id": chat_id, "type": params.get("chat_type", "private")},
                 }
                 if text.startswith("/"):
                     message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
