@@ -1,4 +1,6 @@
 import Foundation
+import Store
+import TestSupport
 import Testing
 
 @testable import tgsess_bot
@@ -125,5 +127,39 @@ struct BotUnitTests {
     } catch let error as BotStartError {
       #expect(!error.description.contains("hunter2"))
     }
+  }
+
+  @Test func theBotSectionOfTheConfigResolvesTokenFileAdminsAndLimits() throws {
+    let directory = try TemporaryDirectory("tgsess-bot-config")
+    try """
+    [bot]
+    admin_ids = [999, 1000]
+    token_file = "secrets/token"
+    api_base_url = "http://127.0.0.1:8081/"
+    monitor_interval_seconds = 60
+    poll_timeout_seconds = 30
+    """.write(toFile: directory.file("tgsess.toml"), atomically: true, encoding: .utf8)
+    try FileManager.default.createDirectory(atPath: directory.file("secrets"), withIntermediateDirectories: true)
+    try (Self.token + "\n").write(toFile: directory.file("secrets/token"), atomically: true, encoding: .utf8)
+    let settings = try BotSettings.resolve(BotArguments(root: directory.path), environment: [:])
+    #expect(settings.token == Self.token)
+    #expect(settings.tokenSource == directory.file("secrets/token"))
+    #expect(settings.adminIDs == [999, 1000])
+    #expect(settings.apiBaseURL == "http://127.0.0.1:8081")
+    #expect(settings.monitorInterval == .seconds(60))
+    #expect(settings.pollTimeoutSeconds == 30)
+    // Flags win over the file; the server caps the long poll at 50 s.
+    let flagged = try BotSettings.resolve(
+      BotArguments(root: directory.path, apiBase: "https://api.telegram.org", monitorInterval: 5), environment: [:])
+    #expect(flagged.apiBaseURL == "https://api.telegram.org")
+    #expect(flagged.monitorInterval == .seconds(5))
+    #expect(throws: BotStartError.self) {
+      try BotSettings.resolve(BotArguments(root: directory.path, pollTimeout: 51), environment: [:])
+    }
+    #expect(throws: BotStartError.self) {
+      try BotSettings.resolve(BotArguments(root: directory.path, apiBase: "ftp://x"), environment: [:])
+    }
+    // A typo in [bot] is an error, as everywhere in the config.
+    #expect(throws: StoreError.self) { try Config.parse("[bot]\nadmin_id = [1]\n", path: "t.toml") }
   }
 }
