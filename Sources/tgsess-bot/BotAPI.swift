@@ -43,6 +43,13 @@ enum BotAPIError: Error, CustomStringConvertible, Sendable {
     return false
   }
 
+  /// Flood control asking for more than a minute: a command's reply gives up instead of
+  /// holding the update loop that long.
+  var isLongFlood: Bool {
+    if case .flood(let seconds, _) = self { return seconds > 60 }
+    return false
+  }
+
   /// Worth repeating the same request: flood control, server errors, network errors, garbage.
   var isTransient: Bool {
     switch self {
@@ -138,7 +145,7 @@ struct BotAPI: Sendable {
       attempt += 1
       do {
         return try await call(method, parameters, timeout: timeout)
-      } catch let error as BotAPIError where error.isTransient && attempt < attempts {
+      } catch let error as BotAPIError where error.isTransient && attempt < attempts && !error.isLongFlood {
         let delay: Duration
         if case .flood(let seconds, _) = error {
           // python-telegram-bot adds half a second of slack to Telegram's wait.
@@ -213,30 +220,33 @@ enum MessageText {
 
   /// `text` in pieces of at most `limit` UTF-16 units, split at line breaks where possible.
   static func split(_ text: String, limit: Int = limit) -> [String] {
-    let body = text.isEmpty ? "…" : text
+    guard !text.isEmpty else { return ["…"] }
     var parts: [String] = []
-    var current = ""
-    for line in body.split(separator: "\n", omittingEmptySubsequences: false) {
+    var current: String?
+    for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
       var line = String(line)
       while line.utf16.count > limit {
-        if !current.isEmpty {
-          parts.append(current)
-          current = ""
-        }
+        if let pending = current { parts.append(pending) }
+        current = nil
         let head = prefix(line, utf16Count: limit)
         parts.append(head)
         line = String(line.dropFirst(head.count))
       }
-      let candidate = current.isEmpty ? line : current + "\n" + line
-      if candidate.utf16.count > limit {
-        parts.append(current)
-        current = line
+      if let pending = current {
+        let candidate = pending + "\n" + line
+        if candidate.utf16.count > limit {
+          parts.append(pending)
+          current = line
+        } else {
+          current = candidate
+        }
       } else {
-        current = candidate
+        current = line
       }
     }
-    if !current.isEmpty || parts.isEmpty { parts.append(current.isEmpty ? "…" : current) }
-    return parts
+    if let current { parts.append(current) }
+    // Telegram refuses an empty text.
+    return parts.map { $0.isEmpty ? "…" : $0 }
   }
 
   /// `text` cut to the limit, ending in "…" when cut.

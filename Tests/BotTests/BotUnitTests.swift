@@ -36,6 +36,7 @@ struct BotUnitTests {
     #expect(MessageText.truncate(emoji).utf16.count <= 4096)
     #expect(MessageText.truncate(emoji).hasSuffix("…"))
     #expect(MessageText.split("") == ["…"])
+    #expect(MessageText.split("\nfirst\n\nlast") == ["\nfirst\n\nlast"])
   }
 
   @Test func commandsAreParsedWithBotSuffixesAndArguments() {
