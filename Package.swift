@@ -7,6 +7,7 @@ let package = Package(
   products: [
     .executable(name: "tgsess", targets: ["tgsess"]),
     .executable(name: "tgsess-fleet", targets: ["tgsess-fleet"]),
+    .executable(name: "tgsess-bot", targets: ["tgsess-bot"]),
     .library(name: "Store", targets: ["Store"]),
     .library(name: "Jobs", targets: ["Jobs"]),
   ],
@@ -15,6 +16,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
   ],
   targets: [
     .systemLibrary(
@@ -60,6 +63,16 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
+    .executableTarget(
+      name: "tgsess-bot",
+      dependencies: [
+        "Jobs",
+        "Store",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]
+    ),
     .target(
       name: "TestSupport",
       dependencies: ["Store", "Jobs"],
@@ -72,5 +85,10 @@ let package = Package(
     ),
     .testTarget(name: "JobsTests", dependencies: ["Jobs", "Store", "TestSupport"]),
     .testTarget(name: "tgsessTests", dependencies: ["TestSupport"]),
+    .testTarget(
+      name: "BotTests",
+      dependencies: ["tgsess-bot", "Store", "TestSupport"],
+      exclude: ["Fixtures"]
+    ),
   ]
 )

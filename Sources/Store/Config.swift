@@ -28,6 +28,8 @@ public struct Config: Codable, Sendable, Equatable {
   public var prune: PruneSection?
   /// Health-check settings.
   public var check: CheckSection?
+  /// Bot runner (`tgsess-bot`) settings.
+  public var bot: BotSection?
 
   public init() {}
 
@@ -85,6 +87,41 @@ public struct Config: Codable, Sendable, Equatable {
     }
   }
 
+  /// `[bot]`: the bot runner `tgsess-bot`. The token itself never sits in this file: it is read from
+  /// `token_file` (or `--token-file`, `TGSESS_BOT_TOKEN_FILE`, `TGSESS_BOT_TOKEN`).
+  public struct BotSection: Codable, Sendable, Equatable {
+    /// Telegram user ids allowed to run the admin commands `/backup` and `/check` and told about
+    /// sessions the monitor finds critical (default none).
+    public var adminIDs: [Int64]?
+    /// A file holding the bot token (mode 0600), e.g. `/etc/tgsess/bot-token`.
+    public var tokenFile: String?
+    /// The Bot API server (default `https://api.telegram.org`; a local server is `http://127.0.0.1:8081`).
+    public var apiBaseURL: String?
+    /// Seconds between the monitor's health checks (default 300).
+    public var monitorIntervalSeconds: Int?
+    /// The long-poll timeout of `getUpdates`, 1–50 seconds (default 50).
+    public var pollTimeoutSeconds: Int?
+
+    public init(
+      adminIDs: [Int64]? = nil, tokenFile: String? = nil, apiBaseURL: String? = nil, monitorIntervalSeconds: Int? = nil,
+      pollTimeoutSeconds: Int? = nil
+    ) {
+      self.adminIDs = adminIDs
+      self.tokenFile = tokenFile
+      self.apiBaseURL = apiBaseURL
+      self.monitorIntervalSeconds = monitorIntervalSeconds
+      self.pollTimeoutSeconds = pollTimeoutSeconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+      case adminIDs = "admin_ids"
+      case tokenFile = "token_file"
+      case apiBaseURL = "api_base_url"
+      case monitorIntervalSeconds = "monitor_interval_seconds"
+      case pollTimeoutSeconds = "poll_timeout_seconds"
+    }
+  }
+
   enum CodingKeys: String, CodingKey {
     case root
     case database
@@ -95,7 +132,7 @@ public struct Config: Codable, Sendable, Equatable {
     case ageIdentityFile = "age_identity_file"
     case fernetKeysFile = "fernet_keys_file"
     case busyTimeoutMS = "busy_timeout_ms"
-    case backup, prune, check
+    case backup, prune, check, bot
   }
 
   /// Parses TOML text; `path` names the file in errors.
