@@ -200,7 +200,7 @@ public enum CheckJob {
         state = max(state, level)
       }
       let row = rowByUser[userID]
-      if let row, row.status == "logged_out" {
+      if let row, row.status == "logged_out", !fileUsers.contains(userID) {
         perUser[userID] = .ok
         continue
       }
@@ -208,7 +208,9 @@ public enum CheckJob {
       let path = deployment.sessionPath(userID: userID)
       var file: SessionFileInfo?
       if fileUsers.contains(userID) {
-        do { file = try SessionFileInspector.inspect(path: path) } catch let error as StoreError {
+        do { file = try SessionFileInspector.inspect(path: path, verifiesPages: options.isDeep) } catch let error
+          as StoreError
+        {
           let text = (error.errorDescription ?? "\(error)").replacingOccurrences(
             of: "tgsess recover --user ID", with: "tgsess recover --user \(userID)")
           switch error {

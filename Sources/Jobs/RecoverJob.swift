@@ -118,7 +118,12 @@ public enum RecoverJob {
       if let userID = options.userID {
         users = [userID]
       } else {
-        users = Array(Set(try database.userIDs()).union(try deployment.sessionFileUserIDs())).sorted()
+        // A logged-out user without a file stays logged out: --all never brings a session back
+        // that the user ended.
+        let files = Set(try deployment.sessionFileUserIDs())
+        let loggedOut = Set(try database.userSummaries().filter { $0.status == "logged_out" }.map(\.userID))
+        users = Set(try database.userIDs()).union(files).filter { !loggedOut.contains($0) || files.contains($0) }
+          .sorted()
       }
       let recoverer = Recoverer(
         deployment: deployment, database: database, fernet: fernet, logger: logger, progress: progress)

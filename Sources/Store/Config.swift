@@ -57,6 +57,7 @@ public struct Config: Codable, Sendable, Equatable {
     public var keepDaily: Int?
     public var keepWeekly: Int?
     public var keepMonthly: Int?
+    public var keepYearly: Int?
     /// Time zone for calendar buckets (default UTC), e.g. "Europe/Berlin".
     public var timezone: String?
 
@@ -67,6 +68,7 @@ public struct Config: Codable, Sendable, Equatable {
       case keepDaily = "keep_daily"
       case keepWeekly = "keep_weekly"
       case keepMonthly = "keep_monthly"
+      case keepYearly = "keep_yearly"
       case timezone
     }
   }

@@ -51,7 +51,7 @@ struct Prune: ParsableCommand {
       keepDaily: keepDaily ?? section?.keepDaily ?? defaults.keepDaily,
       keepWeekly: keepWeekly ?? section?.keepWeekly ?? defaults.keepWeekly,
       keepMonthly: keepMonthly ?? section?.keepMonthly ?? defaults.keepMonthly,
-      keepYearly: keepYearly ?? defaults.keepYearly, timeZone: zone)
+      keepYearly: keepYearly ?? section?.keepYearly ?? defaults.keepYearly, timeZone: zone)
     let result = try PruneJob.run(
       deployment, options: PruneOptions(policy: policy, isDryRun: dryRun, lockWait: TimeInterval(lockWait)),
       logger: logger)

@@ -36,6 +36,12 @@ struct Tgsess: ParsableCommand {
     } catch let error as StoreError {
       fail(error.errorDescription ?? "\(error)", code: exitCode(for: error))
     } catch {
+      // `check` speaks Nagios everywhere: a check that cannot even parse its flags is UNKNOWN.
+      let verb = CommandLine.arguments.dropFirst().first { !$0.hasPrefix("-") }
+      if verb == "check", !(error is ExitCode), Tgsess.exitCode(for: error) != .success {
+        FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+        Foundation.exit(3)
+      }
       exit(withError: error)
     }
   }

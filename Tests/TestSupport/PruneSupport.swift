@@ -75,7 +75,8 @@ extension CheckFleet {
     guard result.status == 0, let array = try JSONSerialization.jsonObject(with: result.stdoutData) as? [[String: Any]]
     else { throw TestHelperError("tgsess list failed: \(result.stderr)") }
     return array.map {
-      ListedArchiveRow(id: $0["id"] as? String ?? "", path: $0["path"] as? String ?? "", kind: $0["kind"] as? String ?? "")
+      ListedArchiveRow(
+        id: $0["id"] as? String ?? "", path: $0["path"] as? String ?? "", kind: $0["kind"] as? String ?? "")
     }
   }
 

@@ -666,6 +666,9 @@ import Testing
     let user = fleet.userIDs[0]
     // A logged-out user has nothing to probe.
     _ = try fleet.fixture.query("UPDATE user_sessions SET status = 'logged_out' WHERE user_id = \(fleet.userIDs[1])")
+    // Logging out removes the session file (as the bot runner does); a logged-out user whose file
+    // came back is checked (and probed) like any other.
+    try FileManager.default.removeItem(atPath: fleet.sessionPath(fleet.userIDs[1]))
     let archivesBefore = try fleet.tgsess("list", ["--json"]).stdout
     let hashes = try fleet.sessionHashes()
 

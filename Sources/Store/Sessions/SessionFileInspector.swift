@@ -28,13 +28,17 @@ public enum SessionFileInspector {
   /// Inspects the session file at `path` without changing it.
   /// - Parameter busyTimeoutMS: how long to wait while a writer holds an exclusive lock.
   /// - Returns: format, identity (dc, address, port, key), owner and counters.
+  /// - Parameter verifiesPages: also run `PRAGMA quick_check` over every page (off for the fast
+  ///   health scan; `check --deep`, backups and restores keep it on).
   /// - Throws: `StoreError.session(object: path, reason:)` with a precise `SessionProblem`:
   ///   `.missingFile`, `.emptyFile`, `.notSQLite`, `.truncated`, `.hotJournal`, `.walNotReadable`,
   ///   `.locked`, `.unknownSchema`, `.unsupportedVersion`, `.noSessionsRow`, `.multipleSessionsRows`,
   ///   `.authKeyMissing`, `.authKeyWrongLength`, `.authKeyAllZero`, `.dcOutOfRange`,
   ///   `.testModeDCOutOfRange`, `.serverAddressMissing`, `.badAddress`, `.portMissing`, `.badPort`,
   ///   `.invalidField`, `.unreadable`.
-  public static func inspect(path: String, busyTimeoutMS: Int32 = 2000) throws -> SessionFileInfo {
+  public static func inspect(path: String, busyTimeoutMS: Int32 = 2000, verifiesPages: Bool = true) throws
+    -> SessionFileInfo
+  {
     func fail(_ reason: SessionProblem) -> StoreError { .session(object: path, reason: reason) }
 
     // 1. Structure, before SQLite sees the file.
@@ -53,7 +57,8 @@ public enum SessionFileInspector {
       let connection = try SQLiteConnection(checkedPath: path, mode: .readOnly, busyTimeoutMS: busyTimeoutMS)
       try connection.execChecked("BEGIN")
       defer { try? connection.execChecked("COMMIT") }
-      if !(try connection.textRowsChecked("PRAGMA quick_check") == ["ok"]) { throw fail(.truncated) }
+      // quick_check reads every page; the header and size checks above catch truncation cheaply.
+      if verifiesPages, !(try connection.textRowsChecked("PRAGMA quick_check") == ["ok"]) { throw fail(.truncated) }
       var info = try read(connection, fail: fail)
       info.journalMode = isWALMode ? "wal" : "rollback"
       return info
