@@ -10,7 +10,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 pip="$venv/bin/pip --disable-pip-version-check -q"
-$pip install 'telethon==1.45.0' 'pyrogram==2.0.106' 'cryptography>=41'
+$pip install 'telethon==1.45.0' 'pyrogram==2.0.106' 'cryptography>=41' 'moto[server]>=5.2,<6'
 install_peer() { # name, requirement
   local dir="$venv/peers/$1"
   if [ ! -f "$dir/.installed" ]; then

@@ -16,10 +16,12 @@ public struct BackupOptions: Sendable {
   public var zstdLevel: Int
   /// Also write per-user backups of changed users after a full snapshot.
   public var includesChangedUsers: Bool
+  /// Copy the new archives to the configured remotes once they are published and proven.
+  public var pushesOffsite: Bool
 
   public init(
     userID: Int64? = nil, reason: String = BackupReason.scheduled, isEncrypted: Bool = true, lockWait: TimeInterval = 0,
-    zstdLevel: Int = 3, includesChangedUsers: Bool = true
+    zstdLevel: Int = 3, includesChangedUsers: Bool = true, pushesOffsite: Bool = true
   ) {
     self.userID = userID
     self.reason = reason
@@ -27,6 +29,7 @@ public struct BackupOptions: Sendable {
     self.lockWait = lockWait
     self.zstdLevel = zstdLevel
     self.includesChangedUsers = includesChangedUsers
+    self.pushesOffsite = pushesOffsite
   }
 }
 
@@ -95,8 +98,11 @@ public struct BackupResult: Codable, Sendable, Equatable {
   /// Users whose session was unchanged since their newest per-user backup.
   public var unchangedUsers: Int
   public var failures: [UserFailure]
+  /// Offsite pushes after the local backup (a failed remote makes the run partial; the local
+  /// backup still counts).
+  public var offsite: [RemotePush] = []
   /// Some users failed; the others were backed up.
-  public var isPartial: Bool { !failures.isEmpty }
+  public var isPartial: Bool { !failures.isEmpty || offsite.contains { !$0.ok } }
 }
 
 /// Progress of a running backup, for a TTY.
@@ -134,6 +140,9 @@ public enum BackupJob {
         result = try context.userBackup(userID: userID)
       } else {
         result = try context.fullBackup(progress: progress)
+      }
+      if options.pushesOffsite, !deployment.remotes.isEmpty {
+        result.offsite = PushJob.run(deployment, remotes: deployment.remotes, logger: logger).remotes
       }
       result.durationMS = Int(Date().timeIntervalSince(started) * 1000)
       logger.notice(

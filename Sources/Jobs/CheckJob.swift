@@ -368,6 +368,22 @@ public enum CheckJob {
       }
     }
 
+    // Offsite: every local archive should be on every remote (as of the last push's listing).
+    for remote in deployment.remotes {
+      guard let state = RemoteState.load(deployment, remote: remote.name) else {
+        add("offsite", .warning, "remote \(remote.name) (\(remote.root)) has never been pushed to; run: tgsess push")
+        continue
+      }
+      let there = Set(state.archiveNames ?? [])
+      let missing = archives.filter { !there.contains($0.fileName) }.count
+      if missing > 0 {
+        let since =
+          state.lastSuccessAt.map { "last verified push \(Self.duration(options.now.timeIntervalSince($0))) ago" }
+          ?? "never verified"
+        add("offsite", .warning, "remote \(remote.name) is missing \(missing) archive(s) (\(since)); run: tgsess push")
+      }
+    }
+
     // Drills.
     if let newestDrill = DrillHistory.newestSuccess(deployment) {
       let age = options.now.timeIntervalSince(newestDrill)

@@ -13,12 +13,15 @@ public struct DrillOptions: Sendable {
   public var identityPath: String?
   /// Keep the drill directory afterwards (for inspection); it is removed otherwise.
   public var keepsDirectory: Bool
+  /// Drill from this configured remote alone, as on a new host after the old one is lost.
+  public var fromRemote: String?
   public var now: Date
 
   public init(
     from: String = "latest", userSample: Int? = nil, identityPath: String? = nil, keepsDirectory: Bool = false,
-    now: Date = Date()
+    fromRemote: String? = nil, now: Date = Date()
   ) {
+    self.fromRemote = fromRemote
     self.from = from
     self.userSample = userSample
     self.identityPath = identityPath
@@ -82,7 +85,13 @@ public enum DrillJob {
   {
     let started = Date()
     do {
-      let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+      var catalog: RemoteCatalog?
+      if let name = options.fromRemote {
+        catalog = try RemoteCatalog.build(
+          remote: deployment.remote(named: name), in: RemoteCatalog.cacheDirectory(deployment, remote: name))
+      }
+      defer { if let catalog { try? FileManager.default.removeItem(atPath: catalog.directory) } }
+      let repository = catalog?.repository ?? ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
       let record =
         options.from == "latest"
         ? try repository.list(kind: .full).first.orThrow(
@@ -93,8 +102,12 @@ public enum DrillJob {
       defer { if !options.keepsDirectory { try? FileManager.default.removeItem(atPath: drillRoot) } }
 
       // 1. The full snapshot, into a fresh directory (restore verifies every hash first).
+      try catalog?.fetch([record])
       let restore = try RestoreJob.run(
-        deployment, options: RestoreOptions(selector: record.id, target: drillRoot, identityPath: options.identityPath),
+        deployment,
+        options: RestoreOptions(
+          selector: record.id, target: drillRoot, identityPath: options.identityPath,
+          archivesDirectory: catalog?.directory),
         logger: logger)
       var problems = restore.problems
       let drill = Deployment(root: drillRoot)
@@ -137,6 +150,7 @@ public enum DrillJob {
         let start = (Int(options.now.timeIntervalSince1970 / 86400) * sample) % perUser.count
         perUser = (0..<sample).map { perUser[(start + $0) % perUser.count] }
       }
+      try catalog?.fetch(perUser)
       for archive in perUser {
         let staging = try StagingArea(parent: drillRoot)
         defer { staging.remove() }

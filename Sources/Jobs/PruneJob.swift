@@ -30,6 +30,10 @@ public struct PruneResult: Codable, Sendable, Equatable {
   public var rowsTrimmed: Int
   /// Temporaries and orphan records of interrupted runs removed.
   public var leftoversRemoved: Int
+  /// Per remote: archives the plan removed there too.
+  public var remoteRemoved: [String: Int] = [:]
+  /// Remotes that could not be pruned (they are tried again next time; nothing else is lost).
+  public var remoteErrors: [String] = []
 }
 
 /// Applies the retention plan: the plan is a pure function; execution only carries it out.
@@ -85,6 +89,38 @@ public enum PruneJob {
           "removed", metadata: ["archive.id": "\(record.id)", "reason": "\(decision.reasons.joined(separator: ", "))"])
       }
       result.rowsTrimmed = try database?.trimSessionBackups(keepPerUser: options.policy.keepPerUser, dryRun: false) ?? 0
+      // The same plan on the remotes: only what was removed here, never an archive this host does
+      // not know (another host's, or one this host lost: then the remote copy is the last one).
+      let removedRecords = plan.remove.compactMap { byID[$0.item.id] }
+      for remote in deployment.remotes where !removedRecords.isEmpty {
+        do {
+          let there = Set(try remote.list().map(\.path))
+          var paths: [String] = []
+          for record in removedRecords {
+            let directory = String(
+              repository.directory(kind: record.kind, userID: record.userID).dropFirst(
+                repository.backupsDirectory.count + 1))
+            for name in [record.fileName, record.id + ArchiveName.recordSuffix]
+            where there.contains(directory + "/" + name) {
+              paths.append(directory + "/" + name)
+            }
+          }
+          if !paths.isEmpty {
+            let run = try remote.delete(paths)
+            guard run.status == 0 else {
+              throw StoreError.invalid(
+                path: "remote \(remote.name)", reason: "rclone delete failed (exit \(run.status)): \(run.errorText)",
+                hint: "the next prune tries again")
+            }
+          }
+          result.remoteRemoved[remote.name] =
+            paths.filter { ArchiveName.parse(fileName: ($0 as NSString).lastPathComponent) != nil }.count
+        } catch let error as StoreError {
+          result.remoteErrors.append(error.errorDescription ?? "\(error)")
+          logger.warning(
+            "remote prune failed", metadata: ["remote": "\(remote.name)", "error": "\(error.errorDescription ?? "")"])
+        }
+      }
       logger.notice(
         "prune done",
         metadata: [

@@ -29,7 +29,10 @@ public enum PushJob {
   /// - Returns: per-remote outcomes; a remote that failed makes the result partial.
   public static func run(
     _ deployment: Deployment, remotes: [RcloneRemote], logger: Logger,
-    sleep: (Duration) throws -> Void = { Thread.sleep(forTimeInterval: Double($0.components.seconds)) }
+    sleep: (Duration) throws -> Void = { duration in
+      let (seconds, attoseconds) = duration.components
+      Thread.sleep(forTimeInterval: Double(seconds) + Double(attoseconds) / 1e18)
+    }
   ) -> PushResult {
     var outcomes: [RemotePush] = []
     let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
@@ -39,7 +42,9 @@ public enum PushJob {
         remote: remote.name, root: remote.root, ok: false, archivesThere: 0, archivesMissing: localCount, attempts: 0,
         error: nil)
       var random = SystemRandomNumberGenerator()
-      let policy = RetryPolicy()
+      // 3 tries with backoff and jitter; TGSESS_RETRY_BASE_MS shortens the backoff (tests).
+      let baseMS = ProcessInfo.processInfo.environment["TGSESS_RETRY_BASE_MS"].flatMap(Int.init) ?? 1000
+      let policy = RetryPolicy(base: .milliseconds(baseMS), cap: .milliseconds(max(baseMS, 1) * 30))
       do {
         let result = try policy.runSynchronously(
           random: &random, sleep: sleep,
@@ -84,10 +89,16 @@ public enum PushJob {
       }
       // What is there now, from the remote itself.
       if let files = try? remote.list() {
+        // A copy that differs from the local archive does not count as there.
+        let differing = Set(
+          ((try? remote.verify(backupsDirectory: deployment.backupsDirectory))?.differingFiles ?? []).map {
+            ($0 as NSString).lastPathComponent
+          })
         let there = Set(
           files.map(\.path).filter { ArchiveName.parse(fileName: ($0 as NSString).lastPathComponent) != nil }.map {
             ($0 as NSString).lastPathComponent
-          })
+          }
+        ).subtracting(differing)
         let local = (try? repository.list()) ?? []
         outcome.archivesThere = there.count
         outcome.archivesMissing = local.filter { !there.contains($0.fileName) }.count
@@ -96,7 +107,8 @@ public enum PushJob {
           RemoteState(
             remote: remote.name, root: remote.root, checkedAt: Date(), archivesThere: outcome.archivesThere,
             archivesMissing: outcome.archivesMissing,
-            lastSuccessAt: outcome.ok ? Date() : RemoteState.load(deployment, remote: remote.name)?.lastSuccessAt),
+            lastSuccessAt: outcome.ok ? Date() : RemoteState.load(deployment, remote: remote.name)?.lastSuccessAt,
+            archiveNames: there.sorted()),
           deployment)
       }
       if outcome.ok {
@@ -126,6 +138,8 @@ public struct RemoteState: Codable, Sendable, Equatable {
   public var archivesThere: Int
   public var archivesMissing: Int
   public var lastSuccessAt: Date?
+  /// The archive file names the remote held when last listed.
+  public var archiveNames: [String]?
 
   static func path(_ deployment: Deployment, remote: String) -> String {
     deployment.backupsDirectory + "/remotes/" + remote + ".json"
@@ -147,5 +161,48 @@ public struct RemoteState: Codable, Sendable, Equatable {
     decoder.dateDecodingStrategy = .iso8601
     guard let data = try? FileSystem.read(path(deployment, remote: remote)) else { return nil }
     return try? decoder.decode(RemoteState.self, from: data)
+  }
+}
+
+extension PushJob {
+  /// `tgsess push`: catches the remotes up, under the deployment lock.
+  /// - Throws: `JobError` (lock held, unknown remote).
+  public static func catchUp(_ deployment: Deployment, remote: String?, lockWait: TimeInterval, logger: Logger) throws
+    -> PushResult
+  {
+    do {
+      let remotes = try remote.map { [try deployment.remote(named: $0)] } ?? deployment.remotes
+      guard !remotes.isEmpty else {
+        throw JobError.usage(
+          "no remote configured; add a [[remotes]] table (name, path) to \(deployment.configPath ?? deployment.root + "/tgsess.toml")"
+        )
+      }
+      let lock = try DeploymentLock.acquire(path: deployment.lockPath, command: "push", wait: lockWait)
+      defer { lock.release() }
+      return run(deployment, remotes: remotes, logger: logger)
+    } catch let error as StoreError {
+      throw JobError.store(context: "push", underlying: error)
+    }
+  }
+}
+
+extension PushResult {
+  /// Offsite metrics, one sample per remote (no per-user labels).
+  public var metrics: MetricsFile {
+    var file = MetricsFile()
+    for remote in remotes {
+      file.gauge(
+        "tgsess_offsite_ok", remote.ok ? 1 : 0, help: "1 when the last push to the remote succeeded and verified.",
+        labels: [("remote", remote.remote)])
+      file.gauge(
+        "tgsess_offsite_missing_archives", Double(remote.archivesMissing),
+        help: "Local archives missing or different on the remote.", labels: [("remote", remote.remote)])
+      if remote.ok {
+        file.gauge(
+          "tgsess_offsite_last_success_timestamp_seconds", Date().timeIntervalSince1970,
+          help: "Unix time of the last verified push.", labels: [("remote", remote.remote)])
+      }
+    }
+    return file
   }
 }

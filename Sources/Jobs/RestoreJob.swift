@@ -20,11 +20,19 @@ public struct RestoreOptions: Sendable {
   public var identityPath: String?
   /// Seconds to wait for the deployment lock.
   public var lockWait: TimeInterval
+  /// Restore from this configured remote alone (the disaster case: only the config, the
+  /// identity and the remote are left).
+  public var fromRemote: String?
+  /// Read archives from this directory instead of the deployment's backups/ (a remote catalog).
+  public var archivesDirectory: String?
 
   public init(
     selector: String = "latest", userID: Int64? = nil, at: Date? = nil, target: String? = nil, isDryRun: Bool = false,
-    isForced: Bool = false, identityPath: String? = nil, lockWait: TimeInterval = 0
+    isForced: Bool = false, identityPath: String? = nil, lockWait: TimeInterval = 0, fromRemote: String? = nil,
+    archivesDirectory: String? = nil
   ) {
+    self.fromRemote = fromRemote
+    self.archivesDirectory = archivesDirectory
     self.selector = selector
     self.userID = userID
     self.at = at
@@ -78,8 +86,17 @@ public enum RestoreJob {
     }
     var options = options
     do {
-      let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+      var catalog: RemoteCatalog?
+      if let name = options.fromRemote {
+        catalog = try RemoteCatalog.build(
+          remote: deployment.remote(named: name), in: RemoteCatalog.cacheDirectory(deployment, remote: name))
+      }
+      defer { if let catalog { try? FileManager.default.removeItem(atPath: catalog.directory) } }
+      let repository =
+        catalog?.repository
+        ?? ArchiveRepository(backupsDirectory: options.archivesDirectory ?? deployment.backupsDirectory)
       let record = try choose(repository: repository, options: options)
+      try catalog?.fetch([record])
       // A per-user archive holds one user's file and rows: restoring it live is that user's
       // restore (row included), which is also what the printed undo command relies on.
       if record.kind == .user, options.target == nil, options.userID == nil, let owner = record.userID {

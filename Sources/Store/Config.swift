@@ -28,6 +28,10 @@ public struct Config: Codable, Sendable, Equatable {
   public var prune: PruneSection?
   /// Health-check settings.
   public var check: CheckSection?
+  /// The deployment's name on shared remotes (default: the host name).
+  public var deploymentName: String?
+  /// Offsite copies: `[[remotes]]` tables.
+  public var remotes: [RemoteSection]?
   /// Bot runner (`tgsess-bot`) settings.
   public var bot: BotSection?
 
@@ -89,6 +93,27 @@ public struct Config: Codable, Sendable, Equatable {
     }
   }
 
+  /// `[[remotes]]`: an rclone remote path archives are copied to after each backup.
+  public struct RemoteSection: Codable, Sendable, Equatable {
+    /// The name used by `--remote NAME`.
+    public var name: String
+    /// An rclone remote path (`s3remote:bucket/tgsess`, `/mnt/usb/tgsess`).
+    public var path: String
+    /// An rclone.conf (default: rclone's own, or `RCLONE_CONFIG_*` variables).
+    public var rcloneConfig: String?
+
+    public init(name: String, path: String, rcloneConfig: String? = nil) {
+      self.name = name
+      self.path = path
+      self.rcloneConfig = rcloneConfig
+    }
+
+    enum CodingKeys: String, CodingKey {
+      case name, path
+      case rcloneConfig = "rclone_config"
+    }
+  }
+
   /// `[bot]`: the bot runner `tgsess-bot`. The token itself never sits in this file: it is read from
   /// `token_file` (or `--token-file`, `TGSESS_BOT_TOKEN_FILE`, `TGSESS_BOT_TOKEN`).
   public struct BotSection: Codable, Sendable, Equatable {
@@ -134,6 +159,8 @@ public struct Config: Codable, Sendable, Equatable {
     case ageIdentityFile = "age_identity_file"
     case fernetKeysFile = "fernet_keys_file"
     case busyTimeoutMS = "busy_timeout_ms"
+    case deploymentName = "deployment_name"
+    case remotes
     case backup, prune, check, bot
   }
 

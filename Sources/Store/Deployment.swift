@@ -19,6 +19,28 @@ public struct Deployment: Sendable, Equatable {
   /// The config file that was read, if any.
   public var configPath: String?
 
+  /// The configured offsite remotes, each under this deployment's prefix (the config's
+  /// `deployment_name`, else the host name), so many hosts can share one bucket.
+  public var remotes: [RcloneRemote] {
+    let prefix = config.deploymentName ?? ProcessInfo.processInfo.hostName
+    return (config.remotes ?? []).map {
+      RcloneRemote(name: $0.name, path: $0.path, prefix: prefix, configFile: $0.rcloneConfig)
+    }
+  }
+
+  /// The remote named `name`.
+  /// - Throws: `StoreError.config` when no remote has that name.
+  public func remote(named name: String) throws -> RcloneRemote {
+    guard let remote = remotes.first(where: { $0.name == name }) else {
+      let known = remotes.map(\.name).joined(separator: ", ")
+      throw StoreError.config(
+        path: configPath ?? root + "/tgsess.toml",
+        reason: "no remote named '\(name)'"
+          + (known.isEmpty ? " (no [[remotes]] configured)" : " (configured: \(known))"))
+    }
+    return remote
+  }
+
   /// The deployment lock file (flock), one per deployment.
   public var lockPath: String { root + "/.tgsess.lock" }
 

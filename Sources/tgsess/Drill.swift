@@ -24,6 +24,7 @@ struct Drill: ParsableCommand {
   @Option(help: "Restore this many users' per-user archives (a rotating sample); default all.") var users: Int?
   @Option(help: "The age identity file (default: keys/age-identity.txt).") var identity: String?
   @Flag(help: "Keep the drill directory for inspection.") var keep = false
+  @Option(help: "Drill from this configured remote alone.") var fromRemote: String?
   @Flag(help: "List past drills.") var history = false
   @Option(help: "Write a node_exporter textfile with the drill's metrics.") var prometheus: String?
 
@@ -40,7 +41,9 @@ struct Drill: ParsableCommand {
       return
     }
     let result = try DrillJob.run(
-      deployment, options: DrillOptions(from: from, userSample: users, identityPath: identity, keepsDirectory: keep),
+      deployment,
+      options: DrillOptions(
+        from: from, userSample: users, identityPath: identity, keepsDirectory: keep, fromRemote: fromRemote),
       logger: logger)
     if let prometheus {
       var file = MetricsFile()

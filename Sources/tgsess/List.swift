@@ -17,6 +17,7 @@ struct List: ParsableCommand {
   @OptionGroup var global: GlobalOptions
   @Option(help: "Only this user's archives (and the full snapshots holding them).") var user: Int64?
   @Option(help: "full or user.") var kind: String?
+  @Option(help: "List what this configured remote holds, from the remote alone.") var remote: String?
 
   func validate() throws {
     if let kind, kind != "full", kind != "user" {
@@ -26,7 +27,7 @@ struct List: ParsableCommand {
 
   func run() throws {
     let (deployment, _) = try global.setUp()
-    let archives = try ListJob.run(deployment, kind: kind, userID: user)
+    let archives = try ListJob.run(deployment, kind: kind, userID: user, remote: remote)
     if global.json { return try Output.json(archives) }
     for line in List.table(archives) { Output.line(line) }
   }

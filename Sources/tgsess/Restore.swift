@@ -29,6 +29,9 @@ struct Restore: ParsableCommand {
   @Flag(help: "Restore into the live deployment even though the bot seems to run.") var force = false
   @Option(help: "The age identity file (default: keys/age-identity.txt).") var identity: String?
   @Option(help: "Seconds to wait for the deployment lock.") var lockWait = 0
+  @Option(
+    help: "Restore from this configured remote alone (a new host with only the config, the identity and the remote).")
+  var fromRemote: String?
 
   func validate() throws {
     if let at, TimeParser.parse(at) == nil {
@@ -45,7 +48,7 @@ struct Restore: ParsableCommand {
     let (deployment, logger) = try global.setUp()
     let options = RestoreOptions(
       selector: archive, userID: user, at: at.flatMap(TimeParser.parse), target: target, isDryRun: dryRun,
-      isForced: force, identityPath: identity, lockWait: TimeInterval(lockWait))
+      isForced: force, identityPath: identity, lockWait: TimeInterval(lockWait), fromRemote: fromRemote)
     let result = try RestoreJob.run(deployment, options: options, logger: logger)
     if global.json {
       try Output.json(result)

@@ -40,6 +40,20 @@ public struct RcloneRemote: Sendable, Equatable {
     public var status: Int32
     public var output: String
     public var errorText: String
+    /// Every line rclone wrote to stderr.
+    public var stderr: String
+
+    /// The files `rclone check` reported as missing or different (relative paths).
+    public var differingFiles: [String] {
+      stderr.split(separator: "\n").compactMap { line -> String? in
+        guard let start = line.range(of: "ERROR : ") else { return nil }
+        let rest = line[start.upperBound...]
+        guard let colon = rest.range(of: ": ", options: .backwards) else { return nil }
+        let reason = rest[colon.upperBound...]
+        guard reason.contains("differ") || reason.contains("not found") || reason.contains("not in") else { return nil }
+        return String(rest[..<colon.lowerBound])
+      }
+    }
   }
 
   /// rclone's exit codes 5 (temporary) and transport errors are worth a retry; 6 (immutable
@@ -54,7 +68,8 @@ public struct RcloneRemote: Sendable, Equatable {
     }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
-    var args = arguments
+    // tgsess retries with its own policy: rclone gives up fast instead of retrying for minutes.
+    var args = arguments + ["--contimeout", "10s", "--timeout", "60s", "--retries", "1", "--low-level-retries", "1"]
     if let configFile { args = ["--config", configFile] + args }
     process.arguments = args
     var environment = ProcessInfo.processInfo.environment
@@ -78,9 +93,10 @@ public struct RcloneRemote: Sendable, Equatable {
     let outputData = out.fileHandleForReading.readDataToEndOfFile()
     group.wait()
     process.waitUntilExit()
+    let stderr = String(decoding: errorData, as: UTF8.self)
     return Run(
       status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
-      errorText: Self.lastLines(String(decoding: errorData, as: UTF8.self)))
+      errorText: Self.lastLines(stderr), stderr: stderr)
   }
 
   /// The filters that select archives and records (never pins, temporaries or staging).
