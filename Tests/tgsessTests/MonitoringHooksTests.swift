@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -213,13 +214,13 @@ import Testing
     // Both pings were still sent.
     Self.expectRun(try failing.requests()[...], status: 0)
 
-    // A server that answers after 4 s is given up after TGSESS_PING_TIMEOUT (1 s) per ping.
-    let slow = try PingServer(delay: 4)
+    // A server that answers after 8 s is given up after TGSESS_PING_TIMEOUT (1 s) per ping.
+    let slow = try PingServer(delay: 8)
     let started = Date()
     let late = try fleet.tgsess(["backup", "--ping-url", slow.url], environment: ["TGSESS_PING_TIMEOUT": "1"])
     let elapsed = Date().timeIntervalSince(started)
     #expect(late.status == 0, "\(late.stderr)")
-    #expect(elapsed < 7, "took \(elapsed) s")
+    #expect(elapsed < 12, "took \(elapsed) s")
     #expect(
       Self.warnings(late) == [
         "tgsess: backup: warning: ping to 127.0.0.1:\(slow.port) failed (the run is not affected): /start: timed out after 1 s; /0: timed out after 1 s"
@@ -232,9 +233,12 @@ import Testing
   @Test func theFinishBodyHonoursPingBodyLimit() throws {
     let fleet = try FleetDeployment(users: 2)
     let server = try PingServer(bodyLimit: 12)
-    let run = try fleet.tgsess(["backup", "--ping-url", server.url])
+    // A trailing slash and the URL's own query (healthchecks' `?create=1`) are kept.
+    let run = try fleet.tgsess(["backup", "--ping-url", server.url + "/?create=1"])
     #expect(run.status == 0, "\(run.stderr)")
-    let body = Self.expectRun(try server.requests()[...], status: 0)
+    let requests = try server.requests()
+    #expect(requests.allSatisfy { $0.parameter("create") == "1" }, "\(requests)")
+    let body = Self.expectRun(requests[...], status: 0)
     let summary = try #require(run.stdout.split(separator: "\n").last.map(String.init))
     #expect(summary.utf8.count > 12)
     #expect(body == String(summary.prefix(12)), "\(body)")
@@ -404,5 +408,34 @@ import Testing
       #expect(warnings.first?.hasPrefix("tgsess: \(command): warning: metrics not written: metrics: ") == true)
     }
     try Self.expectNoLeaks(fleet)
+  }
+
+  // MARK: - Jobs pieces
+
+  @Test func bodiesAreCutOnCharacterBoundariesAndAnUnreadableOldFileCarriesNothing() throws {
+    #expect(Ping.truncated("h\u{e9}llo", to: 2) == Data("h".utf8))
+    #expect(Ping.truncated("h\u{e9}llo", to: 3) == Data("h\u{e9}".utf8))
+    #expect(Ping.truncated("ok", to: 10_000) == Data("ok".utf8))
+    #expect(Ping.validURL("https://hc-ping.com/x") != nil)
+    for bad in ["hc-ping.com/x", "ftp://host/x", "https:///x", "", "http://[::1"] { #expect(Ping.validURL(bad) == nil) }
+
+    let directory = try TemporaryDirectory("tgsess-textfiles")
+    let path = directory.file("tgsess_prune.prom")
+    let success = "tgsess_prune_last_successful_run_timestamp_seconds"
+    let failed = RunRecord(command: "prune", startedAt: Date(), duration: 1, exitStatus: 1)
+    // Not a textfile at all: the failed run's file simply has no success family.
+    try "garbage \u{0}\n\(success) not-a-number\n".write(toFile: path, atomically: true, encoding: .utf8)
+    try MetricsFile(run: failed).write(to: path)
+    let first = try Exposition(try String(contentsOfFile: path, encoding: .utf8))
+    #expect(first.samples(success).isEmpty)
+    #expect(first.samples("tgsess_prune_last_exit_status").map(\.value) == [1])
+    // A success, then a failure: carried over exactly.
+    let good = RunRecord(
+      command: "prune", startedAt: Date(timeIntervalSince1970: 1_795_000_000.25), duration: 1, exitStatus: 0)
+    try MetricsFile(run: good).write(to: path)
+    try MetricsFile(run: failed).write(to: path)
+    let carried = try Exposition(try String(contentsOfFile: path, encoding: .utf8))
+    #expect(carried.samples(success).map(\.value) == [1_795_000_000.25])
+    #expect(try FileSystem.mode(of: path) == 0o644)
   }
 }
