@@ -13,8 +13,20 @@ public struct MetricsFile: Sendable {
   }
 
   public private(set) var samples: [Sample] = []
+  /// Families whose previous value `write(to:)` carries over from the file it replaces when this
+  /// file has no sample of them (a failed run keeps the last success's timestamp).
+  public private(set) var carriedFamilies: [(name: String, help: String)] = []
 
   public init() {}
+
+  /// Whether the file has a sample of family `name`.
+  public func contains(_ name: String) -> Bool { samples.contains { $0.name == name } }
+
+  /// Keeps the value of the unlabeled gauge `name` from the file this one replaces, unless this
+  /// file sets it.
+  public mutating func carryOver(_ name: String, help: String) {
+    carriedFamilies.append((name, help))
+  }
 
   /// Adds a gauge sample (samples of one name share HELP/TYPE).
   public mutating func gauge(_ name: String, _ value: Double, help: String, labels: [(String, String)] = []) {
@@ -46,14 +58,30 @@ public struct MetricsFile: Sendable {
     return lines.joined(separator: "\n") + "\n"
   }
 
-  /// Writes the file atomically with mode 0644.
+  /// Writes the file atomically with mode 0644, carrying over the carried families' values from
+  /// the file it replaces.
   /// - Throws: `JobError.store`.
   public func write(to path: String) throws {
+    var file = self
+    for family in carriedFamilies where !file.contains(family.name) {
+      if let value = Self.previousValue(of: family.name, in: path) { file.gauge(family.name, value, help: family.help) }
+    }
     do {
-      try FileSystem.writeAtomically(Data(render().utf8), to: path, mode: 0o644)
+      try FileSystem.writeAtomically(Data(file.render().utf8), to: path, mode: 0o644)
     } catch let error as StoreError {
       throw JobError.store(context: "metrics", underlying: error)
     }
+  }
+
+  /// The value of the unlabeled sample `name` in the textfile at `path`, if it is there and readable.
+  static func previousValue(of name: String, in path: String) -> Double? {
+    guard let data = try? FileSystem.read(path) else { return nil }
+    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.hasPrefix(name + " ") {
+      guard let value = Double(line.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces)), value.isFinite
+      else { return nil }
+      return value
+    }
+    return nil
   }
 
   static func escape(_ text: String) -> String {

@@ -16,6 +16,8 @@ struct Backup: ParsableCommand {
         $ tgsess backup --user 42 --reason "Before login"
         $ tgsess backup --lock-wait 600 --json
 
+      \(MonitoringOptions.helpText("backup"))
+
       EXIT STATUS: 0 ok · 1 failed · 3 partial (some users failed, each named) · 64 usage · 75 lock held
       """)
 
@@ -29,20 +31,31 @@ struct Backup: ParsableCommand {
   var reason: String?
   @Flag(help: "Write unencrypted archives (an explicit opt-out).") var noEncrypt = false
   @Option(help: "Seconds to wait for another run to finish (default 0, or [backup] lock_wait).") var lockWait: Int?
+  @OptionGroup(title: "Monitoring") var monitoring: MonitoringOptions
 
   func run() throws {
-    let (deployment, logger) = try global.setUp()
-    let section = deployment.config.backup
-    let options = BackupOptions(
-      userID: user, reason: reason ?? (user == nil ? "Scheduled" : "Manual"),
-      isEncrypted: !noEncrypt && (section?.encrypt ?? true), lockWait: TimeInterval(lockWait ?? section?.lockWait ?? 0),
-      zstdLevel: section?.zstdLevel ?? 3)
-    let meter = ProgressMeter()
-    let result = try BackupJob.run(
-      deployment, options: options, logger: logger, progress: meter.isActive ? meter.update : nil)
-    meter.finish()
-    if global.json { try Output.json(result) } else { render(result) }
-    if result.isPartial { throw ExitCode(ExitStatus.partial) }
+    let monitor = MonitoredRun("backup", options: monitoring)
+    let result: BackupResult
+    do {
+      let (deployment, logger) = try global.setUp()
+      let section = deployment.config.backup
+      let options = BackupOptions(
+        userID: user, reason: reason ?? (user == nil ? "Scheduled" : "Manual"),
+        isEncrypted: !noEncrypt && (section?.encrypt ?? true),
+        lockWait: TimeInterval(lockWait ?? section?.lockWait ?? 0), zstdLevel: section?.zstdLevel ?? 3)
+      let meter = ProgressMeter()
+      result = try BackupJob.run(
+        deployment, options: options, logger: logger, progress: meter.isActive ? meter.update : nil)
+      meter.finish()
+      if global.json { try Output.json(result) } else { render(result) }
+    } catch {
+      monitor.fail(error)
+      throw error
+    }
+    let status = monitor.finish(
+      exitStatus: result.isPartial ? ExitStatus.partial : ExitStatus.ok, summary: Self.summary(result),
+      metrics: result.metrics)
+    if status != ExitStatus.ok { throw ExitCode(status) }
   }
 
   private func render(_ result: BackupResult) {
@@ -51,10 +64,19 @@ struct Backup: ParsableCommand {
         "\(archive.id)  \(archive.userID.map { "user \($0)" } ?? archive.kind)  \(archive.entryCount) entries  \(Format.bytes(archive.byteCount))  verified: \(archive.verification)"
       )
     }
-    Output.line(
+    for line in Self.summary(result) { Output.line(line) }
+  }
+
+  /// The totals line and one line per failed user: the text output's end and the ping's body.
+  static func summary(_ result: BackupResult) -> [String] {
+    [
       "\(result.users) users, \(Format.bytes(result.bytesIn)) in, \(Format.bytes(result.bytesOut)) out, \(result.unchangedUsers) unchanged, \(result.durationMS) ms"
-    )
-    for failure in result.failures { Output.line("FAILED user \(failure.userID): \(failure.reason)") }
+    ] + result.failures.map { "FAILED user \($0.userID): \($0.reason)" }
+      + result.offsite.map { remote in
+        remote.ok
+          ? "offsite \(remote.remote): ok, \(remote.archivesThere) archive(s) there"
+          : "offsite FAILED \(remote.error ?? remote.remote); the local backup is safe; catch up with: tgsess push"
+      }
   }
 }
 

@@ -18,6 +18,8 @@ struct Check: ParsableCommand {
 
       TGSESS_PROBE_BACKOFF_MS sets the probe's first retry backoff (default 1000).
 
+      \(MonitoringOptions.helpText("check"))
+
       EXIT STATUS (Nagios): 0 OK · 1 WARNING · 2 CRITICAL · 3 UNKNOWN
       """)
 
@@ -28,12 +30,13 @@ struct Check: ParsableCommand {
     8 * 86400
   @Option(help: "Warn below this free space on backups/, in MiB (default 1024).") var minFreeMib: Int?
   @Flag(help: "One Nagios status line with perfdata.") var nagios = false
-  @Option(help: "Write a node_exporter textfile (atomically, mode 0644).") var prometheus: String?
   @Option(help: "A live probe command run per session (its last argument is the session file).") var probe: String?
   @Option(help: "Seconds before a probe run is killed.") var probeTimeout = 30
   @Flag(help: "Do not write per-user results to the database.") var noWrite = false
+  @OptionGroup(title: "Monitoring") var monitoring: MonitoringOptions
 
   func run() throws {
+    let monitor = MonitoredRun("check", options: monitoring)
     let result: CheckResult
     do {
       let (deployment, logger) = try global.setUp()
@@ -54,29 +57,28 @@ struct Check: ParsableCommand {
       } else {
         FileHandle.standardError.write(Data("tgsess: check: \(error.localizedDescription)\n".utf8))
       }
+      monitor.fail(error)
       throw ExitCode(3)
     }
-    // The metrics file is a side output: failing to write it never hides the verdict, but a check
-    // that could not do all it was asked is at least UNKNOWN.
-    var exitState = result.state
-    if let prometheus {
-      do { try result.metrics.write(to: prometheus) } catch {
-        FileHandle.standardError.write(Data("tgsess: check: \(error.localizedDescription)\n".utf8))
-        exitState = max(exitState, .unknown)
-      }
-    }
+    let lines = Self.render(result)
     if nagios {
       Output.line(result.nagiosLine)
     } else if global.json {
       try Output.json(result)
     } else {
-      Output.line("\(result.state.rawValue.uppercased()): \(result.summary)")
-      for finding in result.findings where finding.state != .ok {
-        Output.line(
-          "  \(finding.state.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) \(finding.check.padding(toLength: 17, withPad: " ", startingAt: 0)) \(finding.message)"
-        )
-      }
+      for line in lines { Output.line(line) }
     }
-    throw ExitCode(exitState.exitCode)
+    // The metrics file is a side output: failing to write it never hides the verdict (printed
+    // above), but a check that could not do all it was asked is at least UNKNOWN.
+    let exitState = monitor.finish(exitStatus: result.state.exitCode, summary: lines, metrics: result.metrics)
+    throw ExitCode(exitState)
+  }
+
+  /// The text output: the verdict and every finding that is not OK (also the ping's body).
+  static func render(_ result: CheckResult) -> [String] {
+    ["\(result.state.rawValue.uppercased()): \(result.summary)"]
+      + result.findings.filter { $0.state != .ok }.map { finding in
+        "  \(finding.state.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) \(finding.check.padding(toLength: 17, withPad: " ", startingAt: 0)) \(finding.message)"
+      }
   }
 }

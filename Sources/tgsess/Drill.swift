@@ -16,6 +16,8 @@ struct Drill: ParsableCommand {
         $ tgsess drill --users 50 --json
         $ tgsess drill --history
 
+      \(MonitoringOptions.helpText("drill"))
+
       EXIT STATUS: 0 everything restored and validated · 1 the drill found problems or could not run
       """)
 
@@ -26,57 +28,60 @@ struct Drill: ParsableCommand {
   @Flag(help: "Keep the drill directory for inspection.") var keep = false
   @Option(help: "Drill from this configured remote alone.") var fromRemote: String?
   @Flag(help: "List past drills.") var history = false
-  @Option(help: "Write a node_exporter textfile with the drill's metrics.") var prometheus: String?
+  @OptionGroup(title: "Monitoring") var monitoring: MonitoringOptions
+
+  func validate() throws {
+    if history { try monitoring.validate(reportsNothingBecause: "--history") }
+  }
 
   func run() throws {
-    let (deployment, logger) = try global.setUp()
-    if history {
-      let drills = DrillJob.history(deployment)
-      if global.json { return try Output.json(drills) }
-      for drill in drills {
-        Output.line(
-          "\(Format.time(drill.startedAt))  \(drill.ok ? "OK    " : "FAILED")  \(drill.archiveID)  RTO \(String(format: "%.1f", drill.rtoSeconds))s  RPO \(Int(drill.rpoSeconds))s  users \(drill.usersOK)/\(drill.usersRestored)"
-        )
-      }
-      return
+    if history { return try listHistory() }
+    let monitor = MonitoredRun("drill", options: monitoring)
+    let result: DrillResult
+    do {
+      let (deployment, logger) = try global.setUp()
+      result = try DrillJob.run(
+        deployment,
+        options: DrillOptions(
+          from: from, userSample: users, identityPath: identity, keepsDirectory: keep, fromRemote: fromRemote),
+        logger: logger)
+      if global.json { try Output.json(result) } else { Self.render(result).forEach { Output.line($0) } }
+    } catch {
+      monitor.fail(error)
+      throw error
     }
-    let result = try DrillJob.run(
-      deployment,
-      options: DrillOptions(
-        from: from, userSample: users, identityPath: identity, keepsDirectory: keep, fromRemote: fromRemote),
-      logger: logger)
-    if let prometheus {
-      var file = MetricsFile()
-      file.gauge("tgsess_drill_ok", result.ok ? 1 : 0, help: "1 when the last drill restored and validated everything.")
-      file.gauge(
-        "tgsess_drill_last_run_timestamp_seconds", result.startedAt.timeIntervalSince1970,
-        help: "Unix time of the last drill.")
-      file.gauge("tgsess_drill_rto_seconds", result.rtoSeconds, help: "Measured time to restore and validate.")
-      file.gauge("tgsess_drill_rpo_seconds", result.rpoSeconds, help: "Age of the drilled snapshot.")
-      file.gauge("tgsess_drill_users_failed", Double(result.usersFailed.count), help: "Users that did not validate.")
-      try file.write(to: prometheus)
-    }
-    if global.json {
-      try Output.json(result)
-    } else {
-      Output.line("drill \(result.ok ? "PASSED" : "FAILED"): \(result.archiveID)")
+    let status = monitor.finish(
+      exitStatus: result.ok ? ExitStatus.ok : ExitStatus.failed, summary: Self.render(result), metrics: result.metrics)
+    if status != ExitStatus.ok { throw ExitCode(status) }
+  }
+
+  private func listHistory() throws {
+    let (deployment, _) = try global.setUp()
+    let drills = DrillJob.history(deployment)
+    if global.json { return try Output.json(drills) }
+    for drill in drills {
       Output.line(
-        "  RTO \(String(format: "%.1f", result.rtoSeconds)) s (restore + validation), RPO \(Int(result.rpoSeconds)) s (snapshot age)"
+        "\(Format.time(drill.startedAt))  \(drill.ok ? "OK    " : "FAILED")  \(drill.archiveID)  RTO \(String(format: "%.1f", drill.rtoSeconds))s  RPO \(Int(drill.rpoSeconds))s  users \(drill.usersOK)/\(drill.usersRestored)"
       )
-      Output.line(
-        "  users: \(result.usersOK)/\(result.usersRestored) validated, \(result.perUserArchivesChecked) per-user archive(s) checked"
-      )
-      if !result.usersMissing.isEmpty {
-        Output.line(
-          "  missing from the snapshot: users \(result.usersMissing.map(String.init).joined(separator: ", "))")
-      }
-      if !result.usersChangedSince.isEmpty {
-        Output.line("  changed since the snapshot: \(result.usersChangedSince.count) user(s)")
-      }
-      for failure in result.usersFailed { Output.line("  FAILED user \(failure.userID): \(failure.reason)") }
-      for problem in result.problems { Output.line("  FAILED \(problem)") }
-      if let path = result.recordPath { Output.line("  evidence: \(path)") }
     }
-    if !result.ok { throw ExitCode(ExitStatus.failed) }
+  }
+
+  /// The text output (also the ping's body).
+  static func render(_ result: DrillResult) -> [String] {
+    var lines = [
+      "drill \(result.ok ? "PASSED" : "FAILED"): \(result.archiveID)",
+      "  RTO \(String(format: "%.1f", result.rtoSeconds)) s (restore + validation), RPO \(Int(result.rpoSeconds)) s (snapshot age)",
+      "  users: \(result.usersOK)/\(result.usersRestored) validated, \(result.perUserArchivesChecked) per-user archive(s) checked",
+    ]
+    if !result.usersMissing.isEmpty {
+      lines.append("  missing from the snapshot: users \(result.usersMissing.map(String.init).joined(separator: ", "))")
+    }
+    if !result.usersChangedSince.isEmpty {
+      lines.append("  changed since the snapshot: \(result.usersChangedSince.count) user(s)")
+    }
+    lines += result.usersFailed.map { "  FAILED user \($0.userID): \($0.reason)" }
+    lines += result.problems.map { "  FAILED \($0)" }
+    if let path = result.recordPath { lines.append("  evidence: \(path)") }
+    return lines
   }
 }

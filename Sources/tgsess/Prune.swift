@@ -16,6 +16,8 @@ struct Prune: ParsableCommand {
 
       \(RetentionPolicy.helpText)
 
+      \(MonitoringOptions.helpText("prune"))
+
       EXIT STATUS: 0 ok · 1 failed · 64 usage · 75 lock held
       """)
 
@@ -30,14 +32,29 @@ struct Prune: ParsableCommand {
   @Option(help: "Time zone of the buckets (default UTC), e.g. Europe/Berlin.") var timezone: String?
   @Flag(help: "Print the plan and change nothing.") var dryRun = false
   @Option(help: "Seconds to wait for the deployment lock.") var lockWait = 0
+  @OptionGroup(title: "Monitoring") var monitoring: MonitoringOptions
 
   func validate() throws {
     if let timezone, TimeZone(identifier: timezone) == nil {
       throw ValidationError("unknown --timezone '\(timezone)'. Try: --timezone UTC or --timezone Europe/Berlin")
     }
+    if dryRun { try monitoring.validate(reportsNothingBecause: "--dry-run") }
   }
 
   func run() throws {
+    let monitor = MonitoredRun("prune", options: monitoring, isReporting: !dryRun)
+    let result: PruneResult
+    do {
+      result = try prune()
+      if global.json { try Output.json(result) } else { Output.line(Self.render(result)) }
+    } catch {
+      monitor.fail(error)
+      throw error
+    }
+    monitor.finish(exitStatus: ExitStatus.ok, summary: [Self.render(result)], metrics: result.metrics)
+  }
+
+  private func prune() throws -> PruneResult {
     let (deployment, logger) = try global.setUp()
     let section = deployment.config.prune
     let defaults = RetentionPolicy()
@@ -52,18 +69,18 @@ struct Prune: ParsableCommand {
       keepWeekly: keepWeekly ?? section?.keepWeekly ?? defaults.keepWeekly,
       keepMonthly: keepMonthly ?? section?.keepMonthly ?? defaults.keepMonthly,
       keepYearly: keepYearly ?? section?.keepYearly ?? defaults.keepYearly, timeZone: zone)
-    let result = try PruneJob.run(
+    return try PruneJob.run(
       deployment, options: PruneOptions(policy: policy, isDryRun: dryRun, lockWait: TimeInterval(lockWait)),
       logger: logger)
-    if global.json { return try Output.json(result) }
-    if dryRun {
-      Output.line(result.plan.render())
-      Output.line("dry run: would trim \(result.rowsTrimmed) session_backups row(s)")
-    } else {
-      Output.line(
-        "kept \(result.plan.keep.count), removed \(result.removed) archive(s) (\(Format.bytes(result.bytesFreed))), trimmed \(result.rowsTrimmed) session_backups row(s), cleaned \(result.leftoversRemoved) leftover(s)"
-      )
+  }
+
+  /// The text output: the plan for a dry run, else one line that is also the ping's body.
+  static func render(_ result: PruneResult) -> String {
+    if result.isDryRun {
+      return result.plan.render() + "\ndry run: would trim \(result.rowsTrimmed) session_backups row(s)"
     }
+    return
+      "kept \(result.plan.keep.count), removed \(result.removed) archive(s) (\(Format.bytes(result.bytesFreed))), trimmed \(result.rowsTrimmed) session_backups row(s), cleaned \(result.leftoversRemoved) leftover(s)"
   }
 }
 

@@ -44,6 +44,24 @@ struct Tgsess: ParsableCommand {
     }
   }
 
+  /// The exit status `main` ends with for `error` (for the monitoring hooks, which report it).
+  static func exitStatus(for error: any Error) -> Int32 {
+    switch error {
+    case let error as JobError: return exitCode(for: error)
+    case let error as StoreError: return exitCode(for: error)
+    default: return exitCode(for: error).rawValue
+    }
+  }
+
+  /// What `main` prints for `error`, without the "tgsess: " prefix.
+  static func describe(_ error: any Error) -> String {
+    switch error {
+    case let error as JobError: return error.errorDescription ?? "\(error)"
+    case let error as StoreError: return error.errorDescription ?? "\(error)"
+    default: return message(for: error)
+    }
+  }
+
   static func exitCode(for error: JobError) -> Int32 {
     switch error {
     case .store(_, let underlying): return exitCode(for: underlying)
