@@ -92,6 +92,22 @@ final class FamilyReport: @unchecked Sendable {
     return problems.isEmpty
   }
 
+  /// Runs one case whose body also describes what happened (kept with the result).
+  @discardableResult
+  func check(
+    _ name: String, sourceLocation: SourceLocation = #_sourceLocation,
+    described body: () throws -> (problems: [String], detail: String)
+  ) -> Bool {
+    let start = Date()
+    var problems: [String]
+    var detail = ""
+    do { (problems, detail) = try body() } catch { problems = ["error: \(error)"] }
+    record(
+      name, problems: problems, seconds: Date().timeIntervalSince(start), detail: detail, sourceLocation: sourceLocation
+    )
+    return problems.isEmpty
+  }
+
   /// Records a case whose outcome is already known.
   func record(
     _ name: String, problems: [String], seconds: Double = 0, detail: String = "",
@@ -415,6 +431,14 @@ enum Witness {
     let settled = try runProcess(StockTools.sqlite3, [copy, "PRAGMA schema_version"])
     guard settled.status == 0 else { throw TestHelperError("sqlite3 cannot open a copy of \(path): \(settled.stderr)") }
     return copy
+  }
+
+  /// The archive ids `session_backups` rows name (the database as its next writer sees it).
+  static func recordedArchiveIDs(_ fleet: TortureFleet) throws -> [String] {
+    let scratch = try TemporaryDirectory("tgsess-settled")
+    let copy = try settledCopy(of: fleet.databasePath, in: scratch)
+    return try StockTools.query(copy, "SELECT archive_id FROM session_backups WHERE archive_id IS NOT NULL")
+      .split(separator: "\n").map(String.init)
   }
 
   /// `PRAGMA integrity_check` of the database as its next writer sees it ("ok" when sound).
