@@ -161,6 +161,15 @@ public enum HostileArchiveCorpus {
         return standard(src, man=m, extra=[regular(path, data) for path, data in extra])
     add('entry-path-under-a-file', sealed(with_extra(full, [('imported/a', b'file'), ('imported/a/b', b'under')])))
     add('entry-path-is-a-directory', sealed(with_extra(full, [('imported/c/d', b'under'), ('imported/c', b'file')])))
+    # A tar entry named as a manifest entry in another Unicode normal form: equal as Swift strings,
+    # two different names on disk.
+    def unicode_case(src):
+        m = json.loads(json.dumps(src[0]))
+        body = b'imported bytes'
+        m['entries'].append(dict(path='imported/e\u0301', role='imported', size=len(body), mode=384,
+                                 sha256=digest(body), is_sqlite=False))
+        return standard(src, man=m, extra=[regular('imported/\u00e9', body)])
+    add('unicode-equivalent-name', sealed(unicode_case(full)))
     add('plain-traversal', zstd(standard(full, extra=[regular('../escaped-plain', b'evil')])), encrypted=False)
     add('plain-truncated', good_zst[: len(good_zst) // 3], encrypted=False)
     add('user-archive-rows-tampered', sealed(standard(user, override={rows: user[1][rows].replace(b'"', b"'", 1)})), kind='user')
@@ -231,6 +240,7 @@ public enum HostileArchiveCorpus {
     "session-entry-of-another-user": ["does not hold the auth key its manifest names"],
     "entry-path-under-a-file": ["entry 'imported/a/b' cannot be extracted: 'imported/a' is also an entry"],
     "entry-path-is-a-directory": ["entry 'imported/c/d' cannot be extracted: 'imported/c' is also an entry"],
+    "unicode-equivalent-name": ["is not in the manifest"],
     "plain-traversal": ["unsafe entry path '../escaped-plain'"],
     "plain-truncated": ["not a readable tar.zst stream"],
     "user-archive-rows-tampered": ["does not match its SHA-256 in the manifest"],
