@@ -24,9 +24,10 @@ struct LockStormTorture {
     let output = Torture.outputDirectory + "/lockwatch.so"
     if FileSystem.exists(output) { return output }
     let source = TestEnvironment.packageRoot + "/Tests/Torture/Resources/lockwatch.c"
-    let compiler = ["/usr/bin/cc", "/opt/swift/usr/bin/clang"].first {
-      FileManager.default.isExecutableFile(atPath: $0)
-    }
+    // cc if installed, else the clang that ships with Swift (beside swift on the PATH).
+    let path = (Torture.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+    let candidates = ["/usr/bin/cc"] + path.flatMap { [$0 + "/cc", $0 + "/clang"] } + ["/opt/swift/usr/bin/clang"]
+    let compiler = candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
     guard let compiler else { throw TestHelperError("no C compiler (cc or clang) to build lockwatch.so") }
     let result = try runProcess(compiler, ["-shared", "-fPIC", "-O2", "-o", output, source, "-ldl"])
     guard result.status == 0 else { throw TestHelperError("building lockwatch.so failed: \(result.stderr)") }
