@@ -170,6 +170,14 @@ public enum HostileArchiveCorpus {
                                  sha256=digest(body), is_sqlite=False))
         return standard(src, man=m, extra=[regular('imported/\u00e9', body)])
     add('unicode-equivalent-name', sealed(unicode_case(full)))
+    # '../' + a combining mark: one grapheme '/\u0301' to a Character-based split, a separator to the filesystem.
+    def combining_case(src):
+        m = json.loads(json.dumps(src[0]))
+        body = b'escaped'
+        m['entries'].append(dict(path='../\u0301escaped', role='imported', size=len(body), mode=384,
+                                 sha256=digest(body), is_sqlite=False))
+        return standard(src, man=m, extra=[regular('../\u0301escaped', body)])
+    add('combining-mark-traversal', sealed(combining_case(full)))
     add('plain-traversal', zstd(standard(full, extra=[regular('../escaped-plain', b'evil')])), encrypted=False)
     add('plain-truncated', good_zst[: len(good_zst) // 3], encrypted=False)
     add('user-archive-rows-tampered', sealed(standard(user, override={rows: user[1][rows].replace(b'"', b"'", 1)})), kind='user')
@@ -241,6 +249,7 @@ public enum HostileArchiveCorpus {
     "entry-path-under-a-file": ["entry 'imported/a/b' cannot be extracted: 'imported/a' is also an entry"],
     "entry-path-is-a-directory": ["entry 'imported/c/d' cannot be extracted: 'imported/c' is also an entry"],
     "unicode-equivalent-name": ["is not in the manifest"],
+    "combining-mark-traversal": ["manifest names an unsafe path"],
     "plain-traversal": ["unsafe entry path '../escaped-plain'"],
     "plain-truncated": ["not a readable tar.zst stream"],
     "user-archive-rows-tampered": ["does not match its SHA-256 in the manifest"],
