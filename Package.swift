@@ -85,6 +85,13 @@ let package = Package(
     ),
     .testTarget(name: "JobsTests", dependencies: ["Jobs", "Store", "TestSupport"]),
     .testTarget(name: "tgsessTests", dependencies: ["TestSupport"]),
+    // The torture suite (scripts/torture.sh): skipped unless TGSESS_TORTURE_SCALE is set.
+    .testTarget(
+      name: "TortureTests",
+      dependencies: ["Jobs", "Store", "TestSupport"],
+      path: "Tests/Torture",
+      exclude: ["Resources"]
+    ),
     .testTarget(
       name: "BotTests",
       dependencies: ["tgsess-bot", "Store", "TestSupport"],

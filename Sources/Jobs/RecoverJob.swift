@@ -110,6 +110,11 @@ public enum RecoverJob {
         path: deployment.lockPath, command: options.userID.map { "recover --user \($0)" } ?? "recover --all",
         wait: options.lockWait)
       defer { lock.release() }
+      // A recover killed while it wrote a session file left its temporary (an auth key in a
+      // hidden file) beside the sessions; nothing else would ever remove it.
+      for path in FileSystem.removeStaleTemporaries(in: deployment.sessionsDirectory) {
+        logger.info("removed the temporary of an interrupted run", metadata: ["file.path": "\(path)"])
+      }
       let database = try BotDatabase(
         path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { database.close() }
@@ -344,7 +349,15 @@ public enum RecoverJob {
     func writeFile(userID: Int64, path: String, from decoded: DecodedString, apiID: Int64?) throws {
       try FileSystem.makeDirectory(deployment.sessionsDirectory)
       if FileSystem.exists(path) {
-        let aside = path + ".broken-" + Timestamp.compact(Date())
+        // A name no earlier broken copy has: rename(2) would silently replace one moved aside
+        // within the same second (a second recover of the same user).
+        let stamp = path + ".broken-" + Timestamp.compact(Date())
+        var aside = stamp
+        var attempt = 1
+        while ["", "-journal", "-wal", "-shm"].contains(where: { FileSystem.exists(aside + $0) }) {
+          attempt += 1
+          aside = stamp + "-\(attempt)"
+        }
         for suffix in ["", "-journal", "-wal", "-shm"] where FileSystem.exists(path + suffix) {
           if rename(path + suffix, aside + suffix) != 0 {
             throw StoreError.io(path: path + suffix, operation: "move aside", errno: errno)

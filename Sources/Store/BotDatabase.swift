@@ -33,7 +33,7 @@ public final class BotDatabase: @unchecked Sendable {
     let isNew = !FileSystem.exists(path)
     var configuration = Configuration()
     configuration.readonly = mode == .readOnly
-    configuration.busyMode = .timeout(TimeInterval(busyTimeoutMS) / 1000)
+    configuration.busyMode = Self.pollingBusyMode(timeoutMS: busyTimeoutMS)
     configuration.foreignKeysEnabled = false
     configuration.label = "bot-db"
     do {
@@ -44,6 +44,27 @@ public final class BotDatabase: @unchecked Sendable {
       throw BotDatabase.describe(error, path: path, doing: "open")
     }
     if isNew, FileSystem.exists(path) { chmod(path, FileSystem.fileMode) }
+  }
+
+  /// Waits up to `timeoutMS` for another connection's lock, retrying about every millisecond.
+  /// SQLite's own timeout backs off to 100 ms sleeps: a bot that commits every few milliseconds
+  /// holds its write lock almost all the time and frees it only for instants, which such long
+  /// sleeps keep missing until the timeout ends (the torture suite's live writer starved
+  /// tgsess's `session_backups` writes this way).
+  static func pollingBusyMode(timeoutMS: Int) -> Database.BusyMode {
+    let clock = BusyClock()
+    return .callback { tries in
+      let now = DispatchTime.now().uptimeNanoseconds
+      if tries == 0 { clock.start = now }
+      guard now - clock.start < UInt64(max(timeoutMS, 0)) * 1_000_000 else { return false }
+      usleep(UInt32.random(in: 300...1500))
+      return true
+    }
+  }
+
+  /// When the current wait for a lock began (one connection waits on one statement at a time).
+  private final class BusyClock: @unchecked Sendable {
+    var start: UInt64 = 0
   }
 
   /// Maps a GRDB error to a one-line StoreError that names the file and the next step.

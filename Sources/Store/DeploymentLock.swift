@@ -48,9 +48,22 @@ public final class DeploymentLock: @unchecked Sendable {
         throw StoreError.io(path: path, operation: "flock", errno: code)
       }
       if Date() >= deadline {
-        let holder = describeHolder(fd: fd)
+        // An empty record means the holder is between taking the lock and writing its line, or
+        // between truncating it and letting go: look again briefly, so the error names it (or,
+        // if it let go, take the lock).
+        var holder = describeHolder(fd: fd)
+        var isFree = false
+        for _ in 0..<40 where holder == nil {
+          usleep(5_000)
+          if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+            isFree = true
+            break
+          }
+          holder = describeHolder(fd: fd)
+        }
+        if isFree { break }
         close(fd)
-        throw StoreError.locked(path: path, holder: holder)
+        throw StoreError.locked(path: path, holder: holder ?? "another tgsess process")
       }
       usleep(50_000)
     }
@@ -71,15 +84,17 @@ public final class DeploymentLock: @unchecked Sendable {
       flock(fd, LOCK_UN)
       return nil
     }
-    return describeHolder(fd: fd)
+    return describeHolder(fd: fd) ?? "another tgsess process"
   }
 
-  private static func describeHolder(fd: Int32) -> String {
+  /// The holder's line, or nil while the file holds none (a holder taking or releasing the lock).
+  private static func describeHolder(fd: Int32) -> String? {
     var buffer = [UInt8](repeating: 0, count: 512)
     let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
     let text = count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : ""
-    let line = text.split(separator: "\n").first.map(String.init) ?? ""
-    return line.isEmpty ? "another tgsess process" : line
+    // Only a whole line: the holder writes it with one pwrite after truncating.
+    guard text.hasSuffix("\n"), let line = text.split(separator: "\n").first, !line.isEmpty else { return nil }
+    return String(line)
   }
 
   /// Releases the lock (also done on deinit and, by the kernel, on exit).

@@ -348,6 +348,59 @@ public final class LiveWriter: @unchecked Sendable {
         """, arguments: [String(decoding: try JSONEncoder().encode(sessionFiles), as: UTF8.self), String(boundSeconds)])
   }
 
+  /// The real Telethon (the test virtualenv's 1.45) writing through its own `SQLiteSession` on
+  /// several session files, as a running client does: `process_entities` caches a new user,
+  /// `set_update_state` records the new state, the transaction stays open a few milliseconds,
+  /// then `save()` commits. Invariant in every commit: `update_state` row 0 has
+  /// `pts = seq = count(entities with id >= 8e9)` (the entities this writer added).
+  public static func realTelethon(sessionFiles: [String], boundSeconds: Int = 1200) throws -> LiveWriter {
+    try LiveWriter(
+      script: """
+        import datetime, json, os, random, sys, time
+        from telethon.sessions import SQLiteSession
+        from telethon.tl import types
+        stop, progress, paths, bound = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), float(sys.argv[4])
+        BASE = 8_000_000_000
+        def state(count):
+            return types.updates.State(pts=count, qts=0, date=datetime.datetime.now(datetime.timezone.utc),
+                                       seq=count, unread_count=0)
+        sessions, counts = [], []
+        for path in paths:
+            s = SQLiteSession(path)
+            c = s._cursor()
+            count = c.execute('SELECT count(*) FROM entities WHERE id >= ?', (BASE,)).fetchone()[0]
+            c.close()
+            s.set_update_state(0, state(count))
+            s.save()
+            sessions.append(s)
+            counts.append(count)
+        def report(n):
+            with open(progress + '.tmp', 'w') as f: f.write(str(n))
+            os.replace(progress + '.tmp', progress)
+        commits, deadline = 0, time.time() + bound
+        while not os.path.exists(stop) and time.time() < deadline:
+            for i, s in enumerate(sessions):
+                counts[i] += 1
+                n = counts[i]
+                user = types.User(id=BASE + n, access_hash=random.getrandbits(63), username='live%d' % n,
+                                  phone=None, first_name='Live %d' % n)
+                s.process_entities([user])
+                s.set_update_state(0, state(n))
+            time.sleep(0.002)  # Telethon keeps the transaction open between saves
+            for s in sessions:
+                s.save()
+            commits += 1
+            report(commits)
+        for s in sessions:
+            s.close()
+        """, arguments: [String(decoding: try JSONEncoder().encode(sessionFiles), as: UTF8.self), String(boundSeconds)])
+  }
+
+  /// The invariant `realTelethon` keeps, as SQL answering 1.
+  public static let realTelethonInvariant =
+    "SELECT (SELECT pts FROM update_state WHERE id = 0) = (SELECT count(*) FROM entities WHERE id >= 8000000000) "
+    + "AND (SELECT seq FROM update_state WHERE id = 0) = (SELECT pts FROM update_state WHERE id = 0)"
+
   /// The invariant `telethonLike` keeps, as SQL answering 1.
   public static let sessionInvariant =
     "SELECT (SELECT pts FROM update_state WHERE id = 0) = (SELECT sum(date) FROM entities) "

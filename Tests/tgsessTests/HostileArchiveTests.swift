@@ -8,242 +8,6 @@ import Testing
 /// with one stderr line naming the archive and the reason, before anything changes: the live
 /// deployment stays byte-identical and no staging directory is left behind.
 @Suite struct HostileArchiveTests {
-  /// Builds the corpus into the deployment's backups/ and prints {case: archive id}.
-  static let builder = #"""
-    import base64, hashlib, io, json, os, sqlite3, subprocess, sys, tarfile, tempfile
-
-    # argv: JSON {full, user, identity, recipients, full_dir, user_dir, stamp}
-    cfg = json.loads(sys.argv[1])
-    stamp = cfg['stamp']
-
-    def run(args, data=None):
-        p = subprocess.run(args, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        if p.returncode != 0:
-            raise SystemExit('%s failed: %s' % (args[0], p.stderr.decode()))
-        return p.stdout
-
-    def load(path):
-        plain = run(['zstd', '-d', '-q', '-c'], run(['age', '-d', '-i', cfg['identity'], path]))
-        with tarfile.open(fileobj=io.BytesIO(plain)) as tar:
-            members = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
-        assert members[0][0] == 'manifest.json'
-        record = json.load(open(path[: -len('.tar.zst.age')] + '.json'))
-        return json.loads(members[0][1]), dict(members[1:]), record
-
-    def info(name, size=0, kind=tarfile.REGTYPE, link=''):
-        t = tarfile.TarInfo(name)
-        t.size, t.type, t.linkname, t.mode, t.mtime = size, kind, link, 0o600, 1700000000
-        return t
-
-    def tar_bytes(entries):
-        out = io.BytesIO()
-        with tarfile.open(fileobj=out, mode='w', format=tarfile.PAX_FORMAT) as t:
-            for ti, data in entries:
-                t.addfile(ti, io.BytesIO(data) if data is not None else None)
-        return out.getvalue()
-
-    def regular(path, data):
-        return (info(path, len(data)), data)
-
-    def standard(src, man=None, extra=(), skip=(), override=None, manifest_bytes=None):
-        manifest, files = src[0], src[1]
-        man = manifest if man is None else man
-        mb = manifest_bytes if manifest_bytes is not None else json.dumps(man).encode()
-        entries = [regular('manifest.json', mb)]
-        for e in manifest['entries']:
-            if e['path'] not in skip:
-                entries.append(regular(e['path'], (override or {}).get(e['path'], files[e['path']])))
-        return tar_bytes(entries + list(extra))
-
-    def changed(src, path, **changes):
-        m = json.loads(json.dumps(src[0]))
-        for e in m['entries']:
-            if e['path'] == path:
-                e.update(changes)
-        return m
-
-    zstd = lambda data: run(['zstd', '-q', '-c', '-3'], data)
-    age = lambda data: run(['age', '-R', cfg['recipients']], data)
-    digest = lambda data: hashlib.sha256(data).hexdigest()
-    sealed = lambda tar: age(zstd(tar))
-
-    def flip(data, offset):
-        b = bytearray(data)
-        b[offset] ^= 0x40
-        return bytes(b)
-
-    def corrupt_sqlite(data):
-        # Damage the cell pointers of every page after the first; prove integrity_check sees it.
-        b = bytearray(data)
-        for page in range(1, len(b) // 4096):
-            b[page * 4096 + 8: page * 4096 + 40] = b'\xff' * 32
-        fd, path = tempfile.mkstemp(suffix='.db')
-        os.write(fd, bytes(b))
-        os.close(fd)
-        try:
-            ok = sqlite3.connect(path).execute('PRAGMA integrity_check').fetchall() == [('ok',)]
-        except sqlite3.DatabaseError:
-            ok = False
-        os.unlink(path)
-        assert not ok, 'corruption not detected by integrity_check'
-        return bytes(b)
-
-    full = load(cfg['full'])
-    user = load(cfg['user'])
-    session = next(e for e in full[0]['entries'] if e['role'] == 'session')['path']
-    database = next(e for e in full[0]['entries'] if e['role'] == 'database')['path']
-    rows = next(e for e in user[0]['entries'] if e['role'] == 'user-rows')['path']
-    plain_tar = standard(full)
-    good_zst = zstd(plain_tar)
-    good_age = age(good_zst)
-    n = len(good_age)
-
-    cases = {}  # name -> (kind, bytes, encrypted)
-    def add(name, data, kind='full', encrypted=True):
-        cases[name] = (kind, data, encrypted)
-
-    add('traversal', sealed(standard(full, extra=[regular('../../escaped.session', b'evil')])))
-    add('absolute-path', sealed(standard(full, extra=[regular('/tmp/tgsess-absolute-evil', b'evil')])))
-    add('symlink', sealed(standard(full, skip=[session], extra=[(info(session, kind=tarfile.SYMTYPE, link='/etc/passwd'), None)])))
-    add('hardlink', sealed(standard(full, skip=[session], extra=[(info(session, kind=tarfile.LNKTYPE, link=database), None)])))
-    dev = info(session, kind=tarfile.CHRTYPE)
-    dev.devmajor, dev.devminor = 1, 3
-    add('device', sealed(standard(full, skip=[session], extra=[(dev, None)])))
-    add('fifo', sealed(standard(full, skip=[session], extra=[(info(session, kind=tarfile.FIFOTYPE), None)])))
-    add('duplicate-entry', sealed(standard(full, extra=[regular(session, full[1][session])])))
-    add('entry-not-in-manifest', sealed(standard(full, extra=[regular('sessions/user_4242.session', full[1][session])])))
-    add('manifest-entry-missing', sealed(standard(full, skip=[session])))
-    add('size-mismatch', sealed(standard(full, man=changed(full, session, size=len(full[1][session]) + 512))))
-    add('hash-mismatch', sealed(standard(full, override={session: flip(full[1][session], 2000)})))
-    mb = json.dumps(full[0]).encode()
-    entries = [regular(e['path'], full[1][e['path']]) for e in full[0]['entries']]
-    add('manifest-not-first', sealed(tar_bytes(entries[:1] + [regular('manifest.json', mb)] + entries[1:])))
-    add('missing-manifest', sealed(tar_bytes(entries)))
-    unsafe = json.loads(json.dumps(full[0]))
-    unsafe['entries'].append(dict(unsafe['entries'][1], path='sessions/../../../etc/cron.d/evil'))
-    add('manifest-unsafe-path', sealed(standard(full, man=unsafe)))
-    add('manifest-invalid-json', sealed(standard(full, manifest_bytes=b'{"format_version": 1, "entries": [')))
-    add('manifest-newer-format', sealed(standard(full, man=dict(full[0], format_version=99))))
-    add('bomb-declared-size', sealed(standard(full, man=changed(full, database, size=100 * 1024 ** 3))))
-    add('bomb-entry-larger-than-declared', sealed(standard(full, override={session: b'\0' * (48 * 1024 * 1024)})))
-    add('bomb-huge-manifest', sealed(tar_bytes([regular('manifest.json', b' ' * (65 * 1024 * 1024))])))
-    add('truncated-in-age-header', good_age[:60])
-    add('truncated-mid-payload', good_age[: n // 2])
-    add('truncated-last-bytes', good_age[: n - 7])
-    add('bitflip-age-header-stanza', flip(good_age, good_age.index(b'\n---') // 2))
-    # The header MAC, still valid base64 but one bit off.
-    mac_start = good_age.index(b'\n--- ') + 5
-    mac_end = good_age.index(b'\n', mac_start)
-    mac = bytearray(base64.b64decode(good_age[mac_start:mac_end] + b'='))
-    mac[0] ^= 1
-    add('bitflip-age-header-mac', good_age[:mac_start] + base64.b64encode(bytes(mac)).rstrip(b'=') + good_age[mac_end:])
-    add('bitflip-age-payload', flip(good_age, n // 2))
-    add('bitflip-zstd-stream', age(flip(good_zst, len(good_zst) // 2)))
-    add('age-wrapping-garbage', age(os.urandom(4096)))
-    bad_db = corrupt_sqlite(full[1][database])
-    add('database-fails-integrity-check', sealed(standard(
-        full, man=changed(full, database, sha256=digest(bad_db), size=len(bad_db)), override={database: bad_db})))
-    bad_session = corrupt_sqlite(full[1][session])
-    add('session-fails-integrity-check', sealed(standard(
-        full, man=changed(full, session, sha256=digest(bad_session), size=len(bad_session)), override={session: bad_session})))
-    # A sound SQLite file (the database) where a session belongs: integrity_check passes, no session in it.
-    add('session-entry-not-a-session', sealed(standard(
-        full, man=changed(full, session, sha256=digest(full[1][database]), size=len(full[1][database])),
-        override={session: full[1][database]})))
-    # Another user's valid session under this user's entry (sha256 and size made to match).
-    other = [e for e in full[0]['entries'] if e['role'] == 'session'][1]['path']
-    add('session-entry-of-another-user', sealed(standard(
-        full, man=changed(full, session, sha256=digest(full[1][other]), size=len(full[1][other])),
-        override={session: full[1][other]})))
-    # Paths that clash in the staging tree: a file where a directory must go, and the reverse.
-    def with_extra(src, extra):
-        m = json.loads(json.dumps(src[0]))
-        for path, data in extra:
-            m['entries'].append(dict(path=path, role='imported', size=len(data), mode=384, sha256=digest(data),
-                                     is_sqlite=False))
-        return standard(src, man=m, extra=[regular(path, data) for path, data in extra])
-    add('entry-path-under-a-file', sealed(with_extra(full, [('imported/a', b'file'), ('imported/a/b', b'under')])))
-    add('entry-path-is-a-directory', sealed(with_extra(full, [('imported/c/d', b'under'), ('imported/c', b'file')])))
-    add('plain-traversal', zstd(standard(full, extra=[regular('../escaped-plain', b'evil')])), encrypted=False)
-    add('plain-truncated', good_zst[: len(good_zst) // 3], encrypted=False)
-    add('user-archive-rows-tampered', sealed(standard(user, override={rows: user[1][rows].replace(b'"', b"'", 1)})), kind='user')
-    add('user-archive-symlink', sealed(standard(user, skip=[rows], extra=[(info(rows, kind=tarfile.SYMTYPE, link='/etc/shadow'), None)])), kind='user')
-    # Rows whose hash matches the manifest but that name another user, or are no JSON at all.
-    doc = json.loads(user[1][rows])
-    doc["user_sessions"]["user_id"] = int(cfg["victim"])
-    foreign_rows = json.dumps(doc).encode()
-    add('user-rows-of-another-user', sealed(standard(
-        user, man=changed(user, rows, sha256=digest(foreign_rows), size=len(foreign_rows)),
-        override={rows: foreign_rows})), kind='user')
-    add('user-rows-not-json', sealed(standard(
-        user, man=changed(user, rows, sha256=digest(b'{not json'), size=9), override={rows: b'{not json'})), kind='user')
-    add('wrong-identity', good_age)
-    add('missing-identity-file', good_age)
-
-    out = {}
-    for index, (name, (kind, data, encrypted)) in enumerate(cases.items()):
-        src = full if kind == 'full' else user
-        what = 'full' if kind == 'full' else 'u%d' % src[0]['user_id']
-        ident = '%s%02dZ-%s-hst%03d' % (stamp, index, what, index)
-        file_name = ident + ('.tar.zst.age' if encrypted else '.tar.zst')
-        directory = cfg['full_dir'] if kind == 'full' else cfg['user_dir']
-        with open(os.path.join(directory, file_name), 'wb') as f:
-            f.write(data)
-        created = '%s-%s-%sT%s:%s:%02dZ' % (stamp[0:4], stamp[4:6], stamp[6:8], stamp[9:11], stamp[11:13], index)
-        record = dict(src[2], id=ident, file_name=file_name, is_encrypted=encrypted, byte_count=len(data),
-                      sha256=digest(data), created_at=created)
-        with open(os.path.join(directory, ident + '.json'), 'w') as f:
-            json.dump(record, f)
-        out[name] = ident
-    print(json.dumps(out))
-    """#
-
-  /// What each case's stderr must say (any one of the alternatives).
-  static let reasons: [String: [String]] = [
-    "traversal": ["unsafe entry path '../../escaped.session'"],
-    "absolute-path": ["unsafe entry path '/tmp/tgsess-absolute-evil'"],
-    "symlink": ["is a symlink, not a regular file"],
-    "hardlink": ["is a hardlink, not a regular file"],
-    "device": ["is a device, not a regular file"],
-    "fifo": ["is a fifo, not a regular file"],
-    "duplicate-entry": ["appears twice"],
-    "entry-not-in-manifest": ["entry 'sessions/user_4242.session' is not in the manifest"],
-    "manifest-entry-missing": ["is in the manifest but not in the archive"],
-    "size-mismatch": ["the manifest says"],
-    "hash-mismatch": ["does not match its SHA-256 in the manifest"],
-    "manifest-not-first": ["first entry is 'data/telegram_bot.db', not manifest.json"],
-    "missing-manifest": ["not manifest.json"],
-    "manifest-unsafe-path": ["manifest names an unsafe path 'sessions/../../../etc/cron.d/evil'"],
-    "manifest-invalid-json": ["manifest.json is not a valid tgsess manifest"],
-    "manifest-newer-format": ["manifest format 99 is newer than this tgsess reads; upgrade tgsess"],
-    "bomb-declared-size": ["over the 68719476736-byte limit"],
-    "bomb-entry-larger-than-declared": ["is 50331648 bytes, the manifest says"],
-    "bomb-huge-manifest": ["manifest.json is too large"],
-    "truncated-in-age-header": ["header is truncated"],
-    "truncated-mid-payload": ["the archive is truncated or corrupted"],
-    "truncated-last-bytes": ["the archive is truncated or corrupted"],
-    // A flipped bit in the recipient stanza spoils the key exchange: no identity opens it.
-    "bitflip-age-header-stanza": ["header", "wrong or missing identity"],
-    "bitflip-age-header-mac": ["the archive header was altered or is corrupted"],
-    "bitflip-age-payload": ["the archive is truncated or corrupted"],
-    "bitflip-zstd-stream": ["not a readable tar.zst stream", "does not match its SHA-256", "not manifest.json"],
-    "age-wrapping-garbage": ["not a readable tar.zst stream"],
-    "database-fails-integrity-check": ["data/telegram_bot.db fails integrity_check"],
-    "session-fails-integrity-check": ["fails integrity_check"],
-    "session-entry-not-a-session": ["is not a valid session"],
-    "session-entry-of-another-user": ["does not hold the auth key its manifest names"],
-    "entry-path-under-a-file": ["entry 'imported/a/b' cannot be extracted: 'imported/a' is also an entry"],
-    "entry-path-is-a-directory": ["entry 'imported/c/d' cannot be extracted: 'imported/c' is also an entry"],
-    "plain-traversal": ["unsafe entry path '../escaped-plain'"],
-    "plain-truncated": ["not a readable tar.zst stream"],
-    "user-archive-rows-tampered": ["does not match its SHA-256 in the manifest"],
-    "user-archive-symlink": ["is a symlink, not a regular file"],
-    "user-rows-of-another-user": ["holds a user_sessions row that is not user"],
-    "user-rows-not-json": ["is not a JSON object of user"],
-    "wrong-identity": ["wrong or missing identity"],
-    "missing-identity-file": ["missing.key: not found"],
-  ]
-
   @Test func everyHostileOrBrokenArchiveIsRefusedAndNothingChanges() throws {
     try Tools.require()
     let fleet = try FleetFixture(users: 4)
@@ -252,17 +16,11 @@ import Testing
     let full = try jsonArray(try fleet.tgsessOK(["list", "--kind", "full", "--json"]))[0]["path"] as! String
     let own = try jsonArray(try fleet.tgsessOK(["list", "--kind", "user", "--user", String(user), "--json"]))
     let userArchive = try #require(own.first?["path"] as? String)
-    let config: [String: String] = [
-      "full": full, "user": userArchive, "identity": fleet.deployment.ageIdentityPath,
-      "recipients": fleet.deployment.ageRecipientsPath, "full_dir": (full as NSString).deletingLastPathComponent,
-      "user_dir": (userArchive as NSString).deletingLastPathComponent, "stamp": "20200101T0000",
-      "victim": String(try fleet.sessionUserIDs()[0]),
-    ]
-    let built = try runPython(
-      Self.builder, arguments: [String(decoding: try JSONEncoder().encode(config), as: UTF8.self)])
-    let cases = try JSONDecoder().decode([String: String].self, from: built.stdoutData)
+    let cases = try HostileArchiveCorpus.build(
+      deployment: fleet.deployment, full: full, user: userArchive, victim: try fleet.sessionUserIDs()[0],
+      stamp: "20200101T0000")
     #expect(cases.count >= 20)
-    #expect(Set(cases.keys) == Set(Self.reasons.keys))
+    #expect(Set(cases.keys) == Set(HostileArchiveCorpus.reasons.keys))
     // Another age identity, kept outside the deployment.
     let otherKey = fleet.directory.path + "/other.key"
     let keygen = try runProcess(Tools.ageKeygen, ["-o", otherKey])
@@ -292,7 +50,8 @@ import Testing
       #expect(result.stderr.hasPrefix("tgsess: restore"), "\(name): \(result.stderr)")
       #expect(result.stderr.contains(id), "\(name): the archive is not named: \(result.stderr)")
       #expect(
-        Self.reasons[name, default: []].contains { result.stderr.contains($0) }, "\(name): \(result.stderr)")
+        HostileArchiveCorpus.reasons[name, default: []].contains { result.stderr.contains($0) },
+        "\(name): \(result.stderr)")
       let after = try fleet.tree()
       #expect(FileTree.differences(before, after).isEmpty, "\(name) (\(mode)): \(FileTree.differences(before, after))")
       if let target {

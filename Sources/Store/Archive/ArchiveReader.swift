@@ -57,6 +57,15 @@ public enum ArchiveReader {
     }
   }
 
+  /// An entry path compared byte for byte. String equality treats canonically equivalent
+  /// Unicode as equal ("é" and "e" + U+0301), the filesystem does not: a tar entry matched to a
+  /// manifest entry that way would be extracted under a name the manifest does not list (found
+  /// by the archive-reader fuzz property).
+  struct PathKey: Hashable {
+    let bytes: [UInt8]
+    init(_ path: String) { bytes = Array(path.utf8) }
+  }
+
   static func verifyStream(source: ByteSource, objectName: String, extractTo: String?, limits: Limits) throws
     -> Manifest
   {
@@ -77,26 +86,26 @@ public enum ArchiveReader {
     guard declared <= limits.totalByteCount else {
       throw refuse("entries declare \(declared) bytes, over the \(limits.totalByteCount)-byte limit")
     }
-    var expected = Dictionary(uniqueKeysWithValues: manifest.entries.map { ($0.path, $0) })
+    var expected = Dictionary(uniqueKeysWithValues: manifest.entries.map { (PathKey($0.path), $0) })
     // A path may not be both a file and a directory of another entry: extraction would fail
     // half-way on a clash the manifest already shows.
     for entry in manifest.entries {
       var parent = (entry.path as NSString).deletingLastPathComponent
       while !parent.isEmpty {
-        if expected[parent] != nil {
+        if expected[PathKey(parent)] != nil {
           throw refuse("entry '\(entry.path)' cannot be extracted: '\(parent)' is also an entry")
         }
         parent = (parent as NSString).deletingLastPathComponent
       }
     }
-    var seen = Set<String>()
+    var seen = Set<PathKey>()
     while let header = try reader.next() {
       guard ArchivePath.isSafe(header.path) else { throw refuse("unsafe entry path '\(header.path)'") }
       guard header.kind == .file else {
         throw refuse("entry '\(header.path)' is a \(header.kind.rawValue), not a regular file")
       }
-      guard seen.insert(header.path).inserted else { throw refuse("entry '\(header.path)' appears twice") }
-      guard let entry = expected.removeValue(forKey: header.path) else {
+      guard seen.insert(PathKey(header.path)).inserted else { throw refuse("entry '\(header.path)' appears twice") }
+      guard let entry = expected.removeValue(forKey: PathKey(header.path)) else {
         throw refuse("entry '\(header.path)' is not in the manifest")
       }
       guard header.size == entry.size else {
@@ -130,7 +139,7 @@ public enum ArchiveReader {
         throw refuse("entry '\(header.path)' does not match its SHA-256 in the manifest")
       }
     }
-    if let missing = expected.keys.sorted().first {
+    if let missing = expected.values.map(\.path).sorted().first {
       throw refuse("entry '\(missing)' is in the manifest but not in the archive")
     }
     // Anything after the tar end (garbage appended to the zstd stream) is caught by the decoder,

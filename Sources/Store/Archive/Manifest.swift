@@ -159,10 +159,18 @@ public struct Manifest: Codable, Sendable, Equatable {
 /// Rules for paths inside archives.
 public enum ArchivePath {
   /// Whether `path` is relative, normalised, and free of `..`, empty or hidden-trick components.
+  /// Judged on the UTF-8 bytes, as the filesystem reads the path: by Characters, a `/` followed
+  /// by a combining mark is one grapheme ("/\u{301}") and no separator, so `../\u{301}x` passed
+  /// as a single component and was extracted one level above the staging directory (found with
+  /// the archive-reader fuzz property).
   public static func isSafe(_ path: String) -> Bool {
-    guard !path.isEmpty, !path.hasPrefix("/"), !path.contains("\\"), !path.contains("\0"), path.utf8.count < 1024
+    let slash = UInt8(ascii: "/")
+    let dot = UInt8(ascii: ".")
+    let bytes = Array(path.utf8)
+    guard !bytes.isEmpty, bytes.count < 1024, bytes[0] != slash, !bytes.contains(UInt8(ascii: "\\")), !bytes.contains(0)
     else { return false }
-    let components = path.split(separator: "/", omittingEmptySubsequences: false)
-    return components.allSatisfy { !$0.isEmpty && $0 != "." && $0 != ".." }
+    return bytes.split(separator: slash, omittingEmptySubsequences: false).allSatisfy {
+      !$0.isEmpty && !$0.elementsEqual([dot]) && !$0.elementsEqual([dot, dot])
+    }
   }
 }

@@ -1,0 +1,1 @@
+../../../Tests/StoreTests/FuzzChecks.swift
