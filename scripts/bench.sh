@@ -77,7 +77,7 @@ for users in $users_list; do
   root="$work/fleet-$users"
   mib=$((users >= 10000 ? 90 : users / 100 + 1))
   eatmydata "$bin/tgsess-fleet" --root "$root" --users "$users" --message-log-mib "$mib" --seed 7 >/dev/null
-  recipient=$(grep -v '^#' "$root/keys/age-recipients.txt" | head -1)
+  recipient=$(grep -m1 -v '^#' "$root/keys/age-recipients.txt")
   identity="$root/keys/age-identity.txt"
   inbytes=$(du -sb "$root/data" "$root/sessions" | awk '{s+=$1} END {print s}')
   echo "$users $inbytes" >>"$work/sizes.txt"
@@ -99,14 +99,17 @@ for users in $users_list; do
   runs=1 measure "tgsess backup, first (full + $users per-user)" "$users" "$tg" backup --root "$root"
   runs=$runs_saved
   prepare="" measure "tgsess backup (hourly: full snapshot, write-then-prove)" "$users" "$tg" backup --root "$root"
-  user=$(ls "$root/sessions" | grep -m1 '\.session$' | sed 's/user_//; s/\.session//')
+  sessions=("$root"/sessions/user_*.session)
+  user=$(basename "${sessions[0]}" .session)
+  user=${user#user_}
   prepare="" measure_ms "tgsess backup --user (per-user)" "$users" 10 "$tg" backup --root "$root" --user "$user" --reason Manual
   prepare="" measure "tgsess list (all archives)" "$users" "$tg" list --root "$root"
   prepare="" measure "tgsess check" "$users" "$tg" check --root "$root" --no-write
   prepare="" measure "tgsess check --deep" "$users" "$tg" check --root "$root" --deep --no-write
 
   # Restores.
-  full=$(ls -t "$root/backups/full/"*.tar.zst.age | head -1)
+  fulls=("$root"/backups/full/*.tar.zst.age)
+  full=${fulls[${#fulls[@]}-1]}
   target_prepare() { rm -rf "$work/target"; }
   prepare=target_prepare measure "raw inverse: age -d | zstd -d | tar -x" "$users" \
     bash -c "mkdir -p '$work/target' && age -d -i '$identity' '$full' | zstd -q -d | tar -C '$work/target' -xf -"
@@ -121,7 +124,8 @@ for users in $users_list; do
 
   # Prune over 50,000 per-user archives (copies of a real one under new ids), dry run = the plan.
   if [ "$users" -ge 1000 ] || [ -n "${BENCH_PRUNE:-}" ]; then
-    src=$(ls "$root/backups/users/user_$user/"*.tar.zst.age | head -1)
+    srcs=("$root/backups/users/user_$user/"*.tar.zst.age)
+    src=${srcs[0]}
     srcid=$(basename "$src" .tar.zst.age)
     python3 - "$root/backups/users" "$src" "$srcid" 50000 <<'PY'
 import os, sys, json, shutil, datetime
