@@ -184,10 +184,12 @@ run_fuzzers() {
     mkdir -p "$out/fuzz/corpus/$target" "$out/fuzz/artifacts/$target"
     (
       cd "$out/fuzz/artifacts/$target"
+      # libFuzzer exits non-zero when it finds something: record that, do not stop the run.
+      status=0
       SWIFT_BACKTRACE=enable=no "$OLDPWD/$fuzz_bin/$target" -max_total_time="$fuzz_seconds" -max_len=65536 \
         -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$out/fuzz/artifacts/$target/" \
-        "$out/fuzz/corpus/$target" "$out/fuzz/seeds/$target" >"$out/fuzz/$target.log" 2>&1
-      echo $? >"$out/fuzz/$target.status"
+        "$out/fuzz/corpus/$target" "$out/fuzz/seeds/$target" >"$out/fuzz/$target.log" 2>&1 || status=$?
+      echo "$status" >"$out/fuzz/$target.status"
     ) &
     pids+=($!)
     running=$((running + 1))
@@ -204,8 +206,7 @@ fuzz_family() {
   swift test --skip-build --filter "TortureTests.FuzzSmokeTorture" >>"$log" 2>&1 || status=$?
   read -r passed failed < <(count fuzzing "$status")
   if [ "$fuzz_seconds" -gt 0 ]; then
-    if build_fuzzers; then
-      make_seeds
+    if build_fuzzers && make_seeds; then
       local fuzz_start
       fuzz_start=$(date +%s)
       run_fuzzers
@@ -228,7 +229,7 @@ fuzz_family() {
       extra="libFuzzer: ${#fuzz_targets[@]} targets × ${fuzz_seconds} s, $fuzz_jobs at a time, $runs inputs in $(( $(date +%s) - fuzz_start )) s"
     else
       failed=$((failed + 1))
-      extra="the fuzz targets did not build; see the log"
+      extra="the fuzz targets or their seeds could not be built; see the log"
     fi
   else
     extra="in-process checks only; libFuzzer runs with TGSESS_FUZZ_SECONDS > 0 (the full run)"

@@ -436,8 +436,14 @@ struct CrashPointTorture {
       prepare: { fleet, random in
         try fleet.rotateKeys(pickUsers(fleet, 1, &random))
         try fleet.tgsessOK(["backup"])
-        let archive = try newestArchive(fleet, kind: "full")
-        let pin = (archive.path as NSString).deletingLastPathComponent + "/" + archive.id + ".pin"
+        // The newest unpinned full snapshot (archives made within one second sort by their id).
+        func pinPath(_ archive: Witness.Listed) -> String {
+          (archive.path as NSString).deletingLastPathComponent + "/" + archive.id + ".pin"
+        }
+        guard
+          let archive = try Witness.listed(fleet).first(where: { $0.kind == "full" && !FileSystem.exists(pinPath($0)) })
+        else { throw TestHelperError("no unpinned full snapshot") }
+        let pin = pinPath(archive)
         return CrashRun(
           arguments: ["pin", archive.id], expected: allIdentities(fleet), afterKill: untouched,
           afterRerun: { fleet, before in
