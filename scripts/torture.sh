@@ -9,7 +9,7 @@
 #   scripts/torture.sh --only fuzzing,secrets   some families only (never writes RELIABILITY.md)
 #
 # Environment: TGSESS_TORTURE_SEED (replay a run's random choices), TGSESS_FUZZ_SECONDS (per
-# fuzz target; full default 210, quick 0 = no libFuzzer), TGSESS_FUZZ_JOBS (targets run at once,
+# fuzz target; full default 180, quick 0 = no libFuzzer), TGSESS_FUZZ_JOBS (targets run at once,
 # default 2), TGSESS_KEEP_TEMP=1 (keep the output directory), TGSESS_FUZZ_CAMPAIGN=1 (with
 # --only fuzzing: record the run as the long fuzzing campaign in RELIABILITY.md).
 # Needs root (tmpfs mounts) and Linux (libFuzzer, LD_PRELOAD).
@@ -101,7 +101,7 @@ run_suite() { # family
 
 # --- libFuzzer -------------------------------------------------------------------------------
 fuzz_targets=(FuzzSessionStrings FuzzSessionFile FuzzManifest FuzzArchiveReader)
-fuzz_seconds=${TGSESS_FUZZ_SECONDS:-$([ "$scale" = full ] && echo 210 || echo 0)}
+fuzz_seconds=${TGSESS_FUZZ_SECONDS:-$([ "$scale" = full ] && echo 180 || echo 0)}
 fuzz_jobs=${TGSESS_FUZZ_JOBS:-2}
 fuzz_bin=fuzz/.build/release
 
