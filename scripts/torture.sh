@@ -9,7 +9,7 @@
 #   scripts/torture.sh --only fuzzing,secrets   some families only (never writes RELIABILITY.md)
 #
 # Environment: TGSESS_TORTURE_SEED (replay a run's random choices), TGSESS_FUZZ_SECONDS (per
-# fuzz target; full default 210, quick 0 = no libFuzzer), TGSESS_FUZZ_JOBS (targets run at once,
+# fuzz target; full default 180, quick 0 = no libFuzzer), TGSESS_FUZZ_JOBS (targets run at once,
 # default 2), TGSESS_KEEP_TEMP=1 (keep the output directory), TGSESS_FUZZ_CAMPAIGN=1 (with
 # --only fuzzing: record the run as the long fuzzing campaign in RELIABILITY.md).
 # Needs root (tmpfs mounts) and Linux (libFuzzer, LD_PRELOAD).
@@ -91,17 +91,64 @@ record() { # family, passed, failed, seconds, [extra]
   echo "$line" | tee -a "$log"
 }
 
+# What a family's cases were, in a few words, from its results and the log.
+summarize() { # family
+  python3 - "$1" "$out/results/$1.jsonl" "$log" <<'EOF'
+import json, os, re, sys
+family, path, log = sys.argv[1:4]
+cases = [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+text = open(log, encoding='utf-8', errors='replace').read()
+names = [c['case'] for c in cases]
+def total(pattern):
+    return sum(int(m.group(1)) for n in names for m in [re.match(pattern, n)] if m)
+out = ''
+if family == 'crash-points':
+    named = sum(1 for n in names if not n.startswith('random kill'))
+    kills = re.findall(r'random kills: (\d+) runs killed by SIGKILL in (\d+) attempts', text)
+    out = '%d named crash points; %s of %s random-moment runs killed by SIGKILL' % (
+        named, kills[-1][0] if kills else '?', kills[-1][1] if kills else '?')
+elif family == 'live-writers':
+    backups = [n for n in names if n.startswith('backup #')]
+    out = '%d backups (%d per-user, %d encrypted) while both writers ran' % (
+        len(backups), sum('--user' in n for n in backups), sum('(age)' in n for n in backups))
+elif family == 'hostile-archives':
+    randoms = sum(n.startswith('random-') for n in names)
+    out = '%d crafted, %d randomly damaged' % (len(names) - randoms, randoms)
+elif family == 'disk-full':
+    details = [c['detail'] for c in cases]
+    out = '%d ran to completion, %d failed cleanly, %d on a read-only remount' % (
+        details.count('succeeded'), details.count('failed cleanly'), sum('read-only' in n for n in names))
+elif family == 'lock-storms':
+    runs = sum(n.split(': ', 1)[-1].startswith('tgsess ') for n in names)
+    storms = [c['detail'] for c in cases if re.match(r'storm \d+: lock', c['case'])]
+    statuses = {}
+    for d in storms:
+        for code, count in re.findall(r'exit (\d+): (\d+)', d):
+            statuses[code] = statuses.get(code, 0) + int(count)
+    staging = re.findall(r'lock storms: (\d+) write\(s\) into', text)
+    checks = re.findall(r'lock storms: (\d+) write\(s\) by check', text)
+    out = '%d storm(s), %d runs (%s); writes without the lock by design: %s into own staging, %s by check' % (
+        len(storms), runs, ', '.join('exit %s: %d' % kv for kv in sorted(statuses.items())),
+        staging[-1] if staging else '?', checks[-1] if checks else '?')
+elif family == 'bad-sessions':
+    out = '%d file classes, %d crafted strings, %d file mutations, %d string mutations' % (
+        sum(n.startswith('file class') for n in names), sum(n.startswith('crafted string') for n in names),
+        total(r'(\d+) random mutations of a .* file$'), total(r'(\d+) random mutations of a .* string$'))
+print(out)
+EOF
+}
+
 run_suite() { # family
   local family=$1 start status=0
   start=$(date +%s)
   swift test --skip-build --filter "TortureTests.${suite[$family]}" >>"$log" 2>&1 || status=$?
   read -r passed failed < <(count "$family" "$status")
-  record "$family" "$passed" "$failed" $(( $(date +%s) - start ))
+  record "$family" "$passed" "$failed" $(( $(date +%s) - start )) "$(summarize "$family")"
 }
 
 # --- libFuzzer -------------------------------------------------------------------------------
 fuzz_targets=(FuzzSessionStrings FuzzSessionFile FuzzManifest FuzzArchiveReader)
-fuzz_seconds=${TGSESS_FUZZ_SECONDS:-$([ "$scale" = full ] && echo 210 || echo 0)}
+fuzz_seconds=${TGSESS_FUZZ_SECONDS:-$([ "$scale" = full ] && echo 180 || echo 0)}
 fuzz_jobs=${TGSESS_FUZZ_JOBS:-2}
 fuzz_bin=fuzz/.build/release
 

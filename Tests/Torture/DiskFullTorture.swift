@@ -204,7 +204,9 @@ struct DiskFullTorture {
       defer { mount.unmount() }
       var successes = 0
       for level in 0..<levels {
-        let free = ceilings[command]! * Int64(level) / Int64(max(levels - 1, 1))
+        // Denser where the runs fail (little space), so the disk fills at many different steps.
+        let fraction = Double(level) / Double(max(levels - 1, 1))
+        let free = Int64(Double(ceilings[command]!) * fraction * fraction)
         let started = Date()
         var problems: [String]
         var outcome = "error"

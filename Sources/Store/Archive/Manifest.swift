@@ -127,11 +127,15 @@ public struct Manifest: Codable, Sendable, Equatable {
   public static func decode(_ data: Data, objectName: String) throws -> Manifest {
     let decoder = JSONDecoder()
     decoder.dateDecodingStrategy = .iso8601
-    let manifest: Manifest
+    var manifest: Manifest
     do { manifest = try decoder.decode(Manifest.self, from: data) } catch {
       throw StoreError.invalid(
         path: objectName, reason: "manifest.json is not a valid tgsess manifest", hint: "use another backup")
     }
+    // Whole seconds, as the initializer keeps them: Foundation's ISO 8601 parser also takes a
+    // fraction ("07:05:1.4Z"), which the encoder drops, so such a manifest changed in a round
+    // trip (found by the manifest fuzz target).
+    manifest.createdAt = Date(timeIntervalSince1970: manifest.createdAt.timeIntervalSince1970.rounded(.down))
     guard manifest.formatVersion <= currentFormatVersion else {
       throw StoreError.invalid(
         path: objectName, reason: "manifest format \(manifest.formatVersion) is newer than this tgsess reads",
