@@ -57,7 +57,7 @@ declare -A suite=(
   [disk-full]=DiskFullTorture [lock-storms]=LockStormTorture [bad-sessions]=BadSessionTorture
   [fuzzing]=FuzzSmokeTorture
 )
-declare -A figures seconds
+declare -A figures seconds passed_cases failed_cases
 total_passed=0
 total_failed=0
 
@@ -80,11 +80,15 @@ print(passed, failed)
 EOF
 }
 
+# The counts are kept apart from the figure line, whose summary in parentheses may hold words
+# like "33 failed cleanly" (disk-full) that are outcomes, not failed cases.
 record() { # family, passed, failed, seconds, [extra]
   local line="$1: $(( $2 + $3 )) cases, $2 passed"
   [ "$3" -gt 0 ] && line="$line, $3 failed"
   [ -n "${5:-}" ] && line="$line ($5)"
   figures[$1]="$line"
+  passed_cases[$1]=$2
+  failed_cases[$1]=$3
   seconds[$1]=$4
   total_passed=$((total_passed + $2))
   total_failed=$((total_failed + $3))
@@ -384,11 +388,8 @@ write_reliability() {
     local family
     for family in "${families[@]}"; do
       [ -n "${figures[$family]:-}" ] || continue
-      local cases passed failed
-      cases=$(echo "${figures[$family]}" | sed -E 's/^[^:]*: ([0-9]+) cases.*/\1/')
-      passed=$(echo "${figures[$family]}" | sed -E 's/.* ([0-9]+) passed.*/\1/')
-      failed=$(echo "${figures[$family]}" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
-      echo "| $family | $cases | $passed | $failed | ${seconds[$family]} | ${meaning[$family]} |"
+      local passed=${passed_cases[$family]} failed=${failed_cases[$family]}
+      echo "| $family | $((passed + failed)) | $passed | $failed | ${seconds[$family]} | ${meaning[$family]} |"
     done
     echo
     echo "## Figure lines"
