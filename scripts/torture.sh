@@ -12,7 +12,8 @@
 # fuzz target; full default 180, quick 0 = no libFuzzer), TGSESS_FUZZ_JOBS (targets run at once,
 # default 2), TGSESS_KEEP_TEMP=1 (keep the output directory), TGSESS_FUZZ_CAMPAIGN=1 (with
 # --only fuzzing: record the run as the long fuzzing campaign in RELIABILITY.md).
-# Needs root (tmpfs mounts) and Linux (libFuzzer, LD_PRELOAD).
+# Needs root (tmpfs mounts; no sudo) and Linux (libFuzzer, LD_PRELOAD); installs the system
+# packages and .venv-test itself (scripts/lib.sh, scripts/test-peers.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -30,17 +31,39 @@ done
 families=(crash-points live-writers hostile-archives disk-full lock-storms bad-sessions fuzzing secrets)
 selected() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 
-if [ "$(id -u)" != 0 ]; then echo "torture.sh needs root (it mounts tmpfs)" >&2; exit 1; fi
+if [ "$(id -u)" != 0 ]; then echo "torture.sh needs root (it mounts tmpfs; run it as root, sudo is not needed)" >&2; exit 1; fi
+# What the families need, also when run alone on a fresh machine (after scripts/test.sh both
+# are no-ops): the system packages and the Python test peers in .venv-test.
+install_system_packages
+scripts/test-peers.sh >/dev/null
+
 out=$(mktemp -d /tmp/tgsess-torture-XXXXXX)
+# Set before anything can fail. On any exit (a failed case or build, set -e, and SIGINT/SIGTERM,
+# on which bash runs the EXIT trap at once) it stops what this script started and is still
+# running (its descendants, by pid), unmounts the tmpfs with every tmpfs a family mounted below
+# it (umount -l detaches the whole tree), and removes the output directory.
+descendants() { # pid
+  local child
+  for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+    [ "$child" != "$BASHPID" ] || continue # the $(...) that asks
+    echo "$child"
+    descendants "$child"
+  done
+}
+cleanup() {
+  local status=$? pids
+  pids=$(descendants $$)
+  # shellcheck disable=SC2086
+  [ -z "$pids" ] || kill -TERM $pids 2>/dev/null || true
+  if mountpoint -q "$out/tmp"; then umount -l "$out/tmp" || echo "torture.sh: could not unmount $out/tmp" >&2; fi
+  if [ "${TGSESS_KEEP_TEMP:-}" = 1 ]; then echo "kept $out" >&2; else rm -rf "$out"; fi
+  exit "$status"
+}
+trap cleanup EXIT
 log="$out/torture.log"
 mkdir -p "$out/tmp" "$out/results" "$out/capture" "$out/secrets" "$out/fuzz"
 # Every temporary deployment lives on a tmpfs: SIGKILL does not need a disk, and fsync is cheap.
 mount -t tmpfs -o size=4g,mode=0700 tmpfs "$out/tmp"
-cleanup() {
-  umount -l "$out/tmp" 2>/dev/null || true
-  if [ "${TGSESS_KEEP_TEMP:-}" = 1 ]; then echo "kept $out" >&2; else rm -rf "$out"; fi
-}
-trap cleanup EXIT
 
 seed=${TGSESS_TORTURE_SEED:-$(od -An -N6 -tu8 /dev/urandom | tr -d ' ')}
 token="$(( (RANDOM << 15 | RANDOM) % 900000000 + 100000000 )):AA$(head -c 24 /dev/urandom | base64 | tr '+/' '_-' | tr -d '=\n' | head -c 33)"
