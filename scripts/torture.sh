@@ -3,8 +3,9 @@
 # disk, lock storms, bad sessions, fuzzing, and a scan of every output for secrets. Prints one
 # figure line per family and a last line "N passed, M failed"; exits non-zero when M > 0.
 #
-#   scripts/torture.sh --quick    a few cases per family (about 2 minutes; CI runs it after
-#                                 scripts/test.sh built the debug products and .venv-test)
+#   scripts/torture.sh --quick    a few cases per family (about 1 minute on 2 cores once built;
+#                                 .ci/run runs it after scripts/test.sh built the debug products
+#                                 and .venv-test)
 #   scripts/torture.sh            the full run (under 20 minutes on 2 cores); writes RELIABILITY.md
 #   scripts/torture.sh --only fuzzing,secrets   some families only (never writes RELIABILITY.md)
 #
