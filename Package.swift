@@ -30,11 +30,13 @@ let package = Package(
       pkgConfig: "libarchive",
       providers: [.apt(["libarchive-dev"])]
     ),
+    .systemLibrary(name: "CSQLiteConfig"),
     .target(
       name: "Store",
       dependencies: [
         "COpenSSL",
         "CArchive",
+        "CSQLiteConfig",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "GRDBSQLite", package: "GRDB.swift"),
         .product(name: "Logging", package: "swift-log"),

@@ -18,6 +18,10 @@ public struct BackupOptions: Sendable {
   public var includesChangedUsers: Bool
   /// Copy the new archives to the configured remotes once they are published and proven.
   public var pushesOffsite: Bool
+  /// Session files up to this size are snapshotted into memory; larger ones into a staging file.
+  public var inMemorySnapshotLimit: Int64 = 32 << 20
+  /// Threads that snapshot and inspect session files (and the database) at once.
+  public var snapshotWorkers = Parallel.defaultWorkers
 
   public init(
     userID: Int64? = nil, reason: String = BackupReason.scheduled, isEncrypted: Bool = true, lockWait: TimeInterval = 0,
@@ -134,7 +138,7 @@ public enum BackupJob {
         wait: options.lockWait)
       defer { lock.release() }
       let context = try Context(deployment: deployment, options: options, logger: logger)
-      try context.repository.removeLeftovers()
+      try context.repository.removeLeftovers(userID: options.userID)
       var result: BackupResult
       if let userID = options.userID {
         result = try context.userBackup(userID: userID)
@@ -228,56 +232,73 @@ public enum BackupJob {
         schemaVersion: try database.schemaStatus().version, entries: entries)
     }
 
-    /// A staged session snapshot and what it holds.
+    /// A staged snapshot (a session file, or the database) and what it holds.
     struct StagedSession {
       var entry: Manifest.Entry
-      var path: String
+      var source: ArchiveSource
       var backupEntry: Manifest.Entry?
-      var backupPath: String?
+      var backupSource: ArchiveSource?
       var fingerprint: ArchiveRecord.SessionFingerprint
+      /// The user's newest per-user archive holds the same session identity.
+      var isUnchanged = false
     }
 
-    /// Snapshots one user's session file (and `.session.backup`) into `staging`.
+    /// Whether `userID`'s newest per-user archive holds a session with this identity.
+    /// - Throws: `StoreError.io` when the user's archive directory cannot be read.
+    func isUnchanged(userID: Int64, fingerprint: ArchiveRecord.SessionFingerprint) throws -> Bool {
+      guard var previous = try repository.newestUserArchive(userID: userID)?.sessionFingerprint else { return false }
+      previous.serverAddress = previous.serverAddress.map(SessionIdentity.normalizedAddress)
+      return previous == fingerprint
+    }
+
+    /// Snapshots one user's session file (and `.session.backup`) into `staging`: in memory and
+    /// appended to the staging pack, or, for a file above `inMemorySnapshotLimit`, into a
+    /// staging file of its own.
     func stageSession(userID: Int64, staging: StagingArea) throws -> StagedSession {
       let source = deployment.sessionPath(userID: userID)
       let relative = "sessions/user_\(userID).session"
-      let staged = try staging.file(relative)
-      try SQLiteSnapshot.take(source: source, destination: staged, busyTimeoutMS: Int32(deployment.busyTimeoutMS))
-      try CrashPoint.hit("backup.after-session-snapshot")
+      let busyTimeoutMS = Int32(deployment.busyTimeoutMS)
       let info: SessionFileInfo
-      do { info = try SessionFileInspector.inspect(path: staged) } catch StoreError.session(_, let reason) {
-        // The snapshot is a faithful copy: its problem is the source file's.
-        throw StoreError.session(object: source, reason: reason)
-      }
-      let problems: [String]
-      do { problems = try SQLiteConnection(path: staged, mode: .readOnly).integrityCheck(quick: true) } catch StoreError
-        .database
-      {
-        problems = ["quick_check could not run"]
-      }
-      guard problems.isEmpty else {
-        throw StoreError.session(object: source, reason: .truncated)
+      let staged: ArchiveSource
+      let size: Int64
+      let sha256: String
+      if ((try? FileSystem.size(of: source)) ?? 0) <= options.inMemorySnapshotLimit {
+        let image = try SQLiteSnapshot.takeInMemory(source: source, busyTimeoutMS: busyTimeoutMS)
+        try CrashPoint.hit("backup.after-session-snapshot")
+        info = try SessionFileInspector.inspect(snapshot: image, object: source)
+        staged = try image.withUnsafeBytes { try staging.pack($0) }
+        size = Int64(image.count)
+        sha256 = image.withUnsafeBytes { Digest.sha256Hex($0) }
+      } else {
+        let path = try staging.file(relative)
+        try SQLiteSnapshot.take(source: source, destination: path, busyTimeoutMS: busyTimeoutMS)
+        try CrashPoint.hit("backup.after-session-snapshot")
+        do { info = try SessionFileInspector.inspect(path: path) } catch StoreError.session(_, let reason) {
+          // The snapshot is a faithful copy: its problem is the source file's.
+          throw StoreError.session(object: source, reason: reason)
+        }
+        staged = .file(path)
+        size = try FileSystem.size(of: path)
+        sha256 = try FileSystem.sha256(ofFile: path)
       }
       let entry = Manifest.Entry(
-        path: relative, role: .session, size: try FileSystem.size(of: staged),
-        sha256: try FileSystem.sha256(ofFile: staged),
-        isSQLite: true, userID: userID, format: info.format.shortName, dcID: info.identity.dcID,
-        authKeyFingerprint: info.identity.authKey.fingerprint, serverAddress: info.identity.serverAddress)
+        path: relative, role: .session, size: size, sha256: sha256, isSQLite: true, userID: userID,
+        format: info.format.shortName, dcID: info.identity.dcID, authKeyFingerprint: info.identity.authKey.fingerprint,
+        serverAddress: info.identity.serverAddress)
       var result = StagedSession(
-        entry: entry, path: staged, backupEntry: nil, backupPath: nil,
+        entry: entry, source: staged, backupEntry: nil, backupSource: nil,
         fingerprint: .init(
           authKey: info.identity.authKey.fingerprint, dcID: info.identity.dcID,
           serverAddress: info.identity.serverAddress.map(SessionIdentity.normalizedAddress)))
       // The seed's .session.backup copy: kept when it is a readable SQLite file.
       let backupSource = source + ".backup"
       if FileSystem.exists(backupSource) {
-        let backupStaged = try staging.file(relative + ".backup")
         do {
-          try SQLiteSnapshot.take(source: backupSource, destination: backupStaged)
+          let image = try SQLiteSnapshot.takeInMemory(source: backupSource, busyTimeoutMS: busyTimeoutMS)
+          result.backupSource = try image.withUnsafeBytes { try staging.pack($0) }
           result.backupEntry = Manifest.Entry(
-            path: relative + ".backup", role: .sessionBackup, size: try FileSystem.size(of: backupStaged),
-            sha256: try FileSystem.sha256(ofFile: backupStaged), isSQLite: true, userID: userID)
-          result.backupPath = backupStaged
+            path: relative + ".backup", role: .sessionBackup, size: Int64(image.count),
+            sha256: image.withUnsafeBytes { Digest.sha256Hex($0) }, isSQLite: true, userID: userID)
         } catch let error as StoreError where !isDestinationFailure(error) {
           logger.warning(
             "skipping unreadable .session.backup", metadata: ["user.id": "\(userID)", "file.path": "\(backupSource)"])
@@ -291,24 +312,22 @@ public enum BackupJob {
       -> ArchiveRecord
     {
       var entries: [Manifest.Entry] = []
-      var sources: [String: String] = [:]
+      var sources: [String: ArchiveSource] = [:]
       if let session {
         entries.append(session.entry)
-        sources[session.entry.path] = session.path
-        if let backupEntry = session.backupEntry, let backupPath = session.backupPath {
+        sources[session.entry.path] = session.source
+        if let backupEntry = session.backupEntry, let backupSource = session.backupSource {
           entries.append(backupEntry)
-          sources[backupEntry.path] = backupPath
+          sources[backupEntry.path] = backupSource
         }
       }
       if let rows = try database.userRowsJSON(userID: userID) {
         let relative = "users/user_\(userID).json"
-        let path = try staging.file(relative)
-        try FileSystem.writeAtomically(rows, to: path)
+        sources[relative] = try rows.withUnsafeBytes { try staging.pack($0) }
         entries.append(
           Manifest.Entry(
             path: relative, role: .userRows, size: Int64(rows.count), sha256: Digest.sha256Hex(rows), isSQLite: false,
             userID: userID))
-        sources[relative] = path
       }
       guard !entries.isEmpty else {
         throw JobError.refused(
@@ -349,48 +368,73 @@ public enum BackupJob {
         bytesOut: record.byteCount, durationMS: 0, unchangedUsers: 0, failures: [])
     }
 
+    /// Snapshots the bot database into `staging` (a file: it can be large) and checks the copy.
+    /// - Throws: `StoreError` naming the database when the snapshot fails or fails quick_check.
+    func stageDatabase(relative: String, staging: StagingArea) throws -> StagedSession {
+      let path = try staging.file(relative)
+      try SQLiteSnapshot.take(
+        source: deployment.databasePath, destination: path, busyTimeoutMS: Int32(deployment.busyTimeoutMS))
+      let problems = try SQLiteConnection(path: path, mode: .readOnly).integrityCheck(quick: true)
+      guard problems.isEmpty else {
+        throw StoreError.database(
+          path: deployment.databasePath,
+          reason: "its snapshot fails quick_check: \(problems.prefix(3).joined(separator: "; "))",
+          hint: "repair or restore the database before backing it up")
+      }
+      let entry = Manifest.Entry(
+        path: relative, role: .database, size: try FileSystem.size(of: path),
+        sha256: try FileSystem.sha256(ofFile: path),
+        isSQLite: true)
+      return StagedSession(
+        entry: entry, source: .file(path), backupEntry: nil, backupSource: nil,
+        fingerprint: .init(authKey: "", dcID: 0, serverAddress: nil))
+    }
+
     /// The scheduled full backup.
     func fullBackup(progress: (@Sendable (BackupProgress) -> Void)?) throws -> BackupResult {
       let staging = try StagingArea(parent: deployment.backupsDirectory)
       defer { staging.remove() }
-      // 1. The database, through the online backup API.
+      // 1. The database, through the online backup API, and 2. every session file, on
+      // `snapshotWorkers` threads (the database first, as it takes longest). A failing user is
+      // reported and skipped; a failing database or destination fails the run.
       let databaseRelative = "data/" + (deployment.databasePath as NSString).lastPathComponent
-      let databaseStaged = try staging.file(databaseRelative)
-      try SQLiteSnapshot.take(
-        source: deployment.databasePath, destination: databaseStaged, busyTimeoutMS: Int32(deployment.busyTimeoutMS))
-      let databaseProblems = try SQLiteConnection(path: databaseStaged, mode: .readOnly).integrityCheck(quick: true)
-      guard databaseProblems.isEmpty else {
-        throw StoreError.database(
-          path: deployment.databasePath,
-          reason: "its snapshot fails quick_check: \(databaseProblems.prefix(3).joined(separator: "; "))",
-          hint: "repair or restore the database before backing it up")
-      }
-      var entries = [
-        Manifest.Entry(
-          path: databaseRelative, role: .database, size: try FileSystem.size(of: databaseStaged),
-          sha256: try FileSystem.sha256(ofFile: databaseStaged), isSQLite: true)
-      ]
-      var sources = [databaseRelative: databaseStaged]
-
-      // 2. Every session file; a failing user is reported and skipped.
       let users = try deployment.sessionFileUserIDs()
+      let done = Counter()
+      let results = try Parallel.map(count: users.count + 1, workers: options.snapshotWorkers) {
+        index -> Result<StagedSession, StoreError> in
+        if index == 0 {
+          return .success(try stageDatabase(relative: databaseRelative, staging: staging))
+        }
+        let userID = users[index - 1]
+        defer { progress?(BackupProgress(filesDone: done.increment(), filesTotal: users.count, bytesDone: 0)) }
+        do {
+          var session = try stageSession(userID: userID, staging: staging)
+          if options.includesChangedUsers {
+            session.isUnchanged = try isUnchanged(userID: userID, fingerprint: session.fingerprint)
+          }
+          return .success(session)
+        } catch let error as StoreError where !isDestinationFailure(error) {
+          logger.error("user skipped", metadata: ["user.id": "\(userID)", "error": "\(error.errorDescription ?? "")"])
+          return .failure(error)
+        }
+      }
+      var entries: [Manifest.Entry] = []
+      var sources: [String: ArchiveSource] = [:]
       var staged: [Int64: StagedSession] = [:]
       var failures: [UserFailure] = []
-      for (index, userID) in users.enumerated() {
-        do {
-          let session = try stageSession(userID: userID, staging: staging)
-          staged[userID] = session
+      for (index, result) in results.enumerated() {
+        switch result {
+        case .success(let session):
+          if index > 0 { staged[users[index - 1]] = session }
           entries.append(session.entry)
-          sources[session.entry.path] = session.path
-          if let backupEntry = session.backupEntry, let backupPath = session.backupPath {
+          sources[session.entry.path] = session.source
+          if let backupEntry = session.backupEntry, let backupSource = session.backupSource {
             entries.append(backupEntry)
-            sources[backupEntry.path] = backupPath
+            sources[backupEntry.path] = backupSource
           }
-        } catch let error as StoreError where !isDestinationFailure(error) {
-          failures.append(UserFailure(userID: userID, reason: error.errorDescription ?? "\(error)"))
-          logger.error("user skipped", metadata: ["user.id": "\(userID)", "error": "\(error.errorDescription ?? "")"])
+        case .failure(let error):
+          failures.append(UserFailure(userID: users[index - 1], reason: error.errorDescription ?? "\(error)"))
         }
-        progress?(BackupProgress(filesDone: index + 1, filesTotal: users.count, bytesDone: 0))
       }
 
       // 3. One archive, written then proven.
@@ -415,13 +459,9 @@ public enum BackupJob {
       if options.includesChangedUsers {
         for userID in users {
           guard let session = staged[userID] else { continue }
-          let newest = try repository.list(kind: .user, userID: userID).first
-          if var previous = newest?.sessionFingerprint {
-            previous.serverAddress = previous.serverAddress.map(SessionIdentity.normalizedAddress)
-            if previous == session.fingerprint {
-              unchanged += 1
-              continue
-            }
+          if session.isUnchanged {
+            unchanged += 1
+            continue
           }
           do {
             let userRecord = try writeUserArchive(

@@ -193,6 +193,8 @@ public enum CheckJob {
     // Users with a session file and not logged out: the only ones a live probe can judge.
     var probed: [Int64] = []
     let rowByUser = Dictionary(rows.map { ($0.userID, $0) }, uniquingKeysWith: { first, _ in first })
+    // Reading thousands of session files is most of the work: done first, on a few threads.
+    let inspected = Self.inspectFiles(deployment, users: fileUsers.sorted(), isDeep: options.isDeep)
     for userID in Set(rowByUser.keys).union(fileUsers).sorted() {
       var state = HealthState.ok
       func note(_ check: String, _ level: HealthState, _ message: String) {
@@ -207,10 +209,8 @@ public enum CheckJob {
       if fileUsers.contains(userID) { probed.append(userID) }
       let path = deployment.sessionPath(userID: userID)
       var file: SessionFileInfo?
-      if fileUsers.contains(userID) {
-        do { file = try SessionFileInspector.inspect(path: path, verifiesPages: options.isDeep) } catch let error
-          as StoreError
-        {
+      if fileUsers.contains(userID), let inspection = inspected[userID] {
+        do { file = try inspection.file.get() } catch let error as StoreError {
           let text = (error.errorDescription ?? "\(error)").replacingOccurrences(
             of: "tgsess recover --user ID", with: "tgsess recover --user \(userID)")
           switch error {
@@ -226,7 +226,7 @@ public enum CheckJob {
         } catch {
           note("user.session", .critical, "user \(userID): \(path): \(error)")
         }
-        if let mode = try? FileSystem.mode(of: path), mode & 0o077 != 0 {
+        if let mode = inspection.mode, mode & 0o077 != 0 {
           note(
             "user.permissions", .warning,
             "user \(userID): \(path) has mode \(String(mode, radix: 8)); run: chmod 600 \(path)")
@@ -270,8 +270,8 @@ public enum CheckJob {
       }
       // The seed's .session.backup agrees or is older.
       let backupPath = path + ".backup"
-      if let file, FileSystem.exists(backupPath) {
-        if let backup = try? SessionFileInspector.inspect(path: backupPath) {
+      if let file, let backupFile = inspected[userID]?.backupFile {
+        if let backup = try? backupFile.get() {
           if backup.identity.authKey != file.identity.authKey,
             let backupAge = try? FileSystem.age(of: backupPath), let fileAge = try? FileSystem.age(of: path),
             backupAge < fileAge
@@ -456,6 +456,29 @@ public enum CheckJob {
     logger.notice(
       "check done", metadata: ["state": "\(state.rawValue)", "problems": "\(problems)", "users": "\(perUser.count)"])
     return result
+  }
+
+  /// What `check` reads from one user's files.
+  struct FileInspection {
+    var file: Result<SessionFileInfo, Error>
+    var mode: mode_t?
+    /// The seed's `.session.backup`, when there is one.
+    var backupFile: Result<SessionFileInfo, Error>?
+  }
+
+  /// Inspects every user's session file (and `.session.backup`) on a few threads.
+  static func inspectFiles(_ deployment: Deployment, users: [Int64], isDeep: Bool) -> [Int64: FileInspection] {
+    let results =
+      (try? Parallel.map(count: users.count, workers: Parallel.defaultWorkers) { index -> FileInspection in
+        let path = deployment.sessionPath(userID: users[index])
+        let backupPath = path + ".backup"
+        return FileInspection(
+          file: Result { try SessionFileInspector.inspect(path: path, verifiesPages: isDeep) },
+          mode: try? FileSystem.mode(of: path),
+          backupFile: FileSystem.exists(backupPath)
+            ? Result { try SessionFileInspector.inspect(path: backupPath) } : nil)
+      }) ?? []
+    return Dictionary(uniqueKeysWithValues: zip(users, results))
   }
 
   static func identity(ofString plaintext: String, userID: Int64) throws -> SessionIdentity {

@@ -194,7 +194,7 @@ public enum MigrateJob {
         toolVersion: ToolInfo.version, host: host, createdAt: file.createdAt, kind: kind,
         reason: BackupReason.imported, userID: file.userID, schemaVersion: schemaVersion, entries: [entry])
       _ = try repository.write(
-        id: id, manifest: manifest, sources: [file.archivePath: file.path], encryption: .age(recipients),
+        id: id, manifest: manifest, sources: [file.archivePath: .file(file.path)], encryption: .age(recipients),
         identities: identities, zstdLevel: deployment.config.backup?.zstdLevel ?? 3)
       try database.recordImport(sha256: sha256, archiveID: id)
       result.imported.append(ImportedLegacyFile(path: file.path, userID: file.userID, archiveID: id))

@@ -1,11 +1,14 @@
 import Foundation
-
-#if canImport(FoundationNetworking)
-  import FoundationNetworking
-#endif
+import Store
 
 /// A healthchecks.io-style push monitor: `GET <url>/start?rid=<uuid>` before a run and
 /// `POST <url>/<exit status>?rid=<same uuid>` after it, with a short plain-text body.
+///
+/// Requests are made by the stock `curl`, run only when a ping URL is set. (Foundation's
+/// URLSession would link libcurl and its TLS stack into every run: about 10 ms of start-up for
+/// each `tgsess` invocation, pinging or not, and it rules out a statically linked binary.) The
+/// URL reaches curl through a private config file, never its command line, which other local
+/// users can read in /proc.
 ///
 /// A ping never fails the run it reports: every problem (refused, timed out, an HTTP error) is
 /// kept in `warnings` for the caller to print. The URL itself is treated as a secret (anyone who
@@ -56,7 +59,7 @@ public struct Ping {
   /// limit.
   public mutating func start() {
     guard let response = send(suffix: "start", method: "GET", body: nil) else { return }
-    if let limit = response.value(forHTTPHeaderField: "Ping-Body-Limit").flatMap({ Int($0) }), limit >= 0 {
+    if let limit = response.headers["ping-body-limit"].flatMap({ Int($0) }), limit >= 0 {
       bodyLimit = min(bodyLimit, limit)
     }
   }
@@ -88,88 +91,128 @@ public struct Ping {
     return components.url
   }
 
+  /// A response: the status and the last response's headers (names in lower case).
+  struct Response {
+    var status: Int
+    var headers: [String: String]
+  }
+
   /// One request; a failure becomes a warning and nil.
   @discardableResult
-  private mutating func send(suffix: String, method: String, body: Data?) -> HTTPURLResponse? {
+  private mutating func send(suffix: String, method: String, body: Data?) -> Response? {
     let label = "/" + suffix
     guard let endpoint = endpoint(suffix) else {
       warnings.append("\(label): cannot build the URL")
       return nil
     }
-    var request = URLRequest(url: endpoint, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: timeout)
-    request.httpMethod = method
-    request.setValue("tgsess/\(ToolInfo.version)", forHTTPHeaderField: "User-Agent")
-    if let body {
-      request.httpBody = body
-      request.setValue("text/plain; charset=utf-8", forHTTPHeaderField: "Content-Type")
-    }
-    let configuration = URLSessionConfiguration.ephemeral
-    configuration.timeoutIntervalForRequest = timeout
-    configuration.timeoutIntervalForResource = timeout
-    let session = URLSession(configuration: configuration)
-    defer { session.finishTasksAndInvalidate() }
-    let slot = PingResponseSlot()
-    let done = DispatchSemaphore(value: 0)
-    let task = session.dataTask(with: request) { _, response, error in
-      slot.set(response: response as? HTTPURLResponse, error: error)
-      done.signal()
-    }
-    task.resume()
-    // URLSession enforces the timeout; the extra second only guards against a callback that never comes.
-    guard done.wait(timeout: .now() + timeout + 1) == .success else {
-      task.cancel()
-      warnings.append("\(label): timed out after \(Self.seconds(timeout))")
+    do {
+      let response = try Self.curl(
+        url: endpoint.absoluteString, method: method, body: body, timeout: timeout,
+        userAgent: "tgsess/\(ToolInfo.version)")
+      guard (200..<300).contains(response.status) else {
+        warnings.append("\(label): HTTP \(response.status)")
+        return nil
+      }
+      return response
+    } catch let failure as PingFailure {
+      warnings.append("\(label): \(failure.description(timeout: timeout))")
+      return nil
+    } catch {
+      warnings.append("\(label): network error")
       return nil
     }
-    let (response, error) = slot.get()
-    if let error {
-      warnings.append("\(label): \(describe(error))")
-      return nil
+  }
+
+  /// Why a request failed, in words that never contain the URL.
+  enum PingFailure: Error {
+    case curlMissing
+    case curl(exitStatus: Int32)
+    case setup(String)
+
+    func description(timeout: TimeInterval) -> String {
+      switch self {
+      case .curlMissing: return "curl is not installed (apt-get install curl)"
+      case .setup(let what): return what
+      case .curl(let status):
+        // curl(1) EXIT CODES.
+        switch status {
+        case 28: return "timed out after \(Ping.seconds(timeout))"
+        case 7: return "connection refused"
+        case 6, 5: return "host not found"
+        case 52, 56: return "connection lost"
+        case 35, 51, 53, 54, 58, 59, 60, 77, 80, 83, 90, 91: return "TLS failed"
+        default: return "network error (curl exit \(status))"
+        }
+      }
     }
-    guard let response else {
-      warnings.append("\(label): no HTTP response")
-      return nil
+  }
+
+  /// Runs curl once: the URL, method, headers and limits go in a config file in a private
+  /// temporary directory, the body through stdin; the response headers come back on stdout.
+  static func curl(url: String, method: String, body: Data?, timeout: TimeInterval, userAgent: String) throws
+    -> Response
+  {
+    guard let curl = ["/usr/bin/curl", "/bin/curl", "/usr/local/bin/curl"].first(where: { FileSystem.exists($0) })
+    else {
+      throw PingFailure.curlMissing
     }
-    guard (200..<300).contains(response.statusCode) else {
-      warnings.append("\(label): HTTP \(response.statusCode)")
-      return nil
+    var template = Array((NSTemporaryDirectory() + "/tgsess-ping-XXXXXX").utf8CString)
+    guard
+      let directory = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }).map({ String(cString: $0) })
+    else { throw PingFailure.setup("cannot create a temporary directory") }
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    func quoted(_ text: String) -> String {
+      "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
+    var config = [
+      "url = \(quoted(url))", "request = \(quoted(method))", "user-agent = \(quoted(userAgent))",
+      "max-time = \(String(format: "%.3f", timeout))", "silent", "show-error", "output = \"/dev/null\"",
+      "dump-header = \"-\"", "proto = \"=http,https\"",
+    ]
+    if body != nil {
+      config += ["data-binary = \"@-\"", "header = \"Content-Type: text/plain; charset=utf-8\""]
+    }
+    let configPath = directory + "/config"
+    do { try FileSystem.writeAtomically(Data((config.joined(separator: "\n") + "\n").utf8), to: configPath) } catch {
+      throw PingFailure.setup("cannot write curl's configuration")
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: curl)
+    process.arguments = ["--disable", "--config", configPath]
+    let input = Pipe()
+    let output = Pipe()
+    process.standardInput = input
+    process.standardOutput = output
+    process.standardError = FileHandle.nullDevice
+    do { try process.run() } catch { throw PingFailure.curlMissing }
+    if let body { try? input.fileHandleForWriting.write(contentsOf: body) }
+    try? input.fileHandleForWriting.close()
+    let headers = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw PingFailure.curl(exitStatus: process.terminationStatus) }
+    return try parse(headers: String(decoding: headers, as: UTF8.self))
+  }
+
+  /// The status and headers of the last response in curl's header dump (after a `100 Continue`,
+  /// say, a second block follows).
+  static func parse(headers text: String) throws -> Response {
+    var response: Response?
+    // "\r\n" is one Character, so the carriage returns go before the split.
+    for line in text.replacingOccurrences(of: "\r", with: "").split(separator: "\n", omittingEmptySubsequences: false) {
+      if line.hasPrefix("HTTP/") {
+        let parts = line.split(separator: " ", maxSplits: 2)
+        guard parts.count >= 2, let status = Int(parts[1]) else { throw PingFailure.setup("no HTTP status") }
+        response = Response(status: status, headers: [:])
+      } else if let colon = line.firstIndex(of: ":"), response != nil {
+        let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
+        response?.headers[name] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+      }
+    }
+    guard let response else { throw PingFailure.setup("no HTTP response") }
     return response
   }
 
-  /// A URLError in words, without its failing URL.
-  private func describe(_ error: any Error) -> String {
-    guard let error = error as? URLError else { return "network error" }
-    switch error.code {
-    case .timedOut: return "timed out after \(Self.seconds(timeout))"
-    case .cannotConnectToHost: return "connection refused"
-    case .cannotFindHost, .dnsLookupFailed: return "host not found"
-    case .networkConnectionLost: return "connection lost"
-    case .notConnectedToInternet: return "no network"
-    case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate,
-      .serverCertificateNotYetValid, .serverCertificateHasUnknownRoot:
-      return "TLS failed"
-    default: return "network error \(error.code.rawValue)"
-    }
-  }
-
-  private static func seconds(_ value: TimeInterval) -> String {
+  static func seconds(_ value: TimeInterval) -> String {
     value == value.rounded() ? "\(Int(value)) s" : String(format: "%.1f s", value)
   }
-}
-
-/// A lock-protected slot for a URLSession callback's result.
-private final class PingResponseSlot: @unchecked Sendable {
-  private let lock = NSLock()
-  private var response: HTTPURLResponse?
-  private var error: (any Error)?
-
-  func set(response: HTTPURLResponse?, error: (any Error)?) {
-    lock.withLock {
-      self.response = response
-      self.error = error
-    }
-  }
-
-  func get() -> (HTTPURLResponse?, (any Error)?) { lock.withLock { (response, error) } }
 }

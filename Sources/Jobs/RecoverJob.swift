@@ -284,23 +284,26 @@ public enum RecoverJob {
       let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
       let identities =
         FileSystem.exists(deployment.ageIdentityPath) ? (try? KeyStore.loadIdentities(deployment)) ?? [] : []
-      // a. Per-user archives, then full snapshots, newest first.
-      for record in try repository.list(kind: .user, userID: userID) + repository.list(kind: .full, userID: userID) {
-        let staging = try StagingArea(parent: deployment.backupsDirectory)
-        defer { staging.remove() }
-        do {
-          let manifest = try ArchiveReader.read(
-            path: repository.path(of: record), identities: identities, extractTo: staging.path)
-          guard let entry = manifest.entries.first(where: { $0.role == .session && $0.userID == userID }) else {
-            continue
+      // a. Per-user archives, then full snapshots, newest first (full records are read only when
+      // no per-user archive holds a valid session: at fleet scale each lists every user).
+      for kind in [Manifest.Kind.user, .full] {
+        for record in try repository.list(kind: kind, userID: userID) {
+          let staging = try StagingArea(parent: deployment.backupsDirectory)
+          defer { staging.remove() }
+          do {
+            let manifest = try ArchiveReader.read(
+              path: repository.path(of: record), identities: identities, extractTo: staging.path)
+            guard let entry = manifest.entries.first(where: { $0.role == .session && $0.userID == userID }) else {
+              continue
+            }
+            let staged = staging.path + "/" + entry.path
+            if var decoded = try fromFile(try SessionFileInspector.inspect(path: staged)) {
+              decoded.fileBytes = try FileSystem.read(staged)
+              return (decoded, "archive \(record.id)")
+            }
+          } catch let error as StoreError {
+            notes.append("archive \(record.id): \(Self.reason(error))")
           }
-          let staged = staging.path + "/" + entry.path
-          if var decoded = try fromFile(try SessionFileInspector.inspect(path: staged)) {
-            decoded.fileBytes = try FileSystem.read(staged)
-            return (decoded, "archive \(record.id)")
-          }
-        } catch let error as StoreError {
-          notes.append("archive \(record.id): \(Self.reason(error))")
         }
       }
       // b. session_backups rows.

@@ -121,51 +121,15 @@ public enum RestoreJob {
       let staging = try StagingArea(parent: stagingParent)
       defer { staging.remove() }
       let manifest = try ArchiveReader.read(path: archivePath, identities: identities, extractTo: staging.path)
-      for entry in manifest.entries where entry.isSQLite {
-        var problems: [String]
-        do {
-          problems = try SQLiteConnection(path: staging.path + "/" + entry.path, mode: .readOnly).integrityCheck()
-        } catch let error as StoreError {
-          // SQLite may give up on a damaged file instead of listing problems; the error names the
-          // staging copy, so report it against the archive.
-          if case .database(_, let reason, _) = error {
-            problems = [reason]
-          } else {
-            problems = [error.localizedDescription]
-          }
-        }
-        guard problems.isEmpty else {
-          // integrity_check reports one problem per line, sometimes all in one row: keep the first two lines.
-          let lines = problems.flatMap { $0.split(whereSeparator: \.isNewline) }.prefix(2)
-          throw StoreError.invalid(
-            path: archivePath, reason: "\(entry.path) fails integrity_check (\(lines.joined(separator: "; ")))",
-            hint: "use another backup")
-        }
+      // Every SQLite entry must pass integrity_check, and every session entry must hold the
+      // session its manifest describes, before any of them replaces a live file. Entries are
+      // checked on a few threads; the first failure in manifest order is reported.
+      let checked = manifest.entries.filter { $0.isSQLite || $0.role == .session }
+      let failures = try Parallel.map(count: checked.count, workers: Parallel.defaultWorkers) { index in
+        verifyStaged(checked[index], in: staging.path, archivePath: archivePath)
       }
-      // A sound SQLite file is not yet a session: every session entry must hold the session its
-      // manifest describes before any of them replaces a live file.
-      for entry in manifest.entries where entry.role == .session {
-        let info: SessionFileInfo
-        do {
-          info = try SessionFileInspector.inspect(path: staging.path + "/" + entry.path)
-        } catch let error as StoreError {
-          let reason: String
-          if case .session(_, let problem) = error {
-            reason = problem.description
-          } else {
-            reason = error.errorDescription ?? "unreadable"
-          }
-          throw StoreError.invalid(
-            path: archivePath, reason: "\(entry.path) is not a valid session (\(reason))",
-            hint: "use another backup")
-        }
-        if let fingerprint = entry.authKeyFingerprint, fingerprint != info.identity.authKey.fingerprint {
-          throw StoreError.invalid(
-            path: archivePath, reason: "\(entry.path) does not hold the auth key its manifest names",
-            hint: "use another backup")
-        }
-      }
-      let plan = try Plan(
+      if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
+      var plan = try Plan(
         deployment: deployment, options: options, manifest: manifest, staging: staging.path, archivePath: archivePath)
       // A full snapshot may hold the database but neither a file nor a row of this user.
       if let userID = options.userID, plan.files.isEmpty, plan.userRow == nil {
@@ -217,6 +181,58 @@ public enum RestoreJob {
     } catch let error as StoreError {
       throw JobError.store(context: "restore", underlying: error)
     }
+  }
+
+  /// Checks one extracted entry: integrity_check for an SQLite file, and for a session file that
+  /// it is a valid session holding the auth key its manifest names. Safe to call from several
+  /// threads (each call opens its own connections).
+  /// - Returns: the error naming the archive, or nil when the entry is sound.
+  static func verifyStaged(_ entry: Manifest.Entry, in staging: String, archivePath: String) -> StoreError? {
+    let path = staging + "/" + entry.path
+    if entry.isSQLite {
+      var problems: [String]
+      do {
+        problems = try SQLiteConnection(path: path, mode: .readOnly).integrityCheck()
+      } catch let error as StoreError {
+        // SQLite may give up on a damaged file instead of listing problems; the error names the
+        // staging copy, so report it against the archive.
+        if case .database(_, let reason, _) = error {
+          problems = [reason]
+        } else {
+          problems = [error.localizedDescription]
+        }
+      } catch {
+        problems = ["\(error)"]
+      }
+      if !problems.isEmpty {
+        // integrity_check reports one problem per line, sometimes all in one row: keep the first two lines.
+        let lines = problems.flatMap { $0.split(whereSeparator: \.isNewline) }.prefix(2)
+        return StoreError.invalid(
+          path: archivePath, reason: "\(entry.path) fails integrity_check (\(lines.joined(separator: "; ")))",
+          hint: "use another backup")
+      }
+    }
+    guard entry.role == .session else { return nil }
+    let info: SessionFileInfo
+    do {
+      // integrity_check above has read every page; the inspection reads the schema and identity.
+      info = try SessionFileInspector.inspect(path: path, verifiesPages: !entry.isSQLite)
+    } catch {
+      let reason: String
+      if case StoreError.session(_, let problem) = error {
+        reason = problem.description
+      } else {
+        reason = (error as? StoreError)?.errorDescription ?? "unreadable"
+      }
+      return StoreError.invalid(
+        path: archivePath, reason: "\(entry.path) is not a valid session (\(reason))", hint: "use another backup")
+    }
+    if let fingerprint = entry.authKeyFingerprint, fingerprint != info.identity.authKey.fingerprint {
+      return StoreError.invalid(
+        path: archivePath, reason: "\(entry.path) does not hold the auth key its manifest names",
+        hint: "use another backup")
+    }
+    return nil
   }
 
   /// Picks the archive: an id, or the newest (at or before `at`); for one user, their newest
@@ -274,6 +290,8 @@ public enum RestoreJob {
       var change: FileChange
       var source: String
       var isDatabase: Bool
+      /// Restored through the online backup API rather than renamed from staging.
+      var isWrittenInPlace = false
     }
 
     let deployment: Deployment
@@ -371,8 +389,12 @@ public enum RestoreJob {
 
     /// Carries the plan out: the database through the online backup API, session files by
     /// temporary + fsync + rename (skipping identical ones), the user row in one transaction.
-    func apply(logger: Logger) throws {
-      for file in files where file.change.action != .identical {
+    /// Files are fsynced together (on a few threads, so the filesystem can commit them in one
+    /// journal transaction), then renamed one by one, then each directory is fsynced once: after
+    /// a crash every file is wholly old or wholly new, as with one fsync-rename-fsync per file.
+    mutating func apply(logger: Logger) throws {
+      var moves: [FilePlan] = []
+      for (index, file) in files.enumerated() where file.change.action != .identical {
         let path = file.change.path
         try FileSystem.makeDirectory((path as NSString).deletingLastPathComponent)
         if file.isDatabase, FileSystem.exists(path), mode != "target" {
@@ -380,6 +402,7 @@ public enum RestoreJob {
             let live = try BotDatabase(path: path, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
             defer { live.close() }
             try live.replaceContents(withSnapshotAt: file.source)
+            files[index].isWrittenInPlace = true
             continue
           } catch let error as StoreError {
             // A live file too damaged to open is replaced whole instead (the undo copy has it).
@@ -388,11 +411,23 @@ public enum RestoreJob {
               metadata: ["error": "\(error.errorDescription ?? "")"])
           }
         }
+        moves.append(file)
+      }
+      _ = try Parallel.map(count: moves.count, workers: 8) { index in try FileSystem.fsyncFile(moves[index].source) }
+      var directories: [String] = []
+      for file in moves {
+        let path = file.change.path
         // Stale sidecars would be applied to the new file and corrupt it.
         LiveOwnerGuard.removeSidecars(of: path)
-        try FileSystem.moveDurably(from: file.source, to: path)
+        if rename(file.source, path) != 0 {
+          guard errno == EXDEV else { throw StoreError.io(path: path, operation: "rename into place", errno: errno) }
+          try FileSystem.moveDurably(from: file.source, to: path)
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directories.contains(directory) { directories.append(directory) }
         try CrashPoint.hit("restore.after-file")
       }
+      for directory in directories { try FileSystem.fsyncDirectory(directory) }
       if let userID, let userRow {
         let live = try BotDatabase(
           path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
@@ -401,29 +436,35 @@ public enum RestoreJob {
       }
     }
 
-    /// Validates what was restored: every session file, and the database's integrity.
+    /// Validates what was restored: every session file, and the database's integrity. A file
+    /// renamed from staging holds the bytes that passed integrity_check there, so it gets the
+    /// cheap checks (quick_check; its session identity); a database written in place through
+    /// the online backup API gets integrity_check.
     func check() -> [String] {
-      var problems: [String] = []
-      for file in files {
+      let files = files
+      let problems =
+        (try? Parallel.map(count: files.count, workers: Parallel.defaultWorkers) { index in
+          Self.problems(of: files[index])
+        }) ?? []
+      return problems.flatMap { $0 }
+    }
+
+    private static func problems(of file: FilePlan) -> [String] {
+      let path = file.change.path
+      do {
         if file.isDatabase {
-          do {
-            let database = try BotDatabase(path: file.change.path, mode: .readOnly)
-            defer { database.close() }
-            problems += try database.integrityProblems(deep: true).map { "\(file.change.path): \($0)" }
-          } catch let error as StoreError {
-            problems.append(error.errorDescription ?? "\(error)")
-          } catch {
-            problems.append("\(file.change.path): \(error)")
-          }
-        } else if file.change.path.hasSuffix(".session") {
-          do { _ = try SessionFileInspector.inspect(path: file.change.path) } catch let error as StoreError {
-            problems.append(error.errorDescription ?? "\(error)")
-          } catch {
-            problems.append("\(file.change.path): \(error)")
-          }
+          let database = try BotDatabase(path: path, mode: .readOnly)
+          defer { database.close() }
+          return try database.integrityProblems(deep: file.isWrittenInPlace).map { "\(path): \($0)" }
+        } else if path.hasSuffix(".session") {
+          _ = try SessionFileInspector.inspect(path: path, verifiesPages: file.change.action == .identical)
         }
+        return []
+      } catch let error as StoreError {
+        return [error.errorDescription ?? "\(error)"]
+      } catch {
+        return ["\(path): \(error)"]
       }
-      return problems
     }
   }
 }

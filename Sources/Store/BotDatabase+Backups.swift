@@ -7,37 +7,72 @@ extension BotDatabase {
   /// - Throws: `StoreError.database`.
   public func userRowsJSON(userID: Int64) throws -> Data? {
     try read("read rows of user \(userID)") { db in
-      var document: [String: Any] = ["user_id": userID]
-      var hasAny = false
+      var userRow: String?
+      var backupRows: [String] = []
       if try db.tableExists("user_sessions"),
         let row = try Row.fetchOne(db, sql: "SELECT * FROM user_sessions WHERE user_id = ?", arguments: [userID])
       {
-        document["user_sessions"] = Self.json(row)
-        hasAny = true
+        userRow = Self.json(row, indent: "  ")
       }
       if try db.tableExists("session_backups") {
         let rows = try Row.fetchAll(
           db, sql: "SELECT * FROM session_backups WHERE user_id = ? ORDER BY id", arguments: [userID])
-        document["session_backups"] = rows.map(Self.json)
-        hasAny = hasAny || !rows.isEmpty
+        backupRows = rows.map { Self.json($0, indent: "    ") }
       }
-      guard hasAny else { return nil }
-      return try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .prettyPrinted])
+      guard userRow != nil || !backupRows.isEmpty else { return nil }
+      // Keys in sorted order, as JSONSerialization's .sortedKeys + .prettyPrinted wrote them; written
+      // directly because JSONSerialization spent most of a per-user backup's time sorting keys.
+      var text = "{\n"
+      if !backupRows.isEmpty {
+        text += "  \"session_backups\" : [\n    " + backupRows.joined(separator: ",\n    ") + "\n  ],\n"
+      }
+      text += "  \"user_id\" : \(userID)"
+      if let userRow { text += ",\n  \"user_sessions\" : " + userRow }
+      text += "\n}"
+      return Data(text.utf8)
     }
   }
 
-  static func json(_ row: Row) -> [String: Any] {
-    var object: [String: Any] = [:]
+  /// One row as a pretty-printed JSON object with sorted keys, nested at `indent`; a BLOB
+  /// becomes `{"base64": "..."}`.
+  static func json(_ row: Row, indent: String) -> String {
+    var members: [(String, String)] = []
     for (column, value) in row {
+      let text: String
       switch value.storage {
-      case .null: object[column] = NSNull()
-      case .int64(let number): object[column] = number
-      case .double(let number): object[column] = number
-      case .string(let text): object[column] = text
-      case .blob(let data): object[column] = ["base64": data.base64EncodedString()]
+      case .null: text = "null"
+      case .int64(let number): text = String(number)
+      case .double(let number): text = number.isFinite ? "\(number)" : "null"
+      case .string(let string): text = jsonString(string)
+      case .blob(let data): text = "{\n\(indent)    \"base64\" : \"\(data.base64EncodedString())\"\n\(indent)  }"
+      }
+      members.append((column, text))
+    }
+    members.sort { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }
+    if members.isEmpty { return "{\n\n\(indent)}" }
+    return "{\n" + members.map { "\(indent)  \(jsonString($0.0)) : \($0.1)" }.joined(separator: ",\n") + "\n\(indent)}"
+  }
+
+  /// `text` as a JSON string literal.
+  static func jsonString(_ text: String) -> String {
+    var out = "\""
+    for scalar in text.unicodeScalars {
+      switch scalar {
+      case "\"": out += "\\\""
+      case "\\": out += "\\\\"
+      case "\n": out += "\\n"
+      case "\r": out += "\\r"
+      case "\t": out += "\\t"
+      case "\u{08}": out += "\\b"
+      case "\u{0C}": out += "\\f"
+      case _ where scalar.value < 0x20:
+        out +=
+          "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+          + String(scalar.value, radix: 16)
+      default: out.unicodeScalars.append(scalar)
       }
     }
-    return object
+    return out + "\""
   }
 
   /// Records a per-user backup in `session_backups`, as the seed's bot does: the user's current

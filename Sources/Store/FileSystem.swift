@@ -166,6 +166,15 @@ public enum FileSystem {
     try fsyncDirectory(directory.isEmpty ? "." : directory)
   }
 
+  /// fsyncs the file at `path`.
+  /// - Throws: `StoreError.io`.
+  public static func fsyncFile(_ path: String) throws {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw StoreError.io(path: path, operation: "open", errno: errno) }
+    defer { close(fd) }
+    if fsync(fd) != 0 { throw StoreError.io(path: path, operation: "fsync", errno: errno) }
+  }
+
   /// fsyncs a directory.
   /// - Throws: `StoreError.io`.
   public static func fsyncDirectory(_ directory: String) throws {

@@ -27,8 +27,43 @@ public final class StagingArea: @unchecked Sendable {
     return full
   }
 
+  /// The pack file small snapshots are appended to, and its write offset.
+  private var packFD: Int32 = -1
+  private var packSize: Int64 = 0
+  private let packLock = NSLock()
+  public var packPath: String { path + "/snapshots.pack" }
+
+  /// Appends `bytes` to the area's pack file (one file for many small snapshots, so there is no
+  /// inode per snapshot) and returns where they are, as an archive source. Not fsynced: staging
+  /// feeds an archive that is written durably. Safe to call from several threads.
+  /// - Throws: `StoreError.io` naming the pack file (a full disk, for instance).
+  public func pack(_ bytes: UnsafeRawBufferPointer) throws -> ArchiveSource {
+    packLock.lock()
+    defer { packLock.unlock() }
+    if packFD < 0 {
+      packFD = open(packPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
+      guard packFD >= 0 else { throw StoreError.io(path: packPath, operation: "create", errno: errno) }
+    }
+    let offset = packSize
+    var done = 0
+    while done < bytes.count {
+      let count = pwrite(packFD, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+      if count < 0 {
+        if errno == EINTR { continue }
+        throw StoreError.io(path: packPath, operation: "write", errno: errno)
+      }
+      done += count
+    }
+    packSize += Int64(bytes.count)
+    return .region(path: packPath, offset: offset, length: Int64(bytes.count))
+  }
+
   /// Removes the directory and everything in it.
   public func remove() {
+    if packFD >= 0 {
+      close(packFD)
+      packFD = -1
+    }
     try? FileManager.default.removeItem(atPath: path)
   }
 

@@ -14,6 +14,7 @@ import Store
 @main
 enum TgsessBot {
   static func main() async {
+    SQLiteProcessSetup.configure()
     let arguments: BotArguments
     do {
       arguments = try BotArguments.parse(Array(CommandLine.arguments.dropFirst()))

@@ -117,8 +117,8 @@ enum Format {
   }
 
   static func time(_ date: Date) -> String {
-    let formatter = ISO8601DateFormatter()
-    formatter.formatOptions = [.withInternetDateTime]
-    return formatter.string(from: date)
+    // The format style, not ISO8601DateFormatter: building that formatter (ICU) for every row
+    // made `list` of 10,000 archives take a second.
+    date.formatted(.iso8601)
   }
 }

@@ -26,6 +26,7 @@ struct Tgsess: ParsableCommand {
 
   /// Parses, runs, and maps every error to one exit code, in one place.
   static func main() {
+    SQLiteProcessSetup.configure()
     do {
       var command = try parseAsRoot()
       try command.run()

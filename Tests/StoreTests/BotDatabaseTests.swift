@@ -101,3 +101,39 @@ import Testing
     #expect(check.stdout == "ok\n2\n")
   }
 }
+
+/// `userRowsJSON` writes its JSON by hand (JSONSerialization was most of a per-user backup's
+/// time); whatever a row holds, the text must parse back to exactly the rows.
+@Suite struct UserRowsJSONTests {
+  @Test func everyKindOfValueRoundTripsThroughJSONSerialization() throws {
+    let fixture = try TestDeployment()
+    try fixture.makeLegacyDatabase(users: BotDatabaseTests.users)
+    let database = try BotDatabase(path: fixture.databasePath, mode: .readWrite)
+    defer { database.close() }
+    try database.migrate()
+    let awkward = "quote \" backslash \\ slash / newline \n tab \t bell \u{07} nul-free é 🗝"
+    try fixture.query(
+      """
+      UPDATE user_sessions SET api_hash = '\(awkward.replacingOccurrences(of: "'", with: "''"))' WHERE user_id = 111;
+      INSERT INTO session_backups (user_id, session_string, backup_reason, created_at)
+        VALUES (111, x'00ff10', 'Manual', '2026-11-25 08:00:00');
+      INSERT INTO session_backups (user_id, session_string, backup_reason, created_at)
+        VALUES (111, 'plain', 'Before "login"', '2026-11-25 09:00:00');
+      """)
+    let data = try #require(try database.userRowsJSON(userID: 111))
+    let document = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    #expect(document["user_id"] as? Int == 111)
+    let row = try #require(document["user_sessions"] as? [String: Any])
+    #expect(row["api_hash"] as? String == awkward)
+    #expect(row["user_id"] as? Int == 111)
+    let all = try #require(document["session_backups"] as? [[String: Any]])
+    #expect(all.count == Int(try fixture.query("SELECT count(*) FROM session_backups WHERE user_id = 111")))
+    let backups = Array(all.suffix(2))
+    #expect(
+      (backups[0]["session_string"] as? [String: Any])?["base64"] as? String
+        == Data([0, 0xff, 0x10]).base64EncodedString())
+    #expect(backups[1]["backup_reason"] as? String == "Before \"login\"")
+    #expect(backups.allSatisfy { $0["user_id"] as? Int == 111 })
+    #expect(try database.userRowsJSON(userID: 999_999) == nil)
+  }
+}

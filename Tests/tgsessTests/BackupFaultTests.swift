@@ -165,9 +165,11 @@ import Testing
 
   // MARK: - kill -9
 
+  /// Every crash point on a backup's path. (Staging writes no atomic files: snapshots go to
+  /// memory and one pack file, so the `atomic.*` points are not on it.)
   static let crashPoints = [
-    "atomic.before-fsync", "atomic.after-rename", "archive.before-fsync", "archive.after-verify",
-    "archive.before-publish", "archive.after-publish", "backup.after-session-snapshot", "backup.between-users",
+    "archive.before-fsync", "archive.after-verify", "archive.before-publish", "archive.after-publish",
+    "backup.after-session-snapshot", "backup.between-users",
   ]
 
   @Test(arguments: crashPoints)

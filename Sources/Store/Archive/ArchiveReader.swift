@@ -22,9 +22,11 @@ public enum ArchiveReader {
   /// - Returns: the manifest.
   /// - Throws: `StoreError` naming the archive and what failed (wrong identity, truncated or
   ///   tampered data, a hostile entry).
+  /// - Parameter expected: the manifest a writer just wrote and its bytes: the archive's
+  ///   manifest must be those bytes exactly, and is not decoded again (a writer's read-back).
   public static func read(
     path: String, identities: [AgeIdentity], extractTo: String? = nil, limits: Limits = Limits(),
-    isEncrypted: Bool? = nil
+    isEncrypted: Bool? = nil, expected: (manifest: Manifest, bytes: Data)? = nil
   ) throws -> Manifest {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else {
@@ -51,7 +53,7 @@ public enum ArchiveReader {
     }
     do {
       return try verifyStream(
-        source: source, objectName: path, extractTo: extractTo, limits: limits)
+        source: source, objectName: path, extractTo: extractTo, limits: limits, expected: expected)
     } catch let error as AgeError {
       throw error.storeError
     }
@@ -66,9 +68,10 @@ public enum ArchiveReader {
     init(_ path: String) { bytes = Array(path.utf8) }
   }
 
-  static func verifyStream(source: ByteSource, objectName: String, extractTo: String?, limits: Limits) throws
-    -> Manifest
-  {
+  static func verifyStream(
+    source: ByteSource, objectName: String, extractTo: String?, limits: Limits,
+    expected written: (manifest: Manifest, bytes: Data)? = nil
+  ) throws -> Manifest {
     func refuse(_ reason: String) -> StoreError {
       .invalid(path: objectName, reason: reason, hint: "refusing this archive; use another backup")
     }
@@ -80,7 +83,13 @@ public enum ArchiveReader {
     guard first.size <= Manifest.maximumByteCount else { throw refuse("manifest.json is too large") }
     var manifestData = Data()
     _ = try reader.readEntry(limit: Manifest.maximumByteCount) { manifestData.append(contentsOf: $0) }
-    let manifest = try Manifest.decode(manifestData, objectName: objectName)
+    let manifest: Manifest
+    if let written {
+      guard manifestData == written.bytes else { throw refuse("manifest.json differs from the one written") }
+      manifest = written.manifest
+    } else {
+      manifest = try Manifest.decode(manifestData, objectName: objectName)
+    }
     guard manifest.entries.count <= limits.entryCount else { throw refuse("too many entries") }
     let declared = manifest.entries.reduce(Int64(0)) { $0 + $1.size }
     guard declared <= limits.totalByteCount else {

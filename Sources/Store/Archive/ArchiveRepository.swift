@@ -8,6 +8,14 @@ public enum ArchiveEncryption: Sendable {
   case none
 }
 
+/// Where the bytes of an archive entry come from.
+public enum ArchiveSource: Sendable, Equatable {
+  /// A whole file.
+  case file(String)
+  /// `length` bytes at `offset` of a file (a staging pack of small snapshots).
+  case region(path: String, offset: Int64, length: Int64)
+}
+
 /// The archives of one deployment: `backups/full/<id>.tar.zst.age` for full snapshots and
 /// `backups/users/user_<id>/<id>.tar.zst.age` for per-user backups, each with its record
 /// `<id>.json`. Writes are write-then-prove: a temporary name, fsync, read back and check,
@@ -38,13 +46,13 @@ public struct ArchiveRepository: Sendable {
   // MARK: - Writing
 
   /// Writes one archive: `manifest.json` first, then each manifest entry streamed from
-  /// `sources[entry.path]`, through zstd and (by default) age, to a temporary file; fsyncs it;
+  /// `sources[entry.path]` (a file or a region of one), through zstd and (by default) age, to a temporary file; fsyncs it;
   /// proves it (decrypting with `identities` when the host has them, else re-reading the
   /// ciphertext's SHA-256); writes the record; publishes it under its final name.
   /// - Returns: the record, as `list` will show it.
   /// - Throws: `StoreError`; nothing is left under a name `list` or `restore` would pick.
   public func write(
-    id: String, manifest: Manifest, sources: [String: String], encryption: ArchiveEncryption,
+    id: String, manifest: Manifest, sources: [String: ArchiveSource], encryption: ArchiveEncryption,
     identities: [AgeIdentity], zstdLevel: Int = 3, progress: ((Int64) -> Void)? = nil
   ) throws -> ArchiveRecord {
     let directory = self.directory(kind: manifest.kind, userID: manifest.userID)
@@ -59,7 +67,10 @@ public struct ArchiveRepository: Sendable {
     var isPublished = false
     defer { if !isPublished { unlink(tempPath) } }
 
-    // 1. Write.
+    // 1. Write. Entries are hashed as they are archived only when the archive cannot be read
+    // back (the identity is off this host): the read-back proof checks every entry anyway.
+    let readsBack = !isEncrypted || !identities.isEmpty
+    let manifestBytes = try manifest.encoded()
     let sink = HashingSink(output: FileDescriptorSink(fd: fd, path: tempPath))
     do {
       defer { close(fd) }
@@ -72,15 +83,32 @@ public struct ArchiveRepository: Sendable {
       let tar = try TarZstdWriter(level: zstdLevel, objectName: finalPath) { bytes in
         if let ageWriter { try ageWriter.write(bytes) } else { try sink.write(bytes) }
       }
-      try tar.addFile(path: "manifest.json", data: try manifest.encoded(), modified: manifest.createdAt)
+      try tar.addFile(path: "manifest.json", data: manifestBytes, modified: manifest.createdAt)
+      // Regions share their pack file: one descriptor per file, not per entry.
+      var openFiles: [String: Int32] = [:]
+      defer { for fd in openFiles.values { close(fd) } }
       for entry in manifest.entries {
-        guard let source = sources[entry.path] else {
+        let written: (size: Int64, sha256: String)
+        switch sources[entry.path] {
+        case .file(let source):
+          written = try tar.addFile(
+            path: entry.path, contentsOf: source, mode: mode_t(entry.mode), modified: manifest.createdAt,
+            hashes: !readsBack)
+        case .region(let source, let offset, let length):
+          var sourceFD = openFiles[source] ?? -1
+          if sourceFD < 0 {
+            sourceFD = open(source, O_RDONLY | O_CLOEXEC)
+            guard sourceFD >= 0 else { throw StoreError.io(path: source, operation: "open", errno: errno) }
+            openFiles[source] = sourceFD
+          }
+          written = try tar.addFile(
+            path: entry.path, fd: sourceFD, sourceName: source, offset: offset, length: length,
+            mode: mode_t(entry.mode), modified: manifest.createdAt, hashes: !readsBack)
+        case nil:
           throw StoreError.invalid(
             path: finalPath, reason: "no staged file for entry \(entry.path)", hint: "this is a tgsess bug; report it")
         }
-        let written = try tar.addFile(
-          path: entry.path, contentsOf: source, mode: mode_t(entry.mode), modified: manifest.createdAt)
-        guard written.sha256 == entry.sha256 else {
+        guard readsBack || written.sha256 == entry.sha256 else {
           throw StoreError.invalid(
             path: finalPath, reason: "staged file \(entry.path) changed while it was archived",
             hint: "run the backup again")
@@ -97,8 +125,9 @@ public struct ArchiveRepository: Sendable {
 
     // 2. Prove.
     var verification = ArchiveRecord.Verification.ciphertext
-    if !isEncrypted || !identities.isEmpty {
-      let readBack = try ArchiveReader.read(path: tempPath, identities: identities, isEncrypted: isEncrypted)
+    if readsBack {
+      let readBack = try ArchiveReader.read(
+        path: tempPath, identities: identities, isEncrypted: isEncrypted, expected: (manifest, manifestBytes))
       guard readBack == manifest else {
         throw StoreError.invalid(
           path: finalPath, reason: "the manifest read back differs from the one written", hint: "run the backup again")
@@ -178,33 +207,52 @@ public struct ArchiveRepository: Sendable {
         }
       }
     }
-    var records: [ArchiveRecord] = []
-    for directory in directories {
+    // Thousands of per-user directories: read and decoded on a few threads.
+    var records = try Parallel.map(count: directories.count, workers: Parallel.defaultWorkers) { index in
+      let directory = directories[index]
       let names = try Self.names(in: directory)
       let present = Set(names)
-      for name in names {
-        guard let (id, isEncrypted) = ArchiveName.parse(fileName: name) else { continue }
-        let recordName = id + ArchiveName.recordSuffix
-        var record: ArchiveRecord?
-        if present.contains(recordName), let data = try? FileSystem.read(directory + "/" + recordName) {
-          record = ArchiveRecord.decode(data)
-        }
-        if record == nil || record?.fileName != name {
-          guard let described = ArchiveName.describe(id: id) else { continue }
-          let size = (try? FileSystem.size(of: directory + "/" + name)) ?? 0
-          record = ArchiveRecord(
-            id: id, fileName: name, kind: described.kind, createdAt: described.createdAt, userID: described.userID,
-            reason: "", isEncrypted: isEncrypted, byteCount: size, contentByteCount: 0, entryCount: 0,
-            userIDs: described.userID.map { [$0] } ?? [], sha256: "", verification: .unknown, verifiedAt: nil,
-            toolVersion: "", host: "", sessionFingerprint: nil)
-        }
-        if let record { records.append(record) }
-      }
-    }
+      return names.compactMap { Self.record(archive: $0, in: directory, present: present) }
+    }.flatMap { $0 }
     if let userID {
       records = records.filter { $0.kind == .user ? $0.userID == userID : $0.userIDs.contains(userID) }
     }
     return records.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+  }
+
+  /// The newest per-user archive of `userID`, reading only its own record: ids begin with the
+  /// UTC time they were made, so the greatest id is the newest. (`list` orders by the recorded
+  /// time, which is the id's for every archive tgsess writes.)
+  /// - Throws: `StoreError.io` when the directory cannot be read.
+  public func newestUserArchive(userID: Int64) throws -> ArchiveRecord? {
+    let directory = userDirectory(userID)
+    let names = try Self.names(in: directory)
+    let present = Set(names)
+    let archives = names.compactMap { name in ArchiveName.parse(fileName: name).map { (id: $0.0, name: name) } }
+    for archive in archives.sorted(by: { $0.id > $1.id }) {
+      if let record = Self.record(archive: archive.name, in: directory, present: present) { return record }
+    }
+    return nil
+  }
+
+  /// The record of the archive file `name` in `directory` (whose entries are `present`): its
+  /// record file when that is readable and names it, else one rebuilt from the name
+  /// (verification `unknown`); nil when `name` is not an archive's.
+  static func record(archive name: String, in directory: String, present: Set<String>) -> ArchiveRecord? {
+    guard let (id, isEncrypted) = ArchiveName.parse(fileName: name) else { return nil }
+    let recordName = id + ArchiveName.recordSuffix
+    if present.contains(recordName), let data = try? FileSystem.read(directory + "/" + recordName),
+      let record = ArchiveRecord.decode(data), record.fileName == name
+    {
+      return record
+    }
+    guard let described = ArchiveName.describe(id: id) else { return nil }
+    let size = (try? FileSystem.size(of: directory + "/" + name)) ?? 0
+    return ArchiveRecord(
+      id: id, fileName: name, kind: described.kind, createdAt: described.createdAt, userID: described.userID,
+      reason: "", isEncrypted: isEncrypted, byteCount: size, contentByteCount: 0, entryCount: 0,
+      userIDs: described.userID.map { [$0] } ?? [], sha256: "", verification: .unknown, verifiedAt: nil,
+      toolVersion: "", host: "", sessionFingerprint: nil)
   }
 
   /// Finds an archive by id (or unique id prefix).
@@ -224,13 +272,19 @@ public struct ArchiveRepository: Sendable {
   /// between steps: a hidden record whose archive was published before the crash is rolled
   /// forward (renamed into place); every other temporary of a dead process is removed; a record
   /// without an archive (a pruned archive, or an older tgsess that wrote records first) is removed.
+  /// - Parameter userID: only the full snapshots' directory and this user's (a per-user job
+  ///   need not read every user's directory); nil for all of them.
   /// - Returns: the paths removed or rolled forward.
   /// - Throws: `StoreError.io` when a directory cannot be read.
   @discardableResult
-  public func removeLeftovers() throws -> [String] {
+  public func removeLeftovers(userID: Int64? = nil) throws -> [String] {
     var directories = [fullDirectory]
-    for name in try Self.names(in: usersDirectory) where name.hasPrefix("user_") {
-      directories.append(usersDirectory + "/" + name)
+    if let userID {
+      directories.append(userDirectory(userID))
+    } else {
+      for name in try Self.names(in: usersDirectory) where name.hasPrefix("user_") {
+        directories.append(usersDirectory + "/" + name)
+      }
     }
     var removed: [String] = []
     for directory in directories {

@@ -105,35 +105,53 @@ public final class TarZstdWriter {
     }
   }
 
-  /// Adds the file at `sourcePath`, streamed, and returns its size and SHA-256.
+  /// Adds the file at `sourcePath`, streamed, and returns its size and SHA-256 (empty when
+  /// `hashes` is false).
   /// - Throws: `StoreError` naming the source or the archive.
   @discardableResult
-  public func addFile(path: String, contentsOf sourcePath: String, mode: mode_t = 0o600, modified: Date = Date())
-    throws -> (size: Int64, sha256: String)
-  {
+  public func addFile(
+    path: String, contentsOf sourcePath: String, mode: mode_t = 0o600, modified: Date = Date(), hashes: Bool = true
+  ) throws -> (size: Int64, sha256: String) {
     let fd = open(sourcePath, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw StoreError.io(path: sourcePath, operation: "open", errno: errno) }
     defer { close(fd) }
     var info = stat()
     guard fstat(fd, &info) == 0 else { throw StoreError.io(path: sourcePath, operation: "stat", errno: errno) }
+    return try addFile(
+      path: path, fd: fd, sourceName: sourcePath, offset: 0, length: Int64(info.st_size), mode: mode,
+      modified: modified, hashes: hashes)
+  }
+
+  /// Adds `length` bytes at `offset` of the open file `fd` (named `sourceName` in errors),
+  /// streamed, and returns their size and SHA-256 (empty when `hashes` is false).
+  /// - Throws: `StoreError` naming the source or the archive.
+  @discardableResult
+  public func addFile(
+    path: String, fd: Int32, sourceName: String, offset: Int64, length: Int64, mode: mode_t = 0o600,
+    modified: Date = Date(), hashes: Bool = true
+  ) throws -> (size: Int64, sha256: String) {
     var hasher = SHA256Hasher()
-    try addFile(path: path, size: Int64(info.st_size), mode: mode, modified: modified) { write in
-      var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-      while true {
-        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    try addFile(path: path, size: length, mode: mode, modified: modified) { write in
+      var buffer = [UInt8](repeating: 0, count: Int(min(length, 256 * 1024)))
+      var position = offset
+      let end = offset + length
+      while position < end {
+        let want = Int(min(Int64(buffer.count), end - position))
+        let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(position)) }
         if count < 0 {
           if errno == EINTR { continue }
-          throw StoreError.io(path: sourcePath, operation: "read", errno: errno)
+          throw StoreError.io(path: sourceName, operation: "read", errno: errno)
         }
         if count == 0 { break }
+        position += Int64(count)
         try buffer.withUnsafeBytes { raw in
           let chunk = UnsafeRawBufferPointer(rebasing: raw[0..<count])
-          hasher.update(chunk)
+          if hashes { hasher.update(chunk) }
           try write(chunk)
         }
       }
     }
-    return (Int64(info.st_size), Hex.encode(hasher.finalize()))
+    return (length, hashes ? Hex.encode(hasher.finalize()) : "")
   }
 
   /// Ends the tar stream and flushes the compressor.

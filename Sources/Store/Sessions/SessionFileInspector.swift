@@ -67,6 +67,28 @@ public enum SessionFileInspector {
     }
   }
 
+  /// Inspects an in-memory snapshot of the session file `object` (from
+  /// `SQLiteSnapshot.takeInMemory`): the same page check and schema reading as
+  /// `inspect(path:)`, with problems reported against `object`. The structural file checks do
+  /// not apply: SQLite built the image itself.
+  /// - Throws: `StoreError.session(object:reason:)`.
+  public static func inspect(snapshot: SQLiteImage, object: String, verifiesPages: Bool = true) throws
+    -> SessionFileInfo
+  {
+    func fail(_ reason: SessionProblem) -> StoreError { .session(object: object, reason: reason) }
+    do {
+      if verifiesPages, !(try snapshot.connection.textRowsChecked("PRAGMA quick_check") == ["ok"]) {
+        throw fail(.truncated)
+      }
+      var info = try read(snapshot.connection, fail: fail)
+      info.path = object
+      info.journalMode = snapshot.isWALMode ? "wal" : "rollback"
+      return info
+    } catch let failure as SQLiteFailure {
+      throw fail(problem(for: failure, journalPath: object + "-journal", isWALMode: snapshot.isWALMode))
+    }
+  }
+
   // MARK: - Structure
 
   struct Header {
