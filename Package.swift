@@ -30,13 +30,13 @@ let package = Package(
       pkgConfig: "libarchive",
       providers: [.apt(["libarchive-dev"])]
     ),
-    .systemLibrary(name: "CSQLiteConfig"),
+    .systemLibrary(name: "CShims"),
     .target(
       name: "Store",
       dependencies: [
         "COpenSSL",
         "CArchive",
-        "CSQLiteConfig",
+        "CShims",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "GRDBSQLite", package: "GRDB.swift"),
         .product(name: "Logging", package: "swift-log"),

@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 install_system_packages
-swift build -c release --product tgsess
-swift build -c release --product tgsess-fleet
-bin=$(swift build -c release --show-bin-path)
+swift build "${TGSESS_RELEASE_FLAGS[@]}" --product tgsess
+swift build "${TGSESS_RELEASE_FLAGS[@]}" --product tgsess-fleet
+bin=$(swift build "${TGSESS_RELEASE_FLAGS[@]}" --show-bin-path)
 demo=${DEMO_DIR:-$PWD/demo}
 users=${DEMO_USERS:-25}
 if [ ! -e "$demo/data/telegram_bot.db" ]; then

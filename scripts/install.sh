@@ -148,14 +148,14 @@ fi
 # 1. Binaries.
 if [ "$build" -eq 1 ]; then
   . scripts/lib.sh
-  echo "== swift build -c release"
-  swift build -c release
-  bin_dir=$(swift build -c release --show-bin-path)
+  echo "== swift build ${TGSESS_RELEASE_FLAGS[*]}"
+  swift build "${TGSESS_RELEASE_FLAGS[@]}"
+  bin_dir=$(swift build "${TGSESS_RELEASE_FLAGS[@]}" --show-bin-path)
 elif [ -z "$bin_dir" ]; then
   bin_dir=$repo/.build/release
 fi
 [ -x "$bin_dir/tgsess" ] || {
-  echo "install.sh: $bin_dir/tgsess is not built; run swift build -c release, or drop --no-build" >&2
+  echo "install.sh: $bin_dir/tgsess is not built; run swift build -c release --static-swift-stdlib, or drop --no-build" >&2
   exit 1
 }
 

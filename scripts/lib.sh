@@ -21,3 +21,7 @@ install_system_packages() {
   fi
   command -v swift >/dev/null 2>&1 || { echo "swift not found: install Swift 6.x (expected at /opt/swift)" >&2; return 1; }
 }
+
+# How release binaries are built (demo, bench, install): the Swift runtime and Foundation linked
+# in, so a binary needs no Swift toolchain beside it and starts in ~9 ms instead of ~19 ms.
+TGSESS_RELEASE_FLAGS=(-c release --static-swift-stdlib)

@@ -418,6 +418,7 @@ public enum BackupJob {
           return .failure(error)
         }
       }
+      FileSystem.releaseFreeMemory()
       var entries: [Manifest.Entry] = []
       var sources: [String: ArchiveSource] = [:]
       var staged: [Int64: StagedSession] = [:]

@@ -189,7 +189,14 @@ public enum RestoreJob {
   /// - Returns: the error naming the archive, or nil when the entry is sound.
   static func verifyStaged(_ entry: Manifest.Entry, in staging: String, archivePath: String) -> StoreError? {
     let path = staging + "/" + entry.path
-    if entry.isSQLite {
+    func damaged(_ problems: [String]) -> StoreError {
+      // integrity_check reports one problem per line, sometimes all in one row: keep the first two lines.
+      let lines = problems.flatMap { $0.split(whereSeparator: \.isNewline) }.prefix(2)
+      return StoreError.invalid(
+        path: archivePath, reason: "\(entry.path) fails integrity_check (\(lines.joined(separator: "; ")))",
+        hint: "use another backup")
+    }
+    if entry.isSQLite, entry.role != .session {
       var problems: [String]
       do {
         problems = try SQLiteConnection(path: path, mode: .readOnly).integrityCheck()
@@ -204,19 +211,18 @@ public enum RestoreJob {
       } catch {
         problems = ["\(error)"]
       }
-      if !problems.isEmpty {
-        // integrity_check reports one problem per line, sometimes all in one row: keep the first two lines.
-        let lines = problems.flatMap { $0.split(whereSeparator: \.isNewline) }.prefix(2)
-        return StoreError.invalid(
-          path: archivePath, reason: "\(entry.path) fails integrity_check (\(lines.joined(separator: "; ")))",
-          hint: "use another backup")
-      }
+      return problems.isEmpty ? nil : damaged(problems)
     }
     guard entry.role == .session else { return nil }
+    // A session file: integrity_check and the inspection in one connection.
     let info: SessionFileInfo
     do {
-      // integrity_check above has read every page; the inspection reads the schema and identity.
-      info = try SessionFileInspector.inspect(path: path, verifiesPages: !entry.isSQLite)
+      var problems: [String] = []
+      guard
+        let inspected = try SessionFileInspector.inspect(
+          path: path, pageCheck: entry.isSQLite ? .integrity : .quick, problems: &problems)
+      else { return damaged(problems) }
+      info = inspected
     } catch {
       let reason: String
       if case StoreError.session(_, let problem) = error {
@@ -436,10 +442,10 @@ public enum RestoreJob {
       }
     }
 
-    /// Validates what was restored: every session file, and the database's integrity. A file
-    /// renamed from staging holds the bytes that passed integrity_check there, so it gets the
-    /// cheap checks (quick_check; its session identity); a database written in place through
-    /// the online backup API gets integrity_check.
+    /// Validates what was restored: every session file, and the database's integrity. A session
+    /// file renamed from staging is the very file (the same inode) that passed integrity_check
+    /// and inspection there under the lock, so only its presence is checked; a database renamed
+    /// gets quick_check, one written in place through the online backup API integrity_check.
     func check() -> [String] {
       let files = files
       let problems =
@@ -457,7 +463,11 @@ public enum RestoreJob {
           defer { database.close() }
           return try database.integrityProblems(deep: file.isWrittenInPlace).map { "\(path): \($0)" }
         } else if path.hasSuffix(".session") {
-          _ = try SessionFileInspector.inspect(path: path, verifiesPages: file.change.action == .identical)
+          if file.change.action == .identical {
+            _ = try SessionFileInspector.inspect(path: path)
+          } else if !FileSystem.exists(path) {
+            return ["\(path): missing after the restore"]
+          }
         }
         return []
       } catch let error as StoreError {

@@ -55,6 +55,10 @@ extension BotDatabase {
 
   /// `text` as a JSON string literal.
   static func jsonString(_ text: String) -> String {
+    // Session strings, tokens and dates need no escaping: the common case is one copy.
+    if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+      return "\"" + text + "\""
+    }
     var out = "\""
     for scalar in text.unicodeScalars {
       switch scalar {

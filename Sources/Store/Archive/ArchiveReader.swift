@@ -81,14 +81,36 @@ public enum ArchiveReader {
       throw refuse("first entry is '\(first.path)', not manifest.json")
     }
     guard first.size <= Manifest.maximumByteCount else { throw refuse("manifest.json is too large") }
-    var manifestData = Data()
-    _ = try reader.readEntry(limit: Manifest.maximumByteCount) { manifestData.append(contentsOf: $0) }
     let manifest: Manifest
     if let written {
-      guard manifestData == written.bytes else { throw refuse("manifest.json differs from the one written") }
+      // Compared as it streams: a 10,000-entry manifest is not held twice.
+      var offset = 0
+      var isSame = first.size == Int64(written.bytes.count)
+      _ = try reader.readEntry(limit: Manifest.maximumByteCount) { chunk in
+        guard isSame, offset + chunk.count <= written.bytes.count else {
+          isSame = false
+          return
+        }
+        isSame = written.bytes.withUnsafeBytes { bytes in
+          chunk.isEmpty || memcmp(bytes.baseAddress! + offset, chunk.baseAddress!, chunk.count) == 0
+        }
+        offset += chunk.count
+      }
+      guard isSame, offset == written.bytes.count else { throw refuse("manifest.json differs from the one written") }
       manifest = written.manifest
     } else {
+      var manifestData = Data()
+      manifestData.reserveCapacity(Int(first.size))
+      _ = try reader.readEntry(limit: Manifest.maximumByteCount) { manifestData.append(contentsOf: $0) }
       manifest = try Manifest.decode(manifestData, objectName: objectName)
+    }
+    if written != nil {
+      // A writer's read-back: the entries must be exactly the ones written, in the order
+      // written, so they are checked one by one against the list (no index of 10,000 paths).
+      try verifyInOrder(reader: reader, entries: manifest.entries, refuse: refuse)
+      var sink = [UInt8](repeating: 0, count: 64 * 1024)
+      while try sink.withUnsafeMutableBytes({ try source.read(into: $0) }) > 0 {}
+      return manifest
     }
     guard manifest.entries.count <= limits.entryCount else { throw refuse("too many entries") }
     let declared = manifest.entries.reduce(Int64(0)) { $0 + $1.size }
@@ -156,5 +178,27 @@ public enum ArchiveReader {
     var sink = [UInt8](repeating: 0, count: 64 * 1024)
     while try sink.withUnsafeMutableBytes({ try source.read(into: $0) }) > 0 {}
     return manifest
+  }
+
+  /// Reads every entry after the manifest and checks it is `entries[i]`: same path, a regular
+  /// file of the listed size and SHA-256, and nothing more or less.
+  static func verifyInOrder(reader: TarZstdReader, entries: [Manifest.Entry], refuse: (String) -> StoreError) throws {
+    var index = 0
+    while let header = try reader.next() {
+      guard index < entries.count else { throw refuse("entry '\(header.path)' is not in the manifest") }
+      let entry = entries[index]
+      guard Array(header.path.utf8) == Array(entry.path.utf8), header.kind == .file, header.size == entry.size else {
+        throw refuse("entry '\(header.path)' is not the manifest's entry '\(entry.path)' (\(entry.size) bytes)")
+      }
+      var hasher = SHA256Hasher()
+      let count = try reader.readEntry(limit: entry.size) { hasher.update($0) }
+      guard count == entry.size, Hex.encode(hasher.finalize()) == entry.sha256 else {
+        throw refuse("entry '\(header.path)' does not match its SHA-256 in the manifest")
+      }
+      index += 1
+    }
+    if index < entries.count {
+      throw refuse("entry '\(entries[index].path)' is in the manifest but not in the archive")
+    }
   }
 }

@@ -123,7 +123,9 @@ public struct ArchiveRepository: Sendable {
     let archiveSHA256 = sink.digest()
     let byteCount = sink.byteCount
 
-    // 2. Prove.
+    // 2. Prove. (The writer's buffers are freed; hand them back to the system first, so the
+    // reader's do not add to the peak.)
+    FileSystem.releaseFreeMemory()
     var verification = ArchiveRecord.Verification.ciphertext
     if readsBack {
       let readBack = try ArchiveReader.read(

@@ -1,4 +1,4 @@
-import CSQLiteConfig
+import CShims
 import Foundation
 import GRDBSQLite
 

@@ -39,6 +39,27 @@ public enum SessionFileInspector {
   public static func inspect(path: String, busyTimeoutMS: Int32 = 2000, verifiesPages: Bool = true) throws
     -> SessionFileInfo
   {
+    var problems: [String] = []
+    return try inspect(
+      path: path, busyTimeoutMS: busyTimeoutMS, pageCheck: verifiesPages ? .quick : .none, problems: &problems)!
+  }
+
+  /// How much of the file's b-tree structure an inspection checks.
+  public enum PageCheck: Sendable {
+    case none
+    /// `PRAGMA quick_check`; a failure is `.truncated`.
+    case quick
+    /// `PRAGMA integrity_check`, whose findings are returned rather than thrown.
+    case integrity
+  }
+
+  /// Inspects like `inspect(path:)` in one connection and one read transaction, with the page
+  /// check chosen. With `.integrity`, a file that fails integrity_check returns nil and its
+  /// problems in `problems` (a restore reports them against its archive).
+  /// - Throws: `StoreError.session(object: path, reason:)` as `inspect(path:)`.
+  public static func inspect(
+    path: String, busyTimeoutMS: Int32 = 2000, pageCheck: PageCheck, problems: inout [String]
+  ) throws -> SessionFileInfo? {
     func fail(_ reason: SessionProblem) -> StoreError { .session(object: path, reason: reason) }
 
     // 1. Structure, before SQLite sees the file.
@@ -58,7 +79,17 @@ public enum SessionFileInspector {
       try connection.execChecked("BEGIN")
       defer { try? connection.execChecked("COMMIT") }
       // quick_check reads every page; the header and size checks above catch truncation cheaply.
-      if verifiesPages, !(try connection.textRowsChecked("PRAGMA quick_check") == ["ok"]) { throw fail(.truncated) }
+      switch pageCheck {
+      case .none: break
+      case .quick:
+        if try connection.textRowsChecked("PRAGMA quick_check") != ["ok"] { throw fail(.truncated) }
+      case .integrity:
+        let rows = try connection.textRowsChecked("PRAGMA integrity_check")
+        if rows != ["ok"] {
+          problems = rows
+          return nil
+        }
+      }
       var info = try read(connection, fail: fail)
       info.journalMode = isWALMode ? "wal" : "rollback"
       return info
