@@ -106,8 +106,10 @@ for users in $users_list; do
   # tgsess backup: the first run (full snapshot + a per-user backup of every user), then the
   # steady hourly run (full snapshot; sessions unchanged).
   first_prepare() { rm -rf "$root/backups"; }
-  prepare=first_prepare runs_saved=$runs
-  runs=1 measure "tgsess backup, first (full + $users per-user)" "$users" "$tg" backup --root "$root"
+  # (Every measure call names its prepare function, or none, as a prefix: a plain assignment
+  # here once left first_prepare, which deletes the archives, in place for the prune run.)
+  runs_saved=$runs
+  runs=1 prepare=first_prepare measure "tgsess backup, first (full + $users per-user)" "$users" "$tg" backup --root "$root"
   runs=$runs_saved
   prepare="" measure "tgsess backup (hourly: full snapshot, write-then-prove)" "$users" "$tg" backup --root "$root"
   sessions=("$root"/sessions/user_*.session)
@@ -162,7 +164,7 @@ PY
     before=$(find "$root/backups" -name '*.tar.zst.age' | wc -l)
     prepare="" measure "tgsess prune --dry-run (plan over $before archives)" "$users" "$tg" prune --root "$root" --dry-run
     runs_saved=$runs
-    runs=1 measure "tgsess prune (plan + unlinks over $before archives)" "$users" "$tg" prune --root "$root"
+    runs=1 prepare="" measure "tgsess prune (plan + unlinks over $before archives)" "$users" "$tg" prune --root "$root"
     runs=$runs_saved
     after=$(find "$root/backups" -name '*.tar.zst.age' | wc -l)
     # The timing means nothing unless the run really removed what the policy removes.

@@ -127,14 +127,19 @@ public enum DrillJob {
       } catch let error as StoreError {
         problems.append(error.errorDescription ?? "\(error)")
       }
+      // Thousands of files, each read on its own: on a few threads, results in user order.
       let restoredUsers = try drill.sessionFileUserIDs()
       var failures: [UserFailure] = []
       var restoredIdentity: [Int64: SessionIdentity] = [:]
-      for userID in restoredUsers {
-        do {
-          restoredIdentity[userID] = try SessionFileInspector.inspect(path: drill.sessionPath(userID: userID)).identity
-        } catch let error as StoreError {
-          failures.append(UserFailure(userID: userID, reason: error.errorDescription ?? "\(error)"))
+      let inspected = try Parallel.map(count: restoredUsers.count, workers: Parallel.defaultWorkers) { index in
+        Result { try SessionFileInspector.inspect(path: drill.sessionPath(userID: restoredUsers[index])).identity }
+      }
+      for (userID, outcome) in zip(restoredUsers, inspected) {
+        switch outcome {
+        case .success(let identity): restoredIdentity[userID] = identity
+        case .failure(let error):
+          failures.append(
+            UserFailure(userID: userID, reason: (error as? StoreError)?.errorDescription ?? "\(error)"))
         }
       }
 
@@ -151,31 +156,37 @@ public enum DrillJob {
         perUser = (0..<sample).map { perUser[(start + $0) % perUser.count] }
       }
       try catalog?.fetch(perUser)
-      for archive in perUser {
-        let staging = try StagingArea(parent: drillRoot)
-        defer { staging.remove() }
+      let checked = perUser
+      let archiveFailures = try Parallel.map(count: checked.count, workers: Parallel.defaultWorkers) {
+        index -> UserFailure? in
+        let archive = checked[index]
         do {
+          let staging = try StagingArea(parent: drillRoot)
+          defer { staging.remove() }
           let manifest = try ArchiveReader.read(
             path: repository.path(of: archive), identities: archive.isEncrypted ? identities : [],
             extractTo: staging.path)
           for entry in manifest.entries where entry.role == .session {
             _ = try SessionFileInspector.inspect(path: staging.path + "/" + entry.path)
           }
+          return nil
         } catch let error as StoreError {
-          failures.append(
-            UserFailure(
-              userID: archive.userID ?? 0, reason: "archive \(archive.id): \(error.errorDescription ?? "\(error)")"))
+          return UserFailure(
+            userID: archive.userID ?? 0, reason: "archive \(archive.id): \(error.errorDescription ?? "\(error)")")
         }
       }
+      failures += archiveFailures.compactMap { $0 }
 
       // 4. Compare with the live deployment (read-only).
       let liveUsers = try deployment.sessionFileUserIDs()
       let missing = Set(liveUsers).subtracting(restoredUsers).sorted()
+      let comparable = liveUsers.filter { restoredIdentity[$0] != nil }
+      let liveIdentities = try Parallel.map(count: comparable.count, workers: Parallel.defaultWorkers) { index in
+        try? SessionFileInspector.inspect(path: deployment.sessionPath(userID: comparable[index])).identity
+      }
       var changed: [Int64] = []
-      for userID in liveUsers {
-        guard let restored = restoredIdentity[userID],
-          let live = try? SessionFileInspector.inspect(path: deployment.sessionPath(userID: userID)).identity
-        else { continue }
+      for (userID, live) in zip(comparable, liveIdentities) {
+        guard let live, let restored = restoredIdentity[userID] else { continue }
         if live.authKey != restored.authKey || live.dcID != restored.dcID { changed.append(userID) }
       }
       for userID in missing { logger.warning("user missing from the snapshot", metadata: ["user.id": "\(userID)"]) }
