@@ -215,7 +215,10 @@ public enum BackupJob {
         path = ioPath
       case .missing(let missingPath, _): path = missingPath
       case .invalid(let invalidPath, _, _): path = invalidPath
-      case .database(let databasePath, _, _): path = databasePath
+      case .database(let databasePath, let reason, _):
+        // A full disk under the bot database (recording a per-user backup) stops every user alike.
+        if reason.hasPrefix("disk full") || reason.contains("database or disk is full") { return true }
+        path = databasePath
       case .session(let object, _): path = object
       case .key, .permissions, .crypto, .locked, .config: return true
       }

@@ -197,20 +197,7 @@ public enum RestoreJob {
         hint: "use another backup")
     }
     if entry.isSQLite, entry.role != .session {
-      var problems: [String]
-      do {
-        problems = try SQLiteConnection(path: path, mode: .readOnly).integrityCheck()
-      } catch let error as StoreError {
-        // SQLite may give up on a damaged file instead of listing problems; the error names the
-        // staging copy, so report it against the archive.
-        if case .database(_, let reason, _) = error {
-          problems = [reason]
-        } else {
-          problems = [error.localizedDescription]
-        }
-      } catch {
-        problems = ["\(error)"]
-      }
+      let problems = integrityProblems(path)
       return problems.isEmpty ? nil : damaged(problems)
     }
     guard entry.role == .session else { return nil }
@@ -224,6 +211,12 @@ public enum RestoreJob {
       else { return damaged(problems) }
       info = inspected
     } catch {
+      // The inspector's structural checks (header, declared size) run before integrity_check;
+      // when integrity_check has something to say about the file, that is the reason given.
+      if entry.isSQLite {
+        let problems = integrityProblems(path)
+        if !problems.isEmpty { return damaged(problems) }
+      }
       let reason: String
       if case StoreError.session(_, let problem) = error {
         reason = problem.description
@@ -241,6 +234,20 @@ public enum RestoreJob {
     return nil
   }
 
+  /// What `integrity_check` finds in the SQLite file at `path`. SQLite may give up on a damaged
+  /// file instead of listing problems; then its error is the problem (the caller reports it
+  /// against the archive, not the staging copy).
+  static func integrityProblems(_ path: String) -> [String] {
+    do {
+      return try SQLiteConnection(path: path, mode: .readOnly).integrityCheck()
+    } catch let error as StoreError {
+      if case .database(_, let reason, _) = error { return [reason] }
+      return [error.localizedDescription]
+    } catch {
+      return ["\(error)"]
+    }
+  }
+
   /// Picks the archive: an id, or the newest (at or before `at`); for one user, their newest
   /// per-user archive, else the newest full snapshot that holds them.
   static func choose(repository: ArchiveRepository, options: RestoreOptions) throws -> ArchiveRecord {
@@ -248,13 +255,18 @@ public enum RestoreJob {
     func fits(_ record: ArchiveRecord) -> Bool { options.at.map { record.createdAt <= $0 } ?? true }
     // "latest" means the newest regular backup: undo archives ("Before restore") are picked only
     // by id, or when nothing else fits, so a second `restore latest` never undoes the first.
+    // Imported archives (a legacy `.session.backup` kept as it was found) hold nothing a restore
+    // writes, so they come after every other choice, full snapshots included.
     func newest(_ records: [ArchiveRecord]) -> ArchiveRecord? {
-      records.first { fits($0) && $0.reason != BackupReason.beforeRestore } ?? records.first(where: fits)
+      let usable = records.filter { fits($0) && $0.reason != BackupReason.imported }
+      return usable.first { $0.reason != BackupReason.beforeRestore } ?? usable.first
     }
     let when = options.at.map { " at or before \(ISO8601DateFormatter().string(from: $0))" } ?? ""
     if let userID = options.userID {
-      if let own = newest(try repository.list(kind: .user, userID: userID)) { return own }
+      let perUser = try repository.list(kind: .user, userID: userID)
+      if let own = newest(perUser) { return own }
       if let full = newest(try repository.list(kind: .full, userID: userID)) { return full }
+      if let imported = perUser.first(where: fits) { return imported }
       throw StoreError.missing(
         path: repository.backupsDirectory,
         hint: "no archive holds user \(userID)\(when); see tgsess list --user \(userID)")

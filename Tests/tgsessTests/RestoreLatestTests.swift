@@ -30,6 +30,33 @@ import Testing
     #expect(again["archiveID"] as? String == backupID)
   }
 
+  /// An "Imported" archive (a legacy `.session.backup` that migrate found) holds nothing a
+  /// restore writes; when it is the newest, `latest` must still mean the regular backup (a lock
+  /// storm in the torture suite caught `restore latest --user` refusing with "holds nothing").
+  @Test func latestSkipsAnImportedLegacyCopy() throws {
+    let fleet = try FleetFixture(users: 3)
+    let user = try #require(try fleet.telethonUserIDs(1).first)
+    let backup = try Self.json(
+      try fleet.tgsessOK(["backup", "--user", String(user), "--reason", "Manual", "--json"]))
+    let backupID = try #require((backup["archives"] as? [[String: Any]])?.first?["id"] as? String)
+    // A legacy copy with another key appears beside the file; migrate imports it, newest of all
+    // (a second later, so that it sorts first by time, not by its random id suffix).
+    try BackupCLITests.waitForNextSecond(after: Date())
+    let legacy = fleet.sessionPath(user) + ".backup"
+    unlink(legacy)
+    try FileManager.default.copyItem(atPath: fleet.sessionPath(user), toPath: legacy)
+    _ = try runProcess("/usr/bin/sqlite3", [legacy, "UPDATE sessions SET auth_key = randomblob(256)"])
+    let migrate = try fleet.tgsessOK(["migrate"])
+    #expect(migrate.stdout.contains("as archive"), "\(migrate.stdout)")
+    let listed = try JSONSerialization.jsonObject(
+      with: try fleet.tgsessOK(["list", "--user", String(user), "--kind", "user", "--json"]).stdoutData)
+    let newest = try #require((listed as? [[String: Any]])?.first)
+    #expect(newest["reason"] as? String == "Imported")
+    let restore = try Self.json(
+      try fleet.tgsessOK(["restore", "latest", "--user", String(user), "--dry-run", "--json"]))
+    #expect(restore["archiveID"] as? String == backupID)
+  }
+
   @Test func fernetKeyFileFromTheEnvironment() throws {
     let fleet = try FleetFixture(users: 2)
     let elsewhere = fleet.directory.file("credential-fernet-keys")

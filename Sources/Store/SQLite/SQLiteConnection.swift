@@ -263,6 +263,8 @@ public final class SQLiteConnection {
     let connection = try SQLiteConnection(path: tempPath, mode: .readWrite)
     try body(connection)
     try connection.close()
+    // The same crash points as FileSystem.writeAtomically: this is that, for SQLite files.
+    try CrashPoint.hit("atomic.before-fsync")
 
     let syncFD = open(tempPath, O_RDONLY | O_CLOEXEC)
     guard syncFD >= 0 else { throw StoreError.io(path: tempPath, operation: "open for fsync", errno: errno) }
@@ -279,6 +281,7 @@ public final class SQLiteConnection {
       throw StoreError.io(path: path, operation: "rename into place", errno: errno)
     }
     isDone = true
+    try CrashPoint.hit("atomic.after-rename")
     try FileSystem.fsyncDirectory(of: path)
   }
 
