@@ -19,7 +19,7 @@ public enum InitJob {
     do {
       var made: [String] = []
       for directory in [
-        deployment.root, (deployment.databasePath as NSString).deletingLastPathComponent,
+        deployment.root, FileSystem.parentDirectory(of: deployment.databasePath),
         deployment.sessionsDirectory, deployment.backupsDirectory, deployment.keysDirectory,
       ] where !FileSystem.isDirectory(directory) {
         try FileSystem.makeDirectory(directory)

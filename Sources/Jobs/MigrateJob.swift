@@ -112,7 +112,9 @@ public enum MigrateJob {
         return result
       }
 
-      // 1. A consistent copy of what is about to change, unless the file was empty.
+      // 1. A consistent copy of what is about to change, unless the file was empty. (First, what
+      // a migrate killed while copying left: its half-written temporary.)
+      FileSystem.removeStaleTemporaries(in: deployment.backupsDirectory + "/pre-migrate")
       if result.hasDatabaseChanges, !status.isEmpty {
         let stamp = Timestamp.compact(Date())
         let copy = deployment.backupsDirectory + "/pre-migrate/telegram_bot.db.pre-migrate-\(stamp)"

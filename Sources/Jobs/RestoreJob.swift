@@ -414,7 +414,7 @@ public enum RestoreJob {
       var moves: [FilePlan] = []
       for (index, file) in files.enumerated() where file.change.action != .identical {
         let path = file.change.path
-        try FileSystem.makeDirectory((path as NSString).deletingLastPathComponent)
+        try FileSystem.makeDirectory(FileSystem.parentDirectory(of: path))
         if file.isDatabase, FileSystem.exists(path), mode != "target" {
           do {
             let live = try BotDatabase(path: path, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
@@ -441,7 +441,7 @@ public enum RestoreJob {
           guard errno == EXDEV else { throw StoreError.io(path: path, operation: "rename into place", errno: errno) }
           try FileSystem.moveDurably(from: file.source, to: path)
         }
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = FileSystem.parentDirectory(of: path)
         if !directories.contains(directory) { directories.append(directory) }
         try CrashPoint.hit("restore.after-file")
       }

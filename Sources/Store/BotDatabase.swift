@@ -28,7 +28,7 @@ public final class BotDatabase: @unchecked Sendable {
         path: path, hint: "run tgsess migrate to create it, or pass the right --root/--config")
     }
     if mode == .create {
-      try FileSystem.makeDirectory((path as NSString).deletingLastPathComponent)
+      try FileSystem.makeDirectory(FileSystem.parentDirectory(of: path))
     }
     let isNew = !FileSystem.exists(path)
     var configuration = Configuration()
@@ -112,7 +112,7 @@ public final class BotDatabase: @unchecked Sendable {
   /// `destinationPath` (written under a temporary name, fsynced, renamed; mode 0600).
   /// - Throws: `StoreError` naming the source or the destination.
   public func backup(to destinationPath: String) throws {
-    try FileSystem.makeDirectory((destinationPath as NSString).deletingLastPathComponent)
+    try FileSystem.makeDirectory(FileSystem.parentDirectory(of: destinationPath))
     let tempPath = FileSystem.temporaryPath(for: destinationPath)
     var isDone = false
     defer {

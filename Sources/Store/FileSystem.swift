@@ -46,7 +46,7 @@ public enum FileSystem {
   /// - Throws: `StoreError.io` naming the directory that could not be created.
   public static func makeDirectory(_ path: String) throws {
     if isDirectory(path) { return }
-    let parent = (path as NSString).deletingLastPathComponent
+    let parent = FileSystem.parentDirectory(of: path)
     if !parent.isEmpty, parent != path, !isDirectory(parent) { try makeDirectory(parent) }
     if mkdir(path, directoryMode) != 0, errno != EEXIST {
       throw StoreError.io(path: path, operation: "create directory", errno: errno)
@@ -127,7 +127,7 @@ public enum FileSystem {
   /// The temporary name used while writing `path`: hidden, in the same directory, unique per
   /// process, and recognisable so that stale ones can be cleaned up.
   public static func temporaryPath(for path: String) -> String {
-    let directory = (path as NSString).deletingLastPathComponent
+    let directory = FileSystem.parentDirectory(of: path)
     let name = (path as NSString).lastPathComponent
     let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 36)
     let prefix = directory.isEmpty ? "" : directory + "/"
@@ -163,7 +163,7 @@ public enum FileSystem {
   /// fsyncs the directory that holds `path`, so a rename in it is durable.
   /// - Throws: `StoreError.io`.
   public static func fsyncDirectory(of path: String) throws {
-    let directory = (path as NSString).deletingLastPathComponent
+    let directory = FileSystem.parentDirectory(of: path)
     try fsyncDirectory(directory.isEmpty ? "." : directory)
   }
 
@@ -171,6 +171,20 @@ public enum FileSystem {
   /// the phases of a big run so that each phase's peak does not stack on the last one's.
   public static func releaseFreeMemory() {
     _ = tgsess_malloc_trim()
+  }
+
+  /// The directory part of `path`, as `NSString.deletingLastPathComponent` means it ("a/b" → "a",
+  /// "/a" → "/", "a" → ""), computed on the UTF-8 bytes. Foundation's own traps on a one-character
+  /// relative path ("a", "x/") in Swift 6.3: a manifest entry "i/x" crashed the archive reader
+  /// (found by the archive-reader fuzz target).
+  public static func parentDirectory(of path: String) -> String {
+    let slash = UInt8(ascii: "/")
+    var bytes = Array(path.utf8)
+    while bytes.count > 1, bytes.last == slash { bytes.removeLast() }
+    guard let index = bytes.lastIndex(of: slash) else { return "" }
+    var end = index
+    while end > 0, bytes[end - 1] == slash { end -= 1 }
+    return end == 0 ? "/" : String(decoding: bytes[..<end], as: UTF8.self)
   }
 
   /// fsyncs the file at `path`.

@@ -23,7 +23,7 @@ public final class StagingArea: @unchecked Sendable {
   /// - Throws: `StoreError.io`.
   public func file(_ relative: String) throws -> String {
     let full = path + "/" + relative
-    try FileSystem.makeDirectory((full as NSString).deletingLastPathComponent)
+    try FileSystem.makeDirectory(FileSystem.parentDirectory(of: full))
     return full
   }
 

@@ -40,7 +40,7 @@ struct Fleet: ParsableCommand {
     }
     var random = SplitMix64(seed: seed)
     try FileSystem.makeDirectory(deployment.sessionsDirectory)
-    try FileSystem.makeDirectory((deployment.databasePath as NSString).deletingLastPathComponent)
+    try FileSystem.makeDirectory(FileSystem.parentDirectory(of: deployment.databasePath))
     let generator = FleetGenerator(deployment: deployment, entities: entities)
     var rows: [FleetGenerator.UserRow] = []
     rows.reserveCapacity(users)

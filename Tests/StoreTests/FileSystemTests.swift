@@ -72,3 +72,17 @@ import Testing
     #expect(error.errorDescription == "/b/x: write failed: no space left on device; free space there and run again")
   }
 }
+
+/// `FileSystem.parentDirectory(of:)` replaces `NSString.deletingLastPathComponent`, which traps on
+/// a one-character relative path in Swift 6.3's Foundation (the archive-reader fuzz target found
+/// it through a manifest entry "i/lorted/a"; that input is replayed by FuzzRegressionTests).
+@Suite struct ParentDirectoryTests {
+  @Test(arguments: [
+    ("a/b", "a"), ("/a/b", "/a"), ("/a", "/"), ("/", "/"), ("a", ""), ("i", ""), ("x/", ""), ("ab", ""),
+    ("i/lorted/a", "i/lorted"), ("i/lorted", "i"), ("a//b", "a"), ("/tmp/x/i", "/tmp/x"), ("a/b/", "a"),
+    ("sessions/user_1.session", "sessions"), ("dé/é", "dé"), ("", ""),
+  ])
+  func parentOf(_ path: String, _ parent: String) {
+    #expect(FileSystem.parentDirectory(of: path) == parent)
+  }
+}

@@ -121,12 +121,12 @@ public enum ArchiveReader {
     // A path may not be both a file and a directory of another entry: extraction would fail
     // half-way on a clash the manifest already shows.
     for entry in manifest.entries {
-      var parent = (entry.path as NSString).deletingLastPathComponent
+      var parent = FileSystem.parentDirectory(of: entry.path)
       while !parent.isEmpty {
         if expected[PathKey(parent)] != nil {
           throw refuse("entry '\(entry.path)' cannot be extracted: '\(parent)' is also an entry")
         }
-        parent = (parent as NSString).deletingLastPathComponent
+        parent = FileSystem.parentDirectory(of: parent)
       }
     }
     var seen = Set<PathKey>()
@@ -147,7 +147,7 @@ public enum ArchiveReader {
       var outputPath = ""
       if let extractTo {
         outputPath = extractTo + "/" + header.path
-        try FileSystem.makeDirectory((outputPath as NSString).deletingLastPathComponent)
+        try FileSystem.makeDirectory(FileSystem.parentDirectory(of: outputPath))
         output = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, FileSystem.fileMode)
         guard output >= 0 else {
           let code = errno

@@ -20,7 +20,7 @@ public enum LegacyBackups {
   /// - Throws: `StoreError.io` when a directory cannot be read (a missing one holds nothing).
   public static func find(_ deployment: Deployment) throws -> [LegacyBackupFile] {
     var files: [LegacyBackupFile] = []
-    let dataDirectory = (deployment.databasePath as NSString).deletingLastPathComponent
+    let dataDirectory = FileSystem.parentDirectory(of: deployment.databasePath)
     let prefix = (deployment.databasePath as NSString).lastPathComponent + ".backup_"
     for name in try ArchiveRepository.names(in: dataDirectory).sorted()
     where name.hasPrefix(prefix) && !["-journal", "-wal", "-shm"].contains(where: name.hasSuffix) {

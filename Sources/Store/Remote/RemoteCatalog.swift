@@ -28,7 +28,7 @@ public struct RemoteCatalog: Sendable {
     for archive in archives {
       let path = directory + "/" + archive.path
       guard ArchivePath.isSafe(archive.path) else { continue }
-      try FileSystem.makeDirectory((path as NSString).deletingLastPathComponent)
+      try FileSystem.makeDirectory(FileSystem.parentDirectory(of: path))
       if let size = try? FileSystem.size(of: path), size == archive.size, !isPlaceholder(path) { continue }
       unlink(path)
       let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, FileSystem.fileMode)
