@@ -108,8 +108,7 @@ public enum ArchiveReader {
       // A writer's read-back: the entries must be exactly the ones written, in the order
       // written, so they are checked one by one against the list (no index of 10,000 paths).
       try verifyInOrder(reader: reader, entries: manifest.entries, refuse: refuse)
-      var sink = [UInt8](repeating: 0, count: 64 * 1024)
-      while try sink.withUnsafeMutableBytes({ try source.read(into: $0) }) > 0 {}
+      try drain(source)
       return manifest
     }
     guard manifest.entries.count <= limits.entryCount else { throw refuse("too many entries") }
@@ -173,11 +172,16 @@ public enum ArchiveReader {
     if let missing = expected.values.map(\.path).sorted().first {
       throw refuse("entry '\(missing)' is in the manifest but not in the archive")
     }
-    // Anything after the tar end (garbage appended to the zstd stream) is caught by the decoder,
-    // and the age reader refuses data after its final chunk; drain to make both look.
+    try drain(source)
+    return manifest
+  }
+
+  /// Reads `source` to its end. Anything after the tar end (garbage appended to the zstd stream)
+  /// is caught by the decoder, and the age reader refuses data after its final chunk; draining
+  /// makes both look.
+  static func drain(_ source: ByteSource) throws {
     var sink = [UInt8](repeating: 0, count: 64 * 1024)
     while try sink.withUnsafeMutableBytes({ try source.read(into: $0) }) > 0 {}
-    return manifest
   }
 
   /// Reads every entry after the manifest and checks it is `entries[i]`: same path, a regular

@@ -10,37 +10,21 @@ public enum SQLiteSnapshot {
   /// - Throws: `StoreError.database` naming the source (busy, corrupt, hot journal) or the
   ///   destination.
   public static func take(source: String, destination: String, busyTimeoutMS: Int32 = 5000) throws {
-    guard FileSystem.exists(source) else {
-      throw StoreError.missing(path: source, hint: "it disappeared during the backup; run again")
-    }
+    let from = try openSource(source, busyTimeoutMS: busyTimeoutMS)
+    defer { sqlite3_close_v2(from) }
     let fd = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
     guard fd >= 0 else { throw StoreError.io(path: destination, operation: "create", errno: errno) }
     close(fd)
     var isDone = false
     defer { if !isDone { unlink(destination) } }
 
-    var from: OpaquePointer?
     var to: OpaquePointer?
-    defer {
-      sqlite3_close_v2(from)
-      sqlite3_close_v2(to)
-    }
-    let flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
-    var rc = sqlite3_open_v2(source, &from, flags | SQLITE_OPEN_READONLY, nil)
-    guard rc == SQLITE_OK, let from else { throw failure(rc, from, "open read-only", source) }
-    sqlite3_busy_timeout(from, busyTimeoutMS)
-    rc = sqlite3_open_v2(destination, &to, flags | SQLITE_OPEN_READWRITE, nil)
+    defer { sqlite3_close_v2(to) }
+    let rc = sqlite3_open_v2(destination, &to, SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE | SQLITE_OPEN_READWRITE, nil)
     guard rc == SQLITE_OK, let to else { throw failure(rc, to, "open", destination) }
     // A staging copy needs no journal and no syncs.
     sqlite3_exec(to, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", nil, nil, nil)
-    guard let backup = sqlite3_backup_init(to, "main", from, "main") else {
-      throw failure(sqlite3_extended_errcode(to), to, "start online backup", destination)
-    }
-    var step = sqlite3_backup_step(backup, -1)
-    let finish = sqlite3_backup_finish(backup)
-    if step == SQLITE_DONE { step = SQLITE_OK }
-    if step != SQLITE_OK || finish != SQLITE_OK {
-      let code = step != SQLITE_OK ? step : finish
+    if let code = try copy(from: from, to: to, destination: destination) {
       // sqlite3_backup_step reports both sides' errors on the destination handle, so the code
       // tells which side failed: writes (a full disk) are the staging copy's, the rest the source's.
       if isDestinationFailure(code) {
@@ -50,11 +34,7 @@ public enum SQLiteSnapshot {
         throw SQLiteFailure(code: code, message: String(cString: sqlite3_errstr(code)), operation: "online backup")
           .storeError(path: destination)
       }
-      if code == SQLiteExtendedCode.readonlyRollback {
-        throw StoreError.session(object: source, reason: .hotJournal(source + "-journal"))
-      }
-      throw SQLiteFailure(code: code, message: String(cString: sqlite3_errstr(code)), operation: "online backup")
-        .storeError(path: source)
+      throw sourceFailure(code, source: source)
     }
     isDone = true
   }
@@ -66,15 +46,8 @@ public enum SQLiteSnapshot {
   /// buffer is the file image, so the bytes are read without another copy.
   /// - Throws: `StoreError` naming the source (missing, empty, busy, corrupt, hot journal).
   public static func takeInMemory(source: String, busyTimeoutMS: Int32 = 5000) throws -> SQLiteImage {
-    guard FileSystem.exists(source) else {
-      throw StoreError.missing(path: source, hint: "it disappeared during the backup; run again")
-    }
-    var from: OpaquePointer?
+    let from = try openSource(source, busyTimeoutMS: busyTimeoutMS)
     defer { sqlite3_close_v2(from) }
-    let flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE | SQLITE_OPEN_READONLY
-    let rc = sqlite3_open_v2(source, &from, flags, nil)
-    guard rc == SQLITE_OK, let from else { throw failure(rc, from, "open read-only", source) }
-    sqlite3_busy_timeout(from, busyTimeoutMS)
     let memory: SQLiteConnection
     do {
       // A name without a leading "/" is private to this connection.
@@ -83,15 +56,7 @@ public enum SQLiteSnapshot {
       throw failure.storeError(path: source)
     }
     let to = try memory.requireHandle()
-    guard let backup = sqlite3_backup_init(to, "main", from, "main") else {
-      throw failure(sqlite3_extended_errcode(to), to, "start online backup", source)
-    }
-    var step = sqlite3_backup_step(backup, -1)
-    let finish = sqlite3_backup_finish(backup)
-    if step == SQLITE_DONE { step = SQLITE_OK }
-    if step != SQLITE_OK || finish != SQLITE_OK {
-      throw sourceFailure(step != SQLITE_OK ? step : finish, source: source)
-    }
+    if let code = try copy(from: from, to: to, destination: source) { throw sourceFailure(code, source: source) }
     var size: sqlite3_int64 = 0
     let image = sqlite3_serialize(to, "main", &size, UInt32(SQLITE_SERIALIZE_NOCOPY))
     guard size > 0, let image else {
@@ -103,7 +68,38 @@ public enum SQLiteSnapshot {
     return SQLiteImage(connection: memory, bytes: UnsafeRawBufferPointer(start: image, count: Int(size)))
   }
 
-  /// A failed read of the source, as the error `take` reports for it.
+  /// Opens the live file `source` read-only with a busy timeout; the caller closes the handle.
+  /// - Throws: `StoreError` naming the source (gone, or SQLite cannot open it).
+  private static func openSource(_ source: String, busyTimeoutMS: Int32) throws -> OpaquePointer {
+    guard FileSystem.exists(source) else {
+      throw StoreError.missing(path: source, hint: "it disappeared during the backup; run again")
+    }
+    var from: OpaquePointer?
+    let rc = sqlite3_open_v2(source, &from, SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE | SQLITE_OPEN_READONLY, nil)
+    guard rc == SQLITE_OK, let from else {
+      let error = failure(rc, from, "open read-only", source)
+      sqlite3_close_v2(from)
+      throw error
+    }
+    sqlite3_busy_timeout(from, busyTimeoutMS)
+    return from
+  }
+
+  /// Runs one whole online backup from `from` into `to` (`init`, `step(-1)`, `finish`).
+  /// - Returns: the failing result code, or nil when the copy is complete.
+  /// - Throws: `StoreError` naming `destination` when the backup cannot even start.
+  private static func copy(from: OpaquePointer, to: OpaquePointer, destination: String) throws -> Int32? {
+    guard let backup = sqlite3_backup_init(to, "main", from, "main") else {
+      throw failure(sqlite3_extended_errcode(to), to, "start online backup", destination)
+    }
+    var step = sqlite3_backup_step(backup, -1)
+    let finish = sqlite3_backup_finish(backup)
+    if step == SQLITE_DONE { step = SQLITE_OK }
+    if step != SQLITE_OK { return step }
+    return finish != SQLITE_OK ? finish : nil
+  }
+
+  /// A failed read of the source, as the error a snapshot reports for it.
   private static func sourceFailure(_ code: Int32, source: String) -> StoreError {
     if code == SQLiteExtendedCode.readonlyRollback {
       return StoreError.session(object: source, reason: .hotJournal(source + "-journal"))
