@@ -86,7 +86,7 @@ let package = Package(
       resources: [.copy("Fixtures")]
     ),
     .testTarget(name: "JobsTests", dependencies: ["Jobs", "Store", "TestSupport"]),
-    .testTarget(name: "tgsessTests", dependencies: ["TestSupport"]),
+    .testTarget(name: "tgsessTests", dependencies: ["Jobs", "Store", "TestSupport"]),
     // The torture suite (scripts/torture.sh): skipped unless TGSESS_TORTURE_SCALE is set.
     .testTarget(
       name: "TortureTests",

@@ -66,22 +66,22 @@ public enum BackupReason {
 public struct ArchiveSummary: Codable, Sendable, Equatable {
   public var id: String
   public var path: String
-  public var kind: String
+  public var kind: Manifest.Kind
   public var userID: Int64?
   public var reason: String
   public var byteCount: Int64
   public var entryCount: Int
-  public var verification: String
+  public var verification: ArchiveRecord.Verification
 
   init(_ record: ArchiveRecord, path: String) {
     id = record.id
     self.path = path
-    kind = record.kind.rawValue
+    kind = record.kind
     userID = record.userID
     reason = record.reason
     byteCount = record.byteCount
     entryCount = record.entryCount
-    verification = record.verification.rawValue
+    verification = record.verification
   }
 }
 

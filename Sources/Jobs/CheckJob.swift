@@ -2,32 +2,6 @@ import Foundation
 import Logging
 import Store
 
-/// A check's verdict, in Nagios order.
-public enum HealthState: String, Codable, Sendable, Comparable, CaseIterable {
-  case ok, warning, critical, unknown
-
-  /// Nagios's exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
-  public var exitCode: Int32 {
-    switch self {
-    case .ok: return 0
-    case .warning: return 1
-    case .critical: return 2
-    case .unknown: return 3
-    }
-  }
-
-  private var rank: Int {
-    switch self {
-    case .ok: return 0
-    case .warning: return 1
-    case .unknown: return 2
-    case .critical: return 3
-    }
-  }
-
-  public static func < (lhs: HealthState, rhs: HealthState) -> Bool { lhs.rank < rhs.rank }
-}
-
 /// One finding.
 public struct CheckFinding: Codable, Sendable, Equatable {
   /// Stable name: `db.open`, `db.lock`, `db.integrity`, `db.schema`, `user.session`, `user.secret`,
@@ -202,7 +176,7 @@ public enum CheckJob {
         state = max(state, level)
       }
       let row = rowByUser[userID]
-      if let row, row.status == "logged_out", !fileUsers.contains(userID) {
+      if let row, row.status == .loggedOut, !fileUsers.contains(userID) {
         perUser[userID] = .ok
         continue
       }
@@ -240,7 +214,7 @@ public enum CheckJob {
         note(
           "user.orphan-row", .critical, "user \(userID): no session file \(path); run: tgsess recover --user \(userID)")
       }
-      if let row, row.status == "revoked" {
+      if let row, row.status == .revoked {
         note(
           "user.session", .warning,
           "user \(userID): marked revoked by a confirmed fatal error; the user must log in again")
@@ -432,7 +406,7 @@ public enum CheckJob {
     if options.writesResults, database != nil, isDatabaseSound, FileSystem.exists(deployment.databasePath) {
       let messages = Dictionary(grouping: findings.filter { $0.userID != nil }, by: { $0.userID! })
       let entries = perUser.map { userID, state in
-        (userID: userID, health: state.rawValue, error: messages[userID]?.map(\.message).joined(separator: "; "))
+        (userID: userID, health: state, error: messages[userID]?.map(\.message).joined(separator: "; "))
       }
       do {
         let writer = try BotDatabase(

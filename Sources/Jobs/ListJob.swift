@@ -5,12 +5,12 @@ import Store
 public struct ListedArchive: Codable, Sendable, Equatable {
   public var id: String
   public var createdAt: Date
-  public var kind: String
+  public var kind: Manifest.Kind
   public var userID: Int64?
   public var reason: String
   public var byteCount: Int64
   public var entryCount: Int
-  public var verification: String
+  public var verification: ArchiveRecord.Verification
   public var path: String
 }
 
@@ -38,9 +38,9 @@ public enum ListJob {
       defer { if let catalogDirectory { try? FileManager.default.removeItem(atPath: catalogDirectory) } }
       return try repository.list(kind: kind.flatMap(Manifest.Kind.init(rawValue:)), userID: userID).map { record in
         ListedArchive(
-          id: record.id, createdAt: record.createdAt, kind: record.kind.rawValue, userID: record.userID,
+          id: record.id, createdAt: record.createdAt, kind: record.kind, userID: record.userID,
           reason: record.reason, byteCount: record.byteCount, entryCount: record.entryCount,
-          verification: record.verification.rawValue,
+          verification: record.verification,
           path: remoteRoot.map { root in
             root + "/" + repository.path(of: record).dropFirst(repository.backupsDirectory.count + 1)
           } ?? repository.path(of: record))

@@ -126,7 +126,7 @@ public enum RecoverJob {
         // A logged-out user without a file stays logged out: --all never brings a session back
         // that the user ended.
         let files = Set(try deployment.sessionFileUserIDs())
-        let loggedOut = Set(try database.userSummaries().filter { $0.status == "logged_out" }.map(\.userID))
+        let loggedOut = Set(try database.userSummaries().filter { $0.status == .loggedOut }.map(\.userID))
         users = Set(try database.userIDs()).union(files).filter { !loggedOut.contains($0) || files.contains($0) }
           .sorted()
       }
@@ -147,7 +147,7 @@ public enum RecoverJob {
           }
         }
         try? database.recordHealth(
-          userID: userID, health: outcome.outcome == .unrecoverable ? "critical" : "ok",
+          userID: userID, health: outcome.outcome == .unrecoverable ? .critical : .ok,
           error: outcome.outcome == .unrecoverable ? outcome.detail : nil)
         results.append(outcome)
         try CrashPoint.hit("recover.between-users")

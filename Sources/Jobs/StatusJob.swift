@@ -54,7 +54,7 @@ public enum StatusJob {
         !["user_sessions", "session_backups", "grdb_migrations", "tgsess_state"].contains($0)
       }
       var statusCounts: [String: Int] = [:]
-      for row in rows { statusCounts[row.status, default: 0] += 1 }
+      for row in rows { statusCounts[row.status.rawValue, default: 0] += 1 }
 
       let fileUsers = try deployment.sessionFileUserIDs()
       var valid: [String: Int] = [:]

@@ -6,10 +6,10 @@ public struct BotUserStatus: Sendable, Equatable {
   public var userID: Int64
   /// Whether a `user_sessions` row exists.
   public var hasRow: Bool
-  /// Lifecycle: `active`, `logged_out`, `revoked`.
-  public var status: String
-  /// The last check's verdict: `ok`, `warning`, `critical`, `unknown`.
-  public var health: String
+  /// Lifecycle (`active` without a row).
+  public var status: UserStatus
+  /// The last check's verdict (`unknown` before the first check).
+  public var health: HealthState
   public var lastCheckedAt: String?
   public var lastError: String?
   /// When the newest `session_backups` row was made, and why.
@@ -71,15 +71,15 @@ extension BotDatabase {
   public func botUserStatus(userID: Int64) throws -> BotUserStatus {
     try read("read the status of user \(userID)") { db in
       var result = BotUserStatus(
-        userID: userID, hasRow: false, status: "active", health: "unknown", lastCheckedAt: nil, lastError: nil,
+        userID: userID, hasRow: false, status: .active, health: .unknown, lastCheckedAt: nil, lastError: nil,
         newestBackupAt: nil, newestBackupReason: nil, backupCount: 0)
       if let row = try Row.fetchOne(
         db, sql: "SELECT status, health, last_checked_at, last_error FROM user_sessions WHERE user_id = ?",
         arguments: [userID])
       {
         result.hasRow = true
-        result.status = row["status"] ?? "active"
-        result.health = row["health"] ?? "unknown"
+        result.status = UserStatus(column: row["status"])
+        result.health = HealthState(column: row["health"])
         result.lastCheckedAt = row["last_checked_at"]
         result.lastError = row["last_error"]
       }

@@ -5,7 +5,7 @@ extension BotDatabase {
   /// A user row as `check` needs it (secrets stay wrapped).
   public struct UserForCheck: Sendable {
     public var userID: Int64
-    public var status: String
+    public var status: UserStatus
     public var sessionString: SecretText?
   }
 
@@ -20,7 +20,7 @@ extension BotDatabase {
       return try Row.fetchAll(db, sql: sql).map { row in
         let string: String? = row["session_string"]
         return UserForCheck(
-          userID: row["user_id"], status: row["status"] ?? "active",
+          userID: row["user_id"], status: UserStatus(column: row["status"]),
           sessionString: string.flatMap { $0.isEmpty ? nil : SecretText($0) })
       }
     }
@@ -28,14 +28,14 @@ extension BotDatabase {
 
   /// Records many users' health in one transaction (check's only write).
   /// - Throws: `StoreError.database`.
-  public func recordHealth(_ entries: [(userID: Int64, health: String, error: String?)], at date: Date) throws {
+  public func recordHealth(_ entries: [(userID: Int64, health: HealthState, error: String?)], at date: Date) throws {
     try write("record check results") { db in
       guard try db.columns(in: "user_sessions").contains(where: { $0.name == "health" }) else { return }
       let statement = try db.makeStatement(
         sql: "UPDATE user_sessions SET health = ?, last_error = ?, last_checked_at = ? WHERE user_id = ?")
       let stamp = Timestamp.string(date)
       for entry in entries {
-        try statement.execute(arguments: [entry.health, entry.error, stamp, entry.userID])
+        try statement.execute(arguments: [entry.health.rawValue, entry.error, stamp, entry.userID])
       }
     }
   }
@@ -52,6 +52,6 @@ extension BotDatabase {
   /// Marks a user revoked (a confirmed fatal error): the session and its backups are kept.
   /// - Throws: `StoreError.database`.
   public func markRevoked(userID: Int64, error: String) throws {
-    try recordHealth(userID: userID, health: "critical", error: error, status: "revoked")
+    try recordHealth(userID: userID, health: .critical, error: error, status: .revoked)
   }
 }

@@ -121,14 +121,14 @@ extension BotDatabase {
 
   /// Records the outcome of a check or recovery for `userID` (never a secret in `error`).
   /// - Throws: `StoreError.database`.
-  public func recordHealth(userID: Int64, health: String, error: String?, status: String? = nil) throws {
+  public func recordHealth(userID: Int64, health: HealthState, error: String?, status: UserStatus? = nil) throws {
     try write("record the health of user \(userID)") { db in
       guard try db.columns(in: "user_sessions").contains(where: { $0.name == "health" }) else { return }
       try db.execute(
         sql: """
           UPDATE user_sessions SET health = ?, last_error = ?, last_checked_at = ?, status = coalesce(?, status)
           WHERE user_id = ?
-          """, arguments: [health, error, Timestamp.now(), status, userID])
+          """, arguments: [health.rawValue, error, Timestamp.now(), status?.rawValue, userID])
     }
   }
 }

@@ -4,10 +4,10 @@ import GRDB
 /// One row of `user_sessions`, without its secrets.
 public struct UserSummary: Sendable, Equatable, Codable {
   public var userID: Int64
-  /// Lifecycle: `active`, `logged_out`, `revoked` (`active` on a legacy database).
-  public var status: String
-  /// Last check's verdict: `ok`, `warning`, `critical`, `unknown`.
-  public var health: String
+  /// Lifecycle (`active` on a legacy database).
+  public var status: UserStatus
+  /// Last check's verdict (`unknown` before the first check).
+  public var health: HealthState
   public var lastCheckedAt: String?
   public var lastError: String?
   public var hasSessionString: Bool
@@ -30,7 +30,7 @@ extension BotDatabase {
         """
       return try Row.fetchAll(db, sql: sql).map { row in
         UserSummary(
-          userID: row["user_id"], status: row["status"], health: row["health"], lastCheckedAt: row["last_checked_at"],
+          userID: row["user_id"], status: UserStatus(column: row["status"]), health: HealthState(column: row["health"]), lastCheckedAt: row["last_checked_at"],
           lastError: row["last_error"], hasSessionString: row["has_string"], updatedAt: row["updated_at"])
       }
     }

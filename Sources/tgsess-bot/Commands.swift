@@ -192,21 +192,21 @@ struct CommandHandler: Sendable {
     switch file {
     case .valid: lines.append("Session file: present and readable")
     case .missing:
-      lines.append(row.status == "logged_out" ? "Session file: removed at logout" : "Session file: missing")
+      lines.append(row.status == .loggedOut ? "Session file: removed at logout" : "Session file: missing")
     case .damaged(let why): lines.append("Session file: damaged (\(why))")
     }
     switch row.status {
-    case "logged_out": lines.append("Account: logged out (your backups are kept)")
-    case "revoked": lines.append("Account: revoked by Telegram (you need to log in again)")
-    default: lines.append("Account: active")
+    case .loggedOut: lines.append("Account: logged out (your backups are kept)")
+    case .revoked: lines.append("Account: revoked by Telegram (you need to log in again)")
+    case .active: lines.append("Account: active")
     }
     let checked = row.lastCheckedAt.map { "last checked \($0) UTC" } ?? "never checked"
     let health: String
     switch row.health {
-    case "ok": health = "healthy"
-    case "warning": health = "warning"
-    case "critical": health = "critical"
-    default: health = "unknown"
+    case .ok: health = "healthy"
+    case .warning: health = "warning"
+    case .critical: health = "critical"
+    case .unknown: health = "unknown"
     }
     lines.append("Health: \(health) (\(checked))")
     lines.append("Last error: \(row.lastError.map { UserWords.lastError($0, root: root) } ?? "none")")
@@ -217,7 +217,7 @@ struct CommandHandler: Sendable {
     }
     lines.append("Backups kept: \(row.backupCount)")
     if case .valid = file {
-    } else if row.status != "logged_out" {
+    } else if row.status != .loggedOut {
       lines.append("")
       lines.append("Send /recover to repair it without logging in again.")
     }
@@ -231,7 +231,7 @@ struct CommandHandler: Sendable {
     let row = try await blocking { try database.botUserStatus(userID: userID) }
     let file = await fileState(userID: userID)
     if case .missing = file {
-      if row.status == "logged_out" {
+      if row.status == .loggedOut {
         try await api.sendMessage(
           chatID: chatID,
           text: "You logged out, so there is no session to recover. Your backups are kept; log in again to use the bot."
@@ -323,10 +323,10 @@ struct CommandHandler: Sendable {
     let database = context.database
     let row = try await blocking { try database.botUserStatus(userID: userID) }
     let file = await fileState(userID: userID)
-    if case .missing = file, row.status == "logged_out" || !row.hasRow {
+    if case .missing = file, row.status == .loggedOut || !row.hasRow {
       try await api.sendMessage(
         chatID: chatID,
-        text: row.status == "logged_out" ? "You are already logged out." : "You have no session with this bot.")
+        text: row.status == .loggedOut ? "You are already logged out." : "You have no session with this bot.")
       return
     }
     try await api.sendMessage(
@@ -402,7 +402,7 @@ struct CommandHandler: Sendable {
     let path = deployment.sessionPath(userID: userID)
     let hasFile = FileSystem.exists(path)
     let row = try database.botUserStatus(userID: userID)
-    if !hasFile, row.status == "logged_out" || !row.hasRow {
+    if !hasFile, row.status == .loggedOut || !row.hasRow {
       return LogoutDone(archiveID: nil, wasAlreadyLoggedOut: true)
     }
     if hasFile {
@@ -415,7 +415,7 @@ struct CommandHandler: Sendable {
     }
     let backup = try BackupJob.run(
       deployment, options: BackupOptions(userID: userID, reason: BackupReason.beforeLogout), logger: logger)
-    guard let archive = backup.archives.first, archive.verification != "unknown", backup.failures.isEmpty else {
+    guard let archive = backup.archives.first, archive.verification != .unknown, backup.failures.isEmpty else {
       throw LogoutRefused(
         reason: "The backup before logout could not be proven, so nothing was removed. Try again later.")
     }

@@ -61,7 +61,7 @@ struct Backup: ParsableCommand {
   private func render(_ result: BackupResult) {
     for archive in result.archives {
       Output.line(
-        "\(archive.id)  \(archive.userID.map { "user \($0)" } ?? archive.kind)  \(archive.entryCount) entries  \(Format.bytes(archive.byteCount))  verified: \(archive.verification)"
+        "\(archive.id)  \(archive.userID.map { "user \($0)" } ?? archive.kind.rawValue)  \(archive.entryCount) entries  \(Format.bytes(archive.byteCount))  verified: \(archive.verification.rawValue)"
       )
     }
     for line in Self.summary(result) { Output.line(line) }

@@ -38,9 +38,9 @@ struct List: ParsableCommand {
     let header = ["ID", "TIME", "KIND", "USER", "REASON", "SIZE", "ENTRIES", "VERIFIED"]
     let rows = archives.map { archive in
       [
-        archive.id, Format.time(archive.createdAt), archive.kind, archive.userID.map(String.init) ?? "-",
+        archive.id, Format.time(archive.createdAt), archive.kind.rawValue, archive.userID.map(String.init) ?? "-",
         archive.reason.isEmpty ? "-" : archive.reason, Format.bytes(archive.byteCount), String(archive.entryCount),
-        archive.verification,
+        archive.verification.rawValue,
       ]
     }
     let widths = header.indices.map { column in

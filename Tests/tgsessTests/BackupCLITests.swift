@@ -39,7 +39,7 @@ import Testing
 
   /// The user ids of the per-user archives of a backup.
   static func perUserIDs(_ result: BackupResult) -> [Int64] {
-    result.archives.filter { $0.kind == "user" }.compactMap(\.userID).sorted()
+    result.archives.filter { $0.kind == .user }.compactMap(\.userID).sorted()
   }
 
   static let invalidReasonMessage =
@@ -52,7 +52,7 @@ import Testing
     try StockTools.require()
     let fleet = try FleetDeployment(users: 8)
     let result = try Self.backup(fleet, ["--no-encrypt"])
-    let full = try #require(result.archives.first { $0.kind == "full" })
+    let full = try #require(result.archives.first { $0.kind == .full })
     #expect(full.path.hasSuffix("/full/\(full.id).tar.zst"))
 
     let gnu = try StockTools.pipeline(#"tar --zstd -tf "$1""#, [full.path]).stdout.split(separator: "\n")
@@ -80,7 +80,7 @@ import Testing
     #expect(entries.contains("data/telegram_bot.db"))
 
     // The per-user archives are stock tar.zst too, manifest first.
-    for archive in result.archives where archive.kind == "user" {
+    for archive in result.archives where archive.kind == .user {
       #expect(try StockTools.listEntries(archive.path, identity: nil).first == "manifest.json")
     }
     try Self.expectNoLeaks(fleet)
@@ -90,9 +90,9 @@ import Testing
     try StockTools.require()
     let fleet = try FleetDeployment(users: 8)
     let result = try Self.backup(fleet)
-    let full = try #require(result.archives.first { $0.kind == "full" })
+    let full = try #require(result.archives.first { $0.kind == .full })
     #expect(full.path.hasSuffix(".tar.zst.age"))
-    #expect(full.verification == "full")
+    #expect(full.verification == .full)
 
     // The operator's disaster path, with nothing but age and tar.
     let scratch = try TemporaryDirectory()
@@ -137,7 +137,7 @@ import Testing
     }
 
     // A per-user archive takes the same path.
-    let perUser = try #require(result.archives.first { $0.kind == "user" && telethon.contains($0.userID ?? 0) })
+    let perUser = try #require(result.archives.first { $0.kind == .user && telethon.contains($0.userID ?? 0) })
     let (problems, manifest, _) = try StockTools.extractAndVerify(
       perUser.path, identity: fleet.identityPath, scratch: scratch.path)
     #expect(problems.isEmpty, "\(problems)")
@@ -195,7 +195,7 @@ import Testing
     let first = try decodeJSON(BackupResult.self, from: holder.result)
     let later = try decodeJSON(BackupResult.self, from: waiter.result)
     let fullIDs = try Self.list(fleet, ["--kind", "full"]).map(\.id)
-    #expect(Set(fullIDs) == Set((first.archives + later.archives).filter { $0.kind == "full" }.map(\.id)))
+    #expect(Set(fullIDs) == Set((first.archives + later.archives).filter { $0.kind == .full }.map(\.id)))
     #expect(fullIDs.count == 2)
     try Self.expectNoLeaks(fleet)
   }
@@ -210,8 +210,8 @@ import Testing
     let result = try Self.backup(fleet, ["--user", String(user), "--reason", "Before login"])
     #expect(result.archives.count == 1)
     let archive = try #require(result.archives.first)
-    #expect(archive.kind == "user" && archive.userID == user && archive.reason == "Before login")
-    #expect(archive.verification == "full")
+    #expect(archive.kind == .user && archive.userID == user && archive.reason == "Before login")
+    #expect(archive.verification == .full)
     #expect(archive.id.contains("-u\(user)-"))
     #expect(
       try StockTools.query(
@@ -329,9 +329,9 @@ import Testing
 
     let third = try Self.backup(fleet)
     #expect(Self.perUserIDs(third) == [keyChanged, dcChanged, newcomer].sorted())
-    #expect(third.archives.filter { $0.kind == "user" }.allSatisfy { $0.reason == "Scheduled" })
+    #expect(third.archives.filter { $0.kind == .user }.allSatisfy { $0.reason == "Scheduled" })
     #expect(third.unchangedUsers == users.count - 2)
-    for archive in third.archives where archive.kind == "user" {
+    for archive in third.archives where archive.kind == .user {
       #expect(
         try StockTools.query(
           fleet.databasePath, "SELECT backup_reason FROM session_backups WHERE archive_id = '\(archive.id)'")
@@ -369,7 +369,7 @@ import Testing
     #expect(decoded.users == users.count - 1)
 
     // Every other user is in the full archive, and has a per-user archive.
-    let full = try #require(decoded.archives.first { $0.kind == "full" })
+    let full = try #require(decoded.archives.first { $0.kind == .full })
     let scratch = try TemporaryDirectory()
     let (problems, manifest, _) = try StockTools.extractAndVerify(
       full.path, identity: fleet.identityPath, scratch: scratch.path)
@@ -443,19 +443,19 @@ import Testing
     #expect(Set(all.dropFirst(2).map(\.id)) == Set(first.archives.map(\.id)))
     #expect(zip(all, all.dropFirst()).allSatisfy { $0.createdAt >= $1.createdAt })
     #expect(all[0].createdAt > all[1].createdAt && all[1].createdAt > all[2].createdAt)
-    #expect(all.allSatisfy { $0.verification == "full" && FileManager.default.fileExists(atPath: $0.path) })
+    #expect(all.allSatisfy { $0.verification == .full && FileManager.default.fileExists(atPath: $0.path) })
     #expect(all[1].reason == "Manual" && all[0].reason == "Scheduled")
 
     let mine = try Self.list(fleet, ["--user", String(users[1])])
-    let firstOfMine = first.archives.filter { $0.kind == "full" || $0.userID == users[1] }.map(\.id)
+    let firstOfMine = first.archives.filter { $0.kind == .full || $0.userID == users[1] }.map(\.id)
     #expect(mine.map(\.id).prefix(2) == [last[0].id, manual.id])
     #expect(Set(mine.dropFirst(2).map(\.id)) == Set(firstOfMine))
-    #expect(mine.allSatisfy { $0.kind == "full" || $0.userID == users[1] })
+    #expect(mine.allSatisfy { $0.kind == .full || $0.userID == users[1] })
 
     let fulls = try Self.list(fleet, ["--kind", "full"])
-    #expect(fulls.map(\.id) == [last[0].id] + first.archives.filter { $0.kind == "full" }.map(\.id))
+    #expect(fulls.map(\.id) == [last[0].id] + first.archives.filter { $0.kind == .full }.map(\.id))
     let perUser = try Self.list(fleet, ["--kind", "user"])
-    #expect(perUser.count == users.count + 1 && perUser.allSatisfy { $0.kind == "user" })
+    #expect(perUser.count == users.count + 1 && perUser.allSatisfy { $0.kind == .user })
     #expect(try Self.list(fleet, ["--kind", "user", "--user", String(users[1])]).map(\.id).first == manual.id)
 
     let bogus = try fleet.tgsess(["list", "--kind", "weekly"])
@@ -505,7 +505,7 @@ import Testing
     #expect(bare.map(\.kind) == original.map(\.kind))
     #expect(bare.map(\.userID) == original.map(\.userID))
     #expect(bare.map(\.byteCount) == original.map(\.byteCount))
-    #expect(bare.allSatisfy { $0.verification == "unknown" && $0.reason.isEmpty })
+    #expect(bare.allSatisfy { $0.verification == .unknown && $0.reason.isEmpty })
     let text = try listCopy(["list"]).stdout.split(separator: "\n")
     #expect(text.count == original.count + 1)
     #expect(text.dropFirst().allSatisfy { $0.hasSuffix("  unknown") })
@@ -572,8 +572,8 @@ import Testing
     let scratch = try TemporaryDirectory()
     for file in migrated.imported {
       let archive = try #require(imported.first { $0.id == file.archiveID })
-      #expect(archive.kind == (file.userID == nil ? "full" : "user") && archive.userID == file.userID)
-      #expect(archive.verification == "full")
+      #expect(archive.kind == (file.userID == nil ? .full : .user) && archive.userID == file.userID)
+      #expect(archive.verification == .full)
       let (problems, manifest, directory) = try StockTools.extractAndVerify(
         archive.path, identity: fleet.identityPath, scratch: scratch.path)
       #expect(problems.isEmpty, "\(problems)")
@@ -586,7 +586,7 @@ import Testing
     }
     // The database copy is dated by the stamp in its name.
     let stamp = String((databaseCopies[0] as NSString).lastPathComponent.dropFirst("telegram_bot.db.backup_".count))
-    let databaseArchive = try #require(imported.first { $0.kind == "full" })
+    let databaseArchive = try #require(imported.first { $0.kind == .full })
     #expect(databaseArchive.createdAt == Timestamp.parseCompact(stamp))
     #expect(databaseArchive.id.hasPrefix(stamp + "-full-"))
     // The files stay where they were.

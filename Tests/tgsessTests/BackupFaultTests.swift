@@ -79,7 +79,7 @@ import Testing
     let identities = try KeyStore.loadIdentities(Deployment(root: fleet.root))
     for archive in listed {
       let isNew = before.files[relative(archive.path, fleet)] == nil
-      if proof == .stockTools || (isNew && archive.kind == "full") {
+      if proof == .stockTools || (isNew && archive.kind == .full) {
         let (problems, _, directory) = try StockTools.extractAndVerify(
           archive.path, identity: fleet.identityPath, scratch: scratch.path)
         #expect(problems.isEmpty, "\(label): \(archive.id): \(problems)", sourceLocation: sourceLocation)
@@ -102,7 +102,7 @@ import Testing
     let archives = cleaned.files.keys.filter(isArchiveName)
     let records = cleaned.files.keys.filter { $0.hasSuffix(ArchiveName.recordSuffix) }
     #expect(Set(archives.map(recordPath(ofArchive:))) == Set(records), "\(label)", sourceLocation: sourceLocation)
-    #expect(try list(fleet).allSatisfy { $0.verification == "full" }, "\(label)", sourceLocation: sourceLocation)
+    #expect(try list(fleet).allSatisfy { $0.verification == .full }, "\(label)", sourceLocation: sourceLocation)
   }
 
   // MARK: - Live writers
@@ -124,23 +124,23 @@ import Testing
       let result = try Self.backup(fleet, isEncrypted ? [] : ["--no-encrypt"])
       #expect(result.failures.isEmpty)
       // Entity-cache churn is not an identity change: only the first run writes per-user archives.
-      #expect(result.archives.filter { $0.kind == "user" }.count == (round == 0 ? 12 : 0))
-      for archive in result.archives where archive.kind == "full" || writerUsers.contains(archive.userID ?? 0) {
+      #expect(result.archives.filter { $0.kind == .user }.count == (round == 0 ? 12 : 0))
+      for archive in result.archives where archive.kind == .full || writerUsers.contains(archive.userID ?? 0) {
         #expect(archive.path.hasSuffix(isEncrypted ? ".tar.zst.age" : ".tar.zst"))
         let (problems, _, directory) = try StockTools.extractAndVerify(
           archive.path, identity: fleet.identityPath, scratch: scratch.path)
         #expect(problems.isEmpty, "round \(round) \(archive.id): \(problems)")  // integrity_check included
-        for user in writerUsers where archive.kind == "full" || archive.userID == user {
+        for user in writerUsers where archive.kind == .full || archive.userID == user {
           let file = directory + "/sessions/user_\(user).session"
           #expect(try StockTools.query(file, LiveWriter.sessionInvariant) == "1", "round \(round) user \(user)")
-          if archive.kind == "full" {
+          if archive.kind == .full {
             // Each snapshot is newer than the previous one: the writers ran throughout.
             let sequence = Int(try StockTools.query(file, "SELECT seq FROM update_state WHERE id = 0")) ?? -1
             #expect(sequence > sequences[user]!, "round \(round) user \(user)")
             sequences[user] = sequence
           }
         }
-        if archive.kind == "full" {
+        if archive.kind == .full {
           let database = directory + "/data/telegram_bot.db"
           #expect(try StockTools.query(database, LiveWriter.databaseInvariant) == "1", "round \(round)")
           let count = Int(try StockTools.query(database, "SELECT copied FROM copy_stats")) ?? -1
@@ -240,13 +240,13 @@ import Testing
     let directory = (record as NSString).deletingLastPathComponent
     let hidden = directory + "/." + (record as NSString).lastPathComponent + ".tgsess-tmp-\(finished.pid)-abc123"
     try FileManager.default.moveItem(atPath: record, toPath: hidden)
-    #expect(try Self.list(fleet).first { $0.id == archive.id }?.verification == "unknown")
+    #expect(try Self.list(fleet).first { $0.id == archive.id }?.verification == .unknown)
 
     #expect(try fleet.tgsess(["backup"]).status == 0)
     #expect(FileManager.default.fileExists(atPath: record))
     #expect(!FileManager.default.fileExists(atPath: hidden))
     let listed = try #require(try Self.list(fleet).first { $0.id == archive.id })
-    #expect(listed.verification == "full" && listed.reason == "Manual")
+    #expect(listed.verification == .full && listed.reason == "Manual")
     try BackupCLITests.expectNoLeaks(fleet)
   }
 
@@ -298,7 +298,7 @@ import Testing
     for name in try FileManager.default.contentsOfDirectory(atPath: fleet.sessionsDirectory) {
       staged += try FileSystem.size(of: fleet.sessionsDirectory + "/" + name)
     }
-    let full = try #require(first.archives.first { $0.kind == "full" })
+    let full = try #require(first.archives.first { $0.kind == .full })
     try Self.fill(mount, leaving: staged + full.byteCount / 2)
     let late = try fleet.tgsess(["backup"])
     Self.expectDiskFullFailure(late, fleet)
@@ -356,7 +356,7 @@ import Testing
     #expect(result.status == 0, "\(result.stderr)")
     #expect(try StockTools.query(fleet.databasePath, "SELECT count(*) FROM session_backups") == rows)
     #expect(try StockTools.integrityCheck(fleet.databasePath) == "ok")
-    let full = try #require(try decodeJSON(BackupResult.self, from: result).archives.first { $0.kind == "full" })
+    let full = try #require(try decodeJSON(BackupResult.self, from: result).archives.first { $0.kind == .full })
     let scratch = try TemporaryDirectory()
     let (problems, _, directory) = try StockTools.extractAndVerify(
       full.path, identity: fleet.identityPath, scratch: scratch.path)

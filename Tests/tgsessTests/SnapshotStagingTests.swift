@@ -23,15 +23,15 @@ import Testing
     options.snapshotWorkers = 1
     let staged = try BackupJob.run(fleet.deployment, options: options, logger: logger)
     let fromMemory = try Self.manifest(
-      of: try #require(inMemory.archives.first { $0.kind == "full" }), fleet.deployment)
-    let fromFiles = try Self.manifest(of: try #require(staged.archives.first { $0.kind == "full" }), fleet.deployment)
+      of: try #require(inMemory.archives.first { $0.kind == .full }), fleet.deployment)
+    let fromFiles = try Self.manifest(of: try #require(staged.archives.first { $0.kind == .full }), fleet.deployment)
     let sessions = { (manifest: Manifest) in manifest.entries.filter { $0.role != .database } }
     #expect(sessions(fromMemory).count == 9 + fromMemory.entries.filter { $0.role == .sessionBackup }.count)
     #expect(sessions(fromMemory).map(\.path) == sessions(fromFiles).map(\.path))
     #expect(sessions(fromMemory).map(\.sha256) == sessions(fromFiles).map(\.sha256))
     #expect(sessions(fromMemory).map(\.authKeyFingerprint) == sessions(fromFiles).map(\.authKeyFingerprint))
     // The first run also wrote a per-user archive of every user, from the same pack.
-    #expect(inMemory.archives.filter { $0.kind == "user" }.count == 9)
+    #expect(inMemory.archives.filter { $0.kind == .user }.count == 9)
   }
 
   @Test func theFullArchivesManifestIsTheOneJSONEncoderWouldWrite() throws {
@@ -39,7 +39,7 @@ import Testing
     var logger = Logger(label: "test")
     logger.logLevel = .critical
     let result = try BackupJob.run(fleet.deployment, options: BackupOptions(), logger: logger)
-    let full = try #require(result.archives.first { $0.kind == "full" })
+    let full = try #require(result.archives.first { $0.kind == .full })
     // The bytes as the stock age and tar see them.
     let extracted = try runProcess(
       "/bin/bash",
