@@ -30,7 +30,8 @@ extension BotDatabase {
         """
       return try Row.fetchAll(db, sql: sql).map { row in
         UserSummary(
-          userID: row["user_id"], status: UserStatus(column: row["status"]), health: HealthState(column: row["health"]), lastCheckedAt: row["last_checked_at"],
+          userID: row["user_id"], status: UserStatus(column: row["status"]), health: HealthState(column: row["health"]),
+          lastCheckedAt: row["last_checked_at"],
           lastError: row["last_error"], hasSessionString: row["has_string"], updatedAt: row["updated_at"])
       }
     }
