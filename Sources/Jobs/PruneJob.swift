@@ -191,7 +191,7 @@ public enum PruneJob {
             guard run.status == 0 else {
               throw StoreError.invalid(
                 path: "remote \(remote.name)", reason: "rclone delete failed (exit \(run.status)): \(run.errorText)",
-                hint: "the archives pruned here stay on that remote; fix it, then delete them there with rclone")
+                hint: "check the remote's configuration and reachability")
             }
           }
           result.remoteRemoved[remote.name] =
