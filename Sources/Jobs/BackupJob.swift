@@ -23,9 +23,15 @@ public struct BackupOptions: Sendable {
   /// Threads that snapshot and inspect session files (and the database) at once.
   public var snapshotWorkers = Parallel.defaultWorkers
 
+  /// The zstd level when neither the caller nor `[backup] zstd_level` sets one.
+  public static let defaultZstdLevel = 3
+  /// Seconds to wait for the lock when neither the caller nor `[backup] lock_wait` sets it.
+  public static let defaultLockWait: TimeInterval = 0
+
   public init(
-    userID: Int64? = nil, reason: String = BackupReason.scheduled, isEncrypted: Bool = true, lockWait: TimeInterval = 0,
-    zstdLevel: Int = 3, includesChangedUsers: Bool = true, pushesOffsite: Bool = true
+    userID: Int64? = nil, reason: String = BackupReason.scheduled, isEncrypted: Bool = true,
+    lockWait: TimeInterval = BackupOptions.defaultLockWait, zstdLevel: Int = BackupOptions.defaultZstdLevel,
+    includesChangedUsers: Bool = true, pushesOffsite: Bool = true
   ) {
     self.userID = userID
     self.reason = reason
@@ -34,6 +40,42 @@ public struct BackupOptions: Sendable {
     self.zstdLevel = zstdLevel
     self.includesChangedUsers = includesChangedUsers
     self.pushesOffsite = pushesOffsite
+  }
+
+  /// What a caller (a command line, the bot) sets on top of the configuration. A nil field takes
+  /// the `[backup]` value, then the default.
+  public struct Overrides: Sendable, Equatable {
+    public var userID: Int64?
+    /// Nil: "Scheduled" for a full backup, "Manual" for one user.
+    public var reason: String?
+    /// `--no-encrypt` sets false; nil follows `[backup] encrypt` (default true).
+    public var isEncrypted: Bool?
+    public var lockWait: TimeInterval?
+    public var zstdLevel: Int?
+
+    public init(
+      userID: Int64? = nil, reason: String? = nil, isEncrypted: Bool? = nil, lockWait: TimeInterval? = nil,
+      zstdLevel: Int? = nil
+    ) {
+      self.userID = userID
+      self.reason = reason
+      self.isEncrypted = isEncrypted
+      self.lockWait = lockWait
+      self.zstdLevel = zstdLevel
+    }
+  }
+
+  /// The options a caller gets from the deployment's configuration (`[backup]`) and its own
+  /// overrides: an override wins, then the config's value, then the default. The CLI and the bot
+  /// runner both build their options here, so they cannot drift apart.
+  public init(config: Config, overrides: Overrides = Overrides()) {
+    let section = config.backup
+    self.init(
+      userID: overrides.userID,
+      reason: overrides.reason ?? (overrides.userID == nil ? BackupReason.scheduled : BackupReason.manual),
+      isEncrypted: overrides.isEncrypted ?? section?.encrypt ?? true,
+      lockWait: overrides.lockWait ?? section?.lockWait.map(TimeInterval.init) ?? Self.defaultLockWait,
+      zstdLevel: overrides.zstdLevel ?? section?.zstdLevel ?? Self.defaultZstdLevel)
   }
 }
 
@@ -269,9 +311,10 @@ public enum BackupJob {
         let image = try SQLiteSnapshot.takeInMemory(source: source, busyTimeoutMS: busyTimeoutMS)
         try CrashPoint.hit("backup.after-session-snapshot")
         info = try SessionFileInspector.inspect(snapshot: image, object: source)
-        staged = try image.withUnsafeBytes { try staging.pack($0) }
-        size = Int64(image.count)
-        sha256 = image.withUnsafeBytes { Digest.sha256Hex($0) }
+        let packed = try staging.pack(image)
+        staged = packed.source
+        size = packed.byteCount
+        sha256 = packed.sha256
       } else {
         let path = try staging.file(relative)
         try SQLiteSnapshot.take(source: source, destination: path, busyTimeoutMS: busyTimeoutMS)
@@ -297,11 +340,12 @@ public enum BackupJob {
       let backupSource = source + ".backup"
       if FileSystem.exists(backupSource) {
         do {
-          let image = try SQLiteSnapshot.takeInMemory(source: backupSource, busyTimeoutMS: busyTimeoutMS)
-          result.backupSource = try image.withUnsafeBytes { try staging.pack($0) }
+          let packed = try staging.pack(
+            try SQLiteSnapshot.takeInMemory(source: backupSource, busyTimeoutMS: busyTimeoutMS))
+          result.backupSource = packed.source
           result.backupEntry = Manifest.Entry(
-            path: relative + ".backup", role: .sessionBackup, size: Int64(image.count),
-            sha256: image.withUnsafeBytes { Digest.sha256Hex($0) }, isSQLite: true, userID: userID)
+            path: relative + ".backup", role: .sessionBackup, size: packed.byteCount, sha256: packed.sha256,
+            isSQLite: true, userID: userID)
         } catch let error as StoreError where !isDestinationFailure(error) {
           logger.warning(
             "skipping unreadable .session.backup", metadata: ["user.id": "\(userID)", "file.path": "\(backupSource)"])
@@ -326,10 +370,11 @@ public enum BackupJob {
       }
       if let rows = try database.userRowsJSON(userID: userID) {
         let relative = "users/user_\(userID).json"
-        sources[relative] = try rows.withUnsafeBytes { try staging.pack($0) }
+        let packed = try staging.pack(rows)
+        sources[relative] = packed.source
         entries.append(
           Manifest.Entry(
-            path: relative, role: .userRows, size: Int64(rows.count), sha256: Digest.sha256Hex(rows), isSQLite: false,
+            path: relative, role: .userRows, size: packed.byteCount, sha256: packed.sha256, isSQLite: false,
             userID: userID))
       }
       guard !entries.isEmpty else {
@@ -346,10 +391,16 @@ public enum BackupJob {
       let writer = try BotDatabase(
         path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { writer.close() }
-      try writer.recordSessionBackup(
+      // A user with a session file but no user_sessions row (a login in progress, a bot that
+      // keeps files only) gets no session_backups row: the archive is the whole backup.
+      let row = try writer.recordSessionBackup(
         userID: userID, reason: reason, archiveID: id, authKeyFingerprint: session?.fingerprint.authKey, at: date)
       logger.info(
-        "per-user backup written", metadata: ["user.id": "\(userID)", "archive.id": "\(id)", "reason": "\(reason)"])
+        "per-user backup written",
+        metadata: [
+          "user.id": "\(userID)", "archive.id": "\(id)", "reason": "\(reason)",
+          "session_backups.row": "\(row.map(String.init) ?? "none")",
+        ])
       return record
     }
 

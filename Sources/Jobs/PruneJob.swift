@@ -18,6 +18,86 @@ public struct PruneOptions: Sendable {
     self.lockWait = lockWait
     self.now = now
   }
+
+  /// What a caller (a command line) sets on top of the configuration. A nil field takes the
+  /// `[prune]` value, then `RetentionPolicy`'s default.
+  public struct Overrides: Sendable, Equatable {
+    public var keepPerUser: Int?
+    public var keepLast: Int?
+    public var keepHourly: Int?
+    public var keepDaily: Int?
+    public var keepWeekly: Int?
+    public var keepMonthly: Int?
+    public var keepYearly: Int?
+    /// A time zone identifier, e.g. "Europe/Berlin".
+    public var timeZone: String?
+    public var isDryRun: Bool
+    public var lockWait: TimeInterval
+    /// The clock the plan uses; nil is now.
+    public var now: Date?
+
+    public init(
+      keepPerUser: Int? = nil, keepLast: Int? = nil, keepHourly: Int? = nil, keepDaily: Int? = nil,
+      keepWeekly: Int? = nil, keepMonthly: Int? = nil, keepYearly: Int? = nil, timeZone: String? = nil,
+      isDryRun: Bool = false, lockWait: TimeInterval = 0, now: Date? = nil
+    ) {
+      self.keepPerUser = keepPerUser
+      self.keepLast = keepLast
+      self.keepHourly = keepHourly
+      self.keepDaily = keepDaily
+      self.keepWeekly = keepWeekly
+      self.keepMonthly = keepMonthly
+      self.keepYearly = keepYearly
+      self.timeZone = timeZone
+      self.isDryRun = isDryRun
+      self.lockWait = lockWait
+      self.now = now
+    }
+  }
+
+  /// The options a caller gets from the deployment's configuration (`[prune]`) and its own
+  /// overrides: an override wins, then the config's value, then the default. Every caller builds
+  /// its options here, so the command line and the bot runner cannot drift apart.
+  /// - Throws: `JobError.usage` when the time zone (the override's or the config's) is unknown.
+  public init(config: Config, overrides: Overrides = Overrides()) throws {
+    let section = config.prune
+    let defaults = RetentionPolicy()
+    let zoneName = overrides.timeZone ?? section?.timezone
+    var zone = RetentionPolicy.utc
+    if let zoneName {
+      guard let named = TimeZone(identifier: zoneName) else {
+        throw JobError.usage(
+          overrides.timeZone != nil
+            ? "unknown --timezone '\(zoneName)'. Try: --timezone UTC or --timezone Europe/Berlin"
+            : "unknown timezone '\(zoneName)' in the config ([prune] timezone). Try: timezone = \"UTC\"")
+      }
+      zone = named
+    }
+    let policy = RetentionPolicy(
+      keepPerUser: overrides.keepPerUser ?? section?.keepPerUser ?? defaults.keepPerUser,
+      keepLast: overrides.keepLast ?? section?.keepLast ?? defaults.keepLast,
+      keepHourly: overrides.keepHourly ?? section?.keepHourly ?? defaults.keepHourly,
+      keepDaily: overrides.keepDaily ?? section?.keepDaily ?? defaults.keepDaily,
+      keepWeekly: overrides.keepWeekly ?? section?.keepWeekly ?? defaults.keepWeekly,
+      keepMonthly: overrides.keepMonthly ?? section?.keepMonthly ?? defaults.keepMonthly,
+      keepYearly: overrides.keepYearly ?? section?.keepYearly ?? defaults.keepYearly, timeZone: zone)
+    self.init(policy: policy, isDryRun: overrides.isDryRun, lockWait: overrides.lockWait, now: overrides.now ?? Date())
+  }
+}
+
+/// A remote the prune could not bring in line with the local plan. Nothing is lost: the archives
+/// are gone locally and their remote copies stay. A later prune does not remove them there (it
+/// never deletes a remote archive this host no longer knows), so the operator must hear of it.
+public struct RemotePruneFailure: Codable, Sendable, Equatable {
+  /// The remote's name (`[[remotes]] name`).
+  public var remote: String
+  /// What went wrong (rclone's own words; never a secret).
+  public var reason: String
+
+  public init(remote: String, reason: String) {
+    self.remote = remote
+    self.reason = reason
+  }
 }
 
 /// What `tgsess prune` did, or would do.
@@ -32,8 +112,11 @@ public struct PruneResult: Codable, Sendable, Equatable {
   public var leftoversRemoved: Int
   /// Per remote: archives the plan removed there too.
   public var remoteRemoved: [String: Int] = [:]
-  /// Remotes that could not be pruned (they are tried again next time; nothing else is lost).
-  public var remoteErrors: [String] = []
+  /// Remotes that could not be pruned: the run is partial (exit 3), and the archives removed here
+  /// stay on those remotes.
+  public var remoteFailures: [RemotePruneFailure] = []
+  /// Some remote could not be pruned; the local prune is done.
+  public var isPartial: Bool { !remoteFailures.isEmpty }
 }
 
 /// Applies the retention plan: the plan is a pure function; execution only carries it out.
@@ -54,9 +137,7 @@ public enum PruneJob {
         // Under the lock no writer is mid-publish, so every orphan record or pin is a leftover.
         leftovers += try repository.removeLeftovers().count
         leftovers += try repository.removeOrphanSidecars().count
-        let staging = Self.stagingCount(deployment.backupsDirectory)
-        StagingArea.removeStale(in: deployment.backupsDirectory)
-        leftovers += staging - Self.stagingCount(deployment.backupsDirectory)
+        leftovers += StagingArea.removeStale(in: deployment.backupsDirectory).count
       }
       let records = try repository.list()
       let byID = Dictionary(records.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
@@ -110,14 +191,16 @@ public enum PruneJob {
             guard run.status == 0 else {
               throw StoreError.invalid(
                 path: "remote \(remote.name)", reason: "rclone delete failed (exit \(run.status)): \(run.errorText)",
-                hint: "the next prune tries again")
+                hint: "check the remote's configuration and reachability")
             }
           }
           result.remoteRemoved[remote.name] =
             paths.filter { ArchiveName.parse(fileName: ($0 as NSString).lastPathComponent) != nil }.count
         } catch let error as StoreError {
-          result.remoteErrors.append(error.errorDescription ?? "\(error)")
-          logger.warning(
+          // Reported, never swallowed: the run ends partial (exit 3) and says which remote.
+          result.remoteFailures.append(
+            RemotePruneFailure(remote: remote.name, reason: error.errorDescription ?? "\(error)"))
+          logger.error(
             "remote prune failed", metadata: ["remote": "\(remote.name)", "error": "\(error.errorDescription ?? "")"])
         }
       }
@@ -126,17 +209,12 @@ public enum PruneJob {
         metadata: [
           "archives.kept": "\(plan.keep.count)", "archives.removed": "\(result.removed)",
           "bytes.freed": "\(result.bytesFreed)", "rows.trimmed": "\(result.rowsTrimmed)",
+          "remotes.failed": "\(result.remoteFailures.count)",
         ])
       return result
     } catch let error as StoreError {
       throw JobError.store(context: "prune", underlying: error)
     }
-  }
-
-  /// The staging directories (`.staging-*`) under `directory`.
-  static func stagingCount(_ directory: String) -> Int {
-    ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix(".staging-") }
-      .count
   }
 
   /// Pins (or unpins) an archive so prune never removes it.

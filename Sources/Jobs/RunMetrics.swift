@@ -82,6 +82,9 @@ extension PruneResult {
     file.gauge(
       "tgsess_prune_leftovers_removed", Double(leftoversRemoved),
       help: "Temporaries of interrupted runs the last prune removed.")
+    file.gauge(
+      "tgsess_prune_remotes_failed", Double(remoteFailures.count),
+      help: "Remotes the last prune could not bring in line with the local plan.")
     file.record(run)
     return file
   }

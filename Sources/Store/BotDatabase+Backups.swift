@@ -81,31 +81,25 @@ extension BotDatabase {
 
   /// Records a per-user backup in `session_backups`, as the seed's bot does: the user's current
   /// (encrypted) session string and api credentials, the reason, and which archive holds it.
-  /// - Returns: the new row's id.
+  ///
+  /// A user without a `user_sessions` row (a login in progress, or a bot that keeps session files
+  /// only) has no session string to record, so no row is written: the archive alone holds the
+  /// backup. A row of NULLs would break a bot whose schema declares the columns NOT NULL, and
+  /// would read as a backup of a session string that never existed.
+  /// - Returns: the new row's id, or nil when the user has no `user_sessions` row.
   /// - Throws: `StoreError.database`.
   @discardableResult
   public func recordSessionBackup(
     userID: Int64, reason: String, archiveID: String, authKeyFingerprint: String?, at date: Date
-  ) throws -> Int64 {
+  ) throws -> Int64? {
     try write("record backup of user \(userID)") { db in
-      let hasUser =
-        try Int.fetchOne(
-          db, sql: "SELECT count(*) FROM user_sessions WHERE user_id = ?", arguments: [userID]) ?? 0
-      if hasUser > 0 {
-        try db.execute(
-          sql: """
-            INSERT INTO session_backups(user_id, session_string, api_id, api_hash, backup_reason, created_at,
-                                        archive_id, auth_key_fingerprint)
-            SELECT user_id, session_string, api_id, api_hash, ?, ?, ?, ? FROM user_sessions WHERE user_id = ?
-            """, arguments: [reason, Timestamp.string(date), archiveID, authKeyFingerprint, userID])
-      } else {
-        try db.execute(
-          sql: """
-            INSERT INTO session_backups(user_id, backup_reason, created_at, archive_id, auth_key_fingerprint)
-            VALUES (?, ?, ?, ?, ?)
-            """, arguments: [userID, reason, Timestamp.string(date), archiveID, authKeyFingerprint])
-      }
-      return db.lastInsertedRowID
+      try db.execute(
+        sql: """
+          INSERT INTO session_backups(user_id, session_string, api_id, api_hash, backup_reason, created_at,
+                                      archive_id, auth_key_fingerprint)
+          SELECT user_id, session_string, api_id, api_hash, ?, ?, ?, ? FROM user_sessions WHERE user_id = ?
+          """, arguments: [reason, Timestamp.string(date), archiveID, authKeyFingerprint, userID])
+      return db.changesCount > 0 ? db.lastInsertedRowID : nil
     }
   }
 

@@ -33,11 +33,25 @@ public final class StagingArea: @unchecked Sendable {
   private let packLock = NSLock()
   public var packPath: String { path + "/snapshots.pack" }
 
-  /// Appends `bytes` to the area's pack file (one file for many small snapshots, so there is no
-  /// inode per snapshot) and returns where they are, as an archive source. Not fsynced: staging
-  /// feeds an archive that is written durably. Safe to call from several threads.
+  /// Appends a snapshot's file image to the area's pack file and returns where it is, with its
+  /// size and SHA-256 (the manifest entry's), computed from the same bytes.
   /// - Throws: `StoreError.io` naming the pack file (a full disk, for instance).
-  public func pack(_ bytes: UnsafeRawBufferPointer) throws -> ArchiveSource {
+  public func pack(_ image: SQLiteImage) throws -> StagedBytes {
+    try image.withUnsafeBytes { try pack(bytes: $0) }
+  }
+
+  /// Appends `data` (a user's rows as JSON, say) to the area's pack file and returns where it is,
+  /// with its size and SHA-256.
+  /// - Throws: `StoreError.io` naming the pack file (a full disk, for instance).
+  public func pack(_ data: Data) throws -> StagedBytes {
+    try data.withUnsafeBytes { try pack(bytes: $0) }
+  }
+
+  /// Appends `bytes` to the area's pack file (one file for many small snapshots, so there is no
+  /// inode per snapshot). Not fsynced: staging feeds an archive that is written durably. Safe to
+  /// call from several threads.
+  private func pack(bytes: UnsafeRawBufferPointer) throws -> StagedBytes {
+    let sha256 = Digest.sha256Hex(bytes)
     packLock.lock()
     defer { packLock.unlock() }
     if packFD < 0 {
@@ -55,7 +69,9 @@ public final class StagingArea: @unchecked Sendable {
       done += count
     }
     packSize += Int64(bytes.count)
-    return .region(path: packPath, offset: offset, length: Int64(bytes.count))
+    return StagedBytes(
+      source: .region(path: packPath, offset: offset, length: Int64(bytes.count)), byteCount: Int64(bytes.count),
+      sha256: sha256)
   }
 
   /// Removes the directory and everything in it.
@@ -70,12 +86,26 @@ public final class StagingArea: @unchecked Sendable {
   deinit { remove() }
 
   /// Removes staging directories under `parent` whose process is gone.
-  public static func removeStale(in parent: String) {
-    guard let names = try? FileManager.default.contentsOfDirectory(atPath: parent) else { return }
-    for name in names where name.hasPrefix(".staging-") {
+  /// - Returns: the paths of the directories removed (a directory that could not be removed is
+  ///   left out, and the next run tries again).
+  @discardableResult
+  public static func removeStale(in parent: String) -> [String] {
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: parent) else { return [] }
+    var removed: [String] = []
+    for name in names.sorted() where name.hasPrefix(".staging-") {
       let pidText = name.dropFirst(".staging-".count).split(separator: "-").first ?? ""
       if let pid = Int32(pidText), pid == getpid() || kill(pid, 0) == 0 { continue }
-      try? FileManager.default.removeItem(atPath: parent + "/" + name)
+      let path = parent + "/" + name
+      if (try? FileManager.default.removeItem(atPath: path)) != nil { removed.append(path) }
     }
+    return removed
   }
+}
+
+/// Bytes appended to a staging pack: where they are (an archive source), how many, and their
+/// SHA-256 as lower-case hex.
+public struct StagedBytes: Sendable {
+  public var source: ArchiveSource
+  public var byteCount: Int64
+  public var sha256: String
 }

@@ -38,11 +38,11 @@ struct Backup: ParsableCommand {
     let result: BackupResult
     do {
       let (deployment, logger) = try global.setUp()
-      let section = deployment.config.backup
       let options = BackupOptions(
-        userID: user, reason: reason ?? (user == nil ? "Scheduled" : "Manual"),
-        isEncrypted: !noEncrypt && (section?.encrypt ?? true),
-        lockWait: TimeInterval(lockWait ?? section?.lockWait ?? 0), zstdLevel: section?.zstdLevel ?? 3)
+        config: deployment.config,
+        overrides: BackupOptions.Overrides(
+          userID: user, reason: reason, isEncrypted: noEncrypt ? false : nil, lockWait: lockWait.map(TimeInterval.init))
+      )
       let meter = ProgressMeter()
       result = try BackupJob.run(
         deployment, options: options, logger: logger, progress: meter.isActive ? meter.update : nil)

@@ -18,7 +18,7 @@ struct Prune: ParsableCommand {
 
       \(MonitoringOptions.helpText("prune"))
 
-      EXIT STATUS: 0 ok · 1 failed · 64 usage · 75 lock held
+      EXIT STATUS: 0 ok · 1 failed · 3 partial (a remote could not be pruned, each named) · 64 usage · 75 lock held
       """)
 
   @OptionGroup var global: GlobalOptions
@@ -45,42 +45,41 @@ struct Prune: ParsableCommand {
     let monitor = MonitoredRun("prune", options: monitoring, isReporting: !dryRun)
     let result: PruneResult
     do {
-      result = try prune()
+      let (deployment, logger) = try global.setUp()
+      let overrides = PruneOptions.Overrides(
+        keepPerUser: keepPerUser, keepLast: keepLast, keepHourly: keepHourly, keepDaily: keepDaily,
+        keepWeekly: keepWeekly, keepMonthly: keepMonthly, keepYearly: keepYearly, timeZone: timezone,
+        isDryRun: dryRun, lockWait: TimeInterval(lockWait))
+      result = try PruneJob.run(
+        deployment, options: try PruneOptions(config: deployment.config, overrides: overrides), logger: logger)
       if global.json { try Output.json(result) } else { Output.line(Self.render(result)) }
     } catch {
       monitor.fail(error)
       throw error
     }
-    monitor.finish(exitStatus: ExitStatus.ok, summary: [Self.render(result)], metrics: result.metrics)
+    let status = monitor.finish(
+      exitStatus: result.isPartial ? ExitStatus.partial : ExitStatus.ok, summary: Self.summary(result),
+      metrics: result.metrics)
+    if status != ExitStatus.ok { throw ExitCode(status) }
   }
 
-  private func prune() throws -> PruneResult {
-    let (deployment, logger) = try global.setUp()
-    let section = deployment.config.prune
-    let defaults = RetentionPolicy()
-    guard let zone = TimeZone(identifier: timezone ?? section?.timezone ?? "UTC") else {
-      throw ValidationError("unknown timezone '\(section?.timezone ?? "")' in the config")
-    }
-    let policy = RetentionPolicy(
-      keepPerUser: keepPerUser ?? section?.keepPerUser ?? defaults.keepPerUser,
-      keepLast: keepLast ?? section?.keepLast ?? defaults.keepLast,
-      keepHourly: keepHourly ?? section?.keepHourly ?? defaults.keepHourly,
-      keepDaily: keepDaily ?? section?.keepDaily ?? defaults.keepDaily,
-      keepWeekly: keepWeekly ?? section?.keepWeekly ?? defaults.keepWeekly,
-      keepMonthly: keepMonthly ?? section?.keepMonthly ?? defaults.keepMonthly,
-      keepYearly: keepYearly ?? section?.keepYearly ?? defaults.keepYearly, timeZone: zone)
-    return try PruneJob.run(
-      deployment, options: PruneOptions(policy: policy, isDryRun: dryRun, lockWait: TimeInterval(lockWait)),
-      logger: logger)
-  }
-
-  /// The text output: the plan for a dry run, else one line that is also the ping's body.
+  /// The text output: the plan for a dry run, else the summary.
   static func render(_ result: PruneResult) -> String {
     if result.isDryRun {
       return result.plan.render() + "\ndry run: would trim \(result.rowsTrimmed) session_backups row(s)"
     }
-    return
+    return summary(result).joined(separator: "\n")
+  }
+
+  /// The totals line and one line per remote that could not be pruned: the text output and the
+  /// ping's body.
+  static func summary(_ result: PruneResult) -> [String] {
+    [
       "kept \(result.plan.keep.count), removed \(result.removed) archive(s) (\(Format.bytes(result.bytesFreed))), trimmed \(result.rowsTrimmed) session_backups row(s), cleaned \(result.leftoversRemoved) leftover(s)"
+    ]
+      + result.remoteFailures.map {
+        "remote FAILED \($0.remote): \($0.reason); the local prune is done and the archives it removed stay on that remote"
+      }
   }
 }
 

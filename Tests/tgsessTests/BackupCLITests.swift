@@ -331,11 +331,13 @@ import Testing
     #expect(Self.perUserIDs(third) == [keyChanged, dcChanged, newcomer].sorted())
     #expect(third.archives.filter { $0.kind == .user }.allSatisfy { $0.reason == "Scheduled" })
     #expect(third.unchangedUsers == users.count - 2)
+    // The newcomer has a file but no user_sessions row: its archive is the whole backup, with no
+    // session_backups row (there is no session string to record).
     for archive in third.archives where archive.kind == .user {
       #expect(
         try StockTools.query(
           fleet.databasePath, "SELECT backup_reason FROM session_backups WHERE archive_id = '\(archive.id)'")
-          == "Scheduled")
+          == (archive.userID == newcomer ? "" : "Scheduled"))
     }
     // The churned user's newest per-user archive is still the first one.
     let churnedFirst = first.archives.first { $0.userID == churned }?.id
@@ -383,6 +385,108 @@ import Testing
     let text = try fleet.tgsess(["backup"])
     #expect(text.status == 3)
     #expect(text.stdout.contains("FAILED user \(broken): \(fleet.sessionPath(broken)): "))
+    try Self.expectNoLeaks(fleet)
+  }
+
+  // MARK: - Session files without a database row
+
+  /// Runs `Tests/StoreTests/Fixtures/python/session_peer.py`, which drives the real libraries.
+  /// - Parameter peer: nil for the venv's Pyrogram 2.0.106, or "telethon142", "kurigram", "pyrofork".
+  static func sessionPeer(_ command: String, _ arguments: [String], peer: String? = nil) throws -> [String: Any] {
+    let script = try String(
+      contentsOfFile: TestEnvironment.packageRoot + "/Tests/StoreTests/Fixtures/python/session_peer.py",
+      encoding: .utf8)
+    let result = try runPython(script, arguments: [command] + arguments, peer: peer)
+    guard let line = result.stdout.split(separator: "\n").last(where: { $0.hasPrefix("RESULT ") }),
+      let object = try JSONSerialization.jsonObject(with: Data(line.dropFirst(7).utf8)) as? [String: Any]
+    else { throw TestHelperError("session_peer.py \(command) printed no RESULT: \(result.stdout) \(result.stderr)") }
+    return object
+  }
+
+  /// Writes `sessions/user_<userID>.session` with a real library: Telethon 1.42 (schema v7), or
+  /// the Pyrogram family's own storage (Pyrogram, kurigram, pyrofork).
+  static func writeRealSession(_ fleet: FleetDeployment, userID: Int64, library: String) throws {
+    let path = fleet.sessionPath(userID)
+    if library == "telethon142" {
+      let written = try sessionPeer(
+        "telethon-file", [path, "2", "149.154.167.51", "443", String(userID), "", ""], peer: library)
+      #expect(written["schema"] as? Int == 7, "\(written)")
+    } else {
+      let written = try sessionPeer(
+        "pyrogram-file",
+        [fleet.sessionsDirectory, "user_\(userID)", "2", "12345", "0", String(userID), "0", "", "0", "0"],
+        peer: library == "pyrogram" ? nil : library)
+      #expect(written["path"] as? String == path, "\(written)")
+    }
+    #expect(FileManager.default.fileExists(atPath: path), "\(library) wrote no \(path)")
+  }
+
+  @Test func sessionFilesWithoutARowGetTheirArchiveAndNoRowAndNoFailure() throws {
+    try StockTools.require()
+    let fleet = try FleetDeployment(users: 4)
+    // Logins in progress: real library files beside the fleet, with no user_sessions row.
+    let libraries: [(Int64, String)] = [
+      (700_000_001, "pyrogram"), (700_000_002, "kurigram"), (700_000_003, "pyrofork"), (700_000_004, "telethon142"),
+    ]
+    for (user, library) in libraries { try Self.writeRealSession(fleet, userID: user, library: library) }
+    try fleet.collectSecrets()
+    let fileOnly = libraries.map(\.0)
+    let inList = fileOnly.map(String.init).joined(separator: ",")
+    #expect(
+      try StockTools.query(fleet.databasePath, "SELECT count(*) FROM user_sessions WHERE user_id IN (\(inList))") == "0"
+    )
+
+    let result = try fleet.tgsess(["backup", "--json"])
+    #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
+    let decoded = try decodeJSON(BackupResult.self, from: result)
+    #expect(decoded.failures.isEmpty, "\(decoded.failures)")
+    #expect(Set(Self.perUserIDs(decoded)).isSuperset(of: fileOnly))
+    // No session_backups row for a user without a row: nothing pretends to hold a session string.
+    #expect(
+      try StockTools.query(fleet.databasePath, "SELECT count(*) FROM session_backups WHERE user_id IN (\(inList))")
+        == "0")
+    // Each per-user archive holds exactly that user's file, with its key.
+    let scratch = try TemporaryDirectory()
+    for user in fileOnly {
+      let archive = try #require(decoded.archives.first { $0.kind == .user && $0.userID == user })
+      #expect(archive.verification == .full)
+      let (problems, manifest, directory) = try StockTools.extractAndVerify(
+        archive.path, identity: fleet.identityPath, scratch: scratch.path)
+      #expect(problems.isEmpty, "\(problems)")
+      let paths = (manifest["entries"] as? [[String: Any]] ?? []).compactMap { $0["path"] as? String }
+      #expect(paths == ["sessions/user_\(user).session"])
+      try Self.expectSameKey(fleet.sessionPath(user), directory + "/sessions/user_\(user).session")
+    }
+
+    // A bot whose schema declares session_string NOT NULL (the report's): recording a row of
+    // NULLs used to fail the user, exit 3 and name a database that is fine.
+    try runPython(
+      """
+      import sqlite3, sys
+      conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+      sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'session_backups'").fetchone()[0]
+      conn.execute("BEGIN")
+      conn.execute(sql.replace("session_backups", "strict_backups", 1).replace(
+          "session_string TEXT", "session_string TEXT NOT NULL", 1))
+      conn.execute("INSERT INTO strict_backups SELECT * FROM session_backups WHERE session_string IS NOT NULL")
+      conn.execute("DROP TABLE session_backups")
+      conn.execute("ALTER TABLE strict_backups RENAME TO session_backups")
+      conn.execute("CREATE INDEX session_backups_user_created ON session_backups(user_id, created_at)")
+      conn.execute("COMMIT")
+      """, arguments: [fleet.databasePath])
+    let newcomer: Int64 = 700_000_005
+    try Self.writeRealSession(fleet, userID: newcomer, library: "telethon142")
+    try fleet.collectSecrets()
+    let text = try fleet.tgsess(["backup"])
+    #expect(text.status == 0, "\(text.stdout) \(text.stderr)")
+    #expect(!text.stdout.contains("FAILED"), "\(text.stdout)")
+    #expect(text.stdout.contains("  user \(newcomer)  "), "\(text.stdout)")
+    let single = try fleet.tgsess(["backup", "--user", String(fileOnly[0]), "--json"])
+    #expect(single.status == 0, "\(single.stderr)")
+    #expect(try decodeJSON(BackupResult.self, from: single).archives.map(\.userID) == [fileOnly[0]])
+    #expect(
+      try StockTools.query(
+        fleet.databasePath, "SELECT count(*) FROM session_backups WHERE user_id IN (\(inList), \(newcomer))") == "0")
     try Self.expectNoLeaks(fleet)
   }
 

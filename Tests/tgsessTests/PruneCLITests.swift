@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -316,6 +317,84 @@ import Testing
       .filter { name in plan.remove.keys.contains { name.contains($0) } }
     #expect(leftovers.isEmpty, "\(leftovers.prefix(5))")
     try Self.expectWholeArchives(fleet, decryptAll: false)
+  }
+
+  // MARK: - Remotes
+
+  /// The archive file names under `directory`, recursively.
+  static func archiveNames(under directory: String) -> Set<String> {
+    var names = Set<String>()
+    let enumerator = FileManager.default.enumerator(atPath: directory)
+    while let path = enumerator?.nextObject() as? String {
+      if path.hasSuffix(ArchiveName.encryptedSuffix) { names.insert((path as NSString).lastPathComponent) }
+    }
+    return names
+  }
+
+  @Test func aRemoteThatCannotBePrunedMakesThePrunePartialInTextJSONExitStatusAndPing() throws {
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/rclone") else {
+      throw TestHelperError("rclone is not installed; run: apt-get install -y rclone")
+    }
+    let fleet = try FleetFixture(users: 2)
+    // An rclone remote "usb" (an alias of a local directory) in its own rclone.conf.
+    let remote = fleet.directory.file("remote")
+    let rcloneConfig = fleet.directory.file("rclone.conf")
+    try "[usb]\ntype = alias\nremote = \(remote)\n".write(toFile: rcloneConfig, atomically: true, encoding: .utf8)
+    try """
+    deployment_name = "host-a"
+
+    [[remotes]]
+    name = "usb"
+    path = "usb:"
+    rclone_config = "\(rcloneConfig)"
+
+    """.write(toFile: fleet.root + "/tgsess.toml", atomically: true, encoding: .utf8)
+    try fleet.tgsessOK(["backup"])
+    let user = try #require(try fleet.sessionUserIDs().first)
+    for _ in 0..<3 { try fleet.tgsessOK(["backup", "--user", String(user), "--reason", "Manual"]) }
+    let pushed = Self.archiveNames(under: remote + "/host-a")
+    #expect(pushed == Self.archiveNames(under: fleet.root + "/backups"), "every archive was pushed")
+
+    // The remote breaks after the push: its section now points at a remote that does not exist.
+    try "[usb]\ntype = alias\nremote = gone:tgsess\n".write(toFile: rcloneConfig, atomically: true, encoding: .utf8)
+
+    // --json and the ping: exit 3, the failure named in the JSON and in the ping's body.
+    let server = try PingServer()
+    let json = try fleet.tgsess(["prune", "--keep-per-user", "3", "--json", "--ping-url", server.url])
+    #expect(json.status == 3, "\(json.stdout) \(json.stderr)")
+    let result = try decodeJSON(PruneResult.self, from: json)
+    #expect(result.removed == 1)
+    #expect(result.isPartial)
+    #expect(result.remoteFailures.map(\.remote) == ["usb"])
+    let reason = try #require(result.remoteFailures.first?.reason)
+    #expect(reason.hasPrefix("remote usb (usb:host-a): rclone lsjson failed (exit 1): "), "\(reason)")
+    #expect(reason.contains("didn't find section in config file"), "\(reason)")
+    #expect(result.remoteRemoved["usb"] == nil)
+    let requests = try server.requests()
+    #expect(requests.map(\.path) == [PingServer.checkPath + "/start", PingServer.checkPath + "/3"])
+    let body = requests.last?.body ?? ""
+    #expect(body.hasPrefix("kept "), "\(body)")
+    #expect(body.contains("\nremote FAILED usb: remote usb (usb:host-a): rclone lsjson failed"), "\(body)")
+    // Nothing on the remote was lost.
+    #expect(Self.archiveNames(under: remote + "/host-a") == pushed)
+
+    // The text output names the remote and what it means, and exits 3 too.
+    let text = try fleet.tgsess(["prune", "--keep-per-user", "1"])
+    #expect(text.status == 3, "\(text.stdout) \(text.stderr)")
+    let lines = text.stdout.split(separator: "\n").map(String.init)
+    #expect(lines.count == 2, "\(text.stdout)")
+    #expect(lines.first?.hasPrefix("kept ") == true && lines.first?.contains("removed 2 archive(s)") == true)
+    #expect(lines.last?.hasPrefix("remote FAILED usb: remote usb (usb:host-a): rclone lsjson failed") == true)
+    #expect(
+      lines.last?.hasSuffix("; the local prune is done and the archives it removed stay on that remote") == true,
+      "\(lines.last ?? "")")
+    #expect(Self.archiveNames(under: remote + "/host-a") == pushed)
+
+    // The remote comes back: a prune that removes nothing leaves it alone and exits 0.
+    try "[usb]\ntype = alias\nremote = \(remote)\n".write(toFile: rcloneConfig, atomically: true, encoding: .utf8)
+    let healed = try fleet.tgsess(["prune", "--keep-per-user", "1", "--json"])
+    #expect(healed.status == 0, "\(healed.stderr)")
+    #expect(try decodeJSON(PruneResult.self, from: healed).remoteFailures.isEmpty)
   }
 
   // MARK: - Configuration and usage

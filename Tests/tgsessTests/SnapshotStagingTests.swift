@@ -55,4 +55,47 @@ import Testing
     encoder.dateEncodingStrategy = .iso8601
     #expect(written == (try encoder.encode(manifest)))
   }
+
+  @Test func thePackReturnsWhereTheBytesAreWithTheirSizeAndHash() throws {
+    let directory = try TemporaryDirectory()
+    let staging = try StagingArea(parent: directory.path)
+    let first = Data("{\"user_id\": 1}".utf8)
+    let second = Data(randomBytes(70_000))
+    let a = try staging.pack(first)
+    let b = try staging.pack(second)
+    #expect(a.source == .region(path: staging.packPath, offset: 0, length: Int64(first.count)))
+    #expect(b.source == .region(path: staging.packPath, offset: Int64(first.count), length: Int64(second.count)))
+    #expect(a.byteCount == Int64(first.count) && b.byteCount == Int64(second.count))
+    // The hashes are those of the bytes, as sha256sum sees the pack's regions.
+    #expect(a.sha256 == Digest.sha256Hex(first) && b.sha256 == Digest.sha256Hex(second))
+    let pack = try Data(contentsOf: URL(fileURLWithPath: staging.packPath))
+    #expect(pack == first + second)
+    let tail = try runProcess(
+      "/bin/bash", ["-c", "tail -c +\(first.count + 1) \"$1\" | sha256sum", "-", staging.packPath])
+    #expect(tail.stdout.hasPrefix(b.sha256 + " "))
+
+    // A session snapshot packs the same way, from its in-memory image.
+    let fleet = try FleetFixture(users: 1)
+    let session = fleet.sessionPath(try fleet.sessionUserIDs()[0])
+    let image = try SQLiteSnapshot.takeInMemory(source: session)
+    let c = try staging.pack(image)
+    #expect(c.byteCount == Int64(image.count))
+    let packed = try Data(contentsOf: URL(fileURLWithPath: staging.packPath)).dropFirst(first.count + second.count)
+    #expect(packed.count == image.count && Digest.sha256Hex(Data(packed)) == c.sha256)
+    #expect(c.source == .region(path: staging.packPath, offset: a.byteCount + b.byteCount, length: c.byteCount))
+    staging.remove()
+  }
+
+  @Test func removeStaleReturnsTheDirectoriesOfDeadProcessesOnly() throws {
+    let directory = try TemporaryDirectory()
+    // 99999999 is above Linux's largest pid_max: no such process.
+    let dead = directory.file(".staging-99999999-abc")
+    let mine = directory.file(".staging-\(getpid())-def")
+    let other = directory.file("not-staging")
+    for path in [dead, mine, other] { try FileSystem.makeDirectory(path + "/sessions") }
+    #expect(StagingArea.removeStale(in: directory.path) == [dead])
+    #expect(!FileSystem.exists(dead) && FileSystem.exists(mine) && FileSystem.exists(other))
+    #expect(StagingArea.removeStale(in: directory.path).isEmpty)
+    #expect(StagingArea.removeStale(in: directory.file("missing")).isEmpty)
+  }
 }
