@@ -126,6 +126,7 @@ public struct ArchiveRepository: Sendable {
     // 2. Prove, through the verifier every reader uses. (The writer's buffers are freed; hand
     // them back to the system first, so the reader's do not add to the peak.)
     FileSystem.releaseFreeMemory()
+    // Archives are not signed yet (issue #15 signs here and reads back with the deployment's key).
     let verifier = ArchiveVerifier(identities: identities, authenticator: UnsignedArchives())
     let verification = try verifier.verifyWritten(
       path: tempPath, finalPath: finalPath,
