@@ -85,30 +85,23 @@ public enum DrillJob {
   {
     let started = Date()
     do {
-      var catalog: RemoteCatalog?
-      if let name = options.fromRemote {
-        catalog = try RemoteCatalog.build(
-          remote: deployment.remote(named: name), in: RemoteCatalog.cacheDirectory(deployment, remote: name))
+      let catalog = try ArchiveCatalog.open(deployment, origin: options.fromRemote.map { .remote($0) } ?? .local)
+      defer { catalog.close() }
+      // "latest" means what it means to restore: the newest regular full snapshot.
+      guard let record = try ArchiveSelection.choose(ArchiveSelector(options.from), in: catalog.repository) else {
+        throw StoreError.missing(
+          path: deployment.backupsDirectory + "/full", hint: "no full snapshot to drill; run: tgsess backup")
       }
-      defer { if let catalog { try? FileManager.default.removeItem(atPath: catalog.directory) } }
-      let repository = catalog?.repository ?? ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
-      let record =
-        options.from == "latest"
-        ? try repository.list(kind: .full).first.orThrow(
-          StoreError.missing(
-            path: deployment.backupsDirectory + "/full", hint: "no full snapshot to drill; run: tgsess backup"))
-        : try repository.find(id: options.from)
-      let drillRoot = NSTemporaryDirectory() + "/tgsess-drill-" + Timestamp.compact(started) + "-\(getpid())"
-      defer { if !options.keepsDirectory { try? FileManager.default.removeItem(atPath: drillRoot) } }
+      let scratch = try ScratchDirectory(prefix: "tgsess-drill-" + Timestamp.compact(started))
+      if options.keepsDirectory { scratch.keep() }
+      defer { scratch.remove() }
+      let drillRoot = scratch.path
 
-      // 1. The full snapshot, into a fresh directory (restore verifies every hash first).
-      try catalog?.fetch([record])
+      // 1. The full snapshot, into a fresh directory (restore verifies the whole archive first).
       let restore = try RestoreJob.run(
         deployment,
-        options: RestoreOptions(
-          selector: record.id, target: drillRoot, identityPath: options.identityPath,
-          archivesDirectory: catalog?.directory),
-        logger: logger)
+        options: RestoreOptions(selector: record.id, target: drillRoot, identityPath: options.identityPath),
+        catalog: catalog, logger: logger)
       var problems = restore.problems
       let drill = Deployment(root: drillRoot)
 
@@ -143,19 +136,18 @@ public enum DrillJob {
         }
       }
 
-      // 3. The newest per-user archive of every user (or a rotating sample).
-      let identities = try record.isEncrypted ? KeyStore.loadIdentities(deployment, path: options.identityPath) : []
-      var perUser = try repository.list(kind: .user)
-      var newestPerUser: [Int64: ArchiveRecord] = [:]
-      for archive in perUser where archive.userID != nil && newestPerUser[archive.userID!] == nil {
-        newestPerUser[archive.userID!] = archive
-      }
-      perUser = newestPerUser.keys.sorted().compactMap { newestPerUser[$0] }
+      // 3. The newest per-user archive of every user (or a rotating sample), each verified as a
+      // restore would verify it.
+      var perUser = ArchiveSelection.latestPerUser(in: try catalog.repository.list(kind: .user))
       if let sample = options.userSample, sample < perUser.count, !perUser.isEmpty {
         let start = (Int(options.now.timeIntervalSince1970 / 86400) * sample) % perUser.count
         perUser = (0..<sample).map { perUser[(start + $0) % perUser.count] }
       }
-      try catalog?.fetch(perUser)
+      let identities =
+        try record.isEncrypted || perUser.contains(where: \.isEncrypted)
+        ? KeyStore.loadIdentities(deployment, path: options.identityPath) : []
+      try catalog.fetch(perUser)
+      let verifier = ArchiveVerifier.forDeployment(deployment, identities: identities)
       let checked = perUser
       let archiveFailures = try Parallel.map(count: checked.count, workers: Parallel.defaultWorkers) {
         index -> UserFailure? in
@@ -163,12 +155,7 @@ public enum DrillJob {
         do {
           let staging = try StagingArea(parent: drillRoot)
           defer { staging.remove() }
-          let manifest = try ArchiveReader.read(
-            path: repository.path(of: archive), identities: archive.isEncrypted ? identities : [],
-            extractTo: staging.path)
-          for entry in manifest.entries where entry.role == .session {
-            _ = try SessionFileInspector.inspect(path: staging.path + "/" + entry.path)
-          }
+          _ = try verifier.verify(archive, in: catalog.repository, into: staging.path, scope: .everyEntry)
           return nil
         } catch let error as StoreError {
           return UserFailure(
@@ -220,12 +207,5 @@ public enum DrillJob {
     let decoder = JSONDecoder()
     decoder.dateDecodingStrategy = .iso8601
     return DrillHistory.records(deployment).compactMap { try? decoder.decode(DrillResult.self, from: $0) }
-  }
-}
-
-extension Optional {
-  func orThrow(_ error: @autoclosure () -> any Error) throws -> Wrapped {
-    guard let value = self else { throw error() }
-    return value
   }
 }

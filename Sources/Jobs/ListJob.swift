@@ -17,33 +17,21 @@ public struct ListedArchive: Codable, Sendable, Equatable {
 /// Lists archives from the files alone.
 public enum ListJob {
   /// The archives, newest first, optionally of one user (their per-user archives and the full
-  /// snapshots that hold them) or one kind.
+  /// snapshots that hold them) or one kind. With `remote`, lists what that remote holds, from the
+  /// remote alone; `path` is then the object's path on the remote.
   /// - Throws: `JobError.store`.
-  /// With `remote`, lists what that remote holds, from the remote alone; `path` is then the
-  /// object's path on the remote.
   public static func run(_ deployment: Deployment, kind: String?, userID: Int64?, remote: String? = nil) throws
     -> [ListedArchive]
   {
     do {
-      var repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
-      var remoteRoot: String?
-      var catalogDirectory: String?
-      if let remote {
-        let configured = try deployment.remote(named: remote)
-        let directory = NSTemporaryDirectory() + "/tgsess-remote-list-\(getpid())"
-        catalogDirectory = directory
-        repository = try RemoteCatalog.build(remote: configured, in: directory).repository
-        remoteRoot = configured.root
-      }
-      defer { if let catalogDirectory { try? FileManager.default.removeItem(atPath: catalogDirectory) } }
-      return try repository.list(kind: kind.flatMap(Manifest.Kind.init(rawValue:)), userID: userID).map { record in
+      let catalog = try ArchiveCatalog.open(deployment, origin: remote.map { .remote($0) } ?? .local)
+      defer { catalog.close() }
+      return try catalog.repository.list(kind: kind.flatMap(Manifest.Kind.init(rawValue:)), userID: userID).map {
+        record in
         ListedArchive(
           id: record.id, createdAt: record.createdAt, kind: record.kind, userID: record.userID,
           reason: record.reason, byteCount: record.byteCount, entryCount: record.entryCount,
-          verification: record.verification,
-          path: remoteRoot.map { root in
-            root + "/" + repository.path(of: record).dropFirst(repository.backupsDirectory.count + 1)
-          } ?? repository.path(of: record))
+          verification: record.verification, path: catalog.location(of: record))
       }
     } catch let error as StoreError {
       throw JobError.store(context: "list", underlying: error)

@@ -156,11 +156,12 @@ public struct Ping {
     else {
       throw PingFailure.curlMissing
     }
-    var template = Array((NSTemporaryDirectory() + "/tgsess-ping-XXXXXX").utf8CString)
-    guard
-      let directory = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }).map({ String(cString: $0) })
-    else { throw PingFailure.setup("cannot create a temporary directory") }
-    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let scratch: ScratchDirectory
+    do { scratch = try ScratchDirectory(prefix: "tgsess-ping") } catch {
+      throw PingFailure.setup("cannot create a temporary directory")
+    }
+    defer { scratch.remove() }
+    let directory = scratch.path
     func quoted(_ text: String) -> String {
       "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }

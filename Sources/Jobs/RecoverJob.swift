@@ -86,10 +86,86 @@ public struct RecoverProgress: Sendable, Equatable {
   public var strategy: RecoveryStrategy
   /// nil while trying; true or false once the step is done.
   public var succeeded: Bool?
+
+  public init(userID: Int64, strategy: RecoveryStrategy, succeeded: Bool?) {
+    self.userID = userID
+    self.strategy = strategy
+    self.succeeded = succeeded
+  }
+}
+
+/// What recover will do for one user, decided from what is there before anything changes.
+public struct UserRecoveryPlan: Codable, Sendable, Equatable {
+  public enum Action: String, Codable, Sendable {
+    /// File and database agree: nothing to do.
+    case none
+    /// Strategy 1: rebuild the session file from the database's session string.
+    case rebuildFile = "rebuild-file"
+    /// Strategy 2: keep the valid file and store its session string in the database.
+    case storeString = "store-string"
+    /// Strategy 3: write the session file from the newest valid backup.
+    case restoreFile = "restore-file"
+    /// No source holds a valid session: the user must log in again.
+    case giveUp = "give-up"
+  }
+
+  public var userID: Int64
+  public var action: Action
+  /// Where the session comes from (the database's string, the file, an archive id, a
+  /// `session_backups` row, the `.session.backup` file).
+  public var source: String?
+  /// The session file written.
+  public var writes: String?
+  /// The broken file moved aside first (with its `-journal`/`-wal`/`-shm`), never deleted.
+  public var movesAside: String?
+  /// Whether the database's session string is (re)written.
+  public var storesString: Bool
+  /// What was found; for a user who cannot be recovered, what was tried and why each failed.
+  /// Never a secret.
+  public var detail: String
+
+  public init(
+    userID: Int64, action: Action, source: String? = nil, writes: String? = nil, movesAside: String? = nil,
+    storesString: Bool = false, detail: String
+  ) {
+    self.userID = userID
+    self.action = action
+    self.source = source
+    self.writes = writes
+    self.movesAside = movesAside
+    self.storesString = storesString
+    self.detail = detail
+  }
+
+  /// The strategy the action is.
+  public var strategy: RecoveryStrategy? {
+    switch action {
+    case .rebuildFile: return .sessionString
+    case .storeString: return .sessionFile
+    case .restoreFile: return .backup
+    case .none, .giveUp: return nil
+    }
+  }
+}
+
+/// What `tgsess recover` will do, user by user: a value that `--dry-run` prints and tests assert.
+public struct RecoverPlan: Codable, Sendable, Equatable {
+  public var users: [UserRecoveryPlan]
+  /// Whether each recovered user then gets a "Post successful recovery" backup.
+  public var backsUpRecovered: Bool
+
+  public init(users: [UserRecoveryPlan], backsUpRecovered: Bool) {
+    self.users = users
+    self.backsUpRecovered = backsUpRecovered
+  }
 }
 
 /// Recovers sessions with the seed's three strategies, accepting a result only if it validates.
-/// Never deletes a session: a broken file is moved aside, never removed.
+/// Never deletes a session: a broken file is moved aside, never removed. Each user's step is
+/// planned (`Planner`, a `UserRecoveryPlan` from what is there) and then carried out
+/// (`Executor`); `plan` returns the steps of every user and changes nothing. A real run plans
+/// each user just before carrying it out, under the lock, so that memory stays flat at any
+/// fleet size and what was planned is what is there.
 public enum RecoverJob {
   /// Recovers one user or all of them, under the deployment lock.
   /// - Throws: `JobError` when the deployment as a whole cannot be worked on (lock, database).
@@ -119,22 +195,17 @@ public enum RecoverJob {
         path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { database.close() }
       let fernet = try KeyStore.loadFernet(deployment)
-      let users: [Int64]
-      if let userID = options.userID {
-        users = [userID]
-      } else {
-        // A logged-out user without a file stays logged out: --all never brings a session back
-        // that the user ended.
-        let files = Set(try deployment.sessionFileUserIDs())
-        let loggedOut = Set(try database.userSummaries().filter { $0.status == .loggedOut }.map(\.userID))
-        users = Set(try database.userIDs()).union(files).filter { !loggedOut.contains($0) || files.contains($0) }
-          .sorted()
-      }
-      let recoverer = Recoverer(
+      let users = try users(deployment, database: database, options: options)
+      let planner = Planner(
+        deployment: deployment, database: database, fernet: fernet,
+        announcesBackupSearch: { userID in
+          progress?(RecoverProgress(userID: userID, strategy: .backup, succeeded: nil))
+        })
+      let executor = Executor(
         deployment: deployment, database: database, fernet: fernet, logger: logger, progress: progress)
       var results: [UserRecovery] = []
       for userID in users {
-        var outcome = try recoverer.recover(userID: userID)
+        var outcome = try executor.carryOut(try planner.plan(userID: userID), planner: planner)
         if outcome.outcome == .recovered, options.backsUpRecovered {
           do {
             let backup = try BackupJob.run(
@@ -165,23 +236,155 @@ public enum RecoverJob {
     }
   }
 
-  /// The per-user logic.
-  struct Recoverer {
+  /// What `run` would do with `options`, user by user; changes nothing (no lock, no cleanup, the
+  /// database opened read-only). Backups are verified in a staging directory to find the one
+  /// strategy 3 would use.
+  /// - Throws: `JobError` when the deployment as a whole cannot be read (database, keys).
+  public static func plan(_ deployment: Deployment, options: RecoverOptions = RecoverOptions(), logger: Logger) throws
+    -> RecoverPlan
+  {
+    do {
+      let database = try BotDatabase(
+        path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
+      defer { database.close() }
+      let planner = Planner(
+        deployment: deployment, database: database, fernet: try KeyStore.loadFernet(deployment),
+        announcesBackupSearch: nil)
+      let steps = try users(deployment, database: database, options: options).map {
+        try planner.plan(userID: $0).step
+      }
+      logger.info("recover planned", metadata: ["users": "\(steps.count)"])
+      return RecoverPlan(users: steps, backsUpRecovered: options.backsUpRecovered)
+    } catch let error as StoreError {
+      throw JobError.store(context: "recover", underlying: error)
+    }
+  }
+
+  /// The users to recover: the one asked for, or every user with a row or a file. A logged-out
+  /// user without a file stays logged out: --all never brings a session back that the user ended.
+  static func users(_ deployment: Deployment, database: BotDatabase, options: RecoverOptions) throws -> [Int64] {
+    if let userID = options.userID { return [userID] }
+    let files = Set(try deployment.sessionFileUserIDs())
+    let loggedOut = Set(try database.userSummaries().filter { $0.status == .loggedOut }.map(\.userID))
+    return Set(try database.userIDs()).union(files).filter { !loggedOut.contains($0) || files.contains($0) }.sorted()
+  }
+
+  /// A session decoded from a string or a file; holds the secret, so it never leaves the job.
+  struct DecodedString {
+    var identity: SessionIdentity
+    var pyrogram: PyrogramSessionPayload?
+    var plaintext: String
+    /// The validated session file itself, when the session came from one (an archive's entry,
+    /// the .session.backup): putting it back keeps the entity cache and update state that a
+    /// string cannot hold (notes/telegram-sessions.md §7).
+    var fileBytes: Data?
+  }
+
+  /// What is there for one user now.
+  struct Diagnosis {
+    var userID: Int64
+    var path: String
+    var file: SessionFileInfo?
+    var stored: BotDatabase.StoredSession?
+    var decoded: DecodedString?
+    /// What was found wrong, then what was tried and why it failed.
+    var notes: [String]
+  }
+
+  /// A user's plan with what carrying it out needs (never part of the plan: it holds secrets).
+  struct Decision {
+    var step: UserRecoveryPlan
+    var diagnosis: Diagnosis
+    /// The session to write (strategies 1 and 3).
+    var session: DecodedString?
+  }
+
+  /// Decides each user's step from what is there. Reads only (a staging directory under
+  /// backups/ aside, where backups are verified).
+  final class Planner {
     let deployment: Deployment
     let database: BotDatabase
     let fernet: Fernet?
-    let logger: Logger
-    let progress: (@Sendable (RecoverProgress) -> Void)?
+    /// Called when strategy 3 starts searching the backups (the live progress of a real run).
+    let announcesBackupSearch: ((Int64) -> Void)?
+    private var verifier: ArchiveVerifier?
 
-    /// A session decoded from a string.
-    struct DecodedString {
-      var identity: SessionIdentity
-      var pyrogram: PyrogramSessionPayload?
-      var plaintext: String
-      /// The validated session file itself, when the session came from one (an archive's entry,
-      /// the .session.backup): putting it back keeps the entity cache and update state that a
-      /// string cannot hold (notes/telegram-sessions.md §7).
-      var fileBytes: Data?
+    init(
+      deployment: Deployment, database: BotDatabase, fernet: Fernet?, announcesBackupSearch: ((Int64) -> Void)?
+    ) {
+      self.deployment = deployment
+      self.database = database
+      self.fernet = fernet
+      self.announcesBackupSearch = announcesBackupSearch
+    }
+
+    /// The plan of `userID`.
+    /// - Throws: `StoreError` when the database cannot be read.
+    func plan(userID: Int64) throws -> Decision {
+      try decide(try diagnose(userID: userID))
+    }
+
+    func diagnose(userID: Int64) throws -> Diagnosis {
+      let path = deployment.sessionPath(userID: userID)
+      var diagnosis = Diagnosis(userID: userID, path: path, notes: [])
+      do { diagnosis.file = try SessionFileInspector.inspect(path: path) } catch let error as StoreError {
+        diagnosis.notes.append("file: \(reason(error))")
+      }
+      diagnosis.stored = try database.storedSession(userID: userID)
+      if let secret = diagnosis.stored?.sessionString {
+        do { diagnosis.decoded = try decode(secret, object: "user \(userID)'s session string") } catch let error
+          as StoreError
+        {
+          diagnosis.notes.append("string: \(reason(error))")
+        }
+      } else {
+        diagnosis.notes.append(diagnosis.stored == nil ? "string: no database row" : "string: empty")
+      }
+      return diagnosis
+    }
+
+    /// The first strategy that applies, strategies in `excluded` aside (one that failed when
+    /// carried out).
+    func decide(_ diagnosis: Diagnosis, excluding excluded: Set<RecoveryStrategy> = []) throws -> Decision {
+      let (userID, path) = (diagnosis.userID, diagnosis.path)
+      let movesAside = ([""] + LiveFiles.sidecarSuffixes).contains { FileSystem.exists(path + $0) } ? path : nil
+      if let file = diagnosis.file, let decoded = diagnosis.decoded, Self.same(file, decoded) {
+        return Decision(
+          step: UserRecoveryPlan(userID: userID, action: .none, detail: "file and database agree"),
+          diagnosis: diagnosis)
+      }
+      // 1. Session string → file, when the file is missing or invalid.
+      if diagnosis.file == nil, let decoded = diagnosis.decoded, !excluded.contains(.sessionString) {
+        return Decision(
+          step: UserRecoveryPlan(
+            userID: userID, action: .rebuildFile, source: "user_sessions.session_string", writes: path,
+            movesAside: movesAside, detail: "rebuilt \(path) from the database's session string"),
+          diagnosis: diagnosis, session: decoded)
+      }
+      // 2. A valid file whose string is missing, invalid or stale → write its string back.
+      if diagnosis.file != nil, !excluded.contains(.sessionFile) {
+        return Decision(
+          step: UserRecoveryPlan(
+            userID: userID, action: .storeString, source: path, storesString: true,
+            detail: "kept \(path) and stored its session string in the database"),
+          diagnosis: diagnosis)
+      }
+      // 3. Backups.
+      announcesBackupSearch?(userID)
+      var diagnosis = diagnosis
+      if let (backup, source) = try bestBackup(userID: userID, notes: &diagnosis.notes) {
+        return Decision(
+          step: UserRecoveryPlan(
+            userID: userID, action: .restoreFile, source: source, writes: path, movesAside: movesAside,
+            storesString: fernet != nil && diagnosis.decoded?.plaintext != backup.plaintext,
+            detail: "restored \(path) from \(source)"),
+          diagnosis: diagnosis, session: backup)
+      }
+      return Decision(
+        step: UserRecoveryPlan(
+          userID: userID, action: .giveUp,
+          detail: diagnosis.notes.joined(separator: "; ") + "; the user must log in again"),
+        diagnosis: diagnosis)
     }
 
     func decode(_ secret: SecretText, object: String) throws -> DecodedString {
@@ -195,114 +398,41 @@ public enum RecoverJob {
       return DecodedString(identity: payload.identity, pyrogram: payload, plaintext: plaintext)
     }
 
-    func same(_ info: SessionFileInfo, _ decoded: DecodedString) -> Bool {
+    static func same(_ info: SessionFileInfo, _ decoded: DecodedString) -> Bool {
       info.identity.authKey == decoded.identity.authKey && info.identity.dcID == decoded.identity.dcID
     }
 
-    func recover(userID: Int64) throws -> UserRecovery {
-      let path = deployment.sessionPath(userID: userID)
-      var notes: [String] = []
-      // What is there now.
-      var file: SessionFileInfo?
-      do { file = try SessionFileInspector.inspect(path: path) } catch let error as StoreError {
-        notes.append("file: \(Self.reason(error))")
-      }
-      let stored = try database.storedSession(userID: userID)
-      var decoded: DecodedString?
-      if let secret = stored?.sessionString {
-        do { decoded = try decode(secret, object: "user \(userID)'s session string") } catch let error as StoreError {
-          notes.append("string: \(Self.reason(error))")
-        }
-      } else {
-        notes.append(stored == nil ? "string: no database row" : "string: empty")
-      }
-      if let file, let decoded, same(file, decoded) {
-        return UserRecovery(userID: userID, outcome: .healthy, detail: "file and database agree")
-      }
-
-      // 1. Session string → file, when the file is missing or invalid.
-      if file == nil, let decoded {
-        step(userID, .sessionString, nil)
-        do {
-          try writeFile(userID: userID, path: path, from: decoded, apiID: stored?.apiID)
-          step(userID, .sessionString, true)
-          return UserRecovery(
-            userID: userID, outcome: .recovered, strategy: .sessionString, source: "user_sessions.session_string",
-            detail: "rebuilt \(path) from the database's session string")
-        } catch let error as StoreError {
-          step(userID, .sessionString, false)
-          notes.append("writing the file failed: \(Self.reason(error))")
-        }
-      }
-      // 2. A valid file whose string is missing, invalid or stale → write its string back.
-      if let file {
-        step(userID, .sessionFile, nil)
-        do {
-          try storeString(userID: userID, from: file)
-          step(userID, .sessionFile, true)
-          return UserRecovery(
-            userID: userID, outcome: .recovered, strategy: .sessionFile, source: path,
-            detail: "kept \(path) and stored its session string in the database")
-        } catch let error as StoreError {
-          step(userID, .sessionFile, false)
-          notes.append("storing the string failed: \(Self.reason(error))")
-          // The file itself is valid: the user can run; only the database copy is missing.
-          return UserRecovery(
-            userID: userID, outcome: .recovered, strategy: .sessionFile, source: path,
-            detail: "kept the valid \(path); the database string could not be updated (\(Self.reason(error)))")
-        }
-      }
-      // 3. Backups.
-      step(userID, .backup, nil)
-      if let (decodedBackup, source) = try bestBackup(userID: userID, notes: &notes) {
-        do {
-          try writeFile(userID: userID, path: path, from: decodedBackup, apiID: stored?.apiID)
-          step(userID, .backup, true)
-          return UserRecovery(
-            userID: userID, outcome: .recovered, strategy: .backup, source: source,
-            detail: "restored \(path) from \(source)")
-        } catch let error as StoreError {
-          notes.append("writing the file failed: \(Self.reason(error))")
-        }
-      }
-      step(userID, .backup, false)
-      return UserRecovery(
-        userID: userID, outcome: .unrecoverable, detail: notes.joined(separator: "; ") + "; the user must log in again")
-    }
-
-    func step(_ userID: Int64, _ strategy: RecoveryStrategy, _ succeeded: Bool?) {
-      progress?(RecoverProgress(userID: userID, strategy: strategy, succeeded: succeeded))
-    }
-
-    static func reason(_ error: StoreError) -> String {
-      if case .session(_, let problem) = error { return problem.description }
-      return error.errorDescription ?? "\(error)"
+    /// The verifier of this deployment's archives, with its identity when the host has it.
+    func archiveVerifier() -> ArchiveVerifier {
+      if let verifier { return verifier }
+      let identities =
+        FileSystem.exists(deployment.ageIdentityPath) ? (try? KeyStore.loadIdentities(deployment)) ?? [] : []
+      let made = ArchiveVerifier.forDeployment(deployment, identities: identities)
+      verifier = made
+      return made
     }
 
     /// The newest valid session among the user's backups, with where it came from.
     func bestBackup(userID: Int64, notes: inout [String]) throws -> (DecodedString, String)? {
       let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
-      let identities =
-        FileSystem.exists(deployment.ageIdentityPath) ? (try? KeyStore.loadIdentities(deployment)) ?? [] : []
+      let verifier = archiveVerifier()
       // a. Per-user archives, then full snapshots, newest first (full records are read only when
-      // no per-user archive holds a valid session: at fleet scale each lists every user).
+      // no per-user archive holds a valid session: at fleet scale each lists every user). Each is
+      // verified as a restore would, but only this user's entries are extracted and checked.
       for kind in [Manifest.Kind.user, .full] {
         for record in try repository.list(kind: kind, userID: userID) {
           let staging = try StagingArea(parent: deployment.backupsDirectory)
           defer { staging.remove() }
           do {
-            let manifest = try ArchiveReader.read(
-              path: repository.path(of: record), identities: identities, extractTo: staging.path)
-            guard let entry = manifest.entries.first(where: { $0.role == .session && $0.userID == userID }) else {
-              continue
-            }
-            let staged = staging.path + "/" + entry.path
-            if var decoded = try fromFile(try SessionFileInspector.inspect(path: staged)) {
-              decoded.fileBytes = try FileSystem.read(staged)
-              return (decoded, "archive \(record.id)")
-            }
+            let archive = try verifier.verify(record, in: repository, into: staging.path, scope: .user(userID))
+            guard let entry = archive.manifest.entries.first(where: { $0.role == .session && $0.userID == userID }),
+              let info = archive.sessions[entry.path], let staged = archive.extractedPath(of: entry)
+            else { continue }
+            var decoded = try RecoverJob.fromFile(info)
+            decoded.fileBytes = try FileSystem.read(staged)
+            return (decoded, "archive \(record.id)")
           } catch let error as StoreError {
-            notes.append("archive \(record.id): \(Self.reason(error))")
+            notes.append("archive \(record.id): \(reason(error))")
           }
         }
       }
@@ -311,7 +441,7 @@ public enum RecoverJob {
         do {
           return (try decode(row.string, object: "session_backups row \(row.id)"), "session_backups row \(row.id)")
         } catch let error as StoreError {
-          notes.append("session_backups row \(row.id): \(Self.reason(error))")
+          notes.append("session_backups row \(row.id): \(reason(error))")
         }
       }
       // c. The seed's .session.backup file.
@@ -324,12 +454,11 @@ public enum RecoverJob {
           defer { staging.remove() }
           let snapshot = try staging.file("user_\(userID).session")
           try SQLiteSnapshot.take(source: backupFile, destination: snapshot)
-          if var decoded = try fromFile(try SessionFileInspector.inspect(path: snapshot)) {
-            decoded.fileBytes = try FileSystem.read(snapshot)
-            return (decoded, backupFile)
-          }
+          var decoded = try RecoverJob.fromFile(try SessionFileInspector.inspect(path: snapshot))
+          decoded.fileBytes = try FileSystem.read(snapshot)
+          return (decoded, backupFile)
         } catch let error as StoreError {
-          notes.append(".session.backup: \(Self.reason(error))")
+          notes.append(".session.backup: \(reason(error))")
         }
       } else {
         notes.append("no per-user archive, full snapshot, session_backups row or .session.backup holds a valid session")
@@ -337,60 +466,102 @@ public enum RecoverJob {
       return nil
     }
 
-    /// A file's session as a string (Telethon's StringSession, or Pyrogram's).
-    func fromFile(_ info: SessionFileInfo) throws -> DecodedString? {
-      if info.format.isTelethon {
-        return DecodedString(identity: info.identity, pyrogram: nil, plaintext: try info.telethonString())
+  }
+
+  /// Carries out one user's plan; when writing the file from the session string fails, falls
+  /// back to the backups (strategy 3), as the seed does.
+  struct Executor {
+    let deployment: Deployment
+    let database: BotDatabase
+    let fernet: Fernet?
+    let logger: Logger
+    let progress: (@Sendable (RecoverProgress) -> Void)?
+
+    func carryOut(_ decision: Decision, planner: Planner) throws -> UserRecovery {
+      let step = decision.step
+      let (userID, path) = (step.userID, decision.diagnosis.path)
+      var notes = decision.diagnosis.notes
+      switch step.action {
+      case .none:
+        return UserRecovery(userID: userID, outcome: .healthy, detail: step.detail)
+      case .rebuildFile:
+        report(userID, .sessionString, nil)
+        do {
+          try writeFile(step, session: decision.session!, apiID: decision.diagnosis.stored?.apiID)
+          report(userID, .sessionString, true)
+          return UserRecovery(
+            userID: userID, outcome: .recovered, strategy: .sessionString, source: step.source, detail: step.detail)
+        } catch let error as StoreError {
+          report(userID, .sessionString, false)
+          var diagnosis = decision.diagnosis
+          diagnosis.notes.append("writing the file failed: \(reason(error))")
+          return try carryOut(try planner.decide(diagnosis, excluding: [.sessionString]), planner: planner)
+        }
+      case .storeString:
+        report(userID, .sessionFile, nil)
+        do {
+          try storeString(userID: userID, from: decision.diagnosis.file!)
+          report(userID, .sessionFile, true)
+          return UserRecovery(
+            userID: userID, outcome: .recovered, strategy: .sessionFile, source: step.source, detail: step.detail)
+        } catch let error as StoreError {
+          report(userID, .sessionFile, false)
+          // The file itself is valid: the user can run; only the database copy is missing.
+          return UserRecovery(
+            userID: userID, outcome: .recovered, strategy: .sessionFile, source: step.source,
+            detail: "kept the valid \(path); the database string could not be updated (\(reason(error)))")
+        }
+      case .restoreFile:
+        // The planner announced the backup search when it began.
+        do {
+          try writeFile(step, session: decision.session!, apiID: decision.diagnosis.stored?.apiID)
+          report(userID, .backup, true)
+          return UserRecovery(
+            userID: userID, outcome: .recovered, strategy: .backup, source: step.source, detail: step.detail)
+        } catch let error as StoreError {
+          notes.append("writing the file failed: \(reason(error))")
+        }
+        report(userID, .backup, false)
+        return UserRecovery(
+          userID: userID, outcome: .unrecoverable,
+          detail: notes.joined(separator: "; ") + "; the user must log in again")
+      case .giveUp:
+        report(userID, .backup, false)
+        return UserRecovery(userID: userID, outcome: .unrecoverable, detail: step.detail)
       }
-      let payload = try info.pyrogramPayload()
-      return DecodedString(
-        identity: info.identity, pyrogram: payload, plaintext: try PyrogramStringSession.encode(payload))
+    }
+
+    func report(_ userID: Int64, _ strategy: RecoveryStrategy, _ succeeded: Bool?) {
+      progress?(RecoverProgress(userID: userID, strategy: strategy, succeeded: succeeded))
     }
 
     /// Writes the session file (moving a broken one aside, never deleting it) and stores the
-    /// string in the database when it differs.
-    func writeFile(userID: Int64, path: String, from decoded: DecodedString, apiID: Int64?) throws {
+    /// string in the database when the plan says so.
+    func writeFile(_ step: UserRecoveryPlan, session: DecodedString, apiID: Int64?) throws {
+      guard let path = step.writes else { return }
       try FileSystem.makeDirectory(deployment.sessionsDirectory)
-      if FileSystem.exists(path) {
-        // A name no earlier broken copy has: rename(2) would silently replace one moved aside
-        // within the same second (a second recover of the same user).
-        let stamp = path + ".broken-" + Timestamp.compact(Date())
-        var aside = stamp
-        var attempt = 1
-        while ["", "-journal", "-wal", "-shm"].contains(where: { FileSystem.exists(aside + $0) }) {
-          attempt += 1
-          aside = stamp + "-\(attempt)"
-        }
-        for suffix in ["", "-journal", "-wal", "-shm"] where FileSystem.exists(path + suffix) {
-          if rename(path + suffix, aside + suffix) != 0 {
-            throw StoreError.io(path: path + suffix, operation: "move aside", errno: errno)
-          }
-        }
+      if let aside = try LiveFiles.moveAside(path, label: "broken") {
         logger.warning(
-          "moved a broken session file aside", metadata: ["user.id": "\(userID)", "file.path": "\(aside)"])
+          "moved a broken session file aside", metadata: ["user.id": "\(step.userID)", "file.path": "\(aside)"])
       }
-      if let bytes = decoded.fileBytes {
+      if let bytes = session.fileBytes {
         try FileSystem.writeAtomically(bytes, to: path, overwrite: false)
-      } else if var payload = decoded.pyrogram {
+      } else if var payload = session.pyrogram {
         if payload.apiID == nil, let apiID { payload.apiID = Int(apiID) }
         try SessionFileWriter.writePyrogram(payload, to: path)
       } else {
         try SessionFileWriter.writeTelethon(
-          identity: decoded.identity, version: telethonVersion(), ownerUserID: userID, to: path)
+          identity: session.identity, version: telethonVersion(), ownerUserID: step.userID, to: path)
       }
       // Accepted only if what is now on disk validates and holds the session it was built from.
       let written = try SessionFileInspector.inspect(path: path)
-      guard written.identity.authKey == decoded.identity.authKey, written.identity.dcID == decoded.identity.dcID else {
+      guard written.identity.authKey == session.identity.authKey, written.identity.dcID == session.identity.dcID else {
         throw StoreError.invalid(
           path: path, reason: "the rebuilt file does not hold the session it was built from",
           hint: "this is a tgsess bug; report it")
       }
-      if let fernet {
-        let stored = try database.storedSession(userID: userID)
-        let current = stored?.sessionString.flatMap { try? decode($0, object: "user \(userID)") }
-        if current?.plaintext != decoded.plaintext {
-          try database.storeSessionString(userID: userID, plaintext: decoded.plaintext, fernet: fernet)
-        }
+      if step.storesString, let fernet {
+        try database.storeSessionString(userID: step.userID, plaintext: session.plaintext, fernet: fernet)
       }
     }
 
@@ -401,7 +572,7 @@ public enum RecoverJob {
           path: deployment.fernetKeysPath, reason: "no Fernet key to encrypt the session string with",
           hint: "run tgsess init, or set TGSESS_FERNET_KEYS")
       }
-      guard let decoded = try fromFile(file) else { return }
+      let decoded = try RecoverJob.fromFile(file)
       try database.storeSessionString(userID: userID, plaintext: decoded.plaintext, fernet: fernet)
     }
 
@@ -422,4 +593,28 @@ public enum RecoverJob {
       return SessionFileWriter.telethonVersions.contains(best) ? best : 7
     }
   }
+
+  /// A file's session as a string (Telethon's StringSession, or Pyrogram's).
+  static func fromFile(_ info: SessionFileInfo) throws -> DecodedString {
+    if info.format.isTelethon {
+      return DecodedString(identity: info.identity, pyrogram: nil, plaintext: try info.telethonString())
+    }
+    let payload = try info.pyrogramPayload()
+    return DecodedString(
+      identity: info.identity, pyrogram: payload, plaintext: try PyrogramStringSession.encode(payload))
+  }
+
+  /// A store error as a reason, without the object it names twice.
+  static func reason(_ error: StoreError) -> String {
+    if case .session(_, let problem) = error { return problem.description }
+    return error.errorDescription ?? "\(error)"
+  }
+}
+
+extension RecoverJob.Planner {
+  func reason(_ error: StoreError) -> String { RecoverJob.reason(error) }
+}
+
+extension RecoverJob.Executor {
+  func reason(_ error: StoreError) -> String { RecoverJob.reason(error) }
 }

@@ -23,16 +23,12 @@ public struct RestoreOptions: Sendable {
   /// Restore from this configured remote alone (the disaster case: only the config, the
   /// identity and the remote are left).
   public var fromRemote: String?
-  /// Read archives from this directory instead of the deployment's backups/ (a remote catalog).
-  public var archivesDirectory: String?
 
   public init(
     selector: String = "latest", userID: Int64? = nil, at: Date? = nil, target: String? = nil, isDryRun: Bool = false,
-    isForced: Bool = false, identityPath: String? = nil, lockWait: TimeInterval = 0, fromRemote: String? = nil,
-    archivesDirectory: String? = nil
+    isForced: Bool = false, identityPath: String? = nil, lockWait: TimeInterval = 0, fromRemote: String? = nil
   ) {
     self.fromRemote = fromRemote
-    self.archivesDirectory = archivesDirectory
     self.selector = selector
     self.userID = userID
     self.at = at
@@ -42,6 +38,9 @@ public struct RestoreOptions: Sendable {
     self.identityPath = identityPath
     self.lockWait = lockWait
   }
+
+  /// Where the archives come from.
+  var origin: ArchiveOrigin { fromRemote.map { .remote($0) } ?? .local }
 }
 
 /// One file a restore creates, replaces or leaves alone.
@@ -53,14 +52,87 @@ public struct FileChange: Codable, Sendable, Equatable {
   public var action: Action
   public var sha256Before: String?
   public var sha256After: String
+
+  public init(path: String, action: Action, sha256Before: String?, sha256After: String) {
+    self.path = path
+    self.action = action
+    self.sha256Before = sha256Before
+    self.sha256After = sha256After
+  }
+}
+
+/// Where a restore writes.
+public enum RestoreMode: String, Codable, Sendable, Equatable {
+  /// The whole live deployment: the database and every session file.
+  case whole
+  /// One user's session file(s) and `user_sessions` row in the live deployment.
+  case user
+  /// A whole deployment into an empty or new directory; the live one is untouched.
+  case target
+}
+
+/// What a restore will do, computed from a verified archive before anything changes: a value
+/// that `--dry-run` prints, tests assert, and `RestoreJob` carries out.
+public struct RestorePlan: Sendable, Equatable {
+  /// One file to write.
+  public struct FileStep: Sendable, Equatable {
+    public var change: FileChange
+    /// The archive entry the file comes from.
+    public var entryPath: String
+    /// The bot database (restored through SQLite's online backup API when it is live).
+    public var isDatabase: Bool
+
+    public init(change: FileChange, entryPath: String, isDatabase: Bool) {
+      self.change = change
+      self.entryPath = entryPath
+      self.isDatabase = isDatabase
+    }
+  }
+
+  public var archiveID: String
+  public var archivePath: String
+  public var mode: RestoreMode
+  /// The deployment written to (the live root, or the target directory).
+  public var targetRoot: String
+  /// The user of a per-user restore.
+  public var userID: Int64?
+  public var files: [FileStep]
+  /// The `user_sessions` row to upsert (a per-user restore), into `databasePath`.
+  public var userRow: UserSessionsRow?
+  public var databasePath: String
+  /// The users whose session file is restored.
+  public var users: [Int64]
+
+  public init(
+    archiveID: String, archivePath: String, mode: RestoreMode, targetRoot: String, userID: Int64?, files: [FileStep],
+    userRow: UserSessionsRow?, databasePath: String, users: [Int64]
+  ) {
+    self.archiveID = archiveID
+    self.archivePath = archivePath
+    self.mode = mode
+    self.targetRoot = targetRoot
+    self.userID = userID
+    self.files = files
+    self.userRow = userRow
+    self.databasePath = databasePath
+    self.users = users
+  }
+
+  /// The database rows changed, in words.
+  public var rows: [String] {
+    guard let userRow else { return [] }
+    return ["upsert the user_sessions row of user \(userRow.userID) in \(databasePath)"]
+  }
+
+  /// Whether live data is replaced (then an undo backup is taken first).
+  public var replacesData: Bool { files.contains { $0.change.action == .replace } || userRow != nil }
 }
 
 /// What `tgsess restore` did, or would do.
 public struct RestoreResult: Codable, Sendable, Equatable {
   public var archiveID: String
   public var archivePath: String
-  /// `whole`, `user` or `target`.
-  public var mode: String
+  public var mode: RestoreMode
   public var isDryRun: Bool
   public var files: [FileChange]
   /// Database rows changed (or to change), in words.
@@ -71,217 +143,254 @@ public struct RestoreResult: Codable, Sendable, Equatable {
   /// The check of what was restored: one line per problem; empty when everything validates.
   public var problems: [String]
   public var restoredUsers: Int
+
+  init(plan: RestorePlan, isDryRun: Bool) {
+    archiveID = plan.archiveID
+    archivePath = plan.archivePath
+    mode = plan.mode
+    self.isDryRun = isDryRun
+    files = plan.files.map(\.change)
+    rows = plan.rows
+    undo = nil
+    warnings = []
+    problems = []
+    restoredUsers = plan.users.count
+  }
 }
 
-/// Restores archives: verified in full before a byte of live data changes.
+/// Restores archives: verified in full before a byte of live data changes. A restore is a plan
+/// (`plan`), computed from the verified archive, and an executor that carries it out under the
+/// deployment lock, after the live-owner guard and the undo backup.
 public enum RestoreJob {
-  /// Restores according to `options`.
+  /// Restores according to `options` (with `isDryRun`, only plans).
   /// - Throws: `JobError` naming the archive and what failed; nothing has changed then.
   public static func run(_ deployment: Deployment, options: RestoreOptions, logger: Logger) throws -> RestoreResult {
-    // Checked again here (the CLI's validate() does too): a --target restore with a user would
-    // write that user's row into the live database, unguarded and without an undo.
-    if options.target != nil, options.userID != nil {
-      throw JobError.usage(
-        "--target restores a whole deployment; drop --user. Try: tgsess restore latest --target /srv/drill")
-    }
-    var options = options
+    try validate(options)
     do {
-      var catalog: RemoteCatalog?
-      if let name = options.fromRemote {
-        catalog = try RemoteCatalog.build(
-          remote: deployment.remote(named: name), in: RemoteCatalog.cacheDirectory(deployment, remote: name))
-      }
-      defer { if let catalog { try? FileManager.default.removeItem(atPath: catalog.directory) } }
-      let repository =
-        catalog?.repository
-        ?? ArchiveRepository(backupsDirectory: options.archivesDirectory ?? deployment.backupsDirectory)
-      let record = try choose(repository: repository, options: options)
-      try catalog?.fetch([record])
-      // A per-user archive holds one user's file and rows: restoring it live is that user's
-      // restore (row included), which is also what the printed undo command relies on.
-      if record.kind == .user, options.target == nil, options.userID == nil, let owner = record.userID {
-        options.userID = owner
-      }
-      let archivePath = repository.path(of: record)
-      let identities: [AgeIdentity]
-      do {
-        identities = record.isEncrypted ? try KeyStore.loadIdentities(deployment, path: options.identityPath) : []
-      } catch let error as StoreError {
-        // The key file's error names the key; say which archive it was needed for.
-        throw JobError.store(context: "restore: cannot decrypt \(archivePath)", underlying: error)
-      }
-
-      // 1. Verify before touching: extract into staging on the target's filesystem and check it.
-      // A target directory this run creates is removed again unless the restore fills it.
-      let stagingParent = options.target ?? deployment.root
-      let createdTarget = options.target != nil && !FileSystem.exists(stagingParent)
-      var isTargetFilled = false
-      try FileSystem.makeDirectory(stagingParent)
-      defer { if createdTarget, !isTargetFilled { rmdir(stagingParent) } }
-      let staging = try StagingArea(parent: stagingParent)
-      defer { staging.remove() }
-      let manifest = try ArchiveReader.read(path: archivePath, identities: identities, extractTo: staging.path)
-      // Every SQLite entry must pass integrity_check, and every session entry must hold the
-      // session its manifest describes, before any of them replaces a live file. Entries are
-      // checked on a few threads; the first failure in manifest order is reported.
-      let checked = manifest.entries.filter { $0.isSQLite || $0.role == .session }
-      let failures = try Parallel.map(count: checked.count, workers: Parallel.defaultWorkers) { index in
-        verifyStaged(checked[index], in: staging.path, archivePath: archivePath)
-      }
-      if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
-      var plan = try Plan(
-        deployment: deployment, options: options, manifest: manifest, staging: staging.path, archivePath: archivePath)
-      // A full snapshot may hold the database but neither a file nor a row of this user.
-      if let userID = options.userID, plan.files.isEmpty, plan.userRow == nil {
-        throw JobError.refused(
-          "archive \(record.id) holds nothing of user \(userID); pick another (tgsess list --user \(userID))")
-      }
-      var result = RestoreResult(
-        archiveID: record.id, archivePath: archivePath, mode: plan.mode, isDryRun: options.isDryRun,
-        files: plan.files.map(\.change), rows: plan.rowDescriptions, undo: nil, warnings: [], problems: [],
-        restoredUsers: plan.users.count)
-      if options.isDryRun { return result }
-
-      // The deployment lock is held from the guard through the undo backup to the last file, so
-      // no backup, prune or other restore runs in between (the undo backup nests inside it).
-      let lock = try DeploymentLock.acquire(
-        path: options.target.map { $0 + "/.tgsess.lock" } ?? deployment.lockPath, command: "restore",
-        wait: options.lockWait)
-      defer { lock.release() }
-      isTargetFilled = true
-      if options.target == nil {
-        // 2. The live-owner guard.
-        let evidence = LiveOwnerGuard.evidence(
-          deployment, files: plan.files.map(\.change.path), systemdUnit: deployment.config.check?.botUnit)
-        if !evidence.isEmpty {
-          guard options.isForced else {
-            throw JobError.refused(
-              "refusing to restore into the live deployment while the bot runs: \(evidence.joined(separator: "; ")); stop the bot, or pass --force"
-            )
-          }
-          result.warnings.append("--force: restoring although \(evidence.joined(separator: "; "))")
-          logger.warning("restore forced", metadata: ["evidence": "\(evidence.joined(separator: "; "))"])
-        }
-        // 3. Undo first.
-        result.undo = try takeUndo(deployment: deployment, plan: plan, options: options, logger: logger)
-      }
-
-      // 4. Apply.
-      try plan.apply(logger: logger)
-
-      // 5. Check what was restored.
-      result.problems = plan.check()
-      logger.notice(
-        "restore done",
-        metadata: [
-          "archive.id": "\(record.id)", "restore.mode": "\(plan.mode)", "files": "\(plan.files.count)",
-          "undo": "\(result.undo ?? "-")", "problems": "\(result.problems.count)",
-        ])
-      return result
+      let catalog = try ArchiveCatalog.open(deployment, origin: options.origin)
+      defer { catalog.close() }
+      return try run(deployment, options: options, catalog: catalog, logger: logger)
     } catch let error as StoreError {
       throw JobError.store(context: "restore", underlying: error)
     }
   }
 
-  /// Checks one extracted entry: integrity_check for an SQLite file, and for a session file that
-  /// it is a valid session holding the auth key its manifest names. Safe to call from several
-  /// threads (each call opens its own connections).
-  /// - Returns: the error naming the archive, or nil when the entry is sound.
-  static func verifyStaged(_ entry: Manifest.Entry, in staging: String, archivePath: String) -> StoreError? {
-    let path = staging + "/" + entry.path
-    func damaged(_ problems: [String]) -> StoreError {
-      // integrity_check reports one problem per line, sometimes all in one row: keep the first two lines.
-      let lines = problems.flatMap { $0.split(whereSeparator: \.isNewline) }.prefix(2)
-      return StoreError.invalid(
-        path: archivePath, reason: "\(entry.path) fails integrity_check (\(lines.joined(separator: "; ")))",
-        hint: "use another backup")
-    }
-    if entry.isSQLite, entry.role != .session {
-      let problems = integrityProblems(path)
-      return problems.isEmpty ? nil : damaged(problems)
-    }
-    guard entry.role == .session else { return nil }
-    // A session file: integrity_check and the inspection in one connection.
-    let info: SessionFileInfo
+  /// What a restore with `options` would do: the archive is chosen, verified in full in staging
+  /// and compared with what is there; nothing changes.
+  /// - Throws: `JobError` naming the archive and what failed.
+  public static func plan(_ deployment: Deployment, options: RestoreOptions, logger: Logger) throws -> RestorePlan {
+    try validate(options)
     do {
-      var problems: [String] = []
-      guard
-        let inspected = try SessionFileInspector.inspect(
-          path: path, pageCheck: entry.isSQLite ? .integrity : .quick, problems: &problems)
-      else { return damaged(problems) }
-      info = inspected
-    } catch {
-      // The inspector's structural checks (header, declared size) run before integrity_check;
-      // when integrity_check has something to say about the file, that is the reason given.
-      if entry.isSQLite {
-        let problems = integrityProblems(path)
-        if !problems.isEmpty { return damaged(problems) }
-      }
-      let reason: String
-      if case StoreError.session(_, let problem) = error {
-        reason = problem.description
-      } else {
-        reason = (error as? StoreError)?.errorDescription ?? "unreadable"
-      }
-      return StoreError.invalid(
-        path: archivePath, reason: "\(entry.path) is not a valid session (\(reason))", hint: "use another backup")
-    }
-    if let fingerprint = entry.authKeyFingerprint, fingerprint != info.identity.authKey.fingerprint {
-      return StoreError.invalid(
-        path: archivePath, reason: "\(entry.path) does not hold the auth key its manifest names",
-        hint: "use another backup")
-    }
-    return nil
-  }
-
-  /// What `integrity_check` finds in the SQLite file at `path`. SQLite may give up on a damaged
-  /// file instead of listing problems; then its error is the problem (the caller reports it
-  /// against the archive, not the staging copy).
-  static func integrityProblems(_ path: String) -> [String] {
-    do {
-      return try SQLiteConnection(path: path, mode: .readOnly).integrityCheck()
+      let catalog = try ArchiveCatalog.open(deployment, origin: options.origin)
+      defer { catalog.close() }
+      let prepared = try prepare(deployment, options: options, catalog: catalog)
+      prepared.discard(isTargetFilled: false)
+      return prepared.plan
     } catch let error as StoreError {
-      if case .database(_, let reason, _) = error { return [reason] }
-      return [error.localizedDescription]
-    } catch {
-      return ["\(error)"]
+      throw JobError.store(context: "restore", underlying: error)
     }
   }
 
-  /// Picks the archive: an id, or the newest (at or before `at`); for one user, their newest
-  /// per-user archive, else the newest full snapshot that holds them.
-  static func choose(repository: ArchiveRepository, options: RestoreOptions) throws -> ArchiveRecord {
-    if options.selector != "latest" { return try repository.find(id: options.selector) }
-    func fits(_ record: ArchiveRecord) -> Bool { options.at.map { record.createdAt <= $0 } ?? true }
-    // "latest" means the newest regular backup: undo archives ("Before restore") are picked only
-    // by id, or when nothing else fits, so a second `restore latest` never undoes the first.
-    // Imported archives (a legacy `.session.backup` kept as it was found) hold nothing a restore
-    // writes, so they come after every other choice, full snapshots included.
-    func newest(_ records: [ArchiveRecord]) -> ArchiveRecord? {
-      let usable = records.filter { fits($0) && $0.reason != BackupReason.imported }
-      return usable.first { $0.reason != BackupReason.beforeRestore } ?? usable.first
+  /// Checked again here (the CLI's validate() does too): a --target restore with a user would
+  /// write that user's row into the live database, unguarded and without an undo.
+  static func validate(_ options: RestoreOptions) throws {
+    if options.target != nil, options.userID != nil {
+      throw JobError.usage(
+        "--target restores a whole deployment; drop --user. Try: tgsess restore latest --target /srv/drill")
     }
-    let when = options.at.map { " at or before \(ISO8601DateFormatter().string(from: $0))" } ?? ""
-    if let userID = options.userID {
-      let perUser = try repository.list(kind: .user, userID: userID)
-      if let own = newest(perUser) { return own }
-      if let full = newest(try repository.list(kind: .full, userID: userID)) { return full }
-      if let imported = perUser.first(where: fits) { return imported }
+  }
+
+  /// A restore from an opened catalog (a drill restores from its own).
+  /// - Throws: `JobError` naming the archive and what failed; nothing has changed then.
+  static func run(_ deployment: Deployment, options: RestoreOptions, catalog: ArchiveCatalog, logger: Logger) throws
+    -> RestoreResult
+  {
+    do {
+      return try restore(deployment, options: options, catalog: catalog, logger: logger)
+    } catch let error as StoreError {
+      throw JobError.store(context: "restore", underlying: error)
+    }
+  }
+
+  private static func restore(
+    _ deployment: Deployment, options: RestoreOptions, catalog: ArchiveCatalog, logger: Logger
+  ) throws -> RestoreResult {
+    let prepared = try prepare(deployment, options: options, catalog: catalog)
+    var isTargetFilled = false
+    defer { prepared.discard(isTargetFilled: isTargetFilled) }
+    let plan = prepared.plan
+    var result = RestoreResult(plan: plan, isDryRun: options.isDryRun)
+    if options.isDryRun { return result }
+
+    // The deployment lock is held from the guard through the undo backup to the last file, so
+    // no backup, prune or other restore runs in between (the undo backup nests inside it).
+    let lock = try DeploymentLock.acquire(
+      path: plan.mode == .target ? plan.targetRoot + "/.tgsess.lock" : deployment.lockPath, command: "restore",
+      wait: options.lockWait)
+    defer { lock.release() }
+    isTargetFilled = true
+    if plan.mode != .target {
+      // The live-owner guard.
+      let evidence = LiveOwnerGuard.evidence(
+        deployment, files: plan.files.map(\.change.path), systemdUnit: deployment.config.check?.botUnit)
+      if !evidence.isEmpty {
+        guard options.isForced else {
+          throw JobError.refused(
+            "refusing to restore into the live deployment while the bot runs: \(evidence.joined(separator: "; ")); stop the bot, or pass --force"
+          )
+        }
+        result.warnings.append("--force: restoring although \(evidence.joined(separator: "; "))")
+        logger.warning("restore forced", metadata: ["evidence": "\(evidence.joined(separator: "; "))"])
+      }
+      // Undo first.
+      result.undo = try takeUndo(deployment: deployment, plan: plan, options: options, logger: logger)
+    }
+
+    let writtenInPlace = try execute(plan, staging: prepared.staging.path, deployment: deployment, logger: logger)
+    result.problems = check(plan, writtenInPlace: writtenInPlace)
+    logger.notice(
+      "restore done",
+      metadata: [
+        "archive.id": "\(plan.archiveID)", "restore.mode": "\(plan.mode.rawValue)", "files": "\(plan.files.count)",
+        "undo": "\(result.undo ?? "-")", "problems": "\(result.problems.count)",
+      ])
+    return result
+  }
+
+  /// A plan and the verified staging copy it will be carried out from.
+  struct Prepared {
+    let plan: RestorePlan
+    let staging: StagingArea
+    /// A target directory this run created (removed again unless the restore fills it).
+    let createdTarget: String?
+
+    func discard(isTargetFilled: Bool) {
+      staging.remove()
+      if let createdTarget, !isTargetFilled { FileSystem.removeEmptyDirectory(createdTarget) }
+    }
+  }
+
+  /// Chooses the archive, verifies it in full in staging on the target's filesystem, and plans.
+  /// - Throws: `StoreError` or `JobError` naming the archive; what this run created is removed.
+  static func prepare(_ deployment: Deployment, options: RestoreOptions, catalog: ArchiveCatalog) throws -> Prepared {
+    var options = options
+    let selector = ArchiveSelector(options.selector, at: options.at, userID: options.userID)
+    guard let record = try ArchiveSelection.choose(selector, in: catalog.repository) else {
+      let when = options.at.map { " at or before \(ISO8601DateFormatter().string(from: $0))" } ?? ""
+      if let userID = options.userID {
+        throw StoreError.missing(
+          path: catalog.repository.backupsDirectory,
+          hint: "no archive holds user \(userID)\(when); see tgsess list --user \(userID)")
+      }
       throw StoreError.missing(
-        path: repository.backupsDirectory,
-        hint: "no archive holds user \(userID)\(when); see tgsess list --user \(userID)")
+        path: catalog.repository.backupsDirectory, hint: "no full snapshot\(when); see tgsess list")
     }
-    if let full = newest(try repository.list(kind: .full)) { return full }
-    throw StoreError.missing(path: repository.backupsDirectory, hint: "no full snapshot\(when); see tgsess list")
+    try catalog.fetch([record])
+    // A per-user archive holds one user's file and rows: restoring it live is that user's
+    // restore (row included), which is also what the printed undo command relies on.
+    if record.kind == .user, options.target == nil, options.userID == nil, let owner = record.userID {
+      options.userID = owner
+    }
+    let archivePath = catalog.path(of: record)
+    let identities: [AgeIdentity]
+    do {
+      identities = record.isEncrypted ? try KeyStore.loadIdentities(deployment, path: options.identityPath) : []
+    } catch let error as StoreError {
+      // The key file's error names the key; say which archive it was needed for.
+      throw JobError.store(context: "restore: cannot decrypt \(archivePath)", underlying: error)
+    }
+
+    // Verify before touching: extract into staging on the target's filesystem and check it all.
+    let stagingParent = options.target ?? deployment.root
+    let createdTarget = options.target != nil && !FileSystem.exists(stagingParent) ? stagingParent : nil
+    try FileSystem.makeDirectory(stagingParent)
+    var isPrepared = false
+    defer { if !isPrepared, let createdTarget { FileSystem.removeEmptyDirectory(createdTarget) } }
+    let staging = try StagingArea(parent: stagingParent)
+    defer { if !isPrepared { staging.remove() } }
+    let verified = try ArchiveVerifier.forDeployment(deployment, identities: identities).verify(
+      record, in: catalog.repository, into: staging.path, scope: .everyEntry)
+    let plan = try makePlan(deployment: deployment, options: options, archive: verified, archivePath: archivePath)
+    isPrepared = true
+    return Prepared(plan: plan, staging: staging, createdTarget: createdTarget)
+  }
+
+  /// The plan for `options` from the verified `archive`: each entry's destination, and whether it
+  /// creates, replaces or leaves a file alone (by SHA-256 of what is there); for one user, their
+  /// row (from the archive's rows entry, else from the snapshot's database).
+  /// - Throws: `JobError.refused` for a non-empty target or an archive that holds nothing of the
+  ///   user; `StoreError` when a live file or the snapshot's database cannot be read.
+  static func makePlan(deployment: Deployment, options: RestoreOptions, archive: VerifiedArchive, archivePath: String)
+    throws -> RestorePlan
+  {
+    let mode: RestoreMode
+    let targetRoot: String
+    if let target = options.target {
+      mode = .target
+      targetRoot = Deployment.absolute(target, relativeTo: FileSystem.currentDirectory)
+      let leftovers = try FileSystem.names(in: targetRoot).filter { !$0.hasPrefix(".staging-") && $0 != ".tgsess.lock" }
+      guard leftovers.isEmpty else {
+        throw JobError.refused("--target \(targetRoot) is not empty; restore into an empty or new directory")
+      }
+    } else {
+      mode = options.userID == nil ? .whole : .user
+      targetRoot = deployment.root
+    }
+    let written = Deployment(root: targetRoot, config: mode == .target ? Config() : deployment.config)
+    var files: [RestorePlan.FileStep] = []
+    var users: [Int64] = []
+    for entry in archive.manifest.entries {
+      let destination: String
+      switch entry.role {
+      case .database:
+        guard options.userID == nil else { continue }
+        destination = written.databasePath
+      case .session, .sessionBackup:
+        guard options.userID == nil || entry.userID == options.userID, let user = entry.userID else { continue }
+        let base = written.sessionPath(userID: user)
+        destination = entry.role == .session ? base : base + ".backup"
+        if entry.role == .session { users.append(user) }
+      case .userRows, .imported:
+        continue
+      }
+      let before = FileSystem.exists(destination) ? try FileSystem.sha256(ofFile: destination) : nil
+      let action: FileChange.Action = before == nil ? .create : before == entry.sha256 ? .identical : .replace
+      files.append(
+        RestorePlan.FileStep(
+          change: FileChange(path: destination, action: action, sha256Before: before, sha256After: entry.sha256),
+          entryPath: entry.path, isDatabase: entry.role == .database))
+    }
+    var userRow: UserSessionsRow?
+    if let userID = options.userID {
+      // The archive's own rows entry (a per-user archive), else the snapshot's database.
+      userRow = archive.userRows[userID]
+      let hasRowsEntry = archive.manifest.entries.contains { $0.role == .userRows && $0.userID == userID }
+      if userRow == nil, !hasRowsEntry, let database = archive.manifest.entries.first(where: { $0.role == .database }),
+        let path = archive.extractedPath(of: database)
+      {
+        let snapshot = try BotDatabase(path: path, mode: .readOnly)
+        defer { snapshot.close() }
+        userRow = try snapshot.userSessionsRow(userID: userID)
+      }
+      // A full snapshot may hold the database but neither a file nor a row of this user.
+      if files.isEmpty, userRow == nil {
+        throw JobError.refused(
+          "archive \(archive.claim.id) holds nothing of user \(userID); pick another (tgsess list --user \(userID))")
+      }
+    }
+    return RestorePlan(
+      archiveID: archive.claim.id, archivePath: archivePath, mode: mode, targetRoot: targetRoot,
+      userID: options.userID, files: files, userRow: userRow, databasePath: deployment.databasePath, users: users)
   }
 
   /// Before live data changes: a backup of what is about to be replaced, as an archive; when the
   /// live data is too broken to archive, a raw copy of the files instead.
-  static func takeUndo(deployment: Deployment, plan: Plan, options: RestoreOptions, logger: Logger) throws -> String? {
-    let replaced = plan.files.filter { $0.change.action == .replace }
-    if replaced.isEmpty, plan.rowDescriptions.isEmpty { return nil }
+  static func takeUndo(deployment: Deployment, plan: RestorePlan, options: RestoreOptions, logger: Logger) throws
+    -> String?
+  {
+    guard plan.replacesData else { return nil }
     let backup = BackupOptions(
-      userID: options.userID, reason: BackupReason.beforeRestore, lockWait: options.lockWait,
+      userID: plan.userID, reason: BackupReason.beforeRestore, lockWait: options.lockWait,
       includesChangedUsers: false)
     do {
       let result = try BackupJob.run(deployment, options: backup, logger: logger)
@@ -293,7 +402,7 @@ public enum RestoreJob {
     // Raw copies (files and their sidecars): the bot is stopped, so bytes are what they are.
     let directory = deployment.backupsDirectory + "/before-restore/" + Timestamp.compact(Date())
     try FileSystem.makeDirectory(directory)
-    for file in replaced.map(\.change.path) {
+    for file in plan.files.filter({ $0.change.action == .replace }).map(\.change.path) {
       for path in [file, file + "-journal", file + "-wal"] where FileSystem.exists(path) {
         let relative = String(path.dropFirst(deployment.root.count + 1)).replacingOccurrences(of: "/", with: "__")
         try FileSystem.writeAtomically(try FileSystem.read(path), to: directory + "/" + relative, overwrite: false)
@@ -302,191 +411,83 @@ public enum RestoreJob {
     return directory
   }
 
-  /// What a restore will do, computed from the verified staging copy.
-  struct Plan {
-    struct FilePlan {
-      var change: FileChange
-      var source: String
-      var isDatabase: Bool
-      /// Restored through the online backup API rather than renamed from staging.
-      var isWrittenInPlace = false
-    }
-
-    let deployment: Deployment
-    let mode: String
-    var files: [FilePlan] = []
-    var rowDescriptions: [String] = []
-    var users: [Int64] = []
-    /// `user_sessions` row to upsert (per-user restore).
-    var userRow: [String: Any]?
-    let userID: Int64?
-    let targetRoot: String
-
-    init(deployment: Deployment, options: RestoreOptions, manifest: Manifest, staging: String, archivePath: String)
-      throws
-    {
-      self.deployment = deployment
-      userID = options.userID
-      if let target = options.target {
-        mode = "target"
-        targetRoot = Deployment.absolute(target, relativeTo: FileManager.default.currentDirectoryPath)
-        let leftovers =
-          (try? FileManager.default.contentsOfDirectory(atPath: targetRoot))?.filter {
-            !$0.hasPrefix(".staging-") && $0 != ".tgsess.lock"
-          } ?? []
-        guard leftovers.isEmpty else {
-          throw JobError.refused("--target \(targetRoot) is not empty; restore into an empty or new directory")
-        }
-      } else {
-        mode = options.userID == nil ? "whole" : "user"
-        targetRoot = deployment.root
-      }
-      let liveTarget = Deployment(root: targetRoot, config: options.target == nil ? deployment.config : Config())
-      for entry in manifest.entries {
-        let source = staging + "/" + entry.path
-        var destination: String?
-        switch entry.role {
-        case .database:
-          if options.userID == nil { destination = liveTarget.databasePath }
-        case .session, .sessionBackup:
-          guard options.userID == nil || entry.userID == options.userID, let user = entry.userID else { continue }
-          let base = liveTarget.sessionPath(userID: user)
-          destination = entry.role == .session ? base : base + ".backup"
-          if entry.role == .session { users.append(user) }
-        case .userRows:
-          guard let user = entry.userID, options.userID == user else { continue }
-          userRow = try Self.userRow(ofUser: user, in: source, entry: entry.path, archivePath: archivePath)
-        case .imported:
+  /// Carries `plan` out from the verified copy in `staging`: a live database through the online
+  /// backup API (one transaction), every other file installed by rename (`LiveFiles.install`:
+  /// batched fsyncs, wholly old or wholly new after a crash), identical files skipped, then the
+  /// user's row in one transaction.
+  /// - Returns: the files written in place through the online backup API.
+  /// - Throws: `StoreError` naming the file that failed.
+  static func execute(_ plan: RestorePlan, staging: String, deployment: Deployment, logger: Logger) throws
+    -> Set<String>
+  {
+    var installs: [LiveFiles.Installation] = []
+    var writtenInPlace: Set<String> = []
+    for step in plan.files where step.change.action != .identical {
+      let path = step.change.path
+      let source = staging + "/" + step.entryPath
+      try FileSystem.makeDirectory(FileSystem.parentDirectory(of: path))
+      if step.isDatabase, plan.mode != .target, FileSystem.exists(path) {
+        do {
+          let live = try BotDatabase(path: path, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
+          defer { live.close() }
+          try live.replaceContents(withSnapshotAt: source)
+          writtenInPlace.insert(path)
           continue
-        }
-        guard let destination else { continue }
-        let before = FileSystem.exists(destination) ? try FileSystem.sha256(ofFile: destination) : nil
-        let action: FileChange.Action = before == nil ? .create : before == entry.sha256 ? .identical : .replace
-        files.append(
-          FilePlan(
-            change: FileChange(path: destination, action: action, sha256Before: before, sha256After: entry.sha256),
-            source: source, isDatabase: entry.role == .database))
-      }
-      // Per-user from a full snapshot: the row comes from the snapshot's database.
-      if let userID = options.userID, userRow == nil,
-        let database = manifest.entries.first(where: { $0.role == .database })
-      {
-        let snapshot = try BotDatabase(path: staging + "/" + database.path, mode: .readOnly)
-        defer { snapshot.close() }
-        if let data = try snapshot.userRowsJSON(userID: userID),
-          let document = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-        {
-          userRow = document["user_sessions"] as? [String: Any]
+        } catch let error as StoreError {
+          // A live file too damaged to open is replaced whole instead (the undo copy has it).
+          logger.warning(
+            "online restore into the live database failed; replacing the file",
+            metadata: ["error": "\(error.errorDescription ?? "")"])
         }
       }
-      if let userID = options.userID, userRow != nil {
-        rowDescriptions.append("upsert the user_sessions row of user \(userID) in \(deployment.databasePath)")
-      }
+      installs.append(LiveFiles.Installation(source: source, destination: path))
     }
-
-    /// The `user_sessions` row in a per-user archive's rows entry. Its hash only proves it is what
-    /// the archive's maker wrote, so it must be a JSON object whose row is `userID`'s own.
-    /// - Throws: `StoreError.invalid` naming the archive.
-    static func userRow(ofUser userID: Int64, in path: String, entry: String, archivePath: String) throws
-      -> [String: Any]?
-    {
-      let document = try? JSONSerialization.jsonObject(with: try FileSystem.read(path)) as? [String: Any]
-      guard let document, (document["user_id"] as? NSNumber)?.int64Value == userID else {
-        throw StoreError.invalid(
-          path: archivePath, reason: "\(entry) is not a JSON object of user \(userID)'s rows",
-          hint: "use another backup")
-      }
-      guard let row = document["user_sessions"] else { return nil }
-      guard let row = row as? [String: Any], (row["user_id"] as? NSNumber)?.int64Value == userID else {
-        throw StoreError.invalid(
-          path: archivePath, reason: "\(entry) holds a user_sessions row that is not user \(userID)'s",
-          hint: "use another backup")
-      }
-      return row
+    try LiveFiles.install(installs) { _ in try CrashPoint.hit("restore.after-file") }
+    if let userRow = plan.userRow {
+      let live = try BotDatabase(path: plan.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
+      defer { live.close() }
+      try live.upsertUserRow(userRow)
     }
+    return writtenInPlace
+  }
 
-    /// Carries the plan out: the database through the online backup API, session files by
-    /// temporary + fsync + rename (skipping identical ones), the user row in one transaction.
-    /// Files are fsynced together (on a few threads, so the filesystem can commit them in one
-    /// journal transaction), then renamed one by one, then each directory is fsynced once: after
-    /// a crash every file is wholly old or wholly new, as with one fsync-rename-fsync per file.
-    mutating func apply(logger: Logger) throws {
-      var moves: [FilePlan] = []
-      for (index, file) in files.enumerated() where file.change.action != .identical {
-        let path = file.change.path
-        try FileSystem.makeDirectory(FileSystem.parentDirectory(of: path))
-        if file.isDatabase, FileSystem.exists(path), mode != "target" {
-          do {
-            let live = try BotDatabase(path: path, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
-            defer { live.close() }
-            try live.replaceContents(withSnapshotAt: file.source)
-            files[index].isWrittenInPlace = true
-            continue
-          } catch let error as StoreError {
-            // A live file too damaged to open is replaced whole instead (the undo copy has it).
-            logger.warning(
-              "online restore into the live database failed; replacing the file",
-              metadata: ["error": "\(error.errorDescription ?? "")"])
-          }
-        }
-        moves.append(file)
+  /// Validates what was restored: every session file, and the database's integrity. A session
+  /// file renamed from staging is the very file (the same inode) that passed integrity_check
+  /// and inspection there under the lock, so only its presence is checked; a database renamed
+  /// gets quick_check, one written in place through the online backup API integrity_check.
+  /// - Returns: one line per problem.
+  static func check(_ plan: RestorePlan, writtenInPlace: Set<String>) -> [String] {
+    let files = plan.files
+    var problems = [[String]](repeating: [], count: files.count)
+    do {
+      problems = try Parallel.map(count: files.count, workers: Parallel.defaultWorkers) { index in
+        problemsAfterRestore(files[index], isWrittenInPlace: writtenInPlace.contains(files[index].change.path))
       }
-      _ = try Parallel.map(count: moves.count, workers: 8) { index in try FileSystem.fsyncFile(moves[index].source) }
-      var directories: [String] = []
-      for file in moves {
-        let path = file.change.path
-        // Stale sidecars would be applied to the new file and corrupt it.
-        LiveOwnerGuard.removeSidecars(of: path)
-        if rename(file.source, path) != 0 {
-          guard errno == EXDEV else { throw StoreError.io(path: path, operation: "rename into place", errno: errno) }
-          try FileSystem.moveDurably(from: file.source, to: path)
-        }
-        let directory = FileSystem.parentDirectory(of: path)
-        if !directories.contains(directory) { directories.append(directory) }
-        try CrashPoint.hit("restore.after-file")
-      }
-      for directory in directories { try FileSystem.fsyncDirectory(directory) }
-      if let userID, let userRow {
-        let live = try BotDatabase(
-          path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
-        defer { live.close() }
-        try live.upsertUserRow(userID: userID, row: userRow)
-      }
+    } catch {
+      return ["the check after the restore failed: \(error)"]
     }
+    return problems.flatMap { $0 }
+  }
 
-    /// Validates what was restored: every session file, and the database's integrity. A session
-    /// file renamed from staging is the very file (the same inode) that passed integrity_check
-    /// and inspection there under the lock, so only its presence is checked; a database renamed
-    /// gets quick_check, one written in place through the online backup API integrity_check.
-    func check() -> [String] {
-      let files = files
-      let problems =
-        (try? Parallel.map(count: files.count, workers: Parallel.defaultWorkers) { index in
-          Self.problems(of: files[index])
-        }) ?? []
-      return problems.flatMap { $0 }
-    }
-
-    private static func problems(of file: FilePlan) -> [String] {
-      let path = file.change.path
-      do {
-        if file.isDatabase {
-          let database = try BotDatabase(path: path, mode: .readOnly)
-          defer { database.close() }
-          return try database.integrityProblems(deep: file.isWrittenInPlace).map { "\(path): \($0)" }
-        } else if path.hasSuffix(".session") {
-          if file.change.action == .identical {
-            _ = try SessionFileInspector.inspect(path: path)
-          } else if !FileSystem.exists(path) {
-            return ["\(path): missing after the restore"]
-          }
+  private static func problemsAfterRestore(_ file: RestorePlan.FileStep, isWrittenInPlace: Bool) -> [String] {
+    let path = file.change.path
+    do {
+      if file.isDatabase {
+        let database = try BotDatabase(path: path, mode: .readOnly)
+        defer { database.close() }
+        return try database.integrityProblems(deep: isWrittenInPlace).map { "\(path): \($0)" }
+      } else if path.hasSuffix(".session") {
+        if file.change.action == .identical {
+          _ = try SessionFileInspector.inspect(path: path)
+        } else if !FileSystem.exists(path) {
+          return ["\(path): missing after the restore"]
         }
-        return []
-      } catch let error as StoreError {
-        return [error.errorDescription ?? "\(error)"]
-      } catch {
-        return ["\(path): \(error)"]
       }
+      return []
+    } catch let error as StoreError {
+      return [error.errorDescription ?? "\(error)"]
+    } catch {
+      return ["\(path): \(error)"]
     }
   }
 }

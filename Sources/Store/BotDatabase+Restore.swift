@@ -18,51 +18,6 @@ extension BotDatabase {
     }
   }
 
-  /// Upserts `userID`'s `user_sessions` row from a JSON row (as `userRowsJSON` writes it), in
-  /// one transaction; only the columns both sides have are written, and `user_id` is `userID`.
-  /// - Throws: `StoreError.database`.
-  public func upsertUserRow(userID: Int64, row: [String: Any]) throws {
-    try write("restore the user_sessions row of user \(userID)") { db in
-      let columns = try db.columns(in: "user_sessions").map(\.name)
-      var names: [String] = []
-      var values: [DatabaseValue] = []
-      for column in columns {
-        // The row is written as userID's whatever its own user_id says.
-        if column == "user_id" {
-          names.append(column)
-          values.append(userID.databaseValue)
-          continue
-        }
-        guard let value = row[column] else { continue }
-        names.append(column)
-        switch value {
-        case is NSNull: values.append(.null)
-        case let number as Int64: values.append(number.databaseValue)
-        case let number as Int: values.append(Int64(number).databaseValue)
-        case let number as NSNumber:
-          // JSONSerialization gives NSNumber; whole numbers go back as integers.
-          let double = number.doubleValue
-          values.append(
-            double == double.rounded() && abs(double) < 9e15
-              ? number.int64Value.databaseValue : double.databaseValue)
-        case let number as Double: values.append(number.databaseValue)
-        case let text as String: values.append(text.databaseValue)
-        case let blob as [String: Any]:
-          values.append((blob["base64"] as? String).flatMap { Data(base64Encoded: $0) }?.databaseValue ?? .null)
-        default: values.append(.null)
-        }
-      }
-      guard names.contains("user_id") else { return }
-      let placeholders = Array(repeating: "?", count: names.count).joined(separator: ", ")
-      let updates = names.filter { $0 != "user_id" }.map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
-      try db.execute(
-        sql: """
-          INSERT INTO user_sessions (\(names.joined(separator: ", "))) VALUES (\(placeholders))
-          ON CONFLICT(user_id) DO UPDATE SET \(updates.isEmpty ? "user_id = excluded.user_id" : updates)
-          """, arguments: StatementArguments(values))
-    }
-  }
-
   /// A user's stored credentials (secrets stay wrapped).
   public struct StoredSession: Sendable {
     public var userID: Int64

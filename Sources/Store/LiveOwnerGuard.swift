@@ -47,16 +47,4 @@ public enum LiveOwnerGuard {
     process.waitUntilExit()
     return process.terminationStatus == 0
   }
-
-  /// Removes the `-journal`, `-wal` and `-shm` sidecars of `file`, which would otherwise be
-  /// applied to (and corrupt) a file restored under them. Only call once the guard passed.
-  /// - Returns: the sidecars removed.
-  @discardableResult
-  public static func removeSidecars(of file: String) -> [String] {
-    var removed: [String] = []
-    for suffix in ["-journal", "-wal", "-shm"] where FileSystem.exists(file + suffix) {
-      if unlink(file + suffix) == 0 { removed.append(file + suffix) }
-    }
-    return removed
-  }
 }

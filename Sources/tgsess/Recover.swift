@@ -13,7 +13,11 @@ struct Recover: ParsableCommand {
       are left alone; nothing is ever deleted (a broken file is moved aside). Each recovered user
       gets a "Post successful recovery" backup.
 
+      --dry-run prints, user by user, the strategy that would be used, its source, and the files
+      that would be written and moved aside, and changes nothing.
+
         $ tgsess recover --user 42
+        $ tgsess recover --all --dry-run
         $ tgsess recover --all --json
 
       EXIT STATUS: 0 all healthy · 3 some users unrecoverable (each named) · 1 failed · 75 lock held
@@ -24,6 +28,8 @@ struct Recover: ParsableCommand {
   @Flag(help: "Recover every user.") var all = false
   @Flag(help: "Recover although the bot seems to run.") var force = false
   @Option(help: "Seconds to wait for the deployment lock.") var lockWait = 0
+  @Flag(help: "Print what would be done for each user (strategy, source, files) and change nothing.") var dryRun =
+    false
 
   func validate() throws {
     if (user == nil) == !all { throw ValidationError("pass --user ID or --all. Try: tgsess recover --user 42") }
@@ -31,9 +37,10 @@ struct Recover: ParsableCommand {
 
   func run() throws {
     let (deployment, logger) = try global.setUp()
+    let options = RecoverOptions(userID: user, isForced: force, lockWait: TimeInterval(lockWait))
+    if dryRun { return try showPlan(try RecoverJob.plan(deployment, options: options, logger: logger)) }
     let result = try RecoverJob.run(
-      deployment, options: RecoverOptions(userID: user, isForced: force, lockWait: TimeInterval(lockWait)),
-      logger: logger)
+      deployment, options: options, logger: logger)
     if global.json {
       try Output.json(result)
     } else {
@@ -47,5 +54,39 @@ struct Recover: ParsableCommand {
       )
     }
     if result.unrecoverable > 0 { throw ExitCode(ExitStatus.partial) }
+  }
+
+  /// `--dry-run`: the plan, user by user (healthy users only when one was asked for).
+  private func showPlan(_ plan: RecoverPlan) throws {
+    if global.json {
+      try Output.json(plan)
+    } else {
+      for line in Self.render(plan, showsHealthy: user != nil) { Output.line(line) }
+    }
+    if plan.users.contains(where: { $0.action == .giveUp }) { throw ExitCode(ExitStatus.partial) }
+  }
+
+  static func render(_ plan: RecoverPlan, showsHealthy: Bool) -> [String] {
+    var lines: [String] = []
+    for step in plan.users where step.action != .none || showsHealthy {
+      let user = "user \(step.userID)"
+      switch step.action {
+      case .none: lines.append("\(user): healthy: \(step.detail)")
+      case .giveUp: lines.append("\(user): unrecoverable: \(step.detail)")
+      case .rebuildFile, .storeString, .restoreFile:
+        let how = step.strategy.map { " by \($0.label.dropFirst(4))" } ?? ""
+        lines.append("\(user): would recover\(how) from \(step.source ?? "-")")
+        if let aside = step.movesAside { lines.append("  move aside \(aside) (and its -journal/-wal/-shm), kept") }
+        if let path = step.writes { lines.append("  write \(path)") }
+        if step.storesString { lines.append("  store its session string in the database") }
+        if plan.backsUpRecovered { lines.append("  back it up (Post successful recovery)") }
+      }
+    }
+    let healthy = plan.users.filter { $0.action == .none }.count
+    let unrecoverable = plan.users.filter { $0.action == .giveUp }.count
+    lines.append(
+      "dry run, nothing changed: \(plan.users.count) users: \(healthy) healthy, \(plan.users.count - healthy - unrecoverable) to recover, \(unrecoverable) unrecoverable"
+    )
+    return lines
   }
 }

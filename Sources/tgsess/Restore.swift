@@ -60,7 +60,7 @@ struct Restore: ParsableCommand {
 
   private func render(_ result: RestoreResult) {
     let verb = result.isDryRun ? "would restore" : "restored"
-    Output.line("\(verb) from \(result.archiveID) (\(result.mode))")
+    Output.line("\(verb) from \(result.archiveID) (\(result.mode.rawValue))")
     for warning in result.warnings { Output.line("warning: \(warning)") }
     if let undo = result.undo {
       if undo.hasPrefix("/") {
@@ -79,7 +79,7 @@ struct Restore: ParsableCommand {
     if !result.isDryRun {
       if result.problems.isEmpty {
         Output.line(
-          "check: \(result.restoredUsers) session(s) validate\(result.mode == "user" ? "" : ", database passes integrity_check")"
+          "check: \(result.restoredUsers) session(s) validate\(result.mode == .user ? "" : ", database passes integrity_check")"
         )
       } else {
         for problem in result.problems { Output.line("check FAILED: \(problem)") }

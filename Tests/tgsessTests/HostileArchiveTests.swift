@@ -61,4 +61,50 @@ import Testing
     #expect(
       !(try FileManager.default.contentsOfDirectory(atPath: fleet.directory.path)).contains { $0.hasPrefix("drill") })
   }
+
+  /// A genuine per-user archive of one user, renamed and moved (with its record) into another
+  /// user's directory, is refused by restore, recover and drill: its manifest names its real
+  /// user, which is not the one its name and place claim.
+  @Test func aGenuineArchiveRenamedIntoAnotherUsersDirectoryIsRefused() throws {
+    try Tools.require()
+    let fleet = try FleetFixture(users: 3)
+    let users = try fleet.telethonUserIDs(2)
+    let (owner, victim) = (users[0], users[1])
+    try fleet.tgsessOK(["backup"])
+    let repository = ArchiveRepository(backupsDirectory: fleet.deployment.backupsDirectory)
+    let genuine = try #require(try repository.list(kind: .user, userID: owner).first)
+    // Newer than anything the victim has, under the victim's name.
+    let forgedID = genuine.id.replacingOccurrences(of: "-u\(owner)-", with: "-u\(victim)-")
+      .replacingOccurrences(of: String(genuine.id.prefix(4)), with: "2099")
+    var record = genuine
+    record.id = forgedID
+    record.fileName = ArchiveName.fileName(id: forgedID, isEncrypted: genuine.isEncrypted)
+    record.userID = victim
+    record.userIDs = [victim]
+    record.createdAt = try #require(ArchiveName.describe(id: forgedID)?.createdAt)
+    let directory = repository.userDirectory(victim)
+    try FileManager.default.copyItem(atPath: repository.path(of: genuine), toPath: directory + "/" + record.fileName)
+    try record.encoded().write(to: URL(fileURLWithPath: directory + "/" + forgedID + ".json"))
+    try FileManager.default.removeItem(atPath: fleet.sessionPath(victim))
+    try fleet.sqlite("UPDATE user_sessions SET session_string = 'garbage' WHERE user_id = \(victim)")
+    let tree = try fleet.tree()
+
+    let restore = try fleet.tgsess(["restore", "latest", "--user", String(victim)])
+    let byID = try fleet.tgsess(["restore", forgedID])
+
+    let reason =
+      "its manifest describes user \(owner)'s per-user archive, but the archive is named and stored as user \(victim)'s per-user archive; refusing this archive; use another backup"
+    for refused in [restore, byID] {
+      #expect(refused.status == 1)
+      #expect(refused.stderr == "tgsess: restore: \(repository.path(of: record)): \(reason)\n")
+    }
+    #expect(try fleet.tree() == tree)
+    // Recover skips it (naming why) and repairs the victim from their own archive instead.
+    let recover = try jsonObject(try fleet.tgsessOK(["recover", "--user", String(victim), "--json"]))
+    let outcome = try #require((recover["users"] as? [[String: Any]])?.first)
+    #expect(outcome["outcome"] as? String == "recovered")
+    #expect((outcome["source"] as? String)?.contains("-u\(victim)-") == true, "\(outcome)")
+    #expect(outcome["source"] as? String != "archive \(forgedID)")
+    #expect(try SessionWitness.stored([fleet.sessionPath(victim)]).values.first?.key != nil)
+  }
 }

@@ -115,6 +115,37 @@ import Testing
     #expect(leftovers.allSatisfy { !$0.hasPrefix(".remote-cache") })
   }
 
+  /// Listing a remote from a new host leaves nothing behind (not even the backups/ it needed for
+  /// its catalog), and the catalog a killed run left is removed by the next run.
+  @Test func remoteCatalogsLeaveNothingBehind() throws {
+    try Self.requireRclone()
+    let fleet = try FleetFixture(users: 2)
+    let remote = fleet.directory.file("remote")
+    try Self.configure(fleet, remotes: [("usb", remote)])
+    try fleet.tgsessOK(["backup"])
+    let newHost = fleet.directory.file("new-host")
+    try FileSystem.makeDirectory(newHost)
+    try FileManager.default.copyItem(atPath: fleet.root + "/tgsess.toml", toPath: newHost + "/tgsess.toml")
+
+    let listed = try #require(
+      try Self.json(try runTgsess(["list", "--remote", "usb", "--json", "--root", newHost])) as? [[String: Any]])
+    #expect(listed.count == 3)
+    #expect(try FileSystem.names(in: newHost) == ["tgsess.toml"])
+
+    // A catalog of a process that is gone, beside one of a process that lives.
+    let stale = fleet.root + "/backups/.remote-cache-usb-999999999-abc123"
+    let live = fleet.root + "/backups/.remote-cache-usb-1-abc123"
+    try FileSystem.makeDirectory(stale + "/full")
+    try FileSystem.makeDirectory(live)
+    try fleet.tgsessOK(["list", "--remote", "usb"])
+    #expect(!FileSystem.exists(stale))
+    #expect(FileSystem.exists(live))
+    #expect(
+      try FileSystem.names(in: fleet.root + "/backups").filter { $0.hasPrefix(".remote-cache") } == [
+        ".remote-cache-usb-1-abc123"
+      ])
+  }
+
   @Test func pruneAppliesTheSamePlanToTheRemote() throws {
     try Self.requireRclone()
     let fleet = try FleetFixture(users: 2)

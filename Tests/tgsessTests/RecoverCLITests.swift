@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -311,5 +312,49 @@ import Testing
     #expect(forced.status == 0, "\(forced.stderr)")
     #expect(try Self.outcome(forced)["strategy"] as? String == "session-string")
     #expect(FileManager.default.fileExists(atPath: fleet.sessionPath(user)))
+  }
+
+  /// `recover --dry-run` prints each user's plan (strategy, source, what is written and moved
+  /// aside), exits as the run would (3: someone cannot be recovered), and changes nothing.
+  @Test func dryRunPrintsThePlanAndChangesNothing() throws {
+    try Tools.require()
+    let fleet = try FleetFixture(users: 5)
+    let users = try fleet.telethonUserIDs(3).sorted()
+    let (missing, corrupt, nothing) = (users[0], users[1], users[2])
+    let path = fleet.sessionPath
+    try FileManager.default.removeItem(atPath: path(missing))
+    try Data(randomBytes(4096)).write(to: URL(fileURLWithPath: path(corrupt)))
+    try FileManager.default.removeItem(atPath: path(nothing))
+    try Self.removeIfPresent(path(nothing) + ".backup")
+    try fleet.sqlite("UPDATE user_sessions SET session_string = NULL WHERE user_id = \(nothing)")
+    try fleet.sqlite("DELETE FROM session_backups WHERE user_id = \(nothing)")
+    let tree = try fleet.tree()
+    let dumps = try fleet.dumpAll()
+    let total = try fleet.sqlite("SELECT count(*) FROM user_sessions")
+
+    let text = try fleet.tgsess(["recover", "--all", "--dry-run"])
+    let json = try fleet.tgsess(["recover", "--all", "--dry-run", "--json"])
+    let one = try fleet.tgsess(["recover", "--user", String(missing), "--dry-run"])
+
+    #expect(text.status == 3, "\(text.stderr)")
+    let lines = text.stdout.split(separator: "\n").map(String.init)
+    #expect(
+      lines.contains { $0 == "user \(missing): would recover by session string from user_sessions.session_string" })
+    #expect(lines.contains("  move aside \(path(corrupt)) (and its -journal/-wal/-shm), kept"))
+    #expect(lines.contains("  write \(path(missing))"))
+    #expect(lines.contains { $0.hasPrefix("user \(nothing): unrecoverable: file: ") })
+    #expect(
+      lines.last
+        == "dry run, nothing changed: \(total) users: \(Int(total)! - 3) healthy, 2 to recover, 1 unrecoverable")
+    #expect(json.status == 3)
+    let plan = try JSONDecoder().decode(RecoverPlan.self, from: json.stdoutData)
+    #expect(plan.users.count == Int(total))
+    let actions = Dictionary(uniqueKeysWithValues: plan.users.map { ($0.userID, $0.action) })
+    #expect(actions[missing] == .rebuildFile && actions[corrupt] == .rebuildFile && actions[nothing] == .giveUp)
+    #expect(plan.users.first { $0.userID == corrupt }?.movesAside == path(corrupt))
+    #expect(one.status == 0, "\(one.stderr)")
+    #expect(one.stdout.hasSuffix("dry run, nothing changed: 1 users: 0 healthy, 1 to recover, 0 unrecoverable\n"))
+    #expect(try fleet.tree() == tree)
+    #expect(try fleet.dumpAll() == dumps)
   }
 }

@@ -244,8 +244,12 @@ import Testing
     #expect(try chosen(["--at", secondTime]) == second["id"] as! String)
     let userArchives = try jsonArray(try fleet.tgsessOK(["list", "--kind", "user", "--user", String(user), "--json"]))
     #expect(userArchives.count == 2)
-    #expect(try chosen(["--user", String(user), "--at", firstTime]) == userArchives[1]["id"] as! String)
-    #expect(try chosen(["--user", String(user), "--at", secondTime]) == userArchives[0]["id"] as! String)
+    // A per-user archive is dated when it is written, after its run's full snapshot (a second
+    // later on a busy machine): its own time is the one to ask for.
+    for archive in userArchives {
+      let time = archive["createdAt"] as! String
+      #expect(try chosen(["--user", String(user), "--at", time]) == archive["id"] as! String)
+    }
     let tooEarly = try fleet.tgsess(["restore", "--at", "2001-01-01"])
     #expect(tooEarly.status == 1)
     #expect(
@@ -345,6 +349,79 @@ import Testing
     #expect(targetAndUser.stderr.contains("--target restores a whole deployment; drop --user."))
     #expect(try fleet.tree() == tree)
     #expect(!FileManager.default.fileExists(atPath: fleet.directory.path + "/x"))
+  }
+
+  // MARK: - Choosing the archive
+
+  /// An id prefix that several archives share is ambiguous, not "not found": the error says so,
+  /// names the first matches (newest first) and how many there are, and the next step; restore,
+  /// pin and unpin say the same.
+  @Test func anAmbiguousIdPrefixNamesItsMatchesAndTheNextStep() throws {
+    try Tools.require()
+    let fleet = try FleetFixture(users: 4)
+    try fleet.tgsessOK(["backup"])
+    let ids = try jsonArray(try fleet.tgsessOK(["list", "--json"])).map { $0["id"] as! String }
+    #expect(ids.count == 5)
+    let prefix = String(ids[0].prefix(4))
+    #expect(ids.allSatisfy { $0.hasPrefix(prefix) })
+    let tree = try fleet.tree()
+
+    let restore = try fleet.tgsess(["restore", prefix])
+    let pin = try fleet.tgsess(["pin", prefix])
+    let unpin = try fleet.tgsess(["unpin", prefix])
+    let unknown = try fleet.tgsess(["restore", "1999"])
+
+    let backups = fleet.deployment.backupsDirectory
+    let message =
+      "\(backups): archive id '\(prefix)' is ambiguous: 5 archives match (\(ids[0]), \(ids[1]), \(ids[2]), …); give more of the id, or see every id with: tgsess list\n"
+    #expect(restore.status == 1)
+    #expect(restore.stderr == "tgsess: restore: " + message)
+    #expect(pin.status == 1)
+    #expect(pin.stderr == "tgsess: pin: " + message)
+    #expect(unpin.status == 1)
+    #expect(unpin.stderr == "tgsess: unpin: " + message)
+    #expect(unknown.status == 1)
+    #expect(unknown.stderr == "tgsess: restore: \(backups)/…/1999: not found; list archives with: tgsess list\n")
+    #expect(try fleet.tree() == tree)
+    // A prefix that is unique still finds its archive.
+    let unique = try jsonObject(try fleet.tgsessOK(["restore", String(ids[0].dropLast()), "--dry-run", "--json"]))
+    #expect(unique["archiveID"] as? String == ids[0])
+  }
+
+  /// `restore --at TIME --user N` chooses among the archives that hold user N: an Imported
+  /// legacy copy of N (which holds nothing a restore writes) is never the one, even when it is
+  /// the only archive of N that old (issue #16: it was picked and the restore failed with
+  /// "holds nothing of user N").
+  @Test func atForAUserNeverPicksAnImportedLegacyCopy() throws {
+    try Tools.require()
+    let fleet = try FleetFixture(users: 3)
+    let user = try fleet.telethonUserIDs(1)[0]
+    // A legacy .session.backup from 2025, imported by migrate as an "Imported" archive of 2025.
+    let legacy = fleet.sessionPath(user) + ".backup"
+    if FileManager.default.fileExists(atPath: legacy) { try FileManager.default.removeItem(atPath: legacy) }
+    try FileManager.default.copyItem(atPath: fleet.sessionPath(user), toPath: legacy)
+    try FileManager.default.setAttributes(
+      [.modificationDate: try #require(ISO8601DateFormatter().date(from: "2025-01-01T00:00:00Z"))], ofItemAtPath: legacy
+    )
+    #expect(try fleet.tgsessOK(["migrate"]).stdout.contains("as archive"))
+    try fleet.tgsessOK(["backup"])
+    let own = try jsonArray(try fleet.tgsessOK(["list", "--kind", "user", "--user", String(user), "--json"]))
+    #expect(own.map { $0["reason"] as? String } == ["Scheduled", "Imported"])
+    let tree = try fleet.tree()
+
+    let before = try fleet.tgsess(["restore", "--at", "2025-06-01", "--user", String(user), "--dry-run"])
+    let now = try jsonObject(
+      try fleet.tgsessOK([
+        "restore", "--at", own[0]["createdAt"] as! String, "--user", String(user), "--dry-run", "--json",
+      ]))
+
+    #expect(before.status == 1)
+    #expect(
+      before.stderr
+        == "tgsess: restore: \(fleet.deployment.backupsDirectory): not found; no archive holds user \(user) at or before 2025-06-01T00:00:00Z; see tgsess list --user \(user)\n"
+    )
+    #expect(now["archiveID"] as? String == own[0]["id"] as? String)
+    #expect(try fleet.tree() == tree)
   }
 
   // MARK: - Live-owner guard

@@ -15,18 +15,27 @@ public enum ArchiveReader {
     public init() {}
   }
 
+  /// Called with `manifest.json`'s bytes and the manifest they decode to, before any other entry
+  /// is read (`ArchiveVerifier` authenticates the archive here).
+  public typealias ManifestCheck = (_ bytes: Data, _ manifest: Manifest) throws -> Void
+
   /// Reads the archive at `path`, verifying it entirely; with `extractTo`, writes each entry
   /// below that directory (which must exist) as it is verified. Callers extract into a staging
-  /// directory and only act once this returns.
-  /// - Parameter isEncrypted: whether the file is age-encrypted (default: by its name).
+  /// directory and only act once this returns. Readers that act on an archive go through
+  /// `ArchiveVerifier`, which calls this.
+  /// - Parameters:
+  ///   - isEncrypted: whether the file is age-encrypted (default: by its name).
+  ///   - expected: the manifest a writer just wrote and its bytes: the archive's manifest must be
+  ///     those bytes exactly, and is not decoded again (a writer's read-back).
+  ///   - extracting: which entries `extractTo` receives (default: all); every entry is verified.
+  ///   - checkManifest: run on the manifest before anything else in the archive is read.
   /// - Returns: the manifest.
   /// - Throws: `StoreError` naming the archive and what failed (wrong identity, truncated or
-  ///   tampered data, a hostile entry).
-  /// - Parameter expected: the manifest a writer just wrote and its bytes: the archive's
-  ///   manifest must be those bytes exactly, and is not decoded again (a writer's read-back).
+  ///   tampered data, a hostile entry), or what `checkManifest` throws.
   public static func read(
     path: String, identities: [AgeIdentity], extractTo: String? = nil, limits: Limits = Limits(),
-    isEncrypted: Bool? = nil, expected: (manifest: Manifest, bytes: Data)? = nil
+    isEncrypted: Bool? = nil, expected: (manifest: Manifest, bytes: Data)? = nil,
+    extracting: ((Manifest.Entry) -> Bool)? = nil, checkManifest: ManifestCheck? = nil
   ) throws -> Manifest {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else {
@@ -53,7 +62,8 @@ public enum ArchiveReader {
     }
     do {
       return try verifyStream(
-        source: source, objectName: path, extractTo: extractTo, limits: limits, expected: expected)
+        source: source, objectName: path, extractTo: extractTo, limits: limits, expected: expected,
+        extracting: extracting, checkManifest: checkManifest)
     } catch let error as AgeError {
       throw error.storeError
     }
@@ -70,7 +80,8 @@ public enum ArchiveReader {
 
   static func verifyStream(
     source: ByteSource, objectName: String, extractTo: String?, limits: Limits,
-    expected written: (manifest: Manifest, bytes: Data)? = nil
+    expected written: (manifest: Manifest, bytes: Data)? = nil, extracting: ((Manifest.Entry) -> Bool)? = nil,
+    checkManifest: ManifestCheck? = nil
   ) throws -> Manifest {
     func refuse(_ reason: String) -> StoreError {
       .invalid(path: objectName, reason: reason, hint: "refusing this archive; use another backup")
@@ -98,11 +109,13 @@ public enum ArchiveReader {
       }
       guard isSame, offset == written.bytes.count else { throw refuse("manifest.json differs from the one written") }
       manifest = written.manifest
+      try checkManifest?(written.bytes, manifest)
     } else {
       var manifestData = Data()
       manifestData.reserveCapacity(Int(first.size))
       _ = try reader.readEntry(limit: Manifest.maximumByteCount) { manifestData.append(contentsOf: $0) }
       manifest = try Manifest.decode(manifestData, objectName: objectName)
+      try checkManifest?(manifestData, manifest)
     }
     if written != nil {
       // A writer's read-back: the entries must be exactly the ones written, in the order
@@ -144,7 +157,7 @@ public enum ArchiveReader {
       var hasher = SHA256Hasher()
       var output: Int32 = -1
       var outputPath = ""
-      if let extractTo {
+      if let extractTo, extracting?(entry) ?? true {
         outputPath = extractTo + "/" + header.path
         try FileSystem.makeDirectory(FileSystem.parentDirectory(of: outputPath))
         output = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, FileSystem.fileMode)

@@ -123,26 +123,16 @@ public struct ArchiveRepository: Sendable {
     let archiveSHA256 = sink.digest()
     let byteCount = sink.byteCount
 
-    // 2. Prove. (The writer's buffers are freed; hand them back to the system first, so the
-    // reader's do not add to the peak.)
+    // 2. Prove, through the verifier every reader uses. (The writer's buffers are freed; hand
+    // them back to the system first, so the reader's do not add to the peak.)
     FileSystem.releaseFreeMemory()
-    var verification = ArchiveRecord.Verification.ciphertext
-    if readsBack {
-      let readBack = try ArchiveReader.read(
-        path: tempPath, identities: identities, isEncrypted: isEncrypted, expected: (manifest, manifestBytes))
-      guard readBack == manifest else {
-        throw StoreError.invalid(
-          path: finalPath, reason: "the manifest read back differs from the one written", hint: "run the backup again")
-      }
-      verification = .full
-    } else {
-      let reread = try FileSystem.sha256(ofFile: tempPath)
-      guard reread == archiveSHA256 else {
-        throw StoreError.invalid(
-          path: finalPath, reason: "the file read back differs from what was written (disk error?)",
-          hint: "check the disk, then run the backup again")
-      }
-    }
+    // Archives are not signed yet (issue #15 signs here and reads back with the deployment's key).
+    let verifier = ArchiveVerifier(identities: identities, authenticator: UnsignedArchives())
+    let verification = try verifier.verifyWritten(
+      path: tempPath, finalPath: finalPath,
+      claim: ArchiveClaim(
+        id: id, kind: manifest.kind, userID: manifest.userID, createdAt: manifest.createdAt, isEncrypted: isEncrypted),
+      manifest: manifest, manifestBytes: manifestBytes, sha256: archiveSHA256)
     try CrashPoint.hit("archive.after-verify")
 
     // 3. Record (under a hidden name), publish the archive, then the record. A crash leaves
@@ -258,17 +248,27 @@ public struct ArchiveRepository: Sendable {
   }
 
   /// Finds an archive by id (or unique id prefix).
-  /// - Throws: `StoreError.missing` when none or several match.
+  /// - Throws: `StoreError.missing` when none matches; `StoreError.invalid` when the prefix is
+  ///   ambiguous, naming the first few matches (newest first) and how many there are.
   public func find(id: String) throws -> ArchiveRecord {
     let all = try list()
     if let exact = all.first(where: { $0.id == id }) { return exact }
     let matches = all.filter { $0.id.hasPrefix(id) }
     if matches.count == 1 { return matches[0] }
-    throw StoreError.missing(
-      path: backupsDirectory + "/…/" + id,
-      hint: matches.isEmpty ? "list archives with: tgsess list" : "\(matches.count) archives match; give more of the id"
-    )
+    guard !matches.isEmpty else {
+      throw StoreError.missing(path: backupsDirectory + "/…/" + id, hint: "list archives with: tgsess list")
+    }
+    let shown = matches.prefix(Self.ambiguityListLength).map(\.id)
+    let more = matches.count > shown.count ? ", …" : ""
+    throw StoreError.invalid(
+      path: backupsDirectory,
+      reason:
+        "archive id '\(id)' is ambiguous: \(matches.count) archives match (\(shown.joined(separator: ", "))\(more))",
+      hint: "give more of the id, or see every id with: tgsess list")
   }
+
+  /// How many matching ids an ambiguous prefix's error names.
+  static let ambiguityListLength = 3
 
   /// Cleans up after interrupted runs. Callers hold the deployment lock, so no other writer is
   /// between steps: a hidden record whose archive was published before the crash is rolled
@@ -326,12 +326,7 @@ public struct ArchiveRepository: Sendable {
     return (finalName, pid)
   }
 
-  static func names(in directory: String) throws -> [String] {
-    guard FileSystem.isDirectory(directory) else { return [] }
-    do { return try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
-      throw StoreError.io(path: directory, operation: "list directory", errno: EACCES)
-    }
-  }
+  static func names(in directory: String) throws -> [String] { try FileSystem.names(in: directory) }
 }
 
 /// Passes bytes on while hashing and counting them.

@@ -3,15 +3,15 @@ import Foundation
 /// A local view of what a remote holds, built from the remote alone: its records are
 /// downloaded and every archive is stood in for by a sparse placeholder of the right size, so
 /// `ArchiveRepository` lists it like a local `backups/`. `fetch` then downloads the real bytes of
-/// the archives a restore or drill needs.
-public struct RemoteCatalog: Sendable {
-  public let remote: RcloneRemote
+/// the archives a restore or drill needs. Jobs open it through `ArchiveCatalog`.
+struct RemoteCatalog: Sendable {
+  let remote: RcloneRemote
   /// The local directory laid out like `backups/`.
-  public let directory: String
+  let directory: String
 
   /// Builds the catalog of `remote` in `directory` (created; previous placeholders are replaced).
   /// - Throws: `StoreError` when the remote cannot be listed.
-  public static func build(remote: RcloneRemote, in directory: String) throws -> RemoteCatalog {
+  static func build(remote: RcloneRemote, in directory: String) throws -> RemoteCatalog {
     try FileSystem.makeDirectory(directory)
     let files = try remote.list()
     let archives = files.filter { ArchiveName.parse(fileName: ($0.path as NSString).lastPathComponent) != nil }
@@ -40,19 +40,14 @@ public struct RemoteCatalog: Sendable {
     return RemoteCatalog(remote: remote, directory: directory)
   }
 
-  /// Where restores and drills keep a remote's catalog while they work (hidden, under backups/).
-  public static func cacheDirectory(_ deployment: Deployment, remote: String) -> String {
-    deployment.backupsDirectory + "/.remote-cache-\(remote)-\(getpid())"
-  }
-
   static func isPlaceholder(_ path: String) -> Bool { FileSystem.exists(path + ".placeholder") }
 
   /// The archives as a repository.
-  public var repository: ArchiveRepository { ArchiveRepository(backupsDirectory: directory) }
+  var repository: ArchiveRepository { ArchiveRepository(backupsDirectory: directory) }
 
   /// Downloads the real bytes of `records` (over their placeholders).
   /// - Throws: `StoreError` naming the remote when the download fails.
-  public func fetch(_ records: [ArchiveRecord]) throws {
+  func fetch(_ records: [ArchiveRecord]) throws {
     let repository = self.repository
     let paths = records.map { String(repository.path(of: $0).dropFirst(directory.count + 1)) }
       .filter { Self.isPlaceholder(directory + "/" + $0) }

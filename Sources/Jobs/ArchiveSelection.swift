@@ -1,0 +1,75 @@
+import Foundation
+import Store
+
+/// Which archive a restore or a drill means: an id (or unique prefix), or "latest", at or before
+/// a time, and for one user.
+public struct ArchiveSelector: Sendable, Equatable {
+  /// An archive id or unique prefix, or "latest".
+  public var archive: String
+  /// Only archives made at or before this time.
+  public var at: Date?
+  /// Only archives that hold this user.
+  public var userID: Int64?
+
+  public init(_ archive: String = "latest", at: Date? = nil, userID: Int64? = nil) {
+    self.archive = archive
+    self.at = at
+    self.userID = userID
+  }
+
+  public var isLatest: Bool { archive == "latest" }
+}
+
+/// The one rule for "latest", used by restore, drill and anything else that picks an archive
+/// for the operator.
+public enum ArchiveSelection {
+  /// The archive "latest" means among `records` (in any order): the newest regular backup.
+  /// - Imported archives (a legacy `.session.backup` or database copy kept as it was found) hold
+  ///   nothing a restore writes: never.
+  /// - "Before restore" archives (a restore's undo) only when no regular archive fits, so a
+  ///   second `restore latest` never undoes the first.
+  /// - With `userID`: only archives that hold the user, their per-user archives before the
+  ///   full snapshots that list them; without: full snapshots only.
+  /// - With `at`: only archives made at or before it.
+  /// - Returns: nil when nothing fits.
+  public static func latest(in records: [ArchiveRecord], at: Date? = nil, userID: Int64? = nil) -> ArchiveRecord? {
+    func holds(_ record: ArchiveRecord) -> Bool {
+      guard let userID else { return record.kind == .full }
+      return record.kind == .user ? record.userID == userID : record.userIDs.contains(userID)
+    }
+    // Lower is better: regular per-user, regular full, undo per-user, undo full.
+    func tier(_ record: ArchiveRecord) -> Int {
+      (record.reason == BackupReason.beforeRestore ? 2 : 0) + (userID != nil && record.kind == .full ? 1 : 0)
+    }
+    let candidates = records.filter { record in
+      record.reason != BackupReason.imported && holds(record) && (at.map { record.createdAt <= $0 } ?? true)
+    }
+    return candidates.min { a, b in
+      (tier(a), b.createdAt, b.id) < (tier(b), a.createdAt, a.id)
+    }
+  }
+
+  /// The archive `selector` means in `repository`: by id, or `latest(in:at:userID:)` (a user's
+  /// full snapshots are read only when no regular per-user archive of theirs fits: at fleet
+  /// scale each full record lists every user).
+  /// - Returns: nil when nothing fits "latest" (the caller words what is missing).
+  /// - Throws: `StoreError.missing` or `.invalid` when an id matches no archive or several.
+  public static func choose(_ selector: ArchiveSelector, in repository: ArchiveRepository) throws -> ArchiveRecord? {
+    guard selector.isLatest else { return try repository.find(id: selector.archive) }
+    guard let userID = selector.userID else {
+      return latest(in: try repository.list(kind: .full), at: selector.at)
+    }
+    let own = try repository.list(kind: .user, userID: userID)
+    if let pick = latest(in: own, at: selector.at, userID: userID), pick.reason != BackupReason.beforeRestore {
+      return pick
+    }
+    return latest(in: own + (try repository.list(kind: .full, userID: userID)), at: selector.at, userID: userID)
+  }
+
+  /// The newest regular per-user archive of every user that has one, in user order (a drill's
+  /// per-user sample).
+  public static func latestPerUser(in records: [ArchiveRecord]) -> [ArchiveRecord] {
+    let byUser = Dictionary(grouping: records.filter { $0.kind == .user && $0.userID != nil }, by: { $0.userID! })
+    return byUser.keys.sorted().compactMap { latest(in: byUser[$0]!, userID: $0) }
+  }
+}

@@ -1,0 +1,142 @@
+import Foundation
+import Store
+import TestSupport
+import Testing
+
+/// The one gate readers go through: the authenticator (where signed archives will be checked)
+/// sees the archive's claim and its manifest's exact bytes before anything is extracted; the
+/// manifest must describe what the archive claims to be; the scope decides what is extracted.
+@Suite struct ArchiveVerifierTests {
+  /// An authenticator that records what it saw and refuses when told to.
+  final class Recorder: ArchiveAuthenticator, @unchecked Sendable {
+    let refuses: Bool
+    private let lock = NSLock()
+    private(set) var seen: [(claim: ArchiveClaim, bytes: Data, path: String)] = []
+
+    init(refuses: Bool) { self.refuses = refuses }
+
+    func authenticate(_ claim: ArchiveClaim, manifestBytes: Data, archivePath: String) throws {
+      lock.withLock { seen.append((claim, manifestBytes, archivePath)) }
+      if refuses {
+        throw StoreError.invalid(path: archivePath, reason: "not signed by this deployment's key", hint: "test")
+      }
+    }
+  }
+
+  /// A repository with one encrypted archive of `kind` holding a file of users 1 and 2 (and, for
+  /// user 1's per-user archive, their rows).
+  static func archive(kind: Manifest.Kind, in dir: TemporaryDirectory) throws -> (
+    ArchiveRepository, ArchiveRecord, AgeIdentity
+  ) {
+    let identity = try AgeIdentity.generate()
+    let repository = ArchiveRepository(backupsDirectory: dir.file("backups"))
+    try FileSystem.makeDirectory(dir.file("source"))
+    var entries: [Manifest.Entry] = []
+    var sources: [String: ArchiveSource] = [:]
+    func add(_ path: String, _ data: Data, role: Manifest.EntryRole, user: Int64?) throws {
+      let file = dir.file("source/" + path.replacingOccurrences(of: "/", with: "_"))
+      try FileSystem.writeAtomically(data, to: file)
+      entries.append(
+        Manifest.Entry(
+          path: path, role: role, size: Int64(data.count), sha256: Digest.sha256Hex(data), isSQLite: false,
+          userID: user))
+      sources[path] = .file(file)
+    }
+    try add("imported/user_1.txt", Data("one".utf8), role: .imported, user: 1)
+    if kind == .full { try add("imported/user_2.txt", Data("two".utf8), role: .imported, user: 2) }
+    if kind == .user {
+      let rows = #"{"user_id": 1, "user_sessions": {"user_id": 1, "api_id": 7, "note": "x", "ratio": 0.5}}"#
+      try add("rows/user_1.json", Data(rows.utf8), role: .userRows, user: 1)
+    }
+    let date = Date(timeIntervalSince1970: 1_800_000_000)
+    let manifest = Manifest(
+      toolVersion: "test", host: "test", createdAt: date, kind: kind, reason: "Manual",
+      userID: kind == .user ? 1 : nil, schemaVersion: 1, entries: entries)
+    let record = try repository.write(
+      id: ArchiveName.makeID(kind: kind, userID: kind == .user ? 1 : nil, date: date), manifest: manifest,
+      sources: sources, encryption: .age([identity.recipient]), identities: [identity])
+    return (repository, record, identity)
+  }
+
+  @Test func theAuthenticatorSeesTheManifestBytesBeforeAnythingIsExtracted() throws {
+    let dir = try TemporaryDirectory()
+    let (repository, record, identity) = try Self.archive(kind: .user, in: dir)
+    let staging = dir.file("staging")
+    try FileSystem.makeDirectory(staging)
+
+    let refusing = Recorder(refuses: true)
+    #expect(
+      throws: StoreError.invalid(
+        path: repository.path(of: record), reason: "not signed by this deployment's key", hint: "test")
+    ) {
+      try ArchiveVerifier(identities: [identity], authenticator: refusing).verify(
+        record, in: repository, into: staging, scope: .everyEntry)
+    }
+    #expect(refusing.seen.count == 1)
+    #expect(try FileSystem.names(in: staging).isEmpty, "an entry was extracted before authentication")
+
+    let accepting = Recorder(refuses: false)
+    let verified = try ArchiveVerifier(identities: [identity], authenticator: accepting).verify(
+      record, in: repository, into: staging, scope: .everyEntry)
+    #expect(accepting.seen.count == 1)
+    let seen = try #require(accepting.seen.first)
+    #expect(seen.claim == ArchiveClaim(record: record))
+    #expect(seen.claim == ArchiveClaim(fileName: record.fileName))
+    #expect(try Manifest.decode(seen.bytes, objectName: "seen") == verified.manifest)
+    #expect(seen.path == repository.path(of: record))
+    #expect(FileSystem.exists(staging + "/imported/user_1.txt"))
+    #expect(
+      verified.userRows
+        == [
+          1: UserSessionsRow(
+            userID: 1,
+            columns: ["user_id": .integer(1), "api_id": .integer(7), "note": .text("x"), "ratio": .real(0.5)])
+        ])
+  }
+
+  /// A per-user archive of user 1 placed, under user 2's name, in user 2's directory: the
+  /// manifest says user 1, the claim user 2.
+  @Test func aManifestThatIsNotWhatTheArchiveClaimsIsRefused() throws {
+    let dir = try TemporaryDirectory()
+    let (repository, record, identity) = try Self.archive(kind: .user, in: dir)
+    let forgedID = record.id.replacingOccurrences(of: "-u1-", with: "-u2-")
+    var forged = record
+    forged.id = forgedID
+    forged.fileName = ArchiveName.fileName(id: forgedID, isEncrypted: true)
+    forged.userID = 2
+    try FileSystem.makeDirectory(repository.userDirectory(2))
+    try FileSystem.writeAtomically(try FileSystem.read(repository.path(of: record)), to: repository.path(of: forged))
+    let staging = dir.file("staging")
+    try FileSystem.makeDirectory(staging)
+
+    #expect(
+      throws: StoreError.invalid(
+        path: repository.path(of: forged),
+        reason:
+          "its manifest describes user 1's per-user archive, but the archive is named and stored as user 2's per-user archive",
+        hint: "refusing this archive; use another backup")
+    ) {
+      try ArchiveVerifier.forDeployment(Deployment(root: dir.path), identities: [identity]).verify(
+        forged, in: repository, into: staging, scope: .everyEntry)
+    }
+    #expect(try FileSystem.names(in: staging).isEmpty)
+  }
+
+  @Test func aUserScopeExtractsOnlyThatUsersEntriesAndVerifiesTheRest() throws {
+    let dir = try TemporaryDirectory()
+    let (repository, record, identity) = try Self.archive(kind: .full, in: dir)
+    let staging = dir.file("staging")
+    try FileSystem.makeDirectory(staging)
+
+    let verified = try ArchiveVerifier(identities: [identity], authenticator: UnsignedArchives()).verify(
+      record, in: repository, into: staging, scope: .user(2))
+
+    #expect(verified.manifest.entries.count == 2)
+    #expect(try FileSystem.names(in: staging + "/imported") == ["user_2.txt"])
+    // Without an identity, an encrypted archive is not read at all.
+    #expect(throws: StoreError.self) {
+      try ArchiveVerifier(identities: [], authenticator: UnsignedArchives()).verify(
+        record, in: repository, into: nil, scope: .everyEntry)
+    }
+  }
+}
