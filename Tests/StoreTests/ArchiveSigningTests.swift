@@ -76,6 +76,18 @@ enum SigningFixture {
     #expect(full.statement.fileName.hasSuffix("-full-\(full.statement.archiveID.suffix(6)).tar.zst"))
   }
 
+  /// Reasons are text: any printable Unicode round-trips, even one that starts with a combining
+  /// mark (compared as Characters, it would merge with the space before it).
+  @Test func unicodeReasonsRoundTrip() throws {
+    let key = try SigningKey.generate()
+    for reason in ["Vor dem Login ✓", "\u{301}accent first", " leading space", "Перед входом"] {
+      let signed = try ArchiveSigning.sign(try SigningFixture.statement(reason: reason), key: key)
+      let decoded = try ArchiveSignature.decode(signed.encoded(), object: "x.sig")
+      #expect(decoded.statement.reason.utf8.elementsEqual(reason.utf8))
+      #expect(try ArchiveSigning.verify(decoded, ring: SigningFixture.ring([key]), object: "x") == key.keyID)
+    }
+  }
+
   /// Every field is covered: a statement that differs in any one field (kept internally
   /// consistent, as a forger would) does not verify with the original signature.
   @Test func everyTamperedFieldIsRefused() throws {
@@ -261,6 +273,10 @@ enum SigningFixture {
         "id \(lines[1].dropFirst(3)) names another kind or user than the kind and user fields"
       ),
       ("an id that is no tgsess id", replacing(String(lines[1]), "id backup-1"), "id is not a tgsess archive id"),
+      (
+        "a padded user in the id", replacing("-u42-", "-u042-"),
+        "id \(lines[1].dropFirst(3).replacingOccurrences(of: "-u42-", with: "-u042-")) names another kind or user than the kind and user fields"
+      ),
       ("too large", good + String(repeating: "x", count: 5000), "larger than 4 KiB"),
     ]
     for (name, text, reason) in cases {

@@ -106,16 +106,21 @@ public struct SignedStatement: Sendable, Equatable {
 
   /// What is wrong with the fields, if anything.
   func problem() -> String? {
-    guard Self.isToken(archiveID), let described = ArchiveName.describe(id: archiveID) else {
-      return "id is not a tgsess archive id"
-    }
-    guard described.kind == kind, described.userID == userID else {
+    if let userID, userID < 0 { return "user is negative" }
+    if (kind == .full) != (userID == nil) { return "a full archive has no user and a per-user archive has one" }
+    // The id as `ArchiveName.makeID` writes it: time, kind and user, then lower-case letters
+    // and digits.
+    let parts = archiveID.split(separator: "-", omittingEmptySubsequences: false)
+    guard Self.isToken(archiveID), parts.count == 3, Timestamp.parseCompact(String(parts[0])) != nil,
+      parts[1] == "full" || (parts[1].hasPrefix("u") && Int64(parts[1].dropFirst()) != nil),
+      !parts[2].isEmpty, parts[2].utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x7a).contains($0) })
+    else { return "id is not a tgsess archive id" }
+    guard parts[1] == (kind == .full ? "full" : "u\(userID ?? 0)") else {
       return "id \(archiveID) names another kind or user than the kind and user fields"
     }
     guard createdAt.timeIntervalSince1970 == createdAt.timeIntervalSince1970.rounded(.down),
-      Timestamp.compact(createdAt) == Timestamp.compact(described.createdAt)
+      parts[0] == Timestamp.compact(createdAt)
     else { return "created is not the time in the id, in whole seconds" }
-    if let userID, userID < 0 { return "user is negative" }
     guard !reason.isEmpty, reason.utf8.count <= Self.maximumReasonByteCount,
       reason.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7f })
     else { return "reason is empty, longer than \(Self.maximumReasonByteCount) bytes or holds a control character" }
@@ -193,25 +198,27 @@ public struct ArchiveSignature: Sendable, Equatable {
     let bytes = [UInt8](data)
     guard bytes.last == UInt8(ascii: "\n") else { throw failure("it does not end with a line feed (truncated?)") }
     guard !bytes.contains(UInt8(ascii: "\r")) else { throw failure("it has CR characters (lines end with LF only)") }
-    guard let text = String(validating: bytes, as: UTF8.self) else { throw failure("it is not UTF-8 text") }
-    let lines = text.dropLast().split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    guard String(validating: bytes, as: UTF8.self) != nil else { throw failure("it is not UTF-8 text") }
+    // Lines and names are compared as bytes: as Characters, a value that starts with a
+    // combining mark would merge with the space before it.
+    let lines = bytes.dropLast().split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
     let names = ["(context)"] + SignedStatement.fieldNames + ["key", "signature"]
     guard lines.count == names.count else {
       throw failure("it has \(lines.count) lines instead of \(names.count)")
     }
-    guard lines[0] == SignedStatement.context else {
-      if lines[0].hasPrefix("tgsess archive signature ") {
+    guard lines[0].elementsEqual(SignedStatement.context.utf8) else {
+      if lines[0].starts(with: "tgsess archive signature ".utf8) {
         throw failure("line 1 names an unsupported format version (this tgsess reads v1)")
       }
       throw failure("line 1 is not '\(SignedStatement.context)'")
     }
     var values: [String] = []
     for (index, line) in lines.enumerated().dropFirst() {
-      let prefix = names[index] + " "
-      guard line.hasPrefix(prefix), line.utf8.count > prefix.utf8.count else {
+      let prefix = Array((names[index] + " ").utf8)
+      guard line.starts(with: prefix), line.count > prefix.count else {
         throw failure("line \(index + 1) is not '\(names[index]) VALUE'")
       }
-      values.append(String(line.dropFirst(prefix.count)))
+      values.append(String(decoding: line.dropFirst(prefix.count), as: UTF8.self))
     }
     func field(_ name: String) -> (line: Int, value: String) {
       let index = names.firstIndex(of: name)!
