@@ -8,10 +8,14 @@ public struct InitResult: Codable, Sendable, Equatable {
   public var directoriesCreated: [String]
   public var keys: KeyStore.Created
   public var recipients: [String]
+  /// The key id of the archive signing key (`keys/signing.key`).
+  public var signingKeyID: String
   public var migrate: MigrateResult
 }
 
-/// Sets a deployment up: directories (0700), keys (0600), and the database at the current schema.
+/// Sets a deployment up: directories (0700), keys (0600: the age identity and recipients, the
+/// archive signing key and its public key ring, the Fernet keys), and the database at the current
+/// schema.
 public enum InitJob {
   /// Creates what is missing and never overwrites a key. Running it twice changes nothing.
   /// - Throws: `JobError` naming the path that could not be created.
@@ -27,12 +31,14 @@ public enum InitJob {
       }
       let keys = try KeyStore.ensureKeys(deployment)
       let recipients = try KeyStore.loadRecipients(deployment).map(\.string)
+      let signingKeyID = try KeyStore.loadSigningKey(deployment).keyID
       let migrate = try MigrateJob.run(deployment, logger: logger)
       logger.notice(
         "init done",
         metadata: ["deployment.root": "\(deployment.root)", "dirs.created": "\(made.count)"])
       return InitResult(
-        root: deployment.root, directoriesCreated: made, keys: keys, recipients: recipients, migrate: migrate)
+        root: deployment.root, directoriesCreated: made, keys: keys, recipients: recipients,
+        signingKeyID: signingKeyID, migrate: migrate)
     } catch let error as StoreError {
       throw JobError.store(context: "init", underlying: error)
     }

@@ -132,6 +132,9 @@ public enum MigrateJob {
           result.secretsEncrypted = counts.encrypted
           result.secretsRotated = counts.rotated
         }
+      } else if fernet != nil, try !database.areSecretsEncrypted() {
+        // Migrated by a tgsess that did not record it: from now on the columns hold tokens only.
+        _ = try database.recordSecretsEncrypted()
       }
       // 4. The seed's legacy backup files, as encrypted archives, so no history is lost.
       if !legacyFiles.isEmpty {

@@ -17,11 +17,14 @@ extension BotDatabase {
       let hasStatus = try db.columns(in: "user_sessions").contains { $0.name == "status" }
       let sql =
         "SELECT user_id, \(hasStatus ? "status" : "'active'") AS status, session_string FROM user_sessions ORDER BY user_id"
+      let isTokenRequired = try Self.areSecretsEncrypted(db)
       return try Row.fetchAll(db, sql: sql).map { row in
-        let string: String? = row["session_string"]
+        let userID: Int64 = row["user_id"]
+        let origin = SecretOrigin(
+          table: "user_sessions", column: "session_string", userID: userID, isTokenRequired: isTokenRequired)
         return UserForCheck(
-          userID: row["user_id"], status: UserStatus(column: row["status"]),
-          sessionString: string.flatMap { $0.isEmpty ? nil : SecretText($0) })
+          userID: userID, status: UserStatus(column: row["status"]),
+          sessionString: Self.secret(row["session_string"], origin: origin))
       }
     }
   }

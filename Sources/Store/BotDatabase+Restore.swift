@@ -36,11 +36,13 @@ extension BotDatabase {
           db, sql: "SELECT user_id, session_string, api_id, api_hash FROM user_sessions WHERE user_id = ?",
           arguments: [userID])
       else { return nil }
-      let string: String? = row["session_string"]
-      let hash: String? = row["api_hash"]
+      let isTokenRequired = try Self.areSecretsEncrypted(db)
+      func origin(_ column: String) -> SecretOrigin {
+        SecretOrigin(table: "user_sessions", column: column, userID: userID, isTokenRequired: isTokenRequired)
+      }
       return StoredSession(
-        userID: userID, sessionString: string.flatMap { $0.isEmpty ? nil : SecretText($0) }, apiID: row["api_id"],
-        apiHash: hash.flatMap { $0.isEmpty ? nil : SecretText($0) })
+        userID: userID, sessionString: Self.secret(row["session_string"], origin: origin("session_string")),
+        apiID: row["api_id"], apiHash: Self.secret(row["api_hash"], origin: origin("api_hash")))
     }
   }
 
@@ -49,6 +51,7 @@ extension BotDatabase {
   public func backupSessionStrings(userID: Int64) throws -> [(id: Int64, createdAt: String?, string: SecretText)] {
     try read("read session_backups of user \(userID)") { db in
       guard try db.tableExists("session_backups") else { return [] }
+      let isTokenRequired = try Self.areSecretsEncrypted(db)
       return try Row.fetchAll(
         db,
         sql: """
@@ -56,7 +59,12 @@ extension BotDatabase {
           WHERE user_id = ? AND session_string IS NOT NULL AND session_string != ''
           ORDER BY created_at DESC, id DESC
           """, arguments: [userID]
-      ).map { row in (row["id"], row["created_at"], SecretText(row["session_string"])) }
+      ).map { row in
+        let origin = SecretOrigin(
+          table: "session_backups", column: "session_string", userID: userID, rowID: row["id"],
+          isTokenRequired: isTokenRequired)
+        return (row["id"], row["created_at"], SecretText(row["session_string"], origin: origin))
+      }
     }
   }
 

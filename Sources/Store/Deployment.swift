@@ -11,6 +11,10 @@ public struct Deployment: Sendable, Equatable {
   public var ageIdentityPath: String
   public var ageRecipientsPath: String
   public var fernetKeysPath: String
+  /// The archive signing key (Ed25519, PKCS#8 PEM, 0600).
+  public var signingKeyPath: String
+  /// The public keys that verify archives, newest first (the key ring; escrow a copy).
+  public var signingPublicKeysPath: String
   /// Recipients from the config file, on top of those in `ageRecipientsPath`.
   public var extraAgeRecipients: [String]
   public var busyTimeoutMS: Int
@@ -61,6 +65,8 @@ public struct Deployment: Sendable, Equatable {
     ageIdentityPath = resolve(config.ageIdentityFile, keysDirectory + "/age-identity.txt")
     ageRecipientsPath = keysDirectory + "/age-recipients.txt"
     fernetKeysPath = resolve(config.fernetKeysFile, keysDirectory + "/fernet.keys")
+    signingKeyPath = keysDirectory + "/signing.key"
+    signingPublicKeysPath = keysDirectory + "/signing.pub"
     extraAgeRecipients = config.ageRecipients ?? []
     busyTimeoutMS = config.busyTimeoutMS ?? 5000
     self.config = config

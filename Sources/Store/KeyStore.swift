@@ -1,8 +1,9 @@
 import Foundation
 
 /// Loads and creates the deployment's keys: the age X25519 identity and recipients that protect
-/// archives, and the Fernet keys that protect secrets in the bot database. Key files must be
-/// 0600; tgsess never overwrites one.
+/// archives, the Ed25519 signing key and public key ring that authenticate them, and the Fernet
+/// keys that protect secrets in the bot database. Private key files must be 0600; tgsess never
+/// overwrites one (only `rotateSigningKey` replaces the signing key, on purpose).
 public enum KeyStore {
   /// The environment variable that can hold Fernet keys (comma-separated, newest first), the way
   /// Python bots take them.
@@ -110,6 +111,21 @@ public enum KeyStore {
     public var ageIdentity: Bool = false
     public var ageRecipients: Bool = false
     public var fernetKeys: Bool = false
+    /// A new signing key was made (`keys/signing.key`).
+    public var signingKey: Bool = false
+    /// `keys/signing.pub` was created, or the current signing key's line was added to it.
+    public var signingPublicKeys: Bool = false
+
+    public init(
+      ageIdentity: Bool = false, ageRecipients: Bool = false, fernetKeys: Bool = false, signingKey: Bool = false,
+      signingPublicKeys: Bool = false
+    ) {
+      self.ageIdentity = ageIdentity
+      self.ageRecipients = ageRecipients
+      self.fernetKeys = fernetKeys
+      self.signingKey = signingKey
+      self.signingPublicKeys = signingPublicKeys
+    }
   }
 
   /// Creates the keys that are missing, never touching an existing one: an age identity and its
@@ -150,7 +166,121 @@ public enum KeyStore {
         to: deployment.fernetKeysPath)
       created.fernetKeys = true
     }
+    try ensureSigningKey(deployment, into: &created)
     return created
+  }
+
+  /// The signing half of `ensureKeys`. A key that exists is kept; a ring that exists keeps every
+  /// line. When the key is missing a new one is made and put first in the ring (on a new host
+  /// that got `signing.pub` from escrow, the old keys keep verifying the old archives); when the
+  /// ring lacks the key's line, the line is added first.
+  private static func ensureSigningKey(_ deployment: Deployment, into created: inout Created) throws {
+    let keyPath = deployment.signingKeyPath
+    let ringPath = deployment.signingPublicKeysPath
+    let ring = FileSystem.exists(ringPath) ? try loadVerifyingKeys(path: ringPath) : nil
+    let key: SigningKey
+    if FileSystem.exists(keyPath) {
+      key = try loadSigningKey(path: keyPath)
+    } else {
+      key = try SigningKey.generate()
+      try writeSigningKey(key, to: keyPath, overwrite: false)
+      created.signingKey = true
+    }
+    if ring?.key(id: key.keyID) == nil {
+      let updated = ring?.prepending(key.verifyingKey) ?? VerifyingKeyRing(keys: [key.verifyingKey], path: ringPath)
+      try FileSystem.writeAtomically(Data(try updated.rendered().utf8), to: ringPath)
+      created.signingPublicKeys = true
+    }
+  }
+
+  // MARK: - Archive signing keys
+
+  /// The deployment's signing key, checked against its key ring: a key whose public half is
+  /// not in `keys/signing.pub` would sign archives that nothing verifies.
+  /// - Throws: `StoreError.missing` (run `tgsess init`), `StoreError.permissions` for a key file
+  ///   readable by group or others, `StoreError.key` for a garbled file or a key not in the ring.
+  public static func loadSigningKey(_ deployment: Deployment) throws -> SigningKey {
+    let key = try loadSigningKey(path: deployment.signingKeyPath)
+    let ring = try loadVerifyingKeys(deployment)
+    guard ring.key(id: key.keyID) != nil else {
+      throw StoreError.key(
+        path: deployment.signingKeyPath,
+        reason:
+          "its public key \(key.keyID) is not in \(deployment.signingPublicKeysPath), so nothing would verify what it signs",
+        hint: "run tgsess init to add it, then put signing.pub into escrow again")
+    }
+    return key
+  }
+
+  /// The signing key in the PKCS#8 PEM file at `path`.
+  /// - Throws: `StoreError.missing`, `StoreError.permissions` (with the `chmod` to run),
+  ///   `StoreError.key` naming the file when it is not an Ed25519 private key.
+  public static func loadSigningKey(path: String) throws -> SigningKey {
+    guard FileSystem.exists(path) else {
+      throw StoreError.missing(path: path, hint: "run tgsess init to create the archive signing key")
+    }
+    try FileSystem.requirePrivate(path)
+    var data = try FileSystem.read(path)
+    var bytes = [UInt8](data)
+    data.withUnsafeMutableBytes { cleanse($0) }
+    return try SigningKey.parse(pem: SecretBytes(wiping: &bytes), path: path)
+  }
+
+  /// The deployment's verifying key ring, `keys/signing.pub`.
+  /// - Throws: see `loadVerifyingKeys(path:)`.
+  public static func loadVerifyingKeys(_ deployment: Deployment) throws -> VerifyingKeyRing {
+    try loadVerifyingKeys(path: deployment.signingPublicKeysPath)
+  }
+
+  /// A verifying key ring from `path`: the deployment's, or an escrowed copy passed as
+  /// `--verify-key FILE` on a new host. The keys are public, but whoever can change the file
+  /// decides which archives are trusted, so a file that group or others can write is refused.
+  /// - Throws: `StoreError.missing`, `StoreError.permissions` (with the `chmod` to run),
+  ///   `StoreError.key` naming the file and line when it is garbled.
+  public static func loadVerifyingKeys(path: String) throws -> VerifyingKeyRing {
+    guard FileSystem.exists(path) else {
+      throw StoreError.missing(
+        path: path,
+        hint: "copy the deployment's signing.pub there from escrow, or run tgsess init on the host that signs")
+    }
+    let mode = try FileSystem.mode(of: path)
+    if mode & 0o022 != 0 {
+      throw StoreError.permissions(
+        path: path,
+        reason: "mode \(String(mode, radix: 8)) lets group or others change the keys archives are verified with",
+        fix: "chmod 600 \(path)")
+    }
+    let data = try FileSystem.read(path)
+    guard let text = String(validating: [UInt8](data), as: UTF8.self) else {
+      throw StoreError.key(
+        path: path, reason: "not a signing public key file (not UTF-8 text)",
+        hint: "restore it from escrow; tgsess init writes it")
+    }
+    return try VerifyingKeyRing.parse(text, path: path)
+  }
+
+  /// Rotates the signing key: a new key signs from now on, and the old public key stays in the
+  /// ring (second, after the new one) so archives it signed keep verifying. The ring is written
+  /// first, so a crash in between leaves the old key signing and both keys verifying.
+  /// - Returns: the new key's public half and the old one's.
+  /// - Throws: `StoreError` (the same as `loadSigningKey`, plus I/O).
+  public static func rotateSigningKey(
+    _ deployment: Deployment
+  ) throws -> (new: VerifyingKey, old: VerifyingKey, ring: VerifyingKeyRing) {
+    let old = try loadSigningKey(deployment)
+    let ring = try loadVerifyingKeys(deployment)
+    let new = try SigningKey.generate()
+    let updated = ring.prepending(new.verifyingKey)
+    try FileSystem.writeAtomically(Data(try updated.rendered().utf8), to: deployment.signingPublicKeysPath)
+    try writeSigningKey(new, to: deployment.signingKeyPath, overwrite: true)
+    return (new.verifyingKey, old.verifyingKey, updated)
+  }
+
+  private static func writeSigningKey(_ key: SigningKey, to path: String, overwrite: Bool) throws {
+    let pem = try key.pkcs8PEM()
+    try FileSystem.writeAtomically(to: path, mode: FileSystem.fileMode, overwrite: overwrite) { fd, tempPath in
+      try pem.withUnsafeBytes { try FileSystem.writeAll(fd: fd, bytes: $0, path: tempPath) }
+    }
   }
 
   /// Prepends a new Fernet key to the key file (the old ones keep decrypting until

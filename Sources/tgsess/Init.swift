@@ -5,11 +5,9 @@ struct Init: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Create a deployment's directories and keys, and bring its database to the current schema.",
     discussion: """
-      Creates data/, sessions/, backups/ and keys/ (mode 0700), an age identity with its recipient
-      and a Fernet key (mode 0600), and migrates the database. Idempotent: nothing that exists is
-      overwritten, and a key is never replaced.
+      Creates data/, sessions/, backups/ and keys/ (mode 0700), an age identity with its recipient,       an archive signing key (keys/signing.key) with its public key ring (keys/signing.pub) and a       Fernet key (mode 0600), and migrates the database. Idempotent: nothing that exists is       overwritten, and a key is never replaced. On a deployment made before archives were signed,       running it again adds the signing key; when keys/signing.pub exists (a copy from escrow on a       new host), the new key is added first and the old ones keep verifying.
 
-      Keep a copy of keys/age-identity.txt off this host: archives are useless without it.
+      Keep a copy of keys/age-identity.txt and keys/signing.pub off this host: archives are       useless without the identity, and untrusted without the signing public keys.
 
         $ tgsess init --root /srv/bot
         $ TGSESS_FERNET_KEYS=... tgsess init     # the bot already has a Fernet key
@@ -29,6 +27,11 @@ struct Init: ParsableCommand {
       Output.line("  created age identity \(deployment.ageIdentityPath) (copy it off this host)")
     }
     if result.keys.fernetKeys { Output.line("  created Fernet key file \(deployment.fernetKeysPath)") }
+    if result.keys.signingKey { Output.line("  created archive signing key \(deployment.signingKeyPath)") }
+    if result.keys.signingPublicKeys {
+      Output.line("  added key \(result.signingKeyID) to \(deployment.signingPublicKeysPath) (copy it off this host)")
+    }
+    Output.line("  archives are signed with key \(result.signingKeyID)")
     for recipient in result.recipients { Output.line("  archives encrypt to \(recipient)") }
     Migrate.render(result.migrate)
   }

@@ -51,23 +51,24 @@ struct AgeVector: Sendable {
   }
 }
 
-/// The outcome of decrypting one vector, in the kit's vocabulary.
+/// The outcome of decrypting one vector, in the kit's vocabulary, and the reader's reason.
 struct AgeVectorOutcome: Equatable {
   var expect: String
   var payloadSHA256: String
+  var reason = ""
 }
 
 /// Decrypts `file` through the streaming reader and hashes everything it releases.
 func decryptForVector(
-  _ file: [UInt8], identities: [AgeIdentity], passphrases: [String], maxReadCount: Int, readSize: Int
+  _ file: [UInt8], identities: [AgeIdentity], maxReadCount: Int, readSize: Int
 ) throws -> AgeVectorOutcome {
   var hasher = SHA256Hasher()
   var buffer = [UInt8](repeating: 0, count: readSize)
   let expect: String
+  var reason = ""
   do {
     let reader = try AgeDecryptingReader(
-      identities: identities, passphrases: passphrases, input: ByteArraySource(file, maxReadCount: maxReadCount),
-      objectName: "vector")
+      identities: identities, input: ByteArraySource(file, maxReadCount: maxReadCount), objectName: "vector")
     while true {
       let count = try buffer.withUnsafeMutableBytes { try reader.read(into: $0) }
       if count == 0 { break }
@@ -75,6 +76,7 @@ func decryptForVector(
     }
     expect = "success"
   } catch let error as AgeError {
+    reason = error.reason
     switch error.kind {
     case .header: expect = "header failure"
     case .noMatch: expect = "no match"
@@ -83,7 +85,7 @@ func decryptForVector(
     case .key: expect = "key error: \(error.reason)"
     }
   }
-  return AgeVectorOutcome(expect: expect, payloadSHA256: Hex.encode(hasher.finalize()))
+  return AgeVectorOutcome(expect: expect, payloadSHA256: Hex.encode(hasher.finalize()), reason: reason)
 }
 
 @Suite struct AgeVectorTests {
@@ -99,40 +101,68 @@ func decryptForVector(
     #expect(applicable.filter(\.isCompressed).count == 19)
   }
 
+  /// Whether the vector's age file holds a passphrase (scrypt) stanza.
+  static func hasScryptStanza(_ file: [UInt8]) -> Bool {
+    file.firstRange(of: Array("\n-> scrypt ".utf8)) != nil
+  }
+
   /// Every applicable vector, with the expected class and, for success and payload failure, the
   /// SHA-256 of the plaintext released. Each runs twice: large reads, then short reads from a
   /// source that returns at most 1000 bytes at a time.
+  ///
+  /// tgsess decrypts X25519 files only, so the 24 vectors with a passphrase (scrypt) stanza are
+  /// held to what tgsess promises instead of the kit's scrypt verdicts: a header failure saying
+  /// passphrase files are not supported (or, for the one whose stanza body breaks the age
+  /// grammar, that), whatever the kit expects of a passphrase reader. The
+  /// kit's own verdict already is a header failure for 20 of them (malformed scrypt stanzas, and
+  /// scrypt beside another stanza); for the other 4 (a good passphrase file, and three whose
+  /// passphrase does not open them) it differs on purpose. `Scrypt` (capital S) is an unknown
+  /// stanza type, judged by the kit like any other.
   @Test func everyApplicableVectorGivesTheExpectedResult() throws {
     let all = try AgeVector.loadAll()
     var ran: [String: Int] = [:]
     var skipped = 0
+    var passphraseFiles: [String: Int] = [:]
+    var malformed: [String] = []
     for vector in all {
       guard vector.isApplicable else {
         skipped += 1
         continue
       }
       let identities = try vector.values("identity").map { try AgeIdentity(string: $0) }
-      let passphrases = vector.values("passphrase")
       let file = try vector.ageFile()
-      let large = try decryptForVector(
-        file, identities: identities, passphrases: passphrases, maxReadCount: .max, readSize: 64 * 1024)
-      let small = try decryptForVector(
-        file, identities: identities, passphrases: passphrases, maxReadCount: 1000, readSize: 777)
-      #expect(large.expect == vector.expect, "\(vector.name): expected \(vector.expect), got \(large.expect)")
+      let large = try decryptForVector(file, identities: identities, maxReadCount: .max, readSize: 64 * 1024)
+      let small = try decryptForVector(file, identities: identities, maxReadCount: 1000, readSize: 777)
       #expect(small == large, "\(vector.name): short reads gave a different outcome")
+      if Self.hasScryptStanza(file) {
+        #expect(large.expect == "header failure", "\(vector.name): a passphrase file gave \(large.expect)")
+        if large.reason != "passphrase-encrypted archives are not supported (an age scrypt stanza)" {
+          // Broken in the age grammar itself, which is parsed before any stanza type is looked at.
+          #expect(vector.expect == "header failure", "\(vector.name): refused for \(large.reason)")
+          malformed.append(vector.name)
+        }
+        passphraseFiles[vector.expect, default: 0] += 1
+        continue
+      }
+      #expect(large.expect == vector.expect, "\(vector.name): expected \(vector.expect), got \(large.expect)")
       if vector.expect == "success" || vector.expect == "payload failure" {
         #expect(large.payloadSHA256 == vector.value("payload"), "\(vector.name): released plaintext differs")
       }
       ran[vector.expect, default: 0] += 1
     }
     let summary = ran.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-    print("age vectors: ran \(ran.values.reduce(0, +)) (\(summary)), skipped \(skipped) (armored or hybrid)")
-    #expect(ran.values.reduce(0, +) == 92)
+    print(
+      "age vectors: ran \(ran.values.reduce(0, +)) (\(summary)), refused \(passphraseFiles.values.reduce(0, +)) "
+        + "passphrase files, skipped \(skipped) (armored or hybrid)")
+    #expect(ran.values.reduce(0, +) == 68)
     #expect(skipped == 51)
-    #expect(ran["success"] == 15)
-    #expect(ran["header failure"] == 51)
-    #expect(ran["no match"] == 7)
+    #expect(ran["success"] == 14)
+    #expect(ran["header failure"] == 31)
+    #expect(ran["no match"] == 4)
     #expect(ran["HMAC failure"] == 1)
     #expect(ran["payload failure"] == 18)
+    // The kit's verdicts on the passphrase files tgsess refuses.
+    #expect(passphraseFiles == ["success": 1, "header failure": 20, "no match": 3])
+    #expect(malformed == ["scrypt_not_canonical_body"])
   }
 }

@@ -10,6 +10,9 @@ func hexBytes(_ text: String) -> [UInt8] {
   return bytes
 }
 
+/// Key material for a primitive, from bytes written in a test.
+func secret(_ bytes: [UInt8]) -> SecretBytes { SecretBytes(copying: bytes) }
+
 /// The copied test-vector folders in the test bundle.
 enum CryptoFixtures {
   /// `Fixtures/<relative>` inside the StoreTests resource bundle.
@@ -55,18 +58,18 @@ enum CryptoFixtures {
       ),
     ]
     for testCase in cases {
-      #expect(Hex.encode(try HMACSHA256.authenticate(key: testCase.key, data: testCase.data)) == testCase.mac)
+      #expect(Hex.encode(try HMACSHA256.authenticate(key: secret(testCase.key), data: testCase.data)) == testCase.mac)
     }
     // Test case 5 checks a truncated tag: the first 128 bits.
     let truncated = try HMACSHA256.authenticate(
-      key: [UInt8](repeating: 0x0c, count: 20), data: Array("Test With Truncation".utf8))
+      key: secret([UInt8](repeating: 0x0c, count: 20)), data: Array("Test With Truncation".utf8))
     #expect(Hex.encode(truncated.prefix(16)) == "a3b6167473100ee06e0c796c2955552b")
   }
 
   @Test func hmacSHA256AcceptsEmptyKeyAndData() throws {
     // Python: hmac.new(b"", b"", hashlib.sha256).hexdigest()
     #expect(
-      Hex.encode(try HMACSHA256.authenticate(key: [], data: [UInt8]()))
+      Hex.encode(try HMACSHA256.authenticate(key: secret([]), data: [UInt8]()))
         == "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad")
   }
 
@@ -74,44 +77,54 @@ enum CryptoFixtures {
 
   @Test func hkdfSHA256MatchesRFC5869() throws {
     let case1 = try HKDFSHA256.derive(
-      ikm: [UInt8](repeating: 0x0b, count: 22), salt: Array(0x00...0x0c), info: Array(0xf0...0xf9), count: 42)
+      ikm: secret([UInt8](repeating: 0x0b, count: 22)), salt: Array(0x00...0x0c), info: Array(0xf0...0xf9), count: 42
+    ).unprotectedCopy()
     #expect(
       Hex.encode(case1)
         == "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")
     let case2 = try HKDFSHA256.derive(
-      ikm: Array(0x00...0x4f), salt: Array(0x60...0xaf), info: Array(0xb0...0xff), count: 82)
+      ikm: secret(Array(0x00...0x4f)), salt: Array(0x60...0xaf), info: Array(0xb0...0xff), count: 82
+    ).unprotectedCopy()
     #expect(
       Hex.encode(case2)
         == "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87"
     )
     // Case 3: empty salt and info — age's header key takes this path.
-    let case3 = try HKDFSHA256.derive(ikm: [UInt8](repeating: 0x0b, count: 22), salt: [], info: [], count: 42)
+    let case3 = try HKDFSHA256.derive(ikm: secret([UInt8](repeating: 0x0b, count: 22)), salt: [], info: [], count: 42)
+      .unprotectedCopy()
     #expect(
       Hex.encode(case3)
         == "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8")
     // An empty salt means HashLen zero bytes.
     let zeroSalt = try HKDFSHA256.derive(
-      ikm: [UInt8](repeating: 0x0b, count: 22), salt: [UInt8](repeating: 0, count: 32), info: [], count: 42)
+      ikm: secret([UInt8](repeating: 0x0b, count: 22)), salt: [UInt8](repeating: 0, count: 32), info: [], count: 42
+    ).unprotectedCopy()
     #expect(zeroSalt == case3)
   }
 
   // MARK: X25519, RFC 7748
 
   @Test func x25519MatchesRFC7748() throws {
-    let alicePrivate = hexBytes("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
-    let bobPrivate = hexBytes("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
+    let alicePrivate = secret(hexBytes("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"))
+    let bobPrivate = secret(hexBytes("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb"))
     let alicePublic = try X25519.publicKey(privateKey: alicePrivate)
     let bobPublic = try X25519.publicKey(privateKey: bobPrivate)
     #expect(Hex.encode(alicePublic) == "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
     #expect(Hex.encode(bobPublic) == "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
     let shared = "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
-    #expect(try X25519.sharedSecret(privateKey: alicePrivate, publicKey: bobPublic).map(Hex.encode) == shared)
-    #expect(try X25519.sharedSecret(privateKey: bobPrivate, publicKey: alicePublic).map(Hex.encode) == shared)
+    #expect(
+      try X25519.sharedSecret(privateKey: alicePrivate, publicKey: bobPublic).map { Hex.encode($0.unprotectedCopy()) }
+        == shared)
+    #expect(
+      try X25519.sharedSecret(privateKey: bobPrivate, publicKey: alicePublic).map { Hex.encode($0.unprotectedCopy()) }
+        == shared)
     // §5.2, first scalar-multiplication vector.
     let product = try X25519.sharedSecret(
-      privateKey: hexBytes("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4"),
+      privateKey: secret(hexBytes("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")),
       publicKey: hexBytes("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c"))
-    #expect(product.map(Hex.encode) == "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552")
+    #expect(
+      product.map { Hex.encode($0.unprotectedCopy()) }
+        == "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552")
   }
 
   @Test func x25519RefusesLowOrderPoints() throws {
@@ -129,16 +142,16 @@ enum CryptoFixtures {
   @Test func x25519GeneratedKeysAgree() throws {
     let a = try X25519.generatePrivateKey()
     let b = try X25519.generatePrivateKey()
-    #expect(a != b)
+    #expect(!a.equals(b))
     let ab = try X25519.sharedSecret(privateKey: a, publicKey: X25519.publicKey(privateKey: b))
     let ba = try X25519.sharedSecret(privateKey: b, publicKey: X25519.publicKey(privateKey: a))
-    #expect(ab != nil && ab == ba)
+    #expect(ab != nil && ba != nil && ab!.equals(ba!))
   }
 
   // MARK: ChaCha20-Poly1305, RFC 8439 §2.8.2
 
   @Test func chaCha20Poly1305MatchesRFC8439() throws {
-    let key = [UInt8](0x80...0x9f)
+    let key = secret([UInt8](0x80...0x9f))
     let nonce = hexBytes("070000004041424344454647")
     let aad = hexBytes("50515253c0c1c2c3c4c5c6c7")
     let plaintext = Array(
@@ -148,9 +161,10 @@ enum CryptoFixtures {
       "d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b"
         + "1a71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7"
         + "bc3ff4def08e4b7a9de576d26586cec64b6116" + "1ae10b594f09e26a7e902ecbd0600691")
-    let sealed = try ChaCha20Poly1305.seal(key: key, nonce: nonce, plaintext: plaintext, aad: aad)
+    let sealed = try ChaCha20Poly1305.seal(key: key, nonce: nonce, plaintext: secret(plaintext), aad: aad)
     #expect(sealed == expected)
-    #expect(try ChaCha20Poly1305.open(key: key, nonce: nonce, sealed: sealed, aad: aad) == plaintext)
+    #expect(
+      try ChaCha20Poly1305.open(key: key, nonce: nonce, sealed: sealed, aad: aad)?.unprotectedCopy() == plaintext)
 
     var badCiphertext = sealed
     badCiphertext[0] ^= 1
@@ -163,15 +177,15 @@ enum CryptoFixtures {
   }
 
   @Test func chaCha20Poly1305EmptyPlaintextIsJustATag() throws {
-    let key = try SecureRandom.bytes(32)
+    let key = try SecretBytes.random(32)
     let nonce = [UInt8](repeating: 0, count: 12)
-    let sealed = try ChaCha20Poly1305.seal(key: key, nonce: nonce, plaintext: [])
+    let sealed = try ChaCha20Poly1305.seal(key: key, nonce: nonce, plaintext: secret([]))
     #expect(sealed.count == 16)
-    #expect(try ChaCha20Poly1305.open(key: key, nonce: nonce, sealed: sealed) == [])
+    #expect(try ChaCha20Poly1305.open(key: key, nonce: nonce, sealed: sealed)?.unprotectedCopy() == [])
   }
 
   @Test func chaCha20Poly1305ContextReuseMatchesFreshContexts() throws {
-    let key = try SecureRandom.bytes(32)
+    let key = try SecretBytes.random(32)
     let context = try ChaCha20Poly1305Context(key: key, isSealing: true)
     let opener = try ChaCha20Poly1305Context(key: key, isSealing: false)
     for round in 0..<4 {
@@ -184,7 +198,7 @@ enum CryptoFixtures {
         }
       }
       #expect(count == plaintext.count + 16)
-      #expect(sealed == (try ChaCha20Poly1305.seal(key: key, nonce: nonce, plaintext: plaintext)))
+      #expect(sealed == (try ChaCha20Poly1305.seal(key: key, nonce: nonce, plaintext: secret(plaintext))))
       // A failed open (wrong nonce) must not disturb the next one.
       var out = [UInt8](repeating: 0xee, count: max(plaintext.count, 1))
       let wrongNonce = [UInt8](repeating: 0xff, count: 12)
@@ -208,7 +222,7 @@ enum CryptoFixtures {
   // MARK: AES-128-CBC, NIST SP 800-38A F.2.1
 
   @Test func aes128CBCMatchesSP80038A() throws {
-    let key = hexBytes("2b7e151628aed2a6abf7158809cf4f3c")
+    let key = secret(hexBytes("2b7e151628aed2a6abf7158809cf4f3c"))
     let iv = hexBytes("000102030405060708090a0b0c0d0e0f")
     let plaintext = hexBytes(
       "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e5130c81c46a35ce411e5fbc1191a0a52ef"
@@ -224,7 +238,7 @@ enum CryptoFixtures {
   }
 
   @Test func aes128CBCRejectsBadPaddingAndLengths() throws {
-    let key = try SecureRandom.bytes(16)
+    let key = try SecretBytes.random(16)
     let iv = try SecureRandom.bytes(16)
     let ciphertext = try AES128CBC.encrypt(key: key, iv: iv, plaintext: Array("hello".utf8))
     #expect(ciphertext.count == 16)
@@ -234,25 +248,38 @@ enum CryptoFixtures {
     // A wrong key almost always breaks the padding; look for a key that does.
     var rejected = 0
     for _ in 0..<20 {
-      if try AES128CBC.decrypt(key: SecureRandom.bytes(16), iv: iv, ciphertext: ciphertext) == nil { rejected += 1 }
+      if try AES128CBC.decrypt(key: SecretBytes.random(16), iv: iv, ciphertext: ciphertext) == nil { rejected += 1 }
     }
     #expect(rejected > 0)
   }
 
-  // MARK: scrypt, RFC 7914 §12
+  // MARK: SecretBytes
 
-  @Test func scryptMatchesRFC7914() throws {
-    let first = try Scrypt.derive(password: [], salt: [], logN: 4, r: 1, p: 1, count: 64)
-    #expect(
-      Hex.encode(first)
-        == "77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906"
-    )
-    let second = try Scrypt.derive(
-      password: Array("password".utf8), salt: Array("NaCl".utf8), logN: 10, p: 16, count: 64)
-    #expect(
-      Hex.encode(second)
-        == "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"
-    )
+  @Test func secretBytesHoldsACopyAndPrintsNoBytes() throws {
+    var source: [UInt8] = [1, 2, 3, 4]
+    let wiped = SecretBytes(wiping: &source)
+    #expect(source.isEmpty, "the source array is emptied after its bytes were wiped")
+    #expect(wiped.unprotectedCopy() == [1, 2, 3, 4])
+    let copied = SecretBytes(copying: [1, 2, 3, 4])
+    #expect(copied.equals(wiped) && !copied.equals(secret([1, 2, 3, 5])) && !copied.equals(secret([1, 2, 3])))
+    #expect(copied.slice(1..<3).unprotectedCopy() == [2, 3])
+    #expect("\(copied)" == "SecretBytes(4 bytes)" && String(reflecting: copied) == "SecretBytes(4 bytes)")
+    // Empty secrets still hand libcrypto a non-nil pointer.
+    #expect(secret([]).withUnsafeBytes { $0.baseAddress != nil && $0.count == 0 })
+    let random = try SecretBytes.random(32)
+    let other = try SecretBytes.random(32)
+    #expect(random.count == 32 && !random.equals(other))
+  }
+
+  /// A failed fill wipes what it wrote: the buffer is never handed out half-filled.
+  @Test func secretBytesFillThatThrowsLeavesNothing() {
+    struct Stop: Error {}
+    #expect(throws: Stop.self) {
+      _ = try SecretBytes(count: 8) { buffer in
+        buffer.copyBytes(from: [9, 9, 9, 9])
+        throw Stop()
+      }
+    }
   }
 
   // MARK: Small helpers

@@ -54,9 +54,17 @@ import Testing
     for directory in ["data", "sessions", "backups", "keys"] {
       #expect(try FileSystem.mode(of: fixture.root + "/" + directory) == 0o700)
     }
-    let keyFiles = ["keys/age-identity.txt", "keys/age-recipients.txt", "keys/fernet.keys", "data/telegram_bot.db"]
+    let keyFiles = [
+      "keys/age-identity.txt", "keys/age-recipients.txt", "keys/fernet.keys", "keys/signing.key", "keys/signing.pub",
+      "data/telegram_bot.db",
+    ]
     for file in keyFiles { #expect(try FileSystem.mode(of: fixture.root + "/" + file) == 0o600, "\(file)") }
-    let before = try keyFiles.prefix(3).map { try Data(contentsOf: URL(fileURLWithPath: fixture.root + "/" + $0)) }
+    let before = try keyFiles.prefix(5).map { try Data(contentsOf: URL(fileURLWithPath: fixture.root + "/" + $0)) }
+    // The signing key is the one the ring starts with, and the output names it.
+    let signingKey = try KeyStore.loadSigningKey(fixture.deployment)
+    #expect(try KeyStore.loadVerifyingKeys(fixture.deployment).keys.first == signingKey.verifyingKey)
+    #expect(first.stdout.contains("created archive signing key \(fixture.root)/keys/signing.key"))
+    #expect(first.stdout.contains("archives are signed with key \(signingKey.keyID)"))
     // The identity file is age-keygen's format: stock age can use it.
     let recipient = try runProcess("/usr/bin/age-keygen", ["-y", fixture.root + "/keys/age-identity.txt"])
     #expect(recipient.status == 0)
@@ -66,7 +74,8 @@ import Testing
     let json = try JSONSerialization.jsonObject(with: second.stdoutData) as! [String: Any]
     #expect((json["directoriesCreated"] as! [Any]).isEmpty)
     #expect((json["keys"] as! [String: Bool]).values.allSatisfy { !$0 })
-    let after = try keyFiles.prefix(3).map { try Data(contentsOf: URL(fileURLWithPath: fixture.root + "/" + $0)) }
+    #expect(json["signingKeyID"] as? String == signingKey.keyID)
+    let after = try keyFiles.prefix(5).map { try Data(contentsOf: URL(fileURLWithPath: fixture.root + "/" + $0)) }
     #expect(before == after)
   }
 
@@ -92,6 +101,8 @@ import Testing
     let plain = try Self.pythonDecrypt(tokens: tokens, keys: try Self.fernetKeys(fixture))
     #expect(plain == users.flatMap { [$0.1, $0.3] })
     #expect(try fixture.query("SELECT count(*) FROM session_backups WHERE session_string NOT LIKE 'gAAAAA%'") == "0")
+    // From now on the secret columns hold tokens only, and the database says so.
+    #expect(try !fixture.query("SELECT value FROM tgsess_state WHERE key = 'secrets_encrypted'").isEmpty)
     #expect(try fixture.dump(table: "copy_configs") == otherTable)
     // No secret reached the output.
     for user in users {
@@ -157,5 +168,72 @@ import Testing
     #expect(result.status == 0, "\(result.stderr)")
     #expect(result.stdout.contains("encrypt 1 plaintext secret(s)"))  // only the api_hash
     #expect(try fixture.query("SELECT session_string FROM user_sessions") == token)
+  }
+
+  /// A deployment made before archives were signed: `tgsess init` run again adds the signing key
+  /// and its ring and leaves every other key as it was.
+  @Test func initAddsTheSigningKeyToAnOlderDeployment() throws {
+    let fixture = try TestDeployment()
+    #expect(try runTgsess(["init", "--root", fixture.root]).status == 0)
+    try FileManager.default.removeItem(atPath: fixture.deployment.signingKeyPath)
+    try FileManager.default.removeItem(atPath: fixture.deployment.signingPublicKeysPath)
+    let others = ["keys/age-identity.txt", "keys/age-recipients.txt", "keys/fernet.keys"]
+    let before = try others.map { try Data(contentsOf: URL(fileURLWithPath: fixture.root + "/" + $0)) }
+    let again = try runTgsess(["init", "--root", fixture.root])
+    #expect(again.status == 0, "\(again.stderr)")
+    #expect(again.stdout.contains("created archive signing key"))
+    #expect(try others.map { try Data(contentsOf: URL(fileURLWithPath: fixture.root + "/" + $0)) } == before)
+    _ = try KeyStore.loadSigningKey(fixture.deployment)
+  }
+
+  /// `tgsess keys rotate-signing`: a new key signs, the old public key stays second in the ring.
+  @Test func rotateSigningKeepsTheOldPublicKeyForVerification() throws {
+    let fixture = try TestDeployment()
+    let notYet = try runTgsess(["keys", "rotate-signing", "--root", fixture.root])
+    #expect(notYet.status == 1)
+    #expect(
+      notYet.stderr
+        == "tgsess: keys rotate-signing: \(fixture.root)/keys/signing.key: not found; run tgsess init to create the archive signing key\n"
+    )
+    #expect(try runTgsess(["init", "--root", fixture.root]).status == 0)
+    let old = try KeyStore.loadSigningKey(fixture.deployment).verifyingKey
+    let rotated = try runTgsess(["keys", "rotate-signing", "--root", fixture.root])
+    #expect(rotated.status == 0, "\(rotated.stderr)")
+    let new = try KeyStore.loadSigningKey(fixture.deployment).verifyingKey
+    #expect(new != old)
+    #expect(rotated.stdout.contains("signing key \(new.keyID) is current (was \(old.keyID))"))
+    #expect(try KeyStore.loadVerifyingKeys(fixture.deployment).keys == [new, old])
+    let json = try runTgsess(["keys", "rotate-signing", "--root", fixture.root, "--json"])
+    #expect(json.status == 0, "\(json.stderr)")
+    let rotation = try JSONSerialization.jsonObject(with: json.stdoutData) as! [String: Any]
+    #expect(rotation["oldKeyID"] as? String == new.keyID)
+    #expect((rotation["ringKeyIDs"] as? [String])?.count == 3)
+    #expect((rotation["ringKeyIDs"] as? [String])?.suffix(2) == [new.keyID, old.keyID])
+  }
+
+  @Test func aSigningKeyOthersCanReadIsRefusedWithTheChmodToRun() throws {
+    let fixture = try TestDeployment()
+    #expect(try runTgsess(["init", "--root", fixture.root]).status == 0)
+    chmod(fixture.deployment.signingKeyPath, 0o644)
+    for arguments in [["init"], ["keys", "rotate-signing"]] {
+      let result = try runTgsess(arguments + ["--root", fixture.root])
+      #expect(result.status == 1)
+      #expect(
+        result.stderr.hasSuffix(
+          "mode 644 lets group or others read a secret; run: chmod 600 \(fixture.deployment.signingKeyPath)\n"))
+      #expect(result.stderr.split(separator: "\n").count == 1)
+    }
+  }
+
+  /// A database that a tgsess before the `secrets_encrypted` state migrated gets the state from
+  /// the next `tgsess migrate` (SecretColumnTests covers what the state then refuses).
+  @Test func migrateRecordsEncryptedSecretsForDatabasesMigratedBefore() throws {
+    let fixture = try TestDeployment()
+    try fixture.makeLegacyDatabase(users: try Self.realUsers(1), backupsPerUser: 0)
+    #expect(try runTgsess(["init", "--root", fixture.root]).status == 0)
+    _ = try fixture.query("DELETE FROM tgsess_state WHERE key = 'secrets_encrypted'")
+    let migrate = try runTgsess(["migrate", "--root", fixture.root])
+    #expect(migrate.status == 0, "\(migrate.stderr)")
+    #expect(try !fixture.query("SELECT value FROM tgsess_state WHERE key = 'secrets_encrypted'").isEmpty)
   }
 }

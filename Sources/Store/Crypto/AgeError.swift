@@ -7,7 +7,7 @@ public struct AgeError: Error, Equatable, Sendable, LocalizedError {
   public enum Kind: String, Sendable, CaseIterable {
     /// The file is not a well-formed age v1 binary file (including a missing payload nonce).
     case header
-    /// The header is fine but no given identity or passphrase unwraps the file key.
+    /// The header is fine but no given identity unwraps the file key.
     case noMatch
     /// The file key unwrapped but the header MAC does not verify: the header was altered.
     case hmac

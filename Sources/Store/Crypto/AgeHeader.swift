@@ -2,7 +2,6 @@
 enum AgeFormat {
   static let versionLine = Array("age-encryption.org/v1".utf8)
   static let x25519Label = Array("age-encryption.org/v1/X25519".utf8)
-  static let scryptLabel = Array("age-encryption.org/v1/scrypt".utf8)
   static let headerKeyInfo = Array("header".utf8)
   static let payloadKeyInfo = Array("payload".utf8)
   static let fileKeyByteCount = 16
@@ -13,8 +12,10 @@ enum AgeFormat {
   static let sealedChunkByteCount = chunkByteCount + ChaCha20Poly1305Context.tagByteCount
   /// Largest header accepted; real ones are a few hundred bytes per recipient.
   static let maxHeaderByteCount = 1 << 20
-  /// Largest scrypt work factor accepted (age's own limit: 2^22 needs about 4 GiB).
-  static let maxScryptLogN = 22
+  /// Most X25519 stanzas one header may hold. Each costs one scalar multiplication per
+  /// identity when decrypting, and recover tries every archive: a planted 1 MiB header would
+  /// otherwise cost about 10,700 per identity. A deployment has a handful of recipients.
+  package static let maxX25519StanzaCount = 1000
   static let columnCount = 64
   static let zeroNonce = [UInt8](repeating: 0, count: ChaCha20Poly1305Context.nonceByteCount)
 }
@@ -43,16 +44,24 @@ struct AgeStanza: Equatable {
   }
 }
 
-/// A recipient stanza understood by tgsess, checked for shape.
-enum AgeRecipientStanza {
-  case x25519(share: [UInt8], body: [UInt8])
-  case scrypt(salt: [UInt8], logN: Int, body: [UInt8])
-  /// Another type (or different case); ignored, as the spec requires.
-  case other
+/// An X25519 recipient stanza, checked for shape.
+struct AgeX25519Stanza {
+  var share: [UInt8]
+  var body: [UInt8]
+}
+
+/// What unwrapping a file key cost, for tests that hold the work to its bounds.
+package struct AgeUnwrapCost: Equatable, Sendable {
+  /// Private keys imported into libcrypto: one per identity tried.
+  package var keyImports = 0
+  /// X25519 agreements (scalar multiplications) made.
+  package var agreements = 0
+
+  package init() {}
 }
 
 /// A parsed header: its stanzas, MAC, and the bytes the MAC covers.
-struct AgeHeader {
+package struct AgeHeader {
   var stanzas: [AgeStanza]
   var mac: [UInt8]
   /// Header bytes from the start up to and including `---`.
@@ -62,7 +71,7 @@ struct AgeHeader {
 
   /// Builds a complete header (ending with the MAC line) that wraps `fileKey` to `recipients`.
   /// - Throws: `AgeError(.key)` for a low-order recipient key, or `StoreError.crypto`.
-  static func make(fileKey: [UInt8], recipients: [AgeRecipient]) throws -> [UInt8] {
+  static func make(fileKey: SecretBytes, recipients: [AgeRecipient]) throws -> [UInt8] {
     var out = AgeFormat.versionLine + [UInt8(ascii: "\n")]
     for recipient in recipients {
       out.append(contentsOf: try wrapX25519(fileKey: fileKey, to: recipient).serialized())
@@ -75,14 +84,18 @@ struct AgeHeader {
     return out
   }
 
-  static func headerKey(fileKey: [UInt8]) throws -> [UInt8] {
+  static func headerKey(fileKey: SecretBytes) throws -> SecretBytes {
     try HKDFSHA256.derive(ikm: fileKey, salt: [], info: AgeFormat.headerKeyInfo)
   }
 
-  private static func wrapX25519(fileKey: [UInt8], to recipient: AgeRecipient) throws -> AgeStanza {
+  /// One stanza: a fresh ephemeral key per recipient. The ephemeral secret, the shared secret
+  /// and the wrap key are wiped when this returns.
+  private static func wrapX25519(fileKey: SecretBytes, to recipient: AgeRecipient) throws -> AgeStanza {
     let ephemeral = try X25519.generatePrivateKey()
-    let share = try X25519.publicKey(privateKey: ephemeral)
-    guard let shared = try X25519.sharedSecret(privateKey: ephemeral, publicKey: recipient.publicKey) else {
+    let (share, shared) = try X25519.withPrivateKey(ephemeral) { key in
+      (try key.publicKey(), try key.sharedSecret(with: recipient.publicKey))
+    }
+    guard let shared else {
       throw AgeError(
         .key, object: "age recipient \(recipient.string)", reason: "a low-order point, not a usable X25519 public key")
     }
@@ -97,7 +110,7 @@ struct AgeHeader {
   /// Reads and strictly parses a header from `source`.
   /// - Returns: the header and the bytes read past its end (the start of the payload).
   /// - Throws: `AgeError(.header)`, or what `source` throws.
-  static func read(from source: ByteSource, object: String) throws -> (header: AgeHeader, leftover: [UInt8]) {
+  package static func read(from source: ByteSource, object: String) throws -> (header: AgeHeader, leftover: [UInt8]) {
     var lines = LineReader(source: source, object: object)
     func failure(_ reason: String) -> AgeError { AgeError(.header, object: object, reason: reason) }
 
@@ -148,11 +161,20 @@ struct AgeHeader {
     }
   }
 
-  /// Checks the shape of every stanza tgsess understands, before any decryption.
+  /// Checks the shape of every X25519 stanza before any decryption, and refuses what tgsess
+  /// does not decrypt: passphrase (scrypt) stanzas, and more than `maxX25519StanzaCount`
+  /// X25519 stanzas. Stanzas of other types are ignored, as the spec requires.
   /// - Throws: `AgeError(.header)` naming the problem.
-  func recipientStanzas(object: String) throws -> [AgeRecipientStanza] {
+  func x25519Stanzas(object: String) throws -> [AgeX25519Stanza] {
     func failure(_ reason: String) -> AgeError { AgeError(.header, object: object, reason: reason) }
-    var result: [AgeRecipientStanza] = []
+    // The count comes first: a planted header is refused before a single stanza is looked at.
+    let count = stanzas.count(where: { $0.arguments[0] == "X25519" })
+    guard count <= AgeFormat.maxX25519StanzaCount else {
+      throw failure(
+        "the header has \(count) X25519 recipient stanzas; tgsess reads at most \(AgeFormat.maxX25519StanzaCount)")
+    }
+    var result: [AgeX25519Stanza] = []
+    result.reserveCapacity(count)
     for stanza in stanzas {
       switch stanza.arguments[0] {
       case "X25519":
@@ -164,71 +186,65 @@ struct AgeHeader {
         guard stanza.body.count == AgeFormat.fileKeyByteCount + ChaCha20Poly1305Context.tagByteCount else {
           throw failure("X25519 stanza body is \(stanza.body.count) bytes instead of 32")
         }
-        result.append(.x25519(share: share, body: stanza.body))
+        result.append(AgeX25519Stanza(share: share, body: stanza.body))
       case "scrypt":
-        guard stanzas.count == 1 else {
-          throw failure("an scrypt (passphrase) stanza must be the only stanza in the header")
-        }
-        guard stanza.arguments.count == 3 else { throw failure("scrypt stanza needs exactly two arguments") }
-        guard let salt = Base64.decodeUnpaddedCanonical(stanza.arguments[1]), salt.count == 16 else {
-          throw failure("scrypt stanza salt is not 16 bytes of canonical base64")
-        }
-        let factor = stanza.arguments[2].utf8
-        guard let firstDigit = factor.first, (UInt8(ascii: "1")...UInt8(ascii: "9")).contains(firstDigit),
-          factor.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
-        else { throw failure("scrypt work factor is not a decimal number without leading zeros") }
-        guard factor.count <= 2, let logN = Int(stanza.arguments[2]), logN <= AgeFormat.maxScryptLogN else {
-          throw failure("scrypt work factor is above the limit of \(AgeFormat.maxScryptLogN)")
-        }
-        guard stanza.body.count == AgeFormat.fileKeyByteCount + ChaCha20Poly1305Context.tagByteCount else {
-          throw failure("scrypt stanza body is \(stanza.body.count) bytes instead of 32")
-        }
-        result.append(.scrypt(salt: salt, logN: logN, body: stanza.body))
+        // tgsess archives are encrypted to X25519 recipients only; a passphrase file is not one
+        // of them, and refusing it here keeps scrypt's memory-hard work out of every reader.
+        throw failure("passphrase-encrypted archives are not supported (an age scrypt stanza)")
       default:
-        result.append(.other)
+        continue
       }
     }
     return result
   }
 
-  /// Unwraps the file key with the first identity (or passphrase) that opens a stanza.
-  /// - Throws: `AgeError(.header)` for a low-order X25519 share, `AgeError(.noMatch)` when
-  ///   nothing opens, or `StoreError.crypto` when libcrypto fails.
-  func unwrapFileKey(identities: [AgeIdentity], passphrases: [String], object: String) throws -> [UInt8] {
-    let parsed = try recipientStanzas(object: object)
+  /// Unwraps the file key with the first identity that opens a stanza. Each identity's key is
+  /// imported into libcrypto once, whatever the number of stanzas; every intermediate secret
+  /// is wiped as soon as it is used.
+  /// - Parameter cost: counts the work done, for tests.
+  /// - Throws: `AgeError(.header)` for a malformed, oversized or passphrase header or a
+  ///   low-order X25519 share, `AgeError(.noMatch)` when nothing opens, or `StoreError.crypto`
+  ///   when libcrypto fails.
+  package func unwrapFileKey(
+    identities: [AgeIdentity], object: String, cost: inout AgeUnwrapCost
+  ) throws -> SecretBytes {
+    let x25519 = try x25519Stanzas(object: object)
     for identity in identities {
-      for case .x25519(let share, let body) in parsed {
-        guard let shared = try X25519.sharedSecret(privateKey: identity.privateKey, publicKey: share) else {
-          throw AgeError(.header, object: object, reason: "X25519 stanza has a low-order share (all-zero secret)")
+      let fileKey = try X25519.withPrivateKey(identity.privateKey) { key -> SecretBytes? in
+        cost.keyImports += 1
+        for stanza in x25519 {
+          cost.agreements += 1
+          guard let shared = try key.sharedSecret(with: stanza.share) else {
+            throw AgeError(.header, object: object, reason: "X25519 stanza has a low-order share (all-zero secret)")
+          }
+          let wrapKey = try HKDFSHA256.derive(
+            ikm: shared, salt: stanza.share + identity.recipient.publicKey, info: AgeFormat.x25519Label)
+          if let fileKey = try ChaCha20Poly1305.open(key: wrapKey, nonce: AgeFormat.zeroNonce, sealed: stanza.body) {
+            return fileKey
+          }
         }
-        let wrapKey = try HKDFSHA256.derive(
-          ikm: shared, salt: share + identity.recipient.publicKey, info: AgeFormat.x25519Label)
-        if let fileKey = try ChaCha20Poly1305.open(key: wrapKey, nonce: AgeFormat.zeroNonce, sealed: body) {
-          return fileKey
-        }
+        return nil
       }
+      if let fileKey { return fileKey }
     }
-    if case .scrypt(let salt, let logN, let body)? = parsed.first {
-      for passphrase in passphrases {
-        let wrapKey = try Scrypt.derive(
-          password: Array(passphrase.utf8), salt: AgeFormat.scryptLabel + salt, logN: logN)
-        if let fileKey = try ChaCha20Poly1305.open(key: wrapKey, nonce: AgeFormat.zeroNonce, sealed: body) {
-          return fileKey
-        }
-      }
-    }
-    if identities.isEmpty && passphrases.isEmpty {
+    if identities.isEmpty {
       throw AgeError(.noMatch, object: object, reason: "no identity given to decrypt with")
     }
-    let given = identities.count + passphrases.count
     throw AgeError(
       .noMatch, object: object,
-      reason: "none of the \(given) given identities opens any of the \(stanzas.count) recipient stanzas")
+      reason: "none of the \(identities.count) given identities opens any of the \(stanzas.count) recipient stanzas")
+  }
+
+  /// Unwraps the file key (see `unwrapFileKey(identities:object:cost:)`).
+  /// - Throws: `AgeError` or `StoreError.crypto`.
+  func unwrapFileKey(identities: [AgeIdentity], object: String) throws -> SecretBytes {
+    var cost = AgeUnwrapCost()
+    return try unwrapFileKey(identities: identities, object: object, cost: &cost)
   }
 
   /// Checks the header MAC in constant time.
   /// - Throws: `AgeError(.hmac)` on mismatch.
-  func verifyMAC(fileKey: [UInt8], object: String) throws {
+  func verifyMAC(fileKey: SecretBytes, object: String) throws {
     let expected = try HMACSHA256.authenticate(key: Self.headerKey(fileKey: fileKey), data: macInput)
     guard ConstantTime.equals(expected, mac) else {
       throw AgeError(.hmac, object: object, reason: "header MAC does not verify")

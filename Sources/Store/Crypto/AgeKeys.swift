@@ -33,9 +33,9 @@ public struct AgeRecipient: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// An age X25519 identity (private key), written `AGE-SECRET-KEY-1...`. Printing one shows
-/// only its recipient.
+/// only its recipient; the key bytes are wiped from memory when the last copy goes.
 public struct AgeIdentity: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
-  package let privateKey: [UInt8]
+  package let privateKey: SecretBytes
   /// The matching recipient (public key).
   public let recipient: AgeRecipient
 
@@ -44,22 +44,24 @@ public struct AgeIdentity: Sendable, CustomStringConvertible, CustomDebugStringC
   /// Parses `AGE-SECRET-KEY-1...` (upper case, as age writes and requires it).
   /// - Throws: `AgeError` of kind `.key`; the message never echoes the key.
   public init(string: String) throws {
-    guard let (hrp, data) = Bech32.decode(string) else {
+    guard let decoded = Bech32.decode(string) else {
       throw AgeError(.key, object: "age identity", reason: "not a valid Bech32 string (typo or truncated copy?)")
     }
-    guard hrp == Self.hrp else {
+    var data = decoded.data
+    let key = SecretBytes(wiping: &data)
+    guard decoded.hrp == Self.hrp else {
       throw AgeError(
         .key, object: "age identity", reason: "not an X25519 identity (expected upper-case AGE-SECRET-KEY-1...)")
     }
-    guard data.count == X25519.byteCount else {
-      throw AgeError(.key, object: "age identity", reason: "wrong key length (\(data.count) bytes, expected 32)")
+    guard key.count == X25519.byteCount else {
+      throw AgeError(.key, object: "age identity", reason: "wrong key length (\(key.count) bytes, expected 32)")
     }
-    try self.init(privateKey: data)
+    try self.init(privateKey: key)
   }
 
   /// An identity from its 32 raw private-key bytes.
   /// - Throws: `StoreError.crypto` when libcrypto fails.
-  package init(privateKey: [UInt8]) throws {
+  package init(privateKey: SecretBytes) throws {
     precondition(privateKey.count == X25519.byteCount, "X25519 private keys are 32 bytes")
     self.privateKey = privateKey
     recipient = AgeRecipient(publicKey: try X25519.publicKey(privateKey: privateKey))
@@ -72,7 +74,11 @@ public struct AgeIdentity: Sendable, CustomStringConvertible, CustomDebugStringC
   }
 
   /// The identity as `AGE-SECRET-KEY-1...`. This is the secret itself: store it, never log it.
-  public var string: String { Bech32.encode(hrp: Self.hrp, data: privateKey).uppercased() }
+  public var string: String {
+    var bytes = privateKey.unprotectedCopy()
+    defer { bytes.withUnsafeMutableBytes { cleanse($0) } }
+    return Bech32.encode(hrp: Self.hrp, data: bytes).uppercased()
+  }
 
   public var description: String { "AgeIdentity(recipient: \(recipient.string))" }
   public var debugDescription: String { description }

@@ -21,7 +21,9 @@ public final class AgeEncryptingWriter: ByteSink {
       throw AgeError(.key, object: "age recipients", reason: "no recipient given to encrypt to")
     }
     self.output = output
-    let fileKey = try SecureRandom.privateBytes(AgeFormat.fileKeyByteCount)
+    // The file key and the payload key are wiped when this returns; libcrypto's cipher context
+    // keeps its own copy of the payload key and cleanses it when it is freed.
+    let fileKey = try SecretBytes.random(AgeFormat.fileKeyByteCount)
     let header = try AgeHeader.make(fileKey: fileKey, recipients: recipients)
     let nonce = try SecureRandom.bytes(AgeFormat.payloadNonceByteCount)
     let payloadKey = try HKDFSHA256.derive(ikm: fileKey, salt: nonce, info: AgeFormat.payloadKeyInfo)
@@ -104,23 +106,18 @@ public final class AgeDecryptingReader: ByteSource {
   private var pendingError: Error?
   private var failure: Error?
 
-  /// Opens an age file with X25519 identities.
+  /// Opens an age file with X25519 identities. Passphrase (scrypt) files are refused: tgsess
+  /// archives are encrypted to recipients.
   /// - Parameters:
-  ///   - identities: tried in order against every X25519 stanza.
+  ///   - identities: tried in order against every X25519 stanza (at most 1,000 per header).
   ///   - objectName: what errors name, such as the archive path.
   /// - Throws: `AgeError` of kind `.header`, `.noMatch` or `.hmac`; what `input` throws.
-  public convenience init(identities: [AgeIdentity], input: ByteSource, objectName: String) throws {
-    try self.init(identities: identities, passphrases: [], input: input, objectName: objectName)
-  }
-
-  /// Opens an age file with X25519 identities and/or passphrases (for a file whose only stanza
-  /// is scrypt; work factors above 2^22 are refused).
-  /// - Throws: `AgeError` of kind `.header`, `.noMatch` or `.hmac`; what `input` throws.
-  public init(identities: [AgeIdentity], passphrases: [String], input: ByteSource, objectName: String) throws {
+  public init(identities: [AgeIdentity], input: ByteSource, objectName: String) throws {
     self.objectName = objectName
     self.input = input
     let (header, rest) = try AgeHeader.read(from: input, object: objectName)
-    let fileKey = try header.unwrapFileKey(identities: identities, passphrases: passphrases, object: objectName)
+    // Wiped when this returns, like the payload key derived from it.
+    let fileKey = try header.unwrapFileKey(identities: identities, object: objectName)
     try header.verifyMAC(fileKey: fileKey, object: objectName)
     var leftover = rest
     var leftoverOffset = 0

@@ -16,11 +16,11 @@ package final class ChaCha20Poly1305Context {
 
   /// Sets up a context that only seals (`isSealing`) or only opens, under `key`.
   /// - Throws: `StoreError.crypto` when libcrypto fails.
-  package init(key: [UInt8], isSealing: Bool) throws {
+  package init(key: SecretBytes, isSealing: Bool) throws {
     precondition(key.count == Self.keyByteCount, "ChaCha20-Poly1305 keys are 32 bytes")
     guard let context = EVP_CIPHER_CTX_new() else { throw OpenSSL.failure("cipher context") }
-    let status = key.withUnsafeBufferPointer {
-      EVP_CipherInit_ex(context, EVP_chacha20_poly1305(), nil, $0.baseAddress, nil, isSealing ? 1 : 0)
+    let status = key.withPointer { keyPointer, _ in
+      EVP_CipherInit_ex(context, EVP_chacha20_poly1305(), nil, keyPointer, nil, isSealing ? 1 : 0)
     }
     guard status == 1 else {
       EVP_CIPHER_CTX_free(context)
@@ -30,6 +30,7 @@ package final class ChaCha20Poly1305Context {
     self.isSealing = isSealing
   }
 
+  // Freeing the context also cleanses the key schedule libcrypto holds.
   deinit { EVP_CIPHER_CTX_free(context) }
 
   /// Encrypts `plaintext` into `output` as ciphertext followed by the 16-byte tag.
@@ -121,11 +122,14 @@ package final class ChaCha20Poly1305Context {
   }
 }
 
-/// One-shot ChaCha20-Poly1305 on byte arrays, for small messages such as age file-key stanzas.
+/// One-shot ChaCha20-Poly1305, for small messages such as age file-key stanzas, whose plaintext
+/// is itself a key.
 package enum ChaCha20Poly1305 {
   /// Encrypts `plaintext`; returns ciphertext followed by the 16-byte tag.
   /// - Throws: `StoreError.crypto` when libcrypto fails.
-  package static func seal(key: [UInt8], nonce: [UInt8], plaintext: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
+  package static func seal(
+    key: SecretBytes, nonce: [UInt8], plaintext: SecretBytes, aad: [UInt8] = []
+  ) throws -> [UInt8] {
     let context = try ChaCha20Poly1305Context(key: key, isSealing: true)
     var out = [UInt8](repeating: 0, count: plaintext.count + ChaCha20Poly1305Context.tagByteCount)
     let count = try nonce.withUnsafeBytes { nonceBytes in
@@ -141,22 +145,24 @@ package enum ChaCha20Poly1305 {
     return out
   }
 
-  /// Decrypts `sealed` (ciphertext followed by the tag); nil when the tag does not verify.
+  /// Decrypts `sealed` (ciphertext followed by the tag) straight into protected memory; nil
+  /// when the tag does not verify.
   /// - Throws: `StoreError.crypto` when libcrypto fails for another reason.
-  package static func open(key: [UInt8], nonce: [UInt8], sealed: [UInt8], aad: [UInt8] = []) throws -> [UInt8]? {
+  package static func open(key: SecretBytes, nonce: [UInt8], sealed: [UInt8], aad: [UInt8] = []) throws -> SecretBytes?
+  {
     guard sealed.count >= ChaCha20Poly1305Context.tagByteCount else { return nil }
     let context = try ChaCha20Poly1305Context(key: key, isSealing: false)
-    var out = [UInt8](repeating: 0, count: max(sealed.count - ChaCha20Poly1305Context.tagByteCount, 1))
-    let count = try nonce.withUnsafeBytes { nonceBytes in
-      try sealed.withUnsafeBytes { sealedBytes in
-        try aad.withUnsafeBytes { aadBytes in
-          try out.withUnsafeMutableBytes {
-            try context.open(nonce: nonceBytes, sealed: sealedBytes, aad: aadBytes, into: $0)
+    var isOpened = false
+    let out = try SecretBytes(count: sealed.count - ChaCha20Poly1305Context.tagByteCount) { output in
+      try nonce.withUnsafeBytes { nonceBytes in
+        try sealed.withUnsafeBytes { sealedBytes in
+          try aad.withUnsafeBytes { aadBytes in
+            // The buffer's address is never nil, even for an empty message.
+            isOpened = try context.open(nonce: nonceBytes, sealed: sealedBytes, aad: aadBytes, into: output) != nil
           }
         }
       }
     }
-    guard let count else { return nil }
-    return Array(out[0..<count])
+    return isOpened ? out : nil
   }
 }

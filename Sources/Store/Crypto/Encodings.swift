@@ -1,5 +1,6 @@
-/// Base64 in the two dialects the crypto formats need: age's standard alphabet without padding
-/// and with canonical-only decoding, and Fernet's URL-safe alphabet with padding.
+/// Base64 in the dialects the crypto formats need: age's standard alphabet without padding and
+/// with canonical-only decoding, the standard alphabet with padding as `base64(1)` and PEM write
+/// it (signing keys and signatures), and Fernet's URL-safe alphabet with padding.
 package enum Base64 {
   private static let standardAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
   private static let urlSafeAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
@@ -27,6 +28,23 @@ package enum Base64 {
   /// Decodes age's base64 from a string.
   package static func decodeUnpaddedCanonical(_ text: String) -> [UInt8]? {
     decodeUnpaddedCanonical(text.utf8)
+  }
+
+  /// Standard alphabet with `=` padding, as `base64(1)` and PEM bodies write it.
+  package static func encodePadded(_ bytes: [UInt8]) -> String {
+    encode(bytes, alphabet: standardAlphabet, isPadded: true)
+  }
+
+  /// Decodes standard, padded base64, accepting only the one encoding `encodePadded` gives for
+  /// the bytes (padding present, unused bits zero, nothing else); nil for anything else.
+  package static func decodePaddedCanonical(_ text: String) -> [UInt8]? {
+    var chars = Array(text.utf8)
+    guard chars.count % 4 == 0 else { return nil }
+    while chars.last == UInt8(ascii: "=") { chars.removeLast() }
+    guard let bytes = decode(chars, table: standardTable, isCanonicalRequired: true),
+      encodePadded(bytes) == text
+    else { return nil }
+    return bytes
   }
 
   /// URL-safe alphabet with `=` padding, as Python's `base64.urlsafe_b64encode` writes it.

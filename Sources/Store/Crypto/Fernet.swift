@@ -49,10 +49,11 @@ public enum FernetError: Error, Equatable, Sendable, LocalizedError {
 }
 
 /// One Fernet key: a 16-byte HMAC-SHA256 signing key and a 16-byte AES-128 encryption key,
-/// written as 44 characters of padded URL-safe base64. Printing one shows only its fingerprint.
+/// written as 44 characters of padded URL-safe base64. Printing one shows only its fingerprint;
+/// the key bytes are wiped from memory when the last copy goes.
 public struct FernetKey: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
-  let signingKey: [UInt8]
-  let encryptionKey: [UInt8]
+  let signingKey: SecretBytes
+  let encryptionKey: SecretBytes
   /// First 8 hex digits of the SHA-256 of the 32 key bytes: safe to log, enough to tell keys apart.
   public let fingerprint: String
 
@@ -64,32 +65,40 @@ public struct FernetKey: Sendable, CustomStringConvertible, CustomDebugStringCon
     guard text.utf8.count == 44 else {
       throw FernetError.invalidKey(reason: "it has \(text.utf8.count) characters instead of 44")
     }
-    guard let bytes = Base64.decodeURLSafe(text) else {
+    guard var bytes = Base64.decodeURLSafe(text) else {
       throw FernetError.invalidKey(reason: "it is not padded URL-safe base64")
     }
-    try self.init(bytes: bytes)
+    try self.init(key: SecretBytes(wiping: &bytes))
   }
 
   /// A key from its 32 raw bytes (signing key, then encryption key).
-  /// - Throws: `FernetError.invalidKey` when `bytes` is not 32 bytes long.
-  package init(bytes: [UInt8]) throws {
-    guard bytes.count == 32 else {
-      throw FernetError.invalidKey(reason: "it decodes to \(bytes.count) bytes instead of 32")
+  /// - Throws: `FernetError.invalidKey` when `key` is not 32 bytes long.
+  package init(key: SecretBytes) throws {
+    guard key.count == 32 else {
+      throw FernetError.invalidKey(reason: "it decodes to \(key.count) bytes instead of 32")
     }
-    signingKey = Array(bytes[0..<16])
-    encryptionKey = Array(bytes[16..<32])
-    fingerprint = String(Digest.sha256Hex(bytes).prefix(8))
+    signingKey = key.slice(0..<16)
+    encryptionKey = key.slice(16..<32)
+    fingerprint = String(key.withUnsafeBytes { Digest.sha256Hex($0) }.prefix(8))
   }
 
   /// A new random key.
   /// - Throws: `StoreError.crypto` when no randomness is available.
   public static func generate() throws -> FernetKey {
-    try FernetKey(bytes: SecureRandom.privateBytes(32))
+    try FernetKey(key: SecretBytes.random(32))
   }
 
   /// The key as 44 characters of padded URL-safe base64. This is the secret itself: store it,
   /// never log it.
-  public var base64: String { Base64.encodeURLSafe(signingKey + encryptionKey) }
+  public var base64: String {
+    var bytes = [UInt8](repeating: 0, count: 32)
+    defer { bytes.withUnsafeMutableBytes { cleanse($0) } }
+    bytes.withUnsafeMutableBytes { target in
+      signingKey.withUnsafeBytes { target.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: 16) }
+      encryptionKey.withUnsafeBytes { (target.baseAddress! + 16).copyMemory(from: $0.baseAddress!, byteCount: 16) }
+    }
+    return Base64.encodeURLSafe(bytes)
+  }
 
   public var description: String { "FernetKey(fingerprint: \(fingerprint))" }
   public var debugDescription: String { description }
