@@ -327,10 +327,7 @@ public struct ArchiveRepository: Sendable {
   }
 
   static func names(in directory: String) throws -> [String] {
-    guard FileSystem.isDirectory(directory) else { return [] }
-    do { return try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
-      throw StoreError.io(path: directory, operation: "list directory", errno: EACCES)
-    }
+    try FileSystem.directoryNames(directory)
   }
 }
 
