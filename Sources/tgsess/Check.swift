@@ -83,11 +83,14 @@ struct Check: ParsableCommand, NagiosPlugin {
     throw ExitCode(status)
   }
 
+  /// The width of the check column: the longest check name (`padding` would cut a longer one).
+  static let checkColumn = CheckID.allCases.map(\.rawValue.count).max() ?? 17
+
   /// The text output: the verdict and every finding that is not OK (also the ping's body).
   static func render(_ result: CheckResult) -> [String] {
     ["\(result.state.rawValue.uppercased()): \(result.summary)"]
       + result.findings.filter { $0.state != .ok }.map { finding in
-        "  \(finding.state.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) \(finding.check.padding(toLength: 17, withPad: " ", startingAt: 0)) \(finding.message)"
+        "  \(finding.state.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) \(finding.check.padding(toLength: checkColumn, withPad: " ", startingAt: 0)) \(finding.message)"
       }
   }
 }

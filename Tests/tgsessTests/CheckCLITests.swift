@@ -556,6 +556,8 @@ import Testing
               "make \(sessions) a directory (mode 700) that the user running tgsess can read, then run: tgsess check")
         ], "\(run.report)")
       #expect(run.summary.hasPrefix("1 problem(s): 0 session(s) critical, 3 warning (3 unknown); \(cause)"))
+      let text = try fleet.tgsess("check", ["--no-write"]).stdout.split(separator: "\n")
+      #expect(text.count == 2 && text[1].hasPrefix("  CRITICAL sessions.directory \(cause);"), "\(text)")
       // Nobody's file was looked at: their health is unknown, not ok, and no reason is invented.
       #expect(
         try fleet.fixture.query("SELECT group_concat(health || ':' || coalesce(last_error, '-')) FROM user_sessions")
@@ -609,7 +611,7 @@ import Testing
     #expect(status.status == 0)
     #expect(
       status.stdout.contains(
-        "\n           no Fernet key: \(keyPath) does not exist and $TGSESS_FERNET_KEYS is not set; restore \(keyPath) (mode 0600) from its off-host copy, or set $TGSESS_FERNET_KEYS\n"
+        "\nkeys       age identity present, 1 recipient(s), no Fernet key: \(keyPath) does not exist and $TGSESS_FERNET_KEYS is not set; restore \(keyPath) (mode 0600) from its off-host copy, or set $TGSESS_FERNET_KEYS\n"
       ), "\(status.stdout)")
     #expect(!status.stdout.contains("0 Fernet key(s)"))
   }
