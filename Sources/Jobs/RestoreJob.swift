@@ -328,7 +328,9 @@ public enum RestoreJob {
     if let target = options.target {
       mode = .target
       targetRoot = Deployment.absolute(target, relativeTo: FileSystem.currentDirectory)
-      let leftovers = try FileSystem.names(in: targetRoot).filter { !$0.hasPrefix(".staging-") && $0 != ".tgsess.lock" }
+      let leftovers = try FileSystem.directoryNames(targetRoot).filter {
+        !$0.hasPrefix(".staging-") && $0 != ".tgsess.lock"
+      }
       guard leftovers.isEmpty else {
         throw JobError.refused("--target \(targetRoot) is not empty; restore into an empty or new directory")
       }

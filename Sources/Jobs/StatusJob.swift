@@ -28,8 +28,13 @@ public struct StatusResult: Codable, Sendable, Equatable {
   public struct Keys: Codable, Sendable, Equatable {
     public var ageIdentityPresent: Bool
     public var ageRecipients: Int
+    /// Why the age recipients cannot be read; nil when they load.
+    public var ageRecipientsProblem: String?
     public var fernetKeys: Int
     public var fernetSource: String
+    /// Why there is no usable Fernet key (the key file is missing, not private, malformed); nil
+    /// when the keys load.
+    public var fernetProblem: String?
   }
 
   public var root: String
@@ -71,11 +76,24 @@ public enum StatusJob {
       let rowUsers = Set(rows.map(\.userID))
       let fileSet = Set(fileUsers)
 
-      let fernet = try? KeyStore.loadFernet(deployment)
-      let recipients = (try? KeyStore.loadRecipients(deployment)) ?? []
-      let fromEnvironment =
-        ProcessInfo.processInfo.environment[KeyStore.fernetEnvironmentVariable].map { !$0.isEmpty }
-        ?? false
+      // A key that cannot be read is said so, never counted as zero keys.
+      let source = FernetKeySource.resolve(deployment)
+      var fernetKeys = 0
+      var fernetProblem: String?
+      do {
+        if let fernet = try KeyStore.loadFernet(deployment) {
+          fernetKeys = fernet.keys.count
+        } else {
+          fernetProblem = "no Fernet key: \(source.missingReason); \(source.missingRemedy)"
+        }
+      } catch {
+        fernetProblem = (error as? StoreError)?.errorDescription ?? "\(error)"
+      }
+      var recipients = 0
+      var recipientsProblem: String?
+      do { recipients = try KeyStore.loadRecipients(deployment).count } catch {
+        recipientsProblem = (error as? StoreError)?.errorDescription ?? "\(error)"
+      }
       return StatusResult(
         root: deployment.root,
         database: .init(
@@ -85,9 +103,9 @@ public enum StatusJob {
           directory: deployment.sessionsDirectory, files: fileUsers.count, validByFormat: valid, invalid: invalid,
           withoutRow: fileSet.subtracting(rowUsers).sorted(), rowsWithoutFile: rowUsers.subtracting(fileSet).sorted()),
         keys: .init(
-          ageIdentityPresent: FileSystem.exists(deployment.ageIdentityPath), ageRecipients: recipients.count,
-          fernetKeys: fernet?.keys.count ?? 0,
-          fernetSource: fromEnvironment ? "$\(KeyStore.fernetEnvironmentVariable)" : deployment.fernetKeysPath))
+          ageIdentityPresent: FileSystem.exists(deployment.ageIdentityPath), ageRecipients: recipients,
+          ageRecipientsProblem: recipientsProblem, fernetKeys: fernetKeys, fernetSource: source.description,
+          fernetProblem: fernetProblem))
     } catch let error as StoreError {
       throw JobError.store(context: "status", underlying: error)
     }

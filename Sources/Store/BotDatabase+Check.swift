@@ -29,16 +29,37 @@ extension BotDatabase {
     }
   }
 
-  /// Records many users' health in one transaction (check's only write).
+  /// One user's check result, as `check` records it.
+  public struct CheckRecordEntry: Sendable, Equatable {
+    public var userID: Int64
+    public var health: HealthState
+    /// The reasons found, without remedies (the bot words them for the user); nil when none.
+    public var lastError: String?
+    /// Also set `status = 'revoked'` (a confirmed fatal answer of the live probe).
+    public var marksRevoked: Bool
+
+    public init(userID: Int64, health: HealthState, lastError: String?, marksRevoked: Bool = false) {
+      self.userID = userID
+      self.health = health
+      self.lastError = lastError
+      self.marksRevoked = marksRevoked
+    }
+  }
+
+  /// Records `check`'s results in one transaction: each entry's `health`, `last_error` and
+  /// `last_checked_at`, and `status = 'revoked'` where the entry marks it. This is everything
+  /// `check` ever writes.
   /// - Throws: `StoreError.database`.
-  public func recordHealth(_ entries: [(userID: Int64, health: HealthState, error: String?)], at date: Date) throws {
+  public func recordCheck(_ entries: [CheckRecordEntry], at date: Date) throws {
     try write("record check results") { db in
       guard try db.columns(in: "user_sessions").contains(where: { $0.name == "health" }) else { return }
-      let statement = try db.makeStatement(
+      let health = try db.makeStatement(
         sql: "UPDATE user_sessions SET health = ?, last_error = ?, last_checked_at = ? WHERE user_id = ?")
+      let revoke = try db.makeStatement(sql: "UPDATE user_sessions SET status = ? WHERE user_id = ?")
       let stamp = Timestamp.string(date)
       for entry in entries {
-        try statement.execute(arguments: [entry.health.rawValue, entry.error, stamp, entry.userID])
+        try health.execute(arguments: [entry.health.rawValue, entry.lastError, stamp, entry.userID])
+        if entry.marksRevoked { try revoke.execute(arguments: [UserStatus.revoked.rawValue, entry.userID]) }
       }
     }
   }
@@ -50,11 +71,5 @@ extension BotDatabase {
   public static func isBusy(_ error: StoreError) -> Bool {
     if case .database(_, let reason, _) = error { return reason.hasPrefix("database is locked by another process") }
     return false
-  }
-
-  /// Marks a user revoked (a confirmed fatal error): the session and its backups are kept.
-  /// - Throws: `StoreError.database`.
-  public func markRevoked(userID: Int64, error: String) throws {
-    try recordHealth(userID: userID, health: .critical, error: error, status: .revoked)
   }
 }

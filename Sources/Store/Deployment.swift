@@ -110,14 +110,7 @@ public struct Deployment: Sendable, Equatable {
   /// The user ids that have a `user_<id>.session` file, sorted.
   /// - Throws: `StoreError.io` when the sessions directory cannot be read (a missing one yields []).
   public func sessionFileUserIDs() throws -> [Int64] {
-    guard FileSystem.isDirectory(sessionsDirectory) else { return [] }
-    let names: [String]
-    do {
-      names = try FileManager.default.contentsOfDirectory(atPath: sessionsDirectory)
-    } catch {
-      throw StoreError.io(path: sessionsDirectory, operation: "list directory", errno: EACCES)
-    }
-    return names.compactMap(Deployment.userID(fromSessionFileName:)).sorted()
+    try FileSystem.directoryNames(sessionsDirectory).compactMap(Deployment.userID(fromSessionFileName:)).sorted()
   }
 
   /// The user id in `user_<id>.session`, or nil for any other name.

@@ -273,3 +273,34 @@ extension FileSystem {
     return Int64(info.f_bavail) * Int64(info.f_frsize)
   }
 }
+
+extension FileSystem {
+  /// The names in the directory at `path` (without `.` and `..`); empty when nothing is there.
+  ///
+  /// Something at `path` that cannot be listed (a file, a dangling or looping symlink, a
+  /// directory without read permission) is an error, never an empty directory: a caller that
+  /// took it for one would report every file in it as missing.
+  /// - Throws: `StoreError.io` with the reason the listing failed.
+  public static func directoryNames(_ path: String) throws -> [String] {
+    guard let directory = opendir(path) else {
+      let code = errno
+      if code == ENOENT, !exists(path) { return [] }
+      // ENOENT for a path that exists: a symlink whose target is gone.
+      let operation = code == ENOENT ? "follow the symlink" : "list directory"
+      throw StoreError.io(path: path, operation: operation, errno: code)
+    }
+    defer { closedir(directory) }
+    var names: [String] = []
+    while true {
+      errno = 0
+      guard let entry = readdir(directory) else {
+        if errno != 0 { throw StoreError.io(path: path, operation: "list directory", errno: errno) }
+        return names
+      }
+      let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
+        String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+      }
+      if name != ".", name != ".." { names.append(name) }
+    }
+  }
+}

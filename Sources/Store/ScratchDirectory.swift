@@ -65,18 +65,6 @@ extension FileSystem {
     rmdir(path) == 0
   }
 
-  /// The names in `directory` (no `.` or `..`), unsorted; a missing directory (or a path that is
-  /// not a directory) has none.
-  /// - Throws: `StoreError.io` when the directory exists but cannot be read.
-  public static func names(in directory: String) throws -> [String] {
-    guard isDirectory(directory) else { return [] }
-    do { return try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
-      // Foundation does not hand back the errno; a directory that exists and cannot be read is
-      // nearly always a permission problem.
-      throw StoreError.io(path: directory, operation: "list directory", errno: EACCES)
-    }
-  }
-
   /// The process's current directory.
   public static var currentDirectory: String { FileManager.default.currentDirectoryPath }
 

@@ -57,7 +57,9 @@ public enum StoreError: Error, LocalizedError, Equatable, Sendable {
   }
 }
 
-/// Why a session file or string was rejected. Each case is a precise, secret-free reason.
+/// Why a session file or string was rejected. Each case is a precise, secret-free reason
+/// (`reason`) and, apart from it, what fixes it (`remedy`): the edge that reports the problem words
+/// the remedy for its reader, with the user's id when it knows one.
 public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible {
   case notSQLite
   /// No file at the path (the inspector never creates one).
@@ -92,52 +94,110 @@ public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible 
   /// Another process holds a lock that blocks even readers (detail names the lock state).
   case locked(String)
 
-  public var description: String {
+  /// What is wrong, without what to do about it.
+  public var reason: String {
     switch self {
-    case .missingFile:
-      return "no session file there; check the path, or recover this user from a backup (tgsess recover --user ID)"
-    case .notSQLite: return "not an SQLite database; restore this user from a backup (tgsess recover --user ID)"
-    case .truncated:
-      return "truncated or damaged SQLite file; restore this user from a backup (tgsess recover --user ID)"
-    case .emptyFile: return "empty file (0 bytes); restore this user from a backup (tgsess recover --user ID)"
+    case .missingFile: return "no session file there"
+    case .notSQLite: return "not an SQLite database"
+    case .truncated: return "truncated or damaged SQLite file"
+    case .emptyFile: return "empty file (0 bytes)"
     case .unknownSchema(let detail):
       return "unknown session schema (\(detail)); not a Telethon or Pyrogram session file"
-    case .unsupportedVersion(let detail):
-      return "unsupported session schema version \(detail); upgrade tgsess or convert the file"
-    case .noSessionsRow:
-      return
-        "no row in the sessions table (never logged in, or logged out); the user must log in again or recover from a backup"
+    case .unsupportedVersion(let detail): return "unsupported session schema version \(detail)"
+    case .noSessionsRow: return "no row in the sessions table (never logged in, or logged out)"
     case .multipleSessionsRows(let count):
-      return "\(count) rows in the sessions table where exactly one is expected; recover from a backup"
-    case .authKeyMissing: return "auth key missing (logged out or never logged in); recover from a backup"
-    case .authKeyWrongLength(let count): return "auth key is \(count) bytes, not 256; recover from a backup"
-    case .authKeyAllZero: return "auth key is all zeros (torn copy of a live file); recover from a backup"
-    case .dcOutOfRange(let dc): return "dc id \(dc) is outside 1-5; recover from a backup"
-    case .badPort(let port): return "port \(port) is not a valid server port; recover from a backup"
-    case .badAddress(let address): return "server address '\(address)' is not an IP address; recover from a backup"
+      return "\(count) rows in the sessions table where exactly one is expected"
+    case .authKeyMissing: return "auth key missing (logged out or never logged in)"
+    case .authKeyWrongLength(let count): return "auth key is \(count) bytes, not 256"
+    case .authKeyAllZero: return "auth key is all zeros (torn copy of a live file)"
+    case .dcOutOfRange(let dc): return "dc id \(dc) is outside 1-5"
+    case .badPort(let port): return "port \(port) is not a valid server port"
+    case .badAddress(let address): return "server address '\(address)' is not an IP address"
     case .hotJournal(let path):
-      return
-        "hot journal \(path) beside the file (a writer is running or crashed mid-transaction); stop the bot, or let SQLite roll it back by opening the file, then check again"
-    case .badBase64: return "not valid URL-safe base64; copy the whole session string again"
+      return "hot journal \(path) beside the file (a writer is running or crashed mid-transaction)"
+    case .badBase64: return "not valid URL-safe base64"
     case .wrongLength(let count):
-      return
-        "session string has \(count) characters (Telethon: 353 or 369; Pyrogram: 351, 356 or 362); copy the whole string again"
+      return "session string has \(count) characters (Telethon: 353 or 369; Pyrogram: 351, 356 or 362)"
     case .unknownStringVersion(let version):
-      return
-        "unknown session string version '\(version)' (Telethon strings start with '1'); check where the string came from"
-    case .unreadable(let detail): return "unreadable (\(detail)); check permissions and that the disk is healthy"
+      return "unknown session string version '\(version)' (Telethon strings start with '1')"
+    case .unreadable(let detail): return "unreadable (\(detail))"
     case .serverAddressMissing:
-      return
-        "no server address stored (never connected, or a format without addresses); log in again or use a file that has one"
-    case .portMissing: return "no port stored; recover from a backup"
-    case .testModeDCOutOfRange(let dc):
-      return "test-server session with dc id \(dc), outside the test DCs 1-3; recover from a backup"
+      return "no server address stored (never connected, or a format without addresses)"
+    case .portMissing: return "no port stored"
+    case .testModeDCOutOfRange(let dc): return "test-server session with dc id \(dc), outside the test DCs 1-3"
     case .walNotReadable(let detail):
+      return "write-ahead log beside the file cannot be read read-only (\(detail))"
+    case .invalidField(let detail): return "invalid field: \(detail)"
+    case .locked(let detail): return "locked by another process (\(detail))"
+    }
+  }
+
+  /// What fixes it.
+  public var remedy: SessionRemedy {
+    switch self {
+    case .missingFile: return .checkPathOrRecover
+    case .notSQLite, .truncated, .emptyFile, .unknownSchema, .multipleSessionsRows, .authKeyMissing,
+      .authKeyWrongLength, .authKeyAllZero, .dcOutOfRange, .badPort, .badAddress, .portMissing,
+      .testModeDCOutOfRange:
+      return .recoverFromBackup
+    case .unsupportedVersion: return .upgradeTgsess
+    case .noSessionsRow, .serverAddressMissing: return .logInAgainOrRecover
+    case .hotJournal: return .rollBackJournal
+    case .badBase64, .wrongLength, .invalidField: return .copyStringAgain
+    case .unknownStringVersion: return .checkStringSource
+    case .unreadable: return .checkPermissions
+    case .walNotReadable: return .checkWriteAheadLog
+    case .locked: return .waitForWriter
+    }
+  }
+
+  /// The reason and the remedy in words that need no user id: what `StoreError` prints.
+  public var description: String { "\(reason); \(remedy.advice(userID: nil))" }
+}
+
+/// What fixes a session problem, as a value. Each edge words it for its reader: the CLI and
+/// `check` for the operator (`advice(userID:)`, with a runnable command when the user is known),
+/// the bot in plain words for the user.
+public enum SessionRemedy: String, Codable, Sendable, Equatable, CaseIterable {
+  /// Restore the user's session from a backup (`tgsess recover`).
+  case recoverFromBackup
+  /// The path may be wrong; if not, restore the session from a backup.
+  case checkPathOrRecover
+  /// The session holds nothing to connect with: the user logs in again, or it is restored.
+  case logInAgainOrRecover
+  /// The session string was damaged on its way: copy it again from its source.
+  case copyStringAgain
+  /// The string is not one tgsess knows: check where it came from.
+  case checkStringSource
+  /// A live writer holds the file: wait for it, then check again.
+  case waitForWriter
+  /// A writer is running or died mid-transaction: stop it, or let SQLite roll the journal back.
+  case rollBackJournal
+  /// The file cannot be read: its owner and mode, or the disk.
+  case checkPermissions
+  /// The `-wal`/`-shm` files cannot be read without write access.
+  case checkWriteAheadLog
+  /// A newer format than this tgsess reads.
+  case upgradeTgsess
+
+  /// The remedy in an operator's words: with `userID`, the runnable command for that user; without
+  /// one, the same advice with no command (never a placeholder such as `--user ID`).
+  public func advice(userID: Int64?) -> String {
+    let recover = userID.map { ": tgsess recover --user \($0)" } ?? ""
+    switch self {
+    case .recoverFromBackup: return "restore it from a backup" + recover
+    case .checkPathOrRecover: return "check the path, or restore it from a backup" + recover
+    case .logInAgainOrRecover: return "the user must log in again, or restore it from a backup" + recover
+    case .copyStringAgain: return "copy the whole session string again from its source"
+    case .checkStringSource: return "check where the string came from"
+    case .waitForWriter: return "wait for the bot to finish its write, then check again"
+    case .rollBackJournal:
+      return "stop the bot, or let SQLite roll it back by opening the file, then check again"
+    case .checkPermissions: return "check permissions and that the disk is healthy"
+    case .checkWriteAheadLog:
       return
-        "write-ahead log beside the file cannot be read read-only (\(detail)); check the owner and mode of the -wal and -shm files, or let the bot open the file once, then check again"
-    case .invalidField(let detail): return "invalid field: \(detail); copy the session again from its source"
-    case .locked(let detail):
-      return "locked by another process (\(detail)); wait for the bot to finish its write, then check again"
+        "check the owner and mode of the -wal and -shm files, or let the bot open the file once, then check again"
+    case .upgradeTgsess: return "upgrade tgsess, or convert the file"
     }
   }
 }

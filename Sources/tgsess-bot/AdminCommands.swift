@@ -31,7 +31,9 @@ extension CommandHandler {
   func check(chatID: Int64) async throws {
     let deployment = context.deployment
     let jobLogger = context.jobLogger()
-    let result = await context.jobs.run { CheckJob.run(deployment, logger: jobLogger) }
+    let result = await context.jobs.run {
+      CheckJob.run(deployment, options: CheckOptions(config: deployment.config), logger: jobLogger)
+    }
     guard case .success(let check) = result else { return }
     try await api.sendMessage(chatID: chatID, text: context.redact(BotTexts.check(check)))
   }

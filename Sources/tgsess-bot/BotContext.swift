@@ -45,7 +45,8 @@ struct BotContext: Sendable {
 
 /// Plain words for users, from the texts that Store and Jobs write for operators.
 enum UserWords {
-  /// A `last_error` in words: no paths, no CLI hints, Telegram error names explained.
+  /// A `last_error` in words: check records reasons only; here paths become "session file" and
+  /// Telegram error names are explained.
   static func lastError(_ text: String, root: String) -> String {
     let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
     if trimmed.wholeMatch(of: /[A-Z][A-Z0-9_]{2,63}/) != nil {
@@ -58,20 +59,28 @@ enum UserWords {
     var clauses: [String] = []
     for part in trimmed.components(separatedBy: "; ") {
       var clause = part.replacingOccurrences(of: root + "/", with: "")
-      clause = clause.replacing(#/^user [0-9]+: /#, with: "")
       clause = clause.replacing(#/\S*user_[0-9]+\.session(\.backup)?: /#, with: "session file: ")
-      if clause.contains("tgsess ") || clause.hasPrefix("run:") || clause.isEmpty { continue }
-      if !clauses.contains(clause) { clauses.append(clause) }
+      if !clause.isEmpty, !clauses.contains(clause) { clauses.append(clause) }
     }
     return clauses.isEmpty ? "a problem with your session file" : clauses.joined(separator: "; ")
   }
 
-  /// The first clause of a session problem ("not an SQLite database"), without the CLI hint.
+  /// What is wrong with a session file ("not an SQLite database"): the problem's reason alone.
   static func problem(_ error: any Error) -> String {
-    if let error = error as? StoreError, case .session(_, let problem) = error {
-      return problem.description.components(separatedBy: "; ").first ?? problem.description
-    }
+    if let error = error as? StoreError, case .session(_, let problem) = error { return problem.reason }
     return "unreadable"
+  }
+
+  /// What the user can do about a session problem, in plain words (no commands of the host).
+  static func remedy(_ remedy: SessionRemedy) -> String {
+    switch remedy {
+    case .recoverFromBackup, .checkPathOrRecover: return "send /recover to restore your session from a backup"
+    case .logInAgainOrRecover: return "send /recover; if that does not help, log in again"
+    case .copyStringAgain, .checkStringSource: return "log in again"
+    case .waitForWriter, .rollBackJournal: return "wait a minute, then send /status again"
+    case .checkPermissions, .checkWriteAheadLog: return "ask the administrator to check the server's files"
+    case .upgradeTgsess: return "ask the administrator to upgrade tgsess"
+    }
   }
 
   /// What a strategy did, for the user.

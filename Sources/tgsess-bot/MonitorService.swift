@@ -43,7 +43,9 @@ struct MonitorService: Service {
   func runOnce() async {
     let context = self.context
     let round = await context.jobs.run { () -> (CheckResult, [UserEvent]) in
-      let check = CheckJob.run(context.deployment, options: CheckOptions(), logger: context.jobLogger(quiet: true))
+      let check = CheckJob.run(
+        context.deployment, options: CheckOptions(config: context.deployment.config),
+        logger: context.jobLogger(quiet: true))
       var events: [Int64: UserEvent] = [:]
       for finding in check.findings where finding.state == .critical {
         guard let userID = finding.userID else { continue }
@@ -51,7 +53,7 @@ struct MonitorService: Service {
       }
       for userID in events.keys.sorted() {
         let repairable = events[userID]!.findings.contains {
-          $0.check == "user.session" || $0.check == "user.orphan-row"
+          $0.id == .userSession || $0.id == .userOrphanRow
         }
         guard repairable else { continue }
         do {

@@ -1,64 +1,74 @@
 import ArgumentParser
 import Foundation
 import Jobs
+import Store
 
-struct Check: ParsableCommand {
+struct Check: ParsableCommand, NagiosPlugin {
   static let configuration = CommandConfiguration(
     abstract: "Health checks that monitoring can read (Nagios exit codes).",
     discussion: """
-      Checks the database (opens, quick_check, schema, not locked), every user (row and session
-      file exist and validate, the secret decrypts, string and file agree, .session.backup,
-      permissions, no hot journal), orphans, backups (newest full snapshot younger than
-      --max-age, every user backed up, free space, drills) and keys. Read-only on session files;
-      the only write is each user's result in the database, for the bot's /status.
+      Checks the database (opens, quick_check, schema, not locked), the keys (the Fernet keys load and are private, an age recipient is configured, the age identity opens the newest archive when it is on this host), every user (row and session file exist and validate, the secret decrypts, string and file agree, .session.backup, permissions, no hot journal), orphans, backups (the backups directory can be listed, the newest full snapshot is younger than --max-age, every user is backed up, free space), offsite copies and drills. A problem of the whole deployment (a missing key, a directory that cannot be read) is reported once, not for every user.
+
+      Session files are opened read-only and never changed. The only write is the last step, one transaction in the database: each user's health, last_error (the reasons found) and last_checked_at, for the bot's /status; and status = revoked for a user whose live probe (--probe) answered with a fatal error twice. It is skipped for a database that fails quick_check or whose schema is not current, and --no-write skips all of it.
 
         $ tgsess check
         $ tgsess check --nagios
         $ tgsess check --deep --prometheus /var/lib/prometheus/node-exporter/tgsess_check.prom
 
-      TGSESS_PROBE_BACKOFF_MS sets the probe's first retry backoff (default 1000).
+      \(MonitoringOptions.helpText("check", convention: .nagios))
 
-      \(MonitoringOptions.helpText("check"))
-
-      EXIT STATUS (Nagios): 0 OK · 1 WARNING · 2 CRITICAL · 3 UNKNOWN
+      EXIT STATUS (Nagios): 0 OK · 1 WARNING · 2 CRITICAL · 3 UNKNOWN (the check could not run, a bad flag, or an OK or WARNING check whose metrics file could not be written)
       """)
 
   @OptionGroup var global: GlobalOptions
   @Flag(help: "integrity_check, and decrypt and hash the newest archives.") var deep = false
-  @Option(help: "Maximum age of the newest full snapshot, in seconds (default 7200).") var maxAge: Int?
-  @Option(help: "Warn when the newest successful drill is older, in seconds (default 8 days).") var maxDrillAge =
-    8 * 86400
-  @Option(help: "Warn below this free space on backups/, in MiB (default 1024).") var minFreeMib: Int?
+  @Option(help: "Maximum age of the newest full snapshot, in seconds (default 7200, or [check] max_age_seconds).")
+  var maxAge: Int?
+  @Option(help: "Warn when the newest successful drill is older, in seconds (default 8 days).") var maxDrillAge: Int?
+  @Option(help: "Warn below this free space on backups/, in MiB (default 1024, or [check] min_free_mib).")
+  var minFreeMib: Int?
   @Flag(help: "One Nagios status line with perfdata.") var nagios = false
   @Option(help: "A live probe command run per session (its last argument is the session file).") var probe: String?
-  @Option(help: "Seconds before a probe run is killed.") var probeTimeout = 30
-  @Flag(help: "Do not write per-user results to the database.") var noWrite = false
+  @Option(help: "Seconds before a probe run is killed (default 30).") var probeTimeout: Int?
+  @Option(help: .hidden) var probeBackoffMs: Int?
+  @Flag(help: "Record nothing in the database (no results, no revocation).") var noWrite = false
   @OptionGroup(title: "Monitoring") var monitoring: MonitoringOptions
 
   func run() throws {
-    let monitor = MonitoredRun("check", options: monitoring)
-    let result: CheckResult
+    let monitor = MonitoredRun("check", convention: .nagios, options: monitoring)
+    var result: CheckResult
     do {
       let (deployment, logger) = try global.setUp()
-      let section = deployment.config.check
-      // A test hook and an operator's knob: the probe's first backoff, in milliseconds.
-      let backoffMS = ProcessInfo.processInfo.environment["TGSESS_PROBE_BACKOFF_MS"].flatMap { Int($0) } ?? 1000
-      let options = CheckOptions(
-        isDeep: deep, maxBackupAge: TimeInterval(maxAge ?? section?.maxAgeSeconds ?? 7200),
-        minFreeBytes: Int64(minFreeMib ?? section?.minFreeMiB ?? 1024) * 1_048_576,
-        maxDrillAge: TimeInterval(maxDrillAge),
-        writesResults: !noWrite, probeCommand: probe.map { $0.split(separator: " ").map(String.init) },
-        probeTimeout: TimeInterval(probeTimeout), probeRetryBase: .milliseconds(max(0, backoffMS)))
-      result = CheckJob.run(deployment, options: options, logger: logger)
+      let overrides = CheckOptions.Overrides(
+        isDeep: deep, maxBackupAge: maxAge.map(TimeInterval.init),
+        minFreeBytes: minFreeMib.map { Int64($0) * 1_048_576 },
+        maxDrillAge: maxDrillAge.map(TimeInterval.init), writesResults: !noWrite,
+        probeCommand: probe.map { $0.split(separator: " ").map(String.init) },
+        probeTimeout: probeTimeout.map(TimeInterval.init),
+        probeRetryBase: probeBackoffMs.map { .milliseconds(max(0, $0)) })
+      result = CheckJob.run(
+        deployment, options: CheckOptions(config: deployment.config, overrides: overrides), logger: logger)
     } catch {
-      // Nagios: a check that cannot run is UNKNOWN.
+      // A check that cannot run is UNKNOWN.
+      let text = Tgsess.describe(error)
       if nagios {
-        print("TGSESS UNKNOWN - \(error.localizedDescription)")
+        Output.line("TGSESS UNKNOWN - \(text)")
       } else {
-        FileHandle.standardError.write(Data("tgsess: check: \(error.localizedDescription)\n".utf8))
+        FileHandle.standardError.write(Data("tgsess: check: \(text)\n".utf8))
       }
-      monitor.fail(error)
-      throw ExitCode(3)
+      throw ExitCode(monitor.fail(error))
+    }
+    // The metrics file is written before anything is printed: one that cannot be written is a
+    // finding, so the text, the JSON, the Nagios line and the exit status all say so.
+    if let failure = monitor.writeMetrics(exitStatus: ExitStatus.of(result.state), result.metrics),
+      let path = monitoring.prometheus
+    {
+      var detail = Tgsess.describe(failure)
+      if case JobError.store(_, let underlying) = failure { detail = underlying.errorDescription ?? detail }
+      result.add(
+        CheckFinding(
+          .metrics, .unknown, "the metrics file \(path) was not written: \(detail)",
+          remedy: "fix --prometheus: its directory must exist and be writable by the user running tgsess"))
     }
     let lines = Self.render(result)
     if nagios {
@@ -68,17 +78,19 @@ struct Check: ParsableCommand {
     } else {
       for line in lines { Output.line(line) }
     }
-    // The metrics file is a side output: failing to write it never hides the verdict (printed
-    // above), but a check that could not do all it was asked is at least UNKNOWN.
-    let exitState = monitor.finish(exitStatus: result.state.exitCode, summary: lines, metrics: result.metrics)
-    throw ExitCode(exitState)
+    let status = ExitStatus.of(result.state)
+    monitor.report(exitStatus: status, summary: lines)
+    throw ExitCode(status)
   }
+
+  /// The width of the check column: the longest check name (`padding` would cut a longer one).
+  static let checkColumn = CheckID.allCases.map(\.rawValue.count).max() ?? 17
 
   /// The text output: the verdict and every finding that is not OK (also the ping's body).
   static func render(_ result: CheckResult) -> [String] {
     ["\(result.state.rawValue.uppercased()): \(result.summary)"]
       + result.findings.filter { $0.state != .ok }.map { finding in
-        "  \(finding.state.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) \(finding.check.padding(toLength: 17, withPad: " ", startingAt: 0)) \(finding.message)"
+        "  \(finding.state.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) \(finding.check.padding(toLength: checkColumn, withPad: " ", startingAt: 0)) \(finding.message)"
       }
   }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Jobs
+import Store
 
 struct Session: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -23,9 +24,20 @@ struct Session: ParsableCommand {
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
-      let report = try SessionJob.inspect(path: file)
+      let report: SessionReport
+      do { report = try SessionJob.inspect(path: file) } catch let error as JobError {
+        throw Self.worded(error, path: file)
+      }
       if json { return try Output.json(report) }
       Session.render(report)
+    }
+
+    /// A session problem with its remedy worded for this file: with the user's id when the file
+    /// is named `user_<id>.session`, else without one (never a placeholder).
+    static func worded(_ error: JobError, path: String) -> any Error {
+      guard case .store(_, .session(let object, let problem)) = error else { return error }
+      let userID = Deployment.userID(fromSessionFileName: URL(fileURLWithPath: path).lastPathComponent)
+      return CommandFailure(message: "\(object): \(problem.reason); \(problem.remedy.advice(userID: userID))")
     }
   }
 

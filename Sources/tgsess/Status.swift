@@ -44,9 +44,11 @@ struct Status: ParsableCommand {
       Output.line("           rows without a session file: users \(list(sessions.rowsWithoutFile))")
     }
     let keys = result.keys
+    let recipients =
+      keys.ageRecipientsProblem.map { "recipients unreadable: \($0)" } ?? "\(keys.ageRecipients) recipient(s)"
+    let fernet = keys.fernetProblem ?? "\(keys.fernetKeys) Fernet key(s) from \(keys.fernetSource)"
     Output.line(
-      "keys       age identity \(keys.ageIdentityPresent ? "present" : "not on this host"), \(keys.ageRecipients) recipient(s), \(keys.fernetKeys) Fernet key(s) from \(keys.fernetSource)"
-    )
+      "keys       age identity \(keys.ageIdentityPresent ? "present" : "not on this host"), \(recipients), \(fernet)")
   }
 
   private func list(_ ids: [Int64]) -> String {

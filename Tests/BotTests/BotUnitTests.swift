@@ -103,15 +103,49 @@ struct BotUnitTests {
     }
   }
 
-  @Test func lastErrorsAreShownInWordsWithoutPathsOrCLIHints() {
+  @Test func lastErrorsAreShownInWordsWithoutPaths() {
     let root = "/srv/bot"
+    // What check records: reasons only, each naming its file.
     let text =
-      "user 42: /srv/bot/sessions/user_42.session: not an SQLite database; restore this user from a backup (tgsess recover --user ID); run: tgsess recover --user 42"
-    let words = UserWords.lastError(text, root: root)
-    #expect(words == "session file: not an SQLite database")
+      "/srv/bot/sessions/user_42.session: not an SQLite database; /srv/bot/sessions/user_42.session.backup is not a valid session file"
+    #expect(
+      UserWords.lastError(text, root: root)
+        == "session file: not an SQLite database; sessions/user_42.session.backup is not a valid session file")
+    #expect(
+      UserWords.lastError("/srv/bot/sessions/user_42.session: truncated or damaged SQLite file", root: root)
+        == "session file: truncated or damaged SQLite file")
     let fatal = UserWords.lastError("AUTH_KEY_UNREGISTERED", root: root)
     #expect(fatal.hasPrefix("AUTH_KEY_UNREGISTERED"))
     #expect(fatal.contains("log in again"))
+  }
+
+  /// The bot says what is wrong (the reason alone) and what the user can do, in plain words: no
+  /// command of the host, no placeholder.
+  @Test func sessionProblemsAndRemediesInPlainWords() {
+    #expect(
+      UserWords.problem(StoreError.session(object: "/srv/bot/sessions/user_42.session", reason: .notSQLite))
+        == "not an SQLite database")
+    #expect(
+      UserWords.problem(StoreError.session(object: "x", reason: .locked("RESERVED")))
+        == "locked by another process (RESERVED)")
+    #expect(UserWords.problem(StoreError.io(path: "x", operation: "read", errno: EIO)) == "unreadable")
+    let expected: [SessionRemedy: String] = [
+      .recoverFromBackup: "send /recover to restore your session from a backup",
+      .checkPathOrRecover: "send /recover to restore your session from a backup",
+      .logInAgainOrRecover: "send /recover; if that does not help, log in again",
+      .copyStringAgain: "log in again",
+      .checkStringSource: "log in again",
+      .waitForWriter: "wait a minute, then send /status again",
+      .rollBackJournal: "wait a minute, then send /status again",
+      .checkPermissions: "ask the administrator to check the server's files",
+      .checkWriteAheadLog: "ask the administrator to check the server's files",
+      .upgradeTgsess: "ask the administrator to upgrade tgsess",
+    ]
+    #expect(Set(expected.keys) == Set(SessionRemedy.allCases))
+    for remedy in SessionRemedy.allCases {
+      #expect(UserWords.remedy(remedy) == expected[remedy], "\(remedy)")
+      #expect(!UserWords.remedy(remedy).contains("tgsess recover"))
+    }
   }
 
   @Test func argumentsAndTokens() throws {

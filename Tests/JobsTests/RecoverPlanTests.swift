@@ -90,7 +90,7 @@ import Testing
       #expect(outcome.source == step.source, "user \(step.userID)")
       #expect(outcome.detail == step.detail, "user \(step.userID)")
     }
-    let aside = try FileSystem.names(in: fleet.deployment.sessionsDirectory).filter {
+    let aside = try FileSystem.directoryNames(fleet.deployment.sessionsDirectory).filter {
       $0.hasPrefix("user_\(corruptFile).session.broken-")
     }
     #expect(aside.count == 1)

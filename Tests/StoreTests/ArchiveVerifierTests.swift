@@ -73,7 +73,7 @@ import Testing
         record, in: repository, into: staging, scope: .everyEntry)
     }
     #expect(refusing.seen.count == 1)
-    #expect(try FileSystem.names(in: staging).isEmpty, "an entry was extracted before authentication")
+    #expect(try FileSystem.directoryNames(staging).isEmpty, "an entry was extracted before authentication")
 
     let accepting = Recorder(refuses: false)
     let verified = try ArchiveVerifier(identities: [identity], authenticator: accepting).verify(
@@ -119,7 +119,7 @@ import Testing
       try ArchiveVerifier.forDeployment(Deployment(root: dir.path), identities: [identity]).verify(
         forged, in: repository, into: staging, scope: .everyEntry)
     }
-    #expect(try FileSystem.names(in: staging).isEmpty)
+    #expect(try FileSystem.directoryNames(staging).isEmpty)
   }
 
   @Test func aUserScopeExtractsOnlyThatUsersEntriesAndVerifiesTheRest() throws {
@@ -132,7 +132,7 @@ import Testing
       record, in: repository, into: staging, scope: .user(2))
 
     #expect(verified.manifest.entries.count == 2)
-    #expect(try FileSystem.names(in: staging + "/imported") == ["user_2.txt"])
+    #expect(try FileSystem.directoryNames(staging + "/imported") == ["user_2.txt"])
     // Without an identity, an encrypted archive is not read at all.
     #expect(throws: StoreError.self) {
       try ArchiveVerifier(identities: [], authenticator: UnsignedArchives()).verify(

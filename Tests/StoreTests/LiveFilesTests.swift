@@ -30,8 +30,8 @@ import Testing
     #expect(installed == [dir.file("a"), dir.file("b")])
     #expect(try Self.text(dir.file("a")) == "new a")
     #expect(try Self.text(dir.file("b")) == "new b")
-    #expect(try FileSystem.names(in: dir.path).sorted() == ["a", "b", "staging"])
-    #expect(try FileSystem.names(in: dir.file("staging")).isEmpty)
+    #expect(try FileSystem.directoryNames(dir.path).sorted() == ["a", "b", "staging"])
+    #expect(try FileSystem.directoryNames(dir.file("staging")).isEmpty)
   }
 
   /// A source on another filesystem (rename fails with EXDEV) is copied durably instead.
@@ -49,7 +49,7 @@ import Testing
 
     #expect(try Self.text(dir.file("f")) == "new")
     #expect(try FileSystem.mode(of: dir.file("f")) == 0o600)
-    #expect(try FileSystem.names(in: dir.path) == ["f"])
+    #expect(try FileSystem.directoryNames(dir.path) == ["f"])
   }
 
   @Test func moveAsideKeepsEveryEarlierCopyAndTheSidecars() throws {

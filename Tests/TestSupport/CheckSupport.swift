@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 
 /// A generated deployment (`tgsess-fleet`: real formats, random keys) in a temporary directory,
@@ -81,10 +82,17 @@ public struct CheckRun: Sendable {
   public var findings: [Finding]
   public var sessions: [String: Int]
   public var stderr: String
+  /// The output decoded as the job's own result type: findings as typed values.
+  public var result: CheckResult
 
   init(_ result: ProcessResult) throws {
     guard let object = try? JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Any] else {
       throw TestHelperError("check printed no JSON (exit \(result.status)): \(result.stdout) \(result.stderr)")
+    }
+    let decoder = JSONDecoder()
+    decoder.dateDecodingStrategy = .iso8601
+    do { self.result = try decoder.decode(CheckResult.self, from: result.stdoutData) } catch {
+      throw TestHelperError("check's JSON is not a CheckResult (\(error)): \(result.stdout)")
     }
     status = result.status
     stderr = result.stderr

@@ -107,4 +107,50 @@ import Testing
     #expect(result.stdout.contains("warning: 2 secret(s) no configured key decrypts (left as they are)"))
     #expect(try fixture.query("SELECT session_string FROM user_sessions") == tokens)
   }
+
+  // MARK: - Exit statuses of usage errors
+
+  /// Every command ends 64 on bad usage, except check, which speaks Nagios: UNKNOWN (3).
+  @Test func usageErrorsAre64ExceptForCheckWhichIsUnknown() throws {
+    let fixture = try TestDeployment()
+    for (arguments, status) in [
+      (["check", "--bogus"], Int32(3)), (["check", "--max-age", "soon"], 3), (["check", "--nagios", "extra"], 3),
+      (["backup", "--bogus"], 64), (["status", "--bogus"], 64), (["restore", "--at"], 64), (["bogus"], 64),
+    ] {
+      let result = try runTgsess(arguments + ["--root", fixture.root])
+      #expect(result.status == status, "\(arguments): \(result.stderr)")
+      #expect(result.stderr.hasPrefix("Error: "), "\(arguments): \(result.stderr)")
+      #expect(result.stdout.isEmpty, "\(arguments): \(result.stdout)")
+    }
+    // Help and the version are not errors, for check either.
+    let help = try runTgsess(["check", "--help"])
+    #expect(help.status == 0)
+    #expect(help.stdout.contains("EXIT STATUS (Nagios): 0 OK · 1 WARNING · 2 CRITICAL · 3 UNKNOWN"))
+    #expect(help.stdout.contains("--no-write skips all of it"))
+    let version = try runTgsess(["--version"])
+    #expect(version.status == 0 && !version.stdout.isEmpty)
+  }
+
+  // MARK: - Session files named on the command line
+
+  /// The remedy is worded for the file: with the user's id when the name carries one, and never
+  /// with a placeholder such as "--user ID".
+  @Test func inspectWordsTheRemedyForTheFile() throws {
+    let passwd = try runTgsess(["session", "inspect", "/etc/passwd"])
+    Self.expectOneLineError(passwd, "/etc/passwd: not an SQLite database; restore it from a backup")
+
+    let directory = try TemporaryDirectory("tgsess-inspect")
+    let userFile = directory.file("user_42.session")
+    try Data("text, not a database, and long enough to be read as one\n".utf8).write(
+      to: URL(fileURLWithPath: userFile))
+    Self.expectOneLineError(
+      try runTgsess(["session", "inspect", userFile]),
+      "\(userFile): not an SQLite database; restore it from a backup: tgsess recover --user 42")
+
+    let missing = directory.file("user_7.session")
+    Self.expectOneLineError(
+      try runTgsess(["session", "inspect", missing]),
+      "\(missing): no session file there; check the path, or restore it from a backup: tgsess recover --user 7")
+    #expect(!FileSystem.exists(missing), "inspect never creates the file")
+  }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -188,7 +189,7 @@ import Testing
 
     let run = try fleet.check()
     #expect(run.status == 2)
-    #expect(run.sessions == ["ok": 3, "warning": 1, "critical": 4], "\(run.report)")
+    #expect(run.sessions == ["ok": 3, "warning": 1, "critical": 4, "unknown": 0], "\(run.report)")
     let expected: [(Int64, String, String)] = [
       (204, "critical", "truncated or damaged SQLite file"),
       (205, "critical", "unknown session schema (tables notes; no version table with a version or number column)"),
@@ -513,7 +514,9 @@ import Testing
     #expect(results.count == 4)
     for line in results {
       if line.hasPrefix("\(broken) ") {
-        #expect(line.hasPrefix("\(broken) critical 1 user \(broken): \(fleet.sessionPath(broken)): truncated"))
+        // The reason only: the remedy is the reader's to word (the bot has no CLI).
+        #expect(
+          line == "\(broken) critical 1 \(fleet.sessionPath(broken)): truncated or damaged SQLite file", "\(line)")
       } else {
         #expect(line.hasSuffix(" ok 1 -"), "\(line)")
       }
@@ -522,6 +525,127 @@ import Testing
     let database = try Data(contentsOf: URL(fileURLWithPath: fleet.fixture.databasePath))
     #expect(try fleet.check(["--no-write"]).status == 2)
     #expect(try Data(contentsOf: URL(fileURLWithPath: fleet.fixture.databasePath)) == database)
+  }
+
+  // MARK: - What cannot be read
+
+  /// Replaces `path` with a regular file, then with a symlink to nothing: two ways a directory
+  /// cannot be listed that stop root too (chmod 000 does not).
+  static func breakDirectory(_ path: String, _ body: (_ expectedCause: String) throws -> Void) throws {
+    try FileManager.default.moveItem(atPath: path, toPath: path + ".real")
+    try Self.write("not a directory\n", to: path)
+    try body("\(path): list directory failed: Not a directory")
+    try FileManager.default.removeItem(atPath: path)
+    try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: path + ".gone")
+    try body("\(path): follow the symlink failed: No such file or directory")
+    try FileManager.default.removeItem(atPath: path)
+    try FileManager.default.moveItem(atPath: path + ".real", toPath: path)
+  }
+
+  @Test func sessionsDirectoryThatCannotBeListedIsOneFindingNotOnePerUser() throws {
+    let fleet = try CheckFleet(users: 3)
+    let sessions = fleet.deployment.sessionsDirectory
+    try Self.breakDirectory(sessions) { cause in
+      let run = try fleet.check()
+      #expect(run.status == 2)
+      #expect(
+        run.result.findings == [
+          CheckFinding(
+            .sessionsDirectory, .critical, "\(cause); no session file was checked",
+            remedy:
+              "make \(sessions) a directory (mode 700) that the user running tgsess can read, then run: tgsess check")
+        ], "\(run.report)")
+      #expect(run.summary.hasPrefix("1 problem(s): 0 session(s) critical, 3 warning (3 unknown); \(cause)"))
+      let text = try fleet.tgsess("check", ["--no-write"]).stdout.split(separator: "\n")
+      #expect(text.count == 2 && text[1].hasPrefix("  CRITICAL sessions.directory \(cause);"), "\(text)")
+      // Nobody's file was looked at: their health is unknown, not ok, and no reason is invented.
+      #expect(
+        try fleet.fixture.query("SELECT group_concat(health || ':' || coalesce(last_error, '-')) FROM user_sessions")
+          == "unknown:-,unknown:-,unknown:-")
+    }
+    #expect(try fleet.check().status == 0)
+  }
+
+  @Test func backupsDirectoryThatCannotBeListedIsOneFindingNotOnePerUser() throws {
+    let fleet = try CheckFleet(users: 3)
+    let backups = fleet.deployment.backupsDirectory
+    try Self.breakDirectory(backups) { cause in
+      let run = try fleet.check(["--min-free-mib", "0"])
+      #expect(run.status == 2)
+      #expect(
+        run.result.findings == [
+          CheckFinding(
+            .backupDirectory, .critical, "\(cause); no archive was checked",
+            remedy:
+              "make \(backups) a directory (mode 700) that the user running tgsess can read, then run: tgsess check")
+        ], "\(run.report)")
+    }
+    #expect(try fleet.check().status == 0)
+  }
+
+  // MARK: - Keys of the whole deployment
+
+  /// Issue #16: a missing Fernet key was one warning per user under a summary naming something
+  /// else. It is one finding, and the Nagios line names it.
+  @Test func missingFernetKeyIsReportedOnceAndNamedInTheSummary() throws {
+    let fleet = try CheckFleet(users: 4)
+    let keyPath = fleet.deployment.fernetKeysPath
+    try FileManager.default.removeItem(atPath: keyPath)
+    let expected = CheckFinding(
+      .keys, .critical,
+      "no Fernet key: \(keyPath) does not exist and $TGSESS_FERNET_KEYS is not set, so the 4 encrypted session string(s) in the database cannot be read",
+      remedy: "restore \(keyPath) (mode 0600) from its off-host copy, or set $TGSESS_FERNET_KEYS")
+    let run = try fleet.check()
+    #expect(run.status == 2)
+    #expect(run.result.findings == [expected], "\(run.report)")
+    #expect(run.sessions["ok"] == 4, "the users are not judged for a key they cannot help")
+    let nagios = try fleet.tgsess("check", ["--nagios"])
+    #expect(nagios.status == 2)
+    #expect(
+      nagios.stdout.hasPrefix(
+        "TGSESS CRITICAL - 1 problem(s): 0 session(s) critical, 0 warning; \(expected.message) | "),
+      "\(nagios.stdout)")
+
+    // status says so too, instead of "0 Fernet key(s) from …".
+    let status = try fleet.tgsess("status")
+    #expect(status.status == 0)
+    #expect(
+      status.stdout.contains(
+        "\nkeys       age identity present, 1 recipient(s), no Fernet key: \(keyPath) does not exist and $TGSESS_FERNET_KEYS is not set; restore \(keyPath) (mode 0600) from its off-host copy, or set $TGSESS_FERNET_KEYS\n"
+      ), "\(status.stdout)")
+    #expect(!status.stdout.contains("0 Fernet key(s)"))
+  }
+
+  @Test func aMalformedRecipientsFileIsNamedNotTakenForNone() throws {
+    let fleet = try CheckFleet(users: 1)
+    let recipients = fleet.deployment.ageRecipientsPath
+    try Self.write("age1notarecipient\n", to: recipients)
+    let run = try fleet.check()
+    #expect(run.status == 2)
+    Self.expectFinding(
+      run, "keys", "critical", contains: ["\(recipients): 'age1notareci…' is not an age X25519 recipient (age1…)"])
+    #expect(!run.report.contains("no age recipient configured"))
+  }
+
+  // MARK: - Wording of reasons and remedies
+
+  @Test func sessionFindingsWordTheRemedyWithTheUsersID() throws {
+    let fleet = try CheckFleet(users: 2)
+    let user = fleet.userIDs[0]
+    let path = fleet.sessionPath(user)
+    try Self.write("this is not a database, just text long enough to be a file\n", to: path)
+    let run = try fleet.check()
+    #expect(
+      run.result.findings.filter { $0.id == .userSession } == [
+        CheckFinding(
+          .userSession, .critical, "\(path): not an SQLite database",
+          remedy: "restore it from a backup: tgsess recover --user \(user)", user: user)
+      ], "\(run.report)")
+    Self.expectFinding(
+      run, "user.session", "critical", user: user,
+      contains: [
+        "user \(user): \(path): not an SQLite database; restore it from a backup: tgsess recover --user \(user)"
+      ])
   }
 
   // MARK: - Output formats
@@ -605,12 +729,35 @@ import Testing
     #expect(try exporter.scrape().contains("\nnode_textfile_scrape_error 1\n"))
   }
 
-  @Test func metricsWriteFailureIsUnknownButPrintsTheResult() throws {
+  /// Issue #16: the status line said OK while the check exited 3. The metrics file that cannot
+  /// be written is now a finding, so the line, the JSON, the text and the status agree.
+  @Test func metricsFileThatCannotBeWrittenIsAnUnknownFindingEverywhere() throws {
     let fleet = try CheckFleet(users: 1)
-    let result = try fleet.tgsess("check", ["--nagios", "--prometheus", fleet.root + "/missing/dir/x.prom"])
-    #expect(result.status == 3)
-    #expect(nagiosProblem(result.stdout, state: "OK") == nil)
-    #expect(result.stderr.contains("tgsess: check: "))
+    let path = "/nonexistent-dir/x.prom"
+    let nagios = try fleet.tgsess("check", ["--prometheus", path, "--nagios"])
+    #expect(nagios.status == 3)
+    #expect(nagiosProblem(nagios.stdout, state: "UNKNOWN") == nil, "\(nagios.stdout)")
+    #expect(
+      nagios.stdout.hasPrefix(
+        "TGSESS UNKNOWN - 1 problem(s): 0 session(s) critical, 0 warning; the metrics file \(path) was not written: /nonexistent-dir/"
+      ), "\(nagios.stdout)")
+    #expect(
+      nagios.stdout.contains(": create failed: No such file or directory; fix --prometheus: its directory must exist"))
+
+    let json = try fleet.check(["--prometheus", path])
+    #expect(json.status == 3 && json.state == "unknown", "\(json.report)")
+    #expect(json.result.findings.map(\.id) == [.metrics])
+    #expect(json.result.findings.first?.state == .unknown)
+
+    let text = try fleet.tgsess("check", ["--prometheus", path])
+    #expect(text.status == 3)
+    #expect(text.stdout.hasPrefix("UNKNOWN: 1 problem(s)"), "\(text.stdout)")
+
+    // A CRITICAL check stays CRITICAL (the worse verdict); the metrics failure is listed with it.
+    #expect(truncate(fleet.sessionPath(fleet.userIDs[0]), 0) == 0)
+    let critical = try fleet.tgsess("check", ["--prometheus", path, "--nagios"])
+    #expect(critical.status == 2)
+    #expect(nagiosProblem(critical.stdout, state: "CRITICAL") == nil, "\(critical.stdout)")
   }
 
   // MARK: - Live probe
@@ -643,10 +790,10 @@ import Testing
     let before = try fleet.sessionHashes()
     let started = Date()
     let run = try fleet.check(
-      ["--probe", "\(TestEnvironment.python) \(Self.probeScript)"],
+      ["--probe", "\(TestEnvironment.python) \(Self.probeScript)", "--probe-backoff-ms", "10"],
       environment: [
         "TG_API_ID": "12345", "TG_API_HASH": "0123456789abcdef0123456789abcdef", "TG_PROBE_DC_ADDRESS": "127.0.0.1",
-        "TG_PROBE_PORT": try Self.closedPort(), "TG_PROBE_TIMEOUT": "10", "TGSESS_PROBE_BACKOFF_MS": "10",
+        "TG_PROBE_PORT": try Self.closedPort(), "TG_PROBE_TIMEOUT": "10",
       ])
     #expect(run.status == 1, "\(run.report)")
     Self.expectFinding(
@@ -673,7 +820,7 @@ import Testing
     let hashes = try fleet.sessionHashes()
 
     let run = try fleet.check(
-      ["--probe", "/bin/sh \(probe)"], environment: ["FAKE_PROBE_LOG": log, "TGSESS_PROBE_BACKOFF_MS": "10"])
+      ["--probe", "/bin/sh \(probe)", "--probe-backoff-ms", "10"], environment: ["FAKE_PROBE_LOG": log])
 
     #expect(run.status == 2, "\(run.report)")
     Self.expectFinding(
@@ -692,6 +839,40 @@ import Testing
     Self.expectFinding(run: next, "user.session", user: user, contains: "marked revoked")
   }
 
+  /// `--no-write` records nothing at all, the revocation of a confirmed dead session included.
+  @Test func noWriteRecordsNothingNotEvenARevocation() throws {
+    let fleet = try CheckFleet(users: 2)
+    let scratch = try TemporaryDirectory("tgsess-probe")
+    let log = scratch.file("runs.log")
+    let probe = try Self.fakeProbe(
+      in: scratch, answers: [#"{"ok": false, "error": "AUTH_KEY_UNREGISTERED", "code": 401}"#])
+    #expect(truncate(fleet.sessionPath(fleet.userIDs[1]), 0) == 0)
+    let database = try Data(contentsOf: URL(fileURLWithPath: fleet.fixture.databasePath))
+    let columns =
+      "SELECT group_concat(status || ' ' || health || ' ' || coalesce(last_checked_at, '-')) FROM user_sessions"
+    let before = try fleet.fixture.query(columns)
+    #expect(before.hasPrefix("active "))
+
+    let run = try fleet.check(
+      ["--no-write", "--probe", "/bin/sh \(probe)", "--probe-backoff-ms", "10"], environment: ["FAKE_PROBE_LOG": log])
+
+    #expect(run.status == 2, "\(run.report)")
+    let user = fleet.userIDs[0]
+    Self.expectFinding(
+      run, "user.probe", "critical", user: user,
+      contains: ["user \(user): AUTH_KEY_UNREGISTERED", "(confirmed); the session is dead; not marked revoked"])
+    #expect(run.result.isRecorded == false)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: fleet.fixture.databasePath)) == database)
+    #expect(!FileSystem.exists(fleet.fixture.databasePath + "-journal"))
+    #expect(!FileSystem.exists(fleet.fixture.databasePath + "-wal"))
+    #expect(try fleet.fixture.query(columns) == before)
+    // The same run with writing on does mark the user revoked (the test above sees it at length).
+    let written = try fleet.check(
+      ["--probe", "/bin/sh \(probe)", "--probe-backoff-ms", "10"], environment: ["FAKE_PROBE_LOG": log])
+    #expect(written.result.isRecorded)
+    #expect(try fleet.fixture.query("SELECT status FROM user_sessions WHERE user_id = \(user)") == "revoked")
+  }
+
   @Test func unconfirmedFatalProbeKeepsTheUserActive() throws {
     let fleet = try CheckFleet(users: 1)
     let scratch = try TemporaryDirectory("tgsess-probe")
@@ -700,7 +881,7 @@ import Testing
       in: scratch,
       answers: [#"{"ok": false, "error": "AUTH_KEY_UNREGISTERED", "code": 401}"#, #"{"ok": true, "user_id": 1}"#])
     let run = try fleet.check(
-      ["--probe", "/bin/sh \(probe)"], environment: ["FAKE_PROBE_LOG": log, "TGSESS_PROBE_BACKOFF_MS": "10"])
+      ["--probe", "/bin/sh \(probe)", "--probe-backoff-ms", "10"], environment: ["FAKE_PROBE_LOG": log])
     #expect(run.status == 0, "\(run.report)")
     #expect(try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").count == 2)
     #expect(try fleet.fixture.query("SELECT status || ' ' || health FROM user_sessions") == "active ok")

@@ -130,7 +130,7 @@ import Testing
     let listed = try #require(
       try Self.json(try runTgsess(["list", "--remote", "usb", "--json", "--root", newHost])) as? [[String: Any]])
     #expect(listed.count == 3)
-    #expect(try FileSystem.names(in: newHost) == ["tgsess.toml"])
+    #expect(try FileSystem.directoryNames(newHost) == ["tgsess.toml"])
 
     // A catalog of a process that is gone, beside one of a process that lives.
     let stale = fleet.root + "/backups/.remote-cache-usb-999999999-abc123"
@@ -141,7 +141,7 @@ import Testing
     #expect(!FileSystem.exists(stale))
     #expect(FileSystem.exists(live))
     #expect(
-      try FileSystem.names(in: fleet.root + "/backups").filter { $0.hasPrefix(".remote-cache") } == [
+      try FileSystem.directoryNames(fleet.root + "/backups").filter { $0.hasPrefix(".remote-cache") } == [
         ".remote-cache-usb-1-abc123"
       ])
   }

@@ -97,7 +97,7 @@ public final class ArchiveCatalog: @unchecked Sendable {
   /// Removes the catalogs of runs that were killed (`.remote-cache-<name>-<pid>-<random>` whose
   /// process is gone).
   static func removeStaleCaches(in directory: String) {
-    for name in (try? FileSystem.names(in: directory)) ?? [] where name.hasPrefix(cachePrefix) {
+    for name in (try? FileSystem.directoryNames(directory)) ?? [] where name.hasPrefix(cachePrefix) {
       let parts = name.split(separator: "-")
       guard parts.count >= 3, let pid = Int32(parts[parts.count - 2]) else { continue }
       // EPERM: the process lives, under another user.

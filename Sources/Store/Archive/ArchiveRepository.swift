@@ -326,7 +326,9 @@ public struct ArchiveRepository: Sendable {
     return (finalName, pid)
   }
 
-  static func names(in directory: String) throws -> [String] { try FileSystem.names(in: directory) }
+  static func names(in directory: String) throws -> [String] {
+    try FileSystem.directoryNames(directory)
+  }
 }
 
 /// Passes bytes on while hashing and counting them.

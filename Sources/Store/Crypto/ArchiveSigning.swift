@@ -293,7 +293,7 @@ extension SignedStatement {
 }
 
 /// An archive whose signature verified against the deployment's key ring.
-public struct VerifiedArchive: Sendable, Equatable {
+public struct SignedArchive: Sendable, Equatable {
   /// What the signature vouches for; take the archive's id, kind, user, time and reason from
   /// here, never from its `<id>.json` record.
   public var statement: SignedStatement
@@ -373,7 +373,7 @@ public enum ArchiveSigning {
   /// - Throws: `StoreError.crypto` ("not signed by this deployment's key") when the signature file
   ///   is missing or does not verify, or the archive was moved or renamed; `StoreError.invalid`
   ///   for a damaged signature file.
-  public static func verifySignature(archivePath: String, ring: VerifyingKeyRing) throws -> VerifiedArchive {
+  public static func verifySignature(archivePath: String, ring: VerifyingKeyRing) throws -> SignedArchive {
     guard let signature = try readSignature(archivePath: archivePath) else {
       throw StoreError.crypto(
         object: archivePath, reason: notSignedReason,
@@ -381,7 +381,7 @@ public enum ArchiveSigning {
     }
     let keyID = try verify(signature, ring: ring, object: archivePath)
     try signature.statement.requirePlacement(archivePath: archivePath)
-    return VerifiedArchive(statement: signature.statement, keyID: keyID)
+    return SignedArchive(statement: signature.statement, keyID: keyID)
   }
 
   /// Verifies an archive file without decrypting it: its signature (`verifySignature`) and
@@ -389,7 +389,7 @@ public enum ArchiveSigning {
   /// without the age identity.
   /// - Throws: `StoreError.crypto` naming the archive and the mismatch, `StoreError.invalid`,
   ///   `StoreError.io`.
-  public static func verifyFile(archivePath: String, ring: VerifyingKeyRing) throws -> VerifiedArchive {
+  public static func verifyFile(archivePath: String, ring: VerifyingKeyRing) throws -> SignedArchive {
     let verified = try verifySignature(archivePath: archivePath, ring: ring)
     try verified.statement.requireFile(
       sha256: try FileSystem.sha256(ofFile: archivePath), byteCount: try FileSystem.size(of: archivePath),

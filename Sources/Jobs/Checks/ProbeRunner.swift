@@ -1,6 +1,15 @@
 import Foundation
 import Store
 
+/// What a live probe concluded about one session.
+public enum ProbeVerdict: Sendable, Equatable {
+  case ok
+  /// Dead, and confirmed by one more run.
+  case fatal(ClassifiedError)
+  /// Still failing after the retries.
+  case temporary(ClassifiedError, attempts: Int)
+}
+
 /// Runs an external live probe (e.g. `scripts/probe_telethon.py`) on one session, with a
 /// timeout, classifying its error with the seed's classes and retrying temporary ones.
 enum Probe {
@@ -17,7 +26,7 @@ enum Probe {
       let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
       Thread.sleep(forTimeInterval: seconds)
     }
-  ) -> Verdict {
+  ) -> ProbeVerdict {
     var random = SystemRandomNumberGenerator()
     do {
       let outcome = try policy.runSynchronously(
@@ -35,15 +44,6 @@ enum Probe {
       // Only cancellation escapes the policy.
       return .temporary(ErrorClassifier.classify("TIMEOUT"), attempts: 0)
     }
-  }
-
-  /// What the probe concluded.
-  enum Verdict {
-    case ok
-    /// Confirmed dead.
-    case fatal(ClassifiedError)
-    /// Still failing after the retries.
-    case temporary(ClassifiedError, attempts: Int)
   }
 
   /// One probe run: exit 0 with `{"ok": true}` is success; anything else is a failure whose

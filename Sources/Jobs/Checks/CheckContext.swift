@@ -1,0 +1,212 @@
+import Foundation
+import Store
+
+/// Everything the checks read, gathered once before any of them runs, so that every check judges
+/// the same moment and none of them touches the disk for what another already read. Gathering is
+/// read-only: the database and the session files are opened read-only through SQLite. A read that
+/// fails is kept as its error, so a check can say what could not be read instead of guessing.
+public struct CheckContext: Sendable {
+  public var deployment: Deployment
+  public var options: CheckOptions
+  /// The Fernet keys: nil when none is configured.
+  public var fernet: Result<Fernet?, StoreError>
+  /// Where the Fernet keys come from.
+  public var fernetSource: FernetKeySource
+  /// The age recipients archives are encrypted to.
+  public var recipients: Result<[AgeRecipient], StoreError>
+  /// The age identity: nil when its file is not on this host (kept off the host on purpose).
+  public var identities: Result<[AgeIdentity], StoreError>?
+  public var database: DatabaseFacts
+  /// The users with a `user_<id>.session` file, sorted.
+  public var sessionFiles: Result<[Int64], StoreError>
+  /// What was read from each of those files.
+  public var inspections: [Int64: SessionInspection]
+  /// The permission bits of the sessions directory, when it exists.
+  public var sessionsDirectoryMode: mode_t?
+  /// Every archive, newest first.
+  public var archives: Result<[ArchiveRecord], StoreError>
+  public var freeBytes: Int64?
+  /// When the newest successful drill ran.
+  public var newestDrill: Date?
+  /// The last push's state of each configured remote (nil: never pushed), in config order.
+  public var remotes: [(remote: RcloneRemote, state: RemoteState?)]
+
+  /// What check read from the bot database, in the order it reads it; reading stops at the first
+  /// failure, which is kept.
+  public struct DatabaseFacts: Sendable {
+    /// quick_check's (or integrity_check's) complaints; nil when it did not run.
+    public var integrityProblems: [String]?
+    public var schema: BotSchema.Status?
+    /// The user rows; nil when they could not be read.
+    public var rows: [BotDatabase.UserForCheck]?
+    /// Why reading stopped.
+    public var failure: StoreError?
+
+    public init(
+      integrityProblems: [String]? = nil, schema: BotSchema.Status? = nil, rows: [BotDatabase.UserForCheck]? = nil,
+      failure: StoreError? = nil
+    ) {
+      self.integrityProblems = integrityProblems
+      self.schema = schema
+      self.rows = rows
+      self.failure = failure
+    }
+
+    /// Whether quick_check ran and passed: a damaged database is never written to.
+    public var isSound: Bool { integrityProblems?.isEmpty == true }
+  }
+
+  /// What check read from one user's session file.
+  public struct SessionInspection: Sendable {
+    public var file: Result<SessionFileInfo, StoreError>
+    public var mode: mode_t?
+    /// The seed's `.session.backup`, when there is one.
+    public var backupFile: Result<SessionFileInfo, StoreError>?
+    /// Whether `.session.backup` was modified after the session file (nil when either cannot be stat'ed).
+    public var isBackupFileNewer: Bool?
+
+    public init(
+      file: Result<SessionFileInfo, StoreError>, mode: mode_t? = nil,
+      backupFile: Result<SessionFileInfo, StoreError>? = nil, isBackupFileNewer: Bool? = nil
+    ) {
+      self.file = file
+      self.mode = mode
+      self.backupFile = backupFile
+      self.isBackupFileNewer = isBackupFileNewer
+    }
+  }
+
+  /// Reads the deployment: keys, the database, every session file, the archive list, free space,
+  /// drills and remote states.
+  public static func gather(_ deployment: Deployment, options: CheckOptions) -> CheckContext {
+    let database = readDatabase(deployment, isDeep: options.isDeep)
+    let sessionFiles = Result { try deployment.sessionFileUserIDs() }.mapError {
+      StoreError.wrapping($0, path: deployment.sessionsDirectory)
+    }
+    let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+    // The repository reads backups/full and backups/users; listing backups/ itself first is what
+    // tells "nothing backed up yet" from "backups/ cannot be read" (a dangling symlink, a file).
+    let archives = Result {
+      _ = try FileSystem.directoryNames(deployment.backupsDirectory)
+      return try repository.list()
+    }.mapError { StoreError.wrapping($0, path: deployment.backupsDirectory) }
+    return CheckContext(
+      deployment: deployment, options: options,
+      fernet: Result { try KeyStore.loadFernet(deployment) }.mapError {
+        StoreError.wrapping($0, path: deployment.fernetKeysPath)
+      },
+      fernetSource: FernetKeySource.resolve(deployment),
+      recipients: Result { try KeyStore.loadRecipients(deployment) }.mapError {
+        StoreError.wrapping($0, path: deployment.ageRecipientsPath)
+      },
+      identities: FileSystem.exists(deployment.ageIdentityPath)
+        ? Result { try KeyStore.loadIdentities(deployment) }.mapError {
+          StoreError.wrapping($0, path: deployment.ageIdentityPath)
+        } : nil,
+      database: database, sessionFiles: sessionFiles,
+      inspections: inspectFiles(deployment, users: (try? sessionFiles.get()) ?? [], isDeep: options.isDeep),
+      sessionsDirectoryMode: try? FileSystem.mode(of: deployment.sessionsDirectory),
+      archives: archives, freeBytes: FileSystem.freeBytes(at: deployment.backupsDirectory),
+      newestDrill: DrillHistory.newestSuccess(deployment),
+      remotes: deployment.remotes.map { ($0, RemoteState.load(deployment, remote: $0.name)) })
+  }
+
+  // MARK: - What the checks derive from it
+
+  /// The user rows (none when they could not be read).
+  public var rows: [BotDatabase.UserForCheck] { database.rows ?? [] }
+
+  /// The users with a session file (none when the directory could not be listed).
+  public var fileUsers: Set<Int64> { Set((try? sessionFiles.get()) ?? []) }
+
+  /// Every user with a row or a session file: the users whose results check records.
+  public var users: [Int64] { Set(rows.map(\.userID)).union(fileUsers).sorted() }
+
+  /// The users check judges: all of `users` but those who logged out and have no session file
+  /// (they ended their session; nothing of theirs is expected).
+  public var liveUsers: [Int64] {
+    let files = fileUsers
+    let loggedOut = Set(rows.filter { $0.status == .loggedOut }.map(\.userID))
+    return users.filter { files.contains($0) || !loggedOut.contains($0) }
+  }
+
+  /// Each user's row.
+  public var rowsByUser: [Int64: BotDatabase.UserForCheck] {
+    Dictionary(rows.map { ($0.userID, $0) }, uniquingKeysWith: { first, _ in first })
+  }
+
+  /// Whether the per-user results may be written: asked for, and the database passed quick_check
+  /// and has the current schema (a damaged or foreign database is never written to).
+  public var canRecord: Bool {
+    options.writesResults && database.isSound && database.schema?.isCurrent == true
+  }
+
+  // MARK: - Reading
+
+  static func readDatabase(_ deployment: Deployment, isDeep: Bool) -> DatabaseFacts {
+    var facts = DatabaseFacts()
+    do {
+      let database = try BotDatabase(
+        path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
+      defer { database.close() }
+      facts.integrityProblems = try database.integrityProblems(deep: isDeep)
+      facts.schema = try database.schemaStatus()
+      facts.rows = try database.usersForCheck()
+    } catch {
+      facts.failure = StoreError.wrapping(error, path: deployment.databasePath)
+    }
+    return facts
+  }
+
+  /// Inspects every user's session file (and `.session.backup`) on a few threads.
+  static func inspectFiles(_ deployment: Deployment, users: [Int64], isDeep: Bool) -> [Int64: SessionInspection] {
+    // Every failure is kept in its user's Result, so `inspect` throws nothing and neither does
+    // the map; the fallback only keeps a user from ever going without an inspection.
+    let results: [SessionInspection]
+    do {
+      results = try Parallel.map(count: users.count, workers: Parallel.defaultWorkers) { index in
+        inspect(deployment.sessionPath(userID: users[index]), isDeep: isDeep)
+      }
+    } catch {
+      results = users.map { user in
+        let path = deployment.sessionPath(userID: user)
+        return SessionInspection(file: .failure(StoreError.unreadableSession(error, path: path)))
+      }
+    }
+    return Dictionary(uniqueKeysWithValues: zip(users, results))
+  }
+
+  /// What check reads from one session file and its `.session.backup`. The modes and times only
+  /// feed the permission and "newer backup" warnings: a file that cannot be stat'ed gets neither.
+  static func inspect(_ path: String, isDeep: Bool) -> SessionInspection {
+    let backupPath = path + ".backup"
+    let hasBackup = FileSystem.exists(backupPath)
+    var isBackupNewer: Bool?
+    if hasBackup, let backupAge = try? FileSystem.age(of: backupPath), let fileAge = try? FileSystem.age(of: path) {
+      isBackupNewer = backupAge < fileAge
+    }
+    return SessionInspection(
+      file: Result { try SessionFileInspector.inspect(path: path, verifiesPages: isDeep) }.mapError {
+        StoreError.unreadableSession($0, path: path)
+      },
+      mode: try? FileSystem.mode(of: path),
+      backupFile: hasBackup
+        ? Result { try SessionFileInspector.inspect(path: backupPath) }.mapError {
+          StoreError.unreadableSession($0, path: backupPath)
+        } : nil,
+      isBackupFileNewer: isBackupNewer)
+  }
+}
+
+extension StoreError {
+  /// `error` as a `StoreError`: itself when it is one (Store's readers throw nothing else), else
+  /// an error naming `path` with the error's own words.
+  static func wrapping(_ error: any Error, path: String) -> StoreError {
+    (error as? StoreError) ?? .invalid(path: path, reason: "\(error)", hint: "check it, then run tgsess check again")
+  }
+
+  /// `error` from reading a session file as a `StoreError`: itself, or the file is unreadable.
+  static func unreadableSession(_ error: any Error, path: String) -> StoreError {
+    (error as? StoreError) ?? .session(object: path, reason: .unreadable("\(error)"))
+  }
+}

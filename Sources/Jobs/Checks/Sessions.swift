@@ -1,0 +1,146 @@
+import Foundation
+import Store
+
+/// Every live user's session: the file is a valid session and private, has a row (and the row a
+/// file), the database's session string decrypts and agrees with the file, the seed's
+/// `.session.backup` is sound, and the user is not marked revoked. Also the sessions directory:
+/// it can be listed and is private.
+public enum SessionsCheck {
+  public static func findings(_ context: CheckContext) -> [CheckFinding] {
+    let directory = context.deployment.sessionsDirectory
+    var findings: [CheckFinding] = []
+    // A directory that cannot be listed is one finding: its files were not seen, so no user is
+    // said to lack one.
+    var filesAreKnown = true
+    if case .failure(let error) = context.sessionFiles {
+      filesAreKnown = false
+      findings.append(
+        CheckFinding(
+          .sessionsDirectory, .critical,
+          "\(error.errorDescription ?? "\(error)"); no session file was checked",
+          remedy:
+            "make \(directory) a directory (mode 700) that the user running tgsess can read, then run: tgsess check"
+        ))
+    }
+    let rows = context.rowsByUser
+    let files = context.fileUsers
+    let hasRows = context.database.rows != nil
+    // The keys load (a key file that does not is the keys check's one finding); nil: none configured.
+    var isFernetUsable = false
+    var fernet: Fernet?
+    if case .success(let keys) = context.fernet { (isFernetUsable, fernet) = (true, keys) }
+    for userID in context.liveUsers {
+      let row = rows[userID]
+      let path = context.deployment.sessionPath(userID: userID)
+      var file: SessionFileInfo?
+      if files.contains(userID), let inspection = context.inspections[userID] {
+        switch inspection.file {
+        case .success(let info): file = info
+        case .failure(let error): findings.append(fileFinding(error, path: path, user: userID))
+        }
+        if let mode = inspection.mode, mode & 0o077 != 0 {
+          findings.append(
+            CheckFinding(
+              .userPermissions, .warning, "\(path) has mode \(String(mode, radix: 8))",
+              remedy: "run: chmod 600 \(path)",
+              user: userID))
+        }
+      }
+      if filesAreKnown {
+        if row == nil, hasRows {
+          findings.append(
+            CheckFinding(
+              .userOrphanFile, .warning, "\(path) has no user_sessions row",
+              remedy: "run: tgsess recover --user \(userID)", user: userID))
+        } else if !files.contains(userID) {
+          findings.append(
+            CheckFinding(
+              .userOrphanRow, .critical, "no session file \(path)", remedy: "run: tgsess recover --user \(userID)",
+              user: userID))
+        }
+      }
+      if row?.status == .revoked {
+        findings.append(
+          CheckFinding(
+            .userSession, .warning, "marked revoked by a confirmed fatal error", remedy: "the user must log in again",
+            user: userID))
+      }
+      // The database's secret decrypts and agrees with the file. Without usable keys the keys
+      // check has said so once; a token no key could open is not this user's problem.
+      if let secret = row?.sessionString, isFernetUsable, fernet != nil || !Fernet.looksLikeToken(secret.value) {
+        // Without the directory listing, a bad secret is not known to be the user's last copy.
+        let lastCopyState: HealthState = file == nil && filesAreKnown ? .critical : .warning
+        do {
+          let plaintext = try BotDatabase.reveal(secret, fernet: fernet, object: "user \(userID)'s session string")
+          let identity = try identity(ofString: plaintext, userID: userID)
+          if let file, file.identity.authKey != identity.authKey || file.identity.dcID != identity.dcID {
+            findings.append(
+              CheckFinding(
+                .userAgree, .warning,
+                "the database's session string (dc \(identity.dcID), key \(identity.authKey.fingerprint)) differs from the file (dc \(file.identity.dcID), key \(file.identity.authKey.fingerprint))",
+                remedy: "run: tgsess recover --user \(userID)", user: userID))
+          }
+        } catch {
+          findings.append(
+            CheckFinding(
+              .userSecret, lastCopyState, error: StoreError.wrapping(error, path: "user \(userID)'s session string"),
+              user: userID))
+        }
+      } else if row != nil, row?.sessionString == nil, file != nil {
+        findings.append(
+          CheckFinding(
+            .userSecret, .warning, "no session string in the database", remedy: "run: tgsess recover --user \(userID)",
+            user: userID))
+      }
+      // The seed's .session.backup agrees or is older.
+      if file != nil, let inspection = context.inspections[userID], let backupFile = inspection.backupFile {
+        let backupPath = path + ".backup"
+        switch backupFile {
+        case .success(let backup):
+          if backup.identity.authKey != file?.identity.authKey, inspection.isBackupFileNewer == true {
+            findings.append(
+              CheckFinding(
+                .userBackupFile, .warning, "\(backupPath) is newer than the session file but holds another key",
+                user: userID))
+          }
+        case .failure:
+          findings.append(
+            CheckFinding(.userBackupFile, .warning, "\(backupPath) is not a valid session file", user: userID))
+        }
+      }
+    }
+    if filesAreKnown, let mode = context.sessionsDirectoryMode, mode & 0o077 != 0 {
+      findings.append(
+        CheckFinding(
+          .userPermissions, .warning, "\(directory) has mode \(String(mode, radix: 8))",
+          remedy: "run: chmod 700 \(directory)"))
+    }
+    return findings
+  }
+
+  /// The finding for a session file that did not inspect: a writer at work (a live lock, or the
+  /// journal of one that is running or died mid-transaction) is a warning, since recovering
+  /// would race it; anything else is damage, with the recovery command for this user.
+  static func fileFinding(_ error: StoreError, path: String, user: Int64) -> CheckFinding {
+    switch error {
+    case .session(_, .hotJournal), .session(_, .locked):
+      return CheckFinding(.userSession, .warning, error: error, user: user)
+    case .session:
+      return CheckFinding(.userSession, .critical, error: error, user: user)
+    default:
+      return CheckFinding(
+        .userSession, .critical, error.errorDescription ?? "\(path): \(error)",
+        remedy: SessionRemedy.recoverFromBackup.advice(userID: user), user: user)
+    }
+  }
+
+  static func identity(ofString plaintext: String, userID: Int64) throws -> SessionIdentity {
+    // Foundation's trimming costs more than the decode itself; stored strings rarely need it.
+    let needsTrim = plaintext.first?.isWhitespace == true || plaintext.last?.isWhitespace == true
+    let text = needsTrim ? plaintext.trimmingCharacters(in: .whitespacesAndNewlines) : plaintext
+    if text.hasPrefix("1"), [353, 369].contains(text.count) {
+      return try TelethonStringSession.decode(text, label: "user \(userID)'s session string")
+    }
+    return try PyrogramStringSession.decode(text, label: "user \(userID)'s session string").identity
+  }
+}
