@@ -12,7 +12,7 @@ struct Keys: ParsableCommand {
       commandName: "add-fernet",
       abstract: "Put a new Fernet key first in keys/fernet.keys; older keys keep decrypting.",
       discussion: """
-        Then run `tgsess migrate --rotate-key` to re-encrypt every secret under the new key. Only
+        Then run `tgsess migrate --rotate-key` to re-encrypt every secret under the new key. Only \
         remove an old key after that.
 
           $ tgsess keys add-fernet && tgsess migrate --rotate-key

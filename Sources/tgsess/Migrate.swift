@@ -5,11 +5,11 @@ struct Migrate: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Bring the bot database to the current schema and encrypt its secrets.",
     discussion: """
-      Takes a consistent copy first (SQLite online backup, into backups/pre-migrate/), then applies
-      each pending migration in its own transaction, then encrypts plaintext session_string and
-      api_hash values as Fernet tokens in one transaction. Other tables of the bot are untouched.
-      A database made by a newer tgsess is refused, never downgraded. The seed's own backup copies
-      (data/telegram_bot.db.backup_* and sessions/*.session.backup) are imported as encrypted
+      Takes a consistent copy first (SQLite online backup, into backups/pre-migrate/), then applies \
+      each pending migration in its own transaction, then encrypts plaintext session_string and \
+      api_hash values as Fernet tokens in one transaction. Other tables of the bot are untouched. \
+      A database made by a newer tgsess is refused, never downgraded. The seed's own backup copies \
+      (data/telegram_bot.db.backup_* and sessions/*.session.backup) are imported as encrypted \
       archives with reason "Imported", once each, dated when they were made; the files stay.
 
         $ tgsess migrate --dry-run

@@ -6,8 +6,8 @@ struct Prune: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Keep 5 backups per user and apply the retention policy to full snapshots.",
     discussion: """
-      The plan is computed first (every archive with the rules that keep it, or why it goes);
-      --dry-run prints it and changes nothing. Prune also trims session_backups rows to
+      The plan is computed first (every archive with the rules that keep it, or why it goes); \
+      --dry-run prints it and changes nothing. Prune also trims session_backups rows to \
       --keep-per-user per user and removes the temporaries of interrupted runs.
 
         $ tgsess prune --dry-run

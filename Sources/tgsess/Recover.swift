@@ -6,14 +6,14 @@ struct Recover: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Recover sessions with the three strategies: session string, session file, backups.",
     discussion: """
-      For each user: (1) rebuild a missing or broken session file from the database's session
-      string; (2) keep a valid file and store its string when the database's is missing or stale;
-      (3) repair from the newest valid backup (per-user archives, full snapshots, session_backups
-      rows, the .session.backup file). A result is accepted only if it validates. Healthy users
-      are left alone; nothing is ever deleted (a broken file is moved aside). Each recovered user
+      For each user: (1) rebuild a missing or broken session file from the database's session \
+      string; (2) keep a valid file and store its string when the database's is missing or stale; \
+      (3) repair from the newest valid backup (per-user archives, full snapshots, session_backups \
+      rows, the .session.backup file). A result is accepted only if it validates. Healthy users \
+      are left alone; nothing is ever deleted (a broken file is moved aside). Each recovered user \
       gets a "Post successful recovery" backup.
 
-      --dry-run prints, user by user, the strategy that would be used, its source, and the files
+      --dry-run prints, user by user, the strategy that would be used, its source, and the files \
       that would be written and moved aside, and changes nothing.
 
         $ tgsess recover --user 42
