@@ -209,7 +209,11 @@ public enum RecoverJob {
         if outcome.outcome == .recovered, options.backsUpRecovered {
           do {
             let backup = try BackupJob.run(
-              deployment, options: BackupOptions(userID: userID, reason: BackupReason.postRecovery), logger: logger)
+              deployment,
+              options: BackupOptions(
+                config: deployment.config,
+                overrides: BackupOptions.Overrides(userID: userID, reason: BackupReason.postRecovery)),
+              logger: logger)
             outcome.backupID = backup.archives.first?.id
           } catch {
             logger.warning(

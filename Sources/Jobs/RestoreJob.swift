@@ -391,9 +391,11 @@ public enum RestoreJob {
     -> String?
   {
     guard plan.replacesData else { return nil }
-    let backup = BackupOptions(
-      userID: plan.userID, reason: BackupReason.beforeRestore, lockWait: options.lockWait,
-      includesChangedUsers: false)
+    var backup = BackupOptions(
+      config: deployment.config,
+      overrides: BackupOptions.Overrides(
+        userID: plan.userID, reason: BackupReason.beforeRestore, lockWait: options.lockWait))
+    backup.includesChangedUsers = false
     do {
       let result = try BackupJob.run(deployment, options: backup, logger: logger)
       if let archive = result.archives.first, result.failures.isEmpty { return archive.id }
