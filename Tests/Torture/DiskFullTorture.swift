@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -167,7 +168,7 @@ struct DiskFullTorture {
         // has an undo archive and each file whole: the old one or the archive's.
         let changed = FileTree.differences(sessions, nowSessions)
         if !changed.isEmpty {
-          let undo = try Witness.listed(fleet).filter { archives[$0.path] == nil && $0.kind == "full" }
+          let undo = try Witness.listed(fleet).filter { archives[$0.path] == nil && $0.kind == .full }
           if undo.isEmpty { problems.append("files changed without an undo archive: \(changed.prefix(3))") }
         }
       }
