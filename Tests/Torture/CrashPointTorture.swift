@@ -545,7 +545,7 @@ struct CrashPointTorture {
       guard !points.isEmpty else { continue }
       var shared: TortureFleet?
       for point in points {
-        report.check("\(scenario.name) @ \(point)") {
+        report.check("\(scenario.name) @ \(point)", counts: ["named crash points": 1]) {
           let fleet = try scenario.isFreshPerCase ? scenario.makeFleet() : (shared ?? scenario.makeFleet())
           if !scenario.isFreshPerCase { shared = fleet }
           let run = try scenario.prepare(fleet, &random)
@@ -603,6 +603,7 @@ struct CrashPointTorture {
       }
     }
     print("random kills: \(killed) runs killed by SIGKILL in \(attempts) attempts")
+    report.tally(["random-moment runs killed": killed, "random-moment runs": attempts])
     #expect(killed >= wanted, "only \(killed) of \(wanted) runs were killed")
   }
 }

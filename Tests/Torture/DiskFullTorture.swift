@@ -219,10 +219,10 @@ struct DiskFullTorture {
         }
         report.record(
           "\(command.rawValue) with \(free / 1024) KiB free", problems: problems,
-          seconds: Date().timeIntervalSince(started), detail: outcome)
+          seconds: Date().timeIntervalSince(started), detail: outcome, counts: [outcome: 1])
         if outcome == "succeeded" { successes += 1 }
       }
-      report.check("\(command.rawValue) on a filesystem remounted read-only") {
+      report.check("\(command.rawValue) on a filesystem remounted read-only", counts: ["read-only": 1]) {
         try Self.runOnce(command, free: nil, mount: mount, template: template.path, scratch: scratch).problems
       }
       // The sweep must cross from failing to succeeding, or it tested nothing at one end.

@@ -116,7 +116,8 @@ struct HostileArchiveTorture {
       if name == "wrong-identity" { arguments += ["--identity", otherKey] }
       if name == "missing-identity-file" { arguments += ["--identity", fleet.root + "/../missing.key"] }
       let mode = arguments.count > 2 ? arguments[2] : "whole"
-      report.check("\(name) (\(mode))") {
+      let kind = name.hasPrefix("random-") ? "randomly damaged" : "crafted"
+      report.check("\(name) (\(mode))", counts: [kind: 1]) {
         let before = try FileTree.hashes(fleet.root)
         let result = try fleet.tgsess(arguments)
         var problems: [String] = []

@@ -34,7 +34,8 @@ struct LiveWriterTorture {
       let user: Int64? = round % 5 == 4 ? writerUsers[round % writerUsers.count] : nil
       let userArguments = user.map { ["--user", "\($0)"] } ?? []
       let label = "backup #\(round + 1)" + (user.map { " --user \($0)" } ?? "") + (isEncrypted ? " (age)" : "")
-      report.check(label) {
+      let counts = ["backups": 1, "per-user backups": user == nil ? 0 : 1, "encrypted backups": isEncrypted ? 1 : 0]
+      report.check(label, counts: counts) {
         var arguments = ["backup", "--json"]
         if !isEncrypted { arguments.append("--no-encrypt") }
         arguments += userArguments

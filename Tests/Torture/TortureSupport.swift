@@ -67,6 +67,20 @@ struct TortureRandom: RandomNumberGenerator {
 
 // MARK: - Results
 
+/// One line of `<out>/results/<family>.jsonl`, what `scripts/torture-report.py` builds the
+/// report from: a case (`case`, `passed`, ...), or a tally of the family alone (`counts` only).
+struct ResultLine: Encodable {
+  var family: String
+  var `case`: String?
+  var passed: Bool?
+  var seconds: Double?
+  var problems: [String]?
+  var detail: String?
+  /// What the line counts toward in the family's figure line, e.g. `["file mutations": 100]`;
+  /// the report sums each name over the family's lines.
+  var counts: [String: Int]?
+}
+
 /// The cases of one family: each is recorded as one JSON line in
 /// `<out>/results/<family>.jsonl` (what torture.sh counts) and each problem fails the test too.
 final class FamilyReport: @unchecked Sendable {
@@ -84,19 +98,25 @@ final class FamilyReport: @unchecked Sendable {
   }
 
   /// Runs one case: `body` returns its problems (empty when it passed); a thrown error is one.
+  /// `counts` are what the case counts toward in the family's figure line.
   @discardableResult
-  func check(_ name: String, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> [String]) -> Bool {
+  func check(
+    _ name: String, counts: [String: Int] = [:], sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> [String]
+  ) -> Bool {
     let start = Date()
     var problems: [String]
     do { problems = try body() } catch { problems = ["error: \(error)"] }
-    record(name, problems: problems, seconds: Date().timeIntervalSince(start), sourceLocation: sourceLocation)
+    record(
+      name, problems: problems, seconds: Date().timeIntervalSince(start), counts: counts,
+      sourceLocation: sourceLocation)
     return problems.isEmpty
   }
 
   /// Runs one case whose body also describes what happened (kept with the result).
   @discardableResult
   func check(
-    _ name: String, sourceLocation: SourceLocation = #_sourceLocation,
+    _ name: String, counts: [String: Int] = [:], sourceLocation: SourceLocation = #_sourceLocation,
     described body: () throws -> (problems: [String], detail: String)
   ) -> Bool {
     let start = Date()
@@ -104,30 +124,49 @@ final class FamilyReport: @unchecked Sendable {
     var detail = ""
     do { (problems, detail) = try body() } catch { problems = ["error: \(error)"] }
     record(
-      name, problems: problems, seconds: Date().timeIntervalSince(start), detail: detail, sourceLocation: sourceLocation
-    )
+      name, problems: problems, seconds: Date().timeIntervalSince(start), detail: detail, counts: counts,
+      sourceLocation: sourceLocation)
     return problems.isEmpty
   }
 
   /// Records a case whose outcome is already known.
   func record(
-    _ name: String, problems: [String], seconds: Double = 0, detail: String = "",
+    _ name: String, problems: [String], seconds: Double = 0, detail: String = "", counts: [String: Int] = [:],
     sourceLocation: SourceLocation = #_sourceLocation
   ) {
     for problem in problems.prefix(20) {
       Issue.record("\(family) / \(name): \(problem)", sourceLocation: sourceLocation)
     }
-    let line: [String: Any] = [
-      "family": family, "case": name, "passed": problems.isEmpty, "seconds": (seconds * 1000).rounded() / 1000,
-      "problems": Array(problems.prefix(20)).map { String($0.prefix(2000)) }, "detail": detail,
-    ]
     lock.withLock {
       if problems.isEmpty { passed += 1 } else { failed += 1 }
-      guard let data = try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]) else { return }
+    }
+    write(
+      ResultLine(
+        family: family, case: name, passed: problems.isEmpty, seconds: (seconds * 1000).rounded() / 1000,
+        problems: Array(problems.prefix(20)).map { String($0.prefix(2000)) }, detail: detail,
+        counts: counts.isEmpty ? nil : counts))
+  }
+
+  /// Records figures of the family that belong to no case (e.g. how many runs a kill reached).
+  func tally(_ counts: [String: Int]) {
+    write(ResultLine(family: family, counts: counts))
+  }
+
+  private func write(_ line: ResultLine) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    guard let data = try? encoder.encode(line) else {
+      Issue.record("\(family): a result line could not be encoded")
+      return
+    }
+    lock.withLock {
       let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-      guard fd >= 0 else { return }
+      guard fd >= 0 else {
+        Issue.record("\(family): cannot open \(path) (errno \(errno))")
+        return
+      }
       defer { close(fd) }
-      (data + Data("\n".utf8)).withUnsafeBytes { _ = write(fd, $0.baseAddress, $0.count) }
+      (data + Data("\n".utf8)).withUnsafeBytes { _ = Glibc.write(fd, $0.baseAddress, $0.count) }
     }
   }
 
