@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The torture suite: crash points and random kill -9, live writers, hostile archives, a full
 # disk, lock storms, bad sessions, fuzzing, and a scan of every output for secrets. Prints one
-# figure line per family and a last line "N passed, M failed"; exits non-zero when M > 0.
+# figure line per family and a last line "N passed, M failed" (scripts/torture-report.py builds
+# both, and RELIABILITY.md, from the run's results/*.jsonl); exits non-zero when M > 0.
 #
 #   scripts/torture.sh --quick    a few cases per family (about 1 minute on 2 cores once built;
 #                                 .ci/run runs it after scripts/test.sh built the debug products

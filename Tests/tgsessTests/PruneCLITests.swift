@@ -247,8 +247,8 @@ import Testing
     try Data("x".utf8).write(to: URL(fileURLWithPath: deadStaging + "/sessions/user_1.session"))
     let before = try Self.listedIDs(fleet)
 
-    let result = try Plan(try fleet.tgsess(["prune", "--json"]))
-    #expect(result.result.leftoversRemoved == 4)
+    let pruned = try Plan(try fleet.tgsess(["prune", "--json"]))
+    #expect(pruned.result.leftoversRemoved == 4)
     for gone in [deadTemp, deadStaging, orphanRecord, orphanPin] { #expect(!FileSystem.exists(gone), "\(gone)") }
     #expect(FileSystem.exists(liveTemp), "a temporary of a running process is kept")
     #expect(try Self.listedIDs(fleet) == before)
