@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -16,18 +17,17 @@ struct HostileArchiveTorture {
   ]
 
   /// Writes `data` as a new full archive with a copy of `record` (new id, size and SHA-256).
-  static func plant(_ data: Data, index: Int, record: [String: Any], directory: String) throws -> String {
+  static func plant(_ data: Data, index: Int, record: ArchiveRecord, directory: String) throws -> String {
     let date = Date(timeIntervalSince1970: 1_546_300_800 + Double(index))  // 2019-01-01, one second apart
     let id = "\(ArchiveCloner.compact(date))-full-dmg\(String(format: "%03d", index))"
     var copy = record
-    copy["id"] = id
-    copy["file_name"] = id + ArchiveName.encryptedSuffix
-    copy["byte_count"] = data.count
-    copy["sha256"] = Digest.sha256Hex(Array(data))
-    copy["created_at"] = ISO8601DateFormatter().string(from: date)
+    copy.id = id
+    copy.fileName = id + ArchiveName.encryptedSuffix
+    copy.byteCount = Int64(data.count)
+    copy.sha256 = Digest.sha256Hex(Array(data))
+    copy.createdAt = date
     try data.write(to: URL(fileURLWithPath: directory + "/" + id + ArchiveName.encryptedSuffix))
-    try JSONSerialization.data(withJSONObject: copy, options: [.sortedKeys]).write(
-      to: URL(fileURLWithPath: directory + "/" + id + ArchiveName.recordSuffix))
+    try copy.encoded().write(to: URL(fileURLWithPath: directory + "/" + id + ArchiveName.recordSuffix))
     return id
   }
 
@@ -79,11 +79,10 @@ struct HostileArchiveTorture {
     var reasons = HostileArchiveCorpus.reasons
     var cases = corpus
     // Random damage to the real full archive.
-    let record =
-      try JSONSerialization.jsonObject(
-        with: try FileSystem.read(
-          (full.path as NSString).deletingLastPathComponent + "/" + full.id + ArchiveName.recordSuffix))
-      as? [String: Any] ?? [:]
+    let recordPath = (full.path as NSString).deletingLastPathComponent + "/" + full.id + ArchiveName.recordSuffix
+    guard let record = ArchiveRecord.decode(try FileSystem.read(recordPath)) else {
+      throw TestHelperError("\(recordPath) is not an archive record")
+    }
     let damage = Self.damaged(
       try FileSystem.read(full.path), count: Torture.pick(quick: 2, full: 40), random: &random)
     for (index, (name, data)) in damage.enumerated() {
@@ -117,7 +116,8 @@ struct HostileArchiveTorture {
       if name == "wrong-identity" { arguments += ["--identity", otherKey] }
       if name == "missing-identity-file" { arguments += ["--identity", fleet.root + "/../missing.key"] }
       let mode = arguments.count > 2 ? arguments[2] : "whole"
-      report.check("\(name) (\(mode))") {
+      let kind = name.hasPrefix("random-") ? "randomly damaged" : "crafted"
+      report.check("\(name) (\(mode))", counts: [kind: 1]) {
         let before = try FileTree.hashes(fleet.root)
         let result = try fleet.tgsess(arguments)
         var problems: [String] = []

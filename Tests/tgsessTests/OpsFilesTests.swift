@@ -484,7 +484,7 @@ import Testing
 
   /// The example config is one tgsess accepts (no unknown keys, right types).
   @Test func exampleConfigIsAccepted() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     #expect(try runTgsess(["init", "--root", fixture.root]).status == 0)
     let result = try runTgsess(["status", "--config", Self.cronDirectory + "/tgsess.toml", "--root", fixture.root])
     #expect(result.status == 0, "\(result.stderr)")
