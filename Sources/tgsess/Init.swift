@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Jobs
 
 struct Init: ParsableCommand {
@@ -12,14 +13,19 @@ struct Init: ParsableCommand {
         $ tgsess init --root /srv/bot
         $ TGSESS_FERNET_KEYS=... tgsess init     # the bot already has a Fernet key
 
-      EXIT STATUS: 0 ok · 1 failed · 75 lock held
+      EXIT STATUS: 0 ok · 1 failed · 64 usage · 75 lock held
       """)
 
   @OptionGroup var global: GlobalOptions
+  @Option(help: "Seconds to wait for the deployment lock.") var lockWait = 0
+
+  func validate() throws {
+    if lockWait < 0 { throw ValidationError("--lock-wait must be 0 or more seconds. Try: --lock-wait 600") }
+  }
 
   func run() throws {
     let (deployment, logger) = try global.setUp()
-    let result = try InitJob.run(deployment, logger: logger)
+    let result = try InitJob.run(deployment, options: InitOptions(lockWait: TimeInterval(lockWait)), logger: logger)
     if global.json { return try Output.json(result) }
     Output.line("deployment \(result.root)")
     for directory in result.directoriesCreated { Output.line("  created \(directory)/") }
