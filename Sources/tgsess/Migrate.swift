@@ -6,17 +6,17 @@ struct Migrate: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Bring the bot database to the current schema and encrypt its secrets.",
     discussion: """
-      Takes a safety copy first: a full snapshot (the database through SQLite's online backup
-      API, and the session files), encrypted with age like every archive, reason "Before
-      migrate"; `tgsess list` shows it, `tgsess restore ID` brings it back, and prune keeps or
-      removes it by the full-snapshot policy. No plaintext copy is ever written: without an age
-      recipient migrate refuses (run tgsess init, which creates the keys first). A plaintext copy
-      an earlier version left in backups/pre-migrate/ is encrypted into such an archive and
-      removed. Then each pending migration is applied in its own transaction, and plaintext
-      session_string and api_hash values are encrypted as Fernet tokens in one transaction. Other
-      tables of the bot are untouched. A database made by a newer tgsess is refused, never
-      downgraded. The seed's own backup copies (data/telegram_bot.db.backup_* and
-      sessions/*.session.backup) are imported as encrypted archives with reason "Imported", once
+      Takes a safety copy first: a full snapshot (the database through SQLite's online backup \
+      API, and the session files), encrypted with age like every archive, reason "Before \
+      migrate"; `tgsess list` shows it, `tgsess restore ID` brings it back, and prune keeps or \
+      removes it by the full-snapshot policy. No plaintext copy is ever written: without an age \
+      recipient migrate refuses (run tgsess init, which creates the keys first). A plaintext copy \
+      an earlier version left in backups/pre-migrate/ is encrypted into such an archive and \
+      removed. Then each pending migration is applied in its own transaction, and plaintext \
+      session_string and api_hash values are encrypted as Fernet tokens in one transaction. Other \
+      tables of the bot are untouched. A database made by a newer tgsess is refused, never \
+      downgraded. The seed's own backup copies (data/telegram_bot.db.backup_* and \
+      sessions/*.session.backup) are imported as encrypted archives with reason "Imported", once \
       each, dated when they were made; the files stay.
 
         $ tgsess migrate --dry-run

@@ -6,22 +6,22 @@ struct Recover: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Recover sessions with the three strategies: session string, session file, backups.",
     discussion: """
-      For each user: (1) rebuild a missing or broken session file from the database's session
-      string; (2) keep a valid file and store its string when the database's is missing or stale;
-      (3) repair from the newest valid backup (per-user archives, full snapshots, session_backups
-      rows, the .session.backup file). A result is accepted only if it validates. Healthy users
-      are left alone; nothing is ever deleted (a broken file is moved aside). Each recovered user
+      For each user: (1) rebuild a missing or broken session file from the database's session \
+      string; (2) keep a valid file and store its string when the database's is missing or stale; \
+      (3) repair from the newest valid backup (per-user archives, full snapshots, session_backups \
+      rows, the .session.backup file). A result is accepted only if it validates. Healthy users \
+      are left alone; nothing is ever deleted (a broken file is moved aside). Each recovered user \
       gets a "Post successful recovery" backup.
 
-      --dry-run prints, user by user, the strategy that would be used, its source, and the files
+      --dry-run prints, user by user, the strategy that would be used, its source, and the files \
       that would be written and moved aside, and changes nothing.
 
-      Archives are opened with keys/age-identity.txt, or with --identity FILE when the identity is
-      kept off the host. A missing Fernet key (keys/fernet.keys, or TGSESS_FERNET_KEYS) or a
-      missing identity that a user's only backups need fails the run once, naming what to
+      Archives are opened with keys/age-identity.txt, or with --identity FILE when the identity is \
+      kept off the host. A missing Fernet key (keys/fernet.keys, or TGSESS_FERNET_KEYS) or a \
+      missing identity that a user's only backups need fails the run once, naming what to \
       restore; it is never a verdict on the user.
 
-      Recover refuses while the bot runs, and refuses to replace a session file that a process
+      Recover refuses while the bot runs, and refuses to replace a session file that a process \
       has open or holds an SQLite lock on (naming its pid and command); stop it first. \(LiveOwnerRefusal.forceRisk).
 
         $ tgsess recover --user 42

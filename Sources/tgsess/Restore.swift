@@ -6,13 +6,13 @@ struct Restore: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Restore one user, a whole deployment, or a drill copy from an archive.",
     discussion: """
-      The archive is decrypted and extracted into a staging directory and checked in full (every
-      SHA-256, every SQLite file's integrity, no unsafe entries) before anything changes. Before
-      live data changes, what is about to be replaced is backed up ("Before restore") and its id
+      The archive is decrypted and extracted into a staging directory and checked in full (every \
+      SHA-256, every SQLite file's integrity, no unsafe entries) before anything changes. Before \
+      live data changes, what is about to be replaced is backed up ("Before restore") and its id \
       printed, so a restore can itself be undone.
 
-      A restore into the live deployment refuses while the bot runs (runner lock, active systemd
-      unit, hot journal) and while any process has a file it replaces open or holds an SQLite lock
+      A restore into the live deployment refuses while the bot runs (runner lock, active systemd \
+      unit, hot journal) and while any process has a file it replaces open or holds an SQLite lock \
       on it (the refusal names the pid and command). Stop them first. \(LiveOwnerRefusal.forceRisk).
 
         $ tgsess restore latest --user 42                 # that user's newest backup
