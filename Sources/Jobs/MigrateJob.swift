@@ -101,6 +101,9 @@ public enum MigrateJob {
       // Keys first: a bad key refuses before anything, the lock file included, is touched.
       let fernet = try KeyStore.loadFernet(deployment)
       let recipients = try KeyStore.loadRecipients(deployment)
+      if recipients.isEmpty, !options.isDryRun, exists {
+        try refuseWithoutRecipient(deployment, options: options, fernet: fernet)
+      }
       let lock =
         options.isDryRun
         ? nil : try DeploymentLock.acquire(path: deployment.lockPath, command: "migrate", wait: options.lockWait)
@@ -126,13 +129,9 @@ public enum MigrateJob {
       let plaintextCopies = try PlaintextSafetyCopies.find(deployment)
       // The safety copy holds every secret (plaintext ones in a legacy database): it is an
       // encrypted archive or nothing, never a plaintext file.
-      let needsCopy = result.hasDatabaseChanges && !status.isEmpty
+      let needsCopy = needsSafetyCopy(status: status, secrets: secrets, options: options)
       if (needsCopy || !plaintextCopies.isEmpty), recipients.isEmpty {
-        let error = StoreError.key(
-          path: deployment.ageRecipientsPath,
-          reason: "no age recipient to encrypt the database's safety copy to, and a plaintext copy is never kept",
-          hint:
-            "run tgsess init (it creates the keys before it migrates), or add the recipient of your escrowed identity")
+        let error = noRecipient(deployment)
         guard options.isDryRun else { throw error }
         result.refusal = error.errorDescription
       }
@@ -191,6 +190,34 @@ public enum MigrateJob {
     } catch let error as StoreError {
       throw JobError.store(context: "migrate", underlying: error)
     }
+  }
+
+  /// Whether the run changes an existing database, so that it takes a safety copy first.
+  static func needsSafetyCopy(status: BotSchema.Status, secrets: BotDatabase.SecretCensus, options: MigrateOptions)
+    -> Bool
+  {
+    !status.isEmpty
+      && (!status.pending.isEmpty || secrets.plaintext > 0 || (options.rotateKey && secrets.underOlderKey > 0))
+  }
+
+  static func noRecipient(_ deployment: Deployment) -> StoreError {
+    StoreError.key(
+      path: deployment.ageRecipientsPath,
+      reason: "no age recipient to encrypt the database's safety copy to, and a plaintext copy is never kept",
+      hint: "run tgsess init (it creates the keys before it migrates), or add the recipient of your escrowed identity")
+  }
+
+  /// Before the lock file is touched: a run that would need a safety copy (or has plaintext
+  /// copies to encrypt) and has no recipient refuses, reading the database only.
+  /// - Throws: `noRecipient`, or `StoreError` when the database cannot be read.
+  static func refuseWithoutRecipient(_ deployment: Deployment, options: MigrateOptions, fernet: Fernet?) throws {
+    let database = try BotDatabase(
+      path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
+    defer { database.close() }
+    let needsCopy = needsSafetyCopy(
+      status: try database.schemaStatus(), secrets: try database.secretCensus(fernet: fernet), options: options)
+    let plaintextCopies = try PlaintextSafetyCopies.find(deployment)
+    if needsCopy || !plaintextCopies.isEmpty { throw noRecipient(deployment) }
   }
 
   /// Takes the safety copy: a full snapshot (database and session files) with reason "Before
@@ -274,8 +301,19 @@ public enum MigrateJob {
   ) throws {
     let recipients = try KeyStore.loadRecipients(deployment)
     guard !recipients.isEmpty else {
-      result.importNote =
-        "\(files.count) legacy backup file(s) not imported: no age recipient to encrypt them to (run tgsess init)"
+      // Only the ones not imported yet wait.
+      var waiting = 0
+      for file in files {
+        if try database.importedArchiveID(sha256: try FileSystem.sha256(ofFile: file.path)) != nil {
+          result.alreadyImported += 1
+        } else {
+          waiting += 1
+        }
+      }
+      if waiting > 0 {
+        result.importNote =
+          "\(waiting) legacy backup file(s) not imported: no age recipient to encrypt them to (run tgsess init)"
+      }
       return
     }
     let identities = FileSystem.exists(deployment.ageIdentityPath) ? try KeyStore.loadIdentities(deployment) : []

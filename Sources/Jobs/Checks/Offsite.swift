@@ -1,7 +1,7 @@
 import Foundation
 import Store
 
-/// One remote as check saw it, for the metrics (`tgsess_remote_*`).
+/// One remote as check saw it, for the metrics (`tgsess_check_remote_*`).
 public struct RemoteSummary: Codable, Sendable, Equatable {
   public var name: String
   /// Local archives the remote lacked at its last listing (all of them when never pushed); nil
