@@ -209,6 +209,8 @@ public enum RecoverJob {
       let fernet = try KeyStore.loadFernet(deployment)
       try requireFernet(fernet, deployment: deployment, database: database)
       let users = try users(deployment, database: database, options: options)
+      // Who has a session file open, read once; each file's locks are probed when it is replaced.
+      let openFiles = options.isForced ? nil : LiveOwnerGuard.openFiles(users.map(deployment.sessionPath))
       let planner = Planner(
         deployment: deployment, database: database, fernet: fernet, identities: identities,
         announcesBackupSearch: { userID in
@@ -216,7 +218,7 @@ public enum RecoverJob {
         })
       let executor = Executor(
         deployment: deployment, database: database, fernet: fernet, logger: logger, progress: progress,
-        isForced: options.isForced)
+        openFiles: openFiles)
       var results: [UserRecovery] = []
       for userID in users {
         var outcome = try executor.carryOut(try planner.plan(userID: userID), planner: planner)
@@ -542,8 +544,9 @@ public enum RecoverJob {
     let fernet: Fernet?
     let logger: Logger
     let progress: (@Sendable (RecoverProgress) -> Void)?
-    /// Replace a session file even while a process holds it.
-    let isForced: Bool
+    /// Who had the session files open when the run began; nil when forced (replace a session
+    /// file even while a process holds it).
+    let openFiles: OpenFileTable?
 
     func carryOut(_ decision: Decision, planner: Planner) throws -> UserRecovery {
       let step = decision.step
@@ -638,15 +641,20 @@ public enum RecoverJob {
     /// it would keep writing into the file once it is moved aside.
     /// - Throws: `JobError.refused` naming the process, unless forced.
     func refuseIfHeld(_ path: String, userID: Int64) throws {
-      let holders = LiveOwnerGuard.holders(of: [path])
-      guard !holders.isEmpty else { return }
-      let described = holders.map(\.description).joined(separator: "; ")
-      guard isForced else {
-        throw JobError.refused(
-          "refusing to recover user \(userID) while their session file is in use: \(described); stop that process, then run again (\(LiveOwnerRefusal.forceRisk))"
-        )
+      guard let openFiles else {
+        // Forced: say what is overridden.
+        let holders = LiveOwnerGuard.holders(of: [path])
+        if !holders.isEmpty {
+          let described = holders.map(\.description).joined(separator: "; ")
+          logger.warning("recover forced", metadata: ["user.id": "\(userID)", "evidence": "\(described)"])
+        }
+        return
       }
-      logger.warning("recover forced", metadata: ["user.id": "\(userID)", "evidence": "\(described)"])
+      let holders = LiveOwnerGuard.holders(of: [path], openFiles: openFiles)
+      guard !holders.isEmpty else { return }
+      throw JobError.refused(
+        "refusing to recover user \(userID) while their session file is in use: \(holders.map(\.description).joined(separator: "; ")); stop that process, then run again (\(LiveOwnerRefusal.forceRisk))"
+      )
     }
 
     /// Stores the file's session string in the database (Fernet-encrypted).

@@ -104,6 +104,30 @@ public enum LiveOwnerGuard {
     return reasons
   }
 
+  /// Which processes (other than tgsess) have which of `files` (or their `-journal`, `-wal`,
+  /// `-shm`) open, read from `/proc` once: a job that replaces many files one by one (recover
+  /// --all) scans once and probes each file's locks fresh when it comes to it.
+  public static func openFiles(_ files: [String]) -> OpenFileTable {
+    var targets: [FileID: String] = [:]
+    var fileOf: [String: String] = [:]
+    for file in files {
+      for path in [file] + LiveFiles.sidecarSuffixes.map({ file + $0 }) {
+        if let id = FileID(path: path) {
+          targets[id] = path
+          fileOf[path] = file
+        }
+      }
+    }
+    var table = OpenFileTable()
+    guard !targets.isEmpty else { return table }
+    for (pid, path) in ProcessTable.openFiles(matching: targets)
+    where pid != getpid() && !ProcessTable.isTgsess(pid) {
+      table.holders[fileOf[path] ?? path, default: []].append(
+        LiveFileHolder(pid: pid, command: ProcessTable.command(pid), path: path, hold: .open))
+    }
+    return table
+  }
+
   /// The processes other than this one that hold any of `files`: every process whose open files
   /// (`/proc/<pid>/fd`, where readable) include a file or its `-journal`, `-wal` or `-shm`
   /// (compared by device and inode, so symlinks and bind mounts resolve), and every owner of an
@@ -111,7 +135,8 @@ public enum LiveOwnerGuard {
   /// user). Other tgsess processes (the same executable: a check or backup reading, a watch) are
   /// left out: they write live files only under the deployment lock, which the caller holds.
   /// Nothing is opened for writing and no lock is taken, so the files never change.
-  public static func holders(of files: [String]) -> [LiveFileHolder] {
+  /// - Parameter openFiles: the open files read earlier (`openFiles(_:)`), instead of a new scan.
+  public static func holders(of files: [String], openFiles table: OpenFileTable? = nil) -> [LiveFileHolder] {
     guard !files.isEmpty else { return [] }
     var holders: [LiveFileHolder] = []
     // One entry per process and file: a lock says more than an open descriptor.
@@ -131,22 +156,9 @@ public enum LiveOwnerGuard {
       }
     }
     // 2. Open files: who keeps the file open between transactions (Telethon does).
-    var targets: [FileID: String] = [:]
-    var fileOf: [String: String] = [:]
+    let table = table ?? openFiles(files)
     for file in files {
-      for path in [file] + LiveFiles.sidecarSuffixes.map({ file + $0 }) {
-        if let id = FileID(path: path) {
-          targets[id] = path
-          fileOf[path] = file
-        }
-      }
-    }
-    if !targets.isEmpty {
-      for (pid, path) in ProcessTable.openFiles(matching: targets) {
-        add(
-          LiveFileHolder(pid: pid, command: ProcessTable.command(pid), path: path, hold: .open),
-          file: fileOf[path] ?? path)
-      }
+      for holder in table.holders[file] ?? [] { add(holder, file: file) }
     }
     return holders
   }
@@ -167,6 +179,11 @@ public enum LiveOwnerGuard {
     process.waitUntilExit()
     return process.terminationStatus == 0
   }
+}
+
+/// The processes that had live files open when `LiveOwnerGuard.openFiles` looked, by file.
+public struct OpenFileTable: Sendable {
+  var holders: [String: [LiveFileHolder]] = [:]
 }
 
 /// A file's identity: device and inode.
