@@ -214,8 +214,10 @@ public enum MigrateJob {
     let database = try BotDatabase(
       path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
     defer { database.close() }
-    let needsCopy = needsSafetyCopy(
-      status: try database.schemaStatus(), secrets: try database.secretCensus(fernet: fernet), options: options)
+    let secrets = try database.secretCensus(fernet: fernet)
+    // A missing Fernet key is the first thing to fix; the run reports it.
+    if secrets.plaintext > 0, fernet == nil { return }
+    let needsCopy = needsSafetyCopy(status: try database.schemaStatus(), secrets: secrets, options: options)
     let plaintextCopies = try PlaintextSafetyCopies.find(deployment)
     if needsCopy || !plaintextCopies.isEmpty { throw noRecipient(deployment) }
   }
