@@ -7,9 +7,11 @@ public struct RecoverOptions: Sendable {
   /// One user, or nil for every user (rows and files).
   public var userID: Int64?
   /// Recover although the bot seems to run or a process holds a session file to be replaced
-  /// (the bot runner itself calls the job in-process; `LiveOwnerRefusal.forceRisk` says what
-  /// this risks).
+  /// (`LiveOwnerRefusal.forceRisk` says what this risks).
   public var isForced: Bool
+  /// The bot runner calls the job in-process: its own runner lock and the bot's unit are not
+  /// evidence against it, but a process holding a file to be replaced still is.
+  public var isBotRunner: Bool
   /// Seconds to wait for the deployment lock.
   public var lockWait: TimeInterval
   /// Take a "Post successful recovery" backup of each recovered user.
@@ -18,11 +20,12 @@ public struct RecoverOptions: Sendable {
   public var identityPath: String?
 
   public init(
-    userID: Int64? = nil, isForced: Bool = false, lockWait: TimeInterval = 0, backsUpRecovered: Bool = true,
-    identityPath: String? = nil
+    userID: Int64? = nil, isForced: Bool = false, isBotRunner: Bool = false, lockWait: TimeInterval = 0,
+    backsUpRecovered: Bool = true, identityPath: String? = nil
   ) {
     self.userID = userID
     self.isForced = isForced
+    self.isBotRunner = isBotRunner
     self.lockWait = lockWait
     self.backsUpRecovered = backsUpRecovered
     self.identityPath = identityPath
@@ -184,7 +187,7 @@ public enum RecoverJob {
     progress: (@Sendable (RecoverProgress) -> Void)? = nil
   ) throws -> RecoverResult {
     do {
-      if !options.isForced {
+      if !options.isForced, !options.isBotRunner {
         let evidence = LiveOwnerGuard.evidence(
           deployment, files: [], replacing: [], systemdUnit: deployment.config.check?.botUnit)
         if !evidence.isEmpty {

@@ -252,10 +252,13 @@ enum ProcessTable {
     return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
   }
 
-  /// Whether `pid` runs the same executable as this process (another tgsess run).
+  /// Whether `pid` runs tgsess: this process's executable, or `tgsess`/`tgsess-bot` installed
+  /// beside it (a check, backup or watch reading the file, or the bot runner's own job).
   static func isTgsess(_ pid: Int32) -> Bool {
     guard pid > 0, let own = ownExecutable, let other = executable(pid) else { return false }
-    return other == own
+    if other == own { return true }
+    let directory = FileSystem.parentDirectory(of: own)
+    return ["tgsess", "tgsess-bot"].contains { directory + "/" + $0 == other }
   }
 }
 
