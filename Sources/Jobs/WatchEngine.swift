@@ -52,11 +52,11 @@ final class WatchEngine {
   var result = WatchResult()
   var isStateDirty = false
   var lastStateSave: TimeInterval = 0
-  var lastHeartbeat = -Double.infinity
-  var lastMetricsWrite = -Double.infinity
+  var lastHeartbeat: TimeInterval = 0
+  var lastMetricsWrite: TimeInterval = 0
   var areMetricsDirty = true
   var databaseDirtyAt: TimeInterval?
-  var lastRowScan = -Double.infinity
+  var lastRowScan: TimeInterval = 0
   var databaseRetryAt: TimeInterval?
   var databaseFailures = 0
   var databaseError: String?
@@ -150,7 +150,10 @@ final class WatchEngine {
   /// The daemon loop: wait, handle events, judge due users, report.
   private func loop(inotify: Inotify) throws {
     while !stop.isRequested {
-      let timeout = nextDeadline().map { max(0, Int((($0 - Self.now()) * 1000).rounded(.up))) }
+      let timeout = nextDeadline().map { deadline -> Int in
+        let milliseconds = ((deadline - Self.now()) * 1000).rounded(.up)
+        return milliseconds.isFinite ? Int(max(0, min(milliseconds, 3_600_000))) : 0
+      }
       let wakeup: Inotify.Wakeup
       do { wakeup = try inotify.wait(timeoutMS: timeout, wake: stop.wake) } catch let error as StoreError {
         throw JobError.store(context: "watch", underlying: error)
@@ -451,7 +454,16 @@ final class WatchEngine {
 
   /// Reads the user's session file (through the stamp cache) and takes the row from the last
   /// read of the database.
-  func readCurrent(_ userID: Int64) -> Reading {
+  /// The row part comes from a fresh read of the user's row (a primary-key lookup), unless
+  /// `isRowFresh` says the last full read is current (a scan).
+  func readCurrent(_ userID: Int64, isRowFresh: Bool = false) -> Reading {
+    if !isRowFresh {
+      do { try refreshRow(userID) } catch let error as StoreError {
+        return .retry(error.errorDescription ?? "\(error)")
+      } catch {
+        return .retry("\(error)")
+      }
+    }
     let path = deployment.sessionPath(userID: userID)
     var record = users[userID] ?? WatchUserRecord()
     let wasFileSeen = record.file != nil || record.stamp != nil || reported[userID] != nil
@@ -469,21 +481,25 @@ final class WatchEngine {
           switch problem {
           case .missingFile:
             file = .absent
+            record.stamp = nil
           case .locked:
             return .retry("\(path): \(problem.description)")
           default:
             file = .invalid("\(path): \(problem.description)")
+            record.file = nil
+            record.stamp = stamp
           }
-          record.file = nil
-          record.stamp = problem == .missingFile ? nil : stamp
         } catch {
           file = .invalid("\(path): \(error)")
           record.file = nil
         }
       }
-    } else {
-      file = FileSystem.exists(path) ? .invalid("\(path): not a regular file") : .absent
+    } else if FileSystem.exists(path) {
+      file = .invalid("\(path): not a regular file")
       record.file = nil
+    } else {
+      // The last identity stays known (and saved), so a vanished file is still reported after a restart.
+      file = .absent
       record.stamp = nil
     }
     if users[userID] != record {
@@ -494,6 +510,39 @@ final class WatchEngine {
       CurrentIdentity(
         file: file, row: record.row, hasRow: rowUsers.contains(userID), isLoggedOut: loggedOut.contains(userID),
         wasFileSeen: wasFileSeen))
+  }
+
+  /// Reads one user's row now and updates what watch knows of it.
+  /// - Returns: the row's digest (nil without a row).
+  /// - Throws: `StoreError` when the database cannot be read.
+  @discardableResult
+  func refreshRow(_ userID: Int64) throws -> String? {
+    let row = try rowsReader.row(userID: userID)
+    var record = users[userID] ?? WatchUserRecord()
+    if let row {
+      rowUsers.insert(userID)
+      if row.isLoggedOut { loggedOut.insert(userID) } else { loggedOut.remove(userID) }
+      let digest = row.digest
+      if record.rowDigest != digest || (record.row == nil && row.sessionString != nil) {
+        var (identity, isUndecryptable) = RowIdentity.of(
+          sessionString: row.sessionString, apiID: row.apiID, fernet: fernet)
+        if isUndecryptable, loadFernet(force: false) {
+          identity = RowIdentity.of(sessionString: row.sessionString, apiID: row.apiID, fernet: fernet).identity
+        }
+        record.rowDigest = digest
+        record.row = identity
+      }
+    } else {
+      rowUsers.remove(userID)
+      loggedOut.remove(userID)
+      record.rowDigest = nil
+      record.row = nil
+    }
+    if users[userID] != record {
+      users[userID] = record
+      isStateDirty = true
+    }
+    return record.rowDigest
   }
 
   /// What the user's newest per-user archive holds: watch's own knowledge when it is the archive
@@ -522,6 +571,7 @@ final class WatchEngine {
       if stop.isRequested { return }
       process(userID)
     }
+    areMetricsDirty = true
   }
 
   /// Judges one user and acts on the verdict.
@@ -577,6 +627,11 @@ final class WatchEngine {
       pending[userID] = nil
       failing[userID] = nil
       clearProblem(userID)
+      if let record = users[userID], record.file != nil || record.stamp != nil {
+        users[userID]?.file = nil
+        users[userID]?.stamp = nil
+        isStateDirty = true
+      }
     case .archive(let reason, let detail):
       clearProblem(userID)
       archive(userID, reason: reason, detail: detail, current: current, entry: &entry)
@@ -601,7 +656,11 @@ final class WatchEngine {
       userID: userID, reason: reason, isEncrypted: options.isEncrypted, lockWait: 0, zstdLevel: options.zstdLevel,
       includesChangedUsers: false, pushesOffsite: false)
     do {
+      let rowBefore = users[userID]?.rowDigest
       let done = try BackupJob.run(deployment, options: backup, logger: jobLogger)
+      // The row the archive holds is the one read before only if it is still the same after.
+      let rowAfter = try? refreshRow(userID)
+      let isRowKnown = rowAfter == rowBefore
       guard let summary = done.archives.first else {
         retry(userID, &entry, message: "user \(userID): the backup wrote no archive")
         return
@@ -621,9 +680,13 @@ final class WatchEngine {
       }
       record.archivedID = summary.id
       record.archivedFile = file
-      record.archivedRow = current.row
+      record.archivedRow = isRowKnown ? current.row : nil
       users[userID] = record
       isStateDirty = true
+      if !isRowKnown {
+        // The row changed while it was archived: judge the user again once it settles.
+        touch(userID, now: Self.now(), wall: entry.changedAt)
+      }
       let seconds = entry.changedAt.map { now.timeIntervalSince($0) }
       metrics.recordArchive(reason: reason, secondsFromChange: seconds, at: now)
       let written1000 = WatchArchive(
@@ -778,10 +841,9 @@ final class WatchEngine {
         record.file = identity
       case .failure(let error):
         // Judged one by one below (reported, or retried when only locked).
-        record.stamp = nil
-        record.file = nil
-        retryUsers.append(userID)
         _ = error
+        record.stamp = nil
+        retryUsers.append(userID)
       }
       users[userID] = record
       isStateDirty = true
@@ -810,7 +872,8 @@ final class WatchEngine {
         queued += 1
         continue
       }
-      guard case .current(let current) = readCurrent(userID), case .success(let newestID) = newest[index],
+      guard case .current(let current) = readCurrent(userID, isRowFresh: databaseError == nil),
+        case .success(let newestID) = newest[index],
         let archived = try? archivedIdentity(userID, newestID: .some(newestID))
       else {
         queue(userID, now: now)

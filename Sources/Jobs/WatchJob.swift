@@ -46,7 +46,7 @@ public struct WatchOptions: Sendable {
   /// The options from the configuration, overridden by what the caller passes.
   public init(
     config: Config, isOnce: Bool = false, metricsPath: String? = nil, pingURL: String? = nil,
-    pingTimeout: TimeInterval = 10, lockWait: TimeInterval? = nil
+    pingTimeout: TimeInterval = 10, lockWait: TimeInterval? = nil, retryBase: TimeInterval? = nil
   ) {
     let section = config.watch
     self.isOnce = isOnce
@@ -60,6 +60,11 @@ public struct WatchOptions: Sendable {
     isEncrypted = config.backup?.encrypt ?? true
     zstdLevel = config.backup?.zstdLevel ?? 3
     self.lockWait = lockWait ?? TimeInterval(config.backup?.lockWait ?? 0)
+    if let retryBase {
+      self.retryBase = retryBase
+      pushRetryBase = retryBase
+      pushRetryCap = max(retryBase, 1)
+    }
   }
 }
 

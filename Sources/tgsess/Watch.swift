@@ -35,6 +35,8 @@ struct Watch: ParsableCommand {
   @Option(help: "With --once: seconds queued work may wait for the deployment lock (default [backup] lock_wait, 0).")
   var lockWait: Int?
   @OptionGroup(title: "Monitoring") var monitoring: MonitoringOptions
+  /// Test knob: the first retry wait of archives and copies, in milliseconds.
+  @Option(name: .customLong("retry-base-ms"), help: .hidden) var retryBaseMS: Int?
 
   func validate() throws {
     try monitoring.validate()
@@ -51,7 +53,7 @@ struct Watch: ParsableCommand {
       config: deployment.config, isOnce: once, metricsPath: monitoring.prometheus,
       pingURL: monitoring.pingURL ?? environment["TGSESS_PING_URL"].flatMap { $0.isEmpty ? nil : $0 },
       pingTimeout: environment["TGSESS_PING_TIMEOUT"].flatMap(Double.init) ?? Ping.defaultTimeout,
-      lockWait: lockWait.map(TimeInterval.init))
+      lockWait: lockWait.map(TimeInterval.init), retryBase: retryBaseMS.map { TimeInterval($0) / 1000 })
     let stop = try StopRequest()
     stop.trapTerminationSignals()
     let result = try WatchJob.run(deployment, options: options, logger: logger, stop: stop)

@@ -84,21 +84,39 @@ public final class UserRowsReader: @unchecked Sendable {
       defer { try? connection.execChecked("COMMIT") }
       let columns = try connection.tableColumnsChecked("user_sessions")
       guard columns.contains("user_id") else { return [] }
-      let apiID = columns.contains("api_id") ? "api_id" : "NULL"
-      let string = columns.contains("session_string") ? "session_string" : "NULL"
-      let status = columns.contains("status") ? "status" : "'active'"
-      let statement = try connection.prepareChecked("SELECT user_id, \(apiID), \(string), \(status) FROM user_sessions")
+      let statement = try connection.prepareChecked(Self.select(columns))
       var rows: [UserSessionRow] = []
-      while try statement.stepChecked() {
-        let text = statement.text(2)
-        rows.append(
-          UserSessionRow(
-            userID: statement.int64(0), apiID: statement.isNull(1) ? nil : statement.int64(1),
-            sessionString: text.flatMap { $0.isEmpty ? nil : SecretText($0) },
-            isLoggedOut: statement.text(3) == "logged_out"))
-      }
+      while try statement.stepChecked() { rows.append(Self.row(statement)) }
       return rows
     }
+  }
+
+  /// The row of one user, read now (a primary-key lookup); nil when the user has none.
+  /// - Throws: `StoreError.database` / `StoreError.missing`.
+  public func row(userID: Int64) throws -> UserSessionRow? {
+    let connection = try open()
+    return try connection.translating {
+      let columns = try connection.tableColumnsChecked("user_sessions")
+      guard columns.contains("user_id") else { return nil }
+      let statement = try connection.prepareChecked(Self.select(columns) + " WHERE user_id = ?")
+      try statement.bind(userID, at: 1)
+      return try statement.stepChecked() ? Self.row(statement) : nil
+    }
+  }
+
+  /// The SELECT of the columns watch reads, for the columns the table has.
+  static func select(_ columns: [String]) -> String {
+    let apiID = columns.contains("api_id") ? "api_id" : "NULL"
+    let string = columns.contains("session_string") ? "session_string" : "NULL"
+    let status = columns.contains("status") ? "status" : "'active'"
+    return "SELECT user_id, \(apiID), \(string), \(status) FROM user_sessions"
+  }
+
+  static func row(_ statement: SQLiteStatement) -> UserSessionRow {
+    let text = statement.text(2)
+    return UserSessionRow(
+      userID: statement.int64(0), apiID: statement.isNull(1) ? nil : statement.int64(1),
+      sessionString: text.flatMap { $0.isEmpty ? nil : SecretText($0) }, isLoggedOut: statement.text(3) == "logged_out")
   }
 
   /// Closes the connection; the next call reopens it.
