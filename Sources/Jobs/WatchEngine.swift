@@ -392,6 +392,12 @@ final class WatchEngine {
         }
       }
       hasReadRows = true
+      logger.debug(
+        "rows read",
+        metadata: [
+          "rows": "\(rows.count)", "changed": "\(Set(changed).count)",
+          "duration_ms": "\(String(format: "%.1f", (Self.now() - now) * 1000))",
+        ])
       return Array(Set(changed))
     } catch let error as StoreError {
       databaseFailed(error.errorDescription ?? "\(error)")
@@ -800,6 +806,12 @@ final class WatchEngine {
     rowsReader.invalidate()
     rowKeys = [:]
     refreshRows()
+    var phases: [(String, TimeInterval)] = [("rows", Self.now() - started)]
+    var cpu: [(String, Double)] = [("rows", Double(clock()) / Double(CLOCKS_PER_SEC))]
+    func phase(_ name: String) {
+      phases.append((name, Self.now() - started - phases.map(\.1).reduce(0, +)))
+      cpu.append((name, Double(clock()) / Double(CLOCKS_PER_SEC)))
+    }
     let fileUsers: [Int64]
     do { fileUsers = try deployment.sessionFileUserIDs() } catch let error as StoreError {
       logger.error("cannot list session files; retrying", metadata: ["error": "\(error.errorDescription ?? "")"])
@@ -830,6 +842,7 @@ final class WatchEngine {
           return (stamp, .failure(.session(object: path, reason: .unreadable("\(error)"))))
         }
       }) ?? []
+    phase("files")
     var retryUsers: [Int64] = []
     for (index, (stamp, read)) in reads.enumerated() {
       let userID = fileUsers[index]
@@ -863,6 +876,7 @@ final class WatchEngine {
           return .failure(.io(path: repository.userDirectory(ordered[index]), operation: "list", errno: EIO))
         }
       }) ?? []
+    phase("archives")
     let now = Self.now()
     let retrySet = Set(retryUsers)
     var queued = 0
@@ -889,6 +903,13 @@ final class WatchEngine {
         apply(verdict, userID: userID, current: current, archived: archived, entry: &entry)
       }
     }
+    phase("judge")
+    logger.debug(
+      "scan phases",
+      metadata: [
+        "ms": "\(phases.map { "\($0.0)=\(Int($0.1 * 1000))" }.joined(separator: ","))",
+        "cpu": "\(cpu.map { "\($0.0)=\(Int($0.1 * 1000))" }.joined(separator: ","))",
+      ])
     result.usersScanned += ordered.count
     metrics.lastScanSeconds = Self.now() - started
     logger.notice(
@@ -953,7 +974,12 @@ final class WatchEngine {
         if pushErrors.removeValue(forKey: outcome.remote) != nil {
           logger.notice("remote reachable again", metadata: ["remote": "\(outcome.remote)"])
         }
-        var metadata: Logger.Metadata = ["remote": "\(outcome.remote)", "archives": "\(archives)"]
+        let ids = outcome.pushes.compactMap { push in
+          push.files.lazy.compactMap { ArchiveName.parse(fileName: ($0 as NSString).lastPathComponent)?.id }.first
+        }
+        var metadata: Logger.Metadata = [
+          "remote": "\(outcome.remote)", "archives": "\(archives)", "archive.ids": "\(ids.joined(separator: ","))",
+        ]
         if let worst = seconds.max() { metadata["change_to_remote_ms"] = "\(Int(worst * 1000))" }
         logger.info("copied offsite", metadata: metadata)
       }

@@ -378,6 +378,33 @@ import Testing
     #expect(watch.stderr.contains("tgsess: watch: \(fleet.sessionsDirectory): not found"), "\(watch.stderr)")
   }
 
+  // MARK: - Monitoring
+
+  /// The pings (start, a heartbeat, the exit status) and a textfile node_exporter itself accepts.
+  @Test func pingsAndATextfileNodeExporterReads() throws {
+    let server = try PingServer()
+    let textfiles = try TemporaryDirectory("watch-textfile")
+    let prom = textfiles.file("tgsess_watch.prom")
+    let fleet = try Self.fleet(users: 3, config: "[watch]\nheartbeat_seconds = 1\n")
+    let user = try fleet.userIDs()[0]
+    let watch = try WatchProcess(fleet, ["--prometheus", prom, "--ping-url", server.url])
+    try fleet.loginWithTelethon([user])
+    try waitUntil("a heartbeat ping after the archive") {
+      try server.requests().contains { $0.path == PingServer.checkPath + "/0" && $0.body.contains("1 archived") }
+    }
+    #expect(watch.terminate() == 0)
+    let requests = try server.requests()
+    #expect(requests.first?.path == PingServer.checkPath + "/start")
+    #expect(requests.last?.path == PingServer.checkPath + "/0")
+    #expect(Set(requests.compactMap { $0.parameter("rid") }).count == 1, "one run id for the whole run")
+    #expect(!watch.stderr.contains(PingServer.checkPath), "the ping URL is a credential")
+    let exporter = try NodeExporter(directory: textfiles.path)
+    let scraped = try exporter.scrape()
+    #expect(scraped.contains("tgsess_watch_identities_archived_total{reason=\"New login\"} 1"), "\(scraped)")
+    #expect(scraped.contains("\nnode_textfile_scrape_error 0\n"))
+    #expect(try fleet.leakedSecrets() == [])
+  }
+
   // MARK: - Retention
 
   /// A storm of re-logins: prune keeps 5 per user and never the newest verified archive away.
