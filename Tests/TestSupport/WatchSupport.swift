@@ -48,11 +48,11 @@ public final class WatchProcess: @unchecked Sendable {
     stderr.split(separator: "\n").map(String.init).filter { $0.contains(text) }
   }
 
-  /// Sends SIGTERM, waits for the exit, keeps the output for the secret scan.
+  /// Sends `signal` (SIGTERM), waits for the exit, keeps the output for the secret scan.
   /// - Returns: the exit status.
   @discardableResult
-  public func terminate() -> Int32 {
-    process.kill(SIGTERM)
+  public func terminate(_ signal: Int32 = SIGTERM) -> Int32 {
+    process.kill(signal)
     let status = process.wait().status
     fleet.keep(process)
     return status

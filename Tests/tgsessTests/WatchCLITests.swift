@@ -176,7 +176,7 @@ import Testing
   }
 
   /// SIGTERM right after a login: exit 0 with nothing half-written, and the login is archived by
-  /// this run or by the next start.
+  /// this run or by the next start (stopped with SIGINT, also 0).
   @Test func sigtermExitsZeroAndTheNextStartHasNothingToRedo() throws {
     let fleet = try Self.fleet(users: 3)
     let user = try fleet.userIDs()[0]
@@ -189,7 +189,7 @@ import Testing
     let again = try WatchProcess(fleet, ["--prometheus", Self.prom(fleet)])
     try Self.waitForArchives(fleet, user, count: before + 1)
     try Self.waitIdle(fleet)
-    #expect(again.terminate() == 0)
+    #expect(again.terminate(SIGINT) == 0)
     #expect(try fleet.userArchives(user).count == before + 1)
     // A third start finds everything archived.
     let once = try fleet.tgsess(["watch", "--once", "--json"])
@@ -346,6 +346,72 @@ import Testing
     #expect(watch.lines(containing: "copy to remote failed").count == 1, "one line, not one per attempt")
     #expect(watch.lines(containing: "remote reachable again").count == 1)
     #expect(try Self.metric(fleet, "tgsess_watch_remote_ok") == 1)
+  }
+
+  /// A full disk under the archives: one line, watch keeps running, and the archive is written
+  /// once there is room again.
+  @Test func aFullDiskIsOneLineAndTheArchiveFollowsWhenThereIsRoom() throws {
+    let fleet = try FleetDeployment(users: 3)
+    let mount = try TmpfsMount(at: fleet.backupsDirectory, sizeKiB: 8 * 1024)
+    defer { mount.unmount() }
+    #expect(try fleet.tgsess(["backup"]).status == 0)
+    let user = try fleet.userIDs()[0]
+    let before = try fleet.userArchives(user).count
+    let watch = try WatchProcess(fleet, ["--prometheus", Self.prom(fleet), "--retry-base-ms", "200"])
+    // Fill the disk but for a few KiB.
+    let filler = mount.path + "/filler"
+    try runProcess("/bin/dd", ["if=/dev/zero", "of=\(filler)", "bs=4k", "count=\(max(1, mount.freeBytes / 4096 - 2))"])
+    try fleet.loginWithTelethon([user])
+    try waitUntil("the disk-full line") { !watch.lines(containing: "no space left on device").isEmpty }
+    #expect(watch.process.isRunning)
+    #expect(try fleet.userArchives(user).count == before)
+    #expect(unlink(filler) == 0)
+    try Self.waitForArchives(fleet, user, count: before + 1)
+    #expect(watch.terminate() == 0)
+    let failures = watch.lines(containing: "cannot archive user yet")
+    #expect(failures.count == 1, "one line, not one per attempt: \(failures)")
+    #expect(try Self.leftovers(fleet) == [])
+  }
+
+  /// A session file watch may not read (owned by another user, mode 0600) is one line and never
+  /// archived; made readable again, it is judged as usual. (watch runs as nobody here: root
+  /// reads any file.)
+  @Test func aFileWatchCannotReadIsReportedAndWatchKeepsRunning() throws {
+    let fleet = try Self.fleet(users: 3)
+    let users = try fleet.userIDs()
+    let (locked, other) = (users[0], users[1])
+    try runProcess("/bin/chmod", ["0711", (fleet.root as NSString).deletingLastPathComponent])
+    #expect(try runProcess("/bin/chown", ["-R", "nobody:nogroup", fleet.root]).status == 0)
+    #expect(try runProcess("/bin/chown", ["root:root", fleet.sessionPath(locked)]).status == 0)
+    let prom = Self.prom(fleet)
+    // setpriv execs tgsess itself as nobody, so the signal below reaches watch and no wrapper.
+    let process = try BackgroundProcess(
+      "/usr/bin/setpriv",
+      [
+        "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", TestEnvironment.productPath("tgsess"), "watch",
+        "--root", fleet.root, "--prometheus", prom,
+      ])
+    defer { if process.isRunning { process.kill() } }
+    try waitUntil("watch's scan") {
+      guard process.isRunning else { throw TestHelperError("watch exited: \(process.stderr)") }
+      return process.stderr.contains("scan done")
+    }
+    let before = try fleet.userArchives(other).count
+    try waitUntil("the unreadable file reported") {
+      process.stderr.contains("user.id=\(locked)") && process.stderr.contains("Permission denied")
+    }
+    // The others are still watched.
+    try fleet.loginWithTelethon([other])
+    #expect(try runProcess("/bin/chown", ["nobody:nogroup", fleet.sessionPath(other)]).status == 0)
+    try Self.waitForArchives(fleet, other, count: before + 1)
+    #expect(try runProcess("/bin/chown", ["nobody:nogroup", fleet.sessionPath(locked)]).status == 0)
+    try waitUntil("the file usable again") { process.stderr.contains("session usable again") }
+    process.kill(SIGTERM)
+    #expect(process.wait().status == 0)
+    fleet.keep(process)
+    let reports = process.stderr.split(separator: "\n").filter { $0.contains("session not usable") }
+    #expect(reports.count == 1, "\(reports)")
+    #expect(try fleet.leakedSecrets() == [])
   }
 
   /// The bot holds its database locked for longer than busy_timeout_ms: one line, and watch
