@@ -17,8 +17,11 @@ final class WatchEngine {
   let pusher: WatchPusher?
   let pinger: WatchPinger?
 
-  /// What watch knows of each user (persisted in the state file).
-  var users: [Int64: WatchUserRecord] = [:]
+  /// What watch knows of each user (persisted in the state file). Changed through `store`.
+  private(set) var users: [Int64: WatchUserRecord] = [:]
+  /// Each user's line of the state file, and the users whose line must be made again.
+  var stateLines: [Int64: String] = [:]
+  var staleLines = Set<Int64>()
   /// Per user, the change key of the row as last read (this process only).
   var rowKeys: [Int64: Int] = [:]
   /// Users that have a `user_sessions` row, and those whose row says they logged out.
@@ -61,6 +64,9 @@ final class WatchEngine {
   var databaseFailures = 0
   var databaseError: String?
   var needsScan = false
+  /// Users a scan found archived (not counted as churn).
+  var scanUnchanged = 0
+  var isScanning = false
   var maintenanceDue: TimeInterval? = 0
   var sessionsWatch: Int32 = -1
   var databaseWatch: Int32 = -1
@@ -90,6 +96,16 @@ final class WatchEngine {
   }
 
   static func now() -> TimeInterval { ProcessInfo.processInfo.systemUptime }
+  /// The textfile is rewritten at most this often while things change (and every heartbeat).
+  static let metricsInterval: TimeInterval = 2
+
+  /// Records what watch knows of a user; the state file is rewritten later.
+  func store(_ userID: Int64, _ record: WatchUserRecord) {
+    guard users[userID] != record else { return }
+    users[userID] = record
+    staleLines.insert(userID)
+    isStateDirty = true
+  }
 
   // MARK: - Run
 
@@ -117,6 +133,7 @@ final class WatchEngine {
     // 2. What the last run knew, the keys, the leftovers of a killed run.
     let state = WatchStateFile.load(path: statePath)
     users = state.users
+    staleLines = Set(users.keys)
     FileSystem.removeStaleTemporaries(in: FileSystem.parentDirectory(of: statePath))
     loadFernet(force: true)
     pinger?.start()
@@ -160,6 +177,9 @@ final class WatchEngine {
       }
       if stop.isRequested { break }
       if wakeup == .events {
+        // A commit is a burst of events (journal created, pages written, journal deleted):
+        // a few milliseconds more gather the rest of it into one read.
+        usleep(5_000)
         let events: [InotifyEvent]
         do { events = try inotify.read() } catch let error as StoreError {
           throw JobError.store(context: "watch", underlying: error)
@@ -215,7 +235,7 @@ final class WatchEngine {
     result.overflows = metrics.overflows
     result.scans = metrics.scans
     result.archivesWritten = metrics.archivesWritten
-    result.unchanged = metrics.unchanged
+    result.unchanged = metrics.unchanged + scanUnchanged
     result.problems = reported.sorted { $0.key < $1.key }.map { UserFailure(userID: $0.key, reason: $0.value) }
     result.failures = failing.sorted { $0.key < $1.key }.map { UserFailure(userID: $0.key, reason: $0.value) }
     let waiting = Dictionary(grouping: pusher?.pending ?? [], by: \.remote)
@@ -264,7 +284,6 @@ final class WatchEngine {
         if databaseDirtyAt == nil { databaseDirtyAt = now }
       }
     }
-    areMetricsDirty = true
   }
 
   /// The user of a session file or of its journal or WAL (`user_42.session`, `user_42.session-journal`).
@@ -307,7 +326,7 @@ final class WatchEngine {
     if let maintenanceDue { candidates.append(maintenanceDue) }
     candidates.append(lastHeartbeat + options.heartbeat)
     if isStateDirty { candidates.append(lastStateSave + options.stateSaveInterval) }
-    if areMetricsDirty { candidates.append(lastMetricsWrite + 1) }
+    if areMetricsDirty { candidates.append(lastMetricsWrite + Self.metricsInterval) }
     return candidates.min()
   }
 
@@ -360,11 +379,12 @@ final class WatchEngine {
           sessionString: row.sessionString, apiID: row.apiID, fernet: fernet)
         if isUndecryptable { undecryptable.append(row) }
         if record.rowDigest != digest || record.row != identity {
+          // A new digest with the same identity (a token re-encrypted under a key watch has)
+          // is remembered but judges nobody.
+          if record.row != identity || record.rowDigest == nil { changed.append(row.userID) }
           record.rowDigest = digest
           record.row = identity
-          users[row.userID] = record
-          isStateDirty = true
-          changed.append(row.userID)
+          store(row.userID, record)
         }
       }
       for userID in rowUsers.subtracting(seen) {
@@ -372,8 +392,7 @@ final class WatchEngine {
         if var record = users[userID], record.row != nil || record.rowDigest != nil {
           record.row = nil
           record.rowDigest = nil
-          users[userID] = record
-          isStateDirty = true
+          store(userID, record)
         }
         changed.append(userID)
       }
@@ -385,8 +404,9 @@ final class WatchEngine {
       if !undecryptable.isEmpty, loadFernet(force: false) {
         for row in undecryptable {
           let identity = RowIdentity.of(sessionString: row.sessionString, apiID: row.apiID, fernet: fernet).identity
-          if users[row.userID]?.row != identity {
-            users[row.userID]?.row = identity
+          if var record = users[row.userID], record.row != identity {
+            record.row = identity
+            store(row.userID, record)
             changed.append(row.userID)
           }
         }
@@ -463,7 +483,9 @@ final class WatchEngine {
   /// The row part comes from a fresh read of the user's row (a primary-key lookup), unless
   /// `isRowFresh` says the last full read is current (a scan).
   func readCurrent(_ userID: Int64, isRowFresh: Bool = false) -> Reading {
-    if !isRowFresh {
+    // No event on the database since its last full read: the rows watch holds are current.
+    let isCacheCurrent = hasReadRows && databaseDirtyAt == nil && databaseError == nil
+    if !isRowFresh, !isCacheCurrent {
       do { try refreshRow(userID) } catch let error as StoreError {
         return .retry(error.errorDescription ?? "\(error)")
       } catch {
@@ -477,11 +499,18 @@ final class WatchEngine {
     if let stamp = FileStamp.read(path: path) {
       if record.stamp == stamp, stamp.isTrustworthy, let known = record.file {
         file = .valid(known)
+      } else if let known = record.file, let print = record.pagePrint, !stamp.isWALMode, stamp.wal.isEmpty,
+        !stamp.isTruncated, print.currentDigest(path: path) == print.digest
+      {
+        // Churn: the pages that hold the identity are byte for byte what they were.
+        file = .valid(known)
+        record.stamp = stamp
       } else {
         do {
-          let identity = try FileIdentity.read(path: path, busyTimeoutMS: deployment.busyTimeoutMS)
+          let (identity, print) = try SessionPagePrint.read(path: path, busyTimeoutMS: deployment.busyTimeoutMS)
           file = .valid(identity)
           record.file = identity
+          record.pagePrint = print
           record.stamp = stamp
         } catch StoreError.session(_, let problem) {
           switch problem {
@@ -493,6 +522,7 @@ final class WatchEngine {
           default:
             file = .invalid("\(path): \(problem.description)")
             record.file = nil
+            record.pagePrint = nil
             record.stamp = stamp
           }
         } catch {
@@ -508,10 +538,7 @@ final class WatchEngine {
       file = .absent
       record.stamp = nil
     }
-    if users[userID] != record {
-      users[userID] = record
-      isStateDirty = true
-    }
+    store(userID, record)
     return .current(
       CurrentIdentity(
         file: file, row: record.row, hasRow: rowUsers.contains(userID), isLoggedOut: loggedOut.contains(userID),
@@ -544,10 +571,7 @@ final class WatchEngine {
       record.rowDigest = nil
       record.row = nil
     }
-    if users[userID] != record {
-      users[userID] = record
-      isStateDirty = true
-    }
+    store(userID, record)
     return record.rowDigest
   }
 
@@ -619,7 +643,7 @@ final class WatchEngine {
       pending[userID] = nil
       failing[userID] = nil
       clearProblem(userID)
-      metrics.unchanged += 1
+      if isScanning { scanUnchanged += 1 } else { metrics.unchanged += 1 }
       adopt(userID, current: current, archived: archived)
     case .invalid(let problem):
       pending[userID] = nil
@@ -633,10 +657,10 @@ final class WatchEngine {
       pending[userID] = nil
       failing[userID] = nil
       clearProblem(userID)
-      if let record = users[userID], record.file != nil || record.stamp != nil {
-        users[userID]?.file = nil
-        users[userID]?.stamp = nil
-        isStateDirty = true
+      if var record = users[userID], record.file != nil || record.stamp != nil {
+        record.file = nil
+        record.stamp = nil
+        store(userID, record)
       }
     case .archive(let reason, let detail):
       clearProblem(userID)
@@ -651,8 +675,7 @@ final class WatchEngine {
     record.archivedID = archived.archiveID
     if case .valid(let file) = current.file { record.archivedFile = file } else { record.archivedFile = archived.file }
     record.archivedRow = current.isLoggedOut ? nil : current.row
-    users[userID] = record
-    isStateDirty = true
+    store(userID, record)
   }
 
   /// Writes the per-user archive (BackupJob takes the lock for it and proves it), then queues
@@ -662,7 +685,8 @@ final class WatchEngine {
       userID: userID, reason: reason, isEncrypted: options.isEncrypted, lockWait: 0, zstdLevel: options.zstdLevel,
       includesChangedUsers: false, pushesOffsite: false)
     do {
-      let rowBefore = users[userID]?.rowDigest
+      // The row read fresh on both sides of the backup: the archive holds it only if it did not move.
+      let rowBefore = try refreshRow(userID)
       let done = try BackupJob.run(deployment, options: backup, logger: jobLogger)
       // The row the archive holds is the one read before only if it is still the same after.
       let rowAfter = try? refreshRow(userID)
@@ -686,9 +710,8 @@ final class WatchEngine {
       }
       record.archivedID = summary.id
       record.archivedFile = file
-      record.archivedRow = isRowKnown ? current.row : nil
-      users[userID] = record
-      isStateDirty = true
+      record.archivedRow = isRowKnown ? record.row : nil
+      store(userID, record)
       if !isRowKnown {
         // The row changed while it was archived: judge the user again once it settles.
         touch(userID, now: Self.now(), wall: entry.changedAt)
@@ -803,6 +826,8 @@ final class WatchEngine {
   func fullScan(reason: String) {
     let started = Self.now()
     metrics.scans += 1
+    isScanning = true
+    defer { isScanning = false }
     rowsReader.invalidate()
     rowKeys = [:]
     refreshRows()
@@ -827,14 +852,15 @@ final class WatchEngine {
     let sessionsDirectory = deployment.sessionsDirectory
     let reads =
       (try? Parallel.map(count: fileUsers.count, workers: options.scanWorkers) {
-        index -> (FileStamp?, Result<FileIdentity, StoreError>?) in
+        index -> (FileStamp?, Result<(FileIdentity, SessionPagePrint?), StoreError>?) in
         let userID = fileUsers[index]
         let path = sessionsDirectory + "/user_\(userID).session"
         guard let stamp = FileStamp.read(path: path) else { return (nil, nil) }
         if let record = known[userID], record.stamp == stamp, stamp.isTrustworthy, record.file != nil {
           return (stamp, nil)
         }
-        do { return (stamp, .success(try FileIdentity.read(path: path, busyTimeoutMS: busyTimeoutMS))) } catch let error
+        do { return (stamp, .success(try SessionPagePrint.read(path: path, busyTimeoutMS: busyTimeoutMS))) } catch let
+          error
           as StoreError
         {
           return (stamp, .failure(error))
@@ -849,17 +875,17 @@ final class WatchEngine {
       guard let read else { continue }
       var record = users[userID] ?? WatchUserRecord()
       switch read {
-      case .success(let identity):
+      case .success(let (identity, print)):
         record.stamp = stamp
         record.file = identity
+        record.pagePrint = print
       case .failure(let error):
         // Judged one by one below (reported, or retried when only locked).
         _ = error
         record.stamp = nil
         retryUsers.append(userID)
       }
-      users[userID] = record
-      isStateDirty = true
+      store(userID, record)
     }
     // 2. Every user with a file, a row or an archive watch knew, judged against their newest archive.
     var everyone = Set(fileUsers).union(rowUsers)
@@ -992,14 +1018,14 @@ final class WatchEngine {
   /// status file and the ping; saves the state when due.
   func report(force: Bool = false) {
     let now = Self.now()
-    let pushQueue = pusher?.pending.count ?? 0
+    let pushQueue = pusher?.pendingCount ?? 0
     metrics.queueLength = pending.count
     metrics.pushQueueLength = pushQueue
     metrics.currentProblems = reported.count
     let isCaughtUp = pending.isEmpty && pushQueue == 0 && failing.isEmpty && databaseError == nil
     if isCaughtUp { metrics.lastSuccessAt = Date() }
     let isHeartbeat = now - lastHeartbeat >= options.heartbeat
-    if force || isHeartbeat || (areMetricsDirty && now - lastMetricsWrite >= 1) {
+    if force || isHeartbeat || (areMetricsDirty && now - lastMetricsWrite >= Self.metricsInterval) {
       if let path = options.metricsPath {
         do { try metrics.file(now: Date()).write(to: path) } catch {
           if isHeartbeat || force {
@@ -1038,8 +1064,13 @@ final class WatchEngine {
   func saveState(force: Bool) {
     let now = Self.now()
     guard force || (isStateDirty && now - lastStateSave >= options.stateSaveInterval) else { return }
+    for userID in staleLines {
+      stateLines[userID] = users[userID].map { WatchStateFile.line(userID: userID, record: $0) }
+    }
+    staleLines = []
     do {
-      try WatchStateFile.save(path: statePath, users: users, pushes: pusher?.pending ?? [])
+      try WatchStateFile.save(
+        path: statePath, lines: stateLines.keys.sorted().compactMap { stateLines[$0] }, pushes: pusher?.pending ?? [])
       isStateDirty = false
     } catch let error as StoreError {
       logger.warning("state file not written; retrying", metadata: ["error": "\(error.errorDescription ?? "")"])

@@ -61,6 +61,9 @@ final class WatchPusher: @unchecked Sendable {
   /// Everything not yet verified on its remote, the attempt in progress included.
   var pending: [WatchPendingPush] { condition.withLock { (inFlight + items).map(\.push) } }
 
+  /// How many pushes are not yet verified.
+  var pendingCount: Int { condition.withLock { inFlight.count + items.count } }
+
   /// Outcomes since the last call.
   func takeOutcomes() -> [Outcome] {
     condition.withLock {

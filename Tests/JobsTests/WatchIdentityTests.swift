@@ -123,6 +123,74 @@ import Testing
     #expect(!stamp.isTrustworthy)
   }
 
+  /// The page print moves with the identity and only with it: churn written by the real Telethon
+  /// (entities, update state) leaves it, a new auth key or a schema upgrade changes it, and a
+  /// WAL-mode file gets none.
+  @Test func thePagePrintMovesWithTheIdentityNotWithChurn() throws {
+    let directory = try TemporaryDirectory("watch-print")
+    let file = try Self.telethonFile(in: directory)
+    let (identity, taken) = try SessionPagePrint.read(path: file.path, busyTimeoutMS: 1000)
+    let print = try #require(taken)
+    #expect(identity.authKey == file.fingerprint)
+    #expect(print.pages.first == 1 && print.pages.count == 3)
+    #expect(print.currentDigest(path: file.path) == print.digest)
+    try runPython(
+      """
+      import datetime, random, sys
+      from telethon.sessions import SQLiteSession
+      from telethon.tl import types
+      s = SQLiteSession(sys.argv[1])
+      for n in range(200):
+          s.process_entities([types.User(id=8_000_000_000 + n, access_hash=random.getrandbits(63), username='u%d' % n,
+                                         phone=None, first_name='User %d' % n)])
+          s.set_update_state(0, types.updates.State(pts=n, qts=0, date=datetime.datetime.now(datetime.timezone.utc),
+                                                    seq=n, unread_count=0))
+          s.save()
+      s.close()
+      """, arguments: [file.path])
+    #expect(print.currentDigest(path: file.path) == print.digest, "churn moved the identity's pages")
+    #expect(try FileIdentity.read(path: file.path, busyTimeoutMS: 1000) == identity)
+
+    try runPython(
+      """
+      import os, sys
+      from telethon.crypto import AuthKey
+      from telethon.sessions import SQLiteSession
+      s = SQLiteSession(sys.argv[1])
+      s.auth_key = AuthKey(os.urandom(256))
+      s.save()
+      s.close()
+      """, arguments: [file.path])
+    #expect(print.currentDigest(path: file.path) != print.digest, "a new key left the print")
+
+    // Telethon 1.42 writes schema 7; 1.45 opening it upgrades it in place (a new format).
+    let old = directory.file("user_7.session")
+    try runPython(
+      """
+      import os, sys
+      from telethon.crypto import AuthKey
+      from telethon.sessions import SQLiteSession
+      s = SQLiteSession(sys.argv[1])
+      s.set_dc(2, '149.154.167.51', 443)
+      s.auth_key = AuthKey(os.urandom(256))
+      s.save()
+      s.close()
+      """, arguments: [old], peer: "telethon142")
+    let (v7, v7print) = try SessionPagePrint.read(path: old, busyTimeoutMS: 1000)
+    #expect(v7.format == "telethon-v7")
+    let oldPrint = try #require(v7print)
+    try runPython(
+      "import sys\nfrom telethon.sessions import SQLiteSession\nSQLiteSession(sys.argv[1]).close()", arguments: [old])
+    #expect(try FileIdentity.read(path: old, busyTimeoutMS: 1000).format == "telethon-v8")
+    #expect(oldPrint.currentDigest(path: old) != oldPrint.digest, "a schema upgrade left the print")
+
+    let wal = directory.file("wal.session")
+    try FileManager.default.copyItem(atPath: file.path, toPath: wal)
+    try StockTools.pipeline(#"sqlite3 "$1" "PRAGMA journal_mode=WAL""#, [wal])
+    #expect(SessionPagePrint.take(path: wal, busyTimeoutMS: 1000) == nil)
+    #expect(print.currentDigest(path: wal) == nil)
+  }
+
   @Test func theStateFileRoundTripsAndHoldsNoSecret() throws {
     let directory = try TemporaryDirectory("watch-state")
     let file = try Self.telethonFile(in: directory)
@@ -132,7 +200,8 @@ import Testing
         stamp: stamp, file: FileIdentity(format: "telethon-v8", dcID: 4, authKey: file.fingerprint),
         rowDigest: "0123456789abcdef", row: RowIdentity(session: "key:" + file.fingerprint, apiID: 42),
         archivedID: "20260101T000000Z-u42-abcdef", archivedFile: FileIdentity(format: "", dcID: 4, authKey: "aaaaaaaa"),
-        archivedRow: RowIdentity(session: "text:fedcba9876543210", apiID: nil)),
+        archivedRow: RowIdentity(session: "text:fedcba9876543210", apiID: nil),
+        pagePrint: SessionPagePrint(pageSize: 4096, pages: [1, 3, 2], digest: "0011223344556677")),
       7: WatchUserRecord(),
     ]
     let pushes = [

@@ -82,7 +82,7 @@ import Testing
 
     // Churn only: the real Telethon caches entities and update state, three saves per file.
     try fleet.churnWithTelethon(Array(v8.prefix(2)), rounds: 3)
-    try Self.waitIdle(fleet, churnAtLeast: Double(users.count + 2))
+    try Self.waitIdle(fleet, churnAtLeast: 2)
     // A login: the real Telethon writes a new session file, then the bot's row gets its token.
     let keys = try fleet.loginWithTelethon([newcomer])
     let archives = try Self.waitForArchives(fleet, newcomer, count: before[newcomer]! + 1)
@@ -291,20 +291,24 @@ import Testing
   }
 
   @Test func aVanishedOrInvalidFileIsReportedNeverArchived() throws {
-    let fleet = try Self.fleet(users: 4)
+    let fleet = try Self.fleet(users: 5)
     let users = try fleet.userIDs()
     let (vanished, broken) = (users[0], users[1])
+    let truncated = try #require(try fleet.telethonUserIDs().first { ![vanished, broken].contains($0) })
     let counts = try Dictionary(uniqueKeysWithValues: users.map { ($0, try fleet.userArchives($0).count) })
     let watch = try WatchProcess(fleet, ["--prometheus", Self.prom(fleet)])
     #expect(unlink(fleet.sessionPath(vanished)) == 0)
     try Data(repeating: 0x41, count: 8192).write(to: URL(fileURLWithPath: fleet.sessionPath(broken)))
-    try waitUntil("both reported") { (try Self.metric(fleet, "tgsess_watch_invalid_sessions") ?? 0) == 2 }
+    // The tail cut off in place: the pages that hold the identity are still there.
+    #expect(truncate(fleet.sessionPath(truncated), 3 * 4096) == 0)
+    try waitUntil("all three reported") { (try Self.metric(fleet, "tgsess_watch_invalid_sessions") ?? 0) == 3 }
     try Self.waitIdle(fleet)
     #expect(watch.terminate() == 0)
     let reports = watch.lines(containing: "session not usable")
-    #expect(reports.count == 2, "\(reports)")
+    #expect(reports.count == 3, "\(reports)")
     #expect(reports.contains { $0.contains("user.id=\(vanished)") && $0.contains("vanished") })
     #expect(reports.contains { $0.contains("user.id=\(broken)") && $0.contains("not an SQLite database") })
+    #expect(reports.contains { $0.contains("user.id=\(truncated)") && $0.contains("truncated") })
     for user in users { #expect(try fleet.userArchives(user).count == counts[user]!) }
     // --once reports them too, as a partial run.
     let once = try fleet.tgsess(["watch", "--once"])

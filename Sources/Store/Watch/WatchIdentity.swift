@@ -105,6 +105,8 @@ public struct FileStamp: Sendable, Equatable, Hashable {
   public var isWALMode: Bool
   /// `size:mtime:ctime:inode` of the `-wal` file, empty when there is none.
   public var wal: String
+  /// The file is shorter than the page count its header vouches for (it lost its tail).
+  public var isTruncated = false
 
   public init(
     device: UInt64, inode: UInt64, size: Int64, modifiedNS: Int64, changedNS: Int64, changeCounter: Int64,
@@ -122,7 +124,7 @@ public struct FileStamp: Sendable, Equatable, Hashable {
 
   /// Whether an equal stamp proves the content unchanged. A WAL-mode file with a non-empty -wal
   /// does not qualify: its commits live in the -wal, whose frames can be rewritten in place.
-  public var isTrustworthy: Bool { changeCounter >= 0 && !(isWALMode && !wal.isEmpty) }
+  public var isTrustworthy: Bool { changeCounter >= 0 && !(isWALMode && !wal.isEmpty) && !isTruncated }
 
   /// Stamps the file at `path`; nil when it does not exist or is not a regular file.
   public static func read(path: String) -> FileStamp? {
@@ -131,13 +133,20 @@ public struct FileStamp: Sendable, Equatable, Hashable {
     var counter: Int64 = -1
     var isWAL = false
     let fd = open(path, O_RDONLY | O_CLOEXEC)
+    var isTruncated = false
     if fd >= 0 {
-      var header = [UInt8](repeating: 0, count: 28)
-      if header.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, 28, 0) }) == 28,
+      var header = [UInt8](repeating: 0, count: 100)
+      if header.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, 100, 0) }) == 100,
         header.starts(with: Array("SQLite format 3\0".utf8))
       {
-        counter = header[24..<28].reduce(Int64(0)) { $0 << 8 | Int64($1) }
+        func u32(_ offset: Int) -> Int64 { header[offset..<offset + 4].reduce(Int64(0)) { $0 << 8 | Int64($1) } }
+        counter = u32(24)
         isWAL = header[18] == 2 && header[19] == 2
+        // As the inspector judges it: the in-header page count is valid when "version-valid-for"
+        // equals the change counter.
+        let rawPageSize = Int64(header[16]) << 8 | Int64(header[17])
+        let pageSize = rawPageSize == 1 ? 65536 : rawPageSize
+        if u32(92) == counter, u32(28) > 0 { isTruncated = Int64(info.st_size) < u32(28) * pageSize }
       }
       close(fd)
     }
@@ -147,10 +156,12 @@ public struct FileStamp: Sendable, Equatable, Hashable {
       wal =
         "\(walInfo.st_size):\(Self.nanoseconds(walInfo.st_mtim)):\(Self.nanoseconds(walInfo.st_ctim)):\(walInfo.st_ino)"
     }
-    return FileStamp(
+    var stamp = FileStamp(
       device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
       modifiedNS: nanoseconds(info.st_mtim), changedNS: nanoseconds(info.st_ctim), changeCounter: counter,
       isWALMode: isWAL, wal: wal)
+    stamp.isTruncated = isTruncated && wal.isEmpty
+    return stamp
   }
 
   static func nanoseconds(_ time: timespec) -> Int64 { Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec) }

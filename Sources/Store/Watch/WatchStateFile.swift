@@ -7,6 +7,8 @@ public struct WatchUserRecord: Sendable, Equatable {
   public var stamp: FileStamp?
   /// The file's identity as last read.
   public var file: FileIdentity?
+  /// The print of the pages `file` was read from (nil when the file's layout does not allow one).
+  public var pagePrint: SessionPagePrint?
   /// The digest of the `user_sessions` row when `row` was computed.
   public var rowDigest: String?
   /// The row's identity as last computed.
@@ -18,10 +20,12 @@ public struct WatchUserRecord: Sendable, Equatable {
 
   public init(
     stamp: FileStamp? = nil, file: FileIdentity? = nil, rowDigest: String? = nil, row: RowIdentity? = nil,
-    archivedID: String? = nil, archivedFile: FileIdentity? = nil, archivedRow: RowIdentity? = nil
+    archivedID: String? = nil, archivedFile: FileIdentity? = nil, archivedRow: RowIdentity? = nil,
+    pagePrint: SessionPagePrint? = nil
   ) {
     self.stamp = stamp
     self.file = file
+    self.pagePrint = pagePrint
     self.rowDigest = rowDigest
     self.row = row
     self.archivedID = archivedID
@@ -65,11 +69,11 @@ public enum WatchStateFile {
     var pushes: [WatchPendingPush] = []
     for line in lines {
       let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-      if fields.first == "u", fields.count == 9, let userID = Int64(fields[1]) {
+      if fields.first == "u", fields.count >= 9, let userID = Int64(fields[1]) {
         users[userID] = WatchUserRecord(
           stamp: decodeStamp(fields[2]), file: decodeFile(fields[3]), rowDigest: optional(fields[4]),
           row: decodeRow(fields[5]), archivedID: optional(fields[6]), archivedFile: decodeFile(fields[7]),
-          archivedRow: decodeRow(fields[8]))
+          archivedRow: decodeRow(fields[8]), pagePrint: fields.count > 9 ? decodePrint(fields[9]) : nil)
       } else if fields.first == "p", fields.count >= 4, let changedAt = Double(fields[2]) {
         pushes.append(WatchPendingPush(remote: fields[1], files: Array(fields[3...]), changedAt: changedAt))
       }
@@ -80,15 +84,18 @@ public enum WatchStateFile {
   /// Writes the state atomically (temp file, fsync, rename, fsync the directory), mode 0600.
   /// - Throws: `StoreError.io` (a full disk, for instance).
   public static func save(path: String, users: [Int64: WatchUserRecord], pushes: [WatchPendingPush]) throws {
+    try save(path: path, lines: users.keys.sorted().map { line(userID: $0, record: users[$0]!) }, pushes: pushes)
+  }
+
+  /// Writes the state from user lines made by `line(userID:record:)` (a caller that keeps them
+  /// between saves re-encodes only the users that changed).
+  /// - Throws: `StoreError.io`.
+  public static func save(path: String, lines: [String], pushes: [WatchPendingPush]) throws {
     var text = header + "\n"
-    text.reserveCapacity(users.count * 160)
-    for userID in users.keys.sorted() {
-      guard let record = users[userID] else { continue }
-      let fields = [
-        "u", String(userID), encode(record.stamp), encode(record.file), record.rowDigest ?? "-", encode(record.row),
-        clean(record.archivedID) ?? "-", encode(record.archivedFile), encode(record.archivedRow),
-      ]
-      text += fields.joined(separator: "\t") + "\n"
+    text.reserveCapacity(lines.count * 200 + 64)
+    for line in lines {
+      text += line
+      text += "\n"
     }
     for push in pushes {
       text +=
@@ -97,6 +104,15 @@ public enum WatchStateFile {
     }
     try FileSystem.makeDirectory(FileSystem.parentDirectory(of: path))
     try FileSystem.writeAtomically(Data(text.utf8), to: path)
+  }
+
+  /// One user's line of the state file.
+  public static func line(userID: Int64, record: WatchUserRecord) -> String {
+    [
+      "u", String(userID), encode(record.stamp), encode(record.file), record.rowDigest ?? "-", encode(record.row),
+      clean(record.archivedID) ?? "-", encode(record.archivedFile), encode(record.archivedRow),
+      encode(record.pagePrint),
+    ].joined(separator: "\t")
   }
 
   // MARK: - Fields
@@ -125,6 +141,19 @@ public enum WatchStateFile {
     return FileStamp(
       device: device, inode: inode, size: size, modifiedNS: modified, changedNS: changed, changeCounter: counter,
       isWALMode: parts[6] == "w", wal: parts[7])
+  }
+
+  private static func encode(_ print: SessionPagePrint?) -> String {
+    guard let print else { return "-" }
+    return "\(print.pageSize)/\(print.pages.map(String.init).joined(separator: ","))/\(print.digest)"
+  }
+
+  private static func decodePrint(_ field: String) -> SessionPagePrint? {
+    let parts = field.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+    guard parts.count == 3, let size = Int(parts[0]), !parts[2].isEmpty else { return nil }
+    let pages = parts[1].split(separator: ",").compactMap { Int($0) }
+    guard pages.count == 3 else { return nil }
+    return SessionPagePrint(pageSize: size, pages: pages, digest: parts[2])
   }
 
   private static func encode(_ file: FileIdentity?) -> String {
