@@ -244,7 +244,10 @@ final class WatchEngine {
         remote: $0, pushed: pushedPerRemote[$0] ?? 0, pending: waiting[$0]?.count ?? 0, lastError: pushErrors[$0])
     }
     report(force: true)
-    let status: Int32 = exitStatus != 0 ? exitStatus : (result.isLocked ? 75 : result.isPartial ? 3 : 0)
+    // The exit status the process ends with: a daemon stopped by a signal exits 0; --once
+    // reports partial and locked runs.
+    let status: Int32 =
+      exitStatus != 0 || !options.isOnce ? exitStatus : (result.isLocked ? 75 : result.isPartial ? 3 : 0)
     pinger?.finish(exitStatus: status, body: summaryLines().joined(separator: "\n"))
   }
 
@@ -718,10 +721,10 @@ final class WatchEngine {
       }
       let seconds = entry.changedAt.map { now.timeIntervalSince($0) }
       metrics.recordArchive(reason: reason, secondsFromChange: seconds, at: now)
-      let written1000 = WatchArchive(
+      let archive = WatchArchive(
         userID: userID, archiveID: summary.id, reason: reason, detail: detail, authKeyFingerprint: file?.authKey,
         secondsFromChange: seconds)
-      result.archives.append(written1000)
+      result.archives.append(archive)
       if result.archives.count > 1000 { result.archives.removeFirst(result.archives.count - 1000) }
       var metadata: Logger.Metadata = [
         "user.id": "\(userID)", "reason": "\(reason)", "archive.id": "\(summary.id)", "change": "\(detail)",
@@ -831,12 +834,9 @@ final class WatchEngine {
     rowsReader.invalidate()
     rowKeys = [:]
     refreshRows()
+    // Where the time goes, for -vv: milliseconds per phase.
     var phases: [(String, TimeInterval)] = [("rows", Self.now() - started)]
-    var cpu: [(String, Double)] = [("rows", Double(clock()) / Double(CLOCKS_PER_SEC))]
-    func phase(_ name: String) {
-      phases.append((name, Self.now() - started - phases.map(\.1).reduce(0, +)))
-      cpu.append((name, Double(clock()) / Double(CLOCKS_PER_SEC)))
-    }
+    func phase(_ name: String) { phases.append((name, Self.now() - started - phases.map(\.1).reduce(0, +))) }
     let fileUsers: [Int64]
     do { fileUsers = try deployment.sessionFileUserIDs() } catch let error as StoreError {
       logger.error("cannot list session files; retrying", metadata: ["error": "\(error.errorDescription ?? "")"])
@@ -931,13 +931,11 @@ final class WatchEngine {
     }
     phase("judge")
     logger.debug(
-      "scan phases",
-      metadata: [
-        "ms": "\(phases.map { "\($0.0)=\(Int($0.1 * 1000))" }.joined(separator: ","))",
-        "cpu": "\(cpu.map { "\($0.0)=\(Int($0.1 * 1000))" }.joined(separator: ","))",
-      ])
+      "scan phases", metadata: ["ms": "\(phases.map { "\($0.0)=\(Int($0.1 * 1000))" }.joined(separator: ","))"])
     result.usersScanned += ordered.count
     metrics.lastScanSeconds = Self.now() - started
+    // The scan's threads leave freed memory in their malloc arenas: give it back (RSS).
+    FileSystem.releaseFreeMemory()
     logger.notice(
       "scan done",
       metadata: [
