@@ -124,6 +124,12 @@ final class WatchEngine {
     let inotify: Inotify
     do {
       inotify = try Inotify()
+      for directory in [deployment.sessionsDirectory, FileSystem.parentDirectory(of: deployment.databasePath)]
+      where !FileSystem.isDirectory(directory) {
+        throw StoreError.missing(
+          path: directory,
+          hint: "watch follows this directory; run tgsess init, or fix sessions_dir / database in the config")
+      }
       if !options.isOnce {
         sessionsWatch = try inotify.watch(directory: deployment.sessionsDirectory)
         databaseWatch = try inotify.watch(directory: FileSystem.parentDirectory(of: deployment.databasePath))

@@ -475,6 +475,39 @@ import Testing
     #expect(try fleet.leakedSecrets() == [])
   }
 
+  // MARK: - Bad input
+
+  /// Usage errors exit 64 with a hint; what keeps watch from starting exits 1 naming the object.
+  @Test func badFlagsAndAnUnwatchableDeploymentAreOneLine() throws {
+    let fleet = try FleetDeployment(users: 1)
+    let lockWait = try fleet.tgsess(["watch", "--lock-wait", "5"])
+    #expect(lockWait.status == 64)
+    #expect(lockWait.stderr.contains("--lock-wait applies to --once only"))
+    let negative = try fleet.tgsess(["watch", "--once", "--lock-wait", "-1"])
+    #expect(negative.status == 64)
+    let ping = try fleet.tgsess(["watch", "--ping-url", "ftp://example.com/x"])
+    #expect(ping.status == 64)
+    #expect(ping.stderr.contains("--ping-url is not an http:// or https:// URL"))
+    #expect(!ping.stderr.contains("example.com/x"), "the ping URL is a credential")
+    // No sessions directory: nothing to watch.
+    try FileManager.default.moveItem(atPath: fleet.sessionsDirectory, toPath: fleet.sessionsDirectory + ".away")
+    let missing = try fleet.tgsess(["watch"])
+    #expect(missing.status == 1)
+    #expect(
+      missing.stderr
+        == "tgsess: watch: \(fleet.sessionsDirectory): not found; watch follows this directory; run tgsess init, or fix sessions_dir / database in the config\n",
+      "\(missing.stderr)")
+    try FileManager.default.moveItem(atPath: fleet.sessionsDirectory + ".away", toPath: fleet.sessionsDirectory)
+    // No age recipient: no archive could be encrypted.
+    try FileManager.default.removeItem(atPath: fleet.root + "/keys/age-recipients.txt")
+    let noRecipient = try fleet.tgsess(["watch", "--once"])
+    #expect(noRecipient.status == 1)
+    #expect(noRecipient.stderr.contains("no age recipient configured"), "\(noRecipient.stderr)")
+    let help = try fleet.tgsess(["watch", "--help"])
+    #expect(help.status == 0 && help.stdout.contains("EXIT STATUS") && help.stdout.contains("$ tgsess watch --once"))
+    #expect(!help.stdout.contains("retry-base-ms"), "test knobs stay hidden")
+  }
+
   // MARK: - Retention
 
   /// A storm of re-logins: prune keeps 5 per user and never the newest verified archive away.
