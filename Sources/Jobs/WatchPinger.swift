@@ -11,6 +11,7 @@ final class WatchPinger: @unchecked Sendable {
   private let lock = NSLock()
   private var isBusy = false
   private var reportedWarnings = 0
+  private var lastWarning: String?
   private let logger: Logger
 
   /// - Throws: `JobError.usage` for a URL that is not http(s).
@@ -44,7 +45,10 @@ final class WatchPinger: @unchecked Sendable {
     }
     guard isFree else { return }
     queue.async { [self] in
+      let failures = ping.warnings.count
       body(&ping)
+      // A ping that went through: the next failure is news again.
+      if ping.warnings.count == failures { lastWarning = nil }
       reportWarnings()
       lock.withLock { isBusy = false }
     }
@@ -52,10 +56,21 @@ final class WatchPinger: @unchecked Sendable {
 
   private func reportWarnings() {
     guard ping.warnings.count > reportedWarnings else { return }
+    // One line per distinct failure, not one per heartbeat while the monitor stays down.
+    // ("/start: HTTP 500" and "/0: HTTP 500" are the same failure.)
     for warning in ping.warnings[reportedWarnings...] {
-      logger.warning(
-        "ping to \(ping.displayHost) failed (watch is not affected): \(warning)")
+      let cause = warning.split(separator: ":", maxSplits: 1).last.map(String.init) ?? warning
+      guard cause != lastWarning else { continue }
+      logger.warning("ping to \(ping.displayHost) failed (watch is not affected): \(warning)")
+      lastWarning = cause
     }
     reportedWarnings = ping.warnings.count
+    // A monitor that stays down for days must not grow the list: start a fresh one, same run id.
+    if reportedWarnings > 100,
+      let fresh = try? Ping(url: ping.url.absoluteString, runID: ping.runID, timeout: ping.timeout)
+    {
+      ping = fresh
+      reportedWarnings = 0
+    }
   }
 }

@@ -475,6 +475,21 @@ import Testing
     #expect(try fleet.leakedSecrets() == [])
   }
 
+  /// A monitor that answers 500 heartbeat after heartbeat: one warning line, and watch goes on.
+  @Test func aMonitorThatStaysDownIsOneLine() throws {
+    let server = try PingServer(status: 500)
+    let fleet = try Self.fleet(users: 2, config: "[watch]\nheartbeat_seconds = 1\n")
+    let watch = try WatchProcess(fleet, ["--ping-url", server.url])
+    try waitUntil("four failed heartbeats") {
+      try server.requests().filter { $0.path == PingServer.checkPath + "/0" }.count >= 4
+    }
+    #expect(watch.terminate() == 0)
+    let lines = watch.lines(containing: "ping to 127.0.0.1")
+    #expect(lines.count == 1, "\(lines)")
+    #expect(lines.first?.contains("HTTP 500") == true)
+    #expect(!watch.stderr.contains(PingServer.checkPath))
+  }
+
   // MARK: - Bad input
 
   /// Usage errors exit 64 with a hint; what keeps watch from starting exits 1 naming the object.
