@@ -593,7 +593,7 @@ final class WatchEngine {
     if let record = users[userID], record.archivedID == newest {
       return ArchivedIdentity(archiveID: newest, file: record.archivedFile, row: record.archivedRow, isRowKnown: true)
     }
-    guard let record = try repository.newestUserArchive(userID: userID) else { return nil }
+    guard let record = try repository.userArchiveRecord(userID: userID, id: newest) else { return nil }
     return ArchivedIdentity(record: record)
   }
 
@@ -710,7 +710,7 @@ final class WatchEngine {
       // What the archive really holds: its record's fingerprint (the file may have moved on
       // since it was read), with the format and row as read.
       var record = users[userID] ?? WatchUserRecord()
-      let written = try? repository.newestUserArchive(userID: userID)
+      let written = try? repository.userArchiveRecord(userID: userID, id: summary.id)
       var file: FileIdentity?
       if case .valid(let read) = current.file { file = read }
       if let fingerprint = written?.sessionFingerprint, written?.id == summary.id {

@@ -191,6 +191,32 @@ import Testing
     #expect(print.currentDigest(path: wal) == nil)
   }
 
+  /// Archives of one second are ordered by when they were written, not by their random suffix.
+  @Test func theNewestArchiveOfOneSecondIsTheOneWrittenLast() throws {
+    let directory = try TemporaryDirectory("watch-newest")
+    let repository = ArchiveRepository(backupsDirectory: directory.path)
+    try FileManager.default.createDirectory(atPath: repository.userDirectory(7), withIntermediateDirectories: true)
+    #expect(try repository.newestUserArchiveID(userID: 7) == nil)
+    #expect(try repository.newestUserArchiveID(userID: 8) == nil)
+    let names = [
+      ("20260101T000000Z-u7-aaaaaa", 5), ("20260101T000001Z-u7-zzzzzz", 1), ("20260101T000001Z-u7-bbbbbb", 3),
+      ("20260101T000001Z-u8-yyyyyy", 9),
+    ]
+    for (id, nanoseconds) in names {
+      let path = repository.userDirectory(7) + "/" + id + ".tar.zst.age"
+      try Data("x".utf8).write(to: URL(fileURLWithPath: path))
+      var times = [
+        timespec(tv_sec: 1_700_000_000, tv_nsec: nanoseconds), timespec(tv_sec: 1_700_000_000, tv_nsec: nanoseconds),
+      ]
+      #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+    }
+    try Data("{}".utf8).write(
+      to: URL(fileURLWithPath: repository.userDirectory(7) + "/20260101T000002Z-u7-cccccc.json"))
+    #expect(try repository.newestUserArchiveID(userID: 7) == "20260101T000001Z-u7-bbbbbb")
+    let record = try #require(try repository.userArchiveRecord(userID: 7, id: "20260101T000001Z-u7-bbbbbb"))
+    #expect(record.id == "20260101T000001Z-u7-bbbbbb" && record.verification == .unknown)
+  }
+
   @Test func theStateFileRoundTripsAndHoldsNoSecret() throws {
     let directory = try TemporaryDirectory("watch-state")
     let file = try Self.telethonFile(in: directory)

@@ -195,7 +195,9 @@ import Testing
     let once = try fleet.tgsess(["watch", "--once", "--json"])
     #expect(once.status == 0, "\(once.stderr)")
     let result = try jsonObject(once)
-    #expect(result["archivesWritten"] as? Int == 0, "\(once.stdout)")
+    #expect(
+      result["archivesWritten"] as? Int == 0, "\(once.stdout)\n--- first:\n\(watch.stderr)\n--- again:\n\(again.stderr)"
+    )
     #expect(try fleet.leakedSecrets() == [])
   }
 
