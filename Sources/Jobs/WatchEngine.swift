@@ -800,7 +800,7 @@ final class WatchEngine {
     // A --once run gives a failing user three tries; the daemon keeps trying.
     pending[userID] = options.isOnce && entry.attempts >= 3 ? nil : entry
     metrics.archiveFailures += 1
-    if failing[userID] != message {
+    if failing[userID].map(Self.failureKey) != Self.failureKey(message) {
       logger.error(
         "cannot archive user yet; retrying",
         metadata: ["user.id": "\(userID)", "error": "\(message)", "retry_in_s": "\(String(format: "%.1f", delay))"])
@@ -985,7 +985,8 @@ final class WatchEngine {
       if let error = outcome.error {
         metrics.recordPush(
           remote: outcome.remote, isOK: false, archives: archives, secondsFromChange: [], at: outcome.finishedAt)
-        if pushErrors[outcome.remote] != error {
+        // rclone stamps its lines with the time: the same failure must not read as a new one.
+        if pushErrors[outcome.remote].map(Self.failureKey) != Self.failureKey(error) {
           logger.error(
             "copy to remote failed; the archives are kept locally and the copy retried",
             metadata: [
@@ -1018,7 +1019,16 @@ final class WatchEngine {
     }
   }
 
-  /// Writes the textfile (at most once a second while things change, and every heartbeat), the
+  /// A failure message without what changes from one attempt to the next (rclone's timestamps,
+  /// temporary and staging names, new archive ids), so a repeated failure is recognised as one.
+  static func failureKey(_ text: String) -> String {
+    text.replacing(/\d{4}\/\d{2}\/\d{2} \d{2}:\d{2}:\d{2}(\.\d+)? ?/, with: "")
+      .replacing(/\.tgsess-tmp-\d+-[a-z0-9]+/, with: ".tgsess-tmp")
+      .replacing(/\.staging-\d+-[a-z0-9]+/, with: ".staging")
+      .replacing(/\d{8}T\d{6}Z-(full|u\d+)-[a-z0-9]+/, with: "ID")
+  }
+
+  /// Writes the textfile (at most every two seconds while things change, and every heartbeat), the
   /// status file and the ping; saves the state when due.
   func report(force: Bool = false) {
     let now = Self.now()

@@ -331,9 +331,11 @@ import Testing
     let user = try fleet.userIDs()[0]
     let watch = try WatchProcess(fleet, ["--prometheus", Self.prom(fleet), "--retry-base-ms", "200"])
     try fleet.loginWithTelethon([user])
-    try waitUntil("the failed copy, queued again") {
+    // Several attempts (rclone's messages differ by their timestamps): still one line.
+    try waitUntil("three failed copies, queued again") {
       let queued = try Self.metric(fleet, "tgsess_watch_push_queue_length") ?? 0
-      return !watch.lines(containing: "copy to remote failed").isEmpty && queued >= 1
+      let failures = try Self.metric(fleet, "tgsess_watch_remote_failures_total") ?? 0
+      return !watch.lines(containing: "copy to remote failed").isEmpty && queued >= 1 && failures >= 3
     }
     let newest = try #require(try fleet.userArchives(user).last)
     #expect(newest.reason == "New login")
