@@ -905,7 +905,8 @@ final class WatchEngine {
         {
           return .failure(error)
         } catch {
-          return .failure(.io(path: repository.userDirectory(ordered[index]), operation: "list", errno: EIO))
+          return .failure(
+            .invalid(path: repository.userDirectory(ordered[index]), reason: "\(error)", hint: "check the directory"))
         }
       }) ?? []
     phase("archives")
