@@ -90,7 +90,8 @@ confdir=$destdir/etc/tgsess
 promrulesdir=$destdir/etc/prometheus/rules
 sharedir=$destdir$prefix/share/tgsess
 units=(tgsess-backup.service tgsess-backup.timer tgsess-prune.service tgsess-prune.timer
-  tgsess-check.service tgsess-check.timer tgsess-drill.service tgsess-drill.timer tgsess-bot.service)
+  tgsess-check.service tgsess-check.timer tgsess-drill.service tgsess-drill.timer tgsess-bot.service
+  tgsess-watch.service)
 binaries=(tgsess tgsess-bot)
 changed=0
 units_changed=0
@@ -128,7 +129,7 @@ if [ "$uninstall" -eq 1 ]; then
   echo "== uninstalling tgsess from ${destdir:-/}"
   if systemd_running; then
     for unit in "${units[@]}"; do
-      case "$unit" in *.timer|tgsess-bot.service) ;; *) continue ;; esac
+      case "$unit" in *.timer|tgsess-bot.service|tgsess-watch.service) ;; *) continue ;; esac
       [ -f "$unitdir/$unit" ] || continue
       systemctl disable --now "$unit" >/dev/null 2>&1 && echo "  disabled   $unit" || true
     done
@@ -239,7 +240,7 @@ cat <<EOF
 Next steps (as root):
  1. Edit /etc/tgsess/tgsess.toml: root (the bot's deployment) and backups_dir. If they are not
     /srv/tgbot and /var/backups/tgsess, change ReadWritePaths= too: systemctl edit tgsess-backup.service
-    (and prune, check, drill, bot).
+    (and prune, check, drill, bot, watch).
  2. Give the deployment and the archive directory to the user tgsess (run the userbot as tgsess as
     well, or in its group: tgsess writes files 0600):
       install -d -o tgsess -g tgsess -m 0700 /srv/tgbot /var/backups/tgsess
@@ -261,6 +262,7 @@ Next steps (as root):
  6. Start the schedule (or use --cron on hosts without systemd; not both):
       systemctl enable --now tgsess-backup.timer tgsess-prune.timer tgsess-check.timer tgsess-drill.timer
       systemctl enable --now tgsess-bot.service
+      systemctl enable --now tgsess-watch.service   # a login archived and offsite within seconds
       systemctl start tgsess-backup.service && journalctl -u tgsess-backup.service -n 20
  Runbook (restores, key rotation, metrics, exit codes, drills): docs/RUNBOOK.md
 EOF

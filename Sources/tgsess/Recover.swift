@@ -28,7 +28,7 @@ struct Recover: ParsableCommand {
         $ tgsess recover --all --dry-run
         $ tgsess recover --user 42 --identity /run/tgsess-identity.txt
 
-      EXIT STATUS: 0 all healthy · 3 some users unrecoverable (each named) · 1 failed (a missing key,
+      EXIT STATUS: 0 all healthy · 3 some users unrecoverable (each named) · 1 failed (a missing key, \
       a file in use; nothing more changed) · 64 usage · 75 lock held
       """)
 

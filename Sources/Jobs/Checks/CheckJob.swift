@@ -189,6 +189,7 @@ public enum CheckJob {
     var findings =
       DatabaseCheck.findings(context) + KeysCheck.findings(context) + SessionsCheck.findings(context)
       + BackupsCheck.findings(context) + OffsiteCheck.findings(context) + DrillsCheck.findings(context)
+      + WatchCheck.findings(context)
     let critical = Set(findings.filter { $0.state == .critical }.compactMap(\.userID))
     findings += ProbeCheck.findings(context, skipping: critical, runner: probe)
     return findings
