@@ -42,7 +42,9 @@ rows=()
 watch_python=${TGSESS_TEST_PYTHON:-$PWD/.venv-test/bin/python}
 watch_bench() {
   local users=$1 root="$work/watch-$users" remote="$work/watch-remote-$users"
-  [ -x "$watch_python" ] || { echo "bench.sh: no $watch_python (the watch scenario needs Telethon and cryptography); run scripts/test.sh first" >&2; exit 1; }
+  # The test peers (Telethon, cryptography) come from the script that makes them for the tests.
+  [ -x "$watch_python" ] || scripts/test-peers.sh >&2
+  [ -x "$watch_python" ] || { echo "bench.sh: no $watch_python after scripts/test-peers.sh (the watch scenario needs Telethon and cryptography); set TGSESS_TEST_PYTHON or run scripts/test.sh" >&2; exit 1; }
   echo "== watch, $users users" >&2
   "$bin/tgsess-fleet" --root "$root" --users "$users" --seed 11 >/dev/null
   "$tg" backup --root "$root" >/dev/null 2>&1
