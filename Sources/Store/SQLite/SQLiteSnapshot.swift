@@ -14,14 +14,19 @@ public enum SQLiteJournalMode: String, Codable, Sendable {
 public struct SnapshotOptions: Sendable {
   /// How long one step waits for another process's lock before the snapshot fails.
   public var busyTimeoutMS: Int32
-  /// How long one step of a rollback-journal copy should hold the source's read lock (a writer's
-  /// commit waits about this long at most); the page count of each step follows it.
+  /// The longest the copy may hold a rollback-journal source's read lock at once (a writer's
+  /// commit waits about this long at most): a source whose whole copy takes longer is copied in
+  /// steps of `stepTargetMS`.
+  public var maxLockMS: Double = 50
+  /// How long one step of a stepped copy should hold the read lock; the page count of each step
+  /// follows it.
   public var stepTargetMS: Double = 5
   /// Pages the first step copies (1 MiB of 4 KiB pages): a file this small is copied in one step.
   public var firstStepPages: Int32 = 256
-  /// Stepped passes a writer may restart (each commit of another connection restarts the copy)
-  /// before the last pass is taken in one step, holding the read lock throughout.
-  public var maxRestarts = 4
+  /// Passes another connection's commits may restart before the snapshot gives up.
+  public var maxRestarts = 6
+  /// The next step to name when the snapshot gives up because the source kept changing.
+  public var restartsHint = "run the backup again when the file's writer is idle"
   /// Called between two steps of a stepped copy, when the source is not locked (tests commit
   /// there to prove it).
   public var betweenSteps: (@Sendable () throws -> Void)?
@@ -35,13 +40,10 @@ public struct SnapshotOptions: Sendable {
 public struct SnapshotReport: Codable, Sendable, Equatable {
   public enum Method: String, Codable, Sendable {
     /// One read transaction: a WAL source (its writers never wait for it), or a rollback-journal
-    /// source small enough for one short step.
+    /// source whose whole copy fits `maxLockMS`.
     case oneStep = "one-step"
     /// Short steps, the read lock released between them.
     case stepped
-    /// Writers restarted every stepped pass, so the last pass was taken in one step: the
-    /// source's writers waited for all of it.
-    case oneStepAfterRestarts = "one-step-after-restarts"
   }
 
   public var journalMode: SQLiteJournalMode
@@ -77,10 +79,11 @@ public struct SQLiteStallEstimate: Sendable, Equatable {
 ///
 /// A writer of a rollback-journal file cannot commit while any reader holds the file's read
 /// lock, so a copy in one step would stall the bot for as long as the copy takes (seconds for a
-/// database of gigabytes, past a busy timeout of 1 s). Such a file is copied in short steps that
-/// release the lock in between; a commit in between restarts the copy (SQLite's backup API
-/// notices it), so every finished copy is one committed state. Only when writers restarted
-/// `maxRestarts` passes is the last one taken in one step. A WAL file is copied in one read
+/// database of gigabytes, past a busy timeout of 1 s). Such a file is copied in one step only
+/// when the whole copy takes at most `maxLockMS`; otherwise in short steps that release the lock
+/// in between. A commit between two steps restarts the copy (SQLite's backup API notices it), so
+/// every finished copy is one committed state; after `maxRestarts` restarts the snapshot gives up
+/// with an error naming the file rather than stall its writers. A WAL file is copied in one read
 /// transaction: its writers never wait for a reader.
 public enum SQLiteSnapshot {
   /// Copies `source` into a new file at `destination` (mode 0600). The copy is not fsynced:
@@ -105,7 +108,7 @@ public enum SQLiteSnapshot {
     guard rc == SQLITE_OK, let to else { throw failure(rc, to, "open", destination) }
     // A staging copy needs no journal and no syncs.
     sqlite3_exec(to, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", nil, nil, nil)
-    let (code, report) = try copy(from: from, to: to, destination: destination, options: options)
+    let (code, report) = try copy(from: from, to: to, sourcePath: source, destination: destination, options: options)
     if let code {
       // sqlite3_backup_step reports both sides' errors on the destination handle, so the code
       // tells which side failed: writes (a full disk) are the staging copy's, the rest the source's.
@@ -142,7 +145,7 @@ public enum SQLiteSnapshot {
       throw failure.storeError(path: source)
     }
     let to = try memory.requireHandle()
-    let (code, report) = try copy(from: from, to: to, destination: source, options: options)
+    let (code, report) = try copy(from: from, to: to, sourcePath: source, destination: source, options: options)
     if let code { throw sourceFailure(code, source: source) }
     var size: sqlite3_int64 = 0
     let image = sqlite3_serialize(to, "main", &size, UInt32(SQLITE_SERIALIZE_NOCOPY))
@@ -160,10 +163,10 @@ public enum SQLiteSnapshot {
 
   /// Measures what a copy of `source` in one step would cost its writers: its journal mode,
   /// its size, and the rate at which the online backup API copies it, from two sample passes of
-  /// up to `sampleBytes` into memory (each in short steps, so no writer waits for the sample).
+  /// up to `sampleBytes` into memory (each in steps of 1 MiB, so no writer waits long for it).
   /// - Throws: `StoreError` naming the source (missing, busy, corrupt, hot journal).
   public static func estimateStall(
-    source: String, sampleBytes: Int64 = 16 << 20, busyTimeoutMS: Int32 = 5000
+    source: String, sampleBytes: Int64 = 32 << 20, busyTimeoutMS: Int32 = 5000
   ) throws -> SQLiteStallEstimate {
     let from = try SnapshotSource(path: source, busyTimeoutMS: busyTimeoutMS)
     let mode = journalMode(of: from.handle)
@@ -181,38 +184,34 @@ public enum SQLiteSnapshot {
       guard let backup = sqlite3_backup_init(to, "main", from.handle, "main") else {
         throw failure(sqlite3_extended_errcode(to), to, "start online backup", source)
       }
+      // The sample is abandoned midway on purpose; the copy goes with `memory`.
+      defer { sqlite3_backup_finish(backup) }
       var copiedPages: Int64 = 0
       var lockedNS: UInt64 = 0
-      var remaining = Int64.max
       while copiedPages * pageSize < sampleBytes {
+        let before = Int64(sqlite3_backup_pagecount(backup) - sqlite3_backup_remaining(backup))
         let (code, heldNS) = from.step(backup, pages: stepPages)
+        guard code == SQLITE_OK || code == SQLITE_DONE else { throw sourceFailure(code, source: source) }
+        let after = Int64(sqlite3_backup_pagecount(backup) - sqlite3_backup_remaining(backup))
+        // A restart (another connection committed) copies from page 1 again.
+        copiedPages += after > before ? after - before : after
         lockedNS += heldNS
-        if code == SQLITE_DONE {
-          copiedPages += min(Int64(stepPages), remaining == .max ? Int64(sqlite3_backup_pagecount(backup)) : remaining)
-          break
-        }
-        guard code == SQLITE_OK else {
-          sqlite3_backup_finish(backup)
-          throw sourceFailure(code, source: source)
-        }
-        copiedPages += Int64(stepPages)
-        remaining = Int64(sqlite3_backup_remaining(backup))
+        if code == SQLITE_DONE { break }
       }
-      // Abandoning the copy midway is what the sample wants; the memory goes with `memory`.
-      sqlite3_backup_finish(backup)
       if lockedNS > 0 { bestRate = max(bestRate, Double(copiedPages * pageSize) / (Double(lockedNS) / 1e9)) }
     }
     return SQLiteStallEstimate(
       journalMode: mode, byteCount: try FileSystem.size(of: source), bytesPerSecond: bestRate)
   }
 
-  /// Runs one whole online backup from `from` into `to`: in one step for a WAL source or a small
-  /// file, otherwise in short steps (see the type's comment).
+  /// Runs one whole online backup from `from` into `to`: in one step for a WAL source or a copy
+  /// that fits `options.maxLockMS`, otherwise in short steps (see the type's comment).
   /// - Returns: the failing result code (nil when the copy is complete) and how it was taken.
-  /// - Throws: `StoreError` naming `destination` when the backup cannot even start, or what
+  /// - Throws: `StoreError` naming `destination` when the backup cannot even start, naming
+  ///   `sourcePath` when writers restarted it more than `options.maxRestarts` times, or what
   ///   `options.betweenSteps` throws.
   private static func copy(
-    from: SnapshotSource, to: OpaquePointer, destination: String, options: SnapshotOptions
+    from: SnapshotSource, to: OpaquePointer, sourcePath: String, destination: String, options: SnapshotOptions
   ) throws -> (code: Int32?, report: SnapshotReport) {
     let started = DispatchTime.now().uptimeNanoseconds
     var report = SnapshotReport(journalMode: journalMode(of: from.handle), method: .oneStep)
@@ -220,9 +219,11 @@ public enum SQLiteSnapshot {
       throw failure(sqlite3_extended_errcode(to), to, "start online backup", destination)
     }
     var pages: Int32 = report.journalMode == .wal ? -1 : max(options.firstStepPages, 1)
-    // The first page the next step copies, as the last step left it; a step that did not
+    // The first page the next step copies, as the last step left it: a step that did not
     // continue from it began again at page 1 because another connection had committed.
     var nextPage: Int32 = 1
+    var lockedNS: UInt64 = 0
+    var copiedPages: Int64 = 0
     var step: Int32 = SQLITE_OK
     do {
       while true {
@@ -233,20 +234,30 @@ public enum SQLiteSnapshot {
         guard step == SQLITE_OK else { break }
         let next = sqlite3_backup_pagecount(backup) - sqlite3_backup_remaining(backup) + 1
         let isRestart = next != nextPage + pages
+        copiedPages += Int64(isRestart ? next - 1 : next - nextPage)
+        lockedNS += heldNS
         nextPage = next
+        report.method = .stepped
+        // What the whole copy in one step would hold the lock for, at the rate measured so far.
+        let wholeMS = Double(lockedNS) / 1e6 / Double(max(copiedPages, 1)) * Double(sqlite3_backup_pagecount(backup))
         if isRestart {
           report.restarts += 1
           if report.restarts > options.maxRestarts {
-            // The writer never left a gap long enough: the rest in one step, which it waits for.
-            report.method = .oneStepAfterRestarts
-            pages = -1
-          } else {
-            // A writer in a burst: give it a moment before the next pass.
-            usleep(useconds_t(min(10_000 << (report.restarts - 1), 200_000)))
+            let pageSize = Int64(textValue(from.handle, "PRAGMA page_size")) ?? 4096
+            let mebibytes = (Int64(sqlite3_backup_pagecount(backup)) * pageSize) >> 20
+            throw StoreError.database(
+              path: sourcePath,
+              reason:
+                "another connection committed during each of \(report.restarts) copy passes, and copying it in one step would hold its writers about \(Int(wholeMS.rounded())) ms (rollback journal, \(mebibytes) MiB)",
+              hint: options.restartsHint)
           }
+          // A writer in a burst: give it a moment before the next pass.
+          usleep(useconds_t(min(10_000 << (report.restarts - 1), 500_000)))
         }
-        if pages > 0 {
-          report.method = .stepped
+        if wholeMS <= options.maxLockMS {
+          // The rest in one step holds the lock no longer than a writer may wait.
+          pages = -1
+        } else {
           pages = nextStepPages(pages, heldMS: Double(heldNS) / 1e6, targetMS: options.stepTargetMS)
         }
         try options.betweenSteps?()
