@@ -49,21 +49,26 @@ public enum ArchiveSelection {
     }
   }
 
-  /// The archive `selector` means in `repository`: by id, or `latest(in:at:userID:)` (a user's
-  /// full snapshots are read only when no regular per-user archive of theirs fits: at fleet
-  /// scale each full record lists every user).
+  /// The archive `selector` means in `repository`: by id (authenticated when it is verified),
+  /// or `latest(in:at:userID:)` among the archives `authenticator` accepts, each judged by
+  /// what its signature vouches for, never by its record (a user's full snapshots are read only
+  /// when no regular per-user archive of theirs fits: at fleet scale each full record lists
+  /// every user).
   /// - Returns: nil when nothing fits "latest" (the caller words what is missing).
   /// - Throws: `StoreError.missing` or `.invalid` when an id matches no archive or several.
-  public static func choose(_ selector: ArchiveSelector, in repository: ArchiveRepository) throws -> ArchiveRecord? {
+  public static func choose(
+    _ selector: ArchiveSelector, in repository: ArchiveRepository, authenticator: any ArchiveAuthenticator
+  ) throws -> ArchiveRecord? {
     guard selector.isLatest else { return try repository.find(id: selector.archive) }
     guard let userID = selector.userID else {
-      return latest(in: try repository.list(kind: .full), at: selector.at)
+      return latest(in: authenticator.accepted(try repository.list(kind: .full), in: repository), at: selector.at)
     }
-    let own = try repository.list(kind: .user, userID: userID)
+    let own = authenticator.accepted(try repository.list(kind: .user, userID: userID), in: repository)
     if let pick = latest(in: own, at: selector.at, userID: userID), pick.reason != BackupReason.beforeRestore {
       return pick
     }
-    return latest(in: own + (try repository.list(kind: .full, userID: userID)), at: selector.at, userID: userID)
+    let full = authenticator.accepted(try repository.list(kind: .full, userID: userID), in: repository)
+    return latest(in: own + full, at: selector.at, userID: userID)
   }
 
   /// The newest regular per-user archive of every user that has one, in user order (a drill's

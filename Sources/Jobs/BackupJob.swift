@@ -212,6 +212,8 @@ public enum BackupJob {
     let repository: ArchiveRepository
     let encryption: ArchiveEncryption
     let identities: [AgeIdentity]
+    /// Signs every archive once it is proven (`keys/signing.key`).
+    let signingKey: SigningKey
     let database: BotDatabase
     let host = ProcessInfo.processInfo.hostName
 
@@ -220,6 +222,8 @@ public enum BackupJob {
       self.options = options
       self.logger = logger
       repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+      // An archive nothing can authenticate would be refused by every reader: no key, no backup.
+      signingKey = try KeyStore.loadSigningKey(deployment)
       if options.isEncrypted {
         let recipients = try KeyStore.loadRecipients(deployment)
         guard !recipients.isEmpty else {
@@ -387,7 +391,7 @@ public enum BackupJob {
       let manifest = try makeManifest(kind: .user, userID: userID, reason: reason, date: date, entries: entries)
       let record = try repository.write(
         id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
-        zstdLevel: options.zstdLevel)
+        signingKey: signingKey, zstdLevel: options.zstdLevel)
       let writer = try BotDatabase(
         path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { writer.close() }
@@ -501,7 +505,7 @@ public enum BackupJob {
       var filesDone = 0
       let record = try repository.write(
         id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
-        zstdLevel: options.zstdLevel
+        signingKey: signingKey, zstdLevel: options.zstdLevel
       ) { bytes in
         bytesDone += bytes
         filesDone += 1

@@ -169,6 +169,12 @@ public enum MigrateJob {
         "\(files.count) legacy backup file(s) not imported: no age recipient to encrypt them to (run tgsess init)"
       return
     }
+    guard FileSystem.exists(deployment.signingKeyPath) else {
+      result.importNote =
+        "\(files.count) legacy backup file(s) not imported: no archive signing key to sign them with (run tgsess init)"
+      return
+    }
+    let signingKey = try KeyStore.loadSigningKey(deployment)
     let identities = FileSystem.exists(deployment.ageIdentityPath) ? try KeyStore.loadIdentities(deployment) : []
     let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
     let host = ProcessInfo.processInfo.hostName
@@ -200,7 +206,7 @@ public enum MigrateJob {
         reason: BackupReason.imported, userID: file.userID, schemaVersion: schemaVersion, entries: [entry])
       _ = try repository.write(
         id: id, manifest: manifest, sources: [file.archivePath: .file(file.path)], encryption: .age(recipients),
-        identities: identities, zstdLevel: deployment.config.backup?.zstdLevel ?? 3)
+        identities: identities, signingKey: signingKey, zstdLevel: deployment.config.backup?.zstdLevel ?? 3)
       try database.recordImport(sha256: sha256, archiveID: id)
       result.imported.append(ImportedLegacyFile(path: file.path, userID: file.userID, archiveID: id))
       logger.info("legacy backup imported", metadata: ["file.path": "\(file.path)", "archive.id": "\(id)"])

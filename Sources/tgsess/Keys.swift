@@ -1,11 +1,12 @@
 import ArgumentParser
+import Foundation
 import Jobs
 import Store
 
 struct Keys: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Manage the deployment's keys.",
-    subcommands: [AddFernet.self, RotateSigning.self])
+    subcommands: [AddFernet.self, RotateSigning.self, SignExisting.self])
 
   struct AddFernet: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -55,6 +56,54 @@ struct Keys: ParsableCommand {
       Output.line("signing key \(rotation.newKeyID) is current (was \(rotation.oldKeyID))")
       Output.line("\(rotation.ringPath) verifies with \(rotation.ringKeyIDs.joined(separator: ", ")) (newest first)")
       Output.line("next: copy \(rotation.ringPath) into escrow with the age identity")
+    }
+  }
+
+  struct SignExisting: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "sign-existing",
+      abstract: "Vouch once for the archives made before archives were signed.",
+      discussion: """
+        Reads every archive that has no signature file back in full (decrypted with the age \
+        identity, every entry's SHA-256 checked against the manifest, the manifest describing \
+        the archive's name and place) and only then signs it with keys/signing.key. An archive \
+        that fails is never signed and is named; archives already signed are left alone. It \
+        needs the age identity (keys/age-identity.txt or --identity FILE) and refuses without it.
+
+        Run it once, right after upgrading (`tgsess init`, then this), before anyone else could \
+        have written to backups/: it vouches that this host made these archives, which only this \
+        host can know. Do not run it after a suspected compromise, nor on archives fetched from \
+        a shared bucket: a planted archive would pass every check it makes and become trusted. \
+        Restore such archives with --allow-unsigned instead, after checking them by hand \
+        (docs/ARCHIVE-FORMAT.md).
+
+          $ tgsess keys sign-existing --dry-run
+          $ tgsess keys sign-existing --identity /escrow/age-identity.txt
+
+        EXIT STATUS: 0 ok · 1 failed · 3 partial (some archives failed and were not signed, each named) · 75 lock held
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "The age identity file (default: keys/age-identity.txt).") var identity: String?
+    @Flag(help: "Re-verify every unsigned archive and sign nothing.") var dryRun = false
+    @Option(help: "Seconds to wait for the deployment lock.") var lockWait = 0
+
+    func run() throws {
+      let (deployment, _) = try global.setUp()
+      let result = try KeysJob.signExisting(
+        deployment,
+        options: SignExistingOptions(identityPath: identity, isDryRun: dryRun, lockWait: TimeInterval(lockWait)))
+      if global.json {
+        try Output.json(result)
+      } else {
+        let verb = result.isDryRun ? "would sign" : "signed"
+        for id in result.signed { Output.line("\(verb) \(id)") }
+        for failure in result.failed { Output.line("NOT SIGNED \(failure.path): \(failure.reason)") }
+        Output.line(
+          "\(verb) \(result.signed.count) archive(s) with key \(result.keyID), \(result.failed.count) failed (not signed), \(result.alreadySigned) already signed"
+        )
+      }
+      if result.isPartial { throw ExitCode(ExitStatus.partial) }
     }
   }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import Store
 
-/// Offsite copies: every local archive is on every configured remote, as of the last push's
+/// Offsite copies: every local signed archive is on every configured remote, as of the last push's
 /// listing of it.
 public enum OffsiteCheck {
   public static func findings(_ context: CheckContext) -> [CheckFinding] {
@@ -15,9 +15,10 @@ public enum OffsiteCheck {
         continue
       }
       // Without the local list there is nothing to compare; the backups check has said why.
-      guard case .success(let archives) = context.archives else { continue }
+      // Only signed archives are pushed.
+      guard case .success = context.archives else { continue }
       let there = Set(state.archiveNames ?? [])
-      let missing = archives.filter { !there.contains($0.fileName) }.count
+      let missing = context.signedArchives.filter { !there.contains($0.fileName) }.count
       guard missing > 0 else { continue }
       let since =
         state.lastSuccessAt.map {

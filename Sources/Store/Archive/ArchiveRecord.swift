@@ -78,6 +78,23 @@ public struct ArchiveRecord: Codable, Sendable, Equatable {
 
   public var isVerified: Bool { verification != .unknown }
 
+  /// This record with what `statement` vouches for in place of what the record says: id, file
+  /// name, kind, user, time, reason, encryption, file size and SHA-256. (The record itself is
+  /// not authenticated; anyone who can write to backups/ can edit it.)
+  public func vouched(by statement: SignedStatement) -> ArchiveRecord {
+    var record = self
+    record.id = statement.archiveID
+    record.fileName = statement.fileName
+    record.kind = statement.kind
+    record.userID = statement.userID
+    record.createdAt = statement.createdAt
+    record.reason = statement.reason
+    record.isEncrypted = statement.encryption == .age
+    record.byteCount = statement.fileByteCount
+    record.sha256 = statement.fileSHA256
+    return record
+  }
+
   /// Stable JSON.
   public func encoded() throws -> Data {
     let encoder = JSONEncoder()
