@@ -29,6 +29,14 @@ import Testing
     return String(path.dropLast(suffix.count)) + ArchiveName.recordSuffix
   }
 
+  static func signaturePath(ofArchive path: String) -> String {
+    String(recordPath(ofArchive: path).dropLast(ArchiveName.recordSuffix.count)) + ArchiveSignature.fileSuffix
+  }
+
+  /// The crash points between signing and publishing: the signature is in place, the archive
+  /// not yet; the next run removes the orphan signature.
+  static let signedNotPublished: Set<String> = ["archive.after-sign", "archive.before-publish"]
+
   /// How an archive is proven after a crash.
   enum Proof {
     /// Decrypted by age, extracted by tar, hashed by sha256sum, checked by sqlite3.
@@ -39,8 +47,9 @@ import Testing
 
   /// What must hold after a backup was killed: earlier files byte-identical, only hidden
   /// temporaries or staging directories left, every new visible file a listed archive (or its
-  /// record), every listed new archive verifying; then the next backup succeeds and leaves no
-  /// temporaries, and every archive has its record.
+  /// record or signature; an orphan signature only when killed between signing and publishing),
+  /// every listed new archive signed and verifying; then the next backup succeeds and leaves no
+  /// temporaries and no orphan, and every archive has its record and signature.
   static func expectSoundAfterKill(
     _ fleet: FleetDeployment, before: TreeSnapshot, label: String, proof: Proof = .stockTools,
     expectsLeftovers: Bool = false, sourceLocation: SourceLocation = #_sourceLocation
@@ -65,6 +74,15 @@ import Testing
     for path in after.files.keys where before.files[path] == nil {
       if isArchiveName(path) {
         #expect(listedPaths.contains(path), "\(label): \(path) not listed", sourceLocation: sourceLocation)
+        #expect(
+          after.files[signaturePath(ofArchive: path)] != nil, "\(label): \(path) published without its signature",
+          sourceLocation: sourceLocation)
+      } else if path.hasSuffix(ArchiveSignature.fileSuffix) {
+        let id = String(path.dropLast(ArchiveSignature.fileSuffix.count))
+        #expect(
+          after.files[id + ArchiveName.encryptedSuffix] != nil || after.files[id + ArchiveName.plainSuffix] != nil
+            || signedNotPublished.contains(label),
+          "\(label): signature \(path) without its archive", sourceLocation: sourceLocation)
       } else if path.hasSuffix(ArchiveName.recordSuffix) {
         let id = String(path.dropLast(ArchiveName.recordSuffix.count))
         #expect(
@@ -102,7 +120,12 @@ import Testing
     let archives = cleaned.files.keys.filter(isArchiveName)
     let records = cleaned.files.keys.filter { $0.hasSuffix(ArchiveName.recordSuffix) }
     #expect(Set(archives.map(recordPath(ofArchive:))) == Set(records), "\(label)", sourceLocation: sourceLocation)
-    #expect(try list(fleet).allSatisfy { $0.verification == .full }, "\(label)", sourceLocation: sourceLocation)
+    let signatures = cleaned.files.keys.filter { $0.hasSuffix(ArchiveSignature.fileSuffix) }
+    #expect(
+      Set(archives.map(signaturePath(ofArchive:))) == Set(signatures), "\(label)", sourceLocation: sourceLocation)
+    #expect(
+      try list(fleet).allSatisfy { $0.verification == .full && $0.signature == .signed }, "\(label)",
+      sourceLocation: sourceLocation)
   }
 
   // MARK: - Live writers
@@ -168,7 +191,8 @@ import Testing
   /// Every crash point on a backup's path. (Staging writes no atomic files: snapshots go to
   /// memory and one pack file, so the `atomic.*` points are not on it.)
   static let crashPoints = [
-    "archive.before-fsync", "archive.after-verify", "archive.before-publish", "archive.after-publish",
+    "archive.before-fsync", "archive.after-verify", "archive.after-sign", "archive.before-publish",
+    "archive.after-publish",
     "backup.after-session-snapshot", "backup.between-users",
   ]
 

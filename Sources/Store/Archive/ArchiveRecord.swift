@@ -123,7 +123,11 @@ public enum ArchiveName {
     let alphabet = Array("abcdefghijkmnopqrstuvwxyz23456789")
     let random = String((0..<6).map { _ in alphabet.randomElement()! })
     let what = kind == .full ? "full" : "u\(userID ?? 0)"
-    return "\(Timestamp.compact(date))-\(what)-\(random)"
+    // The whole second the manifest keeps (its time is rounded down): the date formatter
+    // rounds to milliseconds first, so x.9996 s would otherwise name the next second, and the
+    // signed statement, which must say the id's time, could not be made.
+    let second = Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))
+    return "\(Timestamp.compact(second))-\(what)-\(random)"
   }
 
   /// The archive file name of `id`.

@@ -99,22 +99,13 @@ public struct RcloneRemote: Sendable, Equatable {
       errorText: Self.lastLines(stderr), stderr: stderr)
   }
 
-  /// The filters that select archives, signatures and records (never pins, temporaries or
-  /// staging).
-  static let archiveFilters = [
-    "--filter", "- .*", "--filter", "- .*/**", "--filter", "+ /full/*.tar.zst.age", "--filter", "+ /full/*.tar.zst",
-    "--filter", "+ /full/*.json", "--filter", "+ /full/*.sig", "--filter", "+ /users/*/*.tar.zst.age", "--filter",
-    "+ /users/*/*.tar.zst", "--filter", "+ /users/*/*.json", "--filter", "+ /users/*/*.sig", "--filter", "- *",
-  ]
-
   /// Copies `files` (paths relative to `backupsDirectory`: archives, signatures, records that
   /// were verified first) that the remote lacks. Never replaces an existing remote object
   /// (`copy --immutable` refuses with exit 6).
   public func push(backupsDirectory: String, files: [String]) throws -> Run {
     try withList(files, in: backupsDirectory) { list in
-      try run(
-        ["copy", "--files-from-raw", list, "--immutable", "--checksum", "--no-traverse", backupsDirectory, root]
-          + Self.archiveFilters)
+      // The list is the filter (rclone refuses --files-from-raw with other filters).
+      try run(["copy", "--files-from-raw", list, "--immutable", "--checksum", "--no-traverse", backupsDirectory, root])
     }
   }
 
@@ -122,7 +113,7 @@ public struct RcloneRemote: Sendable, Equatable {
   /// (`check --one-way`): exit 0 when every one is there and equal.
   public func verify(backupsDirectory: String, files: [String]) throws -> Run {
     try withList(files, in: backupsDirectory) { list in
-      try run(["check", "--one-way", "--files-from-raw", list, backupsDirectory, root] + Self.archiveFilters)
+      try run(["check", "--one-way", "--files-from-raw", list, backupsDirectory, root])
     }
   }
 
