@@ -134,10 +134,13 @@ import Testing
     // The same content encrypted again: another file, the same manifest bytes.
     let path = repository.path(of: record)
     try AgeKeyFile.write(identity, to: dir.file("id"))
-    #expect(try runProcess("/bin/bash", ["-c", "age -d -i \"$1\" \"$2\" > \"$2.plain\"", "x", dir.file("id"), path]).status == 0)
+    #expect(
+      try runProcess("/bin/bash", ["-c", "age -d -i \"$1\" \"$2\" > \"$2.plain\"", "x", dir.file("id"), path]).status
+        == 0)
     #expect(
       try runProcess(
-        "/bin/bash", ["-c", "age -r \"$1\" -o \"$2\" \"$2.plain\" && rm \"$2.plain\"", "x", identity.recipient.string, path]
+        "/bin/bash",
+        ["-c", "age -r \"$1\" -o \"$2\" \"$2.plain\" && rm \"$2.plain\"", "x", identity.recipient.string, path]
       ).status == 0)
     let staging = dir.file("staging")
     try FileSystem.makeDirectory(staging)

@@ -149,8 +149,9 @@ public enum Forgery {
     else { throw TestHelperError("the forger printed nothing useful: \(result.stdout) \(result.stderr)") }
     return Forged(
       id: id, path: path,
-      authKeyFingerprints: Dictionary(uniqueKeysWithValues: prints.compactMap { key, value in
-        Int64(key).map { ($0, value) }
-      }))
+      authKeyFingerprints: Dictionary(
+        uniqueKeysWithValues: prints.compactMap { key, value in
+          Int64(key).map { ($0, value) }
+        }))
   }
 }

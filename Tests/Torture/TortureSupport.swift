@@ -515,6 +515,8 @@ enum Witness {
     var path: String
     var kind: String
     var verification: String
+    /// signed, unsigned, rejected or unverified.
+    var signature: String = ""
   }
 
   /// The archives `tgsess list --json` shows.
@@ -527,12 +529,13 @@ enum Witness {
     return array.map {
       Listed(
         id: $0["id"] as? String ?? "", path: $0["path"] as? String ?? "", kind: $0["kind"] as? String ?? "",
-        verification: $0["verification"] as? String ?? "")
+        verification: $0["verification"] as? String ?? "", signature: $0["signature"] as? String ?? "")
     }
   }
 
   /// Every archive `tgsess list` shows, decrypted and every entry hashed against its manifest by
-  /// tgsess's reader. Returns the problems (one per archive that does not verify).
+  /// tgsess's reader, and signed by the deployment's key (a writer publishes only what it signed).
+  /// Returns the problems (one per archive that does not verify).
   static func verifyListed(_ fleet: TortureFleet) throws -> (count: Int, problems: [String]) {
     let archives = try listed(fleet)
     let identities = fleet.identities
@@ -544,6 +547,9 @@ enum Witness {
         problems.append("listed archive \(archive.id) does not verify: \(error)")
       }
       if archive.verification == "unknown" { problems.append("listed archive \(archive.id) has no record") }
+      if archive.signature != "signed" {
+        problems.append("listed archive \(archive.id) is \(archive.signature), not signed")
+      }
     }
     return (archives.count, problems)
   }

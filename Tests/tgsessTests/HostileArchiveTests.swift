@@ -102,7 +102,8 @@ import Testing
     )
     #expect(try fleet.tree() == tree)
     // "latest" never considers it: the victim's own archive is the one it would restore.
-    let plan = try jsonObject(try fleet.tgsessOK(["restore", "latest", "--user", String(victim), "--dry-run", "--json"]))
+    let plan = try jsonObject(
+      try fleet.tgsessOK(["restore", "latest", "--user", String(victim), "--dry-run", "--json"]))
     #expect(plan["archiveID"] as? String == victimsOwn.id)
     #expect(try fleet.tree() == tree)
     // Recover skips it (naming why) and repairs the victim from their own archive instead.

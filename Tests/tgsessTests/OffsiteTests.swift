@@ -108,7 +108,10 @@ import Testing
       "\(unverifiable.stderr)")
     #expect(!FileManager.default.fileExists(atPath: target))
     let restore = try runTgsess(
-      ["restore", "latest", "--from-remote", "usb", "--target", target, "--root", newHost, "--verify-key", escrowedRing])
+      [
+        "restore", "latest", "--from-remote", "usb", "--target", target, "--root", newHost, "--verify-key",
+        escrowedRing,
+      ])
     #expect(restore.status == 0, "\(restore.stderr)")
     #expect(try fleet.sqlite("SELECT count(*) FROM user_sessions", path: target + "/data/telegram_bot.db") == keys)
     for user in try fleet.sessionUserIDs() {

@@ -37,7 +37,8 @@ import Testing
       try Forgery.archive(
         fleet.deployment, userID: victim, users: [victim], at: later, signer: .foreignKey, suffix: "evil02"),
       try Forgery.archive(fleet.deployment, userID: nil, users: users, at: later, suffix: "evil03"),
-      try Forgery.archive(fleet.deployment, userID: nil, users: users, at: later, signer: .foreignKey, suffix: "evil04"),
+      try Forgery.archive(
+        fleet.deployment, userID: nil, users: users, at: later, signer: .foreignKey, suffix: "evil04"),
     ]
     let forgedIDs = Set(forged.map(\.id))
 
@@ -54,9 +55,10 @@ import Testing
       #expect(rows[rejected.id]?["signature"] as? String == "rejected")
       #expect((rows[rejected.id]?["rejection"] as? String)?.hasPrefix("not signed by this deployment's key") == true)
     }
-    #expect(listed.filter { !forgedIDs.contains($0["id"] as? String ?? "") }.allSatisfy {
-      $0["signature"] as? String == "signed" && $0["verification"] as? String == "full"
-    })
+    #expect(
+      listed.filter { !forgedIDs.contains($0["id"] as? String ?? "") }.allSatisfy {
+        $0["signature"] as? String == "signed" && $0["verification"] as? String == "full"
+      })
     let text = try fleet.tgsessOK(["list"]).stdout.split(separator: "\n")
     for line in text where forgedIDs.contains(String(line.split(separator: " ")[0])) {
       #expect(line.hasSuffix("unsigned   -") || line.hasSuffix("rejected   -"), "\(line)")
@@ -78,7 +80,8 @@ import Testing
       }
     }
     // restore latest: the forgeries are not candidates; the genuine archives are.
-    let plan = try jsonObject(try fleet.tgsessOK(["restore", "latest", "--user", String(victim), "--dry-run", "--json"]))
+    let plan = try jsonObject(
+      try fleet.tgsessOK(["restore", "latest", "--user", String(victim), "--dry-run", "--json"]))
     #expect(!forgedIDs.contains(plan["archiveID"] as? String ?? ""), "\(plan)")
     let whole = try jsonObject(try fleet.tgsessOK(["restore", "latest", "--dry-run", "--json"]))
     #expect(!forgedIDs.contains(whole["archiveID"] as? String ?? ""), "\(whole)")
@@ -143,8 +146,9 @@ import Testing
     // 1. Its record edited: id, time, user, reason, verification. list and restore go by the
     // signature; the record's claims lead nowhere.
     let recordPath = repository.userDirectory(victim) + "/" + genuine.id + ArchiveName.recordSuffix
-    var record = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: recordPath)))
-      as? [String: Any])
+    var record = try #require(
+      JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: recordPath)))
+        as? [String: Any])
     let claimedID = "20990101T000000Z-u\(other)-zzzzzz"
     record["id"] = claimedID
     record["created_at"] = "2099-01-01T00:00:00Z"
@@ -153,7 +157,9 @@ import Testing
     record["verification"] = "full"
     try JSONSerialization.data(withJSONObject: record).write(to: URL(fileURLWithPath: recordPath))
     let row = try #require(
-      try jsonArray(try fleet.tgsessOK(["list", "--json"])).first { $0["path"] as? String == repository.path(of: genuine) })
+      try jsonArray(try fleet.tgsessOK(["list", "--json"])).first {
+        $0["path"] as? String == repository.path(of: genuine)
+      })
     #expect(row["id"] as? String == genuine.id)
     #expect((row["userID"] as? NSNumber)?.int64Value == victim)
     #expect(row["reason"] as? String == genuine.reason)
@@ -161,7 +167,8 @@ import Testing
     #expect(row["signature"] as? String == "signed")
     let byClaim = try fleet.tgsess(["restore", claimedID])
     #expect(byClaim.status == 1 && byClaim.stderr.contains("not found"), "\(byClaim.stderr)")
-    let otherPlan = try jsonObject(try fleet.tgsessOK(["restore", "latest", "--user", String(other), "--dry-run", "--json"]))
+    let otherPlan = try jsonObject(
+      try fleet.tgsessOK(["restore", "latest", "--user", String(other), "--dry-run", "--json"]))
     #expect(otherPlan["archiveID"] as? String != genuine.id)
 
     // 2. The full snapshot re-encrypted to the public recipient with two sessions swapped, its
@@ -209,7 +216,8 @@ import Testing
           ? ["not signed by this deployment's key; its manifest.json is not the signed one"]
           : ["does not match its SHA-256 in the manifest", "not signed by this deployment's key"]
         #expect(
-          refused.stderr.hasPrefix("tgsess: restore: \(fullPath): ") && reasons.contains { refused.stderr.contains($0) },
+          refused.stderr.hasPrefix("tgsess: restore: \(fullPath): ")
+            && reasons.contains { refused.stderr.contains($0) },
           "\(rehash): \(refused.stderr)")
         #expect(!FileManager.default.fileExists(atPath: target))
         #expect(try fleet.tree() == tree)
@@ -251,7 +259,8 @@ import Testing
     let listed = try jsonArray(try fleet.tgsessOK(["list", "--json", "--user", String(victim)]))
     #expect(listed.first { $0["id"] as? String == replayID }?["signature"] as? String == "rejected")
     #expect(listed.first { $0["id"] as? String == theirs.id }?["signature"] as? String == "rejected")
-    let latest = try jsonObject(try fleet.tgsessOK(["restore", "latest", "--user", String(victim), "--dry-run", "--json"]))
+    let latest = try jsonObject(
+      try fleet.tgsessOK(["restore", "latest", "--user", String(victim), "--dry-run", "--json"]))
     #expect(latest["archiveID"] as? String == genuine.id)
     let replayed = try fleet.tgsess(["restore", replayID, "--force"])
     #expect(replayed.status == 1)
@@ -327,7 +336,8 @@ import Testing
     let there = OffsiteTests.archiveNames(under: remote + "/host-a")
     #expect(!there.contains { $0.contains("evil03") || $0.contains("evil04") })
     let text = try fleet.tgsess(["push"], environment: ["TGSESS_RETRY_BASE_MS": "1"])
-    #expect(text.stdout.contains("1 unsigned archive(s) not pushed; if this host made them, run: tgsess keys sign-existing"))
+    #expect(
+      text.stdout.contains("1 unsigned archive(s) not pushed; if this host made them, run: tgsess keys sign-existing"))
     #expect(text.stdout.contains(planted[1].path), "\(text.stdout)")
   }
 
@@ -415,7 +425,9 @@ import Testing
     let dryRun = try fleet.tgsess(["keys", "sign-existing", "--dry-run", "--json"])
     #expect(dryRun.status == 3)
     #expect(
-      try repository.list().allSatisfy { !FileSystem.exists(ArchiveSigning.signaturePath(forArchive: repository.path(of: $0))!) })
+      try repository.list().allSatisfy {
+        !FileSystem.exists(ArchiveSigning.signaturePath(forArchive: repository.path(of: $0))!)
+      })
     let signing = try jsonObject(try fleet.tgsess(["keys", "sign-existing", "--json"]))
     #expect(Set(signing["signed"] as? [String] ?? []) == Set(all.map(\.id)).subtracting([tampered.id]))
     let failed = try #require((signing["failed"] as? [[String: Any]])?.first)
