@@ -117,10 +117,10 @@ extension CheckResult {
     file.gauge("tgsess_check_status", Double(state.exitCode), help: "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
     file.gauge("tgsess_archives", Double(archives), help: "Archives in the backups directory.")
     file.gauge(
-      "tgsess_archives_unsigned", Double(unsignedArchives),
+      "tgsess_check_archives_unsigned", Double(unsignedArchives),
       help: "Archives without a signature (made before archives were signed, or planted).")
     file.gauge(
-      "tgsess_archives_rejected", Double(rejectedArchives),
+      "tgsess_check_archives_rejected", Double(rejectedArchives),
       help: "Archives that fail authentication (someone wrote to backups/).")
     if let freeBytes {
       file.gauge("tgsess_backups_free_bytes", Double(freeBytes), help: "Free bytes on the backups filesystem.")

@@ -454,4 +454,31 @@ import Testing
     #expect(blind.status == 1)
     #expect(blind.stderr.hasPrefix("tgsess: keys sign-existing: \(fleet.identityPath): not found"), "\(blind.stderr)")
   }
+
+  /// An unencrypted archive without a signature is unauthenticated by definition: on a
+  /// deployment that encrypts it is refused even with --allow-unsigned; where the config says
+  /// `[backup] encrypt = false` it is accepted with --allow-unsigned (and named). Signed, it is
+  /// the deployment's either way.
+  @Test func anUnsignedPlainArchiveIsRefusedWhereArchivesAreEncrypted() throws {
+    let fleet = try FleetFixture(users: 2)
+    let user = try fleet.sessionUserIDs()[0]
+    let backup = try jsonObject(try fleet.tgsessOK(["backup", "--user", String(user), "--no-encrypt", "--json"]))
+    let archive = try #require((backup["archives"] as? [[String: Any]])?.first)
+    let id = try #require(archive["id"] as? String)
+    let path = try #require(archive["path"] as? String)
+    #expect(path.hasSuffix(".tar.zst"))
+    try fleet.tgsessOK(["restore", id, "--dry-run"])
+    try TestSigning.unsign(path)
+    let refused = try fleet.tgsess(["restore", id, "--dry-run", "--allow-unsigned"])
+    #expect(refused.status == 1)
+    #expect(
+      refused.stderr.contains("\(path): not signed by this deployment's key; it is neither signed nor encrypted"),
+      "\(refused.stderr)")
+    try "[backup]\nencrypt = false\n".write(toFile: fleet.root + "/tgsess.toml", atomically: true, encoding: .utf8)
+    let accepted = try fleet.tgsess(["restore", id, "--dry-run", "--allow-unsigned"])
+    #expect(accepted.status == 0, "\(accepted.stderr)")
+    #expect(
+      accepted.stdout.contains("warning: archive \(id) is not signed (\(path)); used because of --allow-unsigned"))
+    #expect(try fleet.tgsess(["restore", id, "--dry-run"]).status == 1)
+  }
 }
