@@ -136,6 +136,9 @@ for users in $users_list; do
   prepare="" measure_users "tgsess backup --user (per-user)" "$users" 10 "$tg" backup --root "$root" --user @USER --reason Manual
   archives=$(find "$root/backups" -name '*.tar.zst.age' | wc -l)
   prepare="" measure "tgsess list (all $archives archives)" "$users" "$tg" list --root "$root"
+  if [ -n "$base_tg" ]; then
+    prepare="" measure "baseline tgsess list (all $archives archives, no signatures checked)" "$users" "$base_tg" list --root "$root"
+  fi
   prepare="" measure "tgsess check" "$users" "$tg" check --root "$root" --no-write
   prepare="" measure "tgsess check --deep" "$users" "$tg" check --root "$root" --deep --no-write
 
