@@ -148,7 +148,8 @@ public struct ArchiveRepository: Sendable {
     let signature = try ArchiveSigning.sign(statement, key: signingKey)
     // A faulty computation must not publish a signature that nothing verifies.
     try ArchiveSigning.verify(
-      signature, ring: VerifyingKeyRing(keys: [signingKey.verifyingKey], path: "keys/signing.key"), object: finalPath)
+      signature, ring: VerifyingKeyRing(keys: [signingKey.verifyingKey], path: "the signing key's public half"),
+      object: finalPath)
     let signaturePath = directory + "/" + id + ArchiveSignature.fileSuffix
     let signatureTempPath = FileSystem.temporaryPath(for: signaturePath)
     var isSignaturePublished = false

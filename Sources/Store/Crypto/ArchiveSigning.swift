@@ -139,17 +139,17 @@ public struct SignedStatement: Sendable, Equatable {
     text.utf8.count == 64 && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
   }
 
-  /// `YYYY-MM-DDTHH:MM:SSZ`, UTC, as the manifest writes its time.
+  /// `YYYY-MM-DDTHH:MM:SSZ`, UTC, as the manifest writes its time (seconds rounded down).
   static func formatTime(_ date: Date) -> String {
-    Timestamp.string(date).replacingOccurrences(of: " ", with: "T") + "Z"
+    CivilTime.format(CivilTime.fields(date), pattern: CivilTime.statementPattern)
+      ?? Timestamp.string(date).replacingOccurrences(of: " ", with: "T") + "Z"
   }
 
-  /// `YYYY-MM-DDTHH:MM:SSZ` and nothing else.
+  /// `YYYY-MM-DDTHH:MM:SSZ` and nothing else, a real UTC time.
   static func parseTime(_ text: String) -> Date? {
-    let bytes = Array(text.utf8)
-    guard bytes.count == 20, bytes[10] == UInt8(ascii: "T"), bytes[19] == UInt8(ascii: "Z"),
-      let date = Timestamp.parse(String(text.dropLast())), formatTime(date) == text
-    else { return nil }
+    guard let date = CivilTime.parse(text, pattern: CivilTime.statementPattern), formatTime(date) == text else {
+      return nil
+    }
     return date
   }
 }
