@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The torture suite: crash points and random kill -9, live writers, hostile archives, a full
 # disk, lock storms, bad sessions, fuzzing, and a scan of every output for secrets. Prints one
-# figure line per family and a last line "N passed, M failed"; exits non-zero when M > 0.
+# figure line per family and a last line "N passed, M failed" (scripts/torture-report.py builds
+# both, and RELIABILITY.md, from the run's results/*.jsonl); exits non-zero when M > 0.
 #
 #   scripts/torture.sh --quick    a few cases per family (about 1 minute on 2 cores once built;
 #                                 .ci/run runs it after scripts/test.sh built the debug products
@@ -81,97 +82,23 @@ declare -A suite=(
   [disk-full]=DiskFullTorture [lock-storms]=LockStormTorture [bad-sessions]=BadSessionTorture
   [fuzzing]=FuzzSmokeTorture
 )
-declare -A figures seconds passed_cases failed_cases
-total_passed=0
-total_failed=0
+# The report (each family's figure line, the closing "N passed, M failed", RELIABILITY.md) is
+# built by scripts/torture-report.py from results/<family>.jsonl alone: the families write their
+# cases and tallies there, and this script adds each family's run (exit status, seconds) and the
+# libFuzzer and secret-scan results.
+report() { python3 scripts/torture-report.py "$@"; }
 
-# Counts a family's cases from results/<family>.jsonl; a suite that failed outside any case
-# (a crash, an #expect of its own) counts as one more failed case.
-count() { # family, suite exit status
-  python3 - "$out/results/$1.jsonl" "$2" <<'EOF'
-import json, os, sys
-path, status = sys.argv[1], int(sys.argv[2])
-passed = failed = 0
-if os.path.exists(path):
-    for line in open(path):
-        if json.loads(line)["passed"]:
-            passed += 1
-        else:
-            failed += 1
-if status != 0 and failed == 0:
-    failed = 1
-print(passed, failed)
-EOF
-}
-
-# The counts are kept apart from the figure line, whose summary in parentheses may hold words
-# like "33 failed cleanly" (disk-full) that are outcomes, not failed cases.
-record() { # family, passed, failed, seconds, [extra]
-  local line="$1: $(( $2 + $3 )) cases, $2 passed"
-  [ "$3" -gt 0 ] && line="$line, $3 failed"
-  [ -n "${5:-}" ] && line="$line ($5)"
-  figures[$1]="$line"
-  passed_cases[$1]=$2
-  failed_cases[$1]=$3
-  seconds[$1]=$4
-  total_passed=$((total_passed + $2))
-  total_failed=$((total_failed + $3))
-  echo "$line" | tee -a "$log"
-}
-
-# What a family's cases were, in a few words, from its results and the log.
-summarize() { # family
-  python3 - "$1" "$out/results/$1.jsonl" "$log" <<'EOF'
-import json, os, re, sys
-family, path, log = sys.argv[1:4]
-cases = [json.loads(l) for l in open(path)] if os.path.exists(path) else []
-text = open(log, encoding='utf-8', errors='replace').read()
-names = [c['case'] for c in cases]
-def total(pattern):
-    return sum(int(m.group(1)) for n in names for m in [re.match(pattern, n)] if m)
-out = ''
-if family == 'crash-points':
-    named = sum(1 for n in names if not n.startswith('random kill'))
-    kills = re.findall(r'random kills: (\d+) runs killed by SIGKILL in (\d+) attempts', text)
-    out = '%d named crash points; %s of %s random-moment runs killed by SIGKILL' % (
-        named, kills[-1][0] if kills else '?', kills[-1][1] if kills else '?')
-elif family == 'live-writers':
-    backups = [n for n in names if n.startswith('backup #')]
-    out = '%d backups (%d per-user, %d encrypted) while both writers ran' % (
-        len(backups), sum('--user' in n for n in backups), sum('(age)' in n for n in backups))
-elif family == 'hostile-archives':
-    randoms = sum(n.startswith('random-') for n in names)
-    out = '%d crafted, %d randomly damaged' % (len(names) - randoms, randoms)
-elif family == 'disk-full':
-    details = [c['detail'] for c in cases]
-    out = '%d ran to completion, %d failed cleanly, %d on a read-only remount' % (
-        details.count('succeeded'), details.count('failed cleanly'), sum('read-only' in n for n in names))
-elif family == 'lock-storms':
-    runs = sum(n.split(': ', 1)[-1].startswith('tgsess ') for n in names)
-    storms = [c['detail'] for c in cases if re.match(r'storm \d+: lock', c['case'])]
-    statuses = {}
-    for d in storms:
-        for code, count in re.findall(r'exit (\d+): (\d+)', d):
-            statuses[code] = statuses.get(code, 0) + int(count)
-    staging = re.findall(r'lock storms: (\d+) write\(s\) into', text)
-    checks = re.findall(r'lock storms: (\d+) write\(s\) by check', text)
-    out = '%d storm(s), %d runs (%s); writes without the lock by design: %s into own staging, %s by check' % (
-        len(storms), runs, ', '.join('exit %s: %d' % kv for kv in sorted(statuses.items())),
-        staging[-1] if staging else '?', checks[-1] if checks else '?')
-elif family == 'bad-sessions':
-    out = '%d file classes, %d crafted strings, %d file mutations, %d string mutations' % (
-        sum(n.startswith('file class') for n in names), sum(n.startswith('crafted string') for n in names),
-        total(r'(\d+) random mutations of a .* file$'), total(r'(\d+) random mutations of a .* string$'))
-print(out)
-EOF
+# Records a family's run and prints its figure line.
+finish_family() { # family, exit status, seconds
+  printf '{"family": "%s", "run": {"status": %d, "seconds": %d}}\n' "$1" "$2" "$3" >>"$out/results/$1.jsonl"
+  report line "$out" "$1" | tee -a "$log"
 }
 
 run_suite() { # family
   local family=$1 start status=0
   start=$(date +%s)
   swift test --skip-build --filter "TortureTests.${suite[$family]}" >>"$log" 2>&1 || status=$?
-  read -r passed failed < <(count "$family" "$status")
-  record "$family" "$passed" "$failed" $(( $(date +%s) - start )) "$(summarize "$family")"
+  finish_family "$family" "$status" $(( $(date +%s) - start ))
 }
 
 # --- libFuzzer -------------------------------------------------------------------------------
@@ -274,52 +201,49 @@ run_fuzzers() {
 }
 
 fuzz_family() {
-  local start passed=0 failed=0 extra="" status
+  local start status results="$out/results/fuzzing.jsonl"
   start=$(date +%s)
   # In-process: the committed regression inputs and seeds with random damage, through the same checks.
   status=0
   swift test --skip-build --filter "TortureTests.FuzzSmokeTorture" >>"$log" 2>&1 || status=$?
-  read -r passed failed < <(count fuzzing "$status")
   if [ "$fuzz_seconds" -gt 0 ]; then
     if build_fuzzers && make_seeds; then
-      local fuzz_start
+      local fuzz_start target execs artifacts code passed problems
       fuzz_start=$(date +%s)
       run_fuzzers
-      local runs=0 target execs artifacts
       for target in "${fuzz_targets[@]}"; do
         execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out/fuzz/$target.log" | grep -o '[0-9]*$' || echo 0)
+        execs=${execs:-0}
         artifacts=$(find "$out/fuzz/artifacts/$target" -type f | wc -l)
-        echo "fuzz $target: ${execs:-0} inputs in ${fuzz_seconds} s, exit $(cat "$out/fuzz/$target.status"), $artifacts finding(s)" | tee -a "$log"
-        if [ "$artifacts" -eq 0 ] && [ "$(cat "$out/fuzz/$target.status")" = 0 ]; then
-          passed=$((passed + 1))
+        code=$(cat "$out/fuzz/$target.status")
+        echo "fuzz $target: $execs inputs in ${fuzz_seconds} s, exit $code, $artifacts finding(s)" | tee -a "$log"
+        if [ "$artifacts" -eq 0 ] && [ "$code" = 0 ]; then
+          passed=true problems='[]'
         else
-          failed=$((failed + 1))
+          passed=false problems="[\"libFuzzer exited $code with $artifacts finding(s); see the log\"]"
           mkdir -p "Tests/StoreTests/Fixtures/fuzz-regressions/$target"
           find "$out/fuzz/artifacts/$target" -type f -exec cp {} "Tests/StoreTests/Fixtures/fuzz-regressions/$target/" \;
           tail -40 "$out/fuzz/$target.log" >>"$log"
         fi
-        runs=$((runs + ${execs:-0}))
-        fuzz_execs[$target]=${execs:-0}
+        printf '{"family": "fuzzing", "case": "libFuzzer %s", "passed": %s, "seconds": %d, "problems": %s, "detail": "%d inputs, exit %d, %d finding(s)", "counts": {"libFuzzer inputs": %d}}\n' \
+          "$target" "$passed" "$fuzz_seconds" "$problems" "$execs" "$code" "$artifacts" "$execs" >>"$results"
       done
-      extra="libFuzzer: ${#fuzz_targets[@]} targets × ${fuzz_seconds} s, $fuzz_jobs at a time, $runs inputs in $(( $(date +%s) - fuzz_start )) s"
+      printf '{"family": "fuzzing", "counts": {"libFuzzer targets": %d, "libFuzzer seconds per target": %d, "libFuzzer jobs": %d, "libFuzzer seconds": %d}}\n' \
+        "${#fuzz_targets[@]}" "$fuzz_seconds" "$fuzz_jobs" $(( $(date +%s) - fuzz_start )) >>"$results"
     else
-      failed=$((failed + 1))
-      extra="the fuzz targets or their seeds could not be built; see the log"
+      printf '{"family": "fuzzing", "case": "build the fuzz targets and their seeds", "passed": false, "seconds": 0, "problems": ["the fuzz targets or their seeds could not be built; see the log"], "detail": "", "counts": {"libFuzzer unbuilt": 1}}\n' >>"$results"
     fi
-  else
-    extra="in-process checks only; libFuzzer runs with TGSESS_FUZZ_SECONDS > 0 (the full run)"
   fi
-  record fuzzing "$passed" "$failed" $(( $(date +%s) - start )) "$extra"
+  finish_family fuzzing "$status" $(( $(date +%s) - start ))
 }
-declare -A fuzz_execs
 
 # --- secrets ---------------------------------------------------------------------------------
 # Every captured stdout/stderr of every tgsess run, the libFuzzer logs and this run's log, against
 # every secret the deployments held (collected as they changed) and the bot token.
 secrets_family() {
-  local start result
+  local start
   start=$(date +%s)
-  result=$(python3 - "$out" <<'EOF'
+  python3 - "$out" <<'EOF' | tee -a "$log"
 import glob, json, os, sys
 out = sys.argv[1]
 secrets = {}
@@ -334,8 +258,7 @@ files.append(os.path.join(out, 'torture.log'))
 by_prefix = {}
 for value in secrets:
     by_prefix.setdefault(value[:16], []).append(value)
-hits = []
-clean = 0
+scanned = []
 for path in files:
     if not os.path.exists(path):
         continue
@@ -347,31 +270,21 @@ for path in files:
             for value in candidates:
                 if text.startswith(value, i):
                     found.add(secrets[value])
+    name = os.path.basename(path)
     if found:
-        hits.append('%s: %s' % (os.path.basename(path), ', '.join(sorted(found))))
-    else:
-        clean += 1
-kinds = {}
-for label in secrets.values():
-    kind = label.split(' of ')[0]
-    kinds[kind] = kinds.get(kind, 0) + 1
-print(json.dumps({'files': len(files), 'clean': clean, 'hits': hits, 'secrets': len(secrets),
-                  'kinds': kinds}))
+        print('secret found: %s: %s' % (name, ', '.join(sorted(found))))
+    scanned.append({'family': 'secrets', 'case': 'scan of ' + name, 'passed': not found, 'seconds': 0,
+                    'problems': sorted(found), 'detail': ''})
+# One case per output scanned; without any secret to look for, the scan proves nothing: one failed case.
+lines = scanned if secrets else [{'family': 'secrets', 'case': 'secrets collected', 'passed': False, 'seconds': 0,
+                                  'problems': ['no secrets were collected, so the scan proves nothing'], 'detail': ''}]
+lines.append({'family': 'secrets', 'counts': {'outputs scanned': len(files), 'secret strings': len(secrets),
+                                               'outputs with a hit': sum(not r['passed'] for r in scanned)}})
+with open(os.path.join(out, 'results', 'secrets.jsonl'), 'a') as f:
+    for line in lines:
+        f.write(json.dumps(line, sort_keys=True) + '\n')
 EOF
-)
-  local files clean nsecrets hits
-  files=$(echo "$result" | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"])')
-  clean=$(echo "$result" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clean"])')
-  nsecrets=$(echo "$result" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secrets"])')
-  hits=$(echo "$result" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["hits"]))')
-  echo "$result" | python3 -c 'import json,sys; [print("secret found:", h) for h in json.load(sys.stdin)["hits"]]' | tee -a "$log"
-  secret_kinds=$(echo "$result" | python3 -c 'import json,sys; print(", ".join("%d %s" % (v, k) for k, v in sorted(json.load(sys.stdin)["kinds"].items())))')
-  secret_count=$nsecrets
-  if [ "$nsecrets" -eq 0 ]; then
-    record secrets 0 1 $(( $(date +%s) - start )) "no secrets were collected, so the scan proves nothing"
-  else
-    record secrets "$clean" $((files - clean)) $(( $(date +%s) - start )) "$files outputs scanned for $nsecrets secret strings, $hits with a hit"
-  fi
+  finish_family secrets 0 $(( $(date +%s) - start ))
 }
 
 for family in "${families[@]}"; do
@@ -384,116 +297,16 @@ for family in "${families[@]}"; do
 done
 
 elapsed=$(( $(date +%s) - started ))
-echo "$total_passed passed, $total_failed failed"
+status=0
+report total "$out" || status=1
 
 # --- RELIABILITY.md --------------------------------------------------------------------------
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -sr), $(. /etc/os-release && echo "$PRETTY_NAME")"
-swift_version=$(swift --version 2>/dev/null | head -1)
-write_reliability() {
-  local campaign=""
-  if [ -f RELIABILITY.md ]; then
-    campaign=$(sed -n '/<!-- fuzz-campaign:begin -->/,/<!-- fuzz-campaign:end -->/p' RELIABILITY.md)
-  fi
-  local commit
-  commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-  {
-    echo "# Reliability"
-    echo
-    echo "What \`scripts/torture.sh\` (the full run) did to tgsess, and what held. Generated by that run;"
-    echo "the figures are its own, not edited. $total_passed passed, $total_failed failed."
-    echo
-    echo "- Command: \`sudo scripts/torture.sh\` (the full run; \`--quick\` is the CI subset)"
-    echo "- Commit: \`$commit\` (working tree as committed with this file), seed \`$seed\`"
-    echo "- Machine: $machine; $swift_version"
-    echo "- Duration: $((elapsed / 60)) min $((elapsed % 60)) s; debug build of tgsess; every temporary deployment on tmpfs"
-    echo
-    echo "| family | cases | passed | failed | seconds | what \"nothing lost\" means here |"
-    echo "|---|---|---|---|---|---|"
-    local family
-    for family in "${families[@]}"; do
-      [ -n "${figures[$family]:-}" ] || continue
-      local passed=${passed_cases[$family]} failed=${failed_cases[$family]}
-      echo "| $family | $((passed + failed)) | $passed | $failed | ${seconds[$family]} | ${meaning[$family]} |"
-    done
-    echo
-    echo "## Figure lines"
-    echo
-    echo '```'
-    for family in "${families[@]}"; do [ -n "${figures[$family]:-}" ] && echo "${figures[$family]}"; done
-    echo "$total_passed passed, $total_failed failed"
-    echo '```'
-    echo
-    cat <<'NOTES'
-## How it was done, and what it does not cover
-
-- Families are Swift tests in `Tests/Torture` (target `TortureTests`, skipped unless
-  `TGSESS_TORTURE_SCALE` is set) driving the built `tgsess` like an operator would; fuzzing is the
-  separate package `fuzz/` (libFuzzer) plus an in-process replay; the secret scan is in the script.
-  Each case's result is in the run's `results/*.jsonl`; every tgsess output is kept for the scan.
-- kill -9 is process death, not power loss: deployments live on tmpfs, so the fsync ordering that
-  protects against a power cut is not exercised here.
-- I/O errors are ENOSPC (a filled tmpfs) and EROFS (a read-only remount) only; no EIO injection
-  (no dm-flakey or FUSE on this machine).
-- Lock storms: `lockwatch.so` interposes libc's open/openat/creat, rename*, link*, unlink*, mkdir*,
-  rmdir, truncate and chmod, and flock/close of the lock file. Writes through a descriptor opened
-  earlier are covered by that open. Two kinds of writes without the lock are by design and are
-  counted in the log, not failed: a restore verifies the archive into its own `.staging-<pid>-*`
-  directory before it takes the lock, and `check` records its per-user findings in the bot
-  database (SQLite's locking only; `check --no-write` does not).
-- Fuzzing runs without AddressSanitizer, and SQLite, libarchive, zstd and Foundation's JSON decoder
-  are system libraries without coverage instrumentation: coverage guidance sees tgsess's Swift code
-  (Store) and GRDB only. Encrypted archives (the age header and stream) are covered by the hostile
-  and random-damage cases, not by a fuzz target.
-- tgsess is the debug build; the bot runner (`tgsess-bot`) is not exercised. The bot token is
-  planted in every deployment (config `token_file` and `TGSESS_BOT_TOKEN` of every run) so the
-  scan would see it if any output carried it.
-NOTES
-    if [ -n "$campaign" ]; then echo; echo "$campaign"; fi
-  } >RELIABILITY.md.tmp
-  mv RELIABILITY.md.tmp RELIABILITY.md
-  echo "wrote RELIABILITY.md"
-}
-
-declare -A meaning=(
-  [crash-points]="After SIGKILL at every named crash point of backup, backup --user, restore (whole and --user), prune, recover --all, migrate (seed shape and --rotate-key) and pin (the atomic writes), and at random moments: session files and the bot's tables as before (restore, recover: each file wholly old or wholly new), every archive \`tgsess list\` shows decrypts and matches its manifest, earlier archives byte-identical, the same command run again exits 0, no temporary left after it and a backup, and every user holds their session (valid file, or \`recover\` brings it back) with the expected auth key"
-  [live-writers]="Backups while the real Telethon 1.45 \`SQLiteSession\` saves entities and update state on 3 session files and a second writer commits to the bot database: every snapshot, extracted by stock age/tar and hashed by sha256sum, passes integrity_check, keeps both cross-table invariants, and is newer than the last; the newest loads in Telethon with the live key"
-  [hostile-archives]="43 crafted hostile archives (traversal, also past a combining mark, links, devices, bombs, a Unicode-equivalent entry name, tampered manifest, rows or sessions, truncations, bit flips, wrong identity) plus random bit flips, truncations and inserted/appended bytes of a real archive: each refused with one stderr line naming the archive and the reason; the deployment byte-identical; no --target directory left"
-  [disk-full]="backup, restore and migrate on a tmpfs filled to leave a sweep of free-space levels, and remounted read-only: each run succeeds fully or exits 1 with one error line naming the cause; no partial or hidden file; sessions, bot tables and earlier archives as before (a restore that failed mid-way: each file whole, undo archive present); with space back the same command succeeds"
-  [lock-storms]="Storms of 20 concurrent backup, prune, restore --user, recover, migrate and check runs with lockwatch.so preloaded (records, in the process, lock take/release and every change below the root): lock intervals never overlap; no mutating run changes anything without the lock (its own staging directory apart); non-waiting runs exit 0 or 75 naming the holder; waiting runs complete; holder lines name the right process; afterwards integrity_check, every archive and every session are sound"
-  [bad-sessions]="Every invalid session-file class gives its precise reason; thousands of random mutations (bit flips, cuts, inserted/deleted/overwritten bytes, zeroed key bytes) of Telethon v7/v8, Pyrogram, kurigram and pyrofork files and of Telethon/Pyrogram strings, parsed in-process: no crash, nothing accepted with a short or all-zero key or a dc out of range, an accepted string re-encodes to itself, inspect never changes a file"
-  [fuzzing]="libFuzzer on the session-string parsers, the session-file inspector, the manifest parser and the archive reader (unencrypted tar.zst): no crash, and every accepted input sound (same properties as bad-sessions; an accepted archive extracted exactly its manifest); plus committed regression inputs and random damage replayed in-process"
-  [secrets]="Every stdout/stderr of every tgsess run, the libFuzzer logs and this run's log scanned for every auth key (hex both cases, half, base64, URL-safe), session string, Fernet key and token (and its plaintext), api_hash, age identity and the bot token of every deployment used: 0 hits"
-)
-
 if [ -z "$only" ] && [ "$scale" = full ]; then
-  write_reliability
+  report reliability "$out" --seed "$seed" --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --machine "$machine" --swift "$(swift --version 2>/dev/null | head -1)" --elapsed "$elapsed"
 elif [ "$only" = fuzzing ] && [ "${TGSESS_FUZZ_CAMPAIGN:-}" = 1 ] && [ -f RELIABILITY.md ]; then
   # A long fuzzing campaign, recorded beside the full run's figures.
-  python3 - "$fuzz_seconds" "$fuzz_jobs" "$elapsed" "$machine" "${figures[fuzzing]}" \
-    "$(for t in "${fuzz_targets[@]}"; do echo "$t=${fuzz_execs[$t]:-0}"; done | paste -sd' ')" <<'EOF'
-import re, sys
-seconds, jobs, elapsed, machine, figure, execs = sys.argv[1:7]
-rows = '\n'.join('| %s | %s s | %s |' % (t, seconds, n) for t, n in (p.split('=') for p in execs.split()))
-block = f'''<!-- fuzz-campaign:begin -->
-## Long fuzzing campaign
-
-Run apart from the full run (it does not fit in its 20 minutes on 2 cores):
-`sudo TGSESS_FUZZ_SECONDS={seconds} TGSESS_FUZZ_JOBS={jobs} TGSESS_FUZZ_CAMPAIGN=1 scripts/torture.sh --only fuzzing`,
-{jobs} targets at a time, {int(elapsed) // 60} min {int(elapsed) % 60} s in all, on {machine}.
-
-| target | time | inputs run |
-|---|---|---|
-{rows}
-
-`{figure}`
-<!-- fuzz-campaign:end -->'''
-text = open('RELIABILITY.md').read()
-if '<!-- fuzz-campaign:begin -->' in text:
-    text = re.sub(r'<!-- fuzz-campaign:begin -->.*<!-- fuzz-campaign:end -->', lambda m: block, text, flags=re.S)
-else:
-    text = text.rstrip('\n') + '\n\n' + block + '\n'
-open('RELIABILITY.md', 'w').write(text)
-print('recorded the fuzzing campaign in RELIABILITY.md')
-EOF
+  report campaign "$out" --seconds "$fuzz_seconds" --jobs "$fuzz_jobs" --elapsed "$elapsed" --machine "$machine"
 fi
-[ "$total_failed" -eq 0 ]
+exit "$status"

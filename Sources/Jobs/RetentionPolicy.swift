@@ -77,31 +77,31 @@ public struct RetentionPolicy: Sendable, Codable, Equatable {
   /// example.
   public static let helpText = """
     RETENTION
-    Per-user backups: the newest --keep-per-user N backups of each user are kept (default 5).
+    Per-user backups: the newest --keep-per-user N backups of each user are kept (default 5). \
     0 is allowed and keeps only what the guards below keep.
 
-    Full snapshots follow restic's calendar buckets. --keep-last N keeps the N newest.
-    --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly and --keep-yearly N each keep,
-    for the last N hours/days/weeks/months/years that have one or more snapshots, only the
-    newest snapshot of that period. The options are ORed, and one snapshot can fill a bucket of
-    several options (the 7 dailies may include the newest weekly). Weeks are ISO weeks, Monday to
-    Sunday, so 2021-01-03 (a Sunday) is in week 2020-W53; years are calendar years. Periods are
-    computed in UTC unless a time zone is configured. Defaults: --keep-last 5 --keep-daily 7
-    --keep-weekly 4 (the others 0). If every full-snapshot option is 0, no full snapshot is
+    Full snapshots follow restic's calendar buckets. --keep-last N keeps the N newest. \
+    --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly and --keep-yearly N each keep, \
+    for the last N hours/days/weeks/months/years that have one or more snapshots, only the \
+    newest snapshot of that period. The options are ORed, and one snapshot can fill a bucket of \
+    several options (the 7 dailies may include the newest weekly). Weeks are ISO weeks, Monday to \
+    Sunday, so 2021-01-03 (a Sunday) is in week 2020-W53; years are calendar years. Periods are \
+    computed in UTC unless a time zone is configured. Defaults: --keep-last 5 --keep-daily 7 \
+    --keep-weekly 4 (the others 0). If every full-snapshot option is 0, no full snapshot is \
     removed ("no policy").
 
-    Order and ties: backups are ordered newest first by creation time, then by id, the larger id
-    first, comparing ids byte by byte (UTF-8). Example: snap-a and snap-b, both created at
-    2026-01-02T03:00:00Z, with --keep-last 1: snap-b is kept ("last 1") and snap-a is removed.
+    Order and ties: backups are ordered newest first by creation time, then by id, the larger id \
+    first, comparing ids byte by byte (UTF-8). Example: snap-a and snap-b, both created at \
+    2026-01-02T03:00:00Z, with --keep-last 1: snap-b is kept ("last 1") and snap-a is removed. \
     Byte order is not numeric order: snap-9 sorts before snap-10.
 
     Guards, which no option overrides:
       - a pinned backup is never removed ("pinned");
-      - the newest verified backup of each user, and the newest verified full snapshot, are kept
-        even when newer ones failed verification ("newest verified");
-      - a user's only backup and the only full snapshot are kept ("only backup of user N",
-        "only full snapshot"); if no rule keeps any backup of a user, the newest one is kept
-        ("last backup of user N").
+      - the newest verified backup of each user, and the newest verified full snapshot, are \
+    kept even when newer ones failed verification ("newest verified");
+      - a user's only backup and the only full snapshot are kept ("only backup of user N", \
+    "only full snapshot"); if no rule keeps any backup of a user, the newest one is kept \
+    ("last backup of user N").
 
     Every kept backup lists each rule that keeps it, e.g. "last 1, daily 2025-11-24, pinned".
     """

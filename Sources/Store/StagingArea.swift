@@ -94,7 +94,8 @@ public final class StagingArea: @unchecked Sendable {
     var removed: [String] = []
     for name in names.sorted() where name.hasPrefix(".staging-") {
       let pidText = name.dropFirst(".staging-".count).split(separator: "-").first ?? ""
-      if let pid = Int32(pidText), pid == getpid() || kill(pid, 0) == 0 { continue }
+      // EPERM: the process lives, under another user (root's run beside the service's).
+      if let pid = Int32(pidText), pid == getpid() || kill(pid, 0) == 0 || errno == EPERM { continue }
       let path = parent + "/" + name
       if (try? FileManager.default.removeItem(atPath: path)) != nil { removed.append(path) }
     }

@@ -6,10 +6,10 @@ struct Drill: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Rehearse disaster recovery: restore into a fresh directory, validate, record evidence.",
     discussion: """
-      Restores the chosen full snapshot into a temporary directory (never the live deployment),
-      then every user's newest per-user archive (or a rotating sample), validates the database
-      and every session, compares them with the live deployment, and records the drill (RTO,
-      RPO, users restored/ok/failed) under backups/drills/. It never connects to Telegram with a
+      Restores the chosen full snapshot into a temporary directory (never the live deployment), \
+      then every user's newest per-user archive (or a rotating sample), validates the database \
+      and every session, compares them with the live deployment, and records the drill (RTO, \
+      RPO, users restored/ok/failed) under backups/drills/. It never connects to Telegram with a \
       restored session. `tgsess check` warns when the newest successful drill is too old.
 
       Only archives signed by this deployment's key are drilled (checked against \

@@ -6,9 +6,9 @@ struct Push: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Copy archives to the configured remotes (rclone) and verify them there.",
     discussion: """
-      `tgsess backup` pushes by itself after each proven backup; `push` catches up after a remote
-      was unreachable. Archives are already age-encrypted, so a remote never sees plaintext.
-      Nothing on a remote is ever replaced: a differing remote copy is reported, not overwritten.
+      `tgsess backup` pushes by itself after each proven backup; `push` catches up after a remote \
+      was unreachable. Archives are already age-encrypted, so a remote never sees plaintext. \
+      Nothing on a remote is ever replaced: a differing remote copy is reported, not overwritten. \
       Each remote holds this deployment under its own prefix (deployment_name, else the host name).
 
       Only archives signed by this deployment's key are pushed, each with its signature file \

@@ -6,31 +6,42 @@ struct Recover: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Recover sessions with the three strategies: session string, session file, backups.",
     discussion: """
-      For each user: (1) rebuild a missing or broken session file from the database's session
-      string; (2) keep a valid file and store its string when the database's is missing or stale;
-      (3) repair from the newest valid backup (per-user archives, full snapshots, session_backups
-      rows, the .session.backup file). A result is accepted only if it validates. Healthy users
-      are left alone; nothing is ever deleted (a broken file is moved aside). Each recovered user
+      For each user: (1) rebuild a missing or broken session file from the database's session \
+      string; (2) keep a valid file and store its string when the database's is missing or stale; \
+      (3) repair from the newest valid backup (per-user archives, full snapshots, session_backups \
+      rows, the .session.backup file). A result is accepted only if it validates. Healthy users \
+      are left alone; nothing is ever deleted (a broken file is moved aside). Each recovered user \
       gets a "Post successful recovery" backup.
 
       Strategy 3 uses only archives signed by this deployment's key (keys/signing.pub); \
       --allow-unsigned also accepts archives made before archives were signed, naming each one \
       used in a warning.
 
-      --dry-run prints, user by user, the strategy that would be used, its source, and the files
+      --dry-run prints, user by user, the strategy that would be used, its source, and the files \
       that would be written and moved aside, and changes nothing.
+
+      Archives are opened with keys/age-identity.txt, or with --identity FILE when the identity is \
+      kept off the host. A missing Fernet key (keys/fernet.keys, or TGSESS_FERNET_KEYS) or a \
+      missing identity that a user's only backups need fails the run once, naming what to \
+      restore; it is never a verdict on the user.
+
+      Recover refuses while the bot runs, and refuses to replace a session file that a process \
+      has open or holds an SQLite lock on (naming its pid and command); stop it first. \(LiveOwnerRefusal.forceRisk).
 
         $ tgsess recover --user 42
         $ tgsess recover --all --dry-run
-        $ tgsess recover --all --json
+        $ tgsess recover --user 42 --identity /run/tgsess-identity.txt
 
-      EXIT STATUS: 0 all healthy · 3 some users unrecoverable (each named) · 1 failed · 75 lock held
+      EXIT STATUS: 0 all healthy · 3 some users unrecoverable (each named) · 1 failed (a missing key, \
+      a file in use; nothing more changed) · 64 usage · 75 lock held
       """)
 
   @OptionGroup var global: GlobalOptions
   @Option(help: "Recover this user.") var user: Int64?
   @Flag(help: "Recover every user.") var all = false
-  @Flag(help: "Recover although the bot seems to run.") var force = false
+  @Flag(help: "Recover although the bot seems to run or a process holds a session file (risky: see above).")
+  var force = false
+  @Option(help: "The age identity file that opens archives (default: keys/age-identity.txt).") var identity: String?
   @Option(help: "Seconds to wait for the deployment lock.") var lockWait = 0
   @Flag(help: "Print what would be done for each user (strategy, source, files) and change nothing.") var dryRun =
     false
@@ -43,7 +54,8 @@ struct Recover: ParsableCommand {
   func run() throws {
     let (deployment, logger) = try global.setUp()
     let options = RecoverOptions(
-      userID: user, isForced: force, lockWait: TimeInterval(lockWait), allowsUnsigned: allowUnsigned)
+      userID: user, isForced: force, lockWait: TimeInterval(lockWait), allowsUnsigned: allowUnsigned,
+      identityPath: identity)
     if dryRun { return try showPlan(try RecoverJob.plan(deployment, options: options, logger: logger)) }
     let result = try RecoverJob.run(
       deployment, options: options, logger: logger)

@@ -6,11 +6,14 @@ struct Restore: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Restore one user, a whole deployment, or a drill copy from an archive.",
     discussion: """
-      The archive is decrypted and extracted into a staging directory and checked in full (every
-      SHA-256, every SQLite file's integrity, no unsafe entries) before anything changes. Before
-      live data changes, what is about to be replaced is backed up ("Before restore") and its id
-      printed, so a restore can itself be undone. A restore into the live deployment refuses while
-      the bot runs (runner lock, active systemd unit, hot journal); --force overrides.
+      The archive is decrypted and extracted into a staging directory and checked in full (every \
+      SHA-256, every SQLite file's integrity, no unsafe entries) before anything changes. Before \
+      live data changes, what is about to be replaced is backed up ("Before restore") and its id \
+      printed, so a restore can itself be undone.
+
+      A restore into the live deployment refuses while the bot runs (runner lock, active systemd \
+      unit, hot journal) and while any process has a file it replaces open or holds an SQLite lock \
+      on it (the refusal names the pid and command). Stop them first. \(LiveOwnerRefusal.forceRisk).
 
       Only archives signed by this deployment's key are restored: the signature (checked against \
       keys/signing.pub, or --verify-key FILE on a new host: the signing.pub kept in escrow with \
@@ -34,7 +37,8 @@ struct Restore: ParsableCommand {
   @Option(help: "Restore a whole deployment into this empty or new directory; the live one is untouched.")
   var target: String?
   @Flag(help: "Print what would change (files, rows, hashes before and after) and change nothing.") var dryRun = false
-  @Flag(help: "Restore into the live deployment even though the bot seems to run.") var force = false
+  @Flag(help: "Restore into the live deployment although the bot or another process uses it (risky: see above).")
+  var force = false
   @Option(help: "The age identity file (default: keys/age-identity.txt).") var identity: String?
   @Option(help: "Seconds to wait for the deployment lock.") var lockWait = 0
   @Option(

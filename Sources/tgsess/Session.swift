@@ -45,7 +45,7 @@ struct Session: ParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "Write a session file from a session string.",
       discussion: """
-        Reads the string from a file (or - for standard input), so it never shows in the process
+        Reads the string from a file (or - for standard input), so it never shows in the process \
         list or the shell history. An existing output file is never replaced.
 
           $ tgsess session convert --string-file s.txt --format telethon-v8 --owner 42 --output user_42.session
@@ -86,7 +86,7 @@ struct Session: ParsableCommand {
       commandName: "export-string",
       abstract: "Write a session file's session string to a new 0600 file.",
       discussion: """
-        The string is a secret: it is written to --output (mode 0600, never replacing a file) and
+        The string is a secret: it is written to --output (mode 0600, never replacing a file) and \
         never printed.
 
           $ tgsess session export-string sessions/user_42.session --output /root/user_42.string

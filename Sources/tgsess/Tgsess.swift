@@ -10,18 +10,18 @@ struct Tgsess: ParsableCommand {
     commandName: "tgsess",
     abstract: "Backups, restores and health checks for Telegram userbot sessions.",
     discussion: """
-      A deployment is the bot's database (data/telegram_bot.db) and one session file per user
-      (sessions/user_<id>.session). tgsess snapshots them into encrypted archives, prunes them,
+      A deployment is the bot's database (data/telegram_bot.db) and one session file per user \
+      (sessions/user_<id>.session). tgsess snapshots them into encrypted archives, prunes them, \
       checks their health and restores them.
 
-      EXIT STATUS (all commands but check)
-        0 ok · 1 failed · 3 partial (some users failed) · 64 usage · 75 lock held · 130 interrupted
-      check speaks Nagios: 0 OK · 1 WARNING · 2 CRITICAL · 3 UNKNOWN (also for a usage error)
+      EXIT STATUS: 0 ok · 1 failed · 3 partial (some users failed) · 64 usage · 75 lock held · \
+      130 interrupted. check speaks Nagios instead: 0 OK · 1 WARNING · 2 CRITICAL · 3 UNKNOWN \
+      (a usage error included).
       """,
     version: ToolInfo.version,
     subcommands: [
       Init.self, Migrate.self, Backup.self, List.self, Restore.self, Recover.self, Prune.self, Check.self, Drill.self,
-      Push.self, Pin.self, Unpin.self, Status.self, Session.self, Keys.self,
+      Push.self, Pin.self, Unpin.self, Status.self, Session.self, Keys.self, Watch.self,
     ]
   )
 

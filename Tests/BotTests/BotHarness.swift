@@ -281,8 +281,9 @@ final class BotScenario: @unchecked Sendable {
   /// Shaped like a real token so the generic redaction pattern would also catch it.
   static let token = "7012345678:AAHfakeTokenForTgsessTests_xyz0123456"
 
-  let directory: TemporaryDirectory
-  let root: String
+  let fleet: TestFleet
+  var directory: TemporaryDirectory { fleet.directory }
+  var root: String { fleet.root }
   let fake: FakeBotAPI
   let deployment: Deployment
   var tokenPath: String { directory.file("bot-token") }
@@ -294,28 +295,21 @@ final class BotScenario: @unchecked Sendable {
   ///     monitor see it run).
   ///   - isLegacy: a seed-shaped database that was never migrated.
   init(monitorInterval: Int = 600, pollTimeout: Int = 2, isLegacy: Bool = false, fakeToken: String = token) throws {
-    directory = try TemporaryDirectory("tgsess-bot")
-    root = directory.file("deployment")
-    var fleetArguments = ["--root", root, "--users", "5"]
-    if isLegacy { fleetArguments.append("--legacy") }
-    let fleet = try runBuiltProduct("tgsess-fleet", fleetArguments)
-    guard fleet.status == 0 else { throw TestHelperError("tgsess-fleet failed: \(fleet.stderr)") }
-    if !isLegacy {
-      let initialized = try runTgsess(["init", "--root", root])
-      guard initialized.status == 0 else { throw TestHelperError("tgsess init failed: \(initialized.stderr)") }
-    }
-    fake = try FakeBotAPI(token: fakeToken, directory: directory)
+    fleet = try TestFleet(
+      users: 5, legacy: isLegacy, entities: 120, initialized: !isLegacy, location: .subdirectory("deployment"),
+      label: "tgsess-bot")
+    fake = try FakeBotAPI(token: fakeToken, directory: fleet.directory)
     try """
     [bot]
     admin_ids = [\(Self.admin)]
     api_base_url = "\(fake.baseURL)"
     monitor_interval_seconds = \(monitorInterval)
     poll_timeout_seconds = \(pollTimeout)
-    """.write(toFile: root + "/tgsess.toml", atomically: true, encoding: .utf8)
+    """.write(toFile: fleet.root + "/tgsess.toml", atomically: true, encoding: .utf8)
     _ = FileManager.default.createFile(
-      atPath: directory.file("bot-token"), contents: Data((Self.token + "\n").utf8),
+      atPath: fleet.directory.file("bot-token"), contents: Data((Self.token + "\n").utf8),
       attributes: [.posixPermissions: 0o600])
-    deployment = try Deployment.resolve(root: root, config: nil, environment: [:])
+    deployment = try Deployment.resolve(root: fleet.root, config: nil, environment: [:])
   }
 
   /// Starts the runner and waits until it polls.

@@ -5,7 +5,7 @@ import Store
 import TestSupport
 import Testing
 
-/// The check units called directly on real deployments (`CheckFleet`: files written by the fleet
+/// The check units called directly on real deployments (`TestFleet`: files written by the fleet
 /// generator, archives by `tgsess backup`), their findings asserted as values.
 @Suite struct CheckUnitTests {
   static let logger = Logger(label: "test")
@@ -17,7 +17,7 @@ import Testing
     return options
   }
 
-  static func context(_ fleet: CheckFleet, _ options: CheckOptions = options()) -> CheckContext {
+  static func context(_ fleet: TestFleet, _ options: CheckOptions = options()) -> CheckContext {
     CheckContext.gather(fleet.deployment, options: options)
   }
 
@@ -30,7 +30,7 @@ import Testing
   }
 
   @Test func aHealthyDeploymentHasNoFindingInAnyUnit() throws {
-    let fleet = try CheckFleet(users: 3, pyrogramShare: 0.3)
+    let fleet = try TestFleet(users: 3, pyrogramShare: 0.3, entities: 10, backedUp: true)
     let context = Self.context(fleet)
     #expect(context.users == fleet.userIDs)
     #expect(context.liveUsers == fleet.userIDs)
@@ -48,7 +48,7 @@ import Testing
   }
 
   @Test func aDamagedSessionFileIsOneFindingOfTheSessionsUnit() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let (user, other) = (fleet.userIDs[0], fleet.userIDs[1])
     let path = fleet.sessionPath(user)
     #expect(truncate(path, 0) == 0)
@@ -67,7 +67,7 @@ import Testing
   }
 
   @Test func aSessionsDirectoryThatIsAFileMakesEveryUserUnknownAndNoOrphans() throws {
-    let fleet = try CheckFleet(users: 3)
+    let fleet = try TestFleet(users: 3, pyrogramShare: 0, entities: 10, backedUp: true)
     let sessions = fleet.deployment.sessionsDirectory
     try FileManager.default.moveItem(atPath: sessions, toPath: sessions + ".real")
     try Data("x".utf8).write(to: URL(fileURLWithPath: sessions))
@@ -96,7 +96,7 @@ import Testing
   }
 
   @Test func aBackupsDirectoryThatIsADanglingSymlinkIsOneFinding() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let backups = fleet.deployment.backupsDirectory
     try FileManager.default.moveItem(atPath: backups, toPath: backups + ".real")
     try FileManager.default.createSymbolicLink(atPath: backups, withDestinationPath: backups + ".gone")
@@ -115,7 +115,7 @@ import Testing
   }
 
   @Test func aMissingFernetKeyIsOneKeysFindingAndNoUsersSecretFinding() throws {
-    let fleet = try CheckFleet(users: 3)
+    let fleet = try TestFleet(users: 3, pyrogramShare: 0, entities: 10, backedUp: true)
     let keyPath = fleet.deployment.fernetKeysPath
     try FileManager.default.removeItem(atPath: keyPath)
     let context = Self.context(fleet)
@@ -137,7 +137,7 @@ import Testing
   }
 
   @Test func aConfirmedDeadSessionIsRecordedRevokedAndOnlyWhenRecordingIsOn() throws {
-    let fleet = try CheckFleet(users: 3)
+    let fleet = try TestFleet(users: 3, pyrogramShare: 0, entities: 10, backedUp: true)
     let (dead, slow, broken) = (fleet.userIDs[0], fleet.userIDs[1], fleet.userIDs[2])
     #expect(truncate(fleet.sessionPath(broken), 0) == 0)
     let fatal = ErrorClassifier.classify("AUTH_KEY_UNREGISTERED")
@@ -192,20 +192,20 @@ import Testing
   }
 
   @Test func theRunWritesExactlyItsRecordAndNothingWithoutIt() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let user = fleet.userIDs[0]
     #expect(truncate(fleet.sessionPath(user), 0) == 0)
-    let database = try Data(contentsOf: URL(fileURLWithPath: fleet.fixture.databasePath))
+    let database = try Data(contentsOf: URL(fileURLWithPath: fleet.databasePath))
     let unrecorded = CheckJob.run(
       fleet.deployment, options: Self.options { $0.writesResults = false }, logger: Self.logger)
     #expect(!unrecorded.isRecorded)
-    #expect(try Data(contentsOf: URL(fileURLWithPath: fleet.fixture.databasePath)) == database)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: fleet.databasePath)) == database)
 
     let recorded = CheckJob.run(fleet.deployment, options: Self.options(), logger: Self.logger)
     #expect(recorded.isRecorded)
     #expect(recorded.state == .critical)
     #expect(
-      try fleet.fixture.query(
+      try fleet.sqlite(
         "SELECT user_id || ' ' || health || ' ' || coalesce(last_error, '-') FROM user_sessions ORDER BY user_id")
         == fleet.userIDs.map {
           $0 == user ? "\($0) critical \(fleet.sessionPath(user)): empty file (0 bytes)" : "\($0) ok -"

@@ -285,7 +285,7 @@ private func shapes(_ name: FatalName) -> [String] {
     let request = "[" + cases.map { "[\($0.status), \"\($0.name)\"]" }.joined(separator: ",") + "]"
     let scratch = try TemporaryDirectory()
     let result = try runPython(script, arguments: [request, scratch.path])
-    let lines = try #require(JSONSerialization.jsonObject(with: result.stdoutData) as? [[String]])
+    let lines = try JSONDecoder().decode([[String]].self, from: result.stdoutData)
     try #require(lines.count == cases.count)
     for (expected, pair) in zip(cases, lines) {
       for line in pair {
@@ -345,8 +345,12 @@ private func shapes(_ name: FatalName) -> [String] {
       print(json.dumps({"key": key.hex(), "string": StringSession.save(s)}))
       s.close()
       """, arguments: [path])
-    let object = try #require(JSONSerialization.jsonObject(with: result.stdoutData) as? [String: String])
-    return (try #require(object["key"]), try #require(object["string"]))
+    struct Written: Decodable {
+      var key: String
+      var string: String
+    }
+    let written = try JSONDecoder().decode(Written.self, from: result.stdoutData)
+    return (written.key, written.string)
   }
 
   func closedPort() throws -> String {
@@ -359,10 +363,17 @@ private func shapes(_ name: FatalName) -> [String] {
     try runProcess(TestEnvironment.python, [Self.script] + arguments, environment: environment)
   }
 
-  func json(_ result: ProcessResult) throws -> [String: Any] {
+  /// The one line the probe prints: `{"ok": true}` or `{"ok": false, "error": ..., "detail": ...}`.
+  struct ProbeLine: Decodable {
+    var ok: Bool
+    var error: String?
+    var detail: String?
+  }
+
+  func json(_ result: ProcessResult) throws -> ProbeLine {
     let lines = result.stdout.split(separator: "\n")
     try #require(lines.count == 1, "one JSON line expected, got: \(result.stdout) \(result.stderr)")
-    return try #require(JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
+    return try JSONDecoder().decode(ProbeLine.self, from: Data(lines[0].utf8))
   }
 
   @Test func unreachableTelegramIsAClassifiableTemporaryError() throws {
@@ -380,8 +391,8 @@ private func shapes(_ name: FatalName) -> [String] {
     // The probe's own connect failed (a watchdog expiry would say TimeoutError instead).
     #expect(result.status == 2, "\(result.stdout) \(result.stderr)")
     let object = try json(result)
-    #expect(object["ok"] as? Bool == false)
-    #expect(object["error"] as? String == "ConnectionError")
+    #expect(object.ok == false)
+    #expect(object.error == "ConnectionError")
     let classified = ErrorClassifier.classify(result.stdout)
     #expect(classified.class == .temporary)
     #expect(classified.code == "CONNECTION_ERROR")
@@ -408,8 +419,8 @@ private func shapes(_ name: FatalName) -> [String] {
 
     #expect(result.status == 3)
     let object = try json(result)
-    #expect(object["error"] as? String == "REFUSED")
-    #expect((object["detail"] as? String)?.contains("live bot owns the session") == true)
+    #expect(object.error == "REFUSED")
+    #expect(object.detail?.contains("live bot owns the session") == true)
   }
 
   @Test func aStalePidFileDoesNotRefuse() throws {
@@ -427,7 +438,7 @@ private func shapes(_ name: FatalName) -> [String] {
     let result = try probe(["--refuse-if-locked", pidFile, session], environment: environment)
 
     #expect(result.status == 2)
-    #expect(try json(result)["error"] as? String == "ConnectionError")
+    #expect(try json(result).error == "ConnectionError")
   }
 
   @Test func refusesASessionWithAJournal() throws {
@@ -439,7 +450,7 @@ private func shapes(_ name: FatalName) -> [String] {
     let result = try probe([session], environment: ["TG_API_ID": "12345", "TG_API_HASH": Self.apiHash])
 
     #expect(result.status == 3)
-    #expect(try json(result)["error"] as? String == "REFUSED")
+    #expect(try json(result).error == "REFUSED")
   }
 
   @Test func reportsUsageAndBadFilesWithoutConnecting() throws {
@@ -448,13 +459,13 @@ private func shapes(_ name: FatalName) -> [String] {
     _ = try makeSession(at: session)
     let usage = try probe([session], environment: ["TG_API_ID": "", "TG_API_HASH": ""])
     #expect(usage.status == 64)
-    #expect(try json(usage)["error"] as? String == "PROBE_USAGE")
+    #expect(try json(usage).error == "PROBE_USAGE")
 
     let garbage = dir.file("garbage.session")
     try Data(repeating: 0x42, count: 4096).write(to: URL(fileURLWithPath: garbage))
     let bad = try probe([garbage], environment: ["TG_API_ID": "12345", "TG_API_HASH": Self.apiHash])
     #expect(bad.status == 2)
-    #expect(try json(bad)["error"] as? String == "SESSION_FILE_INVALID")
+    #expect(try json(bad).error == "SESSION_FILE_INVALID")
     #expect(ErrorClassifier.classify(bad.stdout).class == .temporary)
   }
 }

@@ -54,7 +54,7 @@ import Testing
   // MARK: - On a real deployment
 
   @Test func aLogoutBacksUpRemovesMarksAndAReplayChangesNothing() throws {
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     let user = try fleet.telethonUserIDs(1)[0]
     let other = try #require(try fleet.sessionUserIDs().first { $0 != user })
     let path = fleet.sessionPath(user)
@@ -107,7 +107,7 @@ import Testing
   }
 
   @Test func aDamagedSessionFileIsRefusedAndNothingChanges() throws {
-    let fleet = try FleetFixture(users: 2)
+    let fleet = try TestFleet(users: 2)
     let user = try fleet.sessionUserIDs()[0]
     let path = fleet.sessionPath(user)
     try Data(randomBytes(4096)).write(to: URL(fileURLWithPath: path))
@@ -121,7 +121,7 @@ import Testing
   }
 
   @Test func aSessionFileWithoutARowIsBackedUpAndRemovedAndNoRowIsWritten() throws {
-    let fleet = try FleetFixture(users: 2)
+    let fleet = try TestFleet(users: 2)
     let user = try fleet.sessionUserIDs()[0]
     let path = fleet.sessionPath(user)
     // A login in progress: the file exists, the bot has not written the user's row yet.
@@ -148,7 +148,7 @@ import Testing
   }
 
   @Test func aHeldLockStopsTheLogoutBeforeAnything() throws {
-    let fleet = try FleetFixture(users: 2)
+    let fleet = try TestFleet(users: 2)
     let user = try fleet.sessionUserIDs()[0]
     let holder = try PythonHolder(
       """

@@ -15,7 +15,7 @@ import Testing
   }
 
   @Test func thePlanNamesEachUsersStrategyAndARunFollowsIt() throws {
-    let fleet = try FleetFixture(users: 8)
+    let fleet = try TestFleet(users: 8)
     let users = try fleet.telethonUserIDs(6)
     let (healthy, missingFile, corruptFile, staleString, fromArchive, nothing) = (
       users[0], users[1], users[2], users[3], users[4], users[5]

@@ -20,7 +20,7 @@ import Testing
   }
 
   @Test func aUserPlanRestoresTheFileAndTheRowAndChangesNothing() throws {
-    let fleet = try FleetFixture(users: 4)
+    let fleet = try TestFleet(users: 4)
     let user = try fleet.telethonUserIDs(1)[0]
     let database = try BotDatabase(path: fleet.databasePath, mode: .readOnly)
     let row = try #require(try database.userSessionsRow(userID: user))
@@ -64,7 +64,7 @@ import Testing
   }
 
   @Test func aWholePlanFromAFullSnapshotNamesEveryFileAndNoRow() throws {
-    let fleet = try FleetFixture(users: 5)
+    let fleet = try TestFleet(users: 5)
     let backup = try BackupJob.run(fleet.deployment, options: BackupOptions(), logger: Self.logger)
     let full = try #require(backup.archives.first { $0.kind == .full })
     let manifest = try Self.manifest(full.path, fleet.deployment)
@@ -89,7 +89,7 @@ import Testing
   }
 
   @Test func aTargetPlanCreatesEverythingAndLeavesNoDirectoryBehind() throws {
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     _ = try BackupJob.run(fleet.deployment, options: BackupOptions(), logger: Self.logger)
     let target = fleet.directory.file("drill")
 
@@ -107,7 +107,7 @@ import Testing
   /// the snapshot. The next `restore latest --user` must pick the snapshot again, never undo the
   /// first restore (it did when the user had no regular per-user archive).
   @Test func latestForAUserNeverPicksTheUndoOfAnEarlierRestore() throws {
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     let user = try fleet.telethonUserIDs(1)[0]
     let backup = try BackupJob.run(fleet.deployment, options: BackupOptions(), logger: Self.logger)
     let full = try #require(backup.archives.first { $0.kind == .full })
@@ -133,7 +133,7 @@ import Testing
   /// Drill and restore mean the same archive by "latest": after a whole restore (whose undo is
   /// a newer full "Before restore" archive), the drill still drills the regular snapshot.
   @Test func drillLatestIsRestoreLatest() throws {
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     let backup = try BackupJob.run(fleet.deployment, options: BackupOptions(), logger: Self.logger)
     let full = try #require(backup.archives.first { $0.kind == .full })
     try ArchiveClock.waitForNextSecond(after: Date())

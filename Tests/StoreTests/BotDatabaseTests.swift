@@ -10,9 +10,9 @@ import Testing
   ]
 
   @Test func legacyDatabaseMigratesAndItsOtherTableIsUntouched() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     try fixture.makeLegacyDatabase(users: Self.users)
-    let before = try fixture.dump(table: "copy_configs")
+    let before = try fixture.dump("copy_configs")
     let database = try BotDatabase(path: fixture.databasePath, mode: .readWrite)
     let status = try database.schemaStatus()
     #expect(status.isLegacy)
@@ -23,34 +23,35 @@ import Testing
     #expect(after.isCurrent)
     #expect(after.version == BotSchema.currentVersion)
     database.close()
-    #expect(try fixture.dump(table: "copy_configs") == before)
-    #expect(try fixture.query("SELECT count(*) FROM user_sessions") == "2")
+    #expect(try fixture.dump("copy_configs") == before)
+    #expect(try fixture.sqlite("SELECT count(*) FROM user_sessions") == "2")
     #expect(
-      try fixture.query("SELECT status || '/' || health FROM user_sessions WHERE user_id = 111") == "active/unknown")
+      try fixture.sqlite("SELECT status || '/' || health FROM user_sessions WHERE user_id = 111") == "active/unknown")
     #expect(
-      try fixture.query("SELECT value FROM tgsess_state WHERE key = 'schema_version'") == "\(BotSchema.currentVersion)")
+      try fixture.sqlite("SELECT value FROM tgsess_state WHERE key = 'schema_version'") == "\(BotSchema.currentVersion)"
+    )
     #expect(
-      try fixture.query("SELECT count(*) FROM sqlite_master WHERE name = 'session_backups_user_created'") == "1")
+      try fixture.sqlite("SELECT count(*) FROM sqlite_master WHERE name = 'session_backups_user_created'") == "1")
   }
 
   @Test func migratingACurrentDatabaseChangesNothing() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     let database = try BotDatabase(path: fixture.databasePath, mode: .create)
     try database.migrate()
     database.close()
-    let before = try fixture.query(".sha3sum")
+    let before = try fixture.sqlite(".sha3sum")
     let again = try BotDatabase(path: fixture.databasePath, mode: .readWrite)
     #expect(try again.schemaStatus().isCurrent)
     again.close()
-    #expect(try fixture.query(".sha3sum") == before)
+    #expect(try fixture.sqlite(".sha3sum") == before)
   }
 
   @Test func databaseFromANewerTgsessIsRefusedUntouched() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     let database = try BotDatabase(path: fixture.databasePath, mode: .create)
     try database.migrate()
     database.close()
-    _ = try fixture.query("INSERT INTO grdb_migrations VALUES ('v99-from-the-future')")
+    _ = try fixture.sqlite("INSERT INTO grdb_migrations VALUES ('v99-from-the-future')")
     let before = try Data(contentsOf: URL(fileURLWithPath: fixture.databasePath))
     let reopened = try BotDatabase(path: fixture.databasePath, mode: .readWrite)
     #expect {
@@ -64,7 +65,7 @@ import Testing
   }
 
   @Test func corruptDatabaseIsRefusedWithPathAndNextStep() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     try FileManager.default.createDirectory(atPath: fixture.root + "/data", withIntermediateDirectories: true)
     let garbage = Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 31) })
     try garbage.write(to: URL(fileURLWithPath: fixture.databasePath))
@@ -78,7 +79,7 @@ import Testing
   }
 
   @Test func missingDatabaseIsAnErrorUnlessCreating() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     #expect {
       try BotDatabase(path: fixture.databasePath, mode: .readOnly)
     } throws: { error in
@@ -89,7 +90,7 @@ import Testing
   }
 
   @Test func onlineBackupIsAConsistentPrivateCopy() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     try fixture.makeLegacyDatabase(users: Self.users)
     let database = try BotDatabase(path: fixture.databasePath, mode: .readOnly)
     let copy = fixture.root + "/backups/copy.db"
@@ -106,13 +107,13 @@ import Testing
 /// time); whatever a row holds, the text must parse back to exactly the rows.
 @Suite struct UserRowsJSONTests {
   @Test func everyKindOfValueRoundTripsThroughJSONSerialization() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     try fixture.makeLegacyDatabase(users: BotDatabaseTests.users)
     let database = try BotDatabase(path: fixture.databasePath, mode: .readWrite)
     defer { database.close() }
     try database.migrate()
     let awkward = "quote \" backslash \\ slash / newline \n tab \t bell \u{07} nul-free é 🗝"
-    try fixture.query(
+    try fixture.sqlite(
       """
       UPDATE user_sessions SET api_hash = '\(awkward.replacingOccurrences(of: "'", with: "''"))' WHERE user_id = 111;
       INSERT INTO session_backups (user_id, session_string, backup_reason, created_at)
@@ -127,7 +128,7 @@ import Testing
     #expect(row["api_hash"] as? String == awkward)
     #expect(row["user_id"] as? Int == 111)
     let all = try #require(document["session_backups"] as? [[String: Any]])
-    #expect(all.count == Int(try fixture.query("SELECT count(*) FROM session_backups WHERE user_id = 111")))
+    #expect(all.count == Int(try fixture.sqlite("SELECT count(*) FROM session_backups WHERE user_id = 111")))
     let backups = Array(all.suffix(2))
     #expect(
       (backups[0]["session_string"] as? [String: Any])?["base64"] as? String

@@ -13,21 +13,21 @@ import Testing
   ]
 
   /// A legacy database, and a Fernet with a fresh key.
-  static func legacy() throws -> (TestDeployment, Fernet) {
-    let fixture = try TestDeployment()
+  static func legacy() throws -> (TestFleet, Fernet) {
+    let fixture = try TestFleet()
     try fixture.makeLegacyDatabase(users: users, backupsPerUser: 1)
     return (fixture, try Fernet(keys: [FernetKey.generate()]))
   }
 
   /// What `tgsess migrate` does to the database: the schema, then the secrets.
-  static func migrate(_ fixture: TestDeployment, _ fernet: Fernet) throws {
+  static func migrate(_ fixture: TestFleet, _ fernet: Fernet) throws {
     let database = try BotDatabase(path: fixture.databasePath, mode: .readWrite)
     defer { database.close() }
     try database.migrate()
     _ = try database.encryptSecrets(fernet: fernet, rotate: false)
   }
 
-  static func reveal(_ fixture: TestDeployment, user: Int64, fernet: Fernet) throws -> String {
+  static func reveal(_ fixture: TestFleet, user: Int64, fernet: Fernet) throws -> String {
     let database = try BotDatabase(path: fixture.databasePath, mode: .readOnly)
     defer { database.close() }
     let stored = try #require(try database.storedSession(userID: user)?.sessionString)
@@ -54,9 +54,9 @@ import Testing
     try Self.migrate(fixture, fernet)
     #expect(try Self.reveal(fixture, user: 1001, fernet: fernet) == Self.users[0].1)
     // One character lost, as a bad copy or a truncated write leaves it.
-    let token = try fixture.query("SELECT session_string FROM user_sessions WHERE user_id = 1001")
+    let token = try fixture.sqlite("SELECT session_string FROM user_sessions WHERE user_id = 1001")
     let damaged = String(token.dropLast(1))
-    _ = try fixture.query("UPDATE user_sessions SET session_string = '\(damaged)' WHERE user_id = 1001")
+    _ = try fixture.sqlite("UPDATE user_sessions SET session_string = '\(damaged)' WHERE user_id = 1001")
     let error = #expect(throws: StoreError.self) { _ = try Self.reveal(fixture, user: 1001, fernet: fernet) }
     let text = error?.errorDescription ?? ""
     #expect(
@@ -65,15 +65,15 @@ import Testing
     )
     #expect(!text.contains(damaged.prefix(20)) && !text.contains(Self.users[0].1.prefix(12)))
     // Plaintext written into a migrated database is refused the same way.
-    _ = try fixture.query("UPDATE user_sessions SET session_string = '\(Self.users[1].1)' WHERE user_id = 1002")
+    _ = try fixture.sqlite("UPDATE user_sessions SET session_string = '\(Self.users[1].1)' WHERE user_id = 1002")
     #expect(throws: StoreError.self) { _ = try Self.reveal(fixture, user: 1002, fernet: fernet) }
   }
 
   @Test func aDamagedHistoryRowIsRefusedNamingTheRow() throws {
     let (fixture, fernet) = try Self.legacy()
     try Self.migrate(fixture, fernet)
-    let row = try fixture.query("SELECT id FROM session_backups WHERE user_id = 1002")
-    _ = try fixture.query(
+    let row = try fixture.sqlite("SELECT id FROM session_backups WHERE user_id = 1002")
+    _ = try fixture.sqlite(
       "UPDATE session_backups SET session_string = substr(session_string, 1, length(session_string) - 2) WHERE id = \(row)"
     )
     let database = try BotDatabase(path: fixture.databasePath, mode: .readOnly)
@@ -95,11 +95,11 @@ import Testing
   @Test func migrateLeavesDamagedTokensAlone() throws {
     let (fixture, fernet) = try Self.legacy()
     try Self.migrate(fixture, fernet)
-    _ = try fixture.query(
+    _ = try fixture.sqlite(
       "UPDATE user_sessions SET session_string = substr(session_string, 2) || 'x' WHERE user_id = 1001")
-    _ = try fixture.query(
+    _ = try fixture.sqlite(
       "UPDATE user_sessions SET session_string = substr(session_string, 1, 200) WHERE user_id = 1002")
-    let damaged = try fixture.query("SELECT session_string FROM user_sessions WHERE user_id = 1002")
+    let damaged = try fixture.sqlite("SELECT session_string FROM user_sessions WHERE user_id = 1002")
     #expect(damaged.hasPrefix("gAAAAA"))
     let database = try BotDatabase(path: fixture.databasePath, mode: .readWrite)
     defer { database.close() }
@@ -108,7 +108,7 @@ import Testing
     #expect(census.plaintext == 1 && census.undecryptable == 1)
     let rewrite = try database.encryptSecrets(fernet: fernet, rotate: false)
     #expect(rewrite.encrypted == 1)
-    #expect(try fixture.query("SELECT session_string FROM user_sessions WHERE user_id = 1002") == damaged)
+    #expect(try fixture.sqlite("SELECT session_string FROM user_sessions WHERE user_id = 1002") == damaged)
   }
 
   /// A database a tgsess before this change migrated has no record of it: the next migrate
@@ -116,16 +116,16 @@ import Testing
   @Test func theStateIsRecordedForDatabasesMigratedBefore() throws {
     let (fixture, fernet) = try Self.legacy()
     try Self.migrate(fixture, fernet)
-    _ = try fixture.query("DELETE FROM tgsess_state WHERE key = 'secrets_encrypted'")
+    _ = try fixture.sqlite("DELETE FROM tgsess_state WHERE key = 'secrets_encrypted'")
     let database = try BotDatabase(path: fixture.databasePath, mode: .readWrite)
     defer { database.close() }
     #expect(try !database.areSecretsEncrypted())
-    _ = try fixture.query("UPDATE user_sessions SET api_hash = 'plain' WHERE user_id = 1001")
+    _ = try fixture.sqlite("UPDATE user_sessions SET api_hash = 'plain' WHERE user_id = 1001")
     #expect(try !database.recordSecretsEncrypted())
     #expect(try !database.areSecretsEncrypted())
     _ = try database.encryptSecrets(fernet: fernet, rotate: false)
     #expect(try database.areSecretsEncrypted())
-    _ = try fixture.query("DELETE FROM tgsess_state WHERE key = 'secrets_encrypted'")
+    _ = try fixture.sqlite("DELETE FROM tgsess_state WHERE key = 'secrets_encrypted'")
     #expect(try database.recordSecretsEncrypted())
     #expect(try database.areSecretsEncrypted())
   }

@@ -2,108 +2,44 @@ import Foundation
 import Jobs
 import Store
 
-/// A generated deployment (`tgsess-fleet`: real formats, random keys) in a temporary directory,
-/// optionally backed up once, with helpers to run `tgsess` on it and read what it did.
-public final class CheckFleet: @unchecked Sendable {
-  public let fixture: TestDeployment
-  public var root: String { fixture.root }
-  public var deployment: Deployment { fixture.deployment }
-  /// The users the fleet generated, sorted.
-  public let userIDs: [Int64]
-
-  /// Generates `users` users (`pyrogramShare` of them Pyrogram, the rest Telethon v7/v8) and, when
-  /// `backup` is set, runs `tgsess backup` once.
-  /// - Throws: `TestHelperError` when a command fails.
-  public init(users: Int = 4, pyrogramShare: Double = 0, legacy: Bool = false, backup: Bool = true) throws {
-    fixture = try TestDeployment()
-    var arguments = [
-      "--root", fixture.root, "--users", String(users), "--pyrogram-share", String(pyrogramShare), "--entities", "10",
-    ]
-    if legacy { arguments.append("--legacy") }
-    let generated = try runBuiltProduct("tgsess-fleet", arguments)
-    guard generated.status == 0 else { throw TestHelperError("tgsess-fleet failed: \(generated.stderr)") }
-    userIDs = try Deployment(root: fixture.root).sessionFileUserIDs()
-    if backup { try self.backup() }
-  }
-
-  /// Runs `tgsess backup`.
-  /// - Throws: `TestHelperError` when it fails.
-  public func backup() throws {
-    let result = try runTgsess(["backup", "--root", root])
-    guard result.status == 0 else { throw TestHelperError("tgsess backup failed: \(result.stderr)") }
-  }
-
-  public func sessionPath(_ userID: Int64) -> String { deployment.sessionPath(userID: userID) }
-
-  /// Runs `tgsess <verb> --root ROOT arguments`.
-  /// - Throws: `TestHelperError` when the binary is missing.
-  @discardableResult
-  public func tgsess(_ verb: String, _ arguments: [String] = [], environment: [String: String] = [:]) throws
-    -> ProcessResult
-  {
-    try runTgsess([verb, "--root", root] + arguments, environment: environment)
-  }
-
-  /// Runs `tgsess check --json` with `arguments` and parses the result.
-  /// - Throws: `TestHelperError` when the output is not the JSON result.
-  public func check(_ arguments: [String] = [], environment: [String: String] = [:]) throws -> CheckRun {
-    let result = try tgsess("check", ["--json"] + arguments, environment: environment)
-    return try CheckRun(result)
-  }
-
-  /// SHA-256 of every file under `sessions/`, by name.
-  public func sessionHashes() throws -> [String: String] {
-    var hashes: [String: String] = [:]
-    for name in try FileManager.default.contentsOfDirectory(atPath: deployment.sessionsDirectory) {
-      hashes[name] = try FileSystem.sha256(ofFile: deployment.sessionsDirectory + "/" + name)
-    }
-    return hashes
-  }
-
-  /// The names of the files in `sessions/`.
-  public func sessionDirectoryNames() throws -> Set<String> {
-    Set(try FileManager.default.contentsOfDirectory(atPath: deployment.sessionsDirectory))
-  }
-}
-
-/// One `tgsess check --json` run: its exit status and the parsed result.
+/// One `tgsess check --json` run: its exit status and the output decoded as `CheckResult`, with
+/// string views of it (`state`, `findings`, `sessions`) for short assertions.
 public struct CheckRun: Sendable {
+  /// A `CheckFinding` as the words `--json` prints: its check's name, state and message.
   public struct Finding: Sendable, Equatable, CustomStringConvertible {
     public var check: String
     public var state: String
     public var message: String
     public var userID: Int64?
     public var description: String { "\(state) \(check) \(userID.map { "user \($0) " } ?? "")\(message)" }
+
+    public init(_ finding: CheckFinding) {
+      check = finding.check
+      state = finding.state.rawValue
+      message = finding.message
+      userID = finding.userID
+    }
   }
 
   public var status: Int32
-  public var state: String
-  public var summary: String
-  public var findings: [Finding]
-  public var sessions: [String: Int]
   public var stderr: String
   /// The output decoded as the job's own result type: findings as typed values.
   public var result: CheckResult
 
-  init(_ result: ProcessResult) throws {
-    guard let object = try? JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Any] else {
-      throw TestHelperError("check printed no JSON (exit \(result.status)): \(result.stdout) \(result.stderr)")
-    }
-    let decoder = JSONDecoder()
-    decoder.dateDecodingStrategy = .iso8601
-    do { self.result = try decoder.decode(CheckResult.self, from: result.stdoutData) } catch {
-      throw TestHelperError("check's JSON is not a CheckResult (\(error)): \(result.stdout)")
-    }
+  public var state: String { result.state.rawValue }
+  public var summary: String { result.summary }
+  public var findings: [Finding] { result.findings.map(Finding.init) }
+  /// `sessions` by state name (`ok`, `warning`, `critical`, `unknown`).
+  public var sessions: [String: Int] {
+    let counts = result.sessions
+    return ["ok": counts.ok, "warning": counts.warning, "critical": counts.critical, "unknown": counts.unknown]
+  }
+
+  /// - Throws: `TestHelperError` when the output is not a `CheckResult`.
+  public init(_ result: ProcessResult) throws {
+    self.result = try decodeJSON(CheckResult.self, from: result)
     status = result.status
     stderr = result.stderr
-    state = object["state"] as? String ?? "?"
-    summary = object["summary"] as? String ?? ""
-    sessions = (object["sessions"] as? [String: Int]) ?? [:]
-    findings = ((object["findings"] as? [[String: Any]]) ?? []).map { finding in
-      Finding(
-        check: finding["check"] as? String ?? "", state: finding["state"] as? String ?? "",
-        message: finding["message"] as? String ?? "", userID: (finding["userID"] as? NSNumber)?.int64Value)
-    }
   }
 
   /// The findings of one check (and user).
@@ -158,6 +94,24 @@ public final class PythonHolder: @unchecked Sendable {
 
 /// Python snippets for the check and prune tests, run in the test virtualenv.
 public enum PeerScripts {
+  /// What `telethonFile` and `pyrogramFile` print: the file's schema version and its session
+  /// string.
+  public struct WrittenSession: Decodable, Sendable {
+    public var schema: Int
+    public var string: String
+  }
+
+  /// Runs `telethonFile` or `pyrogramFile` and decodes what it printed.
+  /// - Throws: `TestHelperError` when Python fails or prints something else.
+  public static func writeSession(_ script: String, arguments: [String], peer: String? = nil) throws
+    -> WrittenSession
+  {
+    let result = try runPython(script, arguments: arguments, peer: peer)
+    do { return try JSONDecoder().decode(WrittenSession.self, from: result.stdoutData) } catch {
+      throw TestHelperError("the peer printed no session (\(error)): \(result.stdout)")
+    }
+  }
+
   /// Holds `BEGIN EXCLUSIVE` on the database in argv[1] until stdin closes.
   public static let holdExclusive = """
     import sqlite3, sys

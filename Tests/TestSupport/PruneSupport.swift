@@ -40,8 +40,7 @@ public enum ArchiveCloner {
       else { throw TestHelperError("no archive in \(directory)") }
       let id = String(archive.dropLast(ArchiveName.encryptedSuffix.count))
       let recordData = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + id + ".json"))
-      guard var record = try JSONSerialization.jsonObject(with: recordData) as? [String: Any],
-        let described = ArchiveName.describe(id: id)
+      guard var record = ArchiveRecord.decode(recordData), let described = ArchiveName.describe(id: id)
       else { throw TestHelperError("bad record or id \(id)") }
       let what = id.split(separator: "-")[1]
       for k in 1...count {
@@ -52,63 +51,14 @@ public enum ArchiveCloner {
         try TestSigning.signCopy(
           of: directory + "/" + archive, at: directory + "/" + newID + ArchiveName.encryptedSuffix,
           deployment: deployment)
-        record["id"] = newID
-        record["file_name"] = newID + ArchiveName.encryptedSuffix
-        record["created_at"] = ISO8601DateFormatter().string(from: date)
-        let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
-        try data.write(to: URL(fileURLWithPath: directory + "/" + newID + ".json"))
+        record.id = newID
+        record.fileName = newID + ArchiveName.encryptedSuffix
+        record.createdAt = date
+        try record.encoded().write(to: URL(fileURLWithPath: directory + "/" + newID + ".json"))
         made.append(newID)
       }
     }
     return made
-  }
-}
-
-/// One archive as `tgsess list --json` shows it.
-public struct ListedArchiveRow: Sendable, Hashable {
-  public var id: String
-  public var path: String
-  public var kind: String
-}
-
-extension CheckFleet {
-  /// The archives `tgsess list --json` shows.
-  /// - Throws: `TestHelperError` when list fails.
-  public func listedArchives() throws -> [ListedArchiveRow] {
-    let result = try tgsess("list", ["--json"])
-    guard result.status == 0, let array = try JSONSerialization.jsonObject(with: result.stdoutData) as? [[String: Any]]
-    else { throw TestHelperError("tgsess list failed: \(result.stderr)") }
-    return array.map {
-      ListedArchiveRow(
-        id: $0["id"] as? String ?? "", path: $0["path"] as? String ?? "", kind: $0["kind"] as? String ?? "")
-    }
-  }
-
-  /// The archives (of `paths`) that stock `age -d` plus `tar --zstd -t` cannot read in full.
-  /// - Throws: `TestHelperError` when bash cannot run.
-  public func unreadableArchives(_ paths: [String]) throws -> [String] {
-    guard !paths.isEmpty else { return [] }
-    let script = """
-      set -o pipefail
-      identity=$1; shift
-      for f in "$@"; do
-        age -d -i "$identity" "$f" | tar --zstd -tf - > /dev/null 2>&1 || echo "$f"
-      done
-      """
-    let result = try runProcess("/bin/bash", ["-c", script, "verify", deployment.ageIdentityPath] + paths)
-    return result.stdout.split(separator: "\n").map(String.init)
-  }
-
-  /// Every file under `backups/`, relative, with its SHA-256 (directories as "dir").
-  public func backupsTree() throws -> [String: String] {
-    var tree: [String: String] = [:]
-    let base = deployment.backupsDirectory
-    let enumerator = FileManager.default.enumerator(atPath: base)
-    while let relative = enumerator?.nextObject() as? String {
-      let path = base + "/" + relative
-      tree[relative] = FileSystem.isDirectory(path) ? "dir" : try FileSystem.sha256(ofFile: path)
-    }
-    return tree
   }
 }
 

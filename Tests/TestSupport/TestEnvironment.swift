@@ -164,3 +164,8 @@ extension TestEnvironment {
     return packageRoot + "/.build/debug/" + name
   }
 }
+
+/// Random bytes for test fixtures (not for keys that protect anything).
+public func randomBytes(_ count: Int) -> [UInt8] {
+  (0..<count).map { _ in UInt8.random(in: 0...255) }
+}

@@ -232,21 +232,21 @@ struct BadSessionTorture {
 
     // Every invalid-file class, with its reason.
     for (index, fileClass) in Self.fileClasses.enumerated() {
-      report.check("file class: \(fileClass.name)") {
+      report.check("file class: \(fileClass.name)", counts: ["file classes": 1]) {
         let path = directory.file("class-\(index).session")
         try fileClass.make(telethon, path)
         let found = Self.kind(Self.problem { _ = try SessionFileInspector.inspect(path: path) })
         return found == fileClass.expected ? [] : ["expected \(fileClass.expected), got \(found)"]
       }
     }
-    report.check("file class: hot journal") {
+    report.check("file class: hot journal", counts: ["file classes": 1]) {
       let path = directory.file("hot.session")
       try Self.copy(telethon, path)
       _ = try Self.peer("hot-journal", [path])
       let found = Self.kind(Self.problem { _ = try SessionFileInspector.inspect(path: path) })
       return found == "hotJournal" ? [] : ["expected hotJournal, got \(found)"]
     }
-    report.check("file class: exclusive lock held by a writer") {
+    report.check("file class: exclusive lock held by a writer", counts: ["file classes": 1]) {
       let path = directory.file("locked.session")
       try Self.copy(telethon, path)
       let holder = try PythonHolder(PeerScripts.holdExclusive, arguments: [path])
@@ -255,7 +255,7 @@ struct BadSessionTorture {
         Self.problem { _ = try SessionFileInspector.inspect(path: path, busyTimeoutMS: 100) })
       return found == "locked" ? [] : ["expected locked, got \(found)"]
     }
-    report.check("file class: Pyrogram test mode on dc 4") {
+    report.check("file class: Pyrogram test mode on dc 4", counts: ["file classes": 1]) {
       let path = directory.file("test-mode.session")
       try Self.copy(seeds[2].path, path)
       try Self.sql("UPDATE sessions SET test_mode = 1, dc_id = 4", on: path)
@@ -292,7 +292,7 @@ struct BadSessionTorture {
       let summary = outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
       report.record(
         "\(perSeed) random mutations of a \(seed.name) file", problems: problems,
-        seconds: Date().timeIntervalSince(started), detail: summary)
+        seconds: Date().timeIntervalSince(started), detail: summary, counts: ["file mutations": perSeed])
     }
   }
 
@@ -368,7 +368,7 @@ struct BadSessionTorture {
     let crafted = try Self.peer("crafted-strings", [keyHex])
     for (name, value) in crafted.sorted(by: { $0.key < $1.key }) {
       guard let string = value as? String else { continue }
-      report.check("crafted string: \(name)") {
+      report.check("crafted string: \(name)", counts: ["crafted strings": 1]) {
         let (outcome, problems) = Self.checkString(string, label: name)
         let shouldAccept = name == "good" || name == "pyrogram_good"
         if shouldAccept != (outcome != "refused") { return problems + ["\(name) was \(outcome)"] }
@@ -410,7 +410,7 @@ struct BadSessionTorture {
       let summary = outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
       report.record(
         "\(perSeed) random mutations of a \(name) string", problems: problems,
-        seconds: Date().timeIntervalSince(started), detail: summary)
+        seconds: Date().timeIntervalSince(started), detail: summary, counts: ["string mutations": perSeed])
     }
     // Random strings of the exact lengths, from the alphabet.
     report.check("random strings of every valid length") {

@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -87,17 +88,14 @@ struct CrashPointTorture {
     return (manifest, directory)
   }
 
-  static func newestArchive(_ fleet: TortureFleet, kind: String, user: Int64? = nil) throws -> Witness.Listed {
+  static func newestArchive(_ fleet: TortureFleet, kind: String, user: Int64? = nil) throws -> ListedArchive {
     var arguments = ["list", "--json", "--kind", kind]
     if let user { arguments += ["--user", String(user)] }
-    let result = try fleet.tgsessOK(arguments)
-    let array = try JSONSerialization.jsonObject(with: result.stdoutData) as? [[String: Any]] ?? []
-    guard let row = array.first(where: { ($0["reason"] as? String) != "Before restore" }) else {
+    let listed = try decodeJSON([ListedArchive].self, from: try fleet.tgsessOK(arguments))
+    guard let archive = listed.first(where: { $0.reason != "Before restore" }) else {
       throw TestHelperError("no \(kind) archive")
     }
-    return Witness.Listed(
-      id: row["id"] as? String ?? "", path: row["path"] as? String ?? "", kind: kind,
-      verification: row["verification"] as? String ?? "")
+    return archive
   }
 
   static func pickUsers(_ fleet: TortureFleet, _ count: Int, _ random: inout TortureRandom) -> [Int64] {
@@ -268,8 +266,7 @@ struct CrashPointTorture {
           afterRerun: { fleet, before in
             var problems = try sessionsUnchanged(fleet, before) + tablesUnchanged(fleet, before)
             let plan = try fleet.tgsessOK(pruneArguments + ["--dry-run", "--json"])
-            let object = try JSONSerialization.jsonObject(with: plan.stdoutData) as? [String: Any]
-            let remove = ((object?["plan"] as? [String: Any])?["remove"] as? [Any])?.count ?? -1
+            let remove = try decodeJSON(PruneResult.self, from: plan).plan.remove.count
             if remove != 0 { problems.append("after the rerun the plan still removes \(remove) archive(s)") }
             return problems
           })
@@ -440,11 +437,11 @@ struct CrashPointTorture {
         try fleet.rotateKeys(pickUsers(fleet, 1, &random))
         try fleet.tgsessOK(["backup"])
         // The newest unpinned full snapshot (archives made within one second sort by their id).
-        func pinPath(_ archive: Witness.Listed) -> String {
+        func pinPath(_ archive: ListedArchive) -> String {
           (archive.path as NSString).deletingLastPathComponent + "/" + archive.id + ".pin"
         }
         guard
-          let archive = try Witness.listed(fleet).first(where: { $0.kind == "full" && !FileSystem.exists(pinPath($0)) })
+          let archive = try Witness.listed(fleet).first(where: { $0.kind == .full && !FileSystem.exists(pinPath($0)) })
         else { throw TestHelperError("no unpinned full snapshot") }
         let pin = pinPath(archive)
         return CrashRun(
@@ -549,7 +546,7 @@ struct CrashPointTorture {
       guard !points.isEmpty else { continue }
       var shared: TortureFleet?
       for point in points {
-        report.check("\(scenario.name) @ \(point)") {
+        report.check("\(scenario.name) @ \(point)", counts: ["named crash points": 1]) {
           let fleet = try scenario.isFreshPerCase ? scenario.makeFleet() : (shared ?? scenario.makeFleet())
           if !scenario.isFreshPerCase { shared = fleet }
           let run = try scenario.prepare(fleet, &random)
@@ -607,6 +604,7 @@ struct CrashPointTorture {
       }
     }
     print("random kills: \(killed) runs killed by SIGKILL in \(attempts) attempts")
+    report.tally(["random-moment runs killed": killed, "random-moment runs": attempts])
     #expect(killed >= wanted, "only \(killed) of \(wanted) runs were killed")
   }
 }

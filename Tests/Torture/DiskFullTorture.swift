@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -167,7 +168,7 @@ struct DiskFullTorture {
         // has an undo archive and each file whole: the old one or the archive's.
         let changed = FileTree.differences(sessions, nowSessions)
         if !changed.isEmpty {
-          let undo = try Witness.listed(fleet).filter { archives[$0.path] == nil && $0.kind == "full" }
+          let undo = try Witness.listed(fleet).filter { archives[$0.path] == nil && $0.kind == .full }
           if undo.isEmpty { problems.append("files changed without an undo archive: \(changed.prefix(3))") }
         }
       }
@@ -218,10 +219,10 @@ struct DiskFullTorture {
         }
         report.record(
           "\(command.rawValue) with \(free / 1024) KiB free", problems: problems,
-          seconds: Date().timeIntervalSince(started), detail: outcome)
+          seconds: Date().timeIntervalSince(started), detail: outcome, counts: [outcome: 1])
         if outcome == "succeeded" { successes += 1 }
       }
-      report.check("\(command.rawValue) on a filesystem remounted read-only") {
+      report.check("\(command.rawValue) on a filesystem remounted read-only", counts: ["read-only": 1]) {
         try Self.runOnce(command, free: nil, mount: mount, template: template.path, scratch: scratch).problems
       }
       // The sweep must cross from failing to succeeding, or it tested nothing at one end.

@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -24,20 +25,19 @@ struct HostileArchiveTorture {
   /// the same second (so its manifest still says when it was made), with a copy of `record` (new
   /// id, size and SHA-256) and a signature by the deployment's key over the damaged file: what
   /// is tested is the reader, not the signature.
-  static func plant(_ data: Data, index: Int, record: [String: Any], original: String, deployment: Deployment) throws
+  static func plant(_ data: Data, index: Int, record: ArchiveRecord, original: String, deployment: Deployment) throws
     -> String
   {
     let directory = FileSystem.parentDirectory(of: original)
     let originalID = String((original as NSString).lastPathComponent.dropLast(ArchiveName.encryptedSuffix.count))
     let id = String(originalID.split(separator: "-")[0]) + "-full-dmg\(String(format: "%03d", index))"
     var copy = record
-    copy["id"] = id
-    copy["file_name"] = id + ArchiveName.encryptedSuffix
-    copy["byte_count"] = data.count
-    copy["sha256"] = Digest.sha256Hex(Array(data))
+    copy.id = id
+    copy.fileName = id + ArchiveName.encryptedSuffix
+    copy.byteCount = Int64(data.count)
+    copy.sha256 = Digest.sha256Hex(Array(data))
     try data.write(to: URL(fileURLWithPath: directory + "/" + id + ArchiveName.encryptedSuffix))
-    try JSONSerialization.data(withJSONObject: copy, options: [.sortedKeys]).write(
-      to: URL(fileURLWithPath: directory + "/" + id + ArchiveName.recordSuffix))
+    try copy.encoded().write(to: URL(fileURLWithPath: directory + "/" + id + ArchiveName.recordSuffix))
     try TestSigning.signCopy(
       of: original, at: directory + "/" + id + ArchiveName.encryptedSuffix, deployment: deployment)
     return id
@@ -91,11 +91,10 @@ struct HostileArchiveTorture {
     var reasons = HostileArchiveCorpus.reasons
     var cases = corpus
     // Random damage to the real full archive.
-    let record =
-      try JSONSerialization.jsonObject(
-        with: try FileSystem.read(
-          (full.path as NSString).deletingLastPathComponent + "/" + full.id + ArchiveName.recordSuffix))
-      as? [String: Any] ?? [:]
+    let recordPath = (full.path as NSString).deletingLastPathComponent + "/" + full.id + ArchiveName.recordSuffix
+    guard let record = ArchiveRecord.decode(try FileSystem.read(recordPath)) else {
+      throw TestHelperError("\(recordPath) is not an archive record")
+    }
     let damage = Self.damaged(
       try FileSystem.read(full.path), count: Torture.pick(quick: 2, full: 40), random: &random)
     for (index, (name, data)) in damage.enumerated() {
@@ -129,7 +128,8 @@ struct HostileArchiveTorture {
       if name == "wrong-identity" { arguments += ["--identity", otherKey] }
       if name == "missing-identity-file" { arguments += ["--identity", fleet.root + "/../missing.key"] }
       let mode = arguments.count > 2 ? arguments[2] : "whole"
-      report.check("\(name) (\(mode))") {
+      let kind = name.hasPrefix("random-") ? "randomly damaged" : "crafted"
+      report.check("\(name) (\(mode))", counts: [kind: 1]) {
         let before = try FileTree.hashes(fleet.root)
         let result = try fleet.tgsess(arguments)
         var problems: [String] = []
@@ -206,7 +206,7 @@ struct HostileArchiveTorture {
         problems.append("the record's claimed id was restorable: \(byClaim.status) \(byClaim.stderr)")
       }
       let listed = try Witness.listed(fleet).first { $0.path == genuine.path }
-      if listed?.id != genuine.id || listed?.signature != "signed" {
+      if listed?.id != genuine.id || listed?.signature != .signed {
         problems.append("list took the record's word: \(String(describing: listed))")
       }
       return problems

@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -33,20 +34,20 @@ struct LiveWriterTorture {
       let user: Int64? = round % 5 == 4 ? writerUsers[round % writerUsers.count] : nil
       let userArguments = user.map { ["--user", "\($0)"] } ?? []
       let label = "backup #\(round + 1)" + (user.map { " --user \($0)" } ?? "") + (isEncrypted ? " (age)" : "")
-      report.check(label) {
+      let counts = ["backups": 1, "per-user backups": user == nil ? 0 : 1, "encrypted backups": isEncrypted ? 1 : 0]
+      report.check(label, counts: counts) {
         var arguments = ["backup", "--json"]
         if !isEncrypted { arguments.append("--no-encrypt") }
         arguments += userArguments
         let result = try fleet.tgsess(arguments)
         guard result.status == 0 else { return ["exit \(result.status): \(result.stderr)"] }
-        let object = try JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Any] ?? [:]
-        let archives = object["archives"] as? [[String: Any]] ?? []
+        let archives = try decodeJSON(BackupResult.self, from: result).archives
         var problems: [String] = []
         if archives.isEmpty { problems.append("no archive written") }
         for archive in archives {
-          let path = archive["path"] as? String ?? ""
-          let kind = archive["kind"] as? String ?? ""
-          let owner = (archive["userID"] as? NSNumber)?.int64Value
+          let path = archive.path
+          let kind = archive.kind.rawValue
+          let owner = archive.userID
           if path.hasSuffix(".age") != isEncrypted { problems.append("\(path): encrypted \(!isEncrypted)?") }
           let (found, _, directory) = try StockTools.extractAndVerify(
             path, identity: fleet.deployment.ageIdentityPath, scratch: scratch.path)

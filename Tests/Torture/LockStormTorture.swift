@@ -143,7 +143,7 @@ struct LockStormTorture {
       // Each run, by its exit status and what it did.
       for (pid, (run, status, stderr)) in outcomes.sorted(by: { $0.key < $1.key }) {
         let label = "storm \(storm): tgsess \(run.arguments.joined(separator: " "))"
-        report.check(label) {
+        report.check(label, counts: ["runs": 1]) {
           var problems: [String] = []
           let allowed: Set<Int32>
           switch run.verb {
@@ -188,8 +188,10 @@ struct LockStormTorture {
       let detail =
         "\(counts.joined(separator: ", ")); \(waited) waited for the lock; \(trace.intervals.count) lock intervals; "
         + "\(holders.count) holder lines seen"
+      var stormCounts = ["storms": 1]
+      for (_, status, _) in outcomes.values { stormCounts["exit \(status)", default: 0] += 1 }
       report.check(
-        "storm \(storm): lock intervals, holder lines and the deployment afterwards",
+        "storm \(storm): lock intervals, holder lines and the deployment afterwards", counts: stormCounts,
         described: {
           var problems = trace.unmatched
           for (earlier, later) in zip(trace.intervals, trace.intervals.dropFirst()) where later.start < earlier.end {
@@ -224,6 +226,7 @@ struct LockStormTorture {
     }
     print("lock storms: \(staging) write(s) into a restore's own staging directory before it took the lock")
     print("lock storms: \(checkWrites) write(s) by check, which does not take the lock")
+    report.tally(["writes into own staging": staging, "writes by check": checkWrites])
   }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -66,6 +67,20 @@ struct TortureRandom: RandomNumberGenerator {
 
 // MARK: - Results
 
+/// One line of `<out>/results/<family>.jsonl`, what `scripts/torture-report.py` builds the
+/// report from: a case (`case`, `passed`, ...), or a tally of the family alone (`counts` only).
+struct ResultLine: Encodable {
+  var family: String
+  var `case`: String?
+  var passed: Bool?
+  var seconds: Double?
+  var problems: [String]?
+  var detail: String?
+  /// What the line counts toward in the family's figure line, e.g. `["file mutations": 100]`;
+  /// the report sums each name over the family's lines.
+  var counts: [String: Int]?
+}
+
 /// The cases of one family: each is recorded as one JSON line in
 /// `<out>/results/<family>.jsonl` (what torture.sh counts) and each problem fails the test too.
 final class FamilyReport: @unchecked Sendable {
@@ -83,19 +98,25 @@ final class FamilyReport: @unchecked Sendable {
   }
 
   /// Runs one case: `body` returns its problems (empty when it passed); a thrown error is one.
+  /// `counts` are what the case counts toward in the family's figure line.
   @discardableResult
-  func check(_ name: String, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> [String]) -> Bool {
+  func check(
+    _ name: String, counts: [String: Int] = [:], sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> [String]
+  ) -> Bool {
     let start = Date()
     var problems: [String]
     do { problems = try body() } catch { problems = ["error: \(error)"] }
-    record(name, problems: problems, seconds: Date().timeIntervalSince(start), sourceLocation: sourceLocation)
+    record(
+      name, problems: problems, seconds: Date().timeIntervalSince(start), counts: counts,
+      sourceLocation: sourceLocation)
     return problems.isEmpty
   }
 
   /// Runs one case whose body also describes what happened (kept with the result).
   @discardableResult
   func check(
-    _ name: String, sourceLocation: SourceLocation = #_sourceLocation,
+    _ name: String, counts: [String: Int] = [:], sourceLocation: SourceLocation = #_sourceLocation,
     described body: () throws -> (problems: [String], detail: String)
   ) -> Bool {
     let start = Date()
@@ -103,30 +124,49 @@ final class FamilyReport: @unchecked Sendable {
     var detail = ""
     do { (problems, detail) = try body() } catch { problems = ["error: \(error)"] }
     record(
-      name, problems: problems, seconds: Date().timeIntervalSince(start), detail: detail, sourceLocation: sourceLocation
-    )
+      name, problems: problems, seconds: Date().timeIntervalSince(start), detail: detail, counts: counts,
+      sourceLocation: sourceLocation)
     return problems.isEmpty
   }
 
   /// Records a case whose outcome is already known.
   func record(
-    _ name: String, problems: [String], seconds: Double = 0, detail: String = "",
+    _ name: String, problems: [String], seconds: Double = 0, detail: String = "", counts: [String: Int] = [:],
     sourceLocation: SourceLocation = #_sourceLocation
   ) {
     for problem in problems.prefix(20) {
       Issue.record("\(family) / \(name): \(problem)", sourceLocation: sourceLocation)
     }
-    let line: [String: Any] = [
-      "family": family, "case": name, "passed": problems.isEmpty, "seconds": (seconds * 1000).rounded() / 1000,
-      "problems": Array(problems.prefix(20)).map { String($0.prefix(2000)) }, "detail": detail,
-    ]
     lock.withLock {
       if problems.isEmpty { passed += 1 } else { failed += 1 }
-      guard let data = try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]) else { return }
+    }
+    write(
+      ResultLine(
+        family: family, case: name, passed: problems.isEmpty, seconds: (seconds * 1000).rounded() / 1000,
+        problems: Array(problems.prefix(20)).map { String($0.prefix(2000)) }, detail: detail,
+        counts: counts.isEmpty ? nil : counts))
+  }
+
+  /// Records figures of the family that belong to no case (e.g. how many runs a kill reached).
+  func tally(_ counts: [String: Int]) {
+    write(ResultLine(family: family, counts: counts))
+  }
+
+  private func write(_ line: ResultLine) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    guard let data = try? encoder.encode(line) else {
+      Issue.record("\(family): a result line could not be encoded")
+      return
+    }
+    lock.withLock {
       let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-      guard fd >= 0 else { return }
+      guard fd >= 0 else {
+        Issue.record("\(family): cannot open \(path) (errno \(errno))")
+        return
+      }
       defer { close(fd) }
-      (data + Data("\n".utf8)).withUnsafeBytes { _ = write(fd, $0.baseAddress, $0.count) }
+      (data + Data("\n".utf8)).withUnsafeBytes { _ = Glibc.write(fd, $0.baseAddress, $0.count) }
     }
   }
 
@@ -269,13 +309,14 @@ enum SecretRegistry {
 
 // MARK: - Deployments
 
-/// A deployment generated by `tgsess-fleet` for torture, with a `tgsess.toml` naming the bot's
-/// token file. Every tgsess run through it is captured for the secret scan.
+/// A `TestFleet` for torture, with a `tgsess.toml` naming the bot's token file. Every tgsess run
+/// through it is captured for the secret scan (in files, for torture.sh), and its secrets are
+/// recorded as they change.
 final class TortureFleet: @unchecked Sendable {
-  let directory: TemporaryDirectory?
-  let root: String
-  let deployment: Deployment
-  let userIDs: [Int64]
+  let fleet: TestFleet
+  var root: String { fleet.root }
+  var deployment: Deployment { fleet.deployment }
+  var userIDs: [Int64] { fleet.userIDs }
 
   /// Generates `users` users under a new temporary directory (or at `root`).
   /// - Throws: `TestHelperError` when the generator fails.
@@ -283,23 +324,10 @@ final class TortureFleet: @unchecked Sendable {
     users: Int, legacy: Bool = false, seed: UInt64 = 1, root explicitRoot: String? = nil, pyrogramShare: Double = 0.2,
     entities: Int = 40, messageLogMiB: Int = 0
   ) throws {
-    if let explicitRoot {
-      directory = nil
-      root = explicitRoot
-    } else {
-      let made = try TemporaryDirectory("tgsess-torture")
-      directory = made
-      root = made.path + "/live"
-    }
-    var arguments = [
-      "--root", root, "--users", String(users), "--seed", String(seed), "--pyrogram-share", String(pyrogramShare),
-      "--entities", String(entities), "--message-log-mib", String(messageLogMiB),
-    ]
-    if legacy { arguments.append("--legacy") }
-    let generated = try runBuiltProduct("tgsess-fleet", arguments)
-    guard generated.status == 0 else { throw TestHelperError("tgsess-fleet failed: \(generated.stderr)") }
-    deployment = Deployment(root: root)
-    userIDs = try deployment.sessionFileUserIDs()
+    fleet = try TestFleet(
+      users: users, legacy: legacy, seed: seed, pyrogramShare: pyrogramShare, entities: entities,
+      messageLogMiB: messageLogMiB, keepsOutputs: false,
+      location: explicitRoot.map { .path($0) } ?? .subdirectory("live"), label: "tgsess-torture")
     // The bot's token file, named by the config as a production deployment would.
     try FileSystem.makeDirectory(root + "/keys")
     try FileSystem.writeAtomically(Data((Torture.botToken + "\n").utf8), to: root + "/keys/bot-token")
@@ -313,8 +341,7 @@ final class TortureFleet: @unchecked Sendable {
   /// Runs the built tgsess with `--root` appended; the output is captured.
   @discardableResult
   func tgsess(_ arguments: [String], environment: [String: String] = [:]) throws -> ProcessResult {
-    let result = try runTgsess(
-      arguments + ["--root", root], environment: Self.childEnvironment.merging(environment) { $1 })
+    let result = try fleet.tgsess(arguments, environment: Self.childEnvironment.merging(environment) { $1 })
     Capture.keep("tgsess " + arguments.joined(separator: " "), result)
     return result
   }
@@ -332,8 +359,7 @@ final class TortureFleet: @unchecked Sendable {
 
   /// Starts tgsess in the background; pass the process to `Capture.keep` when it is done.
   func background(_ arguments: [String], environment: [String: String] = [:]) throws -> BackgroundProcess {
-    try BackgroundProcess.tgsess(
-      arguments + ["--root", root], environment: Self.childEnvironment.merging(environment) { $1 })
+    try fleet.tgsessInBackground(arguments, environment: Self.childEnvironment.merging(environment) { $1 })
   }
 
   func collectSecrets() throws { try SecretRegistry.collect(root: root) }
@@ -509,28 +535,12 @@ enum Witness {
     sessions(fleet, users: users).compactMapValues { try? $0.get() }
   }
 
-  /// One archive `tgsess list --json` shows.
-  struct Listed: Hashable {
-    var id: String
-    var path: String
-    var kind: String
-    var verification: String
-    /// signed, unsigned, rejected or unverified.
-    var signature: String = ""
-  }
-
   /// The archives `tgsess list --json` shows.
-  /// - Throws: `TestHelperError` when list fails.
-  static func listed(_ fleet: TortureFleet) throws -> [Listed] {
+  /// - Throws: `TestHelperError` when list fails or prints something else.
+  static func listed(_ fleet: TortureFleet) throws -> [ListedArchive] {
     let result = try fleet.tgsess(["list", "--json"])
-    guard result.status == 0,
-      let array = try JSONSerialization.jsonObject(with: result.stdoutData) as? [[String: Any]]
-    else { throw TestHelperError("tgsess list failed (\(result.status)): \(result.stderr)") }
-    return array.map {
-      Listed(
-        id: $0["id"] as? String ?? "", path: $0["path"] as? String ?? "", kind: $0["kind"] as? String ?? "",
-        verification: $0["verification"] as? String ?? "", signature: $0["signature"] as? String ?? "")
-    }
+    guard result.status == 0 else { throw TestHelperError("tgsess list failed (\(result.status)): \(result.stderr)") }
+    return try decodeJSON([ListedArchive].self, from: result)
   }
 
   /// Every archive `tgsess list` shows, decrypted and every entry hashed against its manifest by
@@ -546,9 +556,10 @@ enum Witness {
       } catch {
         problems.append("listed archive \(archive.id) does not verify: \(error)")
       }
-      if archive.verification == "unknown" { problems.append("listed archive \(archive.id) has no record") }
-      if archive.signature != "signed" {
-        problems.append("listed archive \(archive.id) is \(archive.signature), not signed")
+      if archive.signature != .signed {
+        problems.append("listed archive \(archive.id) is \(archive.signature.rawValue), not signed")
+      } else if archive.verification == nil || archive.verification == .unknown {
+        problems.append("listed archive \(archive.id) has no record")
       }
     }
     return (archives.count, problems)

@@ -11,7 +11,7 @@ import Testing
   // MARK: - Helpers
 
   /// `backup --json` that must succeed.
-  static func backup(_ fleet: FleetDeployment, _ arguments: [String] = []) throws -> BackupResult {
+  static func backup(_ fleet: TestFleet, _ arguments: [String] = []) throws -> BackupResult {
     let result = try fleet.tgsess(["backup", "--json"] + arguments)
     guard result.status == 0 else {
       throw TestHelperError("backup \(arguments) exited \(result.status): \(result.stderr)")
@@ -20,13 +20,13 @@ import Testing
   }
 
   /// `list --json` that must succeed.
-  static func list(_ fleet: FleetDeployment, _ arguments: [String] = []) throws -> [ListedArchive] {
+  static func list(_ fleet: TestFleet, _ arguments: [String] = []) throws -> [ListedArchive] {
     let result = try fleet.tgsess(["list", "--json"] + arguments)
     guard result.status == 0 else { throw TestHelperError("list exited \(result.status): \(result.stderr)") }
     return try decodeJSON([ListedArchive].self, from: result)
   }
 
-  static func expectNoLeaks(_ fleet: FleetDeployment, sourceLocation: SourceLocation = #_sourceLocation) throws {
+  static func expectNoLeaks(_ fleet: TestFleet, sourceLocation: SourceLocation = #_sourceLocation) throws {
     #expect(fleet.secretCount > 0, "no secret was gathered, so the scan proves nothing", sourceLocation: sourceLocation)
     let leaks = try fleet.leakedSecrets()
     #expect(leaks.isEmpty, "\(leaks.prefix(5))", sourceLocation: sourceLocation)
@@ -50,7 +50,7 @@ import Testing
 
   @Test func stockTarAndBsdtarListAndExtractAnUnencryptedArchive() throws {
     try StockTools.require()
-    let fleet = try FleetDeployment(users: 8)
+    let fleet = try TestFleet(users: 8, entities: 120, collectsSecrets: true)
     let result = try Self.backup(fleet, ["--no-encrypt"])
     let full = try #require(result.archives.first { $0.kind == .full })
     #expect(full.path.hasSuffix("/full/\(full.id).tar.zst"))
@@ -72,11 +72,11 @@ import Testing
     #expect(try TreeSnapshot(gnuDirectory).files == TreeSnapshot(bsdDirectory).files)
 
     // The manifest lists exactly what the stream holds, and every user's session is there.
-    let entries = (manifest["entries"] as? [[String: Any]] ?? []).compactMap { $0["path"] as? String }
+    let entries = manifest.entries.map(\.path)
     #expect(Set(gnu.map(String.init)) == Set(entries + ["manifest.json"]))
     #expect(gnu.count == entries.count + 1)
     let sessions = Set(entries.filter { $0.hasSuffix(".session") })
-    #expect(sessions == Set(try fleet.userIDs().map { "sessions/user_\($0).session" }))
+    #expect(sessions == Set(try fleet.sessionUserIDs().map { "sessions/user_\($0).session" }))
     #expect(entries.contains("data/telegram_bot.db"))
 
     // The per-user archives are stock tar.zst too, manifest first.
@@ -88,7 +88,7 @@ import Testing
 
   @Test func encryptedArchiveRestoresByTheDisasterPathAndLoadsInTelethon() throws {
     try StockTools.require()
-    let fleet = try FleetDeployment(users: 8)
+    let fleet = try TestFleet(users: 8, entities: 120, collectsSecrets: true)
     let result = try Self.backup(fleet)
     let full = try #require(result.archives.first { $0.kind == .full })
     #expect(full.path.hasSuffix(".tar.zst.age"))
@@ -126,13 +126,17 @@ import Testing
       shutil.rmtree(scratch)
       print(json.dumps(out))
       """, arguments: [String(decoding: try JSONEncoder().encode(pairs), as: UTF8.self)])
-    let outcome = try JSONSerialization.jsonObject(with: check.stdoutData) as? [String: Any]
-    #expect(outcome?["loaded"] as? Int == telethon.count)
-    #expect((outcome?["mismatches"] as? [String])?.isEmpty == true, "\(outcome ?? [:])")
+    struct Loaded: Decodable {
+      var loaded: Int
+      var mismatches: [String]
+    }
+    let outcome = try JSONDecoder().decode(Loaded.self, from: check.stdoutData)
+    #expect(outcome.loaded == telethon.count)
+    #expect(outcome.mismatches.isEmpty, "\(outcome)")
     #expect(telethon.count >= 5)
 
     // Pyrogram files: the same dc and key, compared inside sqlite3 (the key is never printed).
-    for user in try fleet.userIDs() where !telethon.contains(user) {
+    for user in try fleet.sessionUserIDs() where !telethon.contains(user) {
       try Self.expectSameKey(fleet.sessionPath(user), restored + "/sessions/user_\(user).session")
     }
 
@@ -141,7 +145,7 @@ import Testing
     let (problems, manifest, _) = try StockTools.extractAndVerify(
       perUser.path, identity: fleet.identityPath, scratch: scratch.path)
     #expect(problems.isEmpty, "\(problems)")
-    #expect((manifest["user_id"] as? NSNumber)?.int64Value == perUser.userID)
+    #expect(manifest.userID == perUser.userID)
     try Self.expectNoLeaks(fleet)
   }
 
@@ -161,7 +165,7 @@ import Testing
   // MARK: - Lock
 
   @Test func aSecondRunExitsLockedNamingTheHolderAndLockWaitWaits() throws {
-    let fleet = try FleetDeployment(users: 4)
+    let fleet = try TestFleet(users: 4, entities: 120, collectsSecrets: true)
     // The first backup waits on the bot's exclusive transaction while it holds the deployment lock.
     try "busy_timeout_ms = 600000\n".write(toFile: fleet.root + "/tgsess.toml", atomically: true, encoding: .utf8)
     let bot = try LiveWriter.exclusiveLock(on: fleet.databasePath)
@@ -173,7 +177,7 @@ import Testing
       return (try? String(contentsOfFile: lockPath, encoding: .utf8))?.hasPrefix("pid=\(holder.pid) ") == true
     }
 
-    for arguments in [["backup"], ["backup", "--user", String(try fleet.userIDs()[0])]] {
+    for arguments in [["backup"], ["backup", "--user", String(try fleet.sessionUserIDs()[0])]] {
       let second = try fleet.tgsess(arguments)
       #expect(second.status == 75)
       let prefix = "tgsess: backup: \(lockPath): held by pid=\(holder.pid) command=backup since="
@@ -204,7 +208,7 @@ import Testing
 
   @Test func perUserBackupRecordsItsReasonAndArchiveInSessionBackups() throws {
     try StockTools.require()
-    let fleet = try FleetDeployment(users: 4)
+    let fleet = try TestFleet(users: 4, entities: 120, collectsSecrets: true)
     let user = try fleet.telethonUserIDs()[0]
     let rowsBefore = try StockTools.query(fleet.databasePath, "SELECT count(*) FROM session_backups")
     let result = try Self.backup(fleet, ["--user", String(user), "--reason", "Before login"])
@@ -226,7 +230,7 @@ import Testing
     let (problems, manifest, directory) = try StockTools.extractAndVerify(
       archive.path, identity: fleet.identityPath, scratch: scratch.path)
     #expect(problems.isEmpty, "\(problems)")
-    let paths = (manifest["entries"] as? [[String: Any]] ?? []).compactMap { $0["path"] as? String }
+    let paths = manifest.entries.map(\.path)
     #expect(paths.contains("sessions/user_\(user).session"))
     #expect(paths.contains("users/user_\(user).json"))
     let rows = try String(contentsOfFile: directory + "/users/user_\(user).json", encoding: .utf8)
@@ -241,8 +245,8 @@ import Testing
   }
 
   @Test func invalidReasonsAndUnknownUsersAreRefusedWithAMessage() throws {
-    let fleet = try FleetDeployment(users: 2)
-    let user = String(try fleet.userIDs()[0])
+    let fleet = try TestFleet(users: 2, entities: 120, collectsSecrets: true)
+    let user = String(try fleet.sessionUserIDs()[0])
     let before = try TreeSnapshot(fleet.root)
     for reason in ["", String(repeating: "x", count: 65), "two\nlines"] {
       let result = try fleet.tgsess(["backup", "--user", user, "--reason", reason])
@@ -268,8 +272,8 @@ import Testing
   }
 
   @Test func scheduledBackupsWritePerUserArchivesOnlyForChangedIdentities() throws {
-    let fleet = try FleetDeployment(users: 10)
-    let users = try fleet.userIDs()
+    let fleet = try TestFleet(users: 10, entities: 120, collectsSecrets: true)
+    let users = try fleet.sessionUserIDs()
     let telethon = try fleet.telethonUserIDs()
     try #require(telethon.count >= 4)
     let (keyChanged, dcChanged, churned, spelled) = (telethon[0], telethon[1], telethon[2], telethon[3])
@@ -354,8 +358,8 @@ import Testing
 
   @Test func aCorruptSessionFileMakesAPartialBackupNamingTheUser() throws {
     try StockTools.require()
-    let fleet = try FleetDeployment(users: 8)
-    let users = try fleet.userIDs()
+    let fleet = try TestFleet(users: 8, entities: 120, collectsSecrets: true)
+    let users = try fleet.sessionUserIDs()
     let broken = users[3]
     try Data(randomBytes(8192)).write(to: URL(fileURLWithPath: fleet.sessionPath(broken)))
 
@@ -376,8 +380,7 @@ import Testing
     let (problems, manifest, _) = try StockTools.extractAndVerify(
       full.path, identity: fleet.identityPath, scratch: scratch.path)
     #expect(problems.isEmpty, "\(problems)")
-    let sessions = (manifest["entries"] as? [[String: Any]] ?? []).compactMap { $0["path"] as? String }
-      .filter { $0.hasSuffix(".session") }
+    let sessions = manifest.entries.map(\.path).filter { $0.hasSuffix(".session") }
     #expect(Set(sessions) == Set(users.filter { $0 != broken }.map { "sessions/user_\($0).session" }))
     #expect(Self.perUserIDs(decoded) == users.filter { $0 != broken })
 
@@ -392,38 +395,44 @@ import Testing
 
   /// Runs `Tests/StoreTests/Fixtures/python/session_peer.py`, which drives the real libraries.
   /// - Parameter peer: nil for the venv's Pyrogram 2.0.106, or "telethon142", "kurigram", "pyrofork".
-  static func sessionPeer(_ command: String, _ arguments: [String], peer: String? = nil) throws -> [String: Any] {
+  static func sessionPeer(_ command: String, _ arguments: [String], peer: String? = nil) throws -> WrittenFile {
     let script = try String(
       contentsOfFile: TestEnvironment.packageRoot + "/Tests/StoreTests/Fixtures/python/session_peer.py",
       encoding: .utf8)
     let result = try runPython(script, arguments: [command] + arguments, peer: peer)
     guard let line = result.stdout.split(separator: "\n").last(where: { $0.hasPrefix("RESULT ") }),
-      let object = try JSONSerialization.jsonObject(with: Data(line.dropFirst(7).utf8)) as? [String: Any]
+      let written = try? JSONDecoder().decode(WrittenFile.self, from: Data(line.dropFirst(7).utf8))
     else { throw TestHelperError("session_peer.py \(command) printed no RESULT: \(result.stdout) \(result.stderr)") }
-    return object
+    return written
+  }
+
+  /// What session_peer.py's `telethon-file` and `pyrogram-file` print (the fields used here).
+  struct WrittenFile: Decodable {
+    var schema: Int?
+    var path: String?
   }
 
   /// Writes `sessions/user_<userID>.session` with a real library: Telethon 1.42 (schema v7), or
   /// the Pyrogram family's own storage (Pyrogram, kurigram, pyrofork).
-  static func writeRealSession(_ fleet: FleetDeployment, userID: Int64, library: String) throws {
+  static func writeRealSession(_ fleet: TestFleet, userID: Int64, library: String) throws {
     let path = fleet.sessionPath(userID)
     if library == "telethon142" {
       let written = try sessionPeer(
         "telethon-file", [path, "2", "149.154.167.51", "443", String(userID), "", ""], peer: library)
-      #expect(written["schema"] as? Int == 7, "\(written)")
+      #expect(written.schema == 7, "\(written)")
     } else {
       let written = try sessionPeer(
         "pyrogram-file",
         [fleet.sessionsDirectory, "user_\(userID)", "2", "12345", "0", String(userID), "0", "", "0", "0"],
         peer: library == "pyrogram" ? nil : library)
-      #expect(written["path"] as? String == path, "\(written)")
+      #expect(written.path == path, "\(written)")
     }
     #expect(FileManager.default.fileExists(atPath: path), "\(library) wrote no \(path)")
   }
 
   @Test func sessionFilesWithoutARowGetTheirArchiveAndNoRowAndNoFailure() throws {
     try StockTools.require()
-    let fleet = try FleetDeployment(users: 4)
+    let fleet = try TestFleet(users: 4, entities: 120, collectsSecrets: true)
     // Logins in progress: real library files beside the fleet, with no user_sessions row.
     let libraries: [(Int64, String)] = [
       (700_000_001, "pyrogram"), (700_000_002, "kurigram"), (700_000_003, "pyrofork"), (700_000_004, "telethon142"),
@@ -453,7 +462,7 @@ import Testing
       let (problems, manifest, directory) = try StockTools.extractAndVerify(
         archive.path, identity: fleet.identityPath, scratch: scratch.path)
       #expect(problems.isEmpty, "\(problems)")
-      let paths = (manifest["entries"] as? [[String: Any]] ?? []).compactMap { $0["path"] as? String }
+      let paths = manifest.entries.map(\.path)
       #expect(paths == ["sessions/user_\(user).session"])
       try Self.expectSameKey(fleet.sessionPath(user), directory + "/sessions/user_\(user).session")
     }
@@ -493,8 +502,8 @@ import Testing
   // MARK: - Secrets
 
   @Test func noSecretReachesAnyOutputVerboseOrNot() throws {
-    let fleet = try FleetDeployment(users: 6)
-    let users = try fleet.userIDs()
+    let fleet = try TestFleet(users: 6, entities: 120, collectsSecrets: true)
+    let users = try fleet.sessionUserIDs()
     for arguments in [
       ["backup", "-vv"], ["backup", "--json", "-vv"], ["list"], ["list", "--json", "-v"],
       ["list", "--user", String(users[1])],
@@ -513,7 +522,7 @@ import Testing
     try bot.stop()
 
     // The seed's legacy shape: plaintext secrets, then init, migrate and the legacy import.
-    let legacy = try FleetDeployment(users: 4, legacy: true)
+    let legacy = try TestFleet(users: 4, legacy: true, entities: 120, collectsSecrets: true)
     for arguments in [["init", "-vv"], ["migrate", "--json", "-vv"], ["backup", "-vv"], ["list", "--json"]] {
       let result = try legacy.tgsess(arguments)
       #expect(result.status == 0, "\(arguments): \(result.stderr)")
@@ -531,8 +540,8 @@ import Testing
   // MARK: - list
 
   @Test func listIsNewestFirstAndFiltersByUserAndKind() throws {
-    let fleet = try FleetDeployment(users: 4)
-    let users = try fleet.userIDs()
+    let fleet = try TestFleet(users: 4, entities: 120, collectsSecrets: true)
+    let users = try fleet.sessionUserIDs()
     let first = try Self.backup(fleet)
     let firstTime = try #require(try Self.list(fleet).first?.createdAt)
     try Self.waitForNextSecond(after: firstTime)
@@ -569,8 +578,8 @@ import Testing
   }
 
   @Test func listWorksOnACopiedBackupsFolderAloneEvenWithoutRecords() throws {
-    let fleet = try FleetDeployment(users: 4)
-    let user = try fleet.userIDs()[2]
+    let fleet = try TestFleet(users: 4, entities: 120, collectsSecrets: true)
+    let user = try fleet.sessionUserIDs()[2]
     _ = try Self.backup(fleet)
     _ = try Self.backup(fleet, ["--user", String(user), "--reason", "Before login"])
     let original = try Self.list(fleet)
@@ -639,13 +648,13 @@ import Testing
   }
 
   @Test func listColumnsLineUpWhateverTheIDLength() throws {
-    let fleet = try FleetDeployment(users: 3)
+    let fleet = try TestFleet(users: 3, entities: 120, collectsSecrets: true)
     // Telegram user ids run to 10 digits; such a user's archive ids are 35 characters.
     let bigID: Int64 = 5_123_456_789
     try FileManager.default.copyItem(
-      atPath: fleet.sessionPath(try fleet.userIDs()[1]), toPath: fleet.sessionPath(bigID))
+      atPath: fleet.sessionPath(try fleet.sessionUserIDs()[1]), toPath: fleet.sessionPath(bigID))
     _ = try Self.backup(fleet)
-    _ = try Self.backup(fleet, ["--user", String(try fleet.userIDs()[0]), "--reason", "Before login"])
+    _ = try Self.backup(fleet, ["--user", String(try fleet.sessionUserIDs()[0]), "--reason", "Before login"])
     let lines = try fleet.tgsess(["list"]).stdout.split(separator: "\n")
     #expect(lines.count == 1 + 1 + 4 + 1)
     #expect(lines[0].hasPrefix("ID "))
@@ -665,7 +674,7 @@ import Testing
 
   @Test func migrateImportsLegacyBackupsOnceAsImportedArchives() throws {
     try StockTools.require()
-    let fleet = try FleetDeployment(users: 8, legacy: true)
+    let fleet = try TestFleet(users: 8, legacy: true, entities: 120, collectsSecrets: true)
     let data = fleet.root + "/data"
     let databaseCopies = try FileManager.default.contentsOfDirectory(atPath: data)
       .filter { $0.hasPrefix("telegram_bot.db.backup_") }.map { data + "/" + $0 }
@@ -692,10 +701,10 @@ import Testing
       let (problems, manifest, directory) = try StockTools.extractAndVerify(
         archive.path, identity: fleet.identityPath, scratch: scratch.path)
       #expect(problems.isEmpty, "\(problems)")
-      let entries = manifest["entries"] as? [[String: Any]] ?? []
+      let entries = manifest.entries
       #expect(entries.count == 1)
       let relative = (file.userID == nil ? "data/" : "sessions/") + (file.path as NSString).lastPathComponent
-      #expect(entries.first?["path"] as? String == relative && entries.first?["role"] as? String == "imported")
+      #expect(entries.first?.path == relative && entries.first?.role == .imported)
       // The bytes of the legacy file, exactly.
       #expect(try StockTools.sha256sums([directory + "/" + relative]).values.first == sums[file.path])
     }
@@ -735,7 +744,7 @@ import Testing
   }
 
   @Test func legacyImportWaitsForAnAgeRecipientAndSaysSo() throws {
-    let fleet = try FleetDeployment(users: 6, legacy: true)
+    let fleet = try TestFleet(users: 6, legacy: true, entities: 120, collectsSecrets: true)
     let key = try runPython("from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")
       .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     let environment = ["TGSESS_FERNET_KEYS": key]
@@ -749,14 +758,12 @@ import Testing
     #expect(dry.imported.count == count && dry.imported.allSatisfy { $0.archiveID == nil })
     #expect(try TreeSnapshot(fleet.root) == before)
 
+    // Without a recipient the migration itself waits too: its safety copy is never plaintext
+    // (SafetyCopyCLITests covers the refusal).
+    #expect(dry.refusal?.contains("no age recipient to encrypt the database's safety copy to") == true)
     let result = try fleet.tgsess(["migrate"], environment: environment)
-    #expect(result.status == 0, "\(result.stderr)")
-    let note = "\(count) legacy backup file(s) not imported: no age recipient to encrypt them to (run tgsess init)"
-    #expect(result.stdout.hasSuffix("  note: \(note)\n"))
-    #expect(!FileManager.default.fileExists(atPath: fleet.backupsDirectory + "/full"))
-    let json = try decodeJSON(
-      MigrateResult.self, from: try fleet.tgsess(["migrate", "--json"], environment: environment))
-    #expect(json.importNote == note && json.imported.isEmpty)
+    #expect(result.status == 1, "\(result.stdout)")
+    #expect(try TreeSnapshot(fleet.root) == before)
 
     // Once init has made the keys, they are imported.
     let initialised = try fleet.tgsess(["init", "--json"], environment: environment)
@@ -764,6 +771,22 @@ import Testing
     #expect(try decodeJSON(InitResult.self, from: initialised).migrate.imported.count == count)
     #expect(try Self.list(fleet).filter { $0.reason == "Imported" }.count == count)
     #expect(!result.stdout.contains(key) && !result.stderr.contains(key))
+
+    // A migrated database with no recipient any more: a copy the seed's bot makes later waits,
+    // and migrate says so.
+    let keys = fleet.root + "/keys"
+    for name in ["age-recipients.txt", "age-identity.txt"] {
+      try FileManager.default.moveItem(atPath: keys + "/" + name, toPath: keys + "/" + name + ".away")
+    }
+    let later = fleet.root + "/data/telegram_bot.db.backup_20240101_120000"
+    try runProcess(StockTools.sqlite3, [fleet.databasePath, ".backup '\(later)'"])
+    let waiting = try fleet.tgsess(["migrate"], environment: environment)
+    #expect(waiting.status == 0, "\(waiting.stderr)")
+    let note = "1 legacy backup file(s) not imported: no age recipient to encrypt them to (run tgsess init)"
+    #expect(waiting.stdout.hasSuffix("  note: \(note)\n"))
+    let json = try decodeJSON(
+      MigrateResult.self, from: try fleet.tgsess(["migrate", "--json"], environment: environment))
+    #expect(json.importNote == note && json.imported.isEmpty)
     try Self.expectNoLeaks(fleet)
   }
 }

@@ -9,14 +9,14 @@ import Testing
 /// relies on afterwards: listed archives verify, earlier ones are untouched, nothing partial is
 /// visible, and the next run succeeds and cleans up.
 @Suite struct BackupFaultTests {
-  static func backup(_ fleet: FleetDeployment, _ arguments: [String] = []) throws -> BackupResult {
+  static func backup(_ fleet: TestFleet, _ arguments: [String] = []) throws -> BackupResult {
     try BackupCLITests.backup(fleet, arguments)
   }
 
-  static func list(_ fleet: FleetDeployment) throws -> [ListedArchive] { try BackupCLITests.list(fleet) }
+  static func list(_ fleet: TestFleet) throws -> [ListedArchive] { try BackupCLITests.list(fleet) }
 
   /// The path of an archive relative to the backups directory.
-  static func relative(_ path: String, _ fleet: FleetDeployment) -> String {
+  static func relative(_ path: String, _ fleet: TestFleet) -> String {
     String(path.dropFirst(fleet.backupsDirectory.count + 1))
   }
 
@@ -51,7 +51,7 @@ import Testing
   /// every listed new archive signed and verifying; then the next backup succeeds and leaves no
   /// temporaries and no orphan, and every archive has its record and signature.
   static func expectSoundAfterKill(
-    _ fleet: FleetDeployment, before: TreeSnapshot, label: String, proof: Proof = .stockTools,
+    _ fleet: TestFleet, before: TreeSnapshot, label: String, proof: Proof = .stockTools,
     expectsLeftovers: Bool = false, sourceLocation: SourceLocation = #_sourceLocation
   ) throws {
     let after = try TreeSnapshot(fleet.backupsDirectory)
@@ -132,7 +132,7 @@ import Testing
 
   @Test func backupsTakenWhileTheBotWritesAreConsistent() throws {
     try StockTools.require()
-    let fleet = try FleetDeployment(users: 12)
+    let fleet = try TestFleet(users: 12, entities: 120, collectsSecrets: true)
     let writerUsers = Array(try fleet.telethonUserIDs().prefix(4))
     try #require(writerUsers.count == 4)
     let sessions = try LiveWriter.telethonLike(sessionFiles: writerUsers.map(fleet.sessionPath))
@@ -199,7 +199,7 @@ import Testing
   @Test(arguments: crashPoints)
   func killedAtACrashPoint(_ point: String) throws {
     try StockTools.require()
-    let fleet = try FleetDeployment(users: 6)
+    let fleet = try TestFleet(users: 6, entities: 120, collectsSecrets: true)
     _ = try Self.backup(fleet)
     // Two users get new keys, so the killed run also writes per-user archives: every crash point
     // is on its path.
@@ -223,7 +223,7 @@ import Testing
     let scratch = try TemporaryDirectory("tgsess-big")
     let mount = try TmpfsMount(at: scratch.file("mnt"), sizeKiB: 512 * 1024)
     defer { mount.unmount() }
-    let fleet = try FleetDeployment(users: 300, parent: mount.path)
+    let fleet = try TestFleet(users: 300, entities: 120, collectsSecrets: true, location: .path(mount.path + "/fleet"))
     let first = try Self.backup(fleet)
     #expect(first.archives.count == 301)
     var killed = 0
@@ -254,8 +254,8 @@ import Testing
   }
 
   @Test func aRecordHiddenByAKillAfterPublishIsRolledForward() throws {
-    let fleet = try FleetDeployment(users: 3)
-    let result = try Self.backup(fleet, ["--user", String(try fleet.userIDs()[0])])
+    let fleet = try TestFleet(users: 3, entities: 120, collectsSecrets: true)
+    let result = try Self.backup(fleet, ["--user", String(try fleet.sessionUserIDs()[0])])
     let archive = try #require(result.archives.first)
     // The state a SIGKILL between publishing the archive and renaming its record leaves.
     let finished = try BackgroundProcess("/bin/true", [])
@@ -291,7 +291,7 @@ import Testing
   }
 
   static func expectDiskFullFailure(
-    _ result: ProcessResult, _ fleet: FleetDeployment, sourceLocation: SourceLocation = #_sourceLocation
+    _ result: ProcessResult, _ fleet: TestFleet, sourceLocation: SourceLocation = #_sourceLocation
   ) {
     #expect(result.status == 1, sourceLocation: sourceLocation)
     #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)", sourceLocation: sourceLocation)
@@ -302,7 +302,7 @@ import Testing
   }
 
   @Test func aFullDiskFailsTheBackupAndLeavesEarlierArchivesAlone() throws {
-    let fleet = try FleetDeployment(users: 30)
+    let fleet = try TestFleet(users: 30, entities: 120, collectsSecrets: true)
     let mount = try TmpfsMount(at: fleet.backupsDirectory, sizeKiB: 8 * 1024)
     defer { mount.unmount() }
     let first = try Self.backup(fleet)
@@ -350,7 +350,7 @@ import Testing
 
   @Test func aHotJournalLeftInTheBotDatabaseIsRolledBackNotFatal() throws {
     try StockTools.require()
-    let fleet = try FleetDeployment(users: 3)
+    let fleet = try TestFleet(users: 3, entities: 120, collectsSecrets: true)
     _ = try Self.backup(fleet)
     let rows = try StockTools.query(fleet.databasePath, "SELECT count(*) FROM session_backups")
     // A writer (the bot, or a tgsess recording a backup) killed in the middle of a transaction.

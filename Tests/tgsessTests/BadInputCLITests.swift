@@ -22,7 +22,7 @@ import Testing
   }
 
   @Test func corruptDatabase() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     #expect(try runTgsess(["init", "--root", fixture.root]).status == 0)
     try Data(repeating: 0x5a, count: 4096).write(to: URL(fileURLWithPath: fixture.databasePath))
     let before = try Self.snapshot(fixture.root)
@@ -35,9 +35,9 @@ import Testing
   }
 
   @Test func databaseFromNewerTgsess() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     #expect(try runTgsess(["init", "--root", fixture.root]).status == 0)
-    _ = try fixture.query("INSERT INTO grdb_migrations VALUES ('v9-newer')")
+    _ = try fixture.sqlite("INSERT INTO grdb_migrations VALUES ('v9-newer')")
     let before = try Self.snapshot(fixture.root)
     let result = try runTgsess(["migrate", "--root", fixture.root])
     Self.expectOneLineError(
@@ -48,7 +48,7 @@ import Testing
   }
 
   @Test func missingDatabase() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     let result = try runTgsess(["status", "--root", fixture.root])
     Self.expectOneLineError(
       result,
@@ -56,7 +56,7 @@ import Testing
   }
 
   @Test func keyFileReadableByOthers() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     #expect(try runTgsess(["init", "--root", fixture.root]).status == 0)
     let keyPath = fixture.deployment.fernetKeysPath
     chmod(keyPath, 0o644)
@@ -68,7 +68,7 @@ import Testing
   }
 
   @Test func wrongKeyInEnvironment() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     try fixture.makeLegacyDatabase(users: [(1, "plain", 1, "hash")], backupsPerUser: 0)
     let before = try Self.snapshot(fixture.root)
     let secretLookingGarbage = "not-a-fernet-key-but-could-be-a-secret"
@@ -83,7 +83,7 @@ import Testing
   }
 
   @Test func missingKeyWithPlaintextSecrets() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     try fixture.makeLegacyDatabase(users: [(1, "plain", 1, "hash")], backupsPerUser: 0)
     let before = try Self.snapshot(fixture.root)
     let result = try runTgsess(["migrate", "--root", fixture.root])
@@ -95,24 +95,24 @@ import Testing
   }
 
   @Test func wrongKeyCannotDecryptIsReportedNotDestroyed() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     try fixture.makeLegacyDatabase(users: [(1, "plain", 1, "hash")], backupsPerUser: 0)
     #expect(try runTgsess(["init", "--root", fixture.root]).status == 0)
     // Replace the key file with an unrelated key: the tokens stay as they are.
     let other = try runPython("from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())").stdout
     try FileSystem.writeAtomically(Data(other.utf8), to: fixture.deployment.fernetKeysPath)
-    let tokens = try fixture.query("SELECT session_string FROM user_sessions")
+    let tokens = try fixture.sqlite("SELECT session_string FROM user_sessions")
     let result = try runTgsess(["migrate", "--root", fixture.root, "--rotate-key"])
     #expect(result.status == 0)
     #expect(result.stdout.contains("warning: 2 secret(s) no configured key decrypts (left as they are)"))
-    #expect(try fixture.query("SELECT session_string FROM user_sessions") == tokens)
+    #expect(try fixture.sqlite("SELECT session_string FROM user_sessions") == tokens)
   }
 
   // MARK: - Exit statuses of usage errors
 
   /// Every command ends 64 on bad usage, except check, which speaks Nagios: UNKNOWN (3).
   @Test func usageErrorsAre64ExceptForCheckWhichIsUnknown() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     for (arguments, status) in [
       (["check", "--bogus"], Int32(3)), (["check", "--max-age", "soon"], 3), (["check", "--nagios", "extra"], 3),
       (["backup", "--bogus"], 64), (["status", "--bogus"], 64), (["restore", "--at"], 64), (["bogus"], 64),

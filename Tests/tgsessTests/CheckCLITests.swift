@@ -13,7 +13,7 @@ import Testing
     try Data(text.utf8).write(to: URL(fileURLWithPath: path))
   }
 
-  static func fernetKey(_ fleet: CheckFleet) throws -> String {
+  static func fernetKey(_ fleet: TestFleet) throws -> String {
     let text = try String(contentsOfFile: fleet.deployment.fernetKeysPath, encoding: .utf8)
     return try #require(text.split(separator: "\n").map(String.init).first { !$0.hasPrefix("#") && !$0.isEmpty })
   }
@@ -41,65 +41,92 @@ import Testing
   // MARK: - Whole deployment
 
   @Test func healthyFleetIsOKAndRecordsEveryUser() throws {
-    let fleet = try CheckFleet(users: 4, pyrogramShare: 0.3)
+    let fleet = try TestFleet(users: 4, pyrogramShare: 0.3, entities: 10, backedUp: true)
     let run = try fleet.check()
     #expect(run.status == 0, "\(run.report) \(run.stderr)")
     #expect(run.state == "ok" && run.findings.isEmpty)
     #expect(run.sessions["ok"] == 4)
-    #expect(try fleet.fixture.query("SELECT group_concat(DISTINCT health) FROM user_sessions") == "ok")
-    #expect(try fleet.fixture.query("SELECT count(*) FROM user_sessions WHERE last_checked_at IS NULL") == "0")
-    #expect(try fleet.fixture.query("SELECT count(*) FROM user_sessions WHERE last_error IS NOT NULL") == "0")
+    #expect(try fleet.sqlite("SELECT group_concat(DISTINCT health) FROM user_sessions") == "ok")
+    #expect(try fleet.sqlite("SELECT count(*) FROM user_sessions WHERE last_checked_at IS NULL") == "0")
+    #expect(try fleet.sqlite("SELECT count(*) FROM user_sessions WHERE last_error IS NOT NULL") == "0")
+  }
+
+  /// `[watch] enabled`: check warns while watch has never reported or has gone quiet for more
+  /// than 4 heartbeats, and says nothing once its textfile is fresh.
+  @Test func anEnabledWatchThatStoppedReportingIsAWarning() throws {
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
+    let textfile = fleet.directory.file("tgsess_watch.prom")
+    try Self.write(
+      "[watch]\nenabled = true\nprometheus = \"\(textfile)\"\nheartbeat_seconds = 30\n", to: fleet.root + "/tgsess.toml"
+    )
+    let never = try fleet.check()
+    #expect(never.status == 1, "\(never.report)")
+    Self.expectFinding(never, "watch", "warning", contains: ["has never reported", textfile])
+
+    let once = try fleet.tgsess(["watch", "--once"])
+    #expect(once.status == 0, "\(once.stderr)")
+    let fresh = try fleet.check()
+    #expect(fresh.findings("watch").isEmpty, "\(fresh.report)")
+    #expect(fresh.status == 0, "\(fresh.report)")
+
+    // Quiet for 10 minutes: more than 4 heartbeats of 30 s.
+    let old = Date().addingTimeInterval(-600)
+    try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: textfile)
+    let quiet = try fleet.check()
+    #expect(quiet.status == 1, "\(quiet.report)")
+    Self.expectFinding(
+      quiet, "watch", "warning", contains: ["has not reported for 10m", "systemctl status tgsess-watch"])
   }
 
   @Test func garbageDatabaseIsCriticalWithoutPerUserNoise() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let garbage = Data(repeating: 0x5a, count: 4096)
-    try garbage.write(to: URL(fileURLWithPath: fleet.fixture.databasePath))
+    try garbage.write(to: URL(fileURLWithPath: fleet.databasePath))
     let run = try fleet.check()
     #expect(run.status == 2)
     Self.expectFinding(
       run, "db.open", "critical",
-      contains: ["\(fleet.fixture.databasePath): not an SQLite database, or corrupted", "tgsess restore latest"])
+      contains: ["\(fleet.databasePath): not an SQLite database, or corrupted", "tgsess restore latest"])
     // Without rows, no file is an "orphan".
     #expect(run.findings("user.orphan-file").isEmpty, "\(run.report)")
-    #expect(try Data(contentsOf: URL(fileURLWithPath: fleet.fixture.databasePath)) == garbage)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: fleet.databasePath)) == garbage)
   }
 
   @Test func damagedDatabasePageIsCriticalAndNeverWritten() throws {
-    let fleet = try CheckFleet(users: 2)
-    let index = try fleet.fixture.query(
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
+    let index = try fleet.sqlite(
       "SELECT rootpage FROM sqlite_master WHERE name = 'session_backups_user_created'")
     let page = try #require(Int(index))
     // Garbage over one index page: the tables still read, quick_check does not pass.
-    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: fleet.fixture.databasePath))
+    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: fleet.databasePath))
     try handle.seek(toOffset: UInt64((page - 1) * 4096))
     try handle.write(contentsOf: [0x0d] + (0..<15).flatMap { _ in (0...255).map { UInt8($0) } })
     try handle.close()
-    let before = try Data(contentsOf: URL(fileURLWithPath: fleet.fixture.databasePath))
+    let before = try Data(contentsOf: URL(fileURLWithPath: fleet.databasePath))
     let run = try fleet.check()
     #expect(run.status == 2)
     Self.expectFinding(
       run, "db.integrity", "critical",
       contains: [
-        "\(fleet.fixture.databasePath) fails quick_check: ", "Page \(page)", "restore it: tgsess restore latest",
+        "\(fleet.databasePath) fails quick_check: ", "Page \(page)", "restore it: tgsess restore latest",
       ])
     #expect(!run.findings[0].message.contains("\n"))
-    #expect(try Data(contentsOf: URL(fileURLWithPath: fleet.fixture.databasePath)) == before)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: fleet.databasePath)) == before)
   }
 
   @Test func schemaBehindIsAWarning() throws {
-    let fleet = try CheckFleet(users: 2)
-    _ = try fleet.fixture.query("DELETE FROM grdb_migrations WHERE identifier = 'v2-tgsess-state'")
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
+    _ = try fleet.sqlite("DELETE FROM grdb_migrations WHERE identifier = 'v2-tgsess-state'")
     let run = try fleet.check()
     #expect(run.status == 1, "\(run.report)")
     Self.expectFinding(
       run, "db.schema", "warning",
-      contains: ["\(fleet.fixture.databasePath) schema is at version 1, not 2; run tgsess migrate"])
+      contains: ["\(fleet.databasePath) schema is at version 1, not 2; run tgsess migrate"])
     #expect(run.findings.count == 1, "\(run.report)")
   }
 
   @Test func legacyDatabaseIsSchemaBehind() throws {
-    let fleet = try CheckFleet(users: 2, legacy: true, backup: false)
+    let fleet = try TestFleet(users: 2, legacy: true, pyrogramShare: 0, entities: 10)
     let run = try fleet.check()
     Self.expectFinding(run, "db.schema", "warning", contains: ["schema is at version 0, not 2; run tgsess migrate"])
     // The rows are read even without tgsess's columns: no orphan files.
@@ -107,21 +134,21 @@ import Testing
   }
 
   @Test func databaseFromANewerTgsessIsCritical() throws {
-    let fleet = try CheckFleet(users: 2)
-    _ = try fleet.fixture.query("INSERT INTO grdb_migrations VALUES ('v9-newer')")
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
+    _ = try fleet.sqlite("INSERT INTO grdb_migrations VALUES ('v9-newer')")
     let run = try fleet.check()
     #expect(run.status == 2)
     Self.expectFinding(
       run, "db.schema", "critical",
       contains: ["was made by a newer tgsess (unknown migrations: v9-newer); upgrade tgsess"])
     // A newer schema is not written to.
-    #expect(try fleet.fixture.query("SELECT count(*) FROM user_sessions WHERE last_checked_at IS NOT NULL") == "0")
+    #expect(try fleet.sqlite("SELECT count(*) FROM user_sessions WHERE last_checked_at IS NOT NULL") == "0")
   }
 
   @Test func databaseLockedLongerThanTheBusyTimeoutIsAWarning() throws {
-    let fleet = try CheckFleet(users: 3)
+    let fleet = try TestFleet(users: 3, pyrogramShare: 0, entities: 10, backedUp: true)
     try Self.write("busy_timeout_ms = 300\n", to: fleet.root + "/tgsess.toml")
-    let holder = try PythonHolder(PeerScripts.holdExclusive, arguments: [fleet.fixture.databasePath])
+    let holder = try PythonHolder(PeerScripts.holdExclusive, arguments: [fleet.databasePath])
     let started = Date()
     let run = try fleet.check()
     let elapsed = Date().timeIntervalSince(started)
@@ -130,8 +157,8 @@ import Testing
     Self.expectFinding(
       run, "db.lock", "warning",
       contains: [
-        "\(fleet.fixture.databasePath) stayed locked by another process longer than busy_timeout_ms (300 ms)",
-        "fuser -v \(fleet.fixture.databasePath)",
+        "\(fleet.databasePath) stayed locked by another process longer than busy_timeout_ms (300 ms)",
+        "fuser -v \(fleet.databasePath)",
       ])
     #expect(run.findings.count == 1, "no per-user noise: \(run.report)")
     #expect(elapsed < 5, "the configured busy timeout is used")
@@ -143,25 +170,24 @@ import Testing
 
   /// Real files of every supported writer are OK; broken ones get the precise reason.
   @Test func sessionFileClasses() throws {
-    let fleet = try CheckFleet(users: 0, backup: false)
+    let fleet = try TestFleet(users: 0, pyrogramShare: 0, entities: 10)
     let key = try Self.fernetKey(fleet)
     let sessions = fleet.deployment.sessionsDirectory
     var strings: [Int64: String] = [:]
     // 201: Telethon 1.45 (schema 8); 202: Telethon 1.42 (schema 7); 203: Pyrogram 2.0; 204-208 will break.
     for (user, peer) in [(201, nil), (202, "telethon142"), (204, nil), (205, nil), (206, nil), (207, nil), (208, nil)] {
-      let made = try runPython(PeerScripts.telethonFile, arguments: [sessions + "/user_\(user).session"], peer: peer)
-      let object = try #require(try JSONSerialization.jsonObject(with: made.stdoutData) as? [String: Any])
-      #expect(object["schema"] as? Int == (peer == nil ? 8 : 7))
-      strings[Int64(user)] = try #require(object["string"] as? String)
+      let made = try PeerScripts.writeSession(
+        PeerScripts.telethonFile, arguments: [sessions + "/user_\(user).session"], peer: peer)
+      #expect(made.schema == (peer == nil ? 8 : 7))
+      strings[Int64(user)] = made.string
     }
-    let pyrogram = try runPython(PeerScripts.pyrogramFile, arguments: [sessions, "user_203", "203"])
-    let object = try #require(try JSONSerialization.jsonObject(with: pyrogram.stdoutData) as? [String: Any])
-    #expect(object["schema"] as? Int == 3)
-    strings[203] = try #require(object["string"] as? String)
+    let pyrogram = try PeerScripts.writeSession(PeerScripts.pyrogramFile, arguments: [sessions, "user_203", "203"])
+    #expect(pyrogram.schema == 3)
+    strings[203] = pyrogram.string
     for (user, string) in strings {
       let token = try runPython(PeerScripts.encrypt, arguments: [key, string]).stdout
         .trimmingCharacters(in: .whitespacesAndNewlines)
-      _ = try fleet.fixture.query(
+      _ = try fleet.sqlite(
         "INSERT INTO user_sessions(user_id, session_string, api_id, created_at) VALUES (\(user), '\(token)', 12345, datetime('now'))"
       )
       chmod(fleet.sessionPath(user), 0o600)
@@ -208,16 +234,16 @@ import Testing
       } else {
         #expect(!message.contains("tgsess recover"), "a crashed writer's journal is not damage: \(message)")
       }
-      #expect(try fleet.fixture.query("SELECT health FROM user_sessions WHERE user_id = \(user)") == state)
+      #expect(try fleet.sqlite("SELECT health FROM user_sessions WHERE user_id = \(user)") == state)
     }
     for user: Int64 in [201, 202, 203] {
       #expect(run.findings.allSatisfy { $0.userID != user }, "\(run.report)")
-      #expect(try fleet.fixture.query("SELECT health FROM user_sessions WHERE user_id = \(user)") == "ok")
+      #expect(try fleet.sqlite("SELECT health FROM user_sessions WHERE user_id = \(user)") == "ok")
     }
   }
 
   @Test func hotJournalOfAKilledWriterIsAWarningAndLeftAlone() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let user = fleet.userIDs[0]
     let path = fleet.sessionPath(user)
     _ = try runPython(PeerScripts.killedWriter, arguments: [path])
@@ -232,7 +258,7 @@ import Testing
   }
 
   @Test func liveWriterHoldingATransactionIsNotFlagged() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let user = fleet.userIDs[1]
     let path = fleet.sessionPath(user)
     let holder = try PythonHolder(PeerScripts.holdWrite, arguments: [path])
@@ -245,7 +271,7 @@ import Testing
   }
 
   @Test func writerHoldingTheExclusiveLockIsAWarningNotDamage() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let user = fleet.userIDs[0]
     let path = fleet.sessionPath(user)
     let holder = try PythonHolder(PeerScripts.holdSpilledWrite, arguments: [path])
@@ -262,11 +288,11 @@ import Testing
   // MARK: - Secrets and agreement
 
   @Test func secretFromAnotherKeyIsAWarning() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let user = fleet.userIDs[0]
     let token = try runPython(PeerScripts.foreignToken, arguments: ["1" + String(repeating: "A", count: 352)]).stdout
       .trimmingCharacters(in: .whitespacesAndNewlines)
-    _ = try fleet.fixture.query("UPDATE user_sessions SET session_string = '\(token)' WHERE user_id = \(user)")
+    _ = try fleet.sqlite("UPDATE user_sessions SET session_string = '\(token)' WHERE user_id = \(user)")
     let run = try fleet.check()
     #expect(run.status == 1)
     Self.expectFinding(
@@ -278,9 +304,9 @@ import Testing
   }
 
   @Test func stringAndFileThatDisagreeAreAWarning() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let (user, other) = (fleet.userIDs[0], fleet.userIDs[1])
-    _ = try fleet.fixture.query(
+    _ = try fleet.sqlite(
       "UPDATE user_sessions SET session_string = (SELECT session_string FROM user_sessions WHERE user_id = \(other)) WHERE user_id = \(user)"
     )
     let run = try fleet.check()
@@ -295,7 +321,7 @@ import Testing
   }
 
   @Test func newerBackupFileWithAnotherKeyIsAWarning() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let (user, other) = (fleet.userIDs[0], fleet.userIDs[1])
     let backup = fleet.sessionPath(user) + ".backup"
     try? FileManager.default.removeItem(atPath: backup)
@@ -312,7 +338,7 @@ import Testing
   // MARK: - Permissions, orphans, users
 
   @Test func readableSessionFileAndDirectoryAreWarnings() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let user = fleet.userIDs[0]
     let path = fleet.sessionPath(user)
     let sessions = fleet.deployment.sessionsDirectory
@@ -328,7 +354,7 @@ import Testing
   }
 
   @Test func orphanFileAndOrphanRow() throws {
-    let fleet = try CheckFleet(users: 3)
+    let fleet = try TestFleet(users: 3, pyrogramShare: 0, entities: 10, backedUp: true)
     let (source, gone) = (fleet.userIDs[0], fleet.userIDs[1])
     let orphan: Int64 = 555
     try FileManager.default.copyItem(atPath: fleet.sessionPath(source), toPath: fleet.sessionPath(orphan))
@@ -344,10 +370,10 @@ import Testing
   }
 
   @Test func userWithoutAnyBackupIsAWarning() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let source = fleet.userIDs[0]
     try FileManager.default.copyItem(atPath: fleet.sessionPath(source), toPath: fleet.sessionPath(777))
-    _ = try fleet.fixture.query(
+    _ = try fleet.sqlite(
       "INSERT INTO user_sessions(user_id, session_string, api_id, api_hash) SELECT 777, session_string, api_id, api_hash FROM user_sessions WHERE user_id = \(source)"
     )
     let run = try fleet.check()
@@ -359,23 +385,23 @@ import Testing
   }
 
   @Test func revokedUserIsReported() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let user = fleet.userIDs[1]
-    _ = try fleet.fixture.query("UPDATE user_sessions SET status = 'revoked' WHERE user_id = \(user)")
+    _ = try fleet.sqlite("UPDATE user_sessions SET status = 'revoked' WHERE user_id = \(user)")
     let run = try fleet.check()
     #expect(run.status == 1)
     Self.expectFinding(
       run, "user.session", "warning", user: user,
       contains: ["user \(user): marked revoked by a confirmed fatal error; the user must log in again"])
     #expect(
-      try fleet.fixture.query("SELECT status || ' ' || health FROM user_sessions WHERE user_id = \(user)")
+      try fleet.sqlite("SELECT status || ' ' || health FROM user_sessions WHERE user_id = \(user)")
         == "revoked warning")
   }
 
   // MARK: - Backups, drills, keys
 
   @Test func noFullSnapshotIsCritical() throws {
-    let fleet = try CheckFleet(users: 2, backup: false)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10)
     let run = try fleet.check()
     #expect(run.status == 2)
     Self.expectFinding(
@@ -385,7 +411,7 @@ import Testing
   }
 
   @Test func oldSnapshotLowDiskAndOldDrill() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let drills = fleet.deployment.backupsDirectory + "/drills"
     try FileManager.default.createDirectory(atPath: drills, withIntermediateDirectories: true)
     try Self.write(#"{"ok": true, "started_at": "2020-01-01T00:00:00Z"}"#, to: drills + "/20200101T000000Z-a.json")
@@ -417,7 +443,7 @@ import Testing
   }
 
   @Test func configThresholdsAreHonoured() throws {
-    let fleet = try CheckFleet(users: 1)
+    let fleet = try TestFleet(users: 1, pyrogramShare: 0, entities: 10, backedUp: true)
     try Self.write("[check]\nmin_free_mib = 100000000\n", to: fleet.root + "/tgsess.toml")
     let run = try fleet.check()
     Self.expectFinding(run, "backup.disk", "warning", contains: ["(warning below 100000000 MiB)"])
@@ -426,10 +452,9 @@ import Testing
   }
 
   @Test func deepCheckNamesABitFlippedArchive() throws {
-    let fleet = try CheckFleet(users: 3)
-    let list = try fleet.tgsess("list", ["--json"])
-    let archives = try #require(try JSONSerialization.jsonObject(with: list.stdoutData) as? [[String: Any]])
-    let victim = try #require(archives.first { $0["kind"] as? String == "user" }?["path"] as? String)
+    let fleet = try TestFleet(users: 3, pyrogramShare: 0, entities: 10, backedUp: true)
+    let archives = try fleet.listedArchives()
+    let victim = try #require(archives.first { $0.kind == .user }?.path)
     var bytes = try Data(contentsOf: URL(fileURLWithPath: victim))
     bytes[bytes.count / 2] ^= 0x10
     try bytes.write(to: URL(fileURLWithPath: victim))
@@ -441,12 +466,12 @@ import Testing
   }
 
   @Test func deepCheckWithoutTheIdentityComparesSignedHashes() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     // The identity is kept off the host: the ciphertext is checked against its signature instead.
     try FileManager.default.removeItem(atPath: fleet.deployment.ageIdentityPath)
     let clean = try fleet.check(["--deep"])
     #expect(clean.status == 0, "\(clean.report)")
-    let victim = try #require(fleet.listedArchives().first { $0.kind == "full" }?.path)
+    let victim = try #require(fleet.listedArchives().first { $0.kind == .full }?.path)
     var bytes = try Data(contentsOf: URL(fileURLWithPath: victim))
     bytes[bytes.count - 10] ^= 0x01
     try bytes.write(to: URL(fileURLWithPath: victim))
@@ -461,7 +486,7 @@ import Testing
   }
 
   @Test func keyFileReadableByOthersIsOneCriticalFinding() throws {
-    let fleet = try CheckFleet(users: 3)
+    let fleet = try TestFleet(users: 3, pyrogramShare: 0, entities: 10, backedUp: true)
     let keyPath = fleet.deployment.fernetKeysPath
     chmod(keyPath, 0o644)
     let run = try fleet.check()
@@ -474,7 +499,7 @@ import Testing
   }
 
   @Test func identityThatDoesNotOpenTheNewestArchiveIsCritical() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let identity = fleet.deployment.ageIdentityPath
     try FileManager.default.removeItem(atPath: identity)
     let made = try runProcess("/usr/bin/age-keygen", ["-o", identity])
@@ -490,28 +515,28 @@ import Testing
   // MARK: - What check writes
 
   @Test func checkWritesOnlyResultsAndNeverSidecars() throws {
-    let fleet = try CheckFleet(users: 4, pyrogramShare: 0.3)
+    let fleet = try TestFleet(users: 4, pyrogramShare: 0.3, entities: 10, backedUp: true)
     let broken = fleet.userIDs[2]
     #expect(truncate(fleet.sessionPath(broken), 1000) == 0)
-    let tables = try fleet.fixture.query(
+    let tables = try fleet.sqlite(
       "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'user_sessions' ORDER BY name"
     ).split(separator: "\n").map(String.init)
     #expect(tables.count >= 5)
     let untouchedColumns =
       "SELECT user_id, session_string, api_id, api_hash, created_at, updated_at, status, auth_key_fingerprint, session_format FROM user_sessions ORDER BY user_id"
-    let dumps = try tables.map { try fleet.fixture.dump(table: $0) }
-    let rows = try fleet.fixture.query(untouchedColumns)
+    let dumps = try tables.map { try fleet.dump($0) }
+    let rows = try fleet.sqlite(untouchedColumns)
     let hashes = try fleet.sessionHashes()
     let names = try fleet.sessionDirectoryNames()
 
     let run = try fleet.check()
     #expect(run.status == 2)
 
-    #expect(try tables.map { try fleet.fixture.dump(table: $0) } == dumps)
-    #expect(try fleet.fixture.query(untouchedColumns) == rows)
+    #expect(try tables.map { try fleet.dump($0) } == dumps)
+    #expect(try fleet.sqlite(untouchedColumns) == rows)
     #expect(try fleet.sessionHashes() == hashes)
     #expect(try fleet.sessionDirectoryNames() == names, "no -journal, -wal or -shm beside session files")
-    let results = try fleet.fixture.query(
+    let results = try fleet.sqlite(
       "SELECT user_id || ' ' || health || ' ' || (last_checked_at IS NOT NULL) || ' ' || coalesce(last_error, '-') FROM user_sessions ORDER BY user_id"
     ).split(separator: "\n").map(String.init)
     #expect(results.count == 4)
@@ -525,9 +550,9 @@ import Testing
       }
     }
     // --no-write writes nothing at all.
-    let database = try Data(contentsOf: URL(fileURLWithPath: fleet.fixture.databasePath))
+    let database = try Data(contentsOf: URL(fileURLWithPath: fleet.databasePath))
     #expect(try fleet.check(["--no-write"]).status == 2)
-    #expect(try Data(contentsOf: URL(fileURLWithPath: fleet.fixture.databasePath)) == database)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: fleet.databasePath)) == database)
   }
 
   // MARK: - What cannot be read
@@ -546,7 +571,7 @@ import Testing
   }
 
   @Test func sessionsDirectoryThatCannotBeListedIsOneFindingNotOnePerUser() throws {
-    let fleet = try CheckFleet(users: 3)
+    let fleet = try TestFleet(users: 3, pyrogramShare: 0, entities: 10, backedUp: true)
     let sessions = fleet.deployment.sessionsDirectory
     try Self.breakDirectory(sessions) { cause in
       let run = try fleet.check()
@@ -559,18 +584,18 @@ import Testing
               "make \(sessions) a directory (mode 700) that the user running tgsess can read, then run: tgsess check")
         ], "\(run.report)")
       #expect(run.summary.hasPrefix("1 problem(s): 0 session(s) critical, 3 warning (3 unknown); \(cause)"))
-      let text = try fleet.tgsess("check", ["--no-write"]).stdout.split(separator: "\n")
+      let text = try fleet.tgsess(["check", "--no-write"]).stdout.split(separator: "\n")
       #expect(text.count == 2 && text[1].hasPrefix("  CRITICAL sessions.directory \(cause);"), "\(text)")
       // Nobody's file was looked at: their health is unknown, not ok, and no reason is invented.
       #expect(
-        try fleet.fixture.query("SELECT group_concat(health || ':' || coalesce(last_error, '-')) FROM user_sessions")
+        try fleet.sqlite("SELECT group_concat(health || ':' || coalesce(last_error, '-')) FROM user_sessions")
           == "unknown:-,unknown:-,unknown:-")
     }
     #expect(try fleet.check().status == 0)
   }
 
   @Test func backupsDirectoryThatCannotBeListedIsOneFindingNotOnePerUser() throws {
-    let fleet = try CheckFleet(users: 3)
+    let fleet = try TestFleet(users: 3, pyrogramShare: 0, entities: 10, backedUp: true)
     let backups = fleet.deployment.backupsDirectory
     try Self.breakDirectory(backups) { cause in
       let run = try fleet.check(["--min-free-mib", "0"])
@@ -591,7 +616,7 @@ import Testing
   /// Issue #16: a missing Fernet key was one warning per user under a summary naming something
   /// else. It is one finding, and the Nagios line names it.
   @Test func missingFernetKeyIsReportedOnceAndNamedInTheSummary() throws {
-    let fleet = try CheckFleet(users: 4)
+    let fleet = try TestFleet(users: 4, pyrogramShare: 0, entities: 10, backedUp: true)
     let keyPath = fleet.deployment.fernetKeysPath
     try FileManager.default.removeItem(atPath: keyPath)
     let expected = CheckFinding(
@@ -602,7 +627,7 @@ import Testing
     #expect(run.status == 2)
     #expect(run.result.findings == [expected], "\(run.report)")
     #expect(run.sessions["ok"] == 4, "the users are not judged for a key they cannot help")
-    let nagios = try fleet.tgsess("check", ["--nagios"])
+    let nagios = try fleet.tgsess(["check", "--nagios"])
     #expect(nagios.status == 2)
     #expect(
       nagios.stdout.hasPrefix(
@@ -610,7 +635,7 @@ import Testing
       "\(nagios.stdout)")
 
     // status says so too, instead of "0 Fernet key(s) from …".
-    let status = try fleet.tgsess("status")
+    let status = try fleet.tgsess(["status"])
     #expect(status.status == 0)
     #expect(
       status.stdout.contains(
@@ -620,7 +645,7 @@ import Testing
   }
 
   @Test func aMalformedRecipientsFileIsNamedNotTakenForNone() throws {
-    let fleet = try CheckFleet(users: 1)
+    let fleet = try TestFleet(users: 1, pyrogramShare: 0, entities: 10, backedUp: true)
     let recipients = fleet.deployment.ageRecipientsPath
     try Self.write("age1notarecipient\n", to: recipients)
     let run = try fleet.check()
@@ -633,7 +658,7 @@ import Testing
   // MARK: - Wording of reasons and remedies
 
   @Test func sessionFindingsWordTheRemedyWithTheUsersID() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let user = fleet.userIDs[0]
     let path = fleet.sessionPath(user)
     try Self.write("this is not a database, just text long enough to be a file\n", to: path)
@@ -654,17 +679,17 @@ import Testing
   // MARK: - Output formats
 
   @Test func nagiosLineAndExitCodeForEveryState() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let cases: [(String, [String], Int32)] = [
       ("OK", [], 0), ("WARNING", ["--min-free-mib", "100000000"], 1),
     ]
     for (word, arguments, code) in cases {
-      let result = try fleet.tgsess("check", ["--nagios"] + arguments)
+      let result = try fleet.tgsess(["check", "--nagios"] + arguments)
       #expect(result.status == code)
       #expect(nagiosProblem(result.stdout, state: word) == nil, "\(nagiosProblem(result.stdout, state: word) ?? "")")
     }
     chmod(fleet.deployment.fernetKeysPath, 0o644)
-    let critical = try fleet.tgsess("check", ["--nagios"])
+    let critical = try fleet.tgsess(["check", "--nagios"])
     #expect(critical.status == 2)
     #expect(nagiosProblem(critical.stdout, state: "CRITICAL") == nil, "\(critical.stdout)")
     #expect(critical.stdout.contains("| sessions_ok=2 sessions_warning=0 sessions_critical=0 backup_age="))
@@ -674,22 +699,22 @@ import Testing
   }
 
   @Test func aCheckThatCannotRunIsUnknown() throws {
-    let fleet = try CheckFleet(users: 1)
+    let fleet = try TestFleet(users: 1, pyrogramShare: 0, entities: 10, backedUp: true)
     let config = fleet.root + "/broken.toml"
     try Self.write("busy_timeout_ms = [\n", to: config)
-    let nagios = try fleet.tgsess("check", ["--nagios", "--config", config])
+    let nagios = try fleet.tgsess(["check", "--nagios", "--config", config])
     #expect(nagios.status == 3)
     #expect(
       nagiosProblem(nagios.stdout, state: "UNKNOWN", requiresPerfdata: false) == nil, "\(nagios.stdout)")
     #expect(nagios.stdout.contains("\(config): TOML syntax error"))
-    let plain = try fleet.tgsess("check", ["--config", config])
+    let plain = try fleet.tgsess(["check", "--config", config])
     #expect(plain.status == 3)
     #expect(plain.stdout.isEmpty)
     #expect(plain.stderr.hasPrefix("tgsess: check: \(config): TOML syntax error"))
   }
 
   @Test func prometheusTextfileIsStrictWorldReadableAndReadByNodeExporter() throws {
-    let fleet = try CheckFleet(users: 4, pyrogramShare: 0.3)
+    let fleet = try TestFleet(users: 4, pyrogramShare: 0.3, entities: 10, backedUp: true)
     #expect(truncate(fleet.sessionPath(fleet.userIDs[0]), 0) == 0)
     let directory = try TemporaryDirectory("tgsess-prom")
     let path = directory.file("tgsess_check.prom")
@@ -735,9 +760,9 @@ import Testing
   /// Issue #16: the status line said OK while the check exited 3. The metrics file that cannot
   /// be written is now a finding, so the line, the JSON, the text and the status agree.
   @Test func metricsFileThatCannotBeWrittenIsAnUnknownFindingEverywhere() throws {
-    let fleet = try CheckFleet(users: 1)
+    let fleet = try TestFleet(users: 1, pyrogramShare: 0, entities: 10, backedUp: true)
     let path = "/nonexistent-dir/x.prom"
-    let nagios = try fleet.tgsess("check", ["--prometheus", path, "--nagios"])
+    let nagios = try fleet.tgsess(["check", "--prometheus", path, "--nagios"])
     #expect(nagios.status == 3)
     #expect(nagiosProblem(nagios.stdout, state: "UNKNOWN") == nil, "\(nagios.stdout)")
     #expect(
@@ -752,13 +777,13 @@ import Testing
     #expect(json.result.findings.map(\.id) == [.metrics])
     #expect(json.result.findings.first?.state == .unknown)
 
-    let text = try fleet.tgsess("check", ["--prometheus", path])
+    let text = try fleet.tgsess(["check", "--prometheus", path])
     #expect(text.status == 3)
     #expect(text.stdout.hasPrefix("UNKNOWN: 1 problem(s)"), "\(text.stdout)")
 
     // A CRITICAL check stays CRITICAL (the worse verdict); the metrics failure is listed with it.
     #expect(truncate(fleet.sessionPath(fleet.userIDs[0]), 0) == 0)
-    let critical = try fleet.tgsess("check", ["--prometheus", path, "--nagios"])
+    let critical = try fleet.tgsess(["check", "--prometheus", path, "--nagios"])
     #expect(critical.status == 2)
     #expect(nagiosProblem(critical.stdout, state: "CRITICAL") == nil, "\(critical.stdout)")
   }
@@ -788,7 +813,7 @@ import Testing
   }
 
   @Test func unreachableTelegramIsAWarningAfterThreeAttempts() throws {
-    let fleet = try CheckFleet(users: 1)
+    let fleet = try TestFleet(users: 1, pyrogramShare: 0, entities: 10, backedUp: true)
     let user = fleet.userIDs[0]
     let before = try fleet.sessionHashes()
     let started = Date()
@@ -804,22 +829,22 @@ import Testing
       contains: ["user \(user): CONNECTION_ERROR: ", "after 3 attempts"])
     #expect(Date().timeIntervalSince(started) < 20)
     #expect(try fleet.sessionHashes() == before)
-    #expect(try fleet.fixture.query("SELECT status FROM user_sessions WHERE user_id = \(user)") == "active")
+    #expect(try fleet.sqlite("SELECT status FROM user_sessions WHERE user_id = \(user)") == "active")
   }
 
   @Test func confirmedFatalProbeMarksTheUserRevokedAndKeepsEverything() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let scratch = try TemporaryDirectory("tgsess-probe")
     let log = scratch.file("runs.log")
     let probe = try Self.fakeProbe(
       in: scratch, answers: [#"{"ok": false, "error": "AUTH_KEY_UNREGISTERED", "code": 401}"#])
     let user = fleet.userIDs[0]
     // A logged-out user has nothing to probe.
-    _ = try fleet.fixture.query("UPDATE user_sessions SET status = 'logged_out' WHERE user_id = \(fleet.userIDs[1])")
+    _ = try fleet.sqlite("UPDATE user_sessions SET status = 'logged_out' WHERE user_id = \(fleet.userIDs[1])")
     // Logging out removes the session file (as the bot runner does); a logged-out user whose file
     // came back is checked (and probed) like any other.
     try FileManager.default.removeItem(atPath: fleet.sessionPath(fleet.userIDs[1]))
-    let archivesBefore = try fleet.tgsess("list", ["--json"]).stdout
+    let archivesBefore = try fleet.tgsess(["list", "--json"]).stdout
     let hashes = try fleet.sessionHashes()
 
     let run = try fleet.check(
@@ -833,10 +858,10 @@ import Testing
     let runs = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
     #expect(runs == [Substring(fleet.sessionPath(user)), Substring(fleet.sessionPath(user))])
     #expect(
-      try fleet.fixture.query("SELECT status || ' ' || health FROM user_sessions WHERE user_id = \(user)")
+      try fleet.sqlite("SELECT status || ' ' || health FROM user_sessions WHERE user_id = \(user)")
         == "revoked critical")
     #expect(try fleet.sessionHashes() == hashes)
-    #expect(try fleet.tgsess("list", ["--json"]).stdout == archivesBefore)
+    #expect(try fleet.tgsess(["list", "--json"]).stdout == archivesBefore)
     // The next run, without a probe, still reports the revoked user.
     let next = try fleet.check()
     Self.expectFinding(run: next, "user.session", user: user, contains: "marked revoked")
@@ -844,16 +869,16 @@ import Testing
 
   /// `--no-write` records nothing at all, the revocation of a confirmed dead session included.
   @Test func noWriteRecordsNothingNotEvenARevocation() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let scratch = try TemporaryDirectory("tgsess-probe")
     let log = scratch.file("runs.log")
     let probe = try Self.fakeProbe(
       in: scratch, answers: [#"{"ok": false, "error": "AUTH_KEY_UNREGISTERED", "code": 401}"#])
     #expect(truncate(fleet.sessionPath(fleet.userIDs[1]), 0) == 0)
-    let database = try Data(contentsOf: URL(fileURLWithPath: fleet.fixture.databasePath))
+    let database = try Data(contentsOf: URL(fileURLWithPath: fleet.databasePath))
     let columns =
       "SELECT group_concat(status || ' ' || health || ' ' || coalesce(last_checked_at, '-')) FROM user_sessions"
-    let before = try fleet.fixture.query(columns)
+    let before = try fleet.sqlite(columns)
     #expect(before.hasPrefix("active "))
 
     let run = try fleet.check(
@@ -865,19 +890,19 @@ import Testing
       run, "user.probe", "critical", user: user,
       contains: ["user \(user): AUTH_KEY_UNREGISTERED", "(confirmed); the session is dead; not marked revoked"])
     #expect(run.result.isRecorded == false)
-    #expect(try Data(contentsOf: URL(fileURLWithPath: fleet.fixture.databasePath)) == database)
-    #expect(!FileSystem.exists(fleet.fixture.databasePath + "-journal"))
-    #expect(!FileSystem.exists(fleet.fixture.databasePath + "-wal"))
-    #expect(try fleet.fixture.query(columns) == before)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: fleet.databasePath)) == database)
+    #expect(!FileSystem.exists(fleet.databasePath + "-journal"))
+    #expect(!FileSystem.exists(fleet.databasePath + "-wal"))
+    #expect(try fleet.sqlite(columns) == before)
     // The same run with writing on does mark the user revoked (the test above sees it at length).
     let written = try fleet.check(
       ["--probe", "/bin/sh \(probe)", "--probe-backoff-ms", "10"], environment: ["FAKE_PROBE_LOG": log])
     #expect(written.result.isRecorded)
-    #expect(try fleet.fixture.query("SELECT status FROM user_sessions WHERE user_id = \(user)") == "revoked")
+    #expect(try fleet.sqlite("SELECT status FROM user_sessions WHERE user_id = \(user)") == "revoked")
   }
 
   @Test func unconfirmedFatalProbeKeepsTheUserActive() throws {
-    let fleet = try CheckFleet(users: 1)
+    let fleet = try TestFleet(users: 1, pyrogramShare: 0, entities: 10, backedUp: true)
     let scratch = try TemporaryDirectory("tgsess-probe")
     let log = scratch.file("runs.log")
     let probe = try Self.fakeProbe(
@@ -887,7 +912,7 @@ import Testing
       ["--probe", "/bin/sh \(probe)", "--probe-backoff-ms", "10"], environment: ["FAKE_PROBE_LOG": log])
     #expect(run.status == 0, "\(run.report)")
     #expect(try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").count == 2)
-    #expect(try fleet.fixture.query("SELECT status || ' ' || health FROM user_sessions") == "active ok")
+    #expect(try fleet.sqlite("SELECT status || ' ' || health FROM user_sessions") == "active ok")
   }
 
   static func expectFinding(

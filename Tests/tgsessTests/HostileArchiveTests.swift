@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -10,12 +11,12 @@ import Testing
 @Suite struct HostileArchiveTests {
   @Test func everyHostileOrBrokenArchiveIsRefusedAndNothingChanges() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 4)
+    let fleet = try TestFleet(users: 4)
     try fleet.tgsessOK(["backup"])
     let user = try fleet.sessionUserIDs()[1]
-    let full = try jsonArray(try fleet.tgsessOK(["list", "--kind", "full", "--json"]))[0]["path"] as! String
-    let own = try jsonArray(try fleet.tgsessOK(["list", "--kind", "user", "--user", String(user), "--json"]))
-    let userArchive = try #require(own.first?["path"] as? String)
+    let full = try fleet.listedArchives(["--kind", "full"])[0].path
+    let own = try fleet.listedArchives(["--kind", "user", "--user", String(user)])
+    let userArchive = try #require(own.first?.path)
     let cases = try HostileArchiveCorpus.build(
       deployment: fleet.deployment, full: full, user: userArchive, victim: try fleet.sessionUserIDs()[0],
       stamp: "20200101T0000")
@@ -68,7 +69,7 @@ import Testing
   /// never a candidate for "latest" either.
   @Test func aGenuineArchiveRenamedIntoAnotherUsersDirectoryIsRefused() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     let users = try fleet.telethonUserIDs(2)
     let (owner, victim) = (users[0], users[1])
     try fleet.tgsessOK(["backup"])
@@ -107,11 +108,11 @@ import Testing
     #expect(plan["archiveID"] as? String == victimsOwn.id)
     #expect(try fleet.tree() == tree)
     // Recover skips it (naming why) and repairs the victim from their own archive instead.
-    let recover = try jsonObject(try fleet.tgsessOK(["recover", "--user", String(victim), "--json"]))
-    let outcome = try #require((recover["users"] as? [[String: Any]])?.first)
-    #expect(outcome["outcome"] as? String == "recovered")
-    #expect((outcome["source"] as? String)?.contains("-u\(victim)-") == true, "\(outcome)")
-    #expect(outcome["source"] as? String != "archive \(forgedID)")
+    let recover = try fleet.tgsessJSON(RecoverResult.self, ["recover", "--user", String(victim)])
+    let outcome = try #require(recover.users.first)
+    #expect(outcome.outcome == .recovered)
+    #expect(outcome.source?.contains("-u\(victim)-") == true, "\(outcome)")
+    #expect(outcome.source != "archive \(forgedID)")
     #expect(try SessionWitness.stored([fleet.sessionPath(victim)]).values.first?.key != nil)
   }
 }

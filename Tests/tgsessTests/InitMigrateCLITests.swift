@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -18,11 +19,18 @@ import Testing
           s = StringSession()
           s.set_dc(2 + i % 3, '149.154.167.%d' % (40 + i), 443)
           s.auth_key = AuthKey(os.urandom(256))
-          out.append([1000 + i, s.save(), 20000 + i, os.urandom(16).hex()])
+          out.append({'id': 1000 + i, 'string': s.save(), 'apiID': 20000 + i, 'apiHash': os.urandom(16).hex()})
       print(json.dumps(out))
       """, arguments: [String(count)])
-    let rows = try JSONSerialization.jsonObject(with: result.stdoutData) as! [[Any]]
-    return rows.map { (Int64($0[0] as! Int), $0[1] as! String, $0[2] as! Int, $0[3] as! String) }
+    struct User: Decodable {
+      var id: Int64
+      var string: String
+      var apiID: Int
+      var apiHash: String
+    }
+    return try JSONDecoder().decode([User].self, from: result.stdoutData).map {
+      ($0.id, $0.string, $0.apiID, $0.apiHash)
+    }
   }
 
   /// Decrypts Fernet tokens with Python's MultiFernet and the given keys (newest first).
@@ -42,13 +50,13 @@ import Testing
     return try JSONDecoder().decode([String].self, from: result.stdoutData)
   }
 
-  static func fernetKeys(_ fixture: TestDeployment) throws -> [String] {
+  static func fernetKeys(_ fixture: TestFleet) throws -> [String] {
     try String(contentsOfFile: fixture.deployment.fernetKeysPath, encoding: .utf8)
       .split(separator: "\n").map(String.init).filter { !$0.hasPrefix("#") && !$0.isEmpty }
   }
 
   @Test func initCreatesPrivateDirectoriesAndKeysAndIsIdempotent() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     let first = try runTgsess(["init", "--root", fixture.root])
     #expect(first.status == 0, "\(first.stderr)")
     for directory in ["data", "sessions", "backups", "keys"] {
@@ -71,39 +79,45 @@ import Testing
     #expect(first.stdout.contains(recipient.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
     let second = try runTgsess(["init", "--root", fixture.root, "--json"])
     #expect(second.status == 0, "\(second.stderr)")
-    let json = try JSONSerialization.jsonObject(with: second.stdoutData) as! [String: Any]
-    #expect((json["directoriesCreated"] as! [Any]).isEmpty)
-    #expect((json["keys"] as! [String: Bool]).values.allSatisfy { !$0 })
-    #expect(json["signingKeyID"] as? String == signingKey.keyID)
+    let json = try decodeJSON(InitResult.self, from: second)
+    #expect(json.directoriesCreated.isEmpty)
+    #expect(json.keys == KeyStore.Created(), "no key created: \(json.keys)")
+    #expect(json.signingKeyID == signingKey.keyID)
     let after = try keyFiles.prefix(5).map { try Data(contentsOf: URL(fileURLWithPath: fixture.root + "/" + $0)) }
     #expect(before == after)
   }
 
   @Test func migrateEncryptsLegacySecretsThatPythonDecrypts() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     let users = try Self.realUsers(3)
     try fixture.makeLegacyDatabase(users: users, backupsPerUser: 2)
-    let otherTable = try fixture.dump(table: "copy_configs")
+    let otherTable = try fixture.dump("copy_configs")
     let initResult = try runTgsess(["init", "--root", fixture.root])
     #expect(initResult.status == 0, "\(initResult.stderr)")
     #expect(initResult.stdout.contains("encrypt 18 plaintext secret(s)"))
-    // The safety copy exists, is private, and holds the old plaintext rows.
-    let line = initResult.stdout.split(separator: "\n").first { $0.contains("safety copy: ") }!
-    let copy = String(line.split(separator: " ").last!)
-    #expect(try FileSystem.mode(of: copy) == 0o600)
+    // The safety copy is an encrypted archive (never a plaintext file), private, and holds the
+    // old plaintext rows (SafetyCopyCLITests covers it in full).
+    let line = initResult.stdout.split(separator: "\n").first { $0.contains("safety copy: encrypted archive ") }!
+    let id = String(line.components(separatedBy: "encrypted archive ").last!.split(separator: " ")[0])
+    let archive = fixture.root + "/backups/full/\(id).tar.zst.age"
+    #expect(try FileSystem.mode(of: archive) == 0o600)
+    #expect(!FileSystem.exists(fixture.root + "/backups/pre-migrate"))
+    let scratch = try TemporaryDirectory("safety-copy")
+    try StockTools.extract(archive, identity: fixture.root + "/keys/age-identity.txt", into: scratch.path)
     let old = try runProcess(
-      "/usr/bin/sqlite3", [copy, "SELECT count(*) FROM user_sessions WHERE session_string LIKE '1%'"])
+      "/usr/bin/sqlite3",
+      [scratch.path + "/data/telegram_bot.db", "SELECT count(*) FROM user_sessions WHERE session_string LIKE '1%'"])
     #expect(old.stdout == "3\n")
     // Every secret is now a Fernet token that Python decrypts back to the original.
-    let tokens = try fixture.query("SELECT session_string || '|' || api_hash FROM user_sessions ORDER BY user_id")
+    let tokens = try fixture.sqlite("SELECT session_string || '|' || api_hash FROM user_sessions ORDER BY user_id")
       .split(separator: "\n").flatMap { $0.split(separator: "|").map(String.init) }
     #expect(tokens.allSatisfy { $0.hasPrefix("gAAAAA") })
     let plain = try Self.pythonDecrypt(tokens: tokens, keys: try Self.fernetKeys(fixture))
     #expect(plain == users.flatMap { [$0.1, $0.3] })
-    #expect(try fixture.query("SELECT count(*) FROM session_backups WHERE session_string NOT LIKE 'gAAAAA%'") == "0")
+    #expect(try fixture.sqlite("SELECT count(*) FROM session_backups WHERE session_string NOT LIKE 'gAAAAA%'") == "0")
     // From now on the secret columns hold tokens only, and the database says so.
-    #expect(try !fixture.query("SELECT value FROM tgsess_state WHERE key = 'secrets_encrypted'").isEmpty)
-    #expect(try fixture.dump(table: "copy_configs") == otherTable)
+    #expect(try !fixture.sqlite("SELECT value FROM tgsess_state WHERE key = 'secrets_encrypted'").isEmpty)
+    #expect(try fixture.dump("copy_configs") == otherTable)
     // No secret reached the output.
     for user in users {
       #expect(!initResult.stdout.contains(user.1) && !initResult.stderr.contains(user.1))
@@ -116,7 +130,7 @@ import Testing
   }
 
   @Test func dryRunListsStepsAndChangesNothing() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     try fixture.makeLegacyDatabase(users: try Self.realUsers(2), backupsPerUser: 1)
     let key = try runPython("from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")
       .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -124,18 +138,20 @@ import Testing
     let result = try runTgsess(
       ["migrate", "--dry-run", "--root", fixture.root, "--json"], environment: ["TGSESS_FERNET_KEYS": key])
     #expect(result.status == 0, "\(result.stderr)")
-    let json = try JSONSerialization.jsonObject(with: result.stdoutData) as! [String: Any]
-    #expect(json["isDryRun"] as? Bool == true)
-    #expect(json["migrations"] as? [String] == BotSchema.migrationIdentifiers)
-    #expect(json["secretsEncrypted"] as? Int == 8)
-    #expect(json["wasLegacy"] as? Bool == true)
+    let json = try decodeJSON(MigrateResult.self, from: result)
+    #expect(json.isDryRun == true)
+    #expect(json.migrations == BotSchema.migrationIdentifiers)
+    #expect(json.secretsEncrypted == 8)
+    #expect(json.wasLegacy == true)
     #expect(try Data(contentsOf: URL(fileURLWithPath: fixture.databasePath)) == before)
     #expect(!FileSystem.exists(fixture.root + "/backups"))
     #expect(!result.stdout.contains(key))
+    // Without an age recipient the real run would refuse, and the dry run says so.
+    #expect(json.refusal?.contains("no age recipient to encrypt the database's safety copy to") == true)
   }
 
   @Test func environmentKeysEncryptAndRotateKeyReencryptsUnderTheNewest() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     let users = try Self.realUsers(2)
     try fixture.makeLegacyDatabase(users: users, backupsPerUser: 1)
     #expect(try runTgsess(["init", "--root", fixture.root]).status == 0)
@@ -148,14 +164,14 @@ import Testing
     let rotate = try runTgsess(["migrate", "--rotate-key", "--root", fixture.root])
     #expect(rotate.status == 0, "\(rotate.stderr)")
     #expect(rotate.stdout.contains("re-encrypt 8 secret(s) under the newest key"))
-    let tokens = try fixture.query("SELECT session_string FROM session_backups ORDER BY id").split(separator: "\n")
+    let tokens = try fixture.sqlite("SELECT session_string FROM session_backups ORDER BY id").split(separator: "\n")
       .map(String.init)
     // Only the newest key is needed now.
     #expect(try Self.pythonDecrypt(tokens: tokens, keys: [newKeys[0]]) == users.map(\.1))
   }
 
   @Test func pythonEncryptedSecretsAreRecognisedAndNotDoubleEncrypted() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     let users = try Self.realUsers(1)
     let key = try runPython("from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")
       .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -164,16 +180,17 @@ import Testing
       arguments: [key, users[0].1]
     ).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     try fixture.makeLegacyDatabase(users: [(users[0].0, token, users[0].2, users[0].3)], backupsPerUser: 0)
-    let result = try runTgsess(["migrate", "--root", fixture.root], environment: ["TGSESS_FERNET_KEYS": key])
+    // init: the age keys first (the safety copy is encrypted to them), then the migration.
+    let result = try runTgsess(["init", "--root", fixture.root], environment: ["TGSESS_FERNET_KEYS": key])
     #expect(result.status == 0, "\(result.stderr)")
     #expect(result.stdout.contains("encrypt 1 plaintext secret(s)"))  // only the api_hash
-    #expect(try fixture.query("SELECT session_string FROM user_sessions") == token)
+    #expect(try fixture.sqlite("SELECT session_string FROM user_sessions") == token)
   }
 
   /// A deployment made before archives were signed: `tgsess init` run again adds the signing key
   /// and its ring and leaves every other key as it was.
   @Test func initAddsTheSigningKeyToAnOlderDeployment() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     #expect(try runTgsess(["init", "--root", fixture.root]).status == 0)
     try FileManager.default.removeItem(atPath: fixture.deployment.signingKeyPath)
     try FileManager.default.removeItem(atPath: fixture.deployment.signingPublicKeysPath)
@@ -188,7 +205,7 @@ import Testing
 
   /// `tgsess keys rotate-signing`: a new key signs, the old public key stays second in the ring.
   @Test func rotateSigningKeepsTheOldPublicKeyForVerification() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     let notYet = try runTgsess(["keys", "rotate-signing", "--root", fixture.root])
     #expect(notYet.status == 1)
     #expect(
@@ -205,14 +222,14 @@ import Testing
     #expect(try KeyStore.loadVerifyingKeys(fixture.deployment).keys == [new, old])
     let json = try runTgsess(["keys", "rotate-signing", "--root", fixture.root, "--json"])
     #expect(json.status == 0, "\(json.stderr)")
-    let rotation = try JSONSerialization.jsonObject(with: json.stdoutData) as! [String: Any]
-    #expect(rotation["oldKeyID"] as? String == new.keyID)
-    #expect((rotation["ringKeyIDs"] as? [String])?.count == 3)
-    #expect((rotation["ringKeyIDs"] as? [String])?.suffix(2) == [new.keyID, old.keyID])
+    let rotation = try decodeJSON(SigningRotation.self, from: json)
+    #expect(rotation.oldKeyID == new.keyID)
+    #expect(rotation.ringKeyIDs.count == 3)
+    #expect(rotation.ringKeyIDs.suffix(2) == [new.keyID, old.keyID])
   }
 
   @Test func aSigningKeyOthersCanReadIsRefusedWithTheChmodToRun() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     #expect(try runTgsess(["init", "--root", fixture.root]).status == 0)
     chmod(fixture.deployment.signingKeyPath, 0o644)
     for arguments in [["init"], ["keys", "rotate-signing"]] {
@@ -228,12 +245,12 @@ import Testing
   /// A database that a tgsess before the `secrets_encrypted` state migrated gets the state from
   /// the next `tgsess migrate` (SecretColumnTests covers what the state then refuses).
   @Test func migrateRecordsEncryptedSecretsForDatabasesMigratedBefore() throws {
-    let fixture = try TestDeployment()
+    let fixture = try TestFleet()
     try fixture.makeLegacyDatabase(users: try Self.realUsers(1), backupsPerUser: 0)
     #expect(try runTgsess(["init", "--root", fixture.root]).status == 0)
-    _ = try fixture.query("DELETE FROM tgsess_state WHERE key = 'secrets_encrypted'")
+    _ = try fixture.sqlite("DELETE FROM tgsess_state WHERE key = 'secrets_encrypted'")
     let migrate = try runTgsess(["migrate", "--root", fixture.root])
     #expect(migrate.status == 0, "\(migrate.stderr)")
-    #expect(try !fixture.query("SELECT value FROM tgsess_state WHERE key = 'secrets_encrypted'").isEmpty)
+    #expect(try !fixture.sqlite("SELECT value FROM tgsess_state WHERE key = 'secrets_encrypted'").isEmpty)
   }
 }

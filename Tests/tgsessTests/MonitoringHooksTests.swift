@@ -39,19 +39,19 @@ import Testing
   }
 
   /// Keeps what the server received for the fleet's leak scan.
-  static func keep(_ server: PingServer, in fleet: FleetDeployment) throws {
+  static func keep(_ server: PingServer, in fleet: TestFleet) throws {
     let requests = try server.requests()
     fleet.keep("ping requests", requests.map { "\($0.path) \($0.query) \($0.body)" }.joined(separator: "\n"), "")
   }
 
-  static func expectNoLeaks(_ fleet: FleetDeployment, sourceLocation: SourceLocation = #_sourceLocation) throws {
+  static func expectNoLeaks(_ fleet: TestFleet, sourceLocation: SourceLocation = #_sourceLocation) throws {
     #expect(fleet.secretCount > 0, "no secret was gathered, so the scan proves nothing", sourceLocation: sourceLocation)
     let leaks = try fleet.leakedSecrets()
     #expect(leaks.isEmpty, "\(leaks.prefix(5))", sourceLocation: sourceLocation)
   }
 
   /// Holds the deployment lock with flock(2), as another tgsess run does, until `finish()`.
-  static func holdLock(_ fleet: FleetDeployment) throws -> PythonHolder {
+  static func holdLock(_ fleet: TestFleet) throws -> PythonHolder {
     try PythonHolder(
       """
       import fcntl, sys
@@ -65,7 +65,7 @@ import Testing
   /// Runs `tgsess arguments --root ROOT` under `umask 077` (systemd's `UMask=0077`) and keeps its
   /// output for the leak scan.
   @discardableResult
-  static func tgsessUnderUmask(_ fleet: FleetDeployment, _ arguments: [String]) throws -> ProcessResult {
+  static func tgsessUnderUmask(_ fleet: TestFleet, _ arguments: [String]) throws -> ProcessResult {
     let result = try runProcess(
       "/bin/sh",
       ["-c", "umask 077 && exec \"$0\" \"$@\"", TestEnvironment.productPath("tgsess")] + arguments + [
@@ -78,7 +78,7 @@ import Testing
 
   /// Reads, keeps (for the leak scan) and strictly parses a metrics file that must be 0644.
   static func exposition(
-    _ path: String, in fleet: FleetDeployment, sourceLocation: SourceLocation = #_sourceLocation
+    _ path: String, in fleet: TestFleet, sourceLocation: SourceLocation = #_sourceLocation
   ) throws -> Exposition {
     #expect(try FileSystem.mode(of: path) == 0o644, "\(path)", sourceLocation: sourceLocation)
     let text = try String(contentsOfFile: path, encoding: .utf8)
@@ -99,7 +99,7 @@ import Testing
   // MARK: - Pings
 
   @Test func aGoodBackupPingsStartThenZeroWithOneRunIDFromTheFlagOrTheEnvironment() throws {
-    let fleet = try FleetDeployment(users: 4)
+    let fleet = try TestFleet(users: 4, entities: 120, collectsSecrets: true)
     let server = try PingServer()
     let run = try fleet.tgsess(["backup", "--ping-url", server.url])
     #expect(run.status == 0, "\(run.stderr)")
@@ -126,9 +126,9 @@ import Testing
   }
 
   @Test func aPartialBackupPings3AndAHeldLockPings75() throws {
-    let fleet = try FleetDeployment(users: 5)
+    let fleet = try TestFleet(users: 5, entities: 120, collectsSecrets: true)
     let server = try PingServer()
-    let broken = try fleet.userIDs()[2]
+    let broken = try fleet.sessionUserIDs()[2]
     try Data(randomBytes(8192)).write(to: URL(fileURLWithPath: fleet.sessionPath(broken)))
 
     let partial = try fleet.tgsess(["backup", "--ping-url", server.url])
@@ -154,7 +154,7 @@ import Testing
   }
 
   @Test func pruneDrillAndCheckPingTheirExitStatusACriticalCheckPings2() throws {
-    let fleet = try FleetDeployment(users: 3)
+    let fleet = try TestFleet(users: 3, entities: 120, collectsSecrets: true)
     #expect(try fleet.tgsess(["backup"]).status == 0)
     let server = try PingServer()
 
@@ -166,7 +166,7 @@ import Testing
     #expect(Self.expectRun(try server.requests().dropFirst(2), status: 0).hasPrefix("drill PASSED: "))
 
     // A zero-length session file is CRITICAL; the body is the verdict and the findings.
-    let user = try fleet.userIDs()[0]
+    let user = try fleet.sessionUserIDs()[0]
     #expect(truncate(fleet.sessionPath(user), 0) == 0)
     let check = try fleet.tgsess(["check", "--ping-url", server.url])
     #expect(check.status == 2, "\(check.stdout)")
@@ -184,7 +184,7 @@ import Testing
   }
 
   @Test func aDownOrFailingOrSlowServerIsOneWarningAndChangesNoExitStatus() throws {
-    let fleet = try FleetDeployment(users: 3)
+    let fleet = try TestFleet(users: 3, entities: 120, collectsSecrets: true)
     let closed = try PingServer.closedURL()
     let host = try #require(URL(string: closed)).port.map { "127.0.0.1:\($0)" } ?? "?"
 
@@ -231,7 +231,7 @@ import Testing
   }
 
   @Test func theFinishBodyHonoursPingBodyLimit() throws {
-    let fleet = try FleetDeployment(users: 2)
+    let fleet = try TestFleet(users: 2, entities: 120, collectsSecrets: true)
     let server = try PingServer(bodyLimit: 12)
     // A trailing slash and the URL's own query (healthchecks' `?create=1`) are kept.
     let run = try fleet.tgsess(["backup", "--ping-url", server.url + "/?create=1"])
@@ -246,7 +246,7 @@ import Testing
   }
 
   @Test func badPingURLsAndHooksOnRunsThatReportNothingAreUsageErrors() throws {
-    let fleet = try FleetDeployment(users: 1)
+    let fleet = try TestFleet(users: 1, entities: 120, collectsSecrets: true)
     let secretish = "ftp://127.0.0.1/4c1f9a52-8e0b-4d37"
     let bad = try fleet.tgsess(["backup", "--ping-url", secretish])
     #expect(bad.status == 64)
@@ -279,7 +279,7 @@ import Testing
   // MARK: - Prometheus textfiles
 
   @Test func theFourCommandsShareOneTextfileDirectoryStrictly() throws {
-    let fleet = try FleetDeployment(users: 4)
+    let fleet = try TestFleet(users: 4, entities: 120, collectsSecrets: true)
     let directory = try TemporaryDirectory("tgsess-textfiles")
     let commands = ["backup", "prune", "drill", "check"]
     var statuses: [String: Int32] = [:]
@@ -348,7 +348,7 @@ import Testing
   }
 
   @Test func aFailedRunKeepsTheLastSuccessTimestamp() throws {
-    let fleet = try FleetDeployment(users: 4)
+    let fleet = try TestFleet(users: 4, entities: 120, collectsSecrets: true)
     let directory = try TemporaryDirectory("tgsess-textfiles")
     let path = directory.file("tgsess_backup.prom")
     let success = "tgsess_backup_last_successful_run_timestamp_seconds"
@@ -377,7 +377,7 @@ import Testing
     #expect(afterLock.samples("tgsess_backup_users").isEmpty)
 
     // Partial: exit 3 with a result; still not a success.
-    let broken = try fleet.userIDs()[1]
+    let broken = try fleet.sessionUserIDs()[1]
     let original = try Data(contentsOf: URL(fileURLWithPath: fleet.sessionPath(broken)))
     try Data(randomBytes(8192)).write(to: URL(fileURLWithPath: fleet.sessionPath(broken)))
     #expect(try Self.tgsessUnderUmask(fleet, ["backup", "--prometheus", path]).status == 3)
@@ -398,7 +398,7 @@ import Testing
   }
 
   @Test func aMetricsFileThatCannotBeWrittenIsAWarningForBackupPruneAndDrill() throws {
-    let fleet = try FleetDeployment(users: 2)
+    let fleet = try TestFleet(users: 2, entities: 120, collectsSecrets: true)
     let nowhere = fleet.root + "/missing/dir/x.prom"
     for command in ["backup", "prune", "drill"] {
       let result = try fleet.tgsess([command, "--prometheus", nowhere])

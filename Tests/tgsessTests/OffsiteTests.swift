@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -15,14 +16,15 @@ import Testing
   }
 
   /// Writes `tgsess.toml` with the given remotes.
-  static func configure(_ fleet: FleetFixture, name: String = "host-a", remotes: [(String, String)]) throws {
+  static func configure(_ fleet: TestFleet, name: String = "host-a", remotes: [(String, String)]) throws {
     var text = "deployment_name = \"\(name)\"\n"
     for (remote, path) in remotes { text += "\n[[remotes]]\nname = \"\(remote)\"\npath = \"\(path)\"\n" }
     try text.write(toFile: fleet.root + "/tgsess.toml", atomically: true, encoding: .utf8)
   }
 
-  static func json(_ result: ProcessResult) throws -> Any {
-    try JSONSerialization.jsonObject(with: result.stdoutData)
+  /// The file names of listed archives (their paths on the remote).
+  static func fileNames(_ listed: [ListedArchive]) -> Set<String> {
+    Set(listed.map { ($0.path as NSString).lastPathComponent })
   }
 
   static func archiveNames(under directory: String) -> Set<String> {
@@ -36,28 +38,26 @@ import Testing
 
   @Test func backupPushesAndListFromTheRemoteAlone() throws {
     try Self.requireRclone()
-    let fleet = try FleetFixture(users: 4)
+    let fleet = try TestFleet(users: 4)
     let remote = fleet.directory.file("remote")
     try Self.configure(fleet, remotes: [("usb", remote)])
-    let backup = try Self.json(try fleet.tgsessOK(["backup", "--json"])) as? [String: Any]
-    let offsite = try #require(backup?["offsite"] as? [[String: Any]])
-    #expect(offsite.count == 1 && offsite[0]["ok"] as? Bool == true)
+    let offsite = try fleet.tgsessJSON(BackupResult.self, ["backup"]).offsite
+    #expect(offsite.count == 1 && offsite[0].ok == true)
     // Everything local is there, under this deployment's prefix, byte for byte.
     let local = Self.archiveNames(under: fleet.root + "/backups")
     #expect(!local.isEmpty)
     #expect(Self.archiveNames(under: remote + "/host-a") == local)
-    let listed = try #require(
-      try Self.json(try fleet.tgsessOK(["list", "--remote", "usb", "--json"])) as? [[String: Any]])
-    #expect(Set(listed.compactMap { ($0["path"] as? String).map { ($0 as NSString).lastPathComponent } }) == local)
-    #expect(listed.allSatisfy { ($0["path"] as? String)?.hasPrefix(remote + "/host-a/") == true })
-    #expect(listed.allSatisfy { $0["verification"] as? String == "full" })
+    let listed = try fleet.listedArchives(["--remote", "usb"])
+    #expect(Self.fileNames(listed) == local)
+    #expect(listed.allSatisfy { $0.path.hasPrefix(remote + "/host-a/") })
+    #expect(listed.allSatisfy { $0.verification == .full })
     // check is happy with a remote that is caught up.
     #expect(try fleet.tgsess(["check", "--no-write"]).status == 0)
   }
 
   @Test func aTamperedRemoteCopyIsDetectedAndNeverOverwritten() throws {
     try Self.requireRclone()
-    let fleet = try FleetFixture(users: 2)
+    let fleet = try TestFleet(users: 2)
     let remote = fleet.directory.file("remote")
     try Self.configure(fleet, remotes: [("usb", remote)])
     try fleet.tgsessOK(["backup"])
@@ -69,10 +69,9 @@ import Testing
     try bytes.write(to: URL(fileURLWithPath: path))
     let push = try fleet.tgsess(["push", "--json"], environment: ["TGSESS_RETRY_BASE_MS": "1"])
     #expect(push.status == 3, "\(push.stderr)")
-    let result = try #require(try Self.json(push) as? [String: Any])
-    let remotes = try #require(result["remotes"] as? [[String: Any]])
-    #expect(remotes[0]["ok"] as? Bool == false)
-    #expect((remotes[0]["error"] as? String)?.contains("remote usb") == true)
+    let remotes = try decodeJSON(PushResult.self, from: push).remotes
+    #expect(remotes[0].ok == false)
+    #expect(remotes[0].error?.contains("remote usb") == true)
     // The remote copy was not replaced (rclone copy --immutable refuses).
     #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == bytes)
     // check reports the remote as behind.
@@ -83,7 +82,7 @@ import Testing
 
   @Test func newHostRestoresAndDrillsFromTheRemoteAlone() throws {
     try Self.requireRclone()
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     let remote = fleet.directory.file("remote")
     try Self.configure(fleet, remotes: [("usb", remote)])
     try fleet.tgsessOK(["backup"])
@@ -123,9 +122,9 @@ import Testing
     let drill = try runTgsess(
       ["drill", "--from-remote", "usb", "--json", "--root", newHost, "--verify-key", escrowedRing])
     #expect(drill.status == 0, "\(drill.stderr)")
-    let evidence = try #require(try Self.json(drill) as? [String: Any])
-    #expect(evidence["ok"] as? Bool == true)
-    #expect(evidence["users_restored"] as? Int == 3)
+    let evidence = try decodeJSON(DrillResult.self, from: drill)
+    #expect(evidence.ok == true)
+    #expect(evidence.usersRestored == 3)
     // Nothing of the remote cache is left behind.
     let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: newHost + "/backups")) ?? []
     #expect(leftovers.allSatisfy { !$0.hasPrefix(".remote-cache") })
@@ -135,7 +134,7 @@ import Testing
   /// its catalog), and the catalog a killed run left is removed by the next run.
   @Test func remoteCatalogsLeaveNothingBehind() throws {
     try Self.requireRclone()
-    let fleet = try FleetFixture(users: 2)
+    let fleet = try TestFleet(users: 2)
     let remote = fleet.directory.file("remote")
     try Self.configure(fleet, remotes: [("usb", remote)])
     try fleet.tgsessOK(["backup"])
@@ -143,8 +142,8 @@ import Testing
     try FileSystem.makeDirectory(newHost)
     try FileManager.default.copyItem(atPath: fleet.root + "/tgsess.toml", toPath: newHost + "/tgsess.toml")
 
-    let listed = try #require(
-      try Self.json(try runTgsess(["list", "--remote", "usb", "--json", "--root", newHost])) as? [[String: Any]])
+    let listed = try decodeJSON(
+      [ListedArchive].self, from: try runTgsess(["list", "--remote", "usb", "--json", "--root", newHost]))
     #expect(listed.count == 3)
     #expect(try FileSystem.directoryNames(newHost) == ["tgsess.toml"])
 
@@ -164,7 +163,7 @@ import Testing
 
   @Test func pruneAppliesTheSamePlanToTheRemote() throws {
     try Self.requireRclone()
-    let fleet = try FleetFixture(users: 2)
+    let fleet = try TestFleet(users: 2)
     let remote = fleet.directory.file("remote")
     try Self.configure(fleet, remotes: [("usb", remote)])
     try fleet.tgsessOK(["backup"])
@@ -174,9 +173,9 @@ import Testing
     let foreign = remote + "/host-b/full/20200101T000000Z-full-aaaaaa.tar.zst.age"
     try FileSystem.makeDirectory((foreign as NSString).deletingLastPathComponent)
     try Data("not ours".utf8).write(to: URL(fileURLWithPath: foreign))
-    let prune = try Self.json(try fleet.tgsessOK(["prune", "--keep-per-user", "1", "--json"])) as? [String: Any]
-    #expect((prune?["removed"] as? Int ?? 0) >= 3)
-    #expect((prune?["remoteRemoved"] as? [String: Int])?["usb"] == prune?["removed"] as? Int)
+    let prune = try fleet.tgsessJSON(PruneResult.self, ["prune", "--keep-per-user", "1"])
+    #expect(prune.removed >= 3)
+    #expect(prune.remoteRemoved["usb"] == prune.removed)
     #expect(Self.archiveNames(under: remote + "/host-a") == Self.archiveNames(under: fleet.root + "/backups"))
     #expect(FileManager.default.fileExists(atPath: foreign))
   }
@@ -184,17 +183,14 @@ import Testing
   @Test func hostsSharingOneBucketSeeOnlyTheirOwnArchives() throws {
     try Self.requireRclone()
     let remote = try TemporaryDirectory("tgsess-bucket")
-    let first = try FleetFixture(users: 1, seed: 1)
-    let second = try FleetFixture(users: 1, seed: 2)
+    let first = try TestFleet(users: 1, seed: 1)
+    let second = try TestFleet(users: 1, seed: 2)
     try Self.configure(first, name: "bot-1", remotes: [("shared", remote.path)])
     try Self.configure(second, name: "bot-2", remotes: [("shared", remote.path)])
     try first.tgsessOK(["backup"])
     try second.tgsessOK(["backup"])
-    let listed = try #require(
-      try Self.json(try first.tgsessOK(["list", "--remote", "shared", "--json"])) as? [[String: Any]])
-    #expect(
-      Set(listed.compactMap { ($0["path"] as? String).map { ($0 as NSString).lastPathComponent } })
-        == Self.archiveNames(under: first.root + "/backups"))
+    let listed = try first.listedArchives(["--remote", "shared"])
+    #expect(Self.fileNames(listed) == Self.archiveNames(under: first.root + "/backups"))
     #expect(Self.archiveNames(under: remote.path + "/bot-2") == Self.archiveNames(under: second.root + "/backups"))
   }
 
@@ -239,15 +235,11 @@ import Testing
     let made = try runProcess(
       Self.rclone, ["mkdir", "moto:tgsess"], environment: moto.environment.merging(["AWS_CA_BUNDLE": ""]) { $1 })
     #expect(made.status == 0, "\(made.stderr)")
-    let fleet = try FleetFixture(users: 2)
+    let fleet = try TestFleet(users: 2)
     try Self.configure(fleet, remotes: [("s3", "moto:tgsess")])
     try fleet.tgsessOK(["backup"], environment: environment)
-    let listed = try #require(
-      try Self.json(try fleet.tgsessOK(["list", "--remote", "s3", "--json"], environment: environment))
-        as? [[String: Any]])
-    #expect(
-      Set(listed.compactMap { ($0["path"] as? String).map { ($0 as NSString).lastPathComponent } })
-        == Self.archiveNames(under: fleet.root + "/backups"))
+    let listed = try fleet.tgsessJSON([ListedArchive].self, ["list", "--remote", "s3"], environment: environment)
+    #expect(Self.fileNames(listed) == Self.archiveNames(under: fleet.root + "/backups"))
     // The server goes away: the local backup still counts, the run is partial.
     moto.stop()
     let user = try #require(try fleet.sessionUserIDs().first)
@@ -266,9 +258,7 @@ import Testing
       ).status == 0)
     let push = try fleet.tgsess(["push", "--json"], environment: environment2)
     #expect(push.status == 0, "\(push.stderr)")
-    let listed2 = try #require(
-      try Self.json(try fleet.tgsessOK(["list", "--remote", "s3", "--json"], environment: environment2))
-        as? [[String: Any]])
+    let listed2 = try fleet.tgsessJSON([ListedArchive].self, ["list", "--remote", "s3"], environment: environment2)
     #expect(listed2.count == listed.count + 1)
   }
 }

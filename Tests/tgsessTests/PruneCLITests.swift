@@ -7,42 +7,37 @@ import Testing
 /// `tgsess prune`, `pin` and `unpin` through the built binary, on archives made by `tgsess backup`
 /// and cloned under older ids; every surviving archive is opened with stock `age` and `tar`.
 @Suite struct PruneCLITests {
-  /// A plan as `prune --json` prints it: id → reasons.
+  /// What `prune --json` printed, decoded as `PruneResult`, with its plan as id → reasons.
   struct Plan {
-    var keep: [String: [String]] = [:]
-    var remove: [String: [String]] = [:]
-    var object: [String: Any] = [:]
+    var keep: [String: [String]]
+    var remove: [String: [String]]
+    var result: PruneResult
 
     init(_ result: ProcessResult) throws {
-      guard result.status == 0,
-        let object = try JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Any],
-        let plan = object["plan"] as? [String: Any]
-      else { throw TestHelperError("prune --json failed (\(result.status)): \(result.stdout) \(result.stderr)") }
-      self.object = object
-      for (side, decisions) in [("keep", plan["keep"]), ("remove", plan["remove"])] {
-        for decision in decisions as? [[String: Any]] ?? [] {
-          let id = (decision["item"] as? [String: Any])?["id"] as? String ?? "?"
-          let reasons = decision["reasons"] as? [String] ?? []
-          if side == "keep" { keep[id] = reasons } else { remove[id] = reasons }
-        }
+      guard result.status == 0 else {
+        throw TestHelperError("prune --json failed (\(result.status)): \(result.stdout) \(result.stderr)")
       }
+      self.result = try decodeJSON(PruneResult.self, from: result)
+      func reasons(_ decisions: [RetentionPlan.Decision]) -> [String: [String]] {
+        Dictionary(decisions.map { ($0.item.id, $0.reasons) }) { _, last in last }
+      }
+      keep = reasons(self.result.plan.keep)
+      remove = reasons(self.result.plan.remove)
     }
-
-    func int(_ key: String) -> Int? { (object[key] as? NSNumber)?.intValue }
   }
 
-  static func plan(_ fleet: CheckFleet, _ arguments: [String] = []) throws -> Plan {
-    try Plan(try fleet.tgsess("prune", ["--dry-run", "--json"] + arguments))
+  static func plan(_ fleet: TestFleet, _ arguments: [String] = []) throws -> Plan {
+    try Plan(try fleet.tgsess(["prune", "--dry-run", "--json"] + arguments))
   }
 
   /// Whether an id names a per-user archive (by parsing it: a full id's random part may hold "-u").
   static func isUserArchive(_ id: String) -> Bool { ArchiveName.describe(id: id)?.kind == .user }
 
-  static func listedIDs(_ fleet: CheckFleet) throws -> Set<String> { Set(try fleet.listedArchives().map(\.id)) }
+  static func listedIDs(_ fleet: TestFleet) throws -> Set<String> { Set(try fleet.listedArchives().map(\.id)) }
 
   /// session_backups rows per user: (fewest, most).
-  static func rowsPerUser(_ fleet: CheckFleet) throws -> (Int, Int) {
-    let text = try fleet.fixture.query(
+  static func rowsPerUser(_ fleet: TestFleet) throws -> (Int, Int) {
+    let text = try fleet.sqlite(
       "SELECT min(c) || ' ' || max(c) FROM (SELECT count(*) AS c FROM session_backups GROUP BY user_id)")
     let parts = text.split(separator: " ").compactMap { Int($0) }
     return (parts.first ?? -1, parts.last ?? -1)
@@ -66,7 +61,7 @@ import Testing
   /// Every listed archive is whole: its bytes hash to what its record says, and a sample (or all)
   /// decrypts with `age` and lists with `tar`.
   static func expectWholeArchives(
-    _ fleet: CheckFleet, decryptAll: Bool, sourceLocation: SourceLocation = #_sourceLocation
+    _ fleet: TestFleet, decryptAll: Bool, sourceLocation: SourceLocation = #_sourceLocation
   ) throws {
     let listed = try fleet.listedArchives()
     var sample: [String] = []
@@ -74,9 +69,8 @@ import Testing
     for archive in listed {
       let directory = (archive.path as NSString).deletingLastPathComponent
       let record = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + archive.id + ".json"))
-      let object = try JSONSerialization.jsonObject(with: record) as? [String: Any]
       #expect(
-        try FileSystem.sha256(ofFile: archive.path) == object?["sha256"] as? String, "\(archive.path)",
+        try FileSystem.sha256(ofFile: archive.path) == ArchiveRecord.decode(record)?.sha256, "\(archive.path)",
         sourceLocation: sourceLocation)
       if decryptAll || seenDirectories.insert(directory).inserted { sample.append(archive.path) }
     }
@@ -86,17 +80,17 @@ import Testing
   // MARK: - Plan and dry run
 
   @Test func dryRunPrintsThePlanWithReasonsAndChangesNothing() throws {
-    let fleet = try CheckFleet(users: 3)
+    let fleet = try TestFleet(users: 3, pyrogramShare: 0, entities: 10, backedUp: true)
     try ArchiveCloner.clone(fleet.deployment, copiesPerUser: 4, fullCopies: 3, step: 86400)
     let tree = try fleet.backupsTree()
-    let database = try FileSystem.sha256(ofFile: fleet.fixture.databasePath)
-    let rows = try Int(fleet.fixture.query("SELECT count(*) FROM session_backups")) ?? 0
+    let database = try FileSystem.sha256(ofFile: fleet.databasePath)
+    let rows = try Int(fleet.sqlite("SELECT count(*) FROM session_backups")) ?? 0
     let expectedTrim =
       try Int(
-        fleet.fixture.query(
+        fleet.sqlite(
           "SELECT sum(max(c - 2, 0)) FROM (SELECT count(*) AS c FROM session_backups GROUP BY user_id)")) ?? -1
 
-    let text = try fleet.tgsess("prune", ["--dry-run", "--keep-per-user", "2"])
+    let text = try fleet.tgsess(["prune", "--dry-run", "--keep-per-user", "2"])
     #expect(text.status == 0, "\(text.stderr)")
     let lines = text.stdout.split(separator: "\n").map(String.init)
     #expect(lines.first?.hasPrefix("ID") == true && lines.first?.contains("ACTION  WHY") == true)
@@ -106,28 +100,28 @@ import Testing
     #expect(lines.last == "dry run: would trim \(expectedTrim) session_backups row(s)")
 
     let plan = try Self.plan(fleet, ["--keep-per-user", "2"])
-    #expect(plan.object["isDryRun"] as? Bool == true)
+    #expect(plan.result.isDryRun == true)
     #expect(plan.keep.count == 10 && plan.remove.count == 9)
     #expect(plan.remove.values.allSatisfy { $0 == ["beyond keep-per-user 2"] })
     #expect(plan.keep.values.allSatisfy { !$0.isEmpty })
-    #expect(plan.int("rowsTrimmed") == expectedTrim && plan.int("removed") == 0)
+    #expect(plan.result.rowsTrimmed == expectedTrim && plan.result.removed == 0)
 
     #expect(try fleet.backupsTree() == tree)
-    #expect(try FileSystem.sha256(ofFile: fleet.fixture.databasePath) == database)
-    #expect(try Int(fleet.fixture.query("SELECT count(*) FROM session_backups")) == rows)
+    #expect(try FileSystem.sha256(ofFile: fleet.databasePath) == database)
+    #expect(try Int(fleet.sqlite("SELECT count(*) FROM session_backups")) == rows)
   }
 
   @Test func pruneCarriesOutThePlanAndTrimsRows() throws {
-    let fleet = try CheckFleet(users: 3)
+    let fleet = try TestFleet(users: 3, pyrogramShare: 0, entities: 10, backedUp: true)
     try ArchiveCloner.clone(fleet.deployment, copiesPerUser: 6, fullCopies: 8, step: 86400)
     let plan = try Self.plan(fleet, ["--keep-per-user", "2", "--keep-last", "2", "--keep-weekly", "0"])
     #expect(!plan.remove.isEmpty)
 
     let result = try fleet.tgsess(
-      "prune", ["--json", "--keep-per-user", "2", "--keep-last", "2", "--keep-weekly", "0"])
+      ["prune", "--json", "--keep-per-user", "2", "--keep-last", "2", "--keep-weekly", "0"])
     let done = try Plan(result)
-    #expect(done.object["isDryRun"] as? Bool == false)
-    #expect(done.int("removed") == plan.remove.count)
+    #expect(done.result.isDryRun == false)
+    #expect(done.result.removed == plan.remove.count)
     #expect(done.keep == plan.keep)
     #expect(try Self.listedIDs(fleet) == Set(plan.keep.keys))
     let (fewest, most) = try Self.rowsPerUser(fleet)
@@ -137,37 +131,37 @@ import Testing
     let names = try FileManager.default.subpathsOfDirectory(atPath: fleet.deployment.backupsDirectory)
     for id in plan.remove.keys { #expect(!names.contains { $0.contains(id) }, "\(id)") }
     // Running again removes nothing more.
-    let again = try Plan(try fleet.tgsess("prune", ["--json", "--keep-per-user", "2", "--keep-last", "2"]))
-    #expect(again.int("removed") == 0)
+    let again = try Plan(try fleet.tgsess(["prune", "--json", "--keep-per-user", "2", "--keep-last", "2"]))
+    #expect(again.result.removed == 0)
   }
 
   // MARK: - Guards
 
   @Test func pinnedArchivesSurviveAndUnpinLetsThemGo() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let clones = try ArchiveCloner.clone(fleet.deployment, copiesPerUser: 3, fullCopies: 3, step: 86400)
     let oldUser = try #require(clones.first { Self.isUserArchive($0) && $0.hasSuffix("c00003") })
     let oldFull = try #require(clones.first { $0.contains("-full-") && $0.hasSuffix("c00003") })
     for id in [oldUser, oldFull] {
-      let pinned = try fleet.tgsess("pin", [id])
+      let pinned = try fleet.tgsess(["pin", id])
       #expect(pinned.status == 0 && pinned.stdout == "pinned \(id)\n", "\(pinned.stderr)")
     }
     let strict = ["--keep-per-user", "0", "--keep-last", "1", "--keep-daily", "0", "--keep-weekly", "0"]
     let plan = try Self.plan(fleet, strict)
     #expect(plan.keep[oldUser]?.contains("pinned") == true)
     #expect(plan.keep[oldFull]?.contains("pinned") == true)
-    #expect(try fleet.tgsess("prune", strict).status == 0)
+    #expect(try fleet.tgsess(["prune"] + strict).status == 0)
     let listed = try Self.listedIDs(fleet)
     #expect(listed.contains(oldUser) && listed.contains(oldFull))
     #expect(listed == Set(plan.keep.keys))
 
-    for id in [oldUser, oldFull] { #expect(try fleet.tgsess("unpin", [id]).stdout == "unpinned \(id)\n") }
-    #expect(try fleet.tgsess("prune", strict).status == 0)
+    for id in [oldUser, oldFull] { #expect(try fleet.tgsess(["unpin", id]).stdout == "unpinned \(id)\n") }
+    #expect(try fleet.tgsess(["prune"] + strict).status == 0)
     let after = try Self.listedIDs(fleet)
     #expect(!after.contains(oldUser) && !after.contains(oldFull))
     #expect(!FileSystem.exists(fleet.deployment.backupsDirectory + "/full/\(oldFull).pin"))
     // A missing id is an error that says how to find one.
-    let missing = try fleet.tgsess("pin", ["20990101T000000Z-full-nothere"])
+    let missing = try fleet.tgsess(["pin", "20990101T000000Z-full-nothere"])
     #expect(missing.status == 1)
     #expect(missing.stderr.contains("list archives with: tgsess list"))
   }
@@ -177,11 +171,11 @@ import Testing
   /// signature garbled), are neither counted nor removed, so the newest signed one is the one
   /// keep-per-user 1 keeps, and both are reported.
   @Test func unsignedAndRejectedArchivesAreNeitherCountedNorRemoved() throws {
-    let fleet = try CheckFleet(users: 1)
+    let fleet = try TestFleet(users: 1, pyrogramShare: 0, entities: 10, backedUp: true)
     let user = fleet.userIDs[0]
     let directory = fleet.deployment.backupsDirectory + "/users/user_\(user)"
     try ArchiveCloner.clone(fleet.deployment, copiesPerUser: 3)
-    let ids = try fleet.listedArchives().filter { $0.kind == "user" }.map(\.id)  // newest first
+    let ids = try fleet.listedArchives().filter { $0.kind == .user }.map(\.id)  // newest first
     #expect(ids.count == 4)
     try FileManager.default.removeItem(atPath: directory + "/\(ids[0]).sig")
     try Data("tgsess archive signature v1\ngarbled\n".utf8).write(
@@ -191,9 +185,9 @@ import Testing
     #expect(plan.keep[ids[1]] == nil && plan.remove[ids[1]] == nil)
     #expect(plan.keep[ids[2]] == ["per-user 1", "newest verified"])
     #expect(plan.remove[ids[3]] == ["beyond keep-per-user 1"])
-    #expect(plan.object["unsignedArchives"] as? [String] == [ids[0]])
-    #expect((plan.object["rejectedArchives"] as? [[String: Any]])?.map { $0["id"] as? String } == [ids[1]])
-    let text = try fleet.tgsess("prune", ["--keep-per-user", "1"])
+    #expect(plan.result.unsignedArchives == [ids[0]])
+    #expect(plan.result.rejectedArchives.map(\.id) == [ids[1]])
+    let text = try fleet.tgsess(["prune", "--keep-per-user", "1"])
     #expect(text.status == 0)
     #expect(
       text.stdout.contains(
@@ -207,7 +201,7 @@ import Testing
   }
 
   @Test func onlyBackupOfAUserAndTheirLastRowAreKept() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     #expect(try Self.rowsPerUser(fleet).0 >= 2)
     let plan = try Self.plan(fleet, ["--keep-per-user", "0"])
     for user in fleet.userIDs {
@@ -216,7 +210,7 @@ import Testing
     }
     #expect(plan.remove.isEmpty)
     let before = try Self.listedIDs(fleet)
-    #expect(try fleet.tgsess("prune", ["--keep-per-user", "0"]).status == 0)
+    #expect(try fleet.tgsess(["prune", "--keep-per-user", "0"]).status == 0)
     #expect(try Self.listedIDs(fleet) == before)
     // keep-per-user 0 never empties a user's session_backups history.
     #expect(try Self.rowsPerUser(fleet) == (1, 1))
@@ -225,7 +219,7 @@ import Testing
   // MARK: - Lock and leftovers
 
   @Test func heldDeploymentLockExits75AndChangesNothing() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     try ArchiveCloner.clone(fleet.deployment, copiesPerUser: 6)
     let lockPath = fleet.deployment.lockPath
     // flock(2) on the lock file, as another tgsess (or `flock -n` in a cron line) holds it.
@@ -240,17 +234,17 @@ import Testing
     defer { holder.finish() }
     #expect(try runProcess("/usr/bin/flock", ["-n", lockPath, "true"]).status != 0)
     let tree = try fleet.backupsTree()
-    let result = try fleet.tgsess("prune")
+    let result = try fleet.tgsess(["prune"])
     #expect(result.status == 75)
     #expect(result.stderr.hasPrefix("tgsess: prune: \(lockPath): held by "), "\(result.stderr)")
     #expect(result.stderr.contains("--lock-wait SECONDS"))
     #expect(try fleet.backupsTree() == tree)
     // A dry run needs no lock.
-    #expect(try fleet.tgsess("prune", ["--dry-run"]).status == 0)
+    #expect(try fleet.tgsess(["prune", "--dry-run"]).status == 0)
   }
 
   @Test func leftoversOfDeadProcessesAreRemovedAndLiveOnesKept() throws {
-    let fleet = try CheckFleet(users: 1)
+    let fleet = try TestFleet(users: 1, pyrogramShare: 0, entities: 10, backedUp: true)
     let backups = fleet.deployment.backupsDirectory
     let directory = backups + "/users/user_\(fleet.userIDs[0])"
     // 99999999 is above Linux's largest pid_max: no such process.
@@ -266,8 +260,8 @@ import Testing
     try Data("x".utf8).write(to: URL(fileURLWithPath: deadStaging + "/sessions/user_1.session"))
     let before = try Self.listedIDs(fleet)
 
-    let result = try Plan(try fleet.tgsess("prune", ["--json"]))
-    #expect(result.int("leftoversRemoved") == 4)
+    let pruned = try Plan(try fleet.tgsess(["prune", "--json"]))
+    #expect(pruned.result.leftoversRemoved == 4)
     for gone in [deadTemp, deadStaging, orphanRecord, orphanPin] { #expect(!FileSystem.exists(gone), "\(gone)") }
     #expect(FileSystem.exists(liveTemp), "a temporary of a running process is kept")
     #expect(try Self.listedIDs(fleet) == before)
@@ -276,14 +270,14 @@ import Testing
   // MARK: - Crashes
 
   @Test func crashAfterUnlinkLeavesOnlyWholeArchivesAndARerunFinishes() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     try ArchiveCloner.clone(fleet.deployment, copiesPerUser: 3, fullCopies: 2, step: 86400)
     let plan = try Self.plan(fleet, ["--keep-per-user", "1"])
     #expect(plan.remove.count == 6)
     let before = try Self.listedIDs(fleet)
 
     let crashed = try fleet.tgsess(
-      "prune", ["--keep-per-user", "1"], environment: ["TGSESS_CRASH_POINT": "prune.after-unlink"])
+      ["prune", "--keep-per-user", "1"], environment: ["TGSESS_CRASH_POINT": "prune.after-unlink"])
     #expect(crashed.status == SIGKILL, "killed at the crash point: \(crashed.stderr)")
     let survivors = try Self.listedIDs(fleet)
     #expect(survivors.count == before.count - 1)
@@ -295,7 +289,7 @@ import Testing
       .filter { $0.hasSuffix(removed + ".json") || $0.hasSuffix(removed + ".sig") }
     #expect(orphans.count == 2)
 
-    let rerun = try fleet.tgsess("prune", ["--keep-per-user", "1"])
+    let rerun = try fleet.tgsess(["prune", "--keep-per-user", "1"])
     #expect(rerun.status == 0, "\(rerun.stderr)")
     #expect(rerun.stdout.contains("removed 5 archive(s)") && rerun.stdout.contains("cleaned 2 leftover(s)"))
     #expect(try Self.listedIDs(fleet) == Set(plan.keep.keys))
@@ -305,7 +299,7 @@ import Testing
   }
 
   @Test func killAtARandomMomentOf2000ArchivesLeavesOnlyWholeArchives() throws {
-    let fleet = try CheckFleet(users: 20)
+    let fleet = try TestFleet(users: 20, pyrogramShare: 0, entities: 10, backedUp: true)
     try ArchiveCloner.clone(fleet.deployment, copiesPerUser: 99, fullCopies: 10, step: 3600)
     let total = Self.archiveFileCount(fleet.deployment)
     #expect(total == 2001 + 10)
@@ -323,7 +317,7 @@ import Testing
     #expect(survivors.count < total && survivors.count > plan.keep.count, "target \(target)")
     try Self.expectWholeArchives(fleet, decryptAll: false)
 
-    let rerun = try fleet.tgsess("prune")
+    let rerun = try fleet.tgsess(["prune"])
     #expect(rerun.status == 0, "\(rerun.stderr)")
     #expect(try Self.listedIDs(fleet) == Set(plan.keep.keys))
     let leftovers = try FileManager.default.subpathsOfDirectory(atPath: fleet.deployment.backupsDirectory)
@@ -348,7 +342,7 @@ import Testing
     guard FileManager.default.isExecutableFile(atPath: "/usr/bin/rclone") else {
       throw TestHelperError("rclone is not installed; run: apt-get install -y rclone")
     }
-    let fleet = try FleetFixture(users: 2)
+    let fleet = try TestFleet(users: 2)
     // An rclone remote "usb" (an alias of a local directory) in its own rclone.conf.
     let remote = fleet.directory.file("remote")
     let rcloneConfig = fleet.directory.file("rclone.conf")
@@ -413,7 +407,7 @@ import Testing
   // MARK: - Configuration and usage
 
   @Test func configPruneKeysAreHonouredAndFlagsWin() throws {
-    let fleet = try CheckFleet(users: 2)
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     try ArchiveCloner.clone(fleet.deployment, copiesPerUser: 4, fullCopies: 4, step: 86400)
     try Data(
       """
@@ -431,7 +425,7 @@ import Testing
     let fulls = plan.keep.filter { $0.key.contains("-full-") }
     #expect(fulls.count == 1)
     // The daily bucket is named in the configured zone.
-    let newest = try #require(fleet.listedArchives().first { $0.kind == "full" })
+    let newest = try #require(fleet.listedArchives().first { $0.kind == .full })
     let described = try #require(ArchiveName.describe(id: newest.id))
     let formatter = DateFormatter()
     formatter.locale = Locale(identifier: "en_US_POSIX")
@@ -444,11 +438,11 @@ import Testing
   }
 
   @Test func badRetentionValuesAreUsageErrors() throws {
-    let fleet = try CheckFleet(users: 1)
-    let negative = try fleet.tgsess("prune", ["--keep-daily=-1"])
+    let fleet = try TestFleet(users: 1, pyrogramShare: 0, entities: 10, backedUp: true)
+    let negative = try fleet.tgsess(["prune", "--keep-daily=-1"])
     #expect(negative.status == 64)
     #expect(negative.stderr == "tgsess: --keep-daily must be 0 or more, got -1 (0 turns the rule off)\n")
-    let zone = try fleet.tgsess("prune", ["--timezone", "Mars/Olympus"])
+    let zone = try fleet.tgsess(["prune", "--timezone", "Mars/Olympus"])
     #expect(zone.status == 64)
     #expect(zone.stderr.contains("unknown --timezone 'Mars/Olympus'. Try: --timezone UTC"))
   }

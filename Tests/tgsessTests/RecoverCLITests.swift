@@ -13,8 +13,8 @@ import Testing
     "user_id, session_string, api_id, api_hash, created_at, updated_at, status, auth_key_fingerprint, session_format"
 
   /// The one user of a `recover --user N --json` result.
-  static func outcome(_ result: ProcessResult) throws -> [String: Any] {
-    let users = try jsonObject(result)["users"] as? [[String: Any]] ?? []
+  static func outcome(_ result: ProcessResult) throws -> UserRecovery {
+    let users = try decodeJSON(RecoverResult.self, from: result).users
     guard users.count == 1 else { throw TestHelperError("expected one user: \(result.stdout)") }
     return users[0]
   }
@@ -36,17 +36,17 @@ import Testing
 
   /// Requires a "Post successful recovery" archive with this id for the user.
   static func expectPostRecoveryBackup(
-    _ fleet: FleetFixture, user: Int64, id: String?, sourceLocation: SourceLocation = #_sourceLocation
+    _ fleet: TestFleet, user: Int64, id: String?, sourceLocation: SourceLocation = #_sourceLocation
   ) throws {
-    let listed = try jsonArray(try fleet.tgsessOK(["list", "--user", String(user), "--json"]))
-    let archive = listed.first { $0["id"] as? String == id }
+    let listed = try fleet.listedArchives(["--user", String(user)])
+    let archive = listed.first { $0.id == id }
     #expect(id?.contains("-u\(user)-") == true, sourceLocation: sourceLocation)
-    #expect(archive?["reason"] as? String == "Post successful recovery", sourceLocation: sourceLocation)
+    #expect(archive?.reason == "Post successful recovery", sourceLocation: sourceLocation)
   }
 
   @Test func eachStrategyAloneByBreakingTheOthers() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 14)
+    let fleet = try TestFleet(users: 14)
     let users = try fleet.telethonUserIDs(9)
     let (missingFile, corruptFile, noRow, nullString) = (users[0], users[1], users[2], users[3])
     let (userArchive, fullSnapshot, historyRow, backupFile, nothing) = (
@@ -100,26 +100,26 @@ import Testing
     #expect(try fleet.sqlite("SELECT count(*) FROM session_backups WHERE user_id = \(nothing)") != "0")
     #expect(try fleet.sqlite("SELECT count(*) FROM session_backups WHERE user_id = \(historyRow)") != "0")
 
-    func recover(_ user: Int64) throws -> [String: Any] {
+    func recover(_ user: Int64) throws -> UserRecovery {
       let result = try fleet.tgsess(["recover", "--user", String(user), "--json"])
       outputs.append(result)
       #expect(result.status == 0, "user \(user): \(result.stderr)")
       return try Self.outcome(result)
     }
-    func expectRecovered(_ user: Int64, _ outcome: [String: Any], strategy: String) throws {
-      #expect(outcome["outcome"] as? String == "recovered", "\(outcome)")
-      #expect(outcome["strategy"] as? String == strategy, "\(outcome)")
-      try Self.expectPostRecoveryBackup(fleet, user: user, id: outcome["backupID"] as? String)
+    func expectRecovered(_ user: Int64, _ outcome: UserRecovery, strategy: RecoveryStrategy) throws {
+      #expect(outcome.outcome == .recovered, "\(outcome)")
+      #expect(outcome.strategy == strategy, "\(outcome)")
+      try Self.expectPostRecoveryBackup(fleet, user: user, id: outcome.backupID)
     }
 
     // 1. Missing file, valid string.
     let first = try recover(missingFile)
-    try expectRecovered(missingFile, first, strategy: "session-string")
-    #expect(first["source"] as? String == "user_sessions.session_string")
+    try expectRecovered(missingFile, first, strategy: .sessionString)
+    #expect(first.source == "user_sessions.session_string")
 
     // 2. Garbage file, valid string: the file is rebuilt and the garbage kept aside.
     let second = try recover(corruptFile)
-    try expectRecovered(corruptFile, second, strategy: "session-string")
+    try expectRecovered(corruptFile, second, strategy: .sessionString)
     let aside = try FileManager.default.contentsOfDirectory(atPath: fleet.deployment.sessionsDirectory).filter {
       $0.hasPrefix("user_\(corruptFile).session.broken-")
     }
@@ -131,32 +131,32 @@ import Testing
     let fileHashes = try [noRow, nullString].map { try FileSystem.sha256(ofFile: path($0)) }
     for user in [noRow, nullString] {
       let outcome = try recover(user)
-      try expectRecovered(user, outcome, strategy: "session-file")
-      #expect(outcome["source"] as? String == path(user))
+      try expectRecovered(user, outcome, strategy: .sessionFile)
+      #expect(outcome.source == path(user))
     }
     #expect(try [noRow, nullString].map { try FileSystem.sha256(ofFile: path($0)) } == fileHashes)
 
     // 4. Undecryptable string, no file: the user's own archive.
     let fourth = try recover(userArchive)
-    try expectRecovered(userArchive, fourth, strategy: "backup")
-    #expect((fourth["source"] as? String)?.hasPrefix("archive ") == true)
-    #expect((fourth["source"] as? String)?.contains("-u\(userArchive)-") == true, "\(fourth)")
+    try expectRecovered(userArchive, fourth, strategy: .backup)
+    #expect(fourth.source?.hasPrefix("archive ") == true)
+    #expect(fourth.source?.contains("-u\(userArchive)-") == true, "\(fourth)")
 
     // 5. No file, no row, no per-user archive: the full snapshot.
     let fifth = try recover(fullSnapshot)
-    try expectRecovered(fullSnapshot, fifth, strategy: "backup")
-    #expect((fifth["source"] as? String)?.hasPrefix("archive ") == true)
-    #expect((fifth["source"] as? String)?.contains("-full-") == true, "\(fifth)")
+    try expectRecovered(fullSnapshot, fifth, strategy: .backup)
+    #expect(fifth.source?.hasPrefix("archive ") == true)
+    #expect(fifth.source?.contains("-full-") == true, "\(fifth)")
 
     // 6. Only a session_backups row.
     let sixth = try recover(historyRow)
-    try expectRecovered(historyRow, sixth, strategy: "backup")
-    #expect((sixth["source"] as? String)?.hasPrefix("session_backups row ") == true, "\(sixth)")
+    try expectRecovered(historyRow, sixth, strategy: .backup)
+    #expect(sixth.source?.hasPrefix("session_backups row ") == true, "\(sixth)")
 
     // 7. Only the .session.backup file.
     let seventh = try recover(backupFile)
-    try expectRecovered(backupFile, seventh, strategy: "backup")
-    #expect(seventh["source"] as? String == path(backupFile) + ".backup", "\(seventh)")
+    try expectRecovered(backupFile, seventh, strategy: .backup)
+    #expect(seventh.source == path(backupFile) + ".backup", "\(seventh)")
 
     // Every recovered file is the original session, as Telethon loads it.
     let recovered = [missingFile, corruptFile, noRow, nullString, userArchive, fullSnapshot, historyRow, backupFile]
@@ -185,9 +185,9 @@ import Testing
     #expect(failed.status == 3)
     #expect(failedText.status == 3)
     let eighth = try Self.outcome(failed)
-    #expect(eighth["outcome"] as? String == "unrecoverable")
-    #expect(eighth["strategy"] == nil)
-    let detail = eighth["detail"] as? String ?? ""
+    #expect(eighth.outcome == .unrecoverable)
+    #expect(eighth.strategy == nil)
+    let detail = eighth.detail
     for reason in ["file: ", "string: ", "session_backups row ", ".session.backup: ", "the user must log in again"] {
       #expect(detail.contains(reason), "\(detail)")
     }
@@ -204,10 +204,10 @@ import Testing
     let allText = try fleet.tgsess(["recover", "--all"])
     outputs += [all, allText]
     #expect(all.status == 3)
-    let summary = try jsonObject(all)
-    #expect(summary["unrecoverable"] as? Int == 1)
-    #expect(summary["recovered"] as? Int == 0)
-    #expect(summary["healthy"] as? Int == (try fleet.sessionUserIDs().count - 1))
+    let summary = try decodeJSON(RecoverResult.self, from: all)
+    #expect(summary.unrecoverable == 1)
+    #expect(summary.recovered == 0)
+    #expect(summary.healthy == (try fleet.sessionUserIDs().count - 1))
     #expect(allText.stdout.split(separator: "\n").filter { $0.contains("unrecoverable:") }.count == 1)
     #expect(allText.stdout.contains("user \(nothing): unrecoverable: "))
     #expect(try fleet.tree().filter { $0.key.hasPrefix("sessions/") } == sessionsBefore)
@@ -218,7 +218,7 @@ import Testing
 
   @Test func recoverAllRepairsTheBrokenAndLeavesHealthyUsersByteIdentical() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 8, messageLogMiB: 1)
+    let fleet = try TestFleet(users: 8, messageLogMiB: 1)
     let broken = try fleet.telethonUserIDs(3)
     let healthy = try fleet.sessionUserIDs().filter { !broken.contains($0) }
     let original = try SessionWitness.stored(broken.map(fleet.sessionPath))
@@ -244,19 +244,18 @@ import Testing
     outputs.append(result)
 
     #expect(result.status == 0, "\(result.stderr)")
-    let summary = try jsonObject(result)
-    #expect(summary["healthy"] as? Int == healthy.count)
-    #expect(summary["recovered"] as? Int == 3)
-    #expect(summary["unrecoverable"] as? Int == 0)
-    let users = summary["users"] as? [[String: Any]] ?? []
-    let strategies = Dictionary(
-      uniqueKeysWithValues: users.map { (($0["userID"] as? NSNumber)?.int64Value ?? 0, $0["strategy"] as? String) })
-    #expect(strategies[broken[0]] == "session-string")
-    #expect(strategies[broken[1]] == "session-string")
-    #expect(strategies[broken[2]] == "session-file")
+    let summary = try decodeJSON(RecoverResult.self, from: result)
+    #expect(summary.healthy == healthy.count)
+    #expect(summary.recovered == 3)
+    #expect(summary.unrecoverable == 0)
+    let users = summary.users
+    let strategies = Dictionary(uniqueKeysWithValues: users.map { ($0.userID, $0.strategy) })
+    #expect(strategies[broken[0]] == .sessionString)
+    #expect(strategies[broken[1]] == .sessionString)
+    #expect(strategies[broken[2]] == .sessionFile)
     for user in broken {
-      let outcome = users.first { ($0["userID"] as? NSNumber)?.int64Value == user }
-      try Self.expectPostRecoveryBackup(fleet, user: user, id: outcome?["backupID"] as? String)
+      let outcome = users.first { $0.userID == user }
+      try Self.expectPostRecoveryBackup(fleet, user: user, id: outcome?.backupID)
     }
     let treeAfter = try fleet.tree()
     #expect(treeAfter.filter { healthyFiles[$0.key] != nil } == healthyFiles)
@@ -281,7 +280,7 @@ import Testing
     let again = try fleet.tgsess(["recover", "--all", "--json"])
     outputs.append(again)
     #expect(again.status == 0)
-    #expect(try jsonObject(again)["healthy"] as? Int == healthy.count + broken.count)
+    #expect(try decodeJSON(RecoverResult.self, from: again).healthy == healthy.count + broken.count)
     #expect(try fleet.tree().filter { $0.key.hasPrefix("sessions/") } == sessions)
 
     secrets += try broken.map { try fleet.sqlite("SELECT session_string FROM user_sessions WHERE user_id = \($0)") }
@@ -291,7 +290,7 @@ import Testing
 
   @Test func recoverRefusesWhileTheBotHoldsItsLockUnlessForced() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     let user = try fleet.telethonUserIDs(1)[0]
     try FileManager.default.removeItem(atPath: fleet.sessionPath(user))
     let botLock = fleet.root + "/.tgsess-bot.lock"
@@ -306,11 +305,11 @@ import Testing
     #expect(refused.status == 1)
     #expect(
       refused.stderr
-        == "tgsess: refusing to recover while the bot runs: the bot runner holds \(botLock) (another tgsess process); use the bot's /recover, stop the bot, or pass --force\n"
+        == "tgsess: refusing to recover while the bot runs: the bot runner holds \(botLock) (another tgsess process); use the bot's /recover, or stop the bot, then run again (\(RestoreCLITests.forceRisk))\n"
     )
     #expect(treeWhileRefused == tree)
     #expect(forced.status == 0, "\(forced.stderr)")
-    #expect(try Self.outcome(forced)["strategy"] as? String == "session-string")
+    #expect(try Self.outcome(forced).strategy == .sessionString)
     #expect(FileManager.default.fileExists(atPath: fleet.sessionPath(user)))
   }
 
@@ -318,7 +317,7 @@ import Testing
   /// aside), exits as the run would (3: someone cannot be recovered), and changes nothing.
   @Test func dryRunPrintsThePlanAndChangesNothing() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 5)
+    let fleet = try TestFleet(users: 5)
     let users = try fleet.telethonUserIDs(3).sorted()
     let (missing, corrupt, nothing) = (users[0], users[1], users[2])
     let path = fleet.sessionPath
@@ -356,5 +355,90 @@ import Testing
     #expect(one.stdout.hasSuffix("dry run, nothing changed: 1 users: 0 healthy, 1 to recover, 0 unrecoverable\n"))
     #expect(try fleet.tree() == tree)
     #expect(try fleet.dumpAll() == dumps)
+  }
+
+  /// A missing Fernet key is the deployment's fault: `recover` says so once, naming what to
+  /// restore, exits 1 and changes nothing; it never concludes that users must log in again.
+  /// With the key back, the same command recovers them.
+  @Test func aMissingFernetKeyIsReportedOnceAndIsNoVerdictOnTheUsers() throws {
+    try Tools.require()
+    let fleet = try FleetFixture(users: 5)
+    let users = try fleet.telethonUserIDs(3)
+    for user in users { try FileManager.default.removeItem(atPath: fleet.sessionPath(user)) }
+    let keyFile = fleet.deployment.fernetKeysPath
+    let escrowed = fleet.directory.file("fernet.keys.escrow")
+    try FileManager.default.moveItem(atPath: keyFile, toPath: escrowed)
+    let tree = try fleet.tree()
+
+    let one = try fleet.tgsess(["recover", "--user", String(users[0])])
+    let all = try fleet.tgsess(["recover", "--all", "--json"])
+    let plan = try fleet.tgsess(["recover", "--all", "--dry-run"])
+    for result in [one, all, plan] {
+      #expect(result.status == 1, "\(result.stdout)\(result.stderr)")
+      #expect(result.stdout.isEmpty)
+      #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+      #expect(
+        result.stderr.hasPrefix(
+          "tgsess: recover: \(keyFile): missing, and TGSESS_FERNET_KEYS is unset, so none of the database's "))
+      #expect(
+        result.stderr.hasSuffix(
+          " encrypted secret(s) can be read; no user was changed; restore keys/fernet.keys from escrow (mode 600, owner tgsess) or set TGSESS_FERNET_KEYS, then run recover again\n"
+        ))
+      #expect(!result.stderr.contains("log in again"))
+    }
+    #expect(try fleet.tree() == tree)
+
+    try FileManager.default.moveItem(atPath: escrowed, toPath: keyFile)
+    let recovered = try fleet.tgsess(["recover", "--all", "--json"])
+    #expect(recovered.status == 0, "\(recovered.stderr)")
+    let outcomes = try jsonObject(recovered)["users"] as? [[String: Any]] ?? []
+    for user in users {
+      let outcome = outcomes.first { ($0["userID"] as? NSNumber)?.int64Value == user }
+      #expect(outcome?["outcome"] as? String == "recovered", "\(user)")
+      #expect(outcome?["strategy"] as? String == "session-string", "\(user)")
+    }
+  }
+
+  /// With the identity off the host, a user whose only source is an archive needs it: recover
+  /// says so once (exit 1, the identity's path and `--identity FILE`), and `--identity` works.
+  @Test func anIdentityOffTheHostIsAskedForOnceAndTakenWithIdentity() throws {
+    try Tools.require()
+    let fleet = try FleetFixture(users: 4)
+    let user = try fleet.telethonUserIDs(1)[0]
+    let original = try SessionWitness.stored([fleet.sessionPath(user)])
+    try fleet.tgsessOK(["backup"])
+    // Only the archives hold this user's session now.
+    try FileManager.default.removeItem(atPath: fleet.sessionPath(user))
+    try Self.removeIfPresent(fleet.sessionPath(user) + ".backup")
+    try fleet.sqlite("UPDATE user_sessions SET session_string = NULL WHERE user_id = \(user)")
+    try fleet.sqlite("DELETE FROM session_backups WHERE user_id = \(user)")
+    let identity = fleet.deployment.ageIdentityPath
+    let escrowed = fleet.directory.file("age-identity.escrow")
+    try FileManager.default.moveItem(atPath: identity, toPath: escrowed)
+    let tree = try fleet.tree()
+
+    let refused = try fleet.tgsess(["recover", "--user", String(user)])
+    #expect(refused.status == 1, "\(refused.stdout)\(refused.stderr)")
+    #expect(refused.stderr.split(separator: "\n").count == 1)
+    #expect(
+      refused.stderr.hasPrefix(
+        "tgsess: recover: \(identity): not on this host, and user \(user)'s session can only come from "))
+    #expect(
+      refused.stderr.hasSuffix(
+        " encrypted archive(s) it would open; pass --identity FILE (the escrowed age identity), then run recover again\n"
+      ))
+    #expect(!refused.stderr.contains("log in again"))
+    #expect(try fleet.tree() == tree)
+    let missing = try fleet.tgsess(["recover", "--user", String(user), "--identity", fleet.directory.file("nope")])
+    #expect(missing.status == 1)
+    #expect(missing.stderr.contains("\(fleet.directory.file("nope")): not found"))
+
+    let recovered = try fleet.tgsess(["recover", "--user", String(user), "--identity", escrowed, "--json"])
+    #expect(recovered.status == 0, "\(recovered.stderr)")
+    let outcome = try Self.outcome(recovered)
+    #expect(outcome.strategy == .backup)
+    #expect(outcome.source?.hasPrefix("archive ") == true)
+    let restored = try SessionWitness.stored([fleet.sessionPath(user)])
+    #expect(restored[fleet.sessionPath(user)]?.sameSession(as: original[fleet.sessionPath(user)]!) == true)
   }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -10,7 +11,7 @@ import Testing
   // MARK: - Helpers
 
   /// Every session and `.session.backup` file of the fleet.
-  static func sessionFiles(_ fleet: FleetFixture) throws -> [String] {
+  static func sessionFiles(_ fleet: TestFleet) throws -> [String] {
     try FileManager.default.contentsOfDirectory(atPath: fleet.deployment.sessionsDirectory).sorted()
       .filter { $0.hasSuffix(".session") || $0.hasSuffix(".session.backup") }
       .map { fleet.deployment.sessionsDirectory + "/" + $0 }
@@ -23,12 +24,12 @@ import Testing
   }
 
   /// The full snapshots, newest first.
-  static func fullArchives(_ fleet: FleetFixture) throws -> [[String: Any]] {
-    try jsonArray(try fleet.tgsessOK(["list", "--kind", "full", "--json"]))
+  static func fullArchives(_ fleet: TestFleet) throws -> [ListedArchive] {
+    try fleet.listedArchives(["--kind", "full"])
   }
 
   /// The `user_sessions` rows of these users, as sqlite3 prints them.
-  static func rows(_ fleet: FleetFixture, _ users: [Int64]) throws -> String {
+  static func rows(_ fleet: TestFleet, _ users: [Int64]) throws -> String {
     try fleet.sqlite(
       "SELECT * FROM user_sessions WHERE user_id IN (\(users.map(String.init).joined(separator: ","))) ORDER BY user_id"
     )
@@ -56,7 +57,7 @@ import Testing
 
   @Test func wholeRestoreAfterLosingSessionsAndDatabase() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 8, messageLogMiB: 1)
+    let fleet = try TestFleet(users: 8, messageLogMiB: 1)
     let files = try Self.sessionFiles(fleet)
     let original = try SessionWitness.stored(files)
     let dumps = try fleet.dumpAll()
@@ -66,7 +67,7 @@ import Testing
     try FileManager.default.removeItem(atPath: fleet.databasePath)
     let result = try fleet.tgsessOK(["restore", "latest"])
 
-    #expect(result.stdout.hasPrefix("restored from \(try Self.fullArchives(fleet)[0]["id"] as! String) (whole)"))
+    #expect(result.stdout.hasPrefix("restored from \(try Self.fullArchives(fleet)[0].id) (whole)"))
     #expect(result.stdout.contains("check: 8 session(s) validate, database passes integrity_check"))
     #expect(try fleet.dumpAll() == dumps)
     #expect(try fleet.sqlite("PRAGMA integrity_check") == "ok")
@@ -75,7 +76,7 @@ import Testing
 
   @Test func userRestoreBringsBackOneUserAndTouchesNobodyElse() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 8, messageLogMiB: 1)
+    let fleet = try TestFleet(users: 8, messageLogMiB: 1)
     let victims = try fleet.telethonUserIDs(2)
     let (deleted, corrupted) = (victims[0], victims[1])
     let original = try SessionWitness.stored(victims.map(fleet.sessionPath))
@@ -133,7 +134,7 @@ import Testing
 
   @Test func targetRestoreBuildsADrillCopyAndLeavesLiveUntouched() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 6, messageLogMiB: 1)
+    let fleet = try TestFleet(users: 6, messageLogMiB: 1)
     let files = try Self.sessionFiles(fleet)
     let original = try SessionWitness.stored(files)
     let dumps = try fleet.dumpAll()
@@ -167,11 +168,11 @@ import Testing
 
   @Test func dryRunPrintsEveryFileWithHashesAndChangesNothing() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 5)
+    let fleet = try TestFleet(users: 5)
     let victims = try fleet.telethonUserIDs(2)
     try fleet.tgsessOK(["backup"])
     let archive = try Self.fullArchives(fleet)[0]
-    let manifest = try Peers.manifest(ofArchive: archive["path"] as! String, identity: fleet.deployment.ageIdentityPath)
+    let manifest = try Peers.manifest(ofArchive: archive.path, identity: fleet.deployment.ageIdentityPath)
     try FileManager.default.removeItem(atPath: fleet.sessionPath(victims[0]))
     try Data(randomBytes(5000)).write(to: URL(fileURLWithPath: fleet.sessionPath(victims[1])))
     try fleet.sqlite("UPDATE copy_configs SET enabled = 0")
@@ -180,18 +181,18 @@ import Testing
 
     let whole = try fleet.tgsessOK(["restore", "latest", "--dry-run"])
     let user = try fleet.tgsessOK(["restore", "latest", "--user", String(victims[1]), "--dry-run"])
-    let json = try jsonObject(try fleet.tgsessOK(["restore", "latest", "--dry-run", "--json"]))
+    let json = try fleet.tgsessJSON(RestoreResult.self, ["restore", "latest", "--dry-run"])
     let drill = try fleet.tgsessOK(["restore", "latest", "--target", target, "--dry-run"])
 
     #expect(try fleet.tree() == tree)
     #expect(!FileManager.default.fileExists(atPath: target), "a dry run created \(target)")
-    #expect(whole.stdout.hasPrefix("would restore from \(archive["id"] as! String) (whole)"))
+    #expect(whole.stdout.hasPrefix("would restore from \(archive.id) (whole)"))
     #expect(!whole.stdout.contains("undo:"))
-    let entries = manifest["entries"] as! [[String: Any]]
+    let entries = manifest.entries
     #expect(entries.count >= 6)
     for entry in entries {
-      let path = fleet.root + "/" + (entry["path"] as! String)
-      let after = String((entry["sha256"] as! String).prefix(12))
+      let path = fleet.root + "/" + entry.path
+      let after = String(entry.sha256.prefix(12))
       let line = whole.stdout.split(separator: "\n").first { $0.contains(" \(path) ") }
       #expect(line?.hasSuffix("→ \(after)") == true, "\(path): \(line ?? "no line")")
       if path == fleet.sessionPath(victims[0]) {
@@ -211,44 +212,43 @@ import Testing
     #expect(user.stdout.contains("-u\(victims[1])-"))
     #expect(user.stdout.contains("would upsert the user_sessions row of user \(victims[1])"))
     #expect(user.stdout.contains("replace   \(fleet.sessionPath(victims[1]))"))
-    #expect(json["isDryRun"] as? Bool == true)
-    let files = json["files"] as! [[String: Any]]
+    #expect(json.isDryRun == true)
+    let files = json.files
     #expect(files.count == entries.count)
-    #expect(
-      Set(files.map { $0["sha256After"] as! String }) == Set(entries.map { $0["sha256"] as! String }))
+    #expect(Set(files.map(\.sha256After)) == Set(entries.map(\.sha256)))
     #expect(drill.stdout.contains("(target)"))
   }
 
   @Test func atPicksTheNewestArchiveAtOrBeforeTheTime() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 4)
+    let fleet = try TestFleet(users: 4)
     let user = try fleet.telethonUserIDs(1)[0]
     let firstConfigs = try fleet.dump("copy_configs")
     let firstIdentity = try SessionWitness.stored([fleet.sessionPath(user)])
     try fleet.tgsessOK(["backup"])
     let first = try Self.fullArchives(fleet)[0]
     // Archive times have whole seconds: wait for the next one before the second backup.
-    while Timestamp.compact(Date()) <= String((first["id"] as! String).prefix(16)) { usleep(50_000) }
+    while Timestamp.compact(Date()) <= String(first.id.prefix(16)) { usleep(50_000) }
     try fleet.sqlite("UPDATE copy_configs SET filters = '{\"media\": false}'")
     try Peers.writeNewTelethonSessions([fleet.sessionPath(user)])
     try fleet.tgsessOK(["backup"])
     let second = try Self.fullArchives(fleet)[0]
-    #expect(second["id"] as! String != first["id"] as! String)
-    let firstTime = first["createdAt"] as! String
-    let secondTime = second["createdAt"] as! String
+    #expect(second.id != first.id)
+    let firstTime = iso8601(first.createdAt)
+    let secondTime = iso8601(second.createdAt)
 
     func chosen(_ arguments: [String]) throws -> String {
-      try jsonObject(try fleet.tgsessOK(["restore", "--dry-run", "--json"] + arguments))["archiveID"] as! String
+      try fleet.tgsessJSON(RestoreResult.self, ["restore", "--dry-run"] + arguments).archiveID
     }
-    #expect(try chosen(["--at", firstTime]) == first["id"] as! String)
-    #expect(try chosen(["--at", secondTime]) == second["id"] as! String)
-    let userArchives = try jsonArray(try fleet.tgsessOK(["list", "--kind", "user", "--user", String(user), "--json"]))
+    #expect(try chosen(["--at", firstTime]) == first.id)
+    #expect(try chosen(["--at", secondTime]) == second.id)
+    let userArchives = try fleet.listedArchives(["--kind", "user", "--user", String(user)])
     #expect(userArchives.count == 2)
     // A per-user archive is dated when it is written, after its run's full snapshot (a second
     // later on a busy machine): its own time is the one to ask for.
     for archive in userArchives {
-      let time = archive["createdAt"] as! String
-      #expect(try chosen(["--user", String(user), "--at", time]) == archive["id"] as! String)
+      let time = iso8601(archive.createdAt)
+      #expect(try chosen(["--user", String(user), "--at", time]) == archive.id)
     }
     let tooEarly = try fleet.tgsess(["restore", "--at", "2001-01-01"])
     #expect(tooEarly.status == 1)
@@ -265,15 +265,14 @@ import Testing
 
   @Test func restoringTheUndoArchiveBringsBackThePreRestoreState() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 5)
+    let fleet = try TestFleet(users: 5)
     let user = try fleet.telethonUserIDs(1)[0]
     let path = fleet.sessionPath(user)
     let stateA = (dumps: try fleet.dumpAll(), session: try SessionWitness.stored([path]))
     try fleet.tgsessOK(["backup"])
-    let archiveA = try Self.fullArchives(fleet)[0]["id"] as! String
+    let archiveA = try Self.fullArchives(fleet)[0].id
     let userArchiveA =
-      try jsonArray(try fleet.tgsessOK(["list", "--kind", "user", "--user", String(user), "--json"]))[
-        0]["id"] as! String
+      try fleet.listedArchives(["--kind", "user", "--user", String(user)])[0].id
 
     // State B: the user logged in again with other api credentials; the bot changed its own table.
     try Peers.writeNewTelethonSessions([path])
@@ -288,9 +287,9 @@ import Testing
     #expect(restored.stdout.contains("(tgsess restore \(undo) undoes this restore)"))
     #expect(try fleet.dump("copy_configs") == stateA.dumps["copy_configs"])
     Self.expectSameSessions(try SessionWitness.loadedByTelethon([path]), stateA.session)
-    let listed = try jsonArray(try fleet.tgsessOK(["list", "--json"])).first { $0["id"] as? String == undo }
-    #expect(listed?["reason"] as? String == "Before restore")
-    #expect(listed?["kind"] as? String == "full")
+    let listed = try fleet.listedArchives().first { $0.id == undo }
+    #expect(listed?.reason == "Before restore")
+    #expect(listed?.kind == .full)
     let undone = try fleet.tgsessOK(["restore", undo])
     #expect(Self.undoID(undone.stdout) != nil)
     #expect(try fleet.dumpAll() == stateB.dumps)
@@ -302,10 +301,10 @@ import Testing
     let userUndo = try #require(Self.undoID(userRestore.stdout), "\(userRestore.stdout)")
     #expect(userUndo.contains("-u\(user)-"))
     Self.expectSameSessions(try SessionWitness.loadedByTelethon([path]), stateA.session)
-    let listedUser = try jsonArray(try fleet.tgsessOK(["list", "--user", String(user), "--json"])).first {
-      $0["id"] as? String == userUndo
+    let listedUser = try fleet.listedArchives(["--user", String(user)]).first {
+      $0.id == userUndo
     }
-    #expect(listedUser?["reason"] as? String == "Before restore")
+    #expect(listedUser?.reason == "Before restore")
     #expect(try Self.rows(fleet, [user]) != rowB)
     // Exactly the command the restore printed: the undo archive is the user's, so it restores the user.
     #expect(userRestore.stdout.contains("(tgsess restore \(userUndo) undoes this restore)"))
@@ -317,12 +316,12 @@ import Testing
 
   @Test func aUserTheArchiveDoesNotHoldIsRefusedAndNothingChanges() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     try fleet.tgsessOK(["backup"])
-    let full = try Self.fullArchives(fleet)[0]["id"] as! String
+    let full = try Self.fullArchives(fleet)[0].id
     let users = try fleet.sessionUserIDs()
-    let own = try jsonArray(try fleet.tgsessOK(["list", "--kind", "user", "--user", String(users[0]), "--json"]))
-    let userArchive = own[0]["id"] as! String
+    let own = try fleet.listedArchives(["--kind", "user", "--user", String(users[0])])
+    let userArchive = own[0].id
     let tree = try fleet.tree()
 
     let notInFull = try fleet.tgsess(["restore", full, "--user", "999"])
@@ -358,9 +357,9 @@ import Testing
   /// pin and unpin say the same.
   @Test func anAmbiguousIdPrefixNamesItsMatchesAndTheNextStep() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 4)
+    let fleet = try TestFleet(users: 4)
     try fleet.tgsessOK(["backup"])
-    let ids = try jsonArray(try fleet.tgsessOK(["list", "--json"])).map { $0["id"] as! String }
+    let ids = try fleet.listedArchives().map(\.id)
     #expect(ids.count == 5)
     let prefix = String(ids[0].prefix(4))
     #expect(ids.allSatisfy { $0.hasPrefix(prefix) })
@@ -384,8 +383,8 @@ import Testing
     #expect(unknown.stderr == "tgsess: restore: \(backups)/…/1999: not found; list archives with: tgsess list\n")
     #expect(try fleet.tree() == tree)
     // A prefix that is unique still finds its archive.
-    let unique = try jsonObject(try fleet.tgsessOK(["restore", String(ids[0].dropLast()), "--dry-run", "--json"]))
-    #expect(unique["archiveID"] as? String == ids[0])
+    let unique = try fleet.tgsessJSON(RestoreResult.self, ["restore", String(ids[0].dropLast()), "--dry-run"])
+    #expect(unique.archiveID == ids[0])
   }
 
   /// `restore --at TIME --user N` chooses among the archives that hold user N: an Imported
@@ -394,7 +393,7 @@ import Testing
   /// "holds nothing of user N").
   @Test func atForAUserNeverPicksAnImportedLegacyCopy() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     let user = try fleet.telethonUserIDs(1)[0]
     // A legacy .session.backup from 2025, imported by migrate as an "Imported" archive of 2025.
     let legacy = fleet.sessionPath(user) + ".backup"
@@ -405,30 +404,32 @@ import Testing
     )
     #expect(try fleet.tgsessOK(["migrate"]).stdout.contains("as archive"))
     try fleet.tgsessOK(["backup"])
-    let own = try jsonArray(try fleet.tgsessOK(["list", "--kind", "user", "--user", String(user), "--json"]))
-    #expect(own.map { $0["reason"] as? String } == ["Scheduled", "Imported"])
+    let own = try fleet.listedArchives(["--kind", "user", "--user", String(user)])
+    #expect(own.map(\.reason) == ["Scheduled", "Imported"])
     let tree = try fleet.tree()
 
     let before = try fleet.tgsess(["restore", "--at", "2025-06-01", "--user", String(user), "--dry-run"])
-    let now = try jsonObject(
-      try fleet.tgsessOK([
-        "restore", "--at", own[0]["createdAt"] as! String, "--user", String(user), "--dry-run", "--json",
-      ]))
+    let now = try fleet.tgsessJSON(
+      RestoreResult.self, ["restore", "--at", iso8601(own[0].createdAt), "--user", String(user), "--dry-run"])
 
     #expect(before.status == 1)
     #expect(
       before.stderr
         == "tgsess: restore: \(fleet.deployment.backupsDirectory): not found; no archive holds user \(user) at or before 2025-06-01T00:00:00Z; see tgsess list --user \(user)\n"
     )
-    #expect(now["archiveID"] as? String == own[0]["id"] as? String)
+    #expect(now.archiveID == own[0].id)
     #expect(try fleet.tree() == tree)
   }
 
   // MARK: - Live-owner guard
 
+  /// What every refusal of the guard says about --force.
+  static let forceRisk =
+    "--force is the only way past, and it risks the session: a process that holds a replaced file keeps writing into the deleted old file (those writes are lost), and Telegram kills a session used from two places at once (AUTH_KEY_DUPLICATED)"
+
   @Test func liveRestoreRefusesWhileTheBotHoldsItsLock() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 4)
+    let fleet = try TestFleet(users: 4)
     let users = try fleet.telethonUserIDs(2)
     let original = try SessionWitness.stored([fleet.sessionPath(users[0])])
     try fleet.tgsessOK(["backup"])
@@ -450,7 +451,7 @@ import Testing
       #expect(refused.status == 1)
       #expect(
         refused.stderr
-          == "tgsess: refusing to restore into the live deployment while the bot runs: the bot runner holds \(botLock) (another tgsess process); stop the bot, or pass --force\n"
+          == "tgsess: refusing to restore into the live deployment while it is in use: the bot runner holds \(botLock) (another tgsess process); stop the bot, then run again (\(Self.forceRisk))\n"
       )
       #expect(refused.stdout.isEmpty)
     }
@@ -465,7 +466,7 @@ import Testing
 
   @Test func liveRestoreRefusesBesideAHotJournal() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 4)
+    let fleet = try TestFleet(users: 4)
     let user = try fleet.telethonUserIDs(1)[0]
     try fleet.tgsessOK(["backup"])
     try Peers.writeNewTelethonSessions([fleet.sessionPath(user)])
@@ -482,7 +483,7 @@ import Testing
       #expect(refused.status == 1)
       #expect(
         refused.stderr
-          == "tgsess: refusing to restore into the live deployment while the bot runs: a hot journal \(journal) (a writer has the file open or crashed); stop the bot, or pass --force\n"
+          == "tgsess: refusing to restore into the live deployment while it is in use: a hot journal \(journal) (a writer has the file open or crashed); stop the bot, then run again (\(Self.forceRisk))\n"
       )
     }
     #expect(try fleet.tree() == tree)
@@ -492,37 +493,34 @@ import Testing
 
   @Test func killedAfterTheFirstFileLeavesEachFileWholeAndTheUndoListed() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 6)
+    let fleet = try TestFleet(users: 6)
     let dumpsA = try fleet.dumpAll()
     try fleet.tgsessOK(["backup"])
-    let archive = try Self.fullArchives(fleet)[0]["id"] as! String
+    let archive = try Self.fullArchives(fleet)[0].id
     let users = try fleet.sessionUserIDs()
     try Peers.writeNewTelethonSessions(users.map(fleet.sessionPath))
     try fleet.sqlite("UPDATE copy_configs SET enabled = 0")
     let dumpsB = try fleet.dumpAll()
-    let plan =
-      try jsonObject(try fleet.tgsessOK(["restore", archive, "--dry-run", "--json"]))["files"] as! [[String: Any]]
-    let sessions = plan.filter { ($0["path"] as! String).hasSuffix(".session") }
+    let plan = try fleet.tgsessJSON(RestoreResult.self, ["restore", archive, "--dry-run"]).files
+    let sessions = plan.filter { $0.path.hasSuffix(".session") }
     #expect(sessions.count == users.count)
-    #expect(sessions.allSatisfy { $0["action"] as? String == "replace" })
+    #expect(sessions.allSatisfy { $0.action == .replace })
 
     let crashed = try fleet.tgsess(["restore", archive], environment: ["TGSESS_CRASH_POINT": "restore.after-file"])
 
     #expect(crashed.status == SIGKILL, "\(crashed.stdout) \(crashed.stderr)")
     var newCount = 0
     for file in sessions {
-      let path = file["path"] as! String
+      let path = file.path
       let now = try FileSystem.sha256(ofFile: path)
-      #expect([file["sha256Before"] as? String, file["sha256After"] as? String].contains(now), "\(path) is mixed")
-      if now == file["sha256After"] as? String { newCount += 1 }
+      #expect([file.sha256Before, file.sha256After].contains(now), "\(path) is mixed")
+      if now == file.sha256After { newCount += 1 }
     }
     #expect(newCount == 1)
     let dumps = try fleet.dumpAll()
     #expect(dumps == dumpsA || dumps == dumpsB)
     #expect(try fleet.sqlite("PRAGMA integrity_check") == "ok")
-    let undo = try jsonArray(try fleet.tgsessOK(["list", "--json"])).filter {
-      $0["reason"] as? String == "Before restore"
-    }
+    let undo = try fleet.listedArchives().filter { $0.reason == "Before restore" }
     #expect(undo.count == 1)
     #expect(
       Set(try FileManager.default.contentsOfDirectory(atPath: fleet.deployment.sessionsDirectory))
@@ -530,8 +528,8 @@ import Testing
 
     // Running it again finishes the job and clears the dead run's staging.
     try fleet.tgsessOK(["restore", archive])
-    for file in plan where (file["path"] as! String).hasSuffix(".session") {
-      #expect(try FileSystem.sha256(ofFile: file["path"] as! String) == file["sha256After"] as? String)
+    for file in plan where file.path.hasSuffix(".session") {
+      #expect(try FileSystem.sha256(ofFile: file.path) == file.sha256After)
     }
     #expect(try fleet.dumpAll() == dumpsA)
     #expect(!(try fleet.tree()).keys.contains { $0.contains(".staging-") })
@@ -539,10 +537,10 @@ import Testing
 
   @Test func killedAtARandomMomentOfA200UserRestore() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 200, entities: 10)
+    let fleet = try TestFleet(users: 200, entities: 10)
     let dumpsA = try fleet.dumpAll()
     try fleet.tgsessOK(["backup"])
-    let archive = try Self.fullArchives(fleet)[0]["id"] as! String
+    let archive = try Self.fullArchives(fleet)[0].id
     // State B: pairs of users swapped files, every tenth lost theirs, the bot changed a table.
     let users = try fleet.sessionUserIDs()
     #expect(users.count == 200)
@@ -557,13 +555,12 @@ import Testing
     }
     try fleet.sqlite("UPDATE copy_configs SET enabled = 0")
     let dumpsB = try fleet.dumpAll()
-    let plan =
-      try jsonObject(try fleet.tgsessOK(["restore", archive, "--dry-run", "--json"]))["files"] as! [[String: Any]]
-    #expect(plan.filter { $0["action"] as? String != "identical" }.count >= 120)
+    let plan = try fleet.tgsessJSON(RestoreResult.self, ["restore", archive, "--dry-run"]).files
+    #expect(plan.filter { $0.action != .identical }.count >= 120)
 
     // The kill lands at a random moment of the apply phase, whatever the machine's speed: once a
     // random number of the files to replace have a new inode (rename into place).
-    let replaced = plan.filter { $0["action"] as? String == "replace" }.map { $0["path"] as! String }
+    let replaced = plan.filter { $0.action == .replace }.map(\.path)
     func inode(_ path: String) -> UInt64 {
       var info = stat()
       return lstat(path, &info) == 0 ? UInt64(info.st_ino) : 0
@@ -584,11 +581,11 @@ import Testing
 
     var states: [String: Int] = [:]
     for file in plan {
-      let path = file["path"] as! String
+      let path = file.path
       if path == fleet.databasePath { continue }
       let now = FileSystem.exists(path) ? try FileSystem.sha256(ofFile: path) : nil
-      let before = file["sha256Before"] as? String
-      let after = file["sha256After"] as? String
+      let before = file.sha256Before
+      let after: String? = file.sha256After
       #expect(now == before || now == after, "\(path) is neither old nor new after a kill at \(moment)")
       states[now == after ? "new" : "old", default: 0] += 1
     }
@@ -599,8 +596,8 @@ import Testing
     #expect(dumps == dumpsA || dumps == dumpsB, "the database is mixed after a kill at \(moment)")
 
     try fleet.tgsessOK(["restore", archive])
-    for file in plan where file["path"] as! String != fleet.databasePath {
-      #expect(try FileSystem.sha256(ofFile: file["path"] as! String) == file["sha256After"] as? String)
+    for file in plan where file.path != fleet.databasePath {
+      #expect(try FileSystem.sha256(ofFile: file.path) == file.sha256After)
     }
     #expect(try fleet.dumpAll() == dumpsA, "killed at \(moment): \(states)")
   }

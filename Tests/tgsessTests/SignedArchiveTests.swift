@@ -25,7 +25,7 @@ import Testing
 
   @Test func forgedArchivesAreNeverListedVerifiedSelectedCountedOrRestored() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     let victim = try fleet.telethonUserIDs(1)[0]
     try fleet.tgsessOK(["backup"])
     let genuineKey = try Self.authKey(fleet.sessionPath(victim))
@@ -135,7 +135,7 @@ import Testing
   /// archive; an older archive replayed under a newer name with its signature. Each is refused.
   @Test func attacksOnGenuineArchivesAreRefused() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     let users = try fleet.telethonUserIDs(2)
     let (victim, other) = (users[0], users[1])
     try fleet.tgsessOK(["backup"])
@@ -226,7 +226,7 @@ import Testing
     try original.write(to: URL(fileURLWithPath: fullPath))
 
     // 3. A genuine archive of another deployment (its own keys), signature and record included.
-    let foreign = try FleetFixture(users: 3)
+    let foreign = try TestFleet(users: 3)
     try foreign.tgsessOK(["backup"])
     let theirs = try #require(
       try ArchiveRepository(backupsDirectory: foreign.deployment.backupsDirectory).list(kind: .user, userID: victim)
@@ -275,7 +275,7 @@ import Testing
   @Test func forgeriesOnARemoteAreNeverRestoredAndForgeriesHereAreNeverPushed() throws {
     try OffsiteTests.requireRclone()
     try Tools.require()
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     let remote = fleet.directory.file("remote")
     try OffsiteTests.configure(fleet, remotes: [("usb", remote)])
     try fleet.tgsessOK(["backup"])

@@ -14,7 +14,7 @@ import Testing
   }
 
   @Test func inMemoryAndFileStagingArchiveTheSameBytesInTheSameOrder() throws {
-    let fleet = try FleetFixture(users: 9)
+    let fleet = try TestFleet(users: 9)
     var logger = Logger(label: "test")
     logger.logLevel = .critical
     let inMemory = try BackupJob.run(fleet.deployment, options: BackupOptions(), logger: logger)
@@ -35,7 +35,7 @@ import Testing
   }
 
   @Test func theFullArchivesManifestIsTheOneJSONEncoderWouldWrite() throws {
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     var logger = Logger(label: "test")
     logger.logLevel = .critical
     let result = try BackupJob.run(fleet.deployment, options: BackupOptions(), logger: logger)
@@ -75,7 +75,7 @@ import Testing
     #expect(tail.stdout.hasPrefix(b.sha256 + " "))
 
     // A session snapshot packs the same way, from its in-memory image.
-    let fleet = try FleetFixture(users: 1)
+    let fleet = try TestFleet(users: 1)
     let session = fleet.sessionPath(try fleet.sessionUserIDs()[0])
     let image = try SQLiteSnapshot.takeInMemory(source: session)
     let c = try staging.pack(image)
