@@ -104,8 +104,8 @@ struct Keys: ParsableCommand {
         )
       }
       if result.isPartial { throw ExitCode(ExitStatus.partial) }
-      }
     }
+  }
 
   struct VerifyEscrow: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -113,8 +113,9 @@ struct Keys: ParsableCommand {
       abstract: "Check escrowed key copies against this deployment, reading only.",
       discussion: """
         Checks that the escrowed age identity holds the identity of every recipient in \
-        keys/age-recipients.txt and opens the newest archive (its header and first chunk); with \
-        --fernet-keys, that the escrowed Fernet keys decrypt every secret in the database and \
+        keys/age-recipients.txt and opens the newest archive signed by this deployment's key (its \
+        header and first chunk); with --fernet-keys, that the escrowed Fernet keys decrypt every \
+        secret in the database and \
         hold the current key; with --verify-key, that the escrowed signing.pub holds every key \
         of keys/signing.pub. Each line says ok, FAILED (with what to do) or skipped. Run it right \
         after escrowing and after every key rotation, with the copies as they are in escrow.

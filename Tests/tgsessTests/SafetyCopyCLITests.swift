@@ -69,6 +69,12 @@ import Testing
     let record = try #require(try Self.listed(fleet, id))
     #expect(record["kind"] as? String == "full")
     #expect(record["reason"] as? String == "Before migrate")
+    // Signed as every archive is, with the deployment's key: readers accept nothing else.
+    #expect(record["signature"] as? String == "signed")
+    let ring = try KeyStore.loadVerifyingKeys(path: fleet.root + "/keys/signing.pub")
+    let signed = try ArchiveSigning.verifyFile(
+      archivePath: fleet.backupsDirectory + "/full/\(id).tar.zst.age", ring: ring)
+    #expect(signed.statement.reason == "Before migrate")
     // The stock tools open it, and it is the database as it was: plaintext, before migrating.
     let archive = fleet.backupsDirectory + "/full/\(id).tar.zst.age"
     let scratch = try TemporaryDirectory("safety-copy")
@@ -132,6 +138,13 @@ import Testing
     #expect(try Self.filesHolding(secrets, under: fleet.backupsDirectory) == [])
     let record = try #require(try Self.listed(fleet, String(id)))
     #expect(record["reason"] as? String == "Before migrate")
+    // The converted copy is signed too (as tgsess writes every archive).
+    #expect(record["signature"] as? String == "signed")
+    #expect(
+      try ArchiveSigning.verifyFile(
+        archivePath: fleet.backupsDirectory + "/full/\(id).tar.zst.age",
+        ring: try KeyStore.loadVerifyingKeys(path: fleet.root + "/keys/signing.pub")
+      ).statement.archiveID == String(id))
     #expect((record["createdAt"] as? String ?? record["created_at"] as? String)?.hasPrefix("2026-11-01") == true)
     let restore = try fleet.tgsess(["restore", String(id), "--dry-run"])
     #expect(restore.status == 0, "\(restore.stderr)")

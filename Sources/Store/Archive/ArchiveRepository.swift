@@ -244,14 +244,15 @@ public struct ArchiveRepository: Sendable {
 
   /// The newest per-user archive of `userID`, reading only its own record: ids begin with the
   /// UTC time they were made, so the greatest id is the newest. (`list` orders by the recorded
-  /// time, which is the id's for every archive tgsess writes.)
+  /// time, which is the id's for every archive tgsess writes.) With `accepting` (given the
+  /// archive's path), archives it refuses are passed over.
   /// - Throws: `StoreError.io` when the directory cannot be read.
-  public func newestUserArchive(userID: Int64) throws -> ArchiveRecord? {
+  public func newestUserArchive(userID: Int64, accepting: ((String) -> Bool)? = nil) throws -> ArchiveRecord? {
     let directory = userDirectory(userID)
     let names = try Self.names(in: directory)
     let present = Set(names)
     let archives = names.compactMap { name in ArchiveName.parse(fileName: name).map { (id: $0.0, name: name) } }
-    for archive in archives.sorted(by: { $0.id > $1.id }) {
+    for archive in archives.sorted(by: { $0.id > $1.id }) where accepting?(directory + "/" + archive.name) ?? true {
       if let record = Self.record(archive: archive.name, in: directory, present: present) { return record }
     }
     return nil

@@ -110,6 +110,13 @@ extension ArchiveAuthenticator {
 }
 
 extension SigningAuthenticator {
+  /// Whether the archive at `archivePath` carries a signature by a key of the ring, in the place
+  /// it names (reads the signature file only).
+  public func isSigned(archivePath: String) -> Bool {
+    if case .signed = authenticity(archivePath: archivePath) { return true }
+    return false
+  }
+
   /// How each of `records` stands (`authenticity(archivePath:)`), in their order, on a few
   /// threads.
   public func authenticity(of records: [ArchiveRecord], in repository: ArchiveRepository) -> [ArchiveAuthenticity] {
