@@ -72,7 +72,8 @@ public enum ArchiveSelection {
       // Older than the best so far, so it wins only with a lower tier, which it cannot have.
       if let best, best.tier <= placeTier(candidate) { continue }
       guard let vouched = accept(candidate), vouched.reason != BackupReason.imported else { continue }
-      let tier = placeTier(vouched) + (vouched.reason == BackupReason.beforeRestore ? 2 : 0)
+      let isUndo = [BackupReason.beforeRestore, BackupReason.beforeMigrate].contains(vouched.reason)
+      let tier = placeTier(vouched) + (isUndo ? 2 : 0)
       if best == nil || tier < best!.tier { best = (tier, vouched) }
     }
     return best?.record

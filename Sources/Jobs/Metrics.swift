@@ -138,7 +138,7 @@ extension CheckResult {
       if let missing = remote.missingArchives {
         file.gauge(
           "tgsess_check_remote_missing_archives", Double(missing),
-          help: "Local archives the remote lacked at its last listing.", labels: labels)
+          help: "Local signed archives the remote lacked at its last listing.", labels: labels)
       }
       if let verified = remote.lastVerifiedPushAt {
         file.gauge(
