@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -49,13 +50,14 @@ import Testing
     return String(id)
   }
 
-  static func listed(_ fleet: FleetDeployment, _ id: String) throws -> [String: Any]? {
-    try jsonArray(try fleet.tgsess(["list", "--json"])).first { $0["id"] as? String == id }
+  static func listed(_ fleet: TestFleet, _ id: String) throws -> ListedArchive? {
+    try fleet.listedArchives().first { $0.id == id }
   }
 
   @Test func initOnALegacyDeploymentLeavesNoPlaintextCopyBehind() throws {
     try StockTools.require()
-    let fleet = try FleetDeployment(users: 5, legacy: true)
+    let fleet = try TestFleet(
+      users: 5, legacy: true, entities: 120, collectsSecrets: true, location: .subdirectory("fleet"))
     let secrets = try Self.seedSecrets(fleet.databasePath)
     let first = try fleet.tgsess(["init"])
     #expect(first.status == 0, "\(first.stderr)")
@@ -67,10 +69,10 @@ import Testing
     #expect(!FileManager.default.fileExists(atPath: fleet.backupsDirectory + "/pre-migrate"))
     // It is listed like every archive: a full snapshot with its reason.
     let record = try #require(try Self.listed(fleet, id))
-    #expect(record["kind"] as? String == "full")
-    #expect(record["reason"] as? String == "Before migrate")
+    #expect(record.kind == .full)
+    #expect(record.reason == "Before migrate")
     // Signed as every archive is, with the deployment's key: readers accept nothing else.
-    #expect(record["signature"] as? String == "signed")
+    #expect(record.signature == .signed)
     let ring = try KeyStore.loadVerifyingKeys(path: fleet.root + "/keys/signing.pub")
     let signed = try ArchiveSigning.verifyFile(
       archivePath: fleet.backupsDirectory + "/full/\(id).tar.zst.age", ring: ring)
@@ -105,7 +107,8 @@ import Testing
   /// already holds byte for byte is only removed); the output names each.
   @Test func migrateEncryptsThePlaintextCopiesAnEarlierVersionLeft() throws {
     try StockTools.require()
-    let fleet = try FleetDeployment(users: 4, legacy: true)
+    let fleet = try TestFleet(
+      users: 4, legacy: true, entities: 120, collectsSecrets: true, location: .subdirectory("fleet"))
     let secrets = try Self.seedSecrets(fleet.databasePath)
     let legacyCopy = try #require(
       try FileManager.default.contentsOfDirectory(atPath: fleet.root + "/data").first { $0.contains(".backup_") })
@@ -137,15 +140,15 @@ import Testing
     #expect(!FileManager.default.fileExists(atPath: directory))
     #expect(try Self.filesHolding(secrets, under: fleet.backupsDirectory) == [])
     let record = try #require(try Self.listed(fleet, String(id)))
-    #expect(record["reason"] as? String == "Before migrate")
+    #expect(record.reason == "Before migrate")
+    #expect(ISO8601DateFormatter().string(from: record.createdAt).hasPrefix("2026-11-01"))
     // The converted copy is signed too (as tgsess writes every archive).
-    #expect(record["signature"] as? String == "signed")
+    #expect(record.signature == .signed)
     #expect(
       try ArchiveSigning.verifyFile(
         archivePath: fleet.backupsDirectory + "/full/\(id).tar.zst.age",
         ring: try KeyStore.loadVerifyingKeys(path: fleet.root + "/keys/signing.pub")
       ).statement.archiveID == String(id))
-    #expect((record["createdAt"] as? String ?? record["created_at"] as? String)?.hasPrefix("2026-11-01") == true)
     let restore = try fleet.tgsess(["restore", String(id), "--dry-run"])
     #expect(restore.status == 0, "\(restore.stderr)")
     #expect(restore.stdout.contains("replace   \(fleet.databasePath)"))
@@ -163,7 +166,8 @@ import Testing
   /// Without an age recipient there is nothing to encrypt the copy to: migrate refuses before it
   /// changes anything (init creates the keys first, so it never gets here).
   @Test func migrateWithoutARecipientRefusesAndChangesNothing() throws {
-    let fleet = try FleetDeployment(users: 3, legacy: true)
+    let fleet = try TestFleet(
+      users: 3, legacy: true, entities: 120, collectsSecrets: true, location: .subdirectory("fleet"))
     let key = try runPython("from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")
       .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     let before = try FileTree.hashes(fleet.root)
@@ -183,7 +187,8 @@ import Testing
   /// `init` and `migrate` wait for the deployment lock with `--lock-wait`, as their held-lock
   /// message says (they rejected the option before).
   @Test func initAndMigrateTakeLockWait() throws {
-    let fleet = try FleetDeployment(users: 2, legacy: true)
+    let fleet = try TestFleet(
+      users: 2, legacy: true, entities: 120, collectsSecrets: true, location: .subdirectory("fleet"))
     let lockPath = fleet.root + "/.tgsess.lock"
     var holder = try BackgroundProcess.holdingLock(lockPath)
     for verb in ["init", "migrate"] {

@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -7,7 +8,7 @@ import Testing
 /// other, go offsite with their signature, and an archive not signed by the deployment's key never
 /// makes watch believe an identity is archived.
 @Suite(.serialized) struct WatchSignedArchiveTests {
-  static func ring(_ fleet: FleetDeployment) throws -> VerifyingKeyRing {
+  static func ring(_ fleet: TestFleet) throws -> VerifyingKeyRing {
     try KeyStore.loadVerifyingKeys(path: fleet.root + "/keys/signing.pub")
   }
 
@@ -17,7 +18,7 @@ import Testing
     let remote = scratch.file("remote")
     let fleet = try WatchCLITests.fleet(
       users: 3, config: "deployment_name = \"host\"\n[[remotes]]\nname = \"usb\"\npath = \"\(remote)\"\n")
-    let user = try fleet.userIDs()[0]
+    let user = try #require(fleet.userIDs.first)
     let before = try fleet.userArchives(user)
     let keys = try fleet.loginWithTelethon([user])
     let once = try fleet.tgsess(["watch", "--once"])
@@ -31,8 +32,7 @@ import Testing
     let path = fleet.backupsDirectory + "/" + directory + newest.id + ".tar.zst.age"
     let signed = try ArchiveSigning.verifyFile(archivePath: path, ring: try Self.ring(fleet))
     #expect(signed.statement.archiveID == newest.id && signed.statement.userID == user)
-    let listed = try jsonArray(try fleet.tgsess(["list", "--json", "--user", String(user)]))
-    #expect(listed.first { $0["id"] as? String == newest.id }?["signature"] as? String == "signed")
+    #expect(try fleet.listedArchives(["--user", String(user)]).first { $0.id == newest.id }?.signature == .signed)
     // Offsite: the archive and its signature, byte for byte.
     for suffix in [".tar.zst.age", ".sig"] {
       let local = fleet.backupsDirectory + "/" + directory + newest.id + suffix
@@ -48,7 +48,7 @@ import Testing
   /// user's new identity; watch must not take it for an archive of that identity.
   @Test func aPlantedArchiveNeverStandsForTheArchivedIdentity() throws {
     let fleet = try WatchCLITests.fleet(users: 3)
-    let user = try fleet.userIDs()[0]
+    let user = try #require(fleet.userIDs.first)
     let before = Set(try fleet.userArchives(user).map(\.id))
     let genuine = try WatchCLITests.record(fleet, user, try #require(try fleet.userArchives(user).last).id)
     let keys = try fleet.loginWithTelethon([user])
@@ -73,7 +73,6 @@ import Testing
     #expect(try WatchCLITests.record(fleet, user, archive.id).sessionFingerprint?.authKey == key)
     _ = try ArchiveSigning.verifyFile(
       archivePath: directory + "/" + archive.id + ".tar.zst.age", ring: try Self.ring(fleet))
-    let listed = try jsonArray(try fleet.tgsess(["list", "--json", "--user", String(user)]))
-    #expect(listed.first { $0["id"] as? String == plantedID }?["signature"] as? String == "unsigned")
+    #expect(try fleet.listedArchives(["--user", String(user)]).first { $0.id == plantedID }?.signature == .unsigned)
   }
 }
