@@ -10,17 +10,23 @@
 #                                         # against that commit's tgsess (built in a git worktree;
 #                                         # BENCH_BASELINE_BIN=PATH uses one built already)
 #   BENCH_ONLY=watch bash scripts/bench.sh   # only the `tgsess watch` scenario (scripts/bench_watch.py)
+#   BENCH_ONLY=stall bash scripts/bench.sh   # only the bot writer's wait during backups (scripts/bench_stall.py)
 #
 # The watch scenario needs the real Telethon and cryptography: the test virtualenv .venv-test
 # (scripts/test.sh creates it) or TGSESS_TEST_PYTHON. BENCH_WATCH_USERS (default: BENCH_USERS),
 # BENCH_WATCH_SECONDS (default 180: the churn runs that long, the 20 logins spread over it) and
 # BENCH_WATCH_LOGINS (default 20) size it.
+#
+# The stall scenario grows the bot database's message_log to each of BENCH_STALL_MIB (default
+# "450 1500 3600": databases of about 0.5, 1.7 and 4 GB) and measures a writer like the bot
+# (timeout=1, a commit every 5 ms) during the old one-step online backup, `tgsess backup` on the
+# rollback journal, and `tgsess backup` after `tgsess migrate --wal`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 only=${BENCH_ONLY:-}
-case "$only" in "" | watch) ;; *) echo "bench.sh: BENCH_ONLY must be empty or 'watch', not '$only'" >&2; exit 64 ;; esac
-if [ "$only" = watch ]; then
+case "$only" in "" | watch | stall) ;; *) echo "bench.sh: BENCH_ONLY must be empty, 'watch' or 'stall', not '$only'" >&2; exit 64 ;; esac
+if [ -n "$only" ]; then
   install_system_packages time
 else
   install_system_packages restic borgbackup eatmydata time python3-cryptography
@@ -98,6 +104,68 @@ print("| %d | %.2f | %.2f | %.2f (%s) | %d / %d of %d | %s / %s / %s | %s / %s /
 PY
   done
 }
+
+# The stall scenario at one database size (see the header).
+stall_bench() {
+  local mib=$1 root="$work/stall-$1"
+  local db="$root/data/telegram_bot.db"
+  echo "== stall, message_log $mib MiB" >&2
+  "$bin/tgsess-fleet" --root "$root" --users 100 --message-log-mib "$mib" --seed 7 >/dev/null
+  # The machine's own figure: the writer alone, for as long as a backup takes.
+  python3 scripts/bench_stall.py "$db" "no backup (the writer alone for 20 s)" -- sleep 20 >>"$work/stall.jsonl"
+  # The baseline: the online backup in one step (sqlite3_backup_step(-1)), as tgsess took it before.
+  python3 scripts/bench_stall.py "$db" "one-step online backup (the old way)" -- python3 -c \
+    'import sqlite3, sys; s = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True); d = sqlite3.connect(sys.argv[2]); s.backup(d); d.close()' \
+    "$db" "$work/one-step.db" >>"$work/stall.jsonl"
+  rm -f "$work/one-step.db"
+  python3 scripts/bench_stall.py "$db" "tgsess backup (rollback journal)" -- "$tg" backup --root "$root" >>"$work/stall.jsonl"
+  "$tg" migrate --root "$root" --wal >/dev/null
+  python3 scripts/bench_stall.py "$db" "tgsess backup (WAL, after migrate --wal)" -- "$tg" backup --root "$root" >>"$work/stall.jsonl"
+  tail -4 "$work/stall.jsonl" | sed 's/^/  /' >&2
+  rm -rf "$root"
+}
+
+# The stall section of the report, from the JSON lines the runs left.
+stall_report() {
+  echo "## A backup never stalls the bot"
+  echo
+  echo "Each row: a writer like the bot (\`sqlite3.connect(timeout=1)\`, one transaction every 5 ms inserting into"
+  echo "message_log and counting it in copy_stats; scripts/bench_stall.py) runs for 1 s, then through one run of the"
+  echo "command, then 0.5 s more. \"longest wait\" is the writer's longest transaction from the start of the run on"
+  echo "(its wait for the backup's read lock included); a \"database is locked\" error is counted and the writer goes"
+  echo "on. The database file is read into the page cache before each run, as a live bot's is. The fleet is"
+  echo "\`tgsess-fleet --users 100 --message-log-mib N --seed 7\`; \"no backup\" is the writer alone on the same machine"
+  echo "at the same time (its own commit latency: fsync, scheduling)."
+  echo
+  echo "| database MiB | run | journal | exit | run s | locked errors | longest wait ms | p99 wait ms | commits | message |"
+  echo "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+  python3 - "$work/stall.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    note = r["message"] or (r["stderr"] if r["exit"] else "")
+    print("| %d | %s | %s | %d | %.2f | %d | %.1f | %.1f | %d | %s |" % (
+        r["db_mib"], r["label"], r["journal_mode"], r["exit"], r["seconds"], r["errors"], r["longest_ms"],
+        r["p99_ms"], r["commits"], note.replace("|", "\\|")))
+PY
+}
+
+if [ "$only" = stall ]; then
+  : >"$work/stall.jsonl"
+  for mib in ${BENCH_STALL_MIB:-450 1500 3600}; do stall_bench "$mib"; done
+  {
+    echo "# Benchmarks: a backup never stalls the bot"
+    echo
+    echo "Produced by \`${BENCH_COMMAND:-BENCH_ONLY=stall bash scripts/bench.sh}\` on $(date -u +%Y-%m-%d)."
+    echo
+    echo "- Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); disk: $(df -h "$work" | awk 'NR==2 {print $1}'); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- $("$tg" --version | sed 's/^/tgsess /') ($config build), Python $(python3 -c 'import sqlite3, sys; print(sys.version.split()[0], "with SQLite", sqlite3.sqlite_version)')"
+    echo
+    stall_report
+  } >"$out"
+  echo "wrote $out" >&2
+  exit 0
+fi
 
 if [ "$only" = watch ]; then
   for users in ${BENCH_WATCH_USERS:-$users_list}; do watch_bench "$users"; done

@@ -78,7 +78,7 @@ echo "torture: $scale run, seed $seed, output in $out" | tee -a "$log"
 swift build --build-tests >>"$log" 2>&1 || { echo "swift build failed; see the log" >&2; tail -20 "$log" >&2; exit 1; }
 
 declare -A suite=(
-  [crash-points]=CrashPointTorture [live-writers]=LiveWriterTorture [hostile-archives]=HostileArchiveTorture
+  [crash-points]=CrashPointTorture [live-writers]="(LiveWriterTorture|StallTorture)" [hostile-archives]=HostileArchiveTorture
   [disk-full]=DiskFullTorture [lock-storms]=LockStormTorture [bad-sessions]=BadSessionTorture
   [fuzzing]=FuzzSmokeTorture
 )

@@ -22,6 +22,12 @@ public struct BackupOptions: Sendable {
   public var inMemorySnapshotLimit: Int64 = 32 << 20
   /// Threads that snapshot and inspect session files (and the database) at once.
   public var snapshotWorkers = Parallel.defaultWorkers
+  /// The longest a snapshot may hold a rollback-journal file's read lock at once, in
+  /// milliseconds: the bot's writes wait about this long at most (`[backup] max_writer_wait_ms`).
+  public var maxWriterWaitMS = BackupOptions.defaultMaxWriterWaitMS
+
+  /// The writers' wait when neither the caller nor `[backup] max_writer_wait_ms` sets one.
+  public static let defaultMaxWriterWaitMS = 50
 
   /// The zstd level when neither the caller nor `[backup] zstd_level` sets one.
   public static let defaultZstdLevel = 3
@@ -76,6 +82,7 @@ public struct BackupOptions: Sendable {
       isEncrypted: overrides.isEncrypted ?? section?.encrypt ?? true,
       lockWait: overrides.lockWait ?? section?.lockWait.map(TimeInterval.init) ?? Self.defaultLockWait,
       zstdLevel: overrides.zstdLevel ?? section?.zstdLevel ?? Self.defaultZstdLevel)
+    maxWriterWaitMS = section?.maxWriterWaitMS ?? Self.defaultMaxWriterWaitMS
   }
 }
 
@@ -302,6 +309,18 @@ public enum BackupJob {
       var isUnchanged = false
     }
 
+    /// How to snapshot a live file: the database's writers are the bot's, whose database
+    /// `migrate --wal` can switch to WAL; a session file's is the userbot's.
+    func snapshotOptions(isDatabase: Bool) -> SnapshotOptions {
+      var snapshot = SnapshotOptions(busyTimeoutMS: Int32(clamping: deployment.busyTimeoutMS))
+      snapshot.maxLockMS = Double(options.maxWriterWaitMS)
+      snapshot.restartsHint =
+        isDatabase
+        ? "switch the bot's database to WAL, whose writers never wait for a backup: tgsess migrate --wal"
+        : "run the backup again when the userbot is idle"
+      return snapshot
+    }
+
     /// Whether `userID`'s newest signed per-user archive holds a session with this identity (an
     /// archive not signed by the deployment's key never stands for a backup of the user).
     /// - Throws: `StoreError.io` when the user's archive directory cannot be read.
@@ -321,13 +340,13 @@ public enum BackupJob {
     func stageSession(userID: Int64, staging: StagingArea) throws -> StagedSession {
       let source = deployment.sessionPath(userID: userID)
       let relative = "sessions/user_\(userID).session"
-      let busyTimeoutMS = Int32(deployment.busyTimeoutMS)
+      let snapshotOptions = snapshotOptions(isDatabase: false)
       let info: SessionFileInfo
       let staged: ArchiveSource
       let size: Int64
       let sha256: String
       if ((try? FileSystem.size(of: source)) ?? 0) <= options.inMemorySnapshotLimit {
-        let image = try SQLiteSnapshot.takeInMemory(source: source, busyTimeoutMS: busyTimeoutMS)
+        let image = try SQLiteSnapshot.takeInMemory(source: source, options: snapshotOptions)
         try CrashPoint.hit("backup.after-session-snapshot")
         info = try SessionFileInspector.inspect(snapshot: image, object: source)
         let packed = try staging.pack(image)
@@ -336,7 +355,7 @@ public enum BackupJob {
         sha256 = packed.sha256
       } else {
         let path = try staging.file(relative)
-        try SQLiteSnapshot.take(source: source, destination: path, busyTimeoutMS: busyTimeoutMS)
+        try SQLiteSnapshot.take(source: source, destination: path, options: snapshotOptions)
         try CrashPoint.hit("backup.after-session-snapshot")
         do { info = try SessionFileInspector.inspect(path: path) } catch StoreError.session(_, let reason) {
           // The snapshot is a faithful copy: its problem is the source file's.
@@ -360,7 +379,7 @@ public enum BackupJob {
       if FileSystem.exists(backupSource) {
         do {
           let packed = try staging.pack(
-            try SQLiteSnapshot.takeInMemory(source: backupSource, busyTimeoutMS: busyTimeoutMS))
+            try SQLiteSnapshot.takeInMemory(source: backupSource, options: snapshotOptions))
           result.backupSource = packed.source
           result.backupEntry = Manifest.Entry(
             path: relative + ".backup", role: .sessionBackup, size: packed.byteCount, sha256: packed.sha256,
@@ -445,8 +464,16 @@ public enum BackupJob {
     /// - Throws: `StoreError` naming the database when the snapshot fails or fails quick_check.
     func stageDatabase(relative: String, staging: StagingArea) throws -> StagedSession {
       let path = try staging.file(relative)
-      try SQLiteSnapshot.take(
-        source: deployment.databasePath, destination: path, busyTimeoutMS: Int32(deployment.busyTimeoutMS))
+      let report = try SQLiteSnapshot.take(
+        source: deployment.databasePath, destination: path, options: snapshotOptions(isDatabase: true))
+      logger.debug(
+        "database snapshot taken",
+        metadata: [
+          "file.path": "\(deployment.databasePath)", "snapshot.method": "\(report.method.rawValue)",
+          "snapshot.journal_mode": "\(report.journalMode.rawValue)", "snapshot.steps": "\(report.steps)",
+          "snapshot.restarts": "\(report.restarts)",
+          "snapshot.writer_wait_ms": "\(String(format: "%.1f", report.writerWaitMS))",
+        ])
       let problems = try SQLiteConnection(path: path, mode: .readOnly).integrityCheck(quick: true)
       guard problems.isEmpty else {
         throw StoreError.database(

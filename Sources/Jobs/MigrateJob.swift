@@ -10,11 +10,15 @@ public struct MigrateOptions: Sendable {
   public var rotateKey: Bool
   /// Seconds to wait for the deployment lock.
   public var lockWait: TimeInterval
+  /// Switch the database to WAL (`--wal`): its writers then never wait for a backup's reads.
+  public var switchesToWAL: Bool
 
-  public init(isDryRun: Bool = false, rotateKey: Bool = false, lockWait: TimeInterval = 0) {
+  public init(isDryRun: Bool = false, rotateKey: Bool = false, lockWait: TimeInterval = 0, switchesToWAL: Bool = false)
+  {
     self.isDryRun = isDryRun
     self.rotateKey = rotateKey
     self.lockWait = lockWait
+    self.switchesToWAL = switchesToWAL
   }
 }
 
@@ -51,12 +55,18 @@ public struct MigrateResult: Codable, Sendable, Equatable {
   public var plaintextCopies: [ConvertedSafetyCopy] = []
   /// In a dry run: why the real run would refuse (no age recipient for the safety copy).
   public var refusal: String?
+  /// The database's journal mode before the run (`delete`, `truncate`, `persist`, `wal`, ...).
+  public var journalMode = ""
+  /// `--wal`: the database was switched (or, in a dry run, would be) from `journalMode` to WAL.
+  public var switchesToWAL = false
   /// Whether the schema or the secrets changed (or would).
   public var hasDatabaseChanges: Bool {
     created || !migrations.isEmpty || secretsEncrypted > 0 || secretsRotated > 0
   }
   /// Whether anything changed (or would).
-  public var hasChanges: Bool { hasDatabaseChanges || !imported.isEmpty || !plaintextCopies.isEmpty }
+  public var hasChanges: Bool {
+    hasDatabaseChanges || !imported.isEmpty || !plaintextCopies.isEmpty || switchesToWAL
+  }
 }
 
 /// A plaintext safety copy an earlier version left, and the encrypted archive that holds it now.
@@ -125,6 +135,8 @@ public enum MigrateJob {
         fromVersion: status.version, toVersion: BotSchema.currentVersion, migrations: status.pending, safetyCopy: nil,
         secretsEncrypted: secrets.plaintext, secretsRotated: options.rotateKey ? secrets.underOlderKey : 0,
         secretsUndecryptable: secrets.undecryptable)
+      result.journalMode = try database.journalMode()
+      result.switchesToWAL = options.switchesToWAL && result.journalMode != "wal"
       let legacyFiles = try LegacyBackups.find(deployment)
       let plaintextCopies = try PlaintextSafetyCopies.find(deployment)
       // The safety copy holds every secret (plaintext ones in a legacy database): it is an
@@ -174,7 +186,13 @@ public enum MigrateJob {
         // Migrated by a tgsess that did not record it: from now on the columns hold tokens only.
         _ = try database.recordSecretsEncrypted()
       }
-      // 4. The seed's legacy backup files, as encrypted archives, so no history is lost.
+      // 4. WAL, asked for explicitly: the file is the bot's, so its journal mode changes only here.
+      if result.switchesToWAL {
+        try database.switchToWAL()
+        logger.notice(
+          "database switched to WAL", metadata: ["db.path": "\(path)", "db.journal_mode": "\(result.journalMode)"])
+      }
+      // 5. The seed's legacy backup files, as encrypted archives, so no history is lost.
       if !legacyFiles.isEmpty {
         try importLegacy(legacyFiles, deployment: deployment, database: database, into: &result, logger: logger)
       }

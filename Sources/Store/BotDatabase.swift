@@ -46,6 +46,35 @@ public final class BotDatabase: @unchecked Sendable {
     if isNew, FileSystem.exists(path) { chmod(path, FileSystem.fileMode) }
   }
 
+  /// The journal mode the database file uses (`delete`, `truncate`, `persist`, `wal`, ...).
+  /// - Throws: `StoreError.database` naming the file.
+  public func journalMode() throws -> String {
+    do {
+      return try queue.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" }.lowercased()
+    } catch {
+      throw BotDatabase.describe(error, path: path, doing: "read the journal mode")
+    }
+  }
+
+  /// Switches the database to WAL, which SQLite records in the file, so every later connection
+  /// (the bot's too) uses it: readers (a backup) and the writer never wait for each other. The
+  /// file gains `-wal` and `-shm` companions in its directory.
+  /// - Throws: `StoreError.database` naming the file when SQLite keeps the old mode (another
+  ///   connection holds it open in a way that prevents the switch) or the switch fails.
+  public func switchToWAL() throws {
+    let mode: String?
+    do {
+      mode = try queue.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA journal_mode=WAL") }
+    } catch {
+      throw BotDatabase.describe(error, path: path, doing: "switch to WAL")
+    }
+    guard mode?.lowercased() == "wal" else {
+      throw StoreError.database(
+        path: path, reason: "SQLite kept the \(mode ?? "old") journal mode instead of switching to WAL",
+        hint: "stop the bot, run tgsess migrate --wal again, then start the bot")
+    }
+  }
+
   /// Waits up to `timeoutMS` for another connection's lock, retrying about every millisecond.
   /// SQLite's own timeout backs off to 100 ms sleeps: a bot that commits every few milliseconds
   /// holds its write lock almost all the time and frees it only for instants, which such long

@@ -47,11 +47,14 @@ public struct Config: Codable, Sendable, Equatable {
     public var zstdLevel: Int?
     /// Seconds to wait for the deployment lock (default 0).
     public var lockWait: Int?
+    /// The longest a snapshot may hold a rollback-journal file's read lock at once (default 50 ms).
+    public var maxWriterWaitMS: Int?
 
     enum CodingKeys: String, CodingKey {
       case encrypt
       case zstdLevel = "zstd_level"
       case lockWait = "lock_wait"
+      case maxWriterWaitMS = "max_writer_wait_ms"
     }
   }
 
@@ -87,11 +90,15 @@ public struct Config: Codable, Sendable, Equatable {
     public var minFreeMiB: Int?
     /// systemd unit of the bot, checked by restore's live-owner guard.
     public var botUnit: String?
+    /// The bot's own busy timeout on its database, in milliseconds (default 1000): check warns
+    /// when copying a rollback-journal database in one step would take longer.
+    public var botBusyTimeoutMS: Int?
 
     enum CodingKeys: String, CodingKey {
       case maxAgeSeconds = "max_age_seconds"
       case minFreeMiB = "min_free_mib"
       case botUnit = "bot_unit"
+      case botBusyTimeoutMS = "bot_busy_timeout_ms"
     }
   }
 

@@ -19,7 +19,17 @@ struct Migrate: ParsableCommand {
       sessions/*.session.backup) are imported as encrypted archives with reason "Imported", once \
       each, dated when they were made; the files stay.
 
+      --wal switches the bot database to SQLite's write-ahead log, once and for good (SQLite \
+      records it in the file). Then a backup reads the database without ever holding the bot's \
+      writes: in the default rollback-journal mode a consistent copy of a large database either \
+      holds the bot's commits for as long as the copy takes or, as tgsess does, gives up when \
+      the bot commits throughout. For the bot nothing else changes: its sqlite3 connection works \
+      as before; the database gains data/telegram_bot.db-wal and -shm beside it, so the bot \
+      must be able to write the data/ directory, and the file must stay on a local disk (not \
+      NFS). Undo with: sqlite3 data/telegram_bot.db 'PRAGMA journal_mode=DELETE' (bot stopped).
+
         $ tgsess migrate --dry-run
+        $ tgsess migrate --wal
         $ tgsess migrate --lock-wait 600
         $ tgsess keys add-fernet && tgsess migrate --rotate-key
 
@@ -36,6 +46,9 @@ struct Migrate: ParsableCommand {
   @Flag(help: "Re-encrypt every secret under the newest Fernet key.")
   var rotateKey = false
 
+  @Flag(help: "Switch the bot database to WAL, so backups never hold the bot's writes.")
+  var wal = false
+
   func validate() throws {
     if lockWait < 0 { throw ValidationError("--lock-wait must be 0 or more seconds. Try: --lock-wait 600") }
   }
@@ -44,7 +57,8 @@ struct Migrate: ParsableCommand {
     let (deployment, logger) = try global.setUp()
     let result = try MigrateJob.run(
       deployment,
-      options: MigrateOptions(isDryRun: dryRun, rotateKey: rotateKey, lockWait: TimeInterval(lockWait)),
+      options: MigrateOptions(
+        isDryRun: dryRun, rotateKey: rotateKey, lockWait: TimeInterval(lockWait), switchesToWAL: wal),
       logger: logger)
     if global.json { return try Output.json(result) }
     Migrate.render(result)
@@ -70,6 +84,9 @@ struct Migrate: ParsableCommand {
         Output.line(
           "  safety copy: encrypted archive \(copy) (reason Before migrate; tgsess restore \(copy) undoes this)")
       }
+    }
+    if result.switchesToWAL {
+      Output.line("  \(verb) switch the journal mode from \(result.journalMode) to WAL")
     }
     for copy in result.plaintextCopies {
       if result.isDryRun {

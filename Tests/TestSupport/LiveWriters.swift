@@ -108,6 +108,9 @@ public enum StockTools {
     let manifest = try decodeManifest(data, name: manifestPath)
     var problems: [String] = []
     let paths = manifest.entries.map(\.path)
+    // What tar extracted, listed before sqlite3 opens anything: reading a WAL-mode file creates
+    // its -wal and -shm beside it.
+    let extracted = Set(try TreeSnapshot.regularFiles(under: directory))
     let sums = try sha256sums(paths.map { directory + "/" + $0 }.filter { FileManager.default.fileExists(atPath: $0) })
     for entry in manifest.entries {
       let full = directory + "/" + entry.path
@@ -123,7 +126,6 @@ public enum StockTools {
         if check != "ok" { problems.append("\(entry.path): integrity_check says \(check.prefix(200))") }
       }
     }
-    let extracted = Set(try TreeSnapshot.regularFiles(under: directory))
     for extra in extracted.subtracting(paths + ["manifest.json"]).sorted() {
       problems.append("\(extra): extracted but not in the manifest")
     }
@@ -441,6 +443,67 @@ public final class LiveWriter: @unchecked Sendable {
             report(commits)
         conn.close()
         """, arguments: [databasePath, String(boundSeconds)])
+  }
+
+  /// The bot as kurigram opens its files: `sqlite3.connect(timeout=1)`, a transaction that
+  /// inserts into `message_log` and counts it in `copy_stats` (the invariant of `botDatabase`),
+  /// a commit every `intervalMS`. A "database is locked" error is counted, rolled back and the
+  /// writer goes on, so that `stall` can report every one; each transaction's time is measured.
+  public static func impatientBot(_ databasePath: String, intervalMS: Int = 5, boundSeconds: Int = 300) throws
+    -> LiveWriter
+  {
+    try LiveWriter(
+      script: """
+        import json, os, random, sqlite3, sys, time
+        stop, progress, path, interval, bound = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+        conn = sqlite3.connect(path, timeout=1)
+        conn.execute("CREATE TABLE IF NOT EXISTS copy_stats (name TEXT PRIMARY KEY, copied INTEGER NOT NULL)")
+        conn.execute("INSERT OR REPLACE INTO copy_stats VALUES ('message_log', (SELECT count(*) FROM message_log))")
+        conn.commit()
+        commits, errors, longest, messages = 0, 0, 0.0, []
+        def report():
+            with open(progress + '.stats.tmp', 'w') as f:
+                json.dump({"commits": commits, "errors": errors, "longest_ms": longest * 1000, "messages": messages[:5]}, f)
+            os.replace(progress + '.stats.tmp', progress + '.stats')
+            with open(progress + '.tmp', 'w') as f: f.write(str(commits))
+            os.replace(progress + '.tmp', progress)
+        deadline, last = time.time() + bound, 0.0
+        while not os.path.exists(stop) and time.time() < deadline:
+            started = time.monotonic()
+            try:
+                conn.execute("INSERT INTO message_log(user_id, chat_id, message_id, body, copied_at) "
+                             "VALUES (?, ?, ?, ?, datetime('now'))",
+                             (random.randint(1, 10**9), -1001000000000, commits, 'copied message %d' % commits))
+                conn.execute("UPDATE copy_stats SET copied = copied + 1 WHERE name = 'message_log'")
+                conn.commit()
+                commits += 1
+            except sqlite3.OperationalError as e:
+                errors += 1
+                messages.append(str(e))
+                conn.rollback()
+            longest = max(longest, time.monotonic() - started)
+            if commits % 20 == 0 or errors or time.monotonic() - last > 0.2:
+                report()
+                last = time.monotonic()
+            time.sleep(interval / 1000)
+        report()
+        conn.close()
+        """, arguments: [databasePath, String(intervalMS), String(boundSeconds)])
+  }
+
+  /// What `impatientBot` saw so far: its commits, its "database is locked" (or other) errors,
+  /// and its longest transaction.
+  public var stall: (commits: Int, errors: Int, longestMS: Double, messages: [String]) {
+    struct Stats: Decodable {
+      var commits: Int
+      var errors: Int
+      var longest_ms: Double
+      var messages: [String]
+    }
+    guard let data = FileManager.default.contents(atPath: progressFile + ".stats"),
+      let stats = try? JSONDecoder().decode(Stats.self, from: data)
+    else { return (0, 0, 0, []) }
+    return (stats.commits, stats.errors, stats.longest_ms, stats.messages)
   }
 
   /// Holds `BEGIN EXCLUSIVE` on an SQLite file (a bot in the middle of a long write) until stopped.

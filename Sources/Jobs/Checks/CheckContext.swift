@@ -50,6 +50,9 @@ public struct CheckContext: Sendable {
     public var rows: [BotDatabase.UserForCheck]?
     /// Why reading stopped.
     public var failure: StoreError?
+    /// What a consistent copy in one step would hold the bot's writes for (measured when the
+    /// database read without a failure).
+    public var stall: SQLiteStallEstimate?
 
     public init(
       integrityProblems: [String]? = nil, schema: BotSchema.Status? = nil, rows: [BotDatabase.UserForCheck]? = nil,
@@ -200,6 +203,15 @@ public struct CheckContext: Sendable {
       facts.rows = try database.usersForCheck()
     } catch {
       facts.failure = StoreError.wrapping(error, path: deployment.databasePath)
+      return facts
+    }
+    do {
+      facts.stall = try SQLiteSnapshot.estimateStall(
+        source: deployment.databasePath, busyTimeoutMS: Int32(clamping: deployment.busyTimeoutMS))
+    } catch {
+      // The reads above just succeeded; a failed sample (the bot held its lock past the busy
+      // timeout) leaves the estimate out rather than turning into a finding of its own.
+      facts.stall = nil
     }
     return facts
   }

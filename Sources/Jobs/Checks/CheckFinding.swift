@@ -8,6 +8,9 @@ public enum CheckID: String, Codable, Sendable, CaseIterable {
   case databaseOpen = "db.open"
   /// The database stayed locked longer than the busy timeout.
   case databaseLock = "db.lock"
+  /// A rollback-journal database so large that a consistent copy would hold the bot's writes past
+  /// its busy timeout.
+  case databaseStall = "db.stall"
   /// `quick_check` (`integrity_check` with `--deep`).
   case databaseIntegrity = "db.integrity"
   /// The schema is current (not behind, not from a newer tgsess).

@@ -11,6 +11,8 @@ public struct CheckOptions: Sendable {
   public static let defaultMaxDrillAge: TimeInterval = 8 * 86400
   public static let defaultProbeTimeout: TimeInterval = 30
   public static let defaultProbeRetryBase: Duration = .seconds(1)
+  /// kurigram opens its files with `timeout=1`.
+  public static let defaultBotBusyTimeoutMS = 1000
 
   /// integrity_check instead of quick_check, and decrypt-and-hash the newest archives.
   public var isDeep: Bool
@@ -30,6 +32,9 @@ public struct CheckOptions: Sendable {
   /// The probe's first backoff ceiling (it doubles per retry, with full jitter).
   public var probeRetryBase: Duration
   public var now: Date
+  /// The bot's own busy timeout on its database (`[check] bot_busy_timeout_ms`): check warns when
+  /// copying the rollback-journal database in one step would hold the bot's writes longer.
+  public var botBusyTimeoutMS = CheckOptions.defaultBotBusyTimeoutMS
 
   public init(
     isDeep: Bool = false, maxBackupAge: TimeInterval = defaultMaxBackupAge, minFreeBytes: Int64 = defaultMinFreeBytes,
@@ -89,6 +94,7 @@ public struct CheckOptions: Sendable {
       writesResults: overrides.writesResults ?? true, probeCommand: overrides.probeCommand,
       probeTimeout: overrides.probeTimeout ?? Self.defaultProbeTimeout,
       probeRetryBase: overrides.probeRetryBase ?? Self.defaultProbeRetryBase, now: now)
+    botBusyTimeoutMS = section?.botBusyTimeoutMS ?? Self.defaultBotBusyTimeoutMS
   }
 }
 

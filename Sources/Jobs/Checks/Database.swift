@@ -2,7 +2,8 @@ import Foundation
 import Store
 
 /// The bot database: it opens, is not held locked past the busy timeout, passes quick_check
-/// (integrity_check with `--deep`) and has the schema this tgsess knows.
+/// (integrity_check with `--deep`), has the schema this tgsess knows, and is not so large in
+/// rollback-journal mode that a consistent copy would stall the bot.
 public enum DatabaseCheck {
   public static func findings(_ context: CheckContext) -> [CheckFinding] {
     let path = context.deployment.databasePath
@@ -30,6 +31,15 @@ public enum DatabaseCheck {
             "\(path) schema is at version \(schema.version), not \(BotSchema.currentVersion)",
             remedy: "run tgsess migrate"))
       }
+    }
+    if let stall = facts.stall, stall.journalMode == .rollback,
+      stall.oneStepLockMS > Double(context.options.botBusyTimeoutMS)
+    {
+      findings.append(
+        CheckFinding(
+          .databaseStall, .warning,
+          "\(path) uses a rollback journal and holds \(stall.byteCount >> 20) MiB: a consistent copy in one step would hold the bot's writes about \(Int(stall.oneStepLockMS.rounded())) ms (copied at \(Int(stall.bytesPerSecond) >> 20) MiB/s here), past its \(context.options.botBusyTimeoutMS) ms busy timeout, so backups copy it in short steps and fail while the bot writes throughout",
+          remedy: "switch it to WAL: tgsess migrate --wal (README: A large bot database)"))
     }
     if let failure = facts.failure {
       if BotDatabase.isBusy(failure) {
