@@ -12,6 +12,10 @@ public struct ListedArchive: Codable, Sendable, Equatable {
   public var entryCount: Int
   public var verification: ArchiveRecord.Verification
   public var path: String
+  /// The age recipients (`age1…`) it is encrypted to; nil when its record does not say.
+  public var recipients: [String]?
+  /// The fingerprints of the Fernet keys its secrets are under; nil when its record does not say.
+  public var fernetKeys: [String]?
 }
 
 /// Lists archives from the files alone.
@@ -31,7 +35,8 @@ public enum ListJob {
         ListedArchive(
           id: record.id, createdAt: record.createdAt, kind: record.kind, userID: record.userID,
           reason: record.reason, byteCount: record.byteCount, entryCount: record.entryCount,
-          verification: record.verification, path: catalog.location(of: record))
+          verification: record.verification, path: catalog.location(of: record), recipients: record.recipients,
+          fernetKeys: record.fernetKeys)
       }
     } catch let error as StoreError {
       throw JobError.store(context: "list", underlying: error)

@@ -49,11 +49,13 @@ public struct ArchiveRepository: Sendable {
   /// `sources[entry.path]` (a file or a region of one), through zstd and (by default) age, to a temporary file; fsyncs it;
   /// proves it (decrypting with `identities` when the host has them, else re-reading the
   /// ciphertext's SHA-256); writes the record; publishes it under its final name.
+  /// - Parameter fernetKeys: the fingerprints of the Fernet keys the archived secrets are under
+  ///   (see `BotDatabase.fernetKeyFingerprints`), kept in the record; nil when not known.
   /// - Returns: the record, as `list` will show it.
   /// - Throws: `StoreError`; nothing is left under a name `list` or `restore` would pick.
   public func write(
     id: String, manifest: Manifest, sources: [String: ArchiveSource], encryption: ArchiveEncryption,
-    identities: [AgeIdentity], zstdLevel: Int = 3, progress: ((Int64) -> Void)? = nil
+    identities: [AgeIdentity], zstdLevel: Int = 3, fernetKeys: [String]? = nil, progress: ((Int64) -> Void)? = nil
   ) throws -> ArchiveRecord {
     let directory = self.directory(kind: manifest.kind, userID: manifest.userID)
     try FileSystem.makeDirectory(directory)
@@ -145,12 +147,15 @@ public struct ArchiveRepository: Sendable {
       fingerprint = .init(
         authKey: key, dcID: dc, serverAddress: session.serverAddress.map(SessionIdentity.normalizedAddress))
     }
+    var recipientStrings: [String] = []
+    if case .age(let recipients) = encryption { recipientStrings = recipients.map(\.string) }
     let record = ArchiveRecord(
       id: id, fileName: fileName, kind: manifest.kind, createdAt: manifest.createdAt, userID: manifest.userID,
       reason: manifest.reason, isEncrypted: isEncrypted, byteCount: byteCount,
       contentByteCount: manifest.entries.reduce(0) { $0 + $1.size }, entryCount: manifest.entries.count,
       userIDs: users, sha256: archiveSHA256, verification: verification, verifiedAt: Date(),
-      toolVersion: manifest.toolVersion, host: manifest.host, sessionFingerprint: fingerprint)
+      toolVersion: manifest.toolVersion, host: manifest.host, sessionFingerprint: fingerprint,
+      recipients: recipientStrings, fernetKeys: fernetKeys)
     let recordPath = directory + "/" + id + ArchiveName.recordSuffix
     let recordTempPath = FileSystem.temporaryPath(for: recordPath)
     var isRecordPublished = false
