@@ -147,6 +147,7 @@ public enum DrillJob {
       // 2. Validate what came back: the database and every session.
       var databaseOK = false
       var fernetSecretsDecrypted = 0
+      var notProven: [String] = []
       do {
         let database = try BotDatabase(path: drill.databasePath, mode: .readOnly)
         defer { database.close() }
@@ -160,7 +161,11 @@ public enum DrillJob {
         // The Fernet keys (the escrowed copy, when given) open every secret that came back.
         let census = try database.secretCensus(fernet: fernet)
         fernetSecretsDecrypted = census.underNewestKey + census.underOlderKey
-        if census.undecryptable > 0 {
+        if fernet == nil, census.undecryptable > 0 {
+          notProven.append(
+            "the \(census.undecryptable) encrypted secret(s) in the restored database: no Fernet key here (\(deployment.fernetKeysPath)); give --fernet-keys FILE (the escrowed copy)"
+          )
+        } else if census.undecryptable > 0 {
           problems.append(
             "\(census.undecryptable) secret(s) in the restored database decrypt with no key in \(fernetDescription(deployment, options))"
           )
@@ -236,6 +241,7 @@ public enum DrillJob {
         directory: options.keepsDirectory ? drillRoot : nil, recordPath: nil)
       result.fernetSecretsDecrypted = fernetSecretsDecrypted
       result.fernetKeysPath = options.fernetKeysPath
+      result.notProven = notProven
       try writeEvidence(&result, deployment, logger: logger)
       return result
     } catch let error as StoreError {
@@ -316,7 +322,11 @@ public enum DrillJob {
       defer { database.close() }
       let census = try database.secretCensus(fernet: fernet)
       fernetSecretsDecrypted = census.underNewestKey + census.underOlderKey
-      if census.undecryptable > 0 {
+      if fernet == nil, census.undecryptable > 0 {
+        notProven.append(
+          "the \(census.undecryptable) encrypted secret(s) in the live database: no Fernet key here (\(deployment.fernetKeysPath)); give --fernet-keys FILE (the escrowed copy)"
+        )
+      } else if census.undecryptable > 0 {
         problems.append(
           "\(census.undecryptable) secret(s) in the live database decrypt with no key in \(fernetDescription(deployment, options))"
         )

@@ -96,6 +96,7 @@ struct Drill: ParsableCommand {
         "  users: \(result.usersOK)/\(result.usersRestored) validated, \(result.perUserArchivesChecked) per-user archive(s) checked",
         "  fernet: \(fernet) decrypt \(result.fernetSecretsDecrypted ?? 0) secret(s) in the restored database",
       ]
+      lines += (result.notProven ?? []).map { "  NOT proven: \($0)" }
     }
     if !result.usersMissing.isEmpty {
       lines.append("  missing from the snapshot: users \(result.usersMissing.map(String.init).joined(separator: ", "))")
