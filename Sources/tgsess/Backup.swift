@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Jobs
+import Store
 
 struct Backup: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -80,10 +81,19 @@ struct Backup: ParsableCommand {
   private func render(_ result: BackupResult) {
     for archive in result.archives {
       Output.line(
-        "\(archive.id)  \(archive.userID.map { "user \($0)" } ?? archive.kind.rawValue)  \(archive.entryCount) entries  \(Format.bytes(archive.byteCount))  verified: \(archive.verification.rawValue)"
+        "\(archive.id)  \(archive.userID.map { "user \($0)" } ?? archive.kind.rawValue)  \(archive.entryCount) entries  \(Format.bytes(archive.byteCount))  verified: \(Self.proof(archive.verification))"
       )
     }
     for line in Self.summary(result) { Output.line(line) }
+  }
+
+  /// What the read-back of a new archive proved, in words.
+  static func proof(_ verification: ArchiveRecord.Verification) -> String {
+    switch verification {
+    case .full: return "full (decrypted, every entry hashed)"
+    case .ciphertext: return "ciphertext only (re-read SHA-256; no identity on this host, nothing decrypted)"
+    case .unknown: return "unknown"
+    }
   }
 
   /// The totals line and one line per failed user: the text output's end and the ping's body.

@@ -34,6 +34,20 @@ import Testing
     #expect(try fleet.check(["--no-write"]).result.deep == nil)
   }
 
+  /// `backup` printed "verified: ciphertext" without saying that nothing was decrypted.
+  @Test func backupSaysWhatItsReadBackProved() throws {
+    try Tools.require()
+    let fleet = try TestFleet(users: 2)
+    let onHost = try fleet.tgsessOK(["backup"])
+    #expect(onHost.stdout.contains("verified: full (decrypted, every entry hashed)"), "\(onHost.stdout)")
+    try FileManager.default.moveItem(atPath: fleet.identityPath, toPath: fleet.directory.file("escrow.txt"))
+    let offHost = try fleet.tgsessOK(["backup", "--user", String(fleet.userIDs[0])])
+    #expect(
+      offHost.stdout.contains(
+        "verified: ciphertext only (re-read SHA-256; no identity on this host, nothing decrypted)"), "\(offHost.stdout)"
+    )
+  }
+
   /// `restore --dry-run` listed every file as `replace` after a backup, though nothing had
   /// changed (a snapshot's bytes differ from the file Telethon wrote). Content is compared now:
   /// the same schema and rows is "unchanged", left alone by the restore; a real change is still
