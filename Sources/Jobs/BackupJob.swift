@@ -228,6 +228,11 @@ public enum BackupJob {
     let repository: ArchiveRepository
     let encryption: ArchiveEncryption
     let identities: [AgeIdentity]
+    /// Signs every archive once it is proven (`keys/signing.key`).
+    let signingKey: SigningKey
+    /// Tells which existing archives are the deployment's (`keys/signing.pub`, else the signing
+    /// key's own public half).
+    let authenticator: SigningAuthenticator
     let database: BotDatabase
     let host = ProcessInfo.processInfo.hostName
     /// The Fernet keys, to record which of them each archive's secrets are under; nil when none
@@ -239,6 +244,13 @@ public enum BackupJob {
       self.options = options
       self.logger = logger
       repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+      // An archive nothing can authenticate would be refused by every reader: no key, no backup.
+      signingKey = try KeyStore.loadSigningKey(deployment)
+      authenticator =
+        (try? SigningAuthenticator.forDeployment(deployment))
+        ?? SigningAuthenticator(
+          ring: VerifyingKeyRing(keys: [signingKey.verifyingKey], path: deployment.signingKeyPath),
+          acceptsUnencrypted: deployment.config.backup?.encrypt == false)
       if options.isEncrypted {
         let recipients = try KeyStore.loadRecipients(deployment)
         guard !recipients.isEmpty else {
@@ -334,7 +346,12 @@ public enum BackupJob {
     /// `rearchives`, with the current recipients and the Fernet keys of the user's live rows).
     /// - Throws: `StoreError.io` when the user's archive directory cannot be read.
     func freshness(userID: Int64, fingerprint: ArchiveRecord.SessionFingerprint) throws -> Freshness {
-      guard let newest = try repository.newestUserArchive(userID: userID), var previous = newest.sessionFingerprint
+      // An archive not signed by the deployment's key never stands for a backup of the user.
+      let authenticator = self.authenticator
+      guard
+        let newest = try repository.newestUserArchive(
+          userID: userID, accepting: { authenticator.isSigned(archivePath: $0) }),
+        var previous = newest.sessionFingerprint
       else { return .changed }
       previous.serverAddress = previous.serverAddress.map(SessionIdentity.normalizedAddress)
       guard previous == fingerprint else { return .changed }
@@ -442,7 +459,7 @@ public enum BackupJob {
       let manifest = try makeManifest(kind: .user, userID: userID, reason: reason, date: date, entries: entries)
       let record = try repository.write(
         id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
-        zstdLevel: options.zstdLevel, fernetKeys: try fernetKeys(of: database, userID: userID))
+        signingKey: signingKey, zstdLevel: options.zstdLevel, fernetKeys: try fernetKeys(of: database, userID: userID))
       let writer = try BotDatabase(
         path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { writer.close() }
@@ -562,7 +579,7 @@ public enum BackupJob {
       var filesDone = 0
       let record = try repository.write(
         id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
-        zstdLevel: options.zstdLevel, fernetKeys: databaseFernetKeys
+        signingKey: signingKey, zstdLevel: options.zstdLevel, fernetKeys: databaseFernetKeys
       ) { bytes in
         bytesDone += bytes
         filesDone += 1

@@ -19,6 +19,10 @@ struct Drill: ParsableCommand {
       says so, and exits 3. Only a full drill counts as a successful drill for check. \
       --fernet-keys proves an escrowed copy of keys/fernet.keys instead of the deployment's.
 
+      Only archives signed by this deployment's key are drilled (checked against \
+      keys/signing.pub, or --verify-key FILE on a new host); --allow-unsigned also accepts \
+      archives made before archives were signed, naming each one in a warning.
+
         $ tgsess drill
         $ tgsess drill --users 50 --json
         $ tgsess drill --history
@@ -37,6 +41,8 @@ struct Drill: ParsableCommand {
   @Flag(help: "Keep the drill directory for inspection.") var keep = false
   @Option(help: "Drill from this configured remote alone.") var fromRemote: String?
   @Option(help: "Prove this (escrowed) Fernet key file instead of the deployment's.") var fernetKeys: String?
+  @Option(help: "The key ring archives are verified with (default: keys/signing.pub).") var verifyKey: String?
+  @Flag(help: "Accept archives without a signature; each is named in a warning.") var allowUnsigned = false
   @Flag(help: "List past drills.") var history = false
   @OptionGroup(title: "Monitoring") var monitoring: MonitoringOptions
 
@@ -54,7 +60,7 @@ struct Drill: ParsableCommand {
         deployment,
         options: DrillOptions(
           from: from, userSample: users, identityPath: identity, keepsDirectory: keep, fromRemote: fromRemote,
-          fernetKeysPath: fernetKeys),
+          verifyKeyPath: verifyKey, allowsUnsigned: allowUnsigned, fernetKeysPath: fernetKeys),
         logger: logger)
       if global.json { try Output.json(result) } else { Self.render(result).forEach { Output.line($0) } }
     } catch {
@@ -106,6 +112,7 @@ struct Drill: ParsableCommand {
     }
     lines += result.usersFailed.map { "  FAILED user \($0.userID): \($0.reason)" }
     lines += result.problems.map { "  FAILED \($0)" }
+    lines += (result.warnings ?? []).map { "  warning: \($0)" }
     if let path = result.recordPath { lines.append("  evidence: \(path)") }
     return lines
   }
