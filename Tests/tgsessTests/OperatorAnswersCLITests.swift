@@ -25,7 +25,7 @@ import Testing
     #expect(offHost.status == 0, "\(offHost.stdout)")
     #expect(
       offHost.stdout.contains(
-        "; deep: no age identity on this host, so nothing was decrypted: \(archives) archive(s) compared with their recorded SHA-256 only |"
+        "; deep: no age identity on this host, so nothing was decrypted: \(archives) archive(s) compared with their signed SHA-256 and size only |"
       ), "\(offHost.stdout)")
     let json = try fleet.check(["--deep", "--no-write"])
     #expect(json.result.deep?.hasPrefix("deep: no age identity on this host, so nothing was decrypted") == true)

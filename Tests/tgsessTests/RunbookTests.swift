@@ -174,13 +174,17 @@ import Testing
     // §4 Fernet rotation, then the key-usage check; age rotation; then the escrow is updated as
     // §4 says (the new Fernet keys; one file holding both identities).
     let fernet = try Self.blocks("## 4.")
-    #expect(fernet.count == 3)
+    #expect(fernet.count == 4)
     result = try host.runbook(fernet[0], label: "§4 fernet")
     #expect(result.stdout.contains("under the newest key"), "\(result.stdout)")
     result = try host.runbook(fernet[1], label: "§4 fernet usage")
     #expect(result.stdout.contains("(#2): 0 live secret(s)"), "\(result.stdout)")
     result = try host.runbook(fernet[2], label: "§4 age")
     #expect(result.stdout.contains("re-encrypted to the current recipients"), "\(result.stdout)")
+    result = try host.runbook(fernet[3], label: "§4 signing")
+    #expect(result.stdout.contains("is current"), "\(result.stdout)")
+    try Host.shell(
+      "install -m 0600 \"$1\" \"$2\"", [host.fleet.root + "/keys/signing.pub", host.escrow + "/signing.pub"])
     try Host.shell(
       "cat \"$1\" \"$2\" > \"$3.new\" && mv \"$3.new\" \"$3\" && chmod 0600 \"$3\" && install -m 0600 \"$4\" \"$5\"",
       [

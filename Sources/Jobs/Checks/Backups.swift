@@ -138,7 +138,8 @@ public enum BackupsCheck {
     }
     var why = "no age identity on this host"
     if case .failure = context.identities { why = "the age identity could not be read" }
-    return "deep: \(why), so nothing was decrypted: \(encrypted) archive(s) compared with their signed SHA-256 and size only"
+    return
+      "deep: \(why), so nothing was decrypted: \(encrypted) archive(s) compared with their signed SHA-256 and size only"
       + (plain > 0 ? ", \(plain) unencrypted archive(s) read in full" : "")
   }
 
