@@ -29,6 +29,11 @@ public struct BackupOptions: Sendable {
   /// The writers' wait when neither the caller nor `[backup] max_writer_wait_ms` sets one.
   public static let defaultMaxWriterWaitMS = 50
 
+  /// Also re-archive (reason "Re-encrypted") every user whose newest per-user archive is not
+  /// encrypted to exactly the current recipients, after an age-recipient rotation: `backup
+  /// --rearchive`. Without it, an unchanged user keeps archives only the retired key opens.
+  public var rearchives = false
+
   /// The zstd level when neither the caller nor `[backup] zstd_level` sets one.
   public static let defaultZstdLevel = 3
   /// Seconds to wait for the lock when neither the caller nor `[backup] lock_wait` sets it.
@@ -58,11 +63,14 @@ public struct BackupOptions: Sendable {
     public var isEncrypted: Bool?
     public var lockWait: TimeInterval?
     public var zstdLevel: Int?
+    /// `--rearchive`.
+    public var rearchives: Bool
 
     public init(
       userID: Int64? = nil, reason: String? = nil, isEncrypted: Bool? = nil, lockWait: TimeInterval? = nil,
-      zstdLevel: Int? = nil
+      zstdLevel: Int? = nil, rearchives: Bool = false
     ) {
+      self.rearchives = rearchives
       self.userID = userID
       self.reason = reason
       self.isEncrypted = isEncrypted
@@ -83,6 +91,7 @@ public struct BackupOptions: Sendable {
       lockWait: overrides.lockWait ?? section?.lockWait.map(TimeInterval.init) ?? Self.defaultLockWait,
       zstdLevel: overrides.zstdLevel ?? section?.zstdLevel ?? Self.defaultZstdLevel)
     maxWriterWaitMS = section?.maxWriterWaitMS ?? Self.defaultMaxWriterWaitMS
+    rearchives = overrides.rearchives
   }
 }
 
@@ -98,8 +107,12 @@ public enum BackupReason {
   /// The safety copy `migrate` takes before it changes the database.
   public static let beforeMigrate = "Before migrate"
   public static let imported = "Imported"
+  /// A per-user archive `backup --rearchive` wrote because the user's newest one was encrypted to
+  /// other recipients than the current ones.
+  public static let reencrypted = "Re-encrypted"
   public static let known = [
     scheduled, beforeLogin, before2FA, postRecovery, manual, beforeLogout, beforeRestore, beforeMigrate, imported,
+    reencrypted,
   ]
 
   /// Checks a reason: the known ones, or any other short printable text.
@@ -152,6 +165,8 @@ public struct BackupResult: Codable, Sendable, Equatable {
   public var durationMS: Int
   /// Users whose session was unchanged since their newest per-user backup.
   public var unchangedUsers: Int
+  /// Users re-archived under the current recipients (`--rearchive`), each a "Re-encrypted" archive.
+  public var reencryptedUsers = 0
   public var failures: [UserFailure]
   /// Offsite pushes after the local backup (a failed remote makes the run partial; the local
   /// backup still counts).
@@ -228,6 +243,9 @@ public enum BackupJob {
     let authenticator: SigningAuthenticator
     let database: BotDatabase
     let host = ProcessInfo.processInfo.hostName
+    /// The Fernet keys, to record which of them each archive's secrets are under; nil when none
+    /// is configured or the keys cannot be read (the records then say "not known").
+    let fernet: Fernet?
 
     init(deployment: Deployment, options: BackupOptions, logger: Logger) throws {
       self.deployment = deployment
@@ -254,6 +272,12 @@ public enum BackupJob {
       } else {
         encryption = .none
         identities = []
+      }
+      do { fernet = try KeyStore.loadFernet(deployment) } catch let error as StoreError {
+        logger.warning(
+          "Fernet keys unreadable; archives will not record which key their secrets are under",
+          metadata: ["error": "\(error.errorDescription ?? "")"])
+        fernet = nil
       }
       // A writer killed mid-transaction (an earlier tgsess recording a backup, or the bot) leaves
       // a hot journal that makes every read-only open fail; a read-write open lets SQLite roll it
@@ -305,8 +329,8 @@ public enum BackupJob {
       var backupEntry: Manifest.Entry?
       var backupSource: ArchiveSource?
       var fingerprint: ArchiveRecord.SessionFingerprint
-      /// The user's newest per-user archive holds the same session identity.
-      var isUnchanged = false
+      /// How the user's newest per-user archive compares.
+      var freshness = Freshness.changed
     }
 
     /// How to snapshot a live file: the database's writers are the bot's, whose database
@@ -321,17 +345,47 @@ public enum BackupJob {
       return snapshot
     }
 
-    /// Whether `userID`'s newest signed per-user archive holds a session with this identity (an
-    /// archive not signed by the deployment's key never stands for a backup of the user).
+    /// How a user's live session compares with their newest per-user archive.
+    enum Freshness {
+      /// Same session identity, encrypted to the current recipients (or not asked).
+      case unchanged
+      /// A new session identity, or no per-user archive yet.
+      case changed
+      /// Same identity, but the archive is not encrypted to exactly the current recipients, or
+      /// its secrets are under other Fernet keys than the live ones (asked by `rearchives` only).
+      case underOtherKeys
+    }
+
+    /// The current recipients as archive records keep them.
+    var recipientStrings: [String] {
+      if case .age(let recipients) = encryption { return recipients.map(\.string) }
+      return []
+    }
+
+    /// How `userID`'s newest per-user archive compares with this session identity (and, with
+    /// `rearchives`, with the current recipients and the Fernet keys of the user's live rows).
     /// - Throws: `StoreError.io` when the user's archive directory cannot be read.
-    func isUnchanged(userID: Int64, fingerprint: ArchiveRecord.SessionFingerprint) throws -> Bool {
+    func freshness(userID: Int64, fingerprint: ArchiveRecord.SessionFingerprint) throws -> Freshness {
+      // An archive not signed by the deployment's key never stands for a backup of the user.
       let authenticator = self.authenticator
       guard
-        var previous = try repository.newestUserArchive(
-          userID: userID, accepting: { authenticator.isSigned(archivePath: $0) })?.sessionFingerprint
-      else { return false }
+        let newest = try repository.newestUserArchive(
+          userID: userID, accepting: { authenticator.isSigned(archivePath: $0) }),
+        var previous = newest.sessionFingerprint
+      else { return .changed }
       previous.serverAddress = previous.serverAddress.map(SessionIdentity.normalizedAddress)
-      return previous == fingerprint
+      guard previous == fingerprint else { return .changed }
+      guard options.rearchives else { return .unchanged }
+      if newest.recipients.map(Set.init) != Set(recipientStrings) { return .underOtherKeys }
+      if let live = try fernetKeys(of: database, userID: userID), newest.fernetKeys != live { return .underOtherKeys }
+      return .unchanged
+    }
+
+    /// The Fernet keys a database file's secrets are under (one user's rows with `userID`); nil
+    /// when no Fernet key is configured.
+    func fernetKeys(of database: BotDatabase, userID: Int64?) throws -> [String]? {
+      guard let fernet else { return nil }
+      return try database.fernetKeyFingerprints(fernet: fernet, userID: userID)
     }
 
     /// Snapshots one user's session file (and `.session.backup`) into `staging`: in memory and
@@ -425,7 +479,7 @@ public enum BackupJob {
       let manifest = try makeManifest(kind: .user, userID: userID, reason: reason, date: date, entries: entries)
       let record = try repository.write(
         id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
-        signingKey: signingKey, zstdLevel: options.zstdLevel)
+        signingKey: signingKey, zstdLevel: options.zstdLevel, fernetKeys: try fernetKeys(of: database, userID: userID))
       let writer = try BotDatabase(
         path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { writer.close() }
@@ -510,7 +564,7 @@ public enum BackupJob {
         do {
           var session = try stageSession(userID: userID, staging: staging)
           if options.includesChangedUsers {
-            session.isUnchanged = try isUnchanged(userID: userID, fingerprint: session.fingerprint)
+            session.freshness = try freshness(userID: userID, fingerprint: session.fingerprint)
           }
           return .success(session)
         } catch let error as StoreError where !isDestinationFailure(error) {
@@ -523,10 +577,16 @@ public enum BackupJob {
       var sources: [String: ArchiveSource] = [:]
       var staged: [Int64: StagedSession] = [:]
       var failures: [UserFailure] = []
+      var databaseFernetKeys: [String]?
       for (index, result) in results.enumerated() {
         switch result {
         case .success(let session):
           if index > 0 { staged[users[index - 1]] = session }
+          if index == 0, case .file(let path) = session.source, fernet != nil {
+            let snapshot = try BotDatabase(path: path, mode: .readOnly)
+            defer { snapshot.close() }
+            databaseFernetKeys = try fernetKeys(of: snapshot, userID: nil)
+          }
           entries.append(session.entry)
           sources[session.entry.path] = session.source
           if let backupEntry = session.backupEntry, let backupSource = session.backupSource {
@@ -547,7 +607,7 @@ public enum BackupJob {
       var filesDone = 0
       let record = try repository.write(
         id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
-        signingKey: signingKey, zstdLevel: options.zstdLevel
+        signingKey: signingKey, zstdLevel: options.zstdLevel, fernetKeys: databaseFernetKeys
       ) { bytes in
         bytesDone += bytes
         filesDone += 1
@@ -557,17 +617,21 @@ public enum BackupJob {
 
       // 4. Per-user backups of the users whose session identity changed.
       var unchanged = 0
+      var reencrypted = 0
       if options.includesChangedUsers {
         for userID in users {
           guard let session = staged[userID] else { continue }
-          if session.isUnchanged {
+          if session.freshness == .unchanged {
             unchanged += 1
             continue
           }
+          let isRearchive = session.freshness == .underOtherKeys
           do {
             let userRecord = try writeUserArchive(
-              userID: userID, session: session, reason: BackupReason.scheduled, staging: staging)
+              userID: userID, session: session,
+              reason: isRearchive ? BackupReason.reencrypted : BackupReason.scheduled, staging: staging)
             archives.append(summary(userRecord))
+            if isRearchive { reencrypted += 1 }
           } catch let error as StoreError where !isDestinationFailure(error) {
             failures.append(UserFailure(userID: userID, reason: error.errorDescription ?? "\(error)"))
             logger.error(
@@ -579,7 +643,7 @@ public enum BackupJob {
       return BackupResult(
         archives: archives, users: staged.count, entries: record.entryCount, bytesIn: record.contentByteCount,
         bytesOut: archives.reduce(0) { $0 + $1.byteCount }, durationMS: 0, unchangedUsers: unchanged,
-        failures: failures)
+        reencryptedUsers: reencrypted, failures: failures)
     }
   }
 }

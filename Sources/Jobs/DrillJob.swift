@@ -21,15 +21,20 @@ public struct DrillOptions: Sendable {
   /// Accept archives without a signature (made before archives were signed); each one used is
   /// named in a warning.
   public var allowsUnsigned: Bool
+  /// The Fernet key file whose keys must decrypt every secret the drill restores (the escrowed
+  /// copy); nil: the deployment's own keys.
+  public var fernetKeysPath: String?
   public var now: Date
 
   public init(
     from: String = "latest", userSample: Int? = nil, identityPath: String? = nil, keepsDirectory: Bool = false,
-    fromRemote: String? = nil, verifyKeyPath: String? = nil, allowsUnsigned: Bool = false, now: Date = Date()
+    fromRemote: String? = nil, verifyKeyPath: String? = nil, allowsUnsigned: Bool = false,
+    fernetKeysPath: String? = nil, now: Date = Date()
   ) {
     self.fromRemote = fromRemote
     self.verifyKeyPath = verifyKeyPath
     self.allowsUnsigned = allowsUnsigned
+    self.fernetKeysPath = fernetKeysPath
     self.from = from
     self.userSample = userSample
     self.identityPath = identityPath
@@ -38,9 +43,29 @@ public struct DrillOptions: Sendable {
   }
 }
 
+/// How much a drill could prove.
+public enum DrillScope: String, Codable, Sendable, Equatable {
+  /// Decrypted, restored and validated everything it drilled.
+  case full
+  /// The age identity is not on this host: the archives' ciphertext, age headers and records
+  /// were proven, and the Fernet keys against the live database and the records; nothing was
+  /// decrypted or restored.
+  case partial
+}
+
 /// The evidence of one drill, recorded under `backups/drills/`.
 public struct DrillResult: Codable, Sendable, Equatable {
+  /// Everything the drill checked passed (for a partial drill, only what it could check).
   public var ok: Bool
+  /// Nil in the records of an older tgsess, whose drills were all full.
+  public var scope: DrillScope? = .full
+  /// What this drill did not prove, and why (empty for a full drill).
+  public var notProven: [String]? = []
+  /// Secrets the Fernet keys (`fernetKeysPath`, else the deployment's) were proven to decrypt:
+  /// in the restored database (full), in the live database (partial).
+  public var fernetSecretsDecrypted: Int? = 0
+  /// The Fernet key file proven; nil for the deployment's own keys.
+  public var fernetKeysPath: String?
   public var startedAt: Date
   public var archiveID: String
   /// Recovery time: how long restoring and validating took, in seconds.
@@ -63,8 +88,14 @@ public struct DrillResult: Codable, Sendable, Equatable {
   public var directory: String?
   public var recordPath: String?
 
+  /// Whether the drill proved only what it could without the identity.
+  public var isPartial: Bool { scope == .partial }
+
   enum CodingKeys: String, CodingKey {
-    case ok
+    case ok, scope
+    case notProven = "not_proven"
+    case fernetSecretsDecrypted = "fernet_secrets_decrypted"
+    case fernetKeysPath = "fernet_keys_path"
     case startedAt = "started_at"
     case archiveID = "archive_id"
     case rtoSeconds = "rto_seconds"
@@ -113,6 +144,16 @@ public enum DrillJob {
         throw StoreError.missing(
           path: deployment.backupsDirectory + "/full", hint: "no full snapshot to drill; run: tgsess backup")
       }
+      // Without the identity on this host (and none given) an encrypted archive cannot be
+      // opened: prove what can be proven and say so, rather than fail every week.
+      let identityMissing = options.identityPath == nil && !FileSystem.exists(deployment.ageIdentityPath)
+      if identityMissing, try record.isEncrypted || catalog.repository.list(kind: .user).contains(where: \.isEncrypted)
+      {
+        return try partial(
+          deployment, record: record, catalog: catalog, authenticator: authenticator, options: options,
+          started: started, logger: logger)
+      }
+      let fernet = try loadFernet(deployment, path: options.fernetKeysPath)
       let scratch = try ScratchDirectory(prefix: "tgsess-drill-" + Timestamp.compact(started))
       if options.keepsDirectory { scratch.keep() }
       defer { scratch.remove() }
@@ -131,6 +172,8 @@ public enum DrillJob {
 
       // 2. Validate what came back: the database and every session.
       var databaseOK = false
+      var fernetSecretsDecrypted = 0
+      var notProven: [String] = []
       do {
         let database = try BotDatabase(path: drill.databasePath, mode: .readOnly)
         defer { database.close() }
@@ -141,6 +184,18 @@ public enum DrillJob {
           problems.append("database fails integrity_check: \(integrity.prefix(2).joined(separator: "; "))")
         }
         if !schema.isCurrent { problems.append("database schema is not current (version \(schema.version))") }
+        // The Fernet keys (the escrowed copy, when given) open every secret that came back.
+        let census = try database.secretCensus(fernet: fernet)
+        fernetSecretsDecrypted = census.underNewestKey + census.underOlderKey
+        if fernet == nil, census.undecryptable > 0 {
+          notProven.append(
+            "the \(census.undecryptable) encrypted secret(s) in the restored database: no Fernet key here (\(deployment.fernetKeysPath)); give --fernet-keys FILE (the escrowed copy)"
+          )
+        } else if census.undecryptable > 0 {
+          problems.append(
+            "\(census.undecryptable) secret(s) in the restored database decrypt with no key in \(fernetDescription(deployment, options))"
+          )
+        }
       } catch let error as StoreError {
         problems.append(error.errorDescription ?? "\(error)")
       }
@@ -221,20 +276,144 @@ public enum DrillJob {
         databaseOK: databaseOK, problems: problems, warnings: warnings.isEmpty ? nil : warnings,
         toolVersion: ToolInfo.version,
         directory: options.keepsDirectory ? drillRoot : nil, recordPath: nil)
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-      encoder.dateEncodingStrategy = .iso8601
-      result.recordPath = try DrillHistory.append(try encoder.encode(result), at: started, deployment)
-      logger.notice(
-        "drill done",
-        metadata: [
-          "ok": "\(result.ok)", "archive.id": "\(record.id)", "rto_s": "\(Int(result.rtoSeconds))",
-          "rpo_s": "\(Int(result.rpoSeconds))", "users.failed": "\(failures.count)",
-        ])
+      result.fernetSecretsDecrypted = fernetSecretsDecrypted
+      result.fernetKeysPath = options.fernetKeysPath
+      result.notProven = notProven
+      try writeEvidence(&result, deployment, logger: logger)
       return result
     } catch let error as StoreError {
       throw JobError.store(context: "drill", underlying: error)
     }
+  }
+
+  /// Writes the drill's evidence under `backups/drills/` and logs its summary.
+  static func writeEvidence(_ result: inout DrillResult, _ deployment: Deployment, logger: Logger) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    encoder.dateEncodingStrategy = .iso8601
+    result.recordPath = try DrillHistory.append(try encoder.encode(result), at: result.startedAt, deployment)
+    logger.notice(
+      "drill done",
+      metadata: [
+        "ok": "\(result.ok)", "scope": "\((result.scope ?? .full).rawValue)", "archive.id": "\(result.archiveID)",
+        "rto_s": "\(Int(result.rtoSeconds))", "rpo_s": "\(Int(result.rpoSeconds))",
+        "users.failed": "\(result.usersFailed.count)",
+      ])
+  }
+
+  /// The Fernet keys a drill proves: the escrowed copy at `path`, else the deployment's (nil
+  /// when none is configured).
+  static func loadFernet(_ deployment: Deployment, path: String?) throws -> Fernet? {
+    guard let path else { return try KeyStore.loadFernet(deployment) }
+    guard let fernet = try KeyStore.loadFernet(deployment, environment: [KeyStore.fernetFileEnvironmentVariable: path])
+    else { throw StoreError.missing(path: path, hint: "give the escrowed copy of keys/fernet.keys") }
+    return fernet
+  }
+
+  static func fernetDescription(_ deployment: Deployment, _ options: DrillOptions) -> String {
+    options.fernetKeysPath ?? deployment.fernetKeysPath
+  }
+
+  /// The drill without the age identity: every archive a full drill would open is proven as
+  /// far as its ciphertext goes (`ArchiveRepository.verifyCiphertext`: record, SHA-256, age
+  /// header and its recipient count), the snapshot's users are compared with the live ones from
+  /// its record, and the Fernet keys are proven against the live database and the keys the
+  /// archives' records name. Nothing is decrypted or restored, and the result says so.
+  static func partial(
+    _ deployment: Deployment, record: ArchiveRecord, catalog: ArchiveCatalog, authenticator: SigningAuthenticator,
+    options: DrillOptions, started: Date, logger: Logger
+  ) throws -> DrillResult {
+    var perUser = ArchiveSelection.latestPerUser(
+      in: authenticator.accepted(try catalog.repository.list(kind: .user), in: catalog.repository))
+    if let sample = options.userSample, sample < perUser.count, !perUser.isEmpty {
+      let start = (Int(options.now.timeIntervalSince1970 / 86400) * sample) % perUser.count
+      perUser = (0..<sample).map { perUser[(start + $0) % perUser.count] }
+    }
+    try catalog.fetch([record] + perUser)
+    var problems: [String] = []
+    // Each archive: its signature (and the signed size and SHA-256 of the file), then its record
+    // and age header.
+    let repository = catalog.repository
+    func prove(_ archive: ArchiveRecord) throws {
+      let path = repository.path(of: archive)
+      if case .signed = try authenticator.authenticate(archivePath: path) {
+        _ = try ArchiveSigning.verifyFile(archivePath: path, ring: authenticator.ring)
+      }
+      _ = try repository.verifyCiphertext(archive)
+    }
+    do { try prove(record) } catch let error as StoreError {
+      problems.append("archive \(record.id): \(error.errorDescription ?? "\(error)")")
+    }
+    let checked = perUser
+    let archiveFailures = try Parallel.map(count: checked.count, workers: Parallel.defaultWorkers) {
+      index -> UserFailure? in
+      do {
+        try prove(checked[index])
+        return nil
+      } catch let error as StoreError {
+        return UserFailure(
+          userID: checked[index].userID ?? 0,
+          reason: "archive \(checked[index].id): \(error.errorDescription ?? "\(error)")")
+      }
+    }
+    let failures = archiveFailures.compactMap { $0 }
+
+    // The Fernet keys: every live secret, and every key an archive's record names.
+    let fernet = try loadFernet(deployment, path: options.fernetKeysPath)
+    var fernetSecretsDecrypted = 0
+    var notProven = [
+      "no age identity on this host (\(deployment.ageIdentityPath)): nothing was decrypted or restored; give --identity FILE for a full drill"
+    ]
+    if FileSystem.exists(deployment.databasePath) {
+      let database = try BotDatabase(
+        path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
+      defer { database.close() }
+      let census = try database.secretCensus(fernet: fernet)
+      fernetSecretsDecrypted = census.underNewestKey + census.underOlderKey
+      if fernet == nil, census.undecryptable > 0 {
+        notProven.append(
+          "the \(census.undecryptable) encrypted secret(s) in the live database: no Fernet key here (\(deployment.fernetKeysPath)); give --fernet-keys FILE (the escrowed copy)"
+        )
+      } else if census.undecryptable > 0 {
+        problems.append(
+          "\(census.undecryptable) secret(s) in the live database decrypt with no key in \(fernetDescription(deployment, options))"
+        )
+      }
+    }
+    let known = Set((fernet?.keys ?? []).map(\.fingerprint))
+    var unrecorded = 0
+    for archive in [record] + perUser {
+      guard let keys = archive.fernetKeys else {
+        unrecorded += 1
+        continue
+      }
+      let missing = keys.filter { !known.contains($0) }
+      if !missing.isEmpty {
+        problems.append(
+          "archive \(archive.id) holds secrets under Fernet key(s) \(missing.joined(separator: ", ")), not in \(fernetDescription(deployment, options))"
+        )
+      }
+    }
+    if unrecorded > 0 {
+      notProven.append(
+        "\(unrecorded) archive(s) do not record their Fernet keys (older records): their secrets were not matched to \(fernetDescription(deployment, options))"
+      )
+    }
+
+    let liveUsers = try deployment.sessionFileUserIDs()
+    let missing = Set(liveUsers).subtracting(record.userIDs).sorted()
+    var result = DrillResult(
+      ok: problems.isEmpty && failures.isEmpty, startedAt: started, archiveID: record.id,
+      rtoSeconds: Date().timeIntervalSince(started), rpoSeconds: started.timeIntervalSince(record.createdAt),
+      usersRestored: 0, usersOK: 0, usersFailed: failures, usersMissing: missing, usersChangedSince: [],
+      perUserArchivesChecked: perUser.count, databaseOK: false, problems: problems, toolVersion: ToolInfo.version,
+      directory: nil, recordPath: nil)
+    result.scope = .partial
+    result.notProven = notProven
+    result.fernetSecretsDecrypted = fernetSecretsDecrypted
+    result.fernetKeysPath = options.fernetKeysPath
+    try writeEvidence(&result, deployment, logger: logger)
+    return result
   }
 
   /// Every recorded drill, oldest first.

@@ -34,6 +34,10 @@ public struct ListedArchive: Codable, Sendable, Equatable {
   /// signed archive, since the writer signs only what it proved.
   public var verification: ArchiveRecord.Verification?
   public var path: String
+  /// The age recipients (`age1…`) it is encrypted to; nil when its record does not say.
+  public var recipients: [String]?
+  /// The fingerprints of the Fernet keys its secrets are under; nil when its record does not say.
+  public var fernetKeys: [String]?
 }
 
 /// Options of `tgsess list`.
@@ -77,7 +81,8 @@ public enum ListJob {
         var row = ListedArchive(
           id: record.id, createdAt: record.createdAt, kind: record.kind, userID: record.userID,
           reason: record.reason, byteCount: record.byteCount, entryCount: record.entryCount, signature: .unverified,
-          keyID: nil, rejection: nil, verification: nil, path: catalog.location(of: record))
+          keyID: nil, rejection: nil, verification: nil, path: catalog.location(of: record),
+          recipients: record.recipients, fernetKeys: record.fernetKeys)
         switch standings?[index] {
         case .signed(let signed)?:
           let vouched = record.vouched(by: signed.statement)

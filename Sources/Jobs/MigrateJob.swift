@@ -240,6 +240,14 @@ public enum MigrateJob {
     if needsCopy || !plaintextCopies.isEmpty { throw noRecipient(deployment) }
   }
 
+  /// The Fernet keys a database copy's secrets are under, for its archive's record; nil when no
+  /// Fernet key is configured (not known).
+  /// - Throws: `StoreError` when the keys or the copy cannot be read.
+  static func fernetKeys(of database: BotDatabase, _ deployment: Deployment) throws -> [String]? {
+    guard let fernet = try KeyStore.loadFernet(deployment) else { return nil }
+    return try database.fernetKeyFingerprints(fernet: fernet)
+  }
+
   /// Takes the safety copy: a full snapshot (database and session files) with reason "Before
   /// migrate", encrypted to the deployment's recipients whatever `[backup] encrypt` says, under
   /// the lock this job holds. It is pushed offsite by the next backup.
@@ -293,6 +301,7 @@ public enum MigrateJob {
       }
       let snapshot = try BotDatabase(path: copy.path, mode: .readOnly)
       let schemaVersion = (try? snapshot.schemaStatus().version) ?? 0
+      let fernetKeys = try Self.fernetKeys(of: snapshot, deployment)
       snapshot.close()
       let entry = Manifest.Entry(
         path: databaseEntry, role: .database, size: try FileSystem.size(of: copy.path), sha256: sha256, isSQLite: true)
@@ -303,7 +312,7 @@ public enum MigrateJob {
       _ = try repository.write(
         id: id, manifest: manifest, sources: [databaseEntry: .file(copy.path)], encryption: .age(recipients),
         identities: identities, signingKey: signingKey,
-        zstdLevel: deployment.config.backup?.zstdLevel ?? BackupOptions.defaultZstdLevel)
+        zstdLevel: deployment.config.backup?.zstdLevel ?? BackupOptions.defaultZstdLevel, fernetKeys: fernetKeys)
       try database.recordImport(sha256: sha256, archiveID: id)
       try PlaintextSafetyCopies.remove(copy)
       converted.append(ConvertedSafetyCopy(path: copy.path, archiveID: id, wasArchivedBefore: false))
@@ -358,6 +367,8 @@ public enum MigrateJob {
         path: file.archivePath, role: .imported, size: try FileSystem.size(of: file.path), sha256: sha256,
         isSQLite: LegacyBackups.isSQLite(file.path), userID: file.userID)
       var schemaVersion = BotSchema.currentVersion
+      // A session file holds no secret column; a database copy's tokens are looked at.
+      var fernetKeys: [String]? = []
       if file.userID != nil, let info = try? SessionFileInspector.inspect(path: file.path) {
         entry.format = info.format.shortName
         entry.dcID = info.identity.dcID
@@ -367,6 +378,7 @@ public enum MigrateJob {
         // The copy's own schema: 0 for the seed's.
         let copy = try? BotDatabase(path: file.path, mode: .readOnly)
         schemaVersion = (try? copy?.schemaStatus().version) ?? 0
+        if let copy { fernetKeys = (try? Self.fernetKeys(of: copy, deployment)) ?? nil }
         copy?.close()
       }
       let kind: Manifest.Kind = file.userID == nil ? .full : .user
@@ -376,7 +388,8 @@ public enum MigrateJob {
         reason: BackupReason.imported, userID: file.userID, schemaVersion: schemaVersion, entries: [entry])
       _ = try repository.write(
         id: id, manifest: manifest, sources: [file.archivePath: .file(file.path)], encryption: .age(recipients),
-        identities: identities, signingKey: signingKey, zstdLevel: deployment.config.backup?.zstdLevel ?? 3)
+        identities: identities, signingKey: signingKey, zstdLevel: deployment.config.backup?.zstdLevel ?? 3,
+        fernetKeys: fernetKeys)
       try database.recordImport(sha256: sha256, archiveID: id)
       result.imported.append(ImportedLegacyFile(path: file.path, userID: file.userID, archiveID: id))
       logger.info("legacy backup imported", metadata: ["file.path": "\(file.path)", "archive.id": "\(id)"])

@@ -56,7 +56,12 @@ public struct RestoreOptions: Sendable {
 /// One file a restore creates, replaces or leaves alone.
 public struct FileChange: Codable, Sendable, Equatable {
   public enum Action: String, Codable, Sendable {
-    case create, replace, identical
+    case create, replace
+    /// The same bytes are there: left alone.
+    case identical
+    /// Other bytes, the same content (the same schema and rows, so the same session identity
+    /// and tables): left alone.
+    case unchanged
   }
   public var path: String
   public var action: Action
@@ -69,6 +74,9 @@ public struct FileChange: Codable, Sendable, Equatable {
     self.sha256Before = sha256Before
     self.sha256After = sha256After
   }
+
+  /// Whether the restore writes this file.
+  public var writes: Bool { action == .create || action == .replace }
 }
 
 /// Where a restore writes.
@@ -250,7 +258,7 @@ public enum RestoreJob {
       // The live-owner guard: the bot, and any process that holds a file about to be replaced.
       let evidence = LiveOwnerGuard.evidence(
         deployment, files: plan.files.map(\.change.path),
-        replacing: plan.files.filter { $0.change.action != .identical }.map(\.change.path),
+        replacing: plan.files.filter { $0.change.writes }.map(\.change.path),
         systemdUnit: deployment.config.check?.botUnit)
       if !evidence.isEmpty {
         let described = LiveOwnerRefusal.describe(evidence)
@@ -374,7 +382,12 @@ public enum RestoreJob {
         continue
       }
       let before = FileSystem.exists(destination) ? try FileSystem.sha256(ofFile: destination) : nil
-      let action: FileChange.Action = before == nil ? .create : before == entry.sha256 ? .identical : .replace
+      var action: FileChange.Action = before == nil ? .create : before == entry.sha256 ? .identical : .replace
+      if action == .replace, entry.isSQLite, let staged = archive.extractedPath(of: entry),
+        try isSameContent(destination, staged)
+      {
+        action = .unchanged
+      }
       files.append(
         RestorePlan.FileStep(
           change: FileChange(path: destination, action: action, sha256Before: before, sha256After: entry.sha256),
@@ -450,6 +463,15 @@ public enum RestoreJob {
     )
   }
 
+  /// Whether two SQLite files hold the same schema and rows (`SQLiteContent.digest`). A live
+  /// file that cannot be read as SQLite (damaged) differs from any verified one.
+  /// - Throws: `StoreError` when the verified copy cannot be read.
+  static func isSameContent(_ live: String, _ staged: String) throws -> Bool {
+    let liveDigest: String
+    do { liveDigest = try SQLiteContent.digest(path: live) } catch is StoreError { return false }
+    return try liveDigest == SQLiteContent.digest(path: staged)
+  }
+
   /// Before live data changes: a backup of what is about to be replaced, as an archive; when the
   /// live data is too broken to archive, a raw copy of the files instead.
   static func takeUndo(deployment: Deployment, plan: RestorePlan, options: RestoreOptions, logger: Logger) throws
@@ -491,7 +513,7 @@ public enum RestoreJob {
   {
     var installs: [LiveFiles.Installation] = []
     var writtenInPlace: Set<String> = []
-    for step in plan.files where step.change.action != .identical {
+    for step in plan.files where step.change.writes {
       let path = step.change.path
       let source = staging + "/" + step.entryPath
       try FileSystem.makeDirectory(FileSystem.parentDirectory(of: path))
@@ -546,7 +568,7 @@ public enum RestoreJob {
         defer { database.close() }
         return try database.integrityProblems(deep: isWrittenInPlace).map { "\(path): \($0)" }
       } else if path.hasSuffix(".session") {
-        if file.change.action == .identical {
+        if !file.change.writes {
           _ = try SessionFileInspector.inspect(path: path)
         } else if !FileSystem.exists(path) {
           return ["\(path): missing after the restore"]

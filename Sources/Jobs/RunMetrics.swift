@@ -94,7 +94,12 @@ extension DrillResult {
   /// The drill's metrics: the run families, RTO, RPO and users.
   public func metrics(_ run: RunRecord) -> MetricsFile {
     var file = MetricsFile()
-    file.gauge("tgsess_drill_ok", ok ? 1 : 0, help: "1 when the last drill restored and validated everything.")
+    file.gauge(
+      "tgsess_drill_ok", ok && !isPartial ? 1 : 0, help: "1 when the last drill restored and validated everything.")
+    file.gauge(
+      "tgsess_drill_partial", isPartial ? 1 : 0,
+      help:
+        "1 when the last drill had no age identity: it proved ciphertext, records and Fernet keys, restored nothing.")
     file.gauge("tgsess_drill_rto_seconds", rtoSeconds, help: "Measured time to restore and validate.")
     file.gauge("tgsess_drill_rpo_seconds", rpoSeconds, help: "Age of the drilled snapshot.")
     file.gauge("tgsess_drill_users_restored", Double(usersRestored), help: "Users the last drill restored.")

@@ -229,3 +229,72 @@ extension BotDatabase {
     return String(decoding: plain, as: UTF8.self)
   }
 }
+
+extension BotDatabase {
+  /// What a token no configured key opens counts as in `fernetKeyFingerprints`.
+  public static let unknownFernetKey = "unknown"
+
+  /// The fingerprints of the Fernet keys this database's secret tokens are under (of one user's
+  /// rows when `userID` is given), sorted; `unknownFernetKey` stands for tokens no key in
+  /// `fernet` opens and for damaged ones. Plaintext secrets count under no key. An archive's
+  /// record keeps this list, so an old key can be dropped only when no archive needs it.
+  /// - Throws: `StoreError.database`.
+  public func fernetKeyFingerprints(fernet: Fernet, userID: Int64? = nil) throws -> [String] {
+    try read("scan secret keys") { db in
+      var found: Set<String> = []
+      for (table, _) in SecretColumns.tables where try db.tableExists(table) {
+        let present = Set(try db.columns(in: table).map(\.name))
+        guard userID == nil || present.contains("user_id") else { continue }
+        for column in SecretColumns.columns where present.contains(column) {
+          var sql = "SELECT \(column) FROM \(table) WHERE \(column) IS NOT NULL AND \(column) != ''"
+          var arguments: StatementArguments = []
+          if let userID {
+            sql += " AND user_id = ?"
+            arguments = [userID]
+          }
+          for value in try String.fetchAll(db, sql: sql, arguments: arguments) {
+            guard Fernet.looksLikeToken(value) else {
+              if Self.isDamagedToken(value) { found.insert(Self.unknownFernetKey) }
+              continue
+            }
+            if let (_, index) = try? fernet.decryptWithKeyIndex(value) {
+              found.insert(fernet.keys[index].fingerprint)
+            } else {
+              found.insert(Self.unknownFernetKey)
+            }
+          }
+        }
+      }
+      return found.sorted()
+    }
+  }
+
+  /// How many of this database's secret tokens each configured key opens (by fingerprint), and
+  /// how many no key opens (damaged tokens included).
+  /// - Throws: `StoreError.database`.
+  public func fernetKeyCounts(fernet: Fernet) throws -> (byKey: [String: Int], unopened: Int) {
+    try read("count secret keys") { db in
+      var byKey: [String: Int] = [:]
+      var unopened = 0
+      for (table, _) in SecretColumns.tables where try db.tableExists(table) {
+        let present = Set(try db.columns(in: table).map(\.name))
+        for column in SecretColumns.columns where present.contains(column) {
+          let values = try String.fetchAll(
+            db, sql: "SELECT \(column) FROM \(table) WHERE \(column) IS NOT NULL AND \(column) != ''")
+          for value in values {
+            guard Fernet.looksLikeToken(value) else {
+              if Self.isDamagedToken(value) { unopened += 1 }
+              continue
+            }
+            if let (_, index) = try? fernet.decryptWithKeyIndex(value) {
+              byKey[fernet.keys[index].fingerprint, default: 0] += 1
+            } else {
+              unopened += 1
+            }
+          }
+        }
+      }
+      return (byKey, unopened)
+    }
+  }
+}

@@ -25,12 +25,14 @@ public enum DrillHistory {
     }
   }
 
-  /// When the newest successful drill ran, if any.
+  /// When the newest successful full drill ran, if any. A partial drill (no identity on the
+  /// host: nothing restored) does not count: it did not prove that the archives restore.
   public static func newestSuccess(_ deployment: Deployment) -> Date? {
     var newest: Date?
     for data in records(deployment) {
       guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-        object["ok"] as? Bool == true, let text = object["started_at"] as? String,
+        object["ok"] as? Bool == true, object["scope"] as? String != "partial",
+        let text = object["started_at"] as? String,
         let date = ISO8601DateFormatter().date(from: text)
       else { continue }
       if newest.map({ date > $0 }) ?? true { newest = date }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Jobs
+import Store
 
 struct Backup: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -17,6 +18,12 @@ struct Backup: ParsableCommand {
         $ tgsess backup                                   # hourly, from cron
         $ tgsess backup --user 42 --reason "Before login"
         $ tgsess backup --lock-wait 600 --json
+        $ tgsess backup --rearchive                       # after an age-recipient rotation
+
+      --rearchive also re-archives (reason "Re-encrypted") every user whose newest per-user \
+      archive is not encrypted to exactly the recipients in keys/age-recipients.txt, so that no \
+      user's newest archive needs a retired identity. It reads only live files (no identity \
+      needed); older archives keep their recipients until prune removes them (tgsess keys usage).
 
       \(MonitoringOptions.helpText("backup"))
 
@@ -33,7 +40,19 @@ struct Backup: ParsableCommand {
   var reason: String?
   @Flag(help: "Write unencrypted archives (an explicit opt-out).") var noEncrypt = false
   @Option(help: "Seconds to wait for another run to finish (default 0, or [backup] lock_wait).") var lockWait: Int?
+  @Flag(help: "Also re-archive every user whose newest archive is not encrypted to the current recipients.")
+  var rearchive = false
   @OptionGroup(title: "Monitoring") var monitoring: MonitoringOptions
+
+  func validate() throws {
+    if rearchive, user != nil {
+      throw ValidationError("--rearchive re-archives every user; drop --user. Try: tgsess backup --rearchive")
+    }
+    if rearchive, noEncrypt {
+      throw ValidationError(
+        "--rearchive encrypts to the current recipients; drop --no-encrypt. Try: tgsess backup --rearchive")
+    }
+  }
 
   func run() throws {
     let monitor = MonitoredRun("backup", options: monitoring)
@@ -43,7 +62,8 @@ struct Backup: ParsableCommand {
       let options = BackupOptions(
         config: deployment.config,
         overrides: BackupOptions.Overrides(
-          userID: user, reason: reason, isEncrypted: noEncrypt ? false : nil, lockWait: lockWait.map(TimeInterval.init))
+          userID: user, reason: reason, isEncrypted: noEncrypt ? false : nil, lockWait: lockWait.map(TimeInterval.init),
+          rearchives: rearchive)
       )
       let meter = ProgressMeter()
       result = try BackupJob.run(
@@ -63,16 +83,26 @@ struct Backup: ParsableCommand {
   private func render(_ result: BackupResult) {
     for archive in result.archives {
       Output.line(
-        "\(archive.id)  \(archive.userID.map { "user \($0)" } ?? archive.kind.rawValue)  \(archive.entryCount) entries  \(Format.bytes(archive.byteCount))  verified: \(archive.verification.rawValue)"
+        "\(archive.id)  \(archive.userID.map { "user \($0)" } ?? archive.kind.rawValue)  \(archive.entryCount) entries  \(Format.bytes(archive.byteCount))  verified: \(Self.proof(archive.verification))"
       )
     }
     for line in Self.summary(result) { Output.line(line) }
+  }
+
+  /// What the read-back of a new archive proved, in words.
+  static func proof(_ verification: ArchiveRecord.Verification) -> String {
+    switch verification {
+    case .full: return "full (decrypted, every entry hashed)"
+    case .ciphertext: return "ciphertext only (re-read SHA-256; no identity on this host, nothing decrypted)"
+    case .unknown: return "unknown"
+    }
   }
 
   /// The totals line and one line per failed user: the text output's end and the ping's body.
   static func summary(_ result: BackupResult) -> [String] {
     [
       "\(result.users) users, \(Format.bytes(result.bytesIn)) in, \(Format.bytes(result.bytesOut)) out, \(result.unchangedUsers) unchanged, \(result.durationMS) ms"
+        + (result.reencryptedUsers > 0 ? ", \(result.reencryptedUsers) re-encrypted to the current recipients" : "")
     ] + result.failures.map { "FAILED user \($0.userID): \($0.reason)" }
       + result.offsite.map { remote in
         remote.ok

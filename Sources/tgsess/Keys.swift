@@ -6,7 +6,7 @@ import Store
 struct Keys: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Manage the deployment's keys.",
-    subcommands: [AddFernet.self, RotateSigning.self, SignExisting.self, VerifyEscrow.self])
+    subcommands: [AddFernet.self, RotateSigning.self, SignExisting.self, VerifyEscrow.self, Usage.self])
 
   struct AddFernet: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -148,6 +148,85 @@ struct Keys: ParsableCommand {
         Output.line(report.isOK ? "escrow: ok" : "escrow: FAILED; fix the copies named above, then run this again")
       }
       if !report.isOK { throw ExitCode(ExitStatus.failed) }
+    }
+  }
+
+  struct Usage: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "usage",
+      abstract: "Say which age identities and Fernet keys the archives and the database still need.",
+      discussion: """
+        Reads the archive records and the live database, never decrypting. For each age \
+        recipient (current, or retired but named by an archive): how many archives it opens, how \
+        many only a retired identity opens, and whether its identity may be dropped. For each \
+        Fernet key in keys/fernet.keys: the live secrets and the archives whose secrets are under \
+        it, and whether the key line may be removed. Archives written before tgsess recorded \
+        their keys count as "not known", and no key is droppable while one is left (re-archive \
+        with tgsess backup --rearchive, then prune).
+
+          $ tgsess keys usage
+          $ tgsess keys usage --json
+
+        EXIT STATUS: 0 ok · 1 failed
+        """)
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+      let (deployment, _) = try global.setUp()
+      let usage = try KeysJob.usage(deployment)
+      if global.json { return try Output.json(usage) }
+      Self.render(usage).forEach { Output.line($0) }
+    }
+
+    static func render(_ usage: KeyUsage) -> [String] {
+      var lines: [String] = []
+      for use in usage.recipients {
+        let state = use.isCurrent ? "current" : "retired"
+        var line = "age \(use.recipient) (\(state)): \(use.archives) archive(s)"
+        if !use.isCurrent {
+          line +=
+            use.isDroppable
+            ? "; no archive needs its identity any more: it may be dropped from escrow"
+            : "; \(use.archivesOnlyRetired) archive(s) open only with a retired identity: keep it"
+        }
+        lines.append(line)
+      }
+      if usage.archivesUnknownRecipients > 0 {
+        lines.append(
+          "age: \(usage.archivesUnknownRecipients) archive(s) do not record their recipients (older records): keep every old identity until they are pruned"
+        )
+      }
+      guard usage.hasFernetKeys else {
+        lines.append("fernet: no key configured (keys/fernet.keys or TGSESS_FERNET_KEYS)")
+        return lines
+      }
+      for key in usage.fernetKeys {
+        let role = key.position == 1 ? "newest, encrypts" : "#\(key.position)"
+        var line =
+          "fernet \(key.fingerprint) (\(role)): \(key.liveSecrets) live secret(s), \(key.archives) archive(s)"
+        if let newest = key.newestArchiveID { line += " (newest \(newest))" }
+        if key.position > 1 {
+          line += key.isDroppable ? "; nothing needs it: its line may be removed" : "; keep it"
+        }
+        lines.append(line)
+      }
+      if usage.archivesUnknownFernetKeys > 0 {
+        lines.append(
+          "fernet: \(usage.archivesUnknownFernetKeys) archive(s) do not record their Fernet keys (older records, or written without a key): keep every old key until they are pruned"
+        )
+      }
+      if usage.archivesUnopenedFernetTokens > 0 {
+        lines.append(
+          "fernet: \(usage.archivesUnopenedFernetTokens) archive(s) hold a token no configured key opened when written: keep every old key"
+        )
+      }
+      if usage.liveSecretsUnopened > 0 {
+        lines.append(
+          "fernet: \(usage.liveSecretsUnopened) live secret(s) no configured key opens (see tgsess status, tgsess migrate)"
+        )
+      }
+      return lines
     }
   }
 }

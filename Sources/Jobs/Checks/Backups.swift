@@ -102,15 +102,7 @@ public enum BackupsCheck {
   /// checked against its signature instead.
   static func deepFindings(_ context: CheckContext, archives: [ArchiveRecord]) -> [CheckFinding] {
     guard case .success(let authenticator) = context.signing else { return [] }
-    var sample: [ArchiveRecord] = []
-    if let newest = newestFull(archives) { sample.append(newest) }
-    let perUser = archives.filter { $0.kind == .user }
-    let size = context.options.deepSample
-    if !perUser.isEmpty, size > 0 {
-      let day = Int(context.options.now.timeIntervalSince1970 / 86400)
-      let start = (day * size) % perUser.count
-      for index in 0..<min(size, perUser.count) { sample.append(perUser[(start + index) % perUser.count]) }
-    }
+    let sample = deepSample(context, archives: archives)
     let identities = (try? context.identities?.get()) ?? []
     let repository = ArchiveRepository(backupsDirectory: context.deployment.backupsDirectory)
     let verifier = ArchiveVerifier(identities: identities, authenticator: authenticator)
@@ -130,6 +122,40 @@ public enum BackupsCheck {
       }
     }
     return findings
+  }
+
+  /// What `--deep` proved of the archives, in words for the summary line: whether anything was
+  /// decrypted, or only compared by ciphertext because no identity is on this host. Nil without
+  /// `--deep`.
+  public static func deepStatement(_ context: CheckContext) -> String? {
+    guard context.options.isDeep, case .success(let archives) = context.archives else { return nil }
+    let sample = deepSample(context, archives: archives)
+    let encrypted = sample.filter(\.isEncrypted).count
+    let plain = sample.count - encrypted
+    let identities = (try? context.identities?.get()) ?? []
+    guard identities.isEmpty, encrypted > 0 else {
+      return "deep: \(sample.count) archive(s) read in full (decrypted, every entry hashed against its manifest)"
+    }
+    var why = "no age identity on this host"
+    if case .failure = context.identities { why = "the age identity could not be read" }
+    return
+      "deep: \(why), so nothing was decrypted: \(encrypted) archive(s) compared with their signed SHA-256 and size only"
+      + (plain > 0 ? ", \(plain) unencrypted archive(s) read in full" : "")
+  }
+
+  /// The archives `--deep` looks at: the newest full snapshot and `deepSample` per-user archives,
+  /// a different slice each day.
+  static func deepSample(_ context: CheckContext, archives: [ArchiveRecord]) -> [ArchiveRecord] {
+    var sample: [ArchiveRecord] = []
+    if let newest = newestFull(archives) { sample.append(newest) }
+    let perUser = archives.filter { $0.kind == .user }
+    let size = context.options.deepSample
+    if !perUser.isEmpty, size > 0 {
+      let day = Int(context.options.now.timeIntervalSince1970 / 86400)
+      let start = (day * size) % perUser.count
+      for index in 0..<min(size, perUser.count) { sample.append(perUser[(start + index) % perUser.count]) }
+    }
+    return sample
   }
 
   /// The newest full snapshot among `archives` (signed ones: the writer signs only what it

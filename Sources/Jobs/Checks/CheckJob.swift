@@ -137,13 +137,17 @@ public struct CheckResult: Codable, Sendable, Equatable {
   public var newestDrillAt: Date?
   /// Each configured remote as of its last push, in config order.
   public var remotes: [RemoteSummary]
+  /// With `--deep`: what was proven of the archives (decrypted, or ciphertext only), also at the
+  /// end of `summary`.
+  public var deep: String?
 
   /// Adds a finding made outside the job (the CLI's metrics file that could not be written) and
   /// derives the verdict again, so the text, the JSON and the exit status keep agreeing.
   public mutating func add(_ finding: CheckFinding) {
     findings.append(finding)
     (state, summary) = CheckJob.verdict(
-      findings: findings, sessions: sessions, users: users, lastFullBackupAgeSeconds: lastFullBackupAgeSeconds)
+      findings: findings, sessions: sessions, users: users, lastFullBackupAgeSeconds: lastFullBackupAgeSeconds,
+      deep: deep)
   }
 }
 
@@ -239,26 +243,30 @@ public enum CheckJob {
     let archives = (try? context.archives.get()) ?? []
     let newestFull = BackupsCheck.newestFull(context.signedArchives)
     let ageSeconds = newestFull.map { Int(context.options.now.timeIntervalSince($0.createdAt)) }
+    let deep = BackupsCheck.deepStatement(context)
     let (state, summary) = verdict(
-      findings: findings, sessions: sessions, users: states.count, lastFullBackupAgeSeconds: ageSeconds)
+      findings: findings, sessions: sessions, users: states.count, lastFullBackupAgeSeconds: ageSeconds, deep: deep)
     return CheckResult(
       state: state, summary: summary, findings: findings, sessions: sessions, users: states.count,
       lastFullBackupAt: newestFull?.createdAt, lastFullBackupAgeSeconds: ageSeconds, archives: archives.count,
       unsignedArchives: context.unsignedArchives.count, rejectedArchives: context.rejectedArchives.count,
       freeBytes: context.freeBytes, durationSeconds: duration, checkedAt: context.options.now, isRecorded: isRecorded,
-      newestDrillAt: context.newestDrill, remotes: OffsiteCheck.summaries(context))
+      newestDrillAt: context.newestDrill, remotes: OffsiteCheck.summaries(context), deep: deep)
   }
 
   /// The verdict is the worst finding's state. The summary line (what Nagios shows) names the
   /// worst finding, a deployment-wide one before any single user's: a missing key or an
-  /// unreadable directory explains the rest.
+  /// unreadable directory explains the rest. With `deep`, the line ends with what `--deep`
+  /// proved, so an OK never hides that nothing was decrypted.
   public static func verdict(
-    findings: [CheckFinding], sessions: CheckResult.Sessions, users: Int, lastFullBackupAgeSeconds: Int?
+    findings: [CheckFinding], sessions: CheckResult.Sessions, users: Int, lastFullBackupAgeSeconds: Int?,
+    deep: String? = nil
   ) -> (state: HealthState, summary: String) {
     let state = findings.map(\.state).max() ?? .ok
+    let deepSuffix = deep.map { "; " + $0 } ?? ""
     guard state != .ok else {
       let age = lastFullBackupAgeSeconds.map { duration(TimeInterval($0)) + " old" } ?? "missing"
-      return (.ok, "\(users) sessions ok, newest full snapshot \(age)")
+      return (.ok, "\(users) sessions ok, newest full snapshot \(age)" + deepSuffix)
     }
     let worst = findings.filter { $0.state == state }
     let headline = worst.first { $0.userID == nil } ?? worst[0]
@@ -266,7 +274,7 @@ public enum CheckJob {
     return (
       state,
       "\(problems) problem(s): \(sessions.critical) session(s) critical, \(sessions.warning) warning"
-        + (sessions.unknown > 0 ? " (\(sessions.unknown) unknown)" : "") + "; \(headline.message)"
+        + (sessions.unknown > 0 ? " (\(sessions.unknown) unknown)" : "") + "; \(headline.message)" + deepSuffix
     )
   }
 

@@ -37,6 +37,14 @@ public struct ArchiveRecord: Codable, Sendable, Equatable {
   public var host: String
   /// For per-user archives: the session identity, to tell a real change from cache churn.
   public var sessionFingerprint: SessionFingerprint?
+  /// The age recipients (`age1…`, public keys) the archive is encrypted to: an identity of one
+  /// of them opens it. Empty for an unencrypted archive; nil when not known (a record written
+  /// before tgsess kept them, or rebuilt from the file name).
+  public var recipients: [String]? = nil
+  /// The fingerprints of the Fernet keys the secrets inside are under (`unknown` for a token no
+  /// configured key opened when it was written); empty when it holds no token; nil when not known
+  /// (no Fernet key configured then, or an older record). `tgsess keys fernet-usage` reads it.
+  public var fernetKeys: [String]? = nil
 
   /// Identity of a session without its key: auth-key fingerprint, dc, normalised address.
   public struct SessionFingerprint: Codable, Sendable, Equatable, Hashable {
@@ -74,6 +82,8 @@ public struct ArchiveRecord: Codable, Sendable, Equatable {
     case toolVersion = "tool_version"
     case host
     case sessionFingerprint = "session_fingerprint"
+    case recipients
+    case fernetKeys = "fernet_keys"
   }
 
   public var isVerified: Bool { verification != .unknown }

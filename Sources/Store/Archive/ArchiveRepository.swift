@@ -51,13 +51,16 @@ public struct ArchiveRepository: Sendable {
   /// temporary file; fsyncs it; proves it (decrypting with `identities` when the host has them,
   /// else re-reading the ciphertext's SHA-256); signs it with `signingKey` (`<id>.sig`, written
   /// and fsynced first); publishes it under its final name; then its record.
+  /// - Parameter fernetKeys: the fingerprints of the Fernet keys the archived secrets are under
+  ///   (see `BotDatabase.fernetKeyFingerprints`), kept in the record; nil when not known.
   /// - Returns: the record, as `list` will show it.
   /// - Throws: `StoreError`; nothing is left under a name `list` or `restore` would pick. A
   ///   crash leaves nothing visible, or a published archive with its signature (an orphan
   ///   signature, or a hidden record, is cleaned up by the next run's `removeLeftovers`).
   public func write(
     id: String, manifest: Manifest, sources: [String: ArchiveSource], encryption: ArchiveEncryption,
-    identities: [AgeIdentity], signingKey: SigningKey, zstdLevel: Int = 3, progress: ((Int64) -> Void)? = nil
+    identities: [AgeIdentity], signingKey: SigningKey, zstdLevel: Int = 3, fernetKeys: [String]? = nil,
+    progress: ((Int64) -> Void)? = nil
   ) throws -> ArchiveRecord {
     let directory = self.directory(kind: manifest.kind, userID: manifest.userID)
     try FileSystem.makeDirectory(directory)
@@ -175,12 +178,15 @@ public struct ArchiveRepository: Sendable {
       fingerprint = .init(
         authKey: key, dcID: dc, serverAddress: session.serverAddress.map(SessionIdentity.normalizedAddress))
     }
+    var recipientStrings: [String] = []
+    if case .age(let recipients) = encryption { recipientStrings = recipients.map(\.string) }
     let record = ArchiveRecord(
       id: id, fileName: fileName, kind: manifest.kind, createdAt: manifest.createdAt, userID: manifest.userID,
       reason: manifest.reason, isEncrypted: isEncrypted, byteCount: byteCount,
       contentByteCount: manifest.entries.reduce(0) { $0 + $1.size }, entryCount: manifest.entries.count,
       userIDs: users, sha256: archiveSHA256, verification: verification, verifiedAt: Date(),
-      toolVersion: manifest.toolVersion, host: manifest.host, sessionFingerprint: fingerprint)
+      toolVersion: manifest.toolVersion, host: manifest.host, sessionFingerprint: fingerprint,
+      recipients: recipientStrings, fernetKeys: fernetKeys)
     let recordPath = directory + "/" + id + ArchiveName.recordSuffix
     let recordTempPath = FileSystem.temporaryPath(for: recordPath)
     var isRecordPublished = false
