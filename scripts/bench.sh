@@ -120,10 +120,12 @@ churn_bench() {
   run_one tgsess 0 "$root/backups" "$tg" backup --root "$root"
   run_one restic 0 "$repo" restic -q -r "$repo" backup "$root/data" "$root/sessions"
   for ((hour = 1; hour <= hours; hour++)); do
-    echo "  writer: $(python3 scripts/bench_churn.py "$root/sessions" --share "$share" --seed "$hour")" >&2
+    # eatmydata: the writer's own fsyncs (one per commit, as Telethon's) are not what is measured.
+    echo "  writer: $(eatmydata python3 scripts/bench_churn.py "$root/sessions" --share "$share" --seed "$hour")" >&2
     run_one tgsess "$hour" "$root/backups" "$tg" backup --root "$root"
     run_one restic "$hour" "$repo" restic -q -r "$repo" backup "$root/data" "$root/sessions"
   done
+  cut -d' ' -f1-3 /proc/loadavg >"$work/churn-load-$users.txt"
   rm -rf "$root" "$repo"
 }
 
@@ -136,7 +138,7 @@ churn_report() {
   echo "both, each after \`scripts/bench_churn.py --share ${BENCH_CHURN_SHARE:-0.3}\` changed \`update_state\` and 3 \`entities\` rows (3"
   echo "\`peers\` rows in Pyrogram files) in that share of the session files, one Telethon-style commit per file."
   echo "Run 0 is the first backup. Bytes added: \`du -sb\` of \`backups/\` (tgsess) or of the repository (restic)"
-  echo "after the run minus before it."
+  echo "after the run minus before it. Load average when the scenario ended: $(cat "$work"/churn-load-*.txt 2>/dev/null | head -1)."
   echo
   echo "| users | run | tgsess s | tgsess MiB added | tgsess peak RSS MiB | restic s | restic MiB added | restic peak RSS MiB | time ratio |"
   echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"

@@ -55,6 +55,24 @@ public struct ArchiveRepository: Sendable {
     id: String, manifest: Manifest, sources: [String: ArchiveSource], encryption: ArchiveEncryption,
     identities: [AgeIdentity], zstdLevel: Int = 3, progress: ((Int64) -> Void)? = nil
   ) throws -> ArchiveRecord {
+    let pending = try prepare(
+      id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
+      zstdLevel: zstdLevel, isDurable: true, progress: progress)
+    defer { pending.discard() }
+    try publish(pending)
+    try FileSystem.fsyncDirectory(pending.directory)
+    return pending.record
+  }
+
+  /// Writes and proves one archive as `write` does, and writes its record, both under hidden
+  /// temporary names; `publish(batch:)` makes them visible. With `isDurable` false nothing is
+  /// fsynced yet: `publish(batch:)` makes a whole batch durable at once, before it publishes.
+  /// - Returns: the pending archive; the caller publishes it or calls `discard()`.
+  /// - Throws: `StoreError`; nothing is left behind.
+  public func prepare(
+    id: String, manifest: Manifest, sources: [String: ArchiveSource], encryption: ArchiveEncryption,
+    identities: [AgeIdentity], zstdLevel: Int = 3, isDurable: Bool, progress: ((Int64) -> Void)? = nil
+  ) throws -> PendingArchive {
     let directory = self.directory(kind: manifest.kind, userID: manifest.userID)
     try FileSystem.makeDirectory(directory)
     var isEncrypted = false
@@ -64,8 +82,8 @@ public struct ArchiveRepository: Sendable {
     let tempPath = FileSystem.temporaryPath(for: finalPath)
     let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
     guard fd >= 0 else { throw StoreError.io(path: tempPath, operation: "create", errno: errno) }
-    var isPublished = false
-    defer { if !isPublished { unlink(tempPath) } }
+    var isHandedOver = false
+    defer { if !isHandedOver { unlink(tempPath) } }
 
     // 1. Write. Entries are hashed as they are archived only when the archive cannot be read
     // back (the identity is off this host): the read-back proof checks every entry anyway.
@@ -118,7 +136,7 @@ public struct ArchiveRepository: Sendable {
       try tar.finish()
       try ageWriter?.finish()
       try CrashPoint.hit("archive.before-fsync")
-      if fsync(fd) != 0 { throw StoreError.io(path: tempPath, operation: "fsync", errno: errno) }
+      if isDurable, fsync(fd) != 0 { throw StoreError.io(path: tempPath, operation: "fsync", errno: errno) }
     }
     let archiveSHA256 = sink.digest()
     let byteCount = sink.byteCount
@@ -153,32 +171,66 @@ public struct ArchiveRepository: Sendable {
       toolVersion: manifest.toolVersion, host: manifest.host, sessionFingerprint: fingerprint)
     let recordPath = directory + "/" + id + ArchiveName.recordSuffix
     let recordTempPath = FileSystem.temporaryPath(for: recordPath)
-    var isRecordPublished = false
-    defer { if !isRecordPublished { unlink(recordTempPath) } }
-    try Self.writeDurably(try record.encoded(), to: recordTempPath)
-    try CrashPoint.hit("archive.before-publish")
-    if link(tempPath, finalPath) != 0 {
-      throw StoreError.io(path: finalPath, operation: "publish (link)", errno: errno)
-    }
-    isPublished = true
-    unlink(tempPath)
-    if rename(recordTempPath, recordPath) != 0 {
-      // The archive is published and proven; only its record is missing, which list tolerates.
-      throw StoreError.io(path: recordPath, operation: "rename into place", errno: errno)
-    }
-    isRecordPublished = true
-    try CrashPoint.hit("archive.after-publish")
-    try FileSystem.fsyncDirectory(directory)
-    return record
+    var isRecordWritten = false
+    defer { if !isRecordWritten { unlink(recordTempPath) } }
+    try Self.writeRecord(try record.encoded(), to: recordTempPath, isDurable: isDurable)
+    isRecordWritten = true
+    isHandedOver = true
+    return PendingArchive(
+      record: record, directory: directory, tempPath: tempPath, finalPath: finalPath, recordTempPath: recordTempPath,
+      recordPath: recordPath)
   }
 
-  /// Writes `data` to a new file at `path` (mode 0600) and fsyncs it.
-  private static func writeDurably(_ data: Data, to path: String) throws {
+  /// Publishes one prepared archive: the archive under its final name (no-clobber link), then
+  /// its record. A crash leaves either nothing visible, or the archive whose hidden record the
+  /// next run rolls forward. The caller fsyncs the directory.
+  /// - Throws: `StoreError.io`.
+  func publish(_ pending: PendingArchive) throws {
+    try CrashPoint.hit("archive.before-publish")
+    if link(pending.tempPath, pending.finalPath) != 0 {
+      throw StoreError.io(path: pending.finalPath, operation: "publish (link)", errno: errno)
+    }
+    unlink(pending.tempPath)
+    if rename(pending.recordTempPath, pending.recordPath) != 0 {
+      // The archive is published and proven; only its record is missing, which list tolerates.
+      throw StoreError.io(path: pending.recordPath, operation: "rename into place", errno: errno)
+    }
+    try CrashPoint.hit("archive.after-publish")
+  }
+
+  /// Publishes archives prepared with `isDurable: false`: first makes every one of them and
+  /// its record durable (one filesystem flush, then an fsync of each file, cheap by then, that
+  /// reports its own write error), then publishes each, then makes the new names durable (one
+  /// more flush, and an fsync of each directory). Nothing is published before it is durable.
+  /// - Parameter published: called with each archive once its name is in place.
+  /// - Throws: `StoreError.io`; the archives not yet published are discarded.
+  public func publish(batch: [PendingArchive], published: (PendingArchive) -> Void = { _ in }) throws {
+    guard !batch.isEmpty else { return }
+    var next = 0
+    defer { for pending in batch[next...] { pending.discard() } }
+    try FileSystem.syncFilesystem(containing: backupsDirectory)
+    for pending in batch {
+      try FileSystem.fsyncFile(pending.tempPath)
+      try FileSystem.fsyncFile(pending.recordTempPath)
+    }
+    var directories: [String] = []
+    while next < batch.count {
+      try publish(batch[next])
+      published(batch[next])
+      if directories.last != batch[next].directory { directories.append(batch[next].directory) }
+      next += 1
+    }
+    try FileSystem.syncFilesystem(containing: backupsDirectory)
+    for directory in Set(directories) { try FileSystem.fsyncDirectory(directory) }
+  }
+
+  /// Writes `data` to a new file at `path` (mode 0600), fsynced when `isDurable`.
+  private static func writeRecord(_ data: Data, to path: String, isDurable: Bool) throws {
     let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
     guard fd >= 0 else { throw StoreError.io(path: path, operation: "create", errno: errno) }
     defer { close(fd) }
     try data.withUnsafeBytes { try FileSystem.writeAll(fd: fd, bytes: $0, path: path) }
-    if fsync(fd) != 0 { throw StoreError.io(path: path, operation: "fsync", errno: errno) }
+    if isDurable, fsync(fd) != 0 { throw StoreError.io(path: path, operation: "fsync", errno: errno) }
   }
 
   // MARK: - Listing
@@ -328,6 +380,23 @@ public struct ArchiveRepository: Sendable {
 
   static func names(in directory: String) throws -> [String] {
     try FileSystem.directoryNames(directory)
+  }
+}
+
+/// An archive and its record written and proven under hidden temporary names, not yet published.
+public struct PendingArchive: Sendable {
+  /// The record, as `list` will show it once published.
+  public let record: ArchiveRecord
+  let directory: String
+  let tempPath: String
+  let finalPath: String
+  let recordTempPath: String
+  let recordPath: String
+
+  /// Removes what is still unpublished (nothing once `publish` has run).
+  public func discard() {
+    unlink(tempPath)
+    unlink(recordTempPath)
   }
 }
 
