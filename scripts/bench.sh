@@ -106,15 +106,16 @@ churn_bench() {
   # run_one TOOL HOUR DIR -- command...: one timed run, its bytes added to DIR.
   run_one() {
     local tool=$1 hour=$2 dir=$3; shift 3
-    local before after stats secs kb
+    local before after stats secs kb user sys cpu
     before=$(du -sb "$dir" 2>/dev/null | awk '{print $1}')
     stats=$(mktemp)
-    /usr/bin/time -f "%e %M" -o "$stats" "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; echo "failed: $*" >&2; exit 1; }
-    read -r secs kb <"$stats"
+    /usr/bin/time -f "%e %M %U %S" -o "$stats" "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; echo "failed: $*" >&2; exit 1; }
+    read -r secs kb user sys <"$stats"
     rm -f "$stats"
+    cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')
     after=$(du -sb "$dir" | awk '{print $1}')
-    printf '%s\t%s\t%s\t%s\t%s\n' "$tool" "$hour" "$secs" "$((${after:-0} - ${before:-0}))" "$((kb / 1024))" >>"$tsv"
-    echo "  $tool run $hour: ${secs}s, +$(((${after:-0} - ${before:-0}) / 1024)) KiB, peak RSS $((kb / 1024)) MiB" >&2
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$hour" "$secs" "$((${after:-0} - ${before:-0}))" "$((kb / 1024))" "$cpu" >>"$tsv"
+    echo "  $tool run $hour: ${secs}s (CPU ${cpu}s), +$(((${after:-0} - ${before:-0}) / 1024)) KiB, peak RSS $((kb / 1024)) MiB" >&2
   }
   mkdir -p "$root/backups"
   run_one tgsess 0 "$root/backups" "$tg" backup --root "$root"
@@ -138,18 +139,18 @@ churn_report() {
   echo "both, each after \`scripts/bench_churn.py --share ${BENCH_CHURN_SHARE:-0.3}\` changed \`update_state\` and 3 \`entities\` rows (3"
   echo "\`peers\` rows in Pyrogram files) in that share of the session files, one Telethon-style commit per file."
   echo "Run 0 is the first backup. Bytes added: \`du -sb\` of \`backups/\` (tgsess) or of the repository (restic)"
-  echo "after the run minus before it. Load average when the scenario ended: $(cat "$work"/churn-load-*.txt 2>/dev/null | head -1)."
+  echo "after the run minus before it. CPU is user + system seconds (GNU time), the fairer figure on a loaded machine. Load average when the scenario ended: $(cat "$work"/churn-load-*.txt 2>/dev/null | head -1)."
   echo
-  echo "| users | run | tgsess s | tgsess MiB added | tgsess peak RSS MiB | restic s | restic MiB added | restic peak RSS MiB | time ratio |"
-  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "| users | run | tgsess s | tgsess CPU s | tgsess MiB added | tgsess peak RSS MiB | restic s | restic CPU s | restic MiB added | restic peak RSS MiB | time ratio |"
+  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   for f in "$work"/churn-*.tsv; do
     [ -f "$f" ] || continue
     local u=${f##*/churn-}
     u=${u%.tsv}
     awk -F'\t' -v u="$u" '
-      $1 == "tgsess" { ts[$2] = $3; tb[$2] = $4; tr[$2] = $5; n = ($2 > n ? $2 : n) }
-      $1 == "restic" { rs[$2] = $3; rb[$2] = $4; rr[$2] = $5 }
-      END { for (h = 0; h <= n; h++) printf "| %s | %d | %s | %.1f | %s | %s | %.1f | %s | %.2f |\n", u, h, ts[h], tb[h] / 1048576, tr[h], rs[h], rb[h] / 1048576, rr[h], (rs[h] > 0 ? ts[h] / rs[h] : 0) }' "$f"
+      $1 == "tgsess" { ts[$2] = $3; tb[$2] = $4; tr[$2] = $5; tc[$2] = $6; n = ($2 > n ? $2 : n) }
+      $1 == "restic" { rs[$2] = $3; rb[$2] = $4; rr[$2] = $5; rc[$2] = $6 }
+      END { for (h = 0; h <= n; h++) printf "| %s | %d | %s | %s | %.1f | %s | %s | %s | %.1f | %s | %.2f |\n", u, h, ts[h], tc[h], tb[h] / 1048576, tr[h], rs[h], rc[h], rb[h] / 1048576, rr[h], (rs[h] > 0 ? ts[h] / rs[h] : 0) }' "$f"
   done
 }
 
