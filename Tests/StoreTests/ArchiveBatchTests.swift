@@ -26,7 +26,7 @@ import Testing
     return try repository.prepare(
       id: ArchiveName.makeID(kind: .user, userID: userID, date: date), manifest: manifest,
       sources: ["users/user_\(userID).json": .file(file)], encryption: .age([identity.recipient]),
-      identities: [identity], isDurable: false)
+      identities: [identity], signingKey: try SigningKey.generate(), isDurable: false)
   }
 
   @Test func aBatchIsInvisibleUntilPublishedAndThenWholeAndProven() throws {
@@ -38,7 +38,8 @@ import Testing
     #expect(batch.allSatisfy { $0.record.verification == .full })
     #expect(try repository.list().isEmpty)
     let hidden = try TreeSnapshot(repository.backupsDirectory)
-    #expect(hidden.files.isEmpty && hidden.hidden.count == 6)
+    // The archive, its signature and its record, each under a hidden temporary name.
+    #expect(hidden.files.isEmpty && hidden.hidden.count == 9)
 
     var published: [String] = []
     try repository.publish(batch: batch) { published.append($0.record.id) }
@@ -47,7 +48,7 @@ import Testing
     #expect(Set(listed.map(\.id)) == Set(published))
     #expect(listed.allSatisfy { $0.verification == .full })
     let after = try TreeSnapshot(repository.backupsDirectory)
-    #expect(after.hidden.isEmpty && after.files.count == 6)
+    #expect(after.hidden.isEmpty && after.files.count == 9)
     for record in listed {
       #expect(throws: Never.self) {
         _ = try ArchiveReader.read(path: repository.path(of: record), identities: [identity])
