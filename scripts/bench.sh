@@ -11,6 +11,13 @@
 #                                         # BENCH_BASELINE_BIN=PATH uses one built already)
 #   BENCH_ONLY=watch bash scripts/bench.sh   # only the `tgsess watch` scenario (scripts/bench_watch.py)
 #   BENCH_ONLY=stall bash scripts/bench.sh   # only the bot writer's wait during backups (scripts/bench_stall.py)
+#   BENCH_ONLY=churn bash scripts/bench.sh   # only the hourly churn scenario against restic
+#
+# The churn scenario (also part of the full run): a BENCH_CHURN_USERS fleet (default: BENCH_USERS),
+# a first backup by tgsess and restic, then BENCH_CHURN_HOURS (default 3) hourly runs, each after
+# scripts/bench_churn.py changed update_state and 3 entities rows (Telethon; 3 peers rows for
+# Pyrogram) in BENCH_CHURN_SHARE (default 0.3) of the session files, as their clients write. It
+# reports seconds, peak RSS and bytes added to the repository per run, for tgsess and restic.
 #
 # The watch scenario needs the real Telethon and cryptography: the test virtualenv .venv-test
 # (scripts/test.sh creates it) or TGSESS_TEST_PYTHON. BENCH_WATCH_USERS (default: BENCH_USERS),
@@ -25,8 +32,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 only=${BENCH_ONLY:-}
-case "$only" in "" | watch | stall) ;; *) echo "bench.sh: BENCH_ONLY must be empty, 'watch' or 'stall', not '$only'" >&2; exit 64 ;; esac
-if [ -n "$only" ]; then
+case "$only" in "" | watch | stall | churn) ;; *) echo "bench.sh: BENCH_ONLY must be empty, 'watch', 'stall' or 'churn', not '$only'" >&2; exit 64 ;; esac
+if [ "$only" = watch ] || [ "$only" = stall ]; then
   install_system_packages time
 else
   install_system_packages restic borgbackup eatmydata time python3-cryptography
@@ -162,6 +169,86 @@ if [ "$only" = stall ]; then
     echo "- $("$tg" --version | sed 's/^/tgsess /') ($config build), Python $(python3 -c 'import sqlite3, sys; print(sys.version.split()[0], "with SQLite", sqlite3.sqlite_version)')"
     echo
     stall_report
+  } >"$out"
+  echo "wrote $out" >&2
+  exit 0
+fi
+
+# The hourly churn scenario on a USERS fleet: tgsess and restic each take a first backup, then
+# HOURS times the writer changes a share of the session files and both back up again. Per run:
+# seconds (GNU time), peak RSS and the bytes the run added to its repository (du -sb before and
+# after; tgsess's backups/ holds every archive and record, restic's repository every pack).
+churn_bench() {
+  local users=$1 hours=${BENCH_CHURN_HOURS:-3} share=${BENCH_CHURN_SHARE:-0.3}
+  local root="$work/churn-$users" repo="$work/churn-restic-$users" tsv="$work/churn-$users.tsv"
+  echo "== churn, $users users, $hours hourly runs, ${share} of the files changed before each" >&2
+  eatmydata "$bin/tgsess-fleet" --root "$root" --users "$users" --seed 7 >/dev/null
+  echo "$users $(du -sb "$root/data" "$root/sessions" | awk '{s+=$1} END {print s}')" >"$work/churn-size-$users.txt"
+  restic init -q -r "$repo" >/dev/null
+  : >"$tsv"
+  # run_one TOOL HOUR DIR -- command...: one timed run, its bytes added to DIR.
+  run_one() {
+    local tool=$1 hour=$2 dir=$3; shift 3
+    local before after stats secs kb user sys cpu
+    before=$(du -sb "$dir" 2>/dev/null | awk '{print $1}')
+    stats=$(mktemp)
+    /usr/bin/time -f "%e %M %U %S" -o "$stats" "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; echo "failed: $*" >&2; exit 1; }
+    read -r secs kb user sys <"$stats"
+    rm -f "$stats"
+    cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')
+    after=$(du -sb "$dir" | awk '{print $1}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$hour" "$secs" "$((${after:-0} - ${before:-0}))" "$((kb / 1024))" "$cpu" >>"$tsv"
+    echo "  $tool run $hour: ${secs}s (CPU ${cpu}s), +$(((${after:-0} - ${before:-0}) / 1024)) KiB, peak RSS $((kb / 1024)) MiB" >&2
+  }
+  mkdir -p "$root/backups"
+  run_one tgsess 0 "$root/backups" "$tg" backup --root "$root"
+  run_one restic 0 "$repo" restic -q -r "$repo" backup "$root/data" "$root/sessions"
+  for ((hour = 1; hour <= hours; hour++)); do
+    # eatmydata: the writer's own fsyncs (one per commit, as Telethon's) are not what is measured.
+    echo "  writer: $(eatmydata python3 scripts/bench_churn.py "$root/sessions" --share "$share" --seed "$hour")" >&2
+    run_one tgsess "$hour" "$root/backups" "$tg" backup --root "$root"
+    run_one restic "$hour" "$repo" restic -q -r "$repo" backup "$root/data" "$root/sessions"
+  done
+  cut -d' ' -f1-3 /proc/loadavg >"$work/churn-load-$users.txt"
+  rm -rf "$root" "$repo"
+}
+
+# The churn section of the report, from the TSV each run left.
+churn_report() {
+  echo "## Hourly churn against restic"
+  echo
+  echo "Each scenario: \`tgsess-fleet --users N --seed 7\`, a first backup by \`tgsess backup\` (full snapshot"
+  echo "plus one per-user archive per user) and by \`restic backup data sessions\`, then ${BENCH_CHURN_HOURS:-3} hourly runs of"
+  echo "both, each after \`scripts/bench_churn.py --share ${BENCH_CHURN_SHARE:-0.3}\` changed \`update_state\` and 3 \`entities\` rows (3"
+  echo "\`peers\` rows in Pyrogram files) in that share of the session files, one Telethon-style commit per file."
+  echo "Run 0 is the first backup. Bytes added: \`du -sb\` of \`backups/\` (tgsess) or of the repository (restic)"
+  echo "after the run minus before it. CPU is user + system seconds (GNU time), the fairer figure on a loaded machine. Load average when the scenario ended: $(cat "$work"/churn-load-*.txt 2>/dev/null | head -1)."
+  echo
+  echo "| users | run | tgsess s | tgsess CPU s | tgsess MiB added | tgsess peak RSS MiB | restic s | restic CPU s | restic MiB added | restic peak RSS MiB | time ratio |"
+  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  for f in "$work"/churn-*.tsv; do
+    [ -f "$f" ] || continue
+    local u=${f##*/churn-}
+    u=${u%.tsv}
+    awk -F'\t' -v u="$u" '
+      $1 == "tgsess" { ts[$2] = $3; tb[$2] = $4; tr[$2] = $5; tc[$2] = $6; n = ($2 > n ? $2 : n) }
+      $1 == "restic" { rs[$2] = $3; rb[$2] = $4; rr[$2] = $5; rc[$2] = $6 }
+      END { for (h = 0; h <= n; h++) printf "| %s | %d | %s | %s | %.1f | %s | %s | %s | %.1f | %s | %.2f |\n", u, h, ts[h], tc[h], tb[h] / 1048576, tr[h], rs[h], rc[h], rb[h] / 1048576, rr[h], (rs[h] > 0 ? ts[h] / rs[h] : 0) }' "$f"
+  done
+}
+
+if [ "$only" = churn ]; then
+  for users in ${BENCH_CHURN_USERS:-$users_list}; do churn_bench "$users"; done
+  {
+    echo "# Benchmarks: hourly churn"
+    echo
+    echo "Produced by \`${BENCH_COMMAND:-BENCH_ONLY=churn bash scripts/bench.sh}\` on $(date -u +%Y-%m-%d)."
+    echo
+    echo "- Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- $("$tg" --version | sed 's/^/tgsess /') ($config build), $(restic version | head -1)"
+    for f in "$work"/churn-size-*.txt; do read -r u b <"$f"; echo "- $u users: $((b / 1048576)) MiB of database and session files"; done
+    echo
+    churn_report
   } >"$out"
   echo "wrote $out" >&2
   exit 0
@@ -360,6 +447,7 @@ PY
   fi
   rm -rf "$root" "$work/restic" "$work/borg" "$work/target" "$work/raw.tar.zst.age"
 done
+for users in ${BENCH_CHURN_USERS:-$users_list}; do churn_bench "$users"; done
 for users in ${BENCH_WATCH_USERS:-$users_list}; do watch_bench "$users"; done
 
 # The report.
@@ -416,6 +504,8 @@ for users in ${BENCH_WATCH_USERS:-$users_list}; do watch_bench "$users"; done
       echo "| $u | $(awk -v a="$signed" -v b="$unsigned" 'BEGIN { printf "%.3f", a / b }') | $(awk -v a="$rs" -v b="$ru" 'BEGIN { printf "%+.1f ms", (a - b) * 1000 }') |"
     done
   fi
+  echo
+  churn_report
   echo
   watch_report
 } >"$out"

@@ -15,4 +15,9 @@ static inline int tgsess_sqlite_disable_memstatus(void) { return sqlite3_config(
 /* glibc's malloc_trim (malloc.h, which Swift's Glibc module does not export). */
 int malloc_trim(size_t pad);
 static inline int tgsess_malloc_trim(void) { return malloc_trim(0); }
+
+/* glibc's syncfs (unistd.h under _GNU_SOURCE, which Swift's Glibc module does not export): one
+ * flush of a whole filesystem, so a batch of archives is made durable with one journal commit. */
+int syncfs(int fd);
+static inline int tgsess_syncfs(int fd) { return syncfs(fd); }
 #endif

@@ -167,6 +167,9 @@ public struct BackupResult: Codable, Sendable, Equatable {
   public var unchangedUsers: Int
   /// Users re-archived under the current recipients (`--rearchive`), each a "Re-encrypted" archive.
   public var reencryptedUsers = 0
+  /// Session snapshots whose bytes an earlier run had inspected, so their findings were reused
+  /// (the rest were inspected).
+  public var inspectionsReused = 0
   public var failures: [UserFailure]
   /// Offsite pushes after the local backup (a failed remote makes the run partial; the local
   /// backup still counts).
@@ -177,9 +180,27 @@ public struct BackupResult: Codable, Sendable, Equatable {
 
 /// Progress of a running backup, for a TTY.
 public struct BackupProgress: Sendable {
+  /// The steps of a full backup, in order.
+  public enum Phase: String, Sendable {
+    /// Snapshotting and inspecting session files (files are users).
+    case snapshots = "snapshots"
+    /// Writing and proving the full archive (files are archive entries).
+    case fullArchive = "full archive"
+    /// Writing and proving per-user archives (files are users whose session changed).
+    case userArchives = "per-user archives"
+  }
+
+  public var phase: Phase
   public var filesDone: Int
   public var filesTotal: Int
   public var bytesDone: Int64
+
+  public init(phase: Phase, filesDone: Int, filesTotal: Int, bytesDone: Int64) {
+    self.phase = phase
+    self.filesDone = filesDone
+    self.filesTotal = filesTotal
+    self.bytesDone = bytesDone
+  }
 }
 
 /// Takes consistent, encrypted, self-verifying backups.
@@ -227,6 +248,9 @@ public enum BackupJob {
       throw JobError.store(context: "backup", underlying: error)
     }
   }
+
+  /// Per-user archives made durable and published together (one filesystem flush each batch).
+  static let publishBatchSize = 256
 
   /// What one run needs: keys, the database, the archive repository.
   final class Context {
@@ -331,6 +355,10 @@ public enum BackupJob {
       var fingerprint: ArchiveRecord.SessionFingerprint
       /// How the user's newest per-user archive compares.
       var freshness = Freshness.changed
+      /// The findings the entry was made from (nil for the database).
+      var inspection: InspectionCache.Item?
+      /// The findings came from an earlier run's inspection of the same bytes.
+      var isInspectionReused = false
     }
 
     /// How to snapshot a live file: the database's writers are the bot's, whose database
@@ -391,26 +419,44 @@ public enum BackupJob {
     /// Snapshots one user's session file (and `.session.backup`) into `staging`: in memory and
     /// appended to the staging pack, or, for a file above `inMemorySnapshotLimit`, into a
     /// staging file of its own.
-    func stageSession(userID: Int64, staging: StagingArea) throws -> StagedSession {
+    /// - Parameter inspections: findings of earlier runs, reused for a snapshot whose bytes an
+    ///   earlier run inspected.
+    func stageSession(userID: Int64, staging: StagingArea, inspections: InspectionCache? = nil) throws
+      -> StagedSession
+    {
       let source = deployment.sessionPath(userID: userID)
       let relative = "sessions/user_\(userID).session"
       let snapshotOptions = snapshotOptions(isDatabase: false)
-      let info: SessionFileInfo
       let staged: ArchiveSource
       let size: Int64
       let sha256: String
+      let found: InspectionCache.Item
+      var isReused = false
+      func findings(_ info: SessionFileInfo, sha256: String) -> InspectionCache.Item {
+        InspectionCache.Item(
+          userID: userID, sha256: sha256, format: info.format.shortName, dcID: info.identity.dcID,
+          authKeyFingerprint: info.identity.authKey.fingerprint, serverAddress: info.identity.serverAddress)
+      }
       if ((try? FileSystem.size(of: source)) ?? 0) <= options.inMemorySnapshotLimit {
         let image = try SQLiteSnapshot.takeInMemory(source: source, options: snapshotOptions)
         try CrashPoint.hit("backup.after-session-snapshot")
-        info = try SessionFileInspector.inspect(snapshot: image, object: source)
         let packed = try staging.pack(image)
         staged = packed.source
         size = packed.byteCount
         sha256 = packed.sha256
+        // The same bytes as a snapshot an earlier run inspected have the same findings
+        // (inspection reads nothing but these bytes); any change, however written, changes the hash.
+        if let reused = inspections?.item(userID: userID, sha256: sha256) {
+          found = reused
+          isReused = true
+        } else {
+          found = findings(try SessionFileInspector.inspect(snapshot: image, object: source), sha256: sha256)
+        }
       } else {
         let path = try staging.file(relative)
         try SQLiteSnapshot.take(source: source, destination: path, options: snapshotOptions)
         try CrashPoint.hit("backup.after-session-snapshot")
+        let info: SessionFileInfo
         do { info = try SessionFileInspector.inspect(path: path) } catch StoreError.session(_, let reason) {
           // The snapshot is a faithful copy: its problem is the source file's.
           throw StoreError.session(object: source, reason: reason)
@@ -418,16 +464,18 @@ public enum BackupJob {
         staged = .file(path)
         size = try FileSystem.size(of: path)
         sha256 = try FileSystem.sha256(ofFile: path)
+        found = findings(info, sha256: sha256)
       }
       let entry = Manifest.Entry(
         path: relative, role: .session, size: size, sha256: sha256, isSQLite: true, userID: userID,
-        format: info.format.shortName, dcID: info.identity.dcID, authKeyFingerprint: info.identity.authKey.fingerprint,
-        serverAddress: info.identity.serverAddress)
+        format: found.format, dcID: found.dcID, authKeyFingerprint: found.authKeyFingerprint,
+        serverAddress: found.serverAddress)
       var result = StagedSession(
         entry: entry, source: staged, backupEntry: nil, backupSource: nil,
         fingerprint: .init(
-          authKey: info.identity.authKey.fingerprint, dcID: info.identity.dcID,
-          serverAddress: info.identity.serverAddress.map(SessionIdentity.normalizedAddress)))
+          authKey: found.authKeyFingerprint, dcID: found.dcID,
+          serverAddress: found.serverAddress.map(SessionIdentity.normalizedAddress)),
+        inspection: found, isInspectionReused: isReused)
       // The seed's .session.backup copy: kept when it is a readable SQLite file.
       let backupSource = source + ".backup"
       if FileSystem.exists(backupSource) {
@@ -446,9 +494,25 @@ public enum BackupJob {
       return result
     }
 
-    /// Writes one user's per-user archive from what is staged, and records it in the database.
-    func writeUserArchive(userID: Int64, session: StagedSession?, reason: String, staging: StagingArea) throws
-      -> ArchiveRecord
+    /// A per-user archive ready to be written: its id, time, manifest and staged sources.
+    struct UserArchiveDraft {
+      var userID: Int64
+      var id: String
+      var date: Date
+      var manifest: Manifest
+      var sources: [String: ArchiveSource]
+      var authKeyFingerprint: String?
+      /// The backup reason (recorded in `session_backups`).
+      var reason: String
+      /// The fingerprints of the Fernet keys the user's archived rows are under (nil: not known).
+      var fernetKeys: [String]?
+    }
+
+    /// Gathers one user's per-user archive from what is staged (plus the user's database rows).
+    /// - Throws: `JobError.refused` when the user has neither a session file nor a row;
+    ///   `StoreError` when the rows cannot be read or staged.
+    func draftUserArchive(userID: Int64, session: StagedSession?, reason: String, staging: StagingArea) throws
+      -> UserArchiveDraft
     {
       var entries: [Manifest.Entry] = []
       var sources: [String: ArchiveSource] = [:]
@@ -477,22 +541,45 @@ public enum BackupJob {
       let date = Date()
       let id = ArchiveName.makeID(kind: .user, userID: userID, date: date)
       let manifest = try makeManifest(kind: .user, userID: userID, reason: reason, date: date, entries: entries)
-      let record = try repository.write(
-        id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
-        signingKey: signingKey, zstdLevel: options.zstdLevel, fernetKeys: try fernetKeys(of: database, userID: userID))
+      return UserArchiveDraft(
+        userID: userID, id: id, date: date, manifest: manifest, sources: sources,
+        authKeyFingerprint: session?.fingerprint.authKey, reason: reason,
+        fernetKeys: try fernetKeys(of: database, userID: userID))
+    }
+
+    /// Records published per-user archives in `session_backups`, in one transaction. A user with
+    /// a session file but no user_sessions row (a login in progress, a bot that keeps files only)
+    /// gets no row: the archive is the whole backup.
+    /// - Throws: `StoreError.database`.
+    func recordUserArchives(_ drafts: [UserArchiveDraft]) throws {
       let writer = try BotDatabase(
         path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { writer.close() }
-      // A user with a session file but no user_sessions row (a login in progress, a bot that
-      // keeps files only) gets no session_backups row: the archive is the whole backup.
-      let row = try writer.recordSessionBackup(
-        userID: userID, reason: reason, archiveID: id, authKeyFingerprint: session?.fingerprint.authKey, at: date)
-      logger.info(
-        "per-user backup written",
-        metadata: [
-          "user.id": "\(userID)", "archive.id": "\(id)", "reason": "\(reason)",
-          "session_backups.row": "\(row.map(String.init) ?? "none")",
-        ])
+      let rows = try writer.recordSessionBackups(
+        drafts.map {
+          .init(
+            userID: $0.userID, reason: $0.reason, archiveID: $0.id, authKeyFingerprint: $0.authKeyFingerprint,
+            date: $0.date)
+        })
+      for (draft, row) in zip(drafts, rows) {
+        logger.info(
+          "per-user backup written",
+          metadata: [
+            "user.id": "\(draft.userID)", "archive.id": "\(draft.id)", "reason": "\(draft.reason)",
+            "session_backups.row": "\(row.map(String.init) ?? "none")",
+          ])
+      }
+    }
+
+    /// Writes one user's per-user archive from what is staged, and records it in the database.
+    func writeUserArchive(userID: Int64, session: StagedSession?, reason: String, staging: StagingArea) throws
+      -> ArchiveRecord
+    {
+      let draft = try draftUserArchive(userID: userID, session: session, reason: reason, staging: staging)
+      let record = try repository.write(
+        id: draft.id, manifest: draft.manifest, sources: draft.sources, encryption: encryption,
+        identities: identities, signingKey: signingKey, zstdLevel: options.zstdLevel, fernetKeys: draft.fernetKeys)
+      try recordUserArchives([draft])
       return record
     }
 
@@ -553,6 +640,8 @@ public enum BackupJob {
       // reported and skipped; a failing database or destination fails the run.
       let databaseRelative = "data/" + (deployment.databasePath as NSString).lastPathComponent
       let users = try deployment.sessionFileUserIDs()
+      let inspectionsPath = InspectionCache.path(backupsDirectory: deployment.backupsDirectory)
+      let inspections = InspectionCache.load(path: inspectionsPath, toolVersion: ToolInfo.version)
       let done = Counter()
       let results = try Parallel.map(count: users.count + 1, workers: options.snapshotWorkers) {
         index -> Result<StagedSession, StoreError> in
@@ -560,9 +649,12 @@ public enum BackupJob {
           return .success(try stageDatabase(relative: databaseRelative, staging: staging))
         }
         let userID = users[index - 1]
-        defer { progress?(BackupProgress(filesDone: done.increment(), filesTotal: users.count, bytesDone: 0)) }
+        defer {
+          progress?(
+            BackupProgress(phase: .snapshots, filesDone: done.increment(), filesTotal: users.count, bytesDone: 0))
+        }
         do {
-          var session = try stageSession(userID: userID, staging: staging)
+          var session = try stageSession(userID: userID, staging: staging, inspections: inspections)
           if options.includesChangedUsers {
             session.freshness = try freshness(userID: userID, fingerprint: session.fingerprint)
           }
@@ -611,39 +703,76 @@ public enum BackupJob {
       ) { bytes in
         bytesDone += bytes
         filesDone += 1
-        progress?(BackupProgress(filesDone: filesDone, filesTotal: fileCount, bytesDone: bytesDone))
+        progress?(
+          BackupProgress(phase: .fullArchive, filesDone: filesDone, filesTotal: fileCount, bytesDone: bytesDone))
       }
       var archives = [summary(record)]
+      // What this run inspected, for the next run (a lost cache costs only time).
+      var nextInspections = InspectionCache()
+      for session in staged.values { if let item = session.inspection { nextInspections.insert(item) } }
+      do { try nextInspections.save(path: inspectionsPath, toolVersion: ToolInfo.version) } catch {
+        logger.warning(
+          "inspection cache not saved", metadata: ["file.path": "\(inspectionsPath)", "error": "\(error)"])
+      }
 
-      // 4. Per-user backups of the users whose session identity changed.
+      // 4. Per-user backups of the users whose session identity changed, in batches: each
+      // archive is written and proven, then a batch is made durable at once (one filesystem
+      // flush instead of an fsync per file), published, and recorded in one transaction.
       var unchanged = 0
       var reencrypted = 0
       if options.includesChangedUsers {
-        for userID in users {
-          guard let session = staged[userID] else { continue }
-          if session.freshness == .unchanged {
-            unchanged += 1
-            continue
+        let changed = users.filter { staged[$0].map { $0.freshness != .unchanged } ?? false }
+        unchanged = staged.count - changed.count
+        var batch: [(draft: UserArchiveDraft, pending: PendingArchive)] = []
+        defer { for item in batch { item.pending.discard() } }
+        var usersDone = 0
+        func flush() throws {
+          let drafts = batch.map(\.draft)
+          var publishedCount = 0
+          defer {
+            // What was published is recorded, even when the batch stopped part-way (a full disk).
+            let published = Array(drafts.prefix(publishedCount))
+            reencrypted += published.filter { $0.reason == BackupReason.reencrypted }.count
+            do { try recordUserArchives(published) } catch {
+              let reason = (error as? LocalizedError)?.errorDescription ?? "\(error)"
+              failures += published.map { UserFailure(userID: $0.userID, reason: reason) }
+              logger.error("per-user backups not recorded", metadata: ["error": "\(reason)"])
+            }
           }
-          let isRearchive = session.freshness == .underOtherKeys
+          let pending = batch.map(\.pending)
+          batch = []
+          try repository.publish(batch: pending) { published in
+            archives.append(summary(published.record))
+            publishedCount += 1
+          }
+        }
+        for userID in changed {
+          guard let session = staged[userID] else { continue }
+          let reason = session.freshness == .underOtherKeys ? BackupReason.reencrypted : BackupReason.scheduled
           do {
-            let userRecord = try writeUserArchive(
-              userID: userID, session: session,
-              reason: isRearchive ? BackupReason.reencrypted : BackupReason.scheduled, staging: staging)
-            archives.append(summary(userRecord))
-            if isRearchive { reencrypted += 1 }
+            let draft = try draftUserArchive(userID: userID, session: session, reason: reason, staging: staging)
+            let pending = try repository.prepare(
+              id: draft.id, manifest: draft.manifest, sources: draft.sources, encryption: encryption,
+              identities: identities, signingKey: signingKey, zstdLevel: options.zstdLevel,
+              fernetKeys: draft.fernetKeys, isDurable: false)
+            batch.append((draft, pending))
           } catch let error as StoreError where !isDestinationFailure(error) {
             failures.append(UserFailure(userID: userID, reason: error.errorDescription ?? "\(error)"))
             logger.error(
               "per-user backup failed", metadata: ["user.id": "\(userID)", "error": "\(error.errorDescription ?? "")"])
           }
+          usersDone += 1
+          progress?(BackupProgress(phase: .userArchives, filesDone: usersDone, filesTotal: changed.count, bytesDone: 0))
           try CrashPoint.hit("backup.between-users")
+          if batch.count >= BackupJob.publishBatchSize { try flush() }
         }
+        try flush()
       }
       return BackupResult(
         archives: archives, users: staged.count, entries: record.entryCount, bytesIn: record.contentByteCount,
         bytesOut: archives.reduce(0) { $0 + $1.byteCount }, durationMS: 0, unchangedUsers: unchanged,
-        reencryptedUsers: reencrypted, failures: failures)
+        reencryptedUsers: reencrypted, inspectionsReused: staged.values.filter(\.isInspectionReused).count,
+        failures: failures)
     }
   }
 }

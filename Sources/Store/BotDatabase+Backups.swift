@@ -103,6 +103,45 @@ extension BotDatabase {
     }
   }
 
+  /// One `session_backups` row to record (see `recordSessionBackup`).
+  public struct SessionBackupRow: Sendable {
+    public var userID: Int64
+    public var reason: String
+    public var archiveID: String
+    public var authKeyFingerprint: String?
+    public var date: Date
+
+    public init(userID: Int64, reason: String, archiveID: String, authKeyFingerprint: String?, date: Date) {
+      self.userID = userID
+      self.reason = reason
+      self.archiveID = archiveID
+      self.authKeyFingerprint = authKeyFingerprint
+      self.date = date
+    }
+  }
+
+  /// Records many per-user backups as `recordSessionBackup` does, in one transaction (one
+  /// commit for a batch of archives instead of one per user).
+  /// - Returns: each row's id, or nil for a user without a `user_sessions` row, in order.
+  /// - Throws: `StoreError.database`; then no row of the batch is recorded.
+  public func recordSessionBackups(_ rows: [SessionBackupRow]) throws -> [Int64?] {
+    guard !rows.isEmpty else { return [] }
+    return try write("record backups of \(rows.count) users") { db in
+      let statement = try db.makeStatement(
+        sql: """
+          INSERT INTO session_backups(user_id, session_string, api_id, api_hash, backup_reason, created_at,
+                                      archive_id, auth_key_fingerprint)
+          SELECT user_id, session_string, api_id, api_hash, ?, ?, ?, ? FROM user_sessions WHERE user_id = ?
+          """)
+      return try rows.map { row in
+        try statement.execute(arguments: [
+          row.reason, Timestamp.string(row.date), row.archiveID, row.authKeyFingerprint, row.userID,
+        ])
+        return db.changesCount > 0 ? db.lastInsertedRowID : nil
+      }
+    }
+  }
+
   /// The user ids that have a `user_sessions` row.
   /// - Throws: `StoreError.database`.
   public func userIDs() throws -> [Int64] {

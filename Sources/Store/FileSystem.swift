@@ -196,6 +196,18 @@ public enum FileSystem {
     if fsync(fd) != 0 { throw StoreError.io(path: path, operation: "fsync", errno: errno) }
   }
 
+  /// Flushes the whole filesystem holding `path` (syncfs(2)): every file and directory written
+  /// so far reaches the disk with one journal commit, where fsyncing each of thousands of files
+  /// would commit thousands of times. Callers still fsync each file afterwards, which is cheap
+  /// once its data is on disk and reports that file's own write error.
+  /// - Throws: `StoreError.io`.
+  public static func syncFilesystem(containing path: String) throws {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw StoreError.io(path: path, operation: "open", errno: errno) }
+    defer { close(fd) }
+    if tgsess_syncfs(fd) != 0 { throw StoreError.io(path: path, operation: "syncfs", errno: errno) }
+  }
+
   /// fsyncs a directory.
   /// - Throws: `StoreError.io`.
   public static func fsyncDirectory(_ directory: String) throws {

@@ -65,7 +65,7 @@ struct Backup: ParsableCommand {
           userID: user, reason: reason, isEncrypted: noEncrypt ? false : nil, lockWait: lockWait.map(TimeInterval.init),
           rearchives: rearchive)
       )
-      let meter = ProgressMeter()
+      let meter = ProgressMeter(isEnabled: !global.json)
       result = try BackupJob.run(
         deployment, options: options, logger: logger, progress: meter.isActive ? meter.update : nil)
       meter.finish()
@@ -112,22 +112,38 @@ struct Backup: ParsableCommand {
   }
 }
 
-/// A one-line progress display on a TTY (stderr); silent otherwise.
+/// A one-line progress display on a TTY (stderr) with the phase and an ETA; silent otherwise
+/// (cron, a pipe, `--json`).
 final class ProgressMeter: @unchecked Sendable {
-  let isActive = isatty(STDERR_FILENO) == 1
-  private let started = Date()
+  let isActive: Bool
+  private var phase: BackupProgress.Phase?
+  private var phaseStarted = Date()
   private var lastDraw = Date.distantPast
   private let lock = NSLock()
+
+  init(isEnabled: Bool = true) {
+    isActive = isEnabled && isatty(STDERR_FILENO) == 1
+  }
 
   func update(_ progress: BackupProgress) {
     lock.withLock {
       let now = Date()
+      if progress.phase != phase {
+        phase = progress.phase
+        phaseStarted = now
+      }
       guard now.timeIntervalSince(lastDraw) > 0.1 || progress.filesDone == progress.filesTotal else { return }
       lastDraw = now
-      let rate = Double(progress.bytesDone) / max(now.timeIntervalSince(started), 0.001)
-      let line =
-        "\r\(progress.filesDone)/\(progress.filesTotal) files, \(Format.bytes(progress.bytesDone)), \(Format.bytes(Int64(rate)))/s   "
-      FileHandle.standardError.write(Data(line.utf8))
+      let elapsed = max(now.timeIntervalSince(phaseStarted), 0.001)
+      var line = "\r\(progress.phase.rawValue): \(progress.filesDone)/\(progress.filesTotal)"
+      if progress.bytesDone > 0 {
+        line += ", \(Format.bytes(progress.bytesDone)), \(Format.bytes(Int64(Double(progress.bytesDone) / elapsed)))/s"
+      }
+      if progress.filesDone > 0, progress.filesDone < progress.filesTotal {
+        let remaining = elapsed / Double(progress.filesDone) * Double(progress.filesTotal - progress.filesDone)
+        line += ", ETA \(Int(remaining.rounded(.up))) s"
+      }
+      FileHandle.standardError.write(Data((line + "\u{1b}[K").utf8))
     }
   }
 

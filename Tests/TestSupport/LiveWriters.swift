@@ -578,7 +578,8 @@ struct SubstringFinder {
 // MARK: - Trees
 
 /// The files under a directory: visible regular files with their SHA-256, and hidden entries
-/// (names starting with "."), which are not descended into.
+/// (names starting with "."), which are not descended into. tgsess's caches
+/// (`FileTree.cacheNames`) are neither.
 public struct TreeSnapshot: Equatable, Sendable {
   public var files: [String: String] = [:]
   public var hidden: [String] = []
@@ -591,7 +592,9 @@ public struct TreeSnapshot: Equatable, Sendable {
       let directory = relative.isEmpty ? root : root + "/" + relative
       for name in try FileManager.default.contentsOfDirectory(atPath: directory).sorted() {
         let path = relative.isEmpty ? name : relative + "/" + name
-        if name.hasPrefix(".") {
+        if FileTree.cacheNames.contains(name) {
+          continue
+        } else if name.hasPrefix(".") {
           hidden.append(path)
         } else if FileSystem.isDirectory(root + "/" + path) {
           stack.append(path)

@@ -579,7 +579,9 @@ enum Witness {
     let enumerator = FileManager.default.enumerator(atPath: fleet.root)
     while let relative = enumerator?.nextObject() as? String {
       let name = (relative as NSString).lastPathComponent
-      if name.hasPrefix("."), !FileTree.lockNames.contains(name) { found.append(relative) }
+      if name.hasPrefix("."), !FileTree.lockNames.contains(name), !FileTree.cacheNames.contains(name) {
+        found.append(relative)
+      }
     }
     return found.sorted()
   }

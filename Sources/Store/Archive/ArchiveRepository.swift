@@ -62,6 +62,28 @@ public struct ArchiveRepository: Sendable {
     identities: [AgeIdentity], signingKey: SigningKey, zstdLevel: Int = 3, fernetKeys: [String]? = nil,
     progress: ((Int64) -> Void)? = nil
   ) throws -> ArchiveRecord {
+    let pending = try prepare(
+      id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
+      signingKey: signingKey, zstdLevel: zstdLevel, fernetKeys: fernetKeys, isDurable: true, progress: progress)
+    defer { pending.discard() }
+    try publish(pending)
+    try FileSystem.fsyncDirectory(pending.directory)
+    return pending.record
+  }
+
+  /// Writes, proves and signs one archive as `write` does, and writes its signature and record,
+  /// all under hidden temporary names; `publish(batch:)` makes them visible. With `isDurable`
+  /// false nothing is fsynced yet: `publish(batch:)` makes a whole batch durable at once, before
+  /// it publishes.
+  /// - Parameter fernetKeys: as for `write`.
+  /// - Returns: the pending archive; the caller publishes it or calls `discard()`.
+  /// - Throws: `StoreError`; nothing is left behind.
+  public func prepare(
+    id: String, manifest: Manifest, sources: [String: ArchiveSource], encryption: ArchiveEncryption,
+    identities: [AgeIdentity], signingKey: SigningKey, zstdLevel: Int = 3, fernetKeys: [String]? = nil,
+    isDurable: Bool,
+    progress: ((Int64) -> Void)? = nil
+  ) throws -> PendingArchive {
     let directory = self.directory(kind: manifest.kind, userID: manifest.userID)
     try FileSystem.makeDirectory(directory)
     var isEncrypted = false
@@ -71,8 +93,8 @@ public struct ArchiveRepository: Sendable {
     let tempPath = FileSystem.temporaryPath(for: finalPath)
     let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
     guard fd >= 0 else { throw StoreError.io(path: tempPath, operation: "create", errno: errno) }
-    var isPublished = false
-    defer { if !isPublished { unlink(tempPath) } }
+    var isHandedOver = false
+    defer { if !isHandedOver { unlink(tempPath) } }
 
     // 1. Write. Entries are hashed as they are archived only when the archive cannot be read
     // back (the identity is off this host): the read-back proof checks every entry anyway.
@@ -125,7 +147,7 @@ public struct ArchiveRepository: Sendable {
       try tar.finish()
       try ageWriter?.finish()
       try CrashPoint.hit("archive.before-fsync")
-      if fsync(fd) != 0 { throw StoreError.io(path: tempPath, operation: "fsync", errno: errno) }
+      if isDurable, fsync(fd) != 0 { throw StoreError.io(path: tempPath, operation: "fsync", errno: errno) }
     }
     let archiveSHA256 = sink.digest()
     let byteCount = sink.byteCount
@@ -142,9 +164,8 @@ public struct ArchiveRepository: Sendable {
       manifest: manifest, manifestBytes: manifestBytes, sha256: archiveSHA256)
     try CrashPoint.hit("archive.after-verify")
 
-    // 3. Sign what was proven: the signature file goes into place (fsynced) before the archive
-    // is published, so a published archive always has it. Until then it is an orphan that
-    // `removeLeftovers` removes.
+    // 3. Sign what was proven. The signature goes into place (durably) before the archive is
+    // published, so a published archive always has it; until then it is a hidden temporary.
     let statement = try SignedStatement(
       archiveID: id, manifest: manifest, manifestBytes: manifestBytes, isEncrypted: isEncrypted,
       fileByteCount: byteCount, fileSHA256: archiveSHA256)
@@ -155,21 +176,13 @@ public struct ArchiveRepository: Sendable {
       object: finalPath)
     let signaturePath = directory + "/" + id + ArchiveSignature.fileSuffix
     let signatureTempPath = FileSystem.temporaryPath(for: signaturePath)
-    var isSignaturePublished = false
-    defer {
-      unlink(signatureTempPath)
-      if !isPublished, isSignaturePublished { unlink(signaturePath) }
-    }
-    try Self.writeDurably(signature.encoded(), to: signatureTempPath)
-    if link(signatureTempPath, signaturePath) != 0 {
-      throw StoreError.io(path: signaturePath, operation: "publish (link)", errno: errno)
-    }
-    isSignaturePublished = true
-    try CrashPoint.hit("archive.after-sign")
+    var isSignatureWritten = false
+    defer { if !isSignatureWritten { unlink(signatureTempPath) } }
+    try Self.writeFile(signature.encoded(), to: signatureTempPath, isDurable: isDurable)
+    isSignatureWritten = true
 
-    // 4. Record (under a hidden name), publish the archive, then the record. A crash leaves
-    // either nothing visible, or the signed archive whose hidden record the next run rolls
-    // forward.
+    // 4. The record, under a hidden name; `publish` puts the signature, the archive and the
+    // record into place in that order.
     let users = Array(Set(manifest.entries.compactMap { $0.role == .session ? $0.userID : nil })).sorted()
     var fingerprint: ArchiveRecord.SessionFingerprint?
     if manifest.kind == .user, let session = manifest.entries.first(where: { $0.role == .session }),
@@ -189,32 +202,80 @@ public struct ArchiveRepository: Sendable {
       recipients: recipientStrings, fernetKeys: fernetKeys)
     let recordPath = directory + "/" + id + ArchiveName.recordSuffix
     let recordTempPath = FileSystem.temporaryPath(for: recordPath)
-    var isRecordPublished = false
-    defer { if !isRecordPublished { unlink(recordTempPath) } }
-    try Self.writeDurably(try record.encoded(), to: recordTempPath)
+    var isRecordWritten = false
+    defer { if !isRecordWritten { unlink(recordTempPath) } }
+    try Self.writeFile(try record.encoded(), to: recordTempPath, isDurable: isDurable)
+    isRecordWritten = true
+    isHandedOver = true
+    return PendingArchive(
+      record: record, directory: directory, tempPath: tempPath, finalPath: finalPath, recordTempPath: recordTempPath,
+      recordPath: recordPath, signatureTempPath: signatureTempPath, signaturePath: signaturePath)
+  }
+
+  /// Publishes one prepared archive: its signature, the archive under its final name
+  /// (no-clobber links), then its record. A crash leaves nothing visible, an orphan signature
+  /// (removed by the next run's `removeLeftovers`), or the signed archive whose hidden record
+  /// the next run rolls forward. The caller fsyncs the directory.
+  /// - Throws: `StoreError.io`.
+  func publish(_ pending: PendingArchive) throws {
+    if link(pending.signatureTempPath, pending.signaturePath) != 0 {
+      throw StoreError.io(path: pending.signaturePath, operation: "publish (link)", errno: errno)
+    }
+    unlink(pending.signatureTempPath)
+    try CrashPoint.hit("archive.after-sign")
     try CrashPoint.hit("archive.before-publish")
-    if link(tempPath, finalPath) != 0 {
-      throw StoreError.io(path: finalPath, operation: "publish (link)", errno: errno)
+    if link(pending.tempPath, pending.finalPath) != 0 {
+      let error = StoreError.io(path: pending.finalPath, operation: "publish (link)", errno: errno)
+      unlink(pending.signaturePath)
+      throw error
     }
-    isPublished = true
-    unlink(tempPath)
-    if rename(recordTempPath, recordPath) != 0 {
+    unlink(pending.tempPath)
+    if rename(pending.recordTempPath, pending.recordPath) != 0 {
       // The archive is published and proven; only its record is missing, which list tolerates.
-      throw StoreError.io(path: recordPath, operation: "rename into place", errno: errno)
+      throw StoreError.io(path: pending.recordPath, operation: "rename into place", errno: errno)
     }
-    isRecordPublished = true
     try CrashPoint.hit("archive.after-publish")
-    try FileSystem.fsyncDirectory(directory)
-    return record
+  }
+
+  /// Publishes archives prepared with `isDurable: false`: first makes every one of them and
+  /// its record durable (one filesystem flush, then an fsync of each file, cheap by then, that
+  /// reports its own write error), then publishes each, then makes the new names durable (one
+  /// more flush, and an fsync of each directory). Nothing is published before it is durable.
+  /// - Parameter published: called with each archive once its name is in place.
+  /// - Throws: `StoreError.io`; the archives not yet published are discarded.
+  public func publish(batch: [PendingArchive], published: (PendingArchive) -> Void = { _ in }) throws {
+    guard !batch.isEmpty else { return }
+    var next = 0
+    defer { for pending in batch[next...] { pending.discard() } }
+    try FileSystem.syncFilesystem(containing: backupsDirectory)
+    for pending in batch {
+      try FileSystem.fsyncFile(pending.tempPath)
+      try FileSystem.fsyncFile(pending.signatureTempPath)
+      try FileSystem.fsyncFile(pending.recordTempPath)
+    }
+    var directories: [String] = []
+    while next < batch.count {
+      try publish(batch[next])
+      published(batch[next])
+      if directories.last != batch[next].directory { directories.append(batch[next].directory) }
+      next += 1
+    }
+    try FileSystem.syncFilesystem(containing: backupsDirectory)
+    for directory in Set(directories) { try FileSystem.fsyncDirectory(directory) }
   }
 
   /// Writes `data` to a new file at `path` (mode 0600) and fsyncs it.
   static func writeDurably(_ data: Data, to path: String) throws {
+    try writeFile(data, to: path, isDurable: true)
+  }
+
+  /// Writes `data` to a new file at `path` (mode 0600), fsynced when `isDurable`.
+  static func writeFile(_ data: Data, to path: String, isDurable: Bool) throws {
     let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
     guard fd >= 0 else { throw StoreError.io(path: path, operation: "create", errno: errno) }
     defer { close(fd) }
     try data.withUnsafeBytes { try FileSystem.writeAll(fd: fd, bytes: $0, path: path) }
-    if fsync(fd) != 0 { throw StoreError.io(path: path, operation: "fsync", errno: errno) }
+    if isDurable, fsync(fd) != 0 { throw StoreError.io(path: path, operation: "fsync", errno: errno) }
   }
 
   // MARK: - Listing
@@ -388,6 +449,26 @@ public struct ArchiveRepository: Sendable {
 
   static func names(in directory: String) throws -> [String] {
     try FileSystem.directoryNames(directory)
+  }
+}
+
+/// An archive and its record written and proven under hidden temporary names, not yet published.
+public struct PendingArchive: Sendable {
+  /// The record, as `list` will show it once published.
+  public let record: ArchiveRecord
+  let directory: String
+  let tempPath: String
+  let finalPath: String
+  let recordTempPath: String
+  let recordPath: String
+  let signatureTempPath: String
+  let signaturePath: String
+
+  /// Removes what is still unpublished (nothing once `publish` has run).
+  public func discard() {
+    unlink(tempPath)
+    unlink(signatureTempPath)
+    unlink(recordTempPath)
   }
 }
 
