@@ -152,11 +152,12 @@ class Family:
                     c('libFuzzer inputs'), c('libFuzzer seconds'))
             return 'in-process checks only; libFuzzer runs with TGSESS_FUZZ_SECONDS > 0 (the full run)'
         if self.name == 'bot-runner':
-            return ('/recover: %d crash points (%s reached), %s of %d random kills landed; /logout: %d crash points '
+            return ('/recover: %d crash points (%s reached), %s of %d random kills landed, %s left the broken file '
+                    'aside; /logout: %d crash points '
                     '(%s reached), %s of %d random kills landed; %d race rounds; %d fault rounds, %d faults injected; '
                     'restarts: %s kills, %s updates answered twice' % (
                         c('recover crash points'), k('recover crash points reached'), k('recover random kills landed'),
-                        c('recover random kills'), c('logout crash points'), k('logout crash points reached'),
+                        c('recover random kills'), k('recover kills with the broken file aside'), c('logout crash points'), k('logout crash points reached'),
                         k('logout random kills landed'), c('logout random kills'), c('race rounds'), c('fault rounds'),
                         c('faults injected'), k('restart kills landed'), k('updates answered twice')))
         if self.name == 'secrets':

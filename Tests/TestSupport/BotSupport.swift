@@ -94,7 +94,9 @@ public final class FakeBotAPI: @unchecked Sendable {
   /// Injects a text message from `userID` (in their private chat, unless `chatID` is given).
   /// - Returns: the update id.
   @discardableResult
-  public func send(_ text: String, from userID: Int64, chatID: Int64? = nil, chatType: String = "private") throws -> Int64 {
+  public func send(_ text: String, from userID: Int64, chatID: Int64? = nil, chatType: String = "private") throws
+    -> Int64
+  {
     var body: [String: Any] = ["from_id": userID, "text": text, "chat_type": chatType]
     if let chatID { body["chat_id"] = chatID }
     return try (control("message", body)["update_id"] as? NSNumber)?.int64Value ?? -1
@@ -272,4 +274,3 @@ public final class BotProcess: @unchecked Sendable {
     }
   }
 }
-
