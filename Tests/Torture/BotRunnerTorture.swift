@@ -190,7 +190,7 @@ struct BotRunnerTorture {
   @Test func cronRacesTheBot() throws {
     var random = TortureRandom(seed: Torture.seed ^ 0xB07_0003)
     let rounds = Torture.pick(quick: 1, full: 10)
-    let bot = try BotDeployment(users: 8, seed: 43)
+    let bot = try BotDeployment(users: Torture.pick(quick: 4, full: 8), seed: 43)
     defer { bot.close() }
     let expected = try Dictionary(uniqueKeysWithValues: bot.fleet.userIDs.map { ($0, try bot.identity($0)) })
     try bot.start()
@@ -307,7 +307,6 @@ struct BotRunnerTorture {
     if random.next() % 3 == 0 { faults.append(["kind": "slow", "seconds": 1]) }
     return faults
   }
-
 
   @Test func apiFaultsMidCommand() throws {
     var random = TortureRandom(seed: Torture.seed ^ 0xB07_0004)
