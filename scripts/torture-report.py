@@ -25,7 +25,7 @@ import re
 import sys
 
 FAMILIES = ['crash-points', 'live-writers', 'hostile-archives', 'disk-full', 'lock-storms', 'bad-sessions',
-            'fuzzing', 'secrets']
+            'fuzzing', 'bot-runner', 'secrets']
 
 MEANING = {
     'crash-points': "After SIGKILL at every named crash point of backup, backup --user, restore (whole and --user), prune, recover --all, migrate (seed shape and --rotate-key) and pin (the atomic writes), and at random moments: session files and the bot's tables as before (restore, recover: each file wholly old or wholly new), every archive `tgsess list` shows decrypts and matches its manifest, earlier archives byte-identical, the same command run again exits 0, no temporary left after it and a backup, and every user holds their session (valid file, or `recover` brings it back) with the expected auth key",
@@ -35,6 +35,7 @@ MEANING = {
     'lock-storms': "Storms of 20 concurrent backup, prune, restore --user, recover, migrate and check runs with lockwatch.so preloaded (records, in the process, lock take/release and every change below the root): lock intervals never overlap; no mutating run changes anything without the lock (its own staging directory apart); non-waiting runs exit 0 or 75 naming the holder; waiting runs complete; holder lines name the right process; afterwards integrity_check, every archive and every session are sound",
     'bad-sessions': "Every invalid session-file class gives its precise reason; thousands of random mutations (bit flips, cuts, inserted/deleted/overwritten bytes, zeroed key bytes) of Telethon v7/v8, Pyrogram, kurigram and pyrofork files and of Telethon/Pyrogram strings, parsed in-process: no crash, nothing accepted with a short or all-zero key or a dc out of range, an accepted string re-encodes to itself, inspect never changes a file",
     'fuzzing': "libFuzzer on the session-string parsers, the session-file inspector, the manifest parser and the archive reader (unencrypted tar.zst): no crash, and every accepted input sound (same properties as bad-sessions; an accepted archive extracted exactly its manifest); plus committed regression inputs and random damage replayed in-process",
+    'bot-runner': "The built `tgsess-bot` against a fake Bot API on loopback. kill -9 during /recover and a confirmed /logout, at the crash points on their path and at random moments: the session file wholly old or wholly new (integrity_check, the expected auth key), the database whole, every archive `tgsess list` shows verifies and no other is there; after a restart (start-up recovery, the replayed update) the user holds their session, or is logged out with a Before logout archive that holds it, no session temporary or staging directory is left (an encrypted archive temporary waits for the next backup, which removes it) and `tgsess check` is as before. Cron `backup`/`prune` racing /recover, /logout, /status: exit 0 or 75 naming the holder, the bot's answers done or lock-busy, nothing lost, at most 5 backups per user after a prune. 500/502/429/reset/slow/malformed answers on getUpdates, sendMessage, editMessageText: the runner runs on, the recovery runs once, one message, a failed answer repeated at most 3 times, a 403 never. kill -9 between answering an update and recording its offset, and at random: no update lost, only the one in flight answered twice",
     'secrets': "Every stdout/stderr of every tgsess run, the libFuzzer logs and this run's log scanned for every auth key (hex both cases, half, base64, URL-safe), session string, Fernet key and token (and its plaintext), api_hash, age identity and the bot token of every deployment used: 0 hits",
 }
 
@@ -64,9 +65,15 @@ NOTES = """## How it was done, and what it does not cover
   the writer's error count are judged, never a time. The writer's longest wait at 0.5-4 GB is
   measured by `BENCH_ONLY=stall bash scripts/bench.sh` (BENCHMARKS.md), not here. Session files
   under a writer are covered by the Telethon cases above (each is copied in one ~1 MiB step).
-- tgsess is the debug build; the bot runner (`tgsess-bot`) is not exercised. The bot token is
-  planted in every deployment (config `token_file` and `TGSESS_BOT_TOKEN` of every run) so the
-  scan would see it if any output carried it."""
+- tgsess and tgsess-bot are debug builds. The bot token is planted in every deployment (config
+  `token_file` and `TGSESS_BOT_TOKEN` of every run) so the scan would see it if any output
+  carried it; the bot-runner family adds every runner's stdout/stderr and every message and
+  request it sent to the fake Bot API (parameters, not URLs) to the scan.
+- bot-runner: the Bot API is a fake (`Tests/BotTests/Fixtures/fake_bot_api.py`) on loopback; real
+  Telegram's timing, its 409 between instances, webhooks and TLS are not exercised, and the fake
+  applies a fault before it acts (a reset after Telegram sent a message, which would make a
+  repeated sendMessage a duplicate, is not simulated). The kills are process death of the runner
+  only; power loss and the monitor's rounds are not covered."""
 
 CAMPAIGN = re.compile(r'<!-- fuzz-campaign:begin -->.*<!-- fuzz-campaign:end -->', re.S)
 
@@ -152,6 +159,17 @@ class Family:
                     c('libFuzzer targets'), c('libFuzzer seconds per target'), c('libFuzzer jobs'),
                     c('libFuzzer inputs'), c('libFuzzer seconds'))
             return 'in-process checks only; libFuzzer runs with TGSESS_FUZZ_SECONDS > 0 (the full run)'
+        if self.name == 'bot-runner':
+            return ('/recover: %d crash points (%s reached), %s of %d random kills landed, %s left the broken file '
+                    'aside; /logout: %d crash points (%s reached), %s of %d random kills landed; %d race rounds; '
+                    '%d fault rounds, %d faults injected; restarts: %s kills, %s updates answered twice; %s archive '
+                    'temporaries left for the next backup' % (
+                        c('recover crash points'), k('recover crash points reached'), k('recover random kills landed'),
+                        c('recover random kills'), k('recover kills with the broken file aside'),
+                        c('logout crash points'), k('logout crash points reached'), k('logout random kills landed'),
+                        c('logout random kills'), c('race rounds'), c('fault rounds'), c('faults injected'),
+                        k('restart kills landed'), k('updates answered twice'),
+                        k('archive temporaries left for the next backup')))
         if self.name == 'secrets':
             if not c('secret strings'):
                 return 'no secrets were collected, so the scan proves nothing'

@@ -179,6 +179,7 @@ public enum LogoutJob {
       // 2. The live files, then 3. the row.
       do {
         try deployment.removeSessionFiles(plan.removes)
+        try CrashPoint.hit("logout.after-remove-files")
         if plan.marksLoggedOut { try database.markLoggedOut(userID: userID) }
       } catch let error as StoreError {
         throw JobError.store(context: "logout of user \(userID) (backup \(archive.id) is taken)", underlying: error)

@@ -215,6 +215,11 @@ public enum RecoverJob {
       for path in FileSystem.removeStaleTemporaries(in: deployment.sessionsDirectory) {
         logger.info("removed the temporary of an interrupted run", metadata: ["file.path": "\(path)"])
       }
+      // So did one killed in the backup a recovery takes (the bot's /recover): its staging
+      // directory holds plaintext session snapshots, and the next backup may be an hour away.
+      for path in StagingArea.removeStale(in: deployment.backupsDirectory) {
+        logger.info("removed the staging directory of an interrupted run", metadata: ["file.path": "\(path)"])
+      }
       let database = try BotDatabase(
         path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { database.close() }

@@ -216,6 +216,8 @@ struct BotService: Service {
           logger.warning("malformed update skipped", metadata: ["error": "\(error)"])
         }
         guard let updateID else { continue }
+        // The at-least-once window: handled, not yet recorded (the torture kills the runner here).
+        try CrashPoint.hit("bot.before-offset")
         offset = updateID + 1
         let next = updateID + 1
         do {

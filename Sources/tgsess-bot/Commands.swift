@@ -98,32 +98,46 @@ struct CommandHandler: Sendable {
       guard Int64(parts[1]) == userID else {
         logger.warning(
           "refused: a button pressed by another user", metadata: ["user.id": "\(userID)", "button": "\(action)"])
-        try await api.answerCallbackQuery(id: callback.id, text: BotTexts.buttonOfAnotherUser)
+        try await acknowledge(callback, text: BotTexts.buttonOfAnotherUser)
         return
       }
     }
     switch action {
     case "status":
-      try await api.answerCallbackQuery(id: callback.id)
+      try await acknowledge(callback)
       try await status(chatID: chatID, userID: userID)
     case "recover":
-      try await api.answerCallbackQuery(id: callback.id, text: BotTexts.recoveringButton)
+      try await acknowledge(callback, text: BotTexts.recoveringButton)
       try await recover(chatID: chatID, userID: userID)
     case "logout":
-      try await api.answerCallbackQuery(id: callback.id)
+      try await acknowledge(callback)
       try await askLogout(chatID: chatID, userID: userID)
     case "logout-yes" where parts.count == 2:
-      try await api.answerCallbackQuery(id: callback.id, text: BotTexts.loggingOutButton)
+      try await acknowledge(callback, text: BotTexts.loggingOutButton)
       try await logout(chatID: chatID, userID: userID, confirmationMessageID: callback.messageID)
     case "logout-no" where parts.count == 2:
-      try await api.answerCallbackQuery(id: callback.id, text: BotTexts.cancelledButton)
+      try await acknowledge(callback, text: BotTexts.cancelledButton)
       if let messageID = callback.messageID {
         try await api.editMessageText(chatID: chatID, messageID: messageID, text: BotTexts.logoutCancelled)
       }
     default:
       logger.warning(
         "unknown button", metadata: ["user.id": "\(userID)", "button.bytes": "\(callback.data?.utf8.count ?? 0)"])
-      try await api.answerCallbackQuery(id: callback.id, text: BotTexts.buttonNoLongerValid)
+      try await acknowledge(callback, text: BotTexts.buttonNoLongerValid)
+    }
+  }
+
+  /// Answers a button press (stops its spinner). The answer is cosmetic, so a refused one (a
+  /// query too old, as when a restart replays the update, at least once) or one that failed past
+  /// its retries is logged, and the press is still acted on.
+  /// - Throws: `CancellationError` only.
+  func acknowledge(_ callback: IncomingCallback, text: String? = nil) async throws {
+    do {
+      try await api.answerCallbackQuery(id: callback.id, text: text)
+    } catch let error as BotAPIError {
+      logger.warning(
+        "could not answer a button press; acting on it anyway",
+        metadata: ["user.id": "\(callback.fromID)", "error": "\(error)"])
     }
   }
 }

@@ -230,6 +230,23 @@ struct BotRunnerTests {
     try scenario.finish()
   }
 
+  /// A confirmation replayed after a restart (at least once) meets Telegram's "query is too
+  /// old" for its answerCallbackQuery: the spinner's answer is cosmetic, so the logout still
+  /// happens and the user is told in the message.
+  @Test func aRefusedButtonAnswerDoesNotStopTheLogout() throws {
+    let scenario = try BotScenario()
+    try scenario.start()
+    let user = healthy
+    let question = try #require(try scenario.say("/logout", from: user).first)
+    try scenario.fake.fault([["method": "answerCallbackQuery", "kind": "400"]])
+    try scenario.press("logout-yes:\(user)", from: user, messageID: question.messageID)
+    #expect(!FileManager.default.fileExists(atPath: scenario.sessionPath(user)))
+    #expect(try scenario.query("SELECT status FROM user_sessions WHERE user_id = \(user)") == "logged_out")
+    #expect(try scenario.fake.state().currentText(of: question.messageID)?.contains("You are logged out") == true)
+    #expect(scenario.bot!.output.contains("could not answer a button press"))
+    try scenario.finish()
+  }
+
   @Test func aUserCannotActOnAnotherUsersSession() throws {
     let scenario = try BotScenario()
     try scenario.start()

@@ -313,6 +313,27 @@ import Testing
     #expect(FileManager.default.fileExists(atPath: fleet.sessionPath(user)))
   }
 
+  /// A run killed in the backup a recovery takes (the bot's /recover) leaves its staging
+  /// directory, with plaintext session snapshots, in backups/: the next recover removes it, as a
+  /// backup or prune would, and leaves a live process's alone.
+  @Test func recoverRemovesTheStagingDirectoryOfAKilledRun() throws {
+    try Tools.require()
+    let fleet = try TestFleet(users: 2, initialized: true)
+    let user = try fleet.telethonUserIDs(1)[0]
+    let dead = try runProcess("/bin/sh", ["-c", "echo $$"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    let stale = fleet.backupsDirectory + "/.staging-\(dead)-abc"
+    let live = fleet.backupsDirectory + "/.staging-\(getpid())-abc"
+    for directory in [stale, live] {
+      try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+      try Data("snapshot".utf8).write(to: URL(fileURLWithPath: directory + "/pack"))
+    }
+    let result = try fleet.tgsess(["recover", "--user", String(user)])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: stale))
+    #expect(FileManager.default.fileExists(atPath: live))
+    try FileManager.default.removeItem(atPath: live)
+  }
+
   /// `recover --dry-run` prints each user's plan (strategy, source, what is written and moved
   /// aside), exits as the run would (3: someone cannot be recovered), and changes nothing.
   @Test func dryRunPrintsThePlanAndChangesNothing() throws {

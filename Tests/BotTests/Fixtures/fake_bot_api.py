@@ -4,8 +4,8 @@
 It speaks the JSON of getUpdates (long polling, confirmation by offset), sendMessage,
 editMessageText (with the real "message is not modified" 400), answerCallbackQuery,
 setMyCommands, deleteWebhook and getMe on /bot<TOKEN>/<method>, like api.telegram.org.
-It records every request and injects faults: 429 with retry_after, 502, 409, slow answers,
-malformed JSON and dropped connections ("pass" lets one request through, to order faults).
+It records every request and injects faults: 429 with retry_after, 400, 403, 409, 500, 502,
+slow answers, malformed JSON and dropped connections ("pass" lets one request through, to order faults).
 
 Anything a test did not set up (an unknown method, a bad parameter, a text over 4096 UTF-16
 units, an edit of an unknown message, a second answer to a callback query, a body that is not
@@ -175,6 +175,12 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(502, raw=b"<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html")
         elif kind == "500":
             self.fail(500, "Internal Server Error: restart")
+        elif kind == "400":
+            # What Telegram answers to an answerCallbackQuery after a restart replayed the update.
+            self.fail(400, fault.get("description", "Bad Request: query is too old and response timeout "
+                                                    "expired or query ID is invalid"))
+        elif kind == "403":
+            self.fail(403, "Forbidden: bot was blocked by the user")
         elif kind == "409":
             self.fail(409, fault.get("description", "Conflict: terminated by other getUpdates request; "
                                                     "make sure that only one bot instance is running"))
