@@ -7,6 +7,8 @@
 #   bash scripts/bench.sh                 # 1,000 and 10,000 users (the published run)
 #   BENCH_USERS="100" BENCH_RUNS=1 BENCH_OUT=/tmp/b.md bash scripts/bench.sh   # the CI smoke run
 #   BENCH_ONLY=watch bash scripts/bench.sh   # only the `tgsess watch` scenario (scripts/bench_watch.py)
+#   BENCH_ONLY=fleet bash scripts/bench.sh   # only `tgsess fleet` over synthetic heartbeats
+#     (BENCH_FLEET_HOSTS, default 20, x BENCH_FLEET_USERS, default 5000, on a local-path rclone remote)
 #
 # The watch scenario needs the real Telethon and cryptography: the test virtualenv .venv-test
 # (scripts/test.sh creates it) or TGSESS_TEST_PYTHON. BENCH_WATCH_USERS (default: BENCH_USERS),
@@ -16,8 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 only=${BENCH_ONLY:-}
-case "$only" in "" | watch) ;; *) echo "bench.sh: BENCH_ONLY must be empty or 'watch', not '$only'" >&2; exit 64 ;; esac
-if [ "$only" = watch ]; then install_system_packages time; else install_system_packages restic borgbackup eatmydata time; fi
+case "$only" in "" | watch | fleet) ;; *) echo "bench.sh: BENCH_ONLY must be empty, 'watch' or 'fleet', not '$only'" >&2; exit 64 ;; esac
+if [ "$only" = watch ] || [ "$only" = fleet ]; then install_system_packages time; else install_system_packages restic borgbackup eatmydata time; fi
 users_list=${BENCH_USERS:-"1000 10000"}
 runs=${BENCH_RUNS:-3}
 config=${BENCH_CONFIG:-release}
@@ -83,6 +85,56 @@ print("| %d | %.2f | %.2f | %.2f (%s) | %d / %d of %d | %s / %s / %s | %s / %s /
 PY
   done
 }
+
+# The fleet scenario: `tgsess fleet` reads HOSTS heartbeats of USERS users each from a local-path
+# rclone remote (written by scripts/bench_fleet.py, with users on two hosts to judge) and must
+# finish in 2 s within 64 MiB. Exit 2 is its verdict (CRITICAL: the planted duplicate keys).
+fleet_bench() {
+  local hosts=${BENCH_FLEET_HOSTS:-20} users=${BENCH_FLEET_USERS:-5000} remote="$work/fleet-remote"
+  local layout times=() rss=0
+  layout=$(python3 scripts/bench_fleet.py "$remote" "$hosts" "$users" 10)
+  echo "== fleet: $layout" >&2
+  for ((i = 0; i < runs; i++)); do
+    local stats status=0
+    stats=$(mktemp)
+    /usr/bin/time -f "%e %M" -o "$stats" "$tg" fleet --root "$work" --remote-path "$remote" --json >"$work/fleet.json" 2>"$work/last.err" || status=$?
+    [ "$status" = 2 ] || { cat "$work/last.err" >&2; echo "bench.sh: tgsess fleet exited $status, not 2 (CRITICAL)" >&2; exit 1; }
+    read -r secs kb <"$stats"
+    rm -f "$stats"
+    times+=("$secs")
+    ((kb > rss)) && rss=$kb
+  done
+  local found sorted
+  found=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%d hosts, %d users, %d duplicate-key, %d different-keys" % (len(r["hosts"]), r["users"], sum(f["kind"]=="duplicate-key" for f in r["findings"]), sum(f["kind"]=="different-keys" for f in r["findings"])))' "$work/fleet.json")
+  sorted=$(printf '%s\n' "${times[@]}" | sort -g)
+  {
+    echo "## tgsess fleet"
+    echo
+    echo "\`tgsess fleet --remote-path REMOTE --json\` over $hosts heartbeats of $users users each ($layout; scripts/bench_fleet.py) on a"
+    echo "local-path rclone remote: rclone lsjson + copy of the state files, then parse, validate and judge. Found: $found."
+    echo
+    echo "| hosts x users | runs | median s | min-max s | peak RSS MiB | target |"
+    echo "| --- | ---: | ---: | ---: | ---: | --- |"
+    echo "| $hosts x $users | $runs | $(echo "$sorted" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') | $(echo "$sorted" | head -1)-$(echo "$sorted" | tail -1) | $((rss / 1024)) | <= 2 s, <= 64 MiB |"
+  } >"$work/fleet-section.md"
+  cat "$work/fleet-section.md" >&2
+}
+
+if [ "$only" = fleet ]; then
+  fleet_bench
+  {
+    echo "# Benchmarks: tgsess fleet"
+    echo
+    echo "Produced by \`${BENCH_COMMAND:-BENCH_ONLY=fleet bash scripts/bench.sh}\` on $(date -u +%Y-%m-%d)."
+    echo
+    echo "- Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- $("$tg" --version | sed 's/^/tgsess /') ($config build), $(rclone version | head -1)"
+    echo
+    cat "$work/fleet-section.md"
+  } >"$out"
+  echo "wrote $out" >&2
+  exit 0
+fi
 
 if [ "$only" = watch ]; then
   for users in ${BENCH_WATCH_USERS:-$users_list}; do watch_bench "$users"; done

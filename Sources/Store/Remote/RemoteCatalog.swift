@@ -15,7 +15,10 @@ struct RemoteCatalog: Sendable {
     try FileSystem.makeDirectory(directory)
     let files = try remote.list()
     let archives = files.filter { ArchiveName.parse(fileName: ($0.path as NSString).lastPathComponent) != nil }
-    let records = files.map(\.path).filter { $0.hasSuffix(ArchiveName.recordSuffix) && !$0.hasPrefix("remotes/") }
+    // Records sit in full/ and users/<id>/ (never the host state file or remotes/ beside them).
+    let records = files.map(\.path).filter {
+      $0.hasSuffix(ArchiveName.recordSuffix) && ($0.hasPrefix("full/") || $0.hasPrefix("users/"))
+    }
     if !records.isEmpty {
       let fetched = try remote.fetch(records, into: directory)
       guard fetched.status == 0 else {
