@@ -34,8 +34,11 @@ public enum FleetHeartbeat {
     var users: [HostState.User] = []
     for userID in (try? deployment.sessionFileUserIDs()) ?? [] {
       let path = deployment.sessionPath(userID: userID)
-      guard let written = try? FileSystem.modification(of: path) else { continue }
-      if let old = known[userID], old.sessionWrittenAt == written.date, old.sessionByteCount == written.byteCount,
+      guard let modification = try? FileSystem.modification(of: path) else { continue }
+      let written = (date: HostState.storedTime(modification.date), byteCount: modification.byteCount)
+      if let old = known[userID], let oldWrite = old.sessionWrittenAt,
+        HostState.milliseconds(oldWrite) == HostState.milliseconds(modification.date),
+        old.sessionByteCount == written.byteCount,
         old.authKeyFingerprint != nil, inspected[userID] == nil
       {
         users.append(old)
@@ -51,7 +54,7 @@ public enum FleetHeartbeat {
     let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
     return HostState(
       host: ProcessInfo.processInfo.hostName, deploymentName: deploymentName(deployment),
-      toolVersion: ToolInfo.version, writtenAt: now,
+      toolVersion: ToolInfo.version, writtenAt: HostState.storedTime(now),
       lastFullBackupAt: (try? repository.list(kind: .full).first)?.createdAt,
       checkState: check?.state ?? previous?.checkState, checkedAt: check?.at ?? previous?.checkedAt, users: users)
   }

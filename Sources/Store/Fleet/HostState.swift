@@ -94,8 +94,45 @@ public struct HostState: Codable, Sendable, Equatable {
   public func encoded() throws -> Data {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
-    encoder.dateEncodingStrategy = .iso8601
+    encoder.dateEncodingStrategy = .custom { date, encoder in
+      var container = encoder.singleValueContainer()
+      try container.encode(Self.timeText(date))
+    }
     return try encoder.encode(self)
+  }
+
+  /// Times are written to the millisecond (a session file's modification time, compared with
+  /// the next heartbeat's, must survive the round trip) and read with or without fractions.
+  static let timeWithMilliseconds = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+  static let timeWithSeconds = Date.ISO8601FormatStyle()
+
+  /// `date` to the millisecond, as the file keeps it.
+  public static func storedTime(_ date: Date) -> Date {
+    Date(timeIntervalSince1970: Double(milliseconds(date)) / 1000)
+  }
+
+  /// Whole milliseconds since 1970: how two times of this file are compared (a time read back
+  /// from the text may differ from the computed one in its last bits).
+  public static func milliseconds(_ date: Date) -> Int64 {
+    Int64((date.timeIntervalSince1970 * 1000).rounded())
+  }
+
+  /// `2026-12-06T20:40:00.123Z`, from the whole milliseconds (no formatter rounding of its own).
+  static func timeText(_ date: Date) -> String {
+    let total = milliseconds(date)
+    let (seconds, millis) = (total.quotientAndRemainder(dividingBy: 1000))
+    let (whole, fraction) = millis < 0 ? (seconds - 1, millis + 1000) : (seconds, millis)
+    let text = Date(timeIntervalSince1970: Double(whole)).formatted(timeWithSeconds)
+    let digits = String(fraction)
+    return String(text.dropLast()) + "." + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
+  }
+
+  static func decodeTime(_ decoder: any Decoder) throws -> Date {
+    let container = try decoder.singleValueContainer()
+    let text = try container.decode(String.self)
+    if let date = try? Date(text, strategy: timeWithMilliseconds) { return date }
+    if let date = try? Date(text, strategy: timeWithSeconds) { return date }
+    throw DecodingError.dataCorruptedError(in: container, debugDescription: "not an ISO 8601 time")
   }
 
   /// Reads a state file that came from a remote, trusting nothing in it.
@@ -124,7 +161,7 @@ public struct HostState: Codable, Sendable, Equatable {
       throw invalid("format version \(version), this tgsess reads \(currentVersion) (upgrade tgsess on this machine)")
     }
     let decoder = JSONDecoder()
-    decoder.dateDecodingStrategy = .iso8601
+    decoder.dateDecodingStrategy = .custom(decodeTime)
     let state: HostState
     do { state = try decoder.decode(HostState.self, from: data) } catch let error as DecodingError {
       throw invalid(describe(error))
