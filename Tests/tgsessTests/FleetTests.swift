@@ -142,6 +142,14 @@ import Testing
     #expect(targetRun.status == 1 && targetRun.stderr.contains("is in use on host-a"), "\(targetRun.stderr)")
     #expect(!FileSystem.exists(target + "/sessions/user_\(user).session"))
 
+    // While the userbot still has the file open, the hand-over refuses and moves nothing.
+    let holder = try LiveHolderCLITests.hold(hostA.sessionPath(user), .open)
+    let held = try hostA.tgsess(["handover", "--user", String(user)])
+    holder.kill()
+    _ = holder.wait()
+    #expect(held.status == 1 && held.stderr.contains("user \(user)'s session is in use here"), "\(held.stderr)")
+    #expect(FileSystem.exists(hostA.sessionPath(user)))
+
     // The hand-over: a proven, pushed "Before hand-over" backup, the file aside, the row marked.
     let original = try hostA.sqlite("SELECT hex(auth_key) FROM sessions", path: hostA.sessionPath(user))
     let handover = try decodeJSON(
@@ -215,5 +223,39 @@ import Testing
     #expect(bad.contains { $0.message.contains("claims deployment_name 'host-a' but sits under 'claims'") })
     let text = try hostA.tgsess(["fleet"])
     #expect(!text.stdout.contains("\u{1b}"))
+  }
+
+  /// The same over S3 (moto on loopback): the heartbeat's upload-then-move is a server-side copy
+  /// there, and fleet reads the bucket with no key.
+  @Test func overS3TheSameSessionOnTwoHostsIsCritical() throws {
+    let moto = try OffsiteTests.MotoServer()
+    var environment = moto.environment
+    environment["AWS_CA_BUNDLE"] = "/nonexistent/ca.pem"
+    let made = try runProcess(
+      OffsiteTests.rclone, ["mkdir", "moto:fleet"],
+      environment: moto.environment.merging(["AWS_CA_BUNDLE": ""]) { $1 })
+    #expect(made.status == 0, "\(made.stderr)")
+    let hostA = try Self.host("host-a", remote: "moto:fleet", seed: 51)
+    let hostB = try Self.host("host-b", remote: "moto:fleet", seed: 52, keysFrom: hostA)
+    let user: Int64 = 5_550_099
+    let path = try Self.telethonSession(hostA, userID: user)
+    try FileManager.default.copyItem(atPath: path, toPath: hostB.sessionPath(user))
+    for host in [hostA, hostB] { try host.tgsessOK(["backup"], environment: environment) }
+    let listed = try runProcess(
+      OffsiteTests.rclone, ["lsf", "-R", "moto:fleet"],
+      environment: moto.environment.merging(["AWS_CA_BUNDLE": ""]) { $1 })
+    #expect(listed.stdout.contains("host-a/\(HostState.fileName)") && listed.stdout.contains("host-b/\(HostState.fileName)"))
+    #expect(!listed.stdout.contains(".tmp-"))
+    let run = try hostA.tgsess(["fleet", "--json"], environment: environment)
+    #expect(run.status == 2, "\(run.stdout) \(run.stderr)")
+    let report = try decodeJSON(FleetReport.self, from: run)
+    #expect(report.findings.contains { $0.kind == .duplicateKey && $0.userID == user })
+    // A restore of that user onto host-b's root from host-a's archives is refused there too.
+    try FileManager.default.removeItem(atPath: hostB.sessionPath(user))
+    try hostB.tgsessOK(["push"], environment: environment)
+    let refused = try hostB.tgsess(
+      ["restore", "--from-remote", "usb", "--user", String(user), "--from-deployment", "host-a"], environment: environment)
+    #expect(refused.status == 1 && refused.stderr.contains("user \(user) is in use on host-a"), "\(refused.stderr)")
+    moto.stop()
   }
 }
