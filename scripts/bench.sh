@@ -99,7 +99,8 @@ fleet_bench() {
     stats=$(mktemp)
     /usr/bin/time -f "%e %M" -o "$stats" "$tg" fleet --root "$work" --remote-path "$remote" --json >"$work/fleet.json" 2>"$work/last.err" || status=$?
     [ "$status" = 2 ] || { cat "$work/last.err" >&2; echo "bench.sh: tgsess fleet exited $status, not 2 (CRITICAL)" >&2; exit 1; }
-    read -r secs kb <"$stats"
+    # GNU time puts "Command exited with non-zero status 2" before its figures.
+    read -r secs kb < <(tail -1 "$stats")
     rm -f "$stats"
     times+=("$secs")
     ((kb > rss)) && rss=$kb

@@ -58,7 +58,7 @@ public struct FleetHost: Codable, Sendable, Equatable {
 }
 
 /// What the fleet view found.
-public struct FleetFinding: Codable, Sendable, Equatable {
+public struct FleetFinding: Codable, Sendable, Equatable, Error {
   public enum Kind: String, Codable, Sendable {
     /// A host's heartbeat is older than max_age.
     case staleHeartbeat = "stale-heartbeat"
@@ -136,22 +136,23 @@ public enum FleetJob {
   /// Reads the remote's state files into `states` (readable ones) and `findings` (one per file
   /// that is not).
   static func read(_ remote: RcloneRemote, scratch: String) throws -> (states: [HostState], findings: [FleetFinding]) {
-    let listing = try remote.fetchHostStates(into: scratch)
-    var states: [HostState] = []
-    var findings: [FleetFinding] = []
-    for entry in listing.entries {
+    let entries = try remote.fetchHostStates(into: scratch).entries
+    // Two files decoded at once: decoding is the CPU-bound part, and two bound the memory. The
+    // downloaded copies go with the scratch directory.
+    let outcomes = try Parallel.map(count: entries.count, workers: min(2, Parallel.defaultWorkers)) {
+      index -> Result<HostState, FleetFinding> in
+      let entry = entries[index]
       let name = printable(entry.name)
       guard let local = entry.localPath else {
-        findings.append(
+        return .failure(
           FleetFinding(
             .badStateFile, .unknown,
             "\(name): \(entry.byteCount) bytes, more than the \(HostState.maxByteCount) a state file may have; its host is not judged",
             deployments: [printable(entry.directoryName)]))
-        continue
       }
       do {
         let data = try FileSystem.read(local)
-        states.append(try HostState.decode(data, name: name, directoryName: entry.directoryName))
+        return .success(try HostState.decode(data, name: name, directoryName: entry.directoryName))
       } catch {
         let reason: String
         if case .invalid(_, let why, _) = error as? StoreError {
@@ -159,12 +160,19 @@ public enum FleetJob {
         } else {
           reason = FleetHeartbeat.describe(error)
         }
-        findings.append(
+        return .failure(
           FleetFinding(
             .badStateFile, .unknown, "\(name): \(reason); its host is not judged",
             deployments: [printable(entry.directoryName)]))
       }
-      unlink(local)
+    }
+    var states: [HostState] = []
+    var findings: [FleetFinding] = []
+    for outcome in outcomes {
+      switch outcome {
+      case .success(let state): states.append(state)
+      case .failure(let finding): findings.append(finding)
+      }
     }
     return (states, findings)
   }

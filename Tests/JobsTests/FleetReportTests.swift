@@ -122,3 +122,23 @@ struct FleetReportTests {
     #expect(reason(text.replacingOccurrences(of: "machine-host-a", with: "a\\nb")) != nil)
   }
 }
+
+extension FleetReportTests {
+  @Test func timesAreReadAsTheStandardParserReadsThem() throws {
+    let base = try Self.state("host-a", users: [(1, "aaaaaaaa", 1)]).encoded()
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    for text in [
+      "2024-02-29T12:34:56Z", "1999-12-31T23:59:59.999Z", "2026-12-06T20:40:00.123Z", "2100-03-01T00:00:00.5Z",
+      "2026-12-06T20:40:00+02:00",
+    ] {
+      var object = try #require(try JSONSerialization.jsonObject(with: base) as? [String: Any])
+      object["written_at"] = text
+      let state = try HostState.decode(
+        try JSONSerialization.data(withJSONObject: object), name: "x", directoryName: "host-a")
+      let expected = try #require(
+        formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text), "the standard parser reads \(text)")
+      #expect(abs(state.writtenAt.timeIntervalSince(expected)) < 0.0005, "\(text)")
+    }
+  }
+}

@@ -244,7 +244,8 @@ import Testing
     let listed = try runProcess(
       OffsiteTests.rclone, ["lsf", "-R", "moto:fleet"],
       environment: moto.environment.merging(["AWS_CA_BUNDLE": ""]) { $1 })
-    #expect(listed.stdout.contains("host-a/\(HostState.fileName)") && listed.stdout.contains("host-b/\(HostState.fileName)"))
+    #expect(
+      listed.stdout.contains("host-a/\(HostState.fileName)") && listed.stdout.contains("host-b/\(HostState.fileName)"))
     #expect(!listed.stdout.contains(".tmp-"))
     let run = try hostA.tgsess(["fleet", "--json"], environment: environment)
     #expect(run.status == 2, "\(run.stdout) \(run.stderr)")
@@ -254,7 +255,8 @@ import Testing
     try FileManager.default.removeItem(atPath: hostB.sessionPath(user))
     try hostB.tgsessOK(["push"], environment: environment)
     let refused = try hostB.tgsess(
-      ["restore", "--from-remote", "usb", "--user", String(user), "--from-deployment", "host-a"], environment: environment)
+      ["restore", "--from-remote", "usb", "--user", String(user), "--from-deployment", "host-a"],
+      environment: environment)
     #expect(refused.status == 1 && refused.stderr.contains("user \(user) is in use on host-a"), "\(refused.stderr)")
     moto.stop()
   }
