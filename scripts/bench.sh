@@ -91,32 +91,34 @@ PY
 # finish in 2 s within 64 MiB. Exit 2 is its verdict (CRITICAL: the planted duplicate keys).
 fleet_bench() {
   local hosts=${BENCH_FLEET_HOSTS:-20} users=${BENCH_FLEET_USERS:-5000} remote="$work/fleet-remote"
-  local layout times=() rss=0
+  local layout times=() cpus=() rss=0
   layout=$(python3 scripts/bench_fleet.py "$remote" "$hosts" "$users" 10)
   echo "== fleet: $layout" >&2
   for ((i = 0; i < runs; i++)); do
     local stats status=0
     stats=$(mktemp)
-    /usr/bin/time -f "%e %M" -o "$stats" "$tg" fleet --root "$work" --remote-path "$remote" --json >"$work/fleet.json" 2>"$work/last.err" || status=$?
+    /usr/bin/time -f "%e %M %U %S" -o "$stats" "$tg" fleet --root "$work" --remote-path "$remote" --json >"$work/fleet.json" 2>"$work/last.err" || status=$?
     [ "$status" = 2 ] || { cat "$work/last.err" >&2; echo "bench.sh: tgsess fleet exited $status, not 2 (CRITICAL)" >&2; exit 1; }
     # GNU time puts "Command exited with non-zero status 2" before its figures.
-    read -r secs kb < <(tail -1 "$stats")
+    read -r secs kb user sys < <(tail -1 "$stats")
     rm -f "$stats"
     times+=("$secs")
+    cpus+=("$(echo "$user + $sys" | bc)")
     ((kb > rss)) && rss=$kb
   done
   local found sorted
   found=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%d hosts, %d users, %d duplicate-key, %d different-keys" % (len(r["hosts"]), r["users"], sum(f["kind"]=="duplicate-key" for f in r["findings"]), sum(f["kind"]=="different-keys" for f in r["findings"])))' "$work/fleet.json")
   sorted=$(printf '%s\n' "${times[@]}" | sort -g)
+  cpu=$(printf '%s\n' "${cpus[@]}" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
   {
     echo "## tgsess fleet"
     echo
     echo "\`tgsess fleet --remote-path REMOTE --json\` over $hosts heartbeats of $users users each ($layout; scripts/bench_fleet.py) on a"
     echo "local-path rclone remote: rclone lsjson + copy of the state files, then parse, validate and judge. Found: $found."
     echo
-    echo "| hosts x users | runs | median s | min-max s | peak RSS MiB | target |"
-    echo "| --- | ---: | ---: | ---: | ---: | --- |"
-    echo "| $hosts x $users | $runs | $(echo "$sorted" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') | $(echo "$sorted" | head -1)-$(echo "$sorted" | tail -1) | $((rss / 1024)) | <= 2 s, <= 64 MiB |"
+    echo "| hosts x users | runs | median s | min-max s | CPU s (user+sys, rclone included), median | peak RSS MiB | load average | target |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+    echo "| $hosts x $users | $runs | $(echo "$sorted" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') | $(echo "$sorted" | head -1)-$(echo "$sorted" | tail -1) | $cpu | $((rss / 1024)) | $(cut -d' ' -f1-3 /proc/loadavg) | <= 2 s, <= 64 MiB |"
   } >"$work/fleet-section.md"
   cat "$work/fleet-section.md" >&2
 }
