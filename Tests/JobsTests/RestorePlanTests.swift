@@ -53,8 +53,9 @@ import Testing
     }
     #expect(files.first?.change.action == .replace)
     var expected = RestorePlan(
-      archiveID: archive.id, archivePath: archive.path, mode: .user, targetRoot: fleet.root, userID: user,
-      files: files, userRow: row, databasePath: fleet.databasePath, users: [user])
+      archiveID: archive.id, archivePath: archive.path,
+      signingKeyID: try KeyStore.loadSigningKey(fleet.deployment).keyID, mode: .user, targetRoot: fleet.root,
+      userID: user, files: files, userRow: row, databasePath: fleet.databasePath, users: [user])
     // The placed key's fingerprint, for the cross-host guard, from the manifest.
     let fingerprint = try #require(manifest.entries.first { $0.role == .session }?.authKeyFingerprint)
     expected.authKeyFingerprints = [user: fingerprint]
