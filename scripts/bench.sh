@@ -18,6 +18,8 @@
 # scripts/bench_churn.py changed update_state and 3 entities rows (Telethon; 3 peers rows for
 # Pyrogram) in BENCH_CHURN_SHARE (default 0.3) of the session files, as their clients write. It
 # reports seconds, peak RSS and bytes added to the repository per run, for tgsess and restic.
+#   BENCH_ONLY=fleet bash scripts/bench.sh   # only `tgsess fleet` over synthetic heartbeats
+#     (BENCH_FLEET_HOSTS, default 20, x BENCH_FLEET_USERS, default 5000, on a local-path rclone remote)
 #
 # The watch scenario needs the real Telethon and cryptography: the test virtualenv .venv-test
 # (scripts/test.sh creates it) or TGSESS_TEST_PYTHON. BENCH_WATCH_USERS (default: BENCH_USERS),
@@ -32,8 +34,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 only=${BENCH_ONLY:-}
-case "$only" in "" | watch | stall | churn) ;; *) echo "bench.sh: BENCH_ONLY must be empty, 'watch', 'stall' or 'churn', not '$only'" >&2; exit 64 ;; esac
-if [ "$only" = watch ] || [ "$only" = stall ]; then
+case "$only" in "" | watch | stall | churn | fleet) ;; *) echo "bench.sh: BENCH_ONLY must be empty, 'watch', 'stall', 'churn' or 'fleet', not '$only'" >&2; exit 64 ;; esac
+if [ "$only" = watch ] || [ "$only" = stall ] || [ "$only" = fleet ]; then
   install_system_packages time
 else
   install_system_packages restic borgbackup eatmydata time python3-cryptography
@@ -249,6 +251,59 @@ if [ "$only" = churn ]; then
     for f in "$work"/churn-size-*.txt; do read -r u b <"$f"; echo "- $u users: $((b / 1048576)) MiB of database and session files"; done
     echo
     churn_report
+  } >"$out"
+  echo "wrote $out" >&2
+  exit 0
+fi
+
+# The fleet scenario: `tgsess fleet` reads HOSTS heartbeats of USERS users each from a local-path
+# rclone remote (written by scripts/bench_fleet.py, with users on two hosts to judge) and must
+# finish in 2 s within 64 MiB. Exit 2 is its verdict (CRITICAL: the planted duplicate keys).
+fleet_bench() {
+  local hosts=${BENCH_FLEET_HOSTS:-20} users=${BENCH_FLEET_USERS:-5000} remote="$work/fleet-remote"
+  local layout times=() cpus=() rss=0
+  layout=$(python3 scripts/bench_fleet.py "$remote" "$hosts" "$users" 10)
+  echo "== fleet: $layout" >&2
+  for ((i = 0; i < runs; i++)); do
+    local stats status=0
+    stats=$(mktemp)
+    /usr/bin/time -f "%e %M %U %S" -o "$stats" "$tg" fleet --root "$work" --remote-path "$remote" --json >"$work/fleet.json" 2>"$work/last.err" || status=$?
+    [ "$status" = 2 ] || { cat "$work/last.err" >&2; echo "bench.sh: tgsess fleet exited $status, not 2 (CRITICAL)" >&2; exit 1; }
+    # GNU time puts "Command exited with non-zero status 2" before its figures.
+    read -r secs kb user sys < <(tail -1 "$stats")
+    rm -f "$stats"
+    times+=("$secs")
+    cpus+=("$(echo "$user + $sys" | bc)")
+    ((kb > rss)) && rss=$kb
+  done
+  local found sorted
+  found=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%d hosts, %d users, %d duplicate-key, %d different-keys" % (len(r["hosts"]), r["users"], sum(f["kind"]=="duplicate-key" for f in r["findings"]), sum(f["kind"]=="different-keys" for f in r["findings"])))' "$work/fleet.json")
+  sorted=$(printf '%s\n' "${times[@]}" | sort -g)
+  cpu=$(printf '%s\n' "${cpus[@]}" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
+  {
+    echo "## tgsess fleet"
+    echo
+    echo "\`tgsess fleet --remote-path REMOTE --json\` over $hosts heartbeats of $users users each ($layout; scripts/bench_fleet.py) on a"
+    echo "local-path rclone remote: rclone lsjson + copy of the state files, then parse, validate and judge. Found: $found."
+    echo
+    echo "| hosts x users | runs | median s | min-max s | CPU s (user+sys, rclone included), median | peak RSS MiB | load average | target |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+    echo "| $hosts x $users | $runs | $(echo "$sorted" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') | $(echo "$sorted" | head -1)-$(echo "$sorted" | tail -1) | $cpu | $((rss / 1024)) | $(cut -d' ' -f1-3 /proc/loadavg) | <= 2 s, <= 64 MiB |"
+  } >"$work/fleet-section.md"
+  cat "$work/fleet-section.md" >&2
+}
+
+if [ "$only" = fleet ]; then
+  fleet_bench
+  {
+    echo "# Benchmarks: tgsess fleet"
+    echo
+    echo "Produced by \`${BENCH_COMMAND:-BENCH_ONLY=fleet bash scripts/bench.sh}\` on $(date -u +%Y-%m-%d)."
+    echo
+    echo "- Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- $("$tg" --version | sed 's/^/tgsess /') ($config build), $(rclone version | head -1)"
+    echo
+    cat "$work/fleet-section.md"
   } >"$out"
   echo "wrote $out" >&2
   exit 0

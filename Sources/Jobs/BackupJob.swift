@@ -104,6 +104,8 @@ public enum BackupReason {
   public static let manual = "Manual"
   public static let beforeLogout = "Before logout"
   public static let beforeRestore = "Before restore"
+  /// The final per-user backup `handover` takes before the session leaves this host.
+  public static let beforeHandover = "Before hand-over"
   /// The safety copy `migrate` takes before it changes the database.
   public static let beforeMigrate = "Before migrate"
   public static let imported = "Imported"
@@ -113,6 +115,7 @@ public enum BackupReason {
   public static let known = [
     scheduled, beforeLogin, before2FA, postRecovery, manual, beforeLogout, beforeRestore, beforeMigrate, imported,
     reencrypted,
+    beforeHandover,
   ]
 
   /// Checks a reason: the known ones, or any other short printable text.

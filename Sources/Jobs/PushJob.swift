@@ -159,6 +159,14 @@ public enum PushJob {
       }
       outcomes.append(outcome)
     }
+    // The heartbeat beside the archives: the fleet view's and restore's cross-host guard's source.
+    let heartbeat = FleetHeartbeat.publish(deployment, remotes: remotes, logger: logger)
+    for index in outcomes.indices {
+      if let failure = heartbeat[outcomes[index].remote] {
+        outcomes[index].ok = false
+        outcomes[index].error = [outcomes[index].error, failure].compactMap { $0 }.joined(separator: "; ")
+      }
+    }
     return PushResult(remotes: outcomes)
   }
 

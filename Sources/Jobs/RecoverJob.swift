@@ -342,9 +342,17 @@ public enum RecoverJob {
   /// The users to recover: the one asked for, or every user with a row or a file. A logged-out
   /// user without a file stays logged out: --all never brings a session back that the user ended.
   static func users(_ deployment: Deployment, database: BotDatabase, options: RecoverOptions) throws -> [Int64] {
-    if let userID = options.userID { return [userID] }
+    if let userID = options.userID {
+      // A handed-over session lives on another host now: bringing it back here puts one key on two hosts.
+      if !options.isForced, try database.botUserStatus(userID: userID).status == .handedOver {
+        throw JobError.refused(
+          "user \(userID) was handed over to another host (tgsess handover); recovering it here would use the same key on two hosts and Telegram revokes it (AUTH_KEY_DUPLICATED). Restore it here only after the other host handed it back: tgsess restore --from-remote REMOTE --user \(userID) --from-deployment OTHER"
+        )
+      }
+      return [userID]
+    }
     let files = Set(try deployment.sessionFileUserIDs())
-    let loggedOut = Set(try database.userSummaries().filter { $0.status == .loggedOut }.map(\.userID))
+    let loggedOut = Set(try database.userSummaries().filter { $0.status.hasEndedHere }.map(\.userID))
     return Set(try database.userIDs()).union(files).filter { !loggedOut.contains($0) || files.contains($0) }.sorted()
   }
 

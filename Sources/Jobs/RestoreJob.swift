@@ -24,6 +24,12 @@ public struct RestoreOptions: Sendable {
   /// Restore from this configured remote alone (the disaster case: only the config, the
   /// identity and the remote are left).
   public var fromRemote: String?
+  /// With `fromRemote`: the archives of this other deployment on the remote (a user handed over
+  /// from that host), instead of this deployment's own.
+  public var fromDeployment: String?
+  /// Refuse to place a session the fleet shows in use on another host (the cross-host guard);
+  /// a drill's throwaway copy skips it.
+  public var checksFleet = true
   /// The key ring archives are verified with (a new host's escrowed `signing.pub`); default
   /// `keys/signing.pub`.
   public var verifyKeyPath: String?
@@ -50,7 +56,10 @@ public struct RestoreOptions: Sendable {
   }
 
   /// Where the archives come from.
-  var origin: ArchiveOrigin { fromRemote.map { .remote($0) } ?? .local }
+  var origin: ArchiveOrigin {
+    guard let fromRemote else { return .local }
+    return fromDeployment.map { .remoteDeployment(remote: fromRemote, deployment: $0) } ?? .remote(fromRemote)
+  }
 }
 
 /// One file a restore creates, replaces or leaves alone.
@@ -123,6 +132,8 @@ public struct RestorePlan: Sendable, Equatable {
   public var databasePath: String
   /// The users whose session file is restored.
   public var users: [Int64]
+  /// The auth-key fingerprint of each restored session file, by user (from the manifest).
+  public var authKeyFingerprints: [Int64: String] = [:]
 
   public init(
     archiveID: String, archivePath: String, signingKeyID: String?, mode: RestoreMode, targetRoot: String,
@@ -219,6 +230,11 @@ public enum RestoreJob {
   /// Checked again here (the CLI's validate() does too): a --target restore with a user would
   /// write that user's row into the live database, unguarded and without an undo.
   static func validate(_ options: RestoreOptions) throws {
+    if options.fromDeployment != nil, options.fromRemote == nil {
+      throw JobError.usage(
+        "--from-deployment reads another deployment's archives on a remote; add --from-remote. Try: tgsess restore --from-remote s3 --user 42 --from-deployment old-host"
+      )
+    }
     if options.target != nil, options.userID != nil {
       throw JobError.usage(
         "--target restores a whole deployment; drop --user. Try: tgsess restore latest --target /srv/drill")
@@ -246,6 +262,10 @@ public enum RestoreJob {
     let plan = prepared.plan
     var result = RestoreResult(plan: plan, isDryRun: options.isDryRun)
     if options.isDryRun { return result }
+    // Another host's heartbeat showing one of these sessions in use: before the lock, nothing made yet.
+    if options.checksFleet {
+      result.warnings += try guardFleet(deployment, plan: plan, options: options, logger: logger)
+    }
 
     // The deployment lock is held from the guard through the undo backup to the last file, so
     // no backup, prune or other restore runs in between (the undo backup nests inside it).
@@ -283,6 +303,43 @@ public enum RestoreJob {
         "undo": "\(result.undo ?? "-")", "problems": "\(result.problems.count)",
       ])
     return result
+  }
+
+  /// The cross-host live-owner guard: refuses when another deployment's heartbeat shows a user
+  /// this restore places with the same auth key (or one that cannot be compared) in use within
+  /// the window. A live copy under a different key is a warning only (not AUTH_KEY_DUPLICATED).
+  /// - Returns: warnings (a forced restore, a remote that could not be read, a different key).
+  /// - Throws: `JobError.refused` naming the user, the host and how to hand the session over.
+  static func guardFleet(_ deployment: Deployment, plan: RestorePlan, options: RestoreOptions, logger: Logger) throws
+    -> [String]
+  {
+    guard !plan.users.isEmpty, !deployment.remotes.isEmpty else { return [] }
+    let (live, unreadable) = FleetJob.liveElsewhere(deployment, userIDs: Set(plan.users))
+    var warnings = unreadable.map { "the fleet could not be read (\($0)); the cross-host guard could not look there" }
+    let formatter = ISO8601DateFormatter()
+    func describe(_ other: LiveElsewhere) -> String {
+      "user \(other.userID) is in use on \(other.deploymentName) (host \(other.host), session last written \(formatter.string(from: other.sessionWrittenAt)), heartbeat \(formatter.string(from: other.heartbeatAt)))"
+    }
+    var refused: [LiveElsewhere] = []
+    for other in live {
+      if let placed = plan.authKeyFingerprints[other.userID], let theirs = other.authKeyFingerprint, placed != theirs {
+        warnings.append("\(describe(other)) under another key (\(theirs), this archive holds \(placed))")
+      } else {
+        refused.append(other)
+      }
+    }
+    guard let first = refused.first else { return warnings }
+    let remote = options.fromRemote ?? deployment.remotes[0].name
+    let described =
+      refused.prefix(5).map(describe).joined(separator: "; ")
+      + (refused.count > 5 ? "; and \(refused.count - 5) more" : "")
+    guard options.isForced else {
+      throw JobError.refused(
+        "refusing to restore: \(described); the same key on two hosts gets it revoked by Telegram (AUTH_KEY_DUPLICATED). Hand it over first: on \(first.deploymentName) run tgsess handover --user \(first.userID), then here tgsess restore --from-remote \(remote) --user \(first.userID) --from-deployment \(first.deploymentName); --force restores anyway"
+      )
+    }
+    logger.warning("restore forced past the fleet guard", metadata: ["evidence": "\(described)"])
+    return warnings + ["--force: restoring although \(described)"]
   }
 
   /// A plan and the verified staging copy it will be carried out from.
@@ -367,6 +424,7 @@ public enum RestoreJob {
     let written = Deployment(root: targetRoot, config: mode == .target ? Config() : deployment.config)
     var files: [RestorePlan.FileStep] = []
     var users: [Int64] = []
+    var fingerprints: [Int64: String] = [:]
     for entry in archive.manifest.entries {
       let destination: String
       switch entry.role {
@@ -377,7 +435,10 @@ public enum RestoreJob {
         guard options.userID == nil || entry.userID == options.userID, let user = entry.userID else { continue }
         let base = written.sessionPath(userID: user)
         destination = entry.role == .session ? base : base + ".backup"
-        if entry.role == .session { users.append(user) }
+        if entry.role == .session {
+          users.append(user)
+          if let fingerprint = entry.authKeyFingerprint { fingerprints[user] = fingerprint }
+        }
       case .userRows, .imported:
         continue
       }
@@ -413,10 +474,12 @@ public enum RestoreJob {
     }
     var signingKeyID: String?
     if case .signed(let signed) = archive.authentication { signingKeyID = signed.keyID }
-    return RestorePlan(
+    var plan = RestorePlan(
       archiveID: archive.claim.id, archivePath: archivePath, signingKeyID: signingKeyID, mode: mode,
       targetRoot: targetRoot, userID: options.userID, files: files, userRow: userRow,
       databasePath: deployment.databasePath, users: users)
+    plan.authKeyFingerprints = fingerprints
+    return plan
   }
 
   /// The warning a restore (or drill, or recover) prints for each unsigned archive it used.

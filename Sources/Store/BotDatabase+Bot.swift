@@ -99,11 +99,29 @@ extension BotDatabase {
     }
   }
 
-  /// The users whose row says they logged out.
+  /// The users whose row says their session ended here: logged out, or handed over to another host.
   /// - Throws: `StoreError.database`.
   public func loggedOutUserIDs() throws -> Set<Int64> {
     try read("list logged-out users") { db in
-      Set(try Int64.fetchAll(db, sql: "SELECT user_id FROM user_sessions WHERE status = 'logged_out'"))
+      Set(
+        try Int64.fetchAll(
+          db, sql: "SELECT user_id FROM user_sessions WHERE status IN ('logged_out', 'handed_over')"))
+    }
+  }
+
+  /// Marks `userID` handed over to another host (`status = 'handed_over'`); the row, its session
+  /// string and every backup stay.
+  /// - Returns: whether a row was marked.
+  /// - Throws: `StoreError.database`.
+  @discardableResult
+  public func markHandedOver(userID: Int64) throws -> Bool {
+    try write("mark user \(userID) handed over") { db in
+      try db.execute(
+        sql: """
+          UPDATE user_sessions SET status = 'handed_over', last_error = NULL, updated_at = ?, last_checked_at = ?
+          WHERE user_id = ?
+          """, arguments: [Timestamp.now(), Timestamp.now(), userID])
+      return db.changesCount > 0
     }
   }
 

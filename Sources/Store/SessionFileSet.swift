@@ -32,3 +32,26 @@ extension Deployment {
     for directory in directories { try FileSystem.fsyncDirectory(directory.isEmpty ? "." : directory) }
   }
 }
+
+extension Deployment {
+  /// Where `handover` moves a user's session files aside: `sessions/handed-over/<time>/`, out of
+  /// the `user_<id>.session` names the bot, recover and watch look for.
+  public func handedOverDirectory(stamp: String) -> String { sessionsDirectory + "/handed-over/" + stamp }
+
+  /// Moves session files (what `existingSessionFiles(userID:)` listed) into `directory`, each
+  /// renamed durably (fsync, rename, fsync the directory), the session file first. A file already
+  /// gone counts as moved.
+  /// - Returns: the new paths.
+  /// - Throws: `StoreError.io` naming the first file that could not be moved; those before it moved.
+  public func moveSessionFilesAside(_ paths: [String], into directory: String) throws -> [String] {
+    try FileSystem.makeDirectory(directory)
+    var moved: [String] = []
+    for path in paths where FileSystem.exists(path) {
+      let destination = directory + "/" + (path as NSString).lastPathComponent
+      try FileSystem.moveDurably(from: path, to: destination)
+      moved.append(destination)
+    }
+    try FileSystem.fsyncDirectory(sessionsDirectory)
+    return moved
+  }
+}

@@ -8,6 +8,13 @@ public enum UserStatus: String, Codable, Sendable, CaseIterable {
   case loggedOut = "logged_out"
   /// A confirmed fatal error (AUTH_KEY_UNREGISTERED and the like): the user must log in again.
   case revoked
+  /// The session was handed over to another host (`tgsess handover`): neither recover nor the bot
+  /// brings it back here, since the same key on two hosts gets it revoked.
+  case handedOver = "handed_over"
+
+  /// Whether the session ended on this host on purpose (logged out or handed over), so nothing of
+  /// it is expected here and nothing brings it back by itself.
+  public var hasEndedHere: Bool { self == .loggedOut || self == .handedOver }
 
   /// The status a column value stands for: a missing or unknown value reads as `active`, the
   /// column's default (a legacy database has no status column at all).

@@ -62,6 +62,7 @@ enum BotTexts {
     switch row.status {
     case .loggedOut: lines.append("Account: logged out (your backups are kept)")
     case .revoked: lines.append("Account: revoked by Telegram (you need to log in again)")
+    case .handedOver: lines.append("Account: moved to another server (your backups are kept)")
     case .active: lines.append("Account: active")
     }
     let checked = row.lastCheckedAt.map { "last checked \($0) UTC" } ?? "never checked"
@@ -129,6 +130,8 @@ enum BotTexts {
   static let cancelledButton = "Cancelled"
   static let logoutCancelled = "Logout cancelled. Your session is unchanged."
   static let alreadyLoggedOut = "You are already logged out."
+  static let nothingToRecoverHandedOver =
+    "Your session was moved to another server, so it is not brought back here (the same session on two servers gets it revoked by Telegram). Ask the administrators."
   static let logoutLocked = "Another maintenance job is running. Nothing was changed; try /logout again in a minute."
   static let logoutFailed =
     "Logout stopped: the backup before logout failed, so nothing was removed. Try again later; the administrators can see the error in the log."

@@ -46,6 +46,10 @@ extension CommandHandler {
         try await api.sendMessage(chatID: chatID, text: BotTexts.nothingToRecoverLoggedOut)
         return
       }
+      if row.status == .handedOver {
+        try await api.sendMessage(chatID: chatID, text: BotTexts.nothingToRecoverHandedOver)
+        return
+      }
       if !row.hasRow && row.backupCount == 0 {
         try await api.sendMessage(chatID: chatID, text: BotTexts.noSessionLogInFirst)
         return

@@ -22,6 +22,11 @@ struct Restore: ParsableCommand {
       signed) is refused unless --allow-unsigned, which names each one it uses in a warning; \
       `tgsess keys sign-existing` vouches for this host's own once.
 
+      With a remote configured, a restore also refuses to place a session that another host's \
+      heartbeat (see tgsess fleet) shows in use with the same key within the last 15 minutes: it \
+      names the host and how to hand the session over (tgsess handover there, then --from-remote \
+      R --user N --from-deployment THAT-HOST here). --force overrides that too.
+
         $ tgsess restore latest --user 42                 # that user's newest backup
         $ tgsess restore --at "2026-11-24 03:00" --dry-run
         $ tgsess restore 20261125T040000Z-full-k3j9x2 --target /srv/drill
@@ -44,6 +49,8 @@ struct Restore: ParsableCommand {
   @Option(
     help: "Restore from this configured remote alone (a new host with only the config, the identity and the remote).")
   var fromRemote: String?
+  @Option(help: "With --from-remote: restore from this other deployment's archives there (a user handed over from it).")
+  var fromDeployment: String?
   @Option(
     help: "The key ring archives are verified with (default: keys/signing.pub); on a new host, the escrowed copy.")
   var verifyKey: String?
@@ -55,6 +62,11 @@ struct Restore: ParsableCommand {
       throw ValidationError(
         "--at '\(at)' is not a time. Try: --at \"2026-11-24 03:00\" or --at 2026-11-24T03:00:00+02:00")
     }
+    if fromDeployment != nil, fromRemote == nil {
+      throw ValidationError(
+        "--from-deployment reads another deployment's archives on a remote; add --from-remote. Try: tgsess restore --from-remote s3 --user 42 --from-deployment old-host"
+      )
+    }
     if target != nil, user != nil {
       throw ValidationError(
         "--target restores a whole deployment; drop --user. Try: tgsess restore latest --target /srv/drill")
@@ -63,10 +75,11 @@ struct Restore: ParsableCommand {
 
   func run() throws {
     let (deployment, logger) = try global.setUp()
-    let options = RestoreOptions(
+    var options = RestoreOptions(
       selector: archive, userID: user, at: at.flatMap(TimeParser.parse), target: target, isDryRun: dryRun,
       isForced: force, identityPath: identity, lockWait: TimeInterval(lockWait), fromRemote: fromRemote,
       verifyKeyPath: verifyKey, allowsUnsigned: allowUnsigned)
+    options.fromDeployment = fromDeployment
     let result = try RestoreJob.run(deployment, options: options, logger: logger)
     if global.json {
       try Output.json(result)

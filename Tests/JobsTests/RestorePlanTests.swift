@@ -52,12 +52,14 @@ import Testing
           entryPath: entry.path, isDatabase: false))
     }
     #expect(files.first?.change.action == .replace)
-    #expect(
-      plan
-        == RestorePlan(
-          archiveID: archive.id, archivePath: archive.path,
-          signingKeyID: try KeyStore.loadSigningKey(fleet.deployment).keyID, mode: .user, targetRoot: fleet.root,
-          userID: user, files: files, userRow: row, databasePath: fleet.databasePath, users: [user]))
+    var expected = RestorePlan(
+      archiveID: archive.id, archivePath: archive.path,
+      signingKeyID: try KeyStore.loadSigningKey(fleet.deployment).keyID, mode: .user, targetRoot: fleet.root,
+      userID: user, files: files, userRow: row, databasePath: fleet.databasePath, users: [user])
+    // The placed key's fingerprint, for the cross-host guard, from the manifest.
+    let fingerprint = try #require(manifest.entries.first { $0.role == .session }?.authKeyFingerprint)
+    expected.authKeyFingerprints = [user: fingerprint]
+    #expect(plan == expected)
     #expect(plan.rows == ["upsert the user_sessions row of user \(user) in \(fleet.databasePath)"])
     #expect(plan.replacesData)
     #expect(try fleet.tree() == tree)

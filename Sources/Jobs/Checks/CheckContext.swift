@@ -175,7 +175,7 @@ public struct CheckContext: Sendable {
   /// (they ended their session; nothing of theirs is expected).
   public var liveUsers: [Int64] {
     let files = fileUsers
-    let loggedOut = Set(rows.filter { $0.status == .loggedOut }.map(\.userID))
+    let loggedOut = Set(rows.filter { $0.status.hasEndedHere }.map(\.userID))
     return users.filter { files.contains($0) || !loggedOut.contains($0) }
   }
 

@@ -185,9 +185,22 @@ public enum CheckJob {
             remedy: "the bot's /status shows the previous check's results until a check records again"))
       }
     }
-    let result = result(
+    var result = result(
       context: context, findings: findings, states: states, isRecorded: isRecorded,
       duration: Date().timeIntervalSince(started))
+    // The heartbeat on every remote, with this verdict (a check that records nothing writes none).
+    if options.writesResults, !deployment.remotes.isEmpty {
+      let inspected = context.inspections.compactMapValues { try? $0.file.get() }
+      let failures = FleetHeartbeat.publish(
+        deployment, remotes: deployment.remotes, check: (result.state, options.now), inspected: inspected,
+        now: options.now, logger: logger)
+      for failure in failures.values.sorted() {
+        result.add(
+          CheckFinding(
+            .offsite, .warning, failure,
+            remedy: "the fleet view (tgsess fleet) shows this host's last heartbeat until one is written"))
+      }
+    }
     let problems = findings.filter { $0.state != .ok }.count
     logger.notice(
       "check done",

@@ -7,6 +7,8 @@ public enum ArchiveOrigin: Sendable, Equatable {
   /// A configured remote, from the remote alone (the disaster case: the host and its `backups/`
   /// are gone).
   case remote(String)
+  /// A configured remote, under another deployment's prefix (a user handed over from that host).
+  case remoteDeployment(remote: String, deployment: String)
 }
 
 /// The archives a restore, drill or list reads, wherever they are: the deployment's `backups/`,
@@ -44,8 +46,16 @@ public final class ArchiveCatalog: @unchecked Sendable {
       return ArchiveCatalog(
         repository: ArchiveRepository(backupsDirectory: deployment.backupsDirectory), remote: nil,
         remoteCatalog: nil, cache: nil, createdDirectories: [])
-    case .remote(let name):
-      let remote = try deployment.remote(named: name)
+    case .remote(let name), .remoteDeployment(let name, _):
+      var remote = try deployment.remote(named: name)
+      if case .remoteDeployment(_, let other) = origin {
+        guard HostState.isPrintableName(other), other != ".", other != ".." else {
+          throw StoreError.config(
+            path: deployment.configPath ?? deployment.root + "/tgsess.toml",
+            reason: "'\(other)' is not a deployment name (no '/', no control characters)")
+        }
+        remote.prefix = other
+      }
       let created = try FileSystem.makeDirectoryTracking(deployment.backupsDirectory)
       var isOpen = false
       defer { if !isOpen { FileSystem.removeCreatedDirectories(created) } }

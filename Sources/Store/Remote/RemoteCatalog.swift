@@ -15,9 +15,11 @@ struct RemoteCatalog: Sendable {
     try FileSystem.makeDirectory(directory)
     let files = try remote.list()
     let archives = files.filter { ArchiveName.parse(fileName: ($0.path as NSString).lastPathComponent) != nil }
-    // Records and signatures come down with the listing: `list` checks every signature.
+    // Records and signatures come down with the listing (`list` checks every signature); they sit
+    // in full/ and users/<id>/, never the host state file or remotes/ beside them.
     let records = files.map(\.path).filter {
-      ($0.hasSuffix(ArchiveName.recordSuffix) || $0.hasSuffix(ArchiveSignature.fileSuffix)) && !$0.hasPrefix("remotes/")
+      ($0.hasSuffix(ArchiveName.recordSuffix) || $0.hasSuffix(ArchiveSignature.fileSuffix))
+        && ($0.hasPrefix("full/") || $0.hasPrefix("users/"))
     }
     if !records.isEmpty {
       let fetched = try remote.fetch(records, into: directory)

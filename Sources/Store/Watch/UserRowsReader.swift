@@ -116,7 +116,8 @@ public final class UserRowsReader: @unchecked Sendable {
     let text = statement.text(2)
     return UserSessionRow(
       userID: statement.int64(0), apiID: statement.isNull(1) ? nil : statement.int64(1),
-      sessionString: text.flatMap { $0.isEmpty ? nil : SecretText($0) }, isLoggedOut: statement.text(3) == "logged_out")
+      sessionString: text.flatMap { $0.isEmpty ? nil : SecretText($0) },
+      isLoggedOut: UserStatus(column: statement.text(3)).hasEndedHere)
   }
 
   /// Closes the connection; the next call reopens it.
