@@ -66,6 +66,9 @@ public struct CheckContext: Sendable {
     public var backupFile: Result<SessionFileInfo, StoreError>?
     /// Whether `.session.backup` was modified after the session file (nil when either cannot be stat'ed).
     public var isBackupFileNewer: Bool?
+    /// The JSON sidecar (`user_<id>.json`), when there is one, and its mode.
+    public var sidecar: Result<SessionSidecar, StoreError>?
+    public var sidecarMode: mode_t?
 
     public init(
       file: Result<SessionFileInfo, StoreError>, mode: mode_t? = nil,
@@ -188,7 +191,8 @@ public struct CheckContext: Sendable {
     if hasBackup, let backupAge = try? FileSystem.age(of: backupPath), let fileAge = try? FileSystem.age(of: path) {
       isBackupNewer = backupAge < fileAge
     }
-    return SessionInspection(
+    let sidecarPath = String(path.dropLast(".session".count)) + SessionSidecar.suffix
+    var inspection = SessionInspection(
       file: Result { try SessionFileInspector.inspect(path: path, verifiesPages: isDeep) }.mapError {
         StoreError.unreadableSession($0, path: path)
       },
@@ -198,6 +202,13 @@ public struct CheckContext: Sendable {
           StoreError.unreadableSession($0, path: backupPath)
         } : nil,
       isBackupFileNewer: isBackupNewer)
+    if FileSystem.exists(sidecarPath) {
+      inspection.sidecar = Result { try SessionSidecar.read(path: sidecarPath) }.mapError {
+        StoreError.wrapping($0, path: sidecarPath)
+      }
+      inspection.sidecarMode = try? FileSystem.mode(of: sidecarPath)
+    }
+    return inspection
   }
 }
 
