@@ -108,6 +108,9 @@ public enum StockTools {
     let manifest = try decodeManifest(data, name: manifestPath)
     var problems: [String] = []
     let paths = manifest.entries.map(\.path)
+    // Listed before any integrity_check: sqlite3 reading a WAL-mode file (Hydrogram's, kurigram's
+    // with use_wal) adds -wal and -shm files beside it.
+    let extracted = Set(try TreeSnapshot.regularFiles(under: directory))
     let sums = try sha256sums(paths.map { directory + "/" + $0 }.filter { FileManager.default.fileExists(atPath: $0) })
     for entry in manifest.entries {
       let full = directory + "/" + entry.path
@@ -123,7 +126,6 @@ public enum StockTools {
         if check != "ok" { problems.append("\(entry.path): integrity_check says \(check.prefix(200))") }
       }
     }
-    let extracted = Set(try TreeSnapshot.regularFiles(under: directory))
     for extra in extracted.subtracting(paths + ["manifest.json"]).sorted() {
       problems.append("\(extra): extracted but not in the manifest")
     }
