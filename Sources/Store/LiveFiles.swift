@@ -130,6 +130,25 @@ public enum LiveFiles {
     try FileSystem.fsyncDirectory(directory)
   }
 
+  /// The session files in `directory` whose pair installation a crash interrupted (a commit
+  /// marker or a pending new file is there), without changing anything.
+  /// - Throws: `StoreError.io` when the directory cannot be listed.
+  public static func interruptedPairs(in directory: String) throws -> [String] {
+    var sessions: Set<String> = []
+    for name in try FileSystem.directoryNames(directory) {
+      if name.hasPrefix("."), name.hasSuffix(pairMarkerSuffix) {
+        sessions.insert(directory + "/" + name.dropFirst().dropLast(pairMarkerSuffix.count) + ".session")
+      } else if name.hasSuffix(pendingSuffix) {
+        let file = String(name.dropLast(pendingSuffix.count))
+        let stem =
+          file.hasSuffix(SessionSidecar.suffix)
+          ? file.dropLast(SessionSidecar.suffix.count) : file.dropLast(".session".count)
+        sessions.insert(directory + "/" + stem + ".session")
+      }
+    }
+    return sessions.sorted()
+  }
+
   /// Completes the pair installations a crash interrupted in `directory`: a committed pair
   /// (its marker is there) is rolled forward, new files of a pair that never committed are
   /// removed. Call under the deployment lock before reading or replacing session files.

@@ -166,6 +166,15 @@ import Testing
     #expect(midway == [live[0], archived[1]], "the session file must never be new while the sidecar is old")
     #expect(try fleet.sessionDirectoryNames().contains(".user_\(user).pair-commit"))
 
+    // check (which changes nothing) says so, naming the file.
+    let check = try fleet.check()
+    #expect(
+      check.findings("user.sidecar", user: user).contains {
+        $0.message.contains(
+          "\(fleet.sessionPath(user)): a restore of this session file and its JSON sidecar was interrupted")
+      }, "\(check.report)")
+    #expect(try Self.pair(fleet, user) == midway)
+
     // The next backup completes the pair before it reads it, and archives the completed pair.
     let next = try fleet.tgsessJSON(BackupResult.self, ["backup", "--user", String(user)])
     #expect(try Self.pair(fleet, user) == archived)

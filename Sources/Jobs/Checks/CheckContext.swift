@@ -32,6 +32,8 @@ public struct CheckContext: Sendable {
   public var remotes: [(remote: RcloneRemote, state: RemoteState?)]
   /// What `tgsess watch` last reported (its textfile and status file).
   public var watch: WatchStatus
+  /// Session files whose install with their JSON sidecar a crash interrupted.
+  public var interruptedPairs: [String] = []
 
   /// What check read from the bot database, in the order it reads it; reading stops at the first
   /// failure, which is kept.
@@ -95,7 +97,7 @@ public struct CheckContext: Sendable {
       _ = try FileSystem.directoryNames(deployment.backupsDirectory)
       return try repository.list()
     }.mapError { StoreError.wrapping($0, path: deployment.backupsDirectory) }
-    return CheckContext(
+    var context = CheckContext(
       deployment: deployment, options: options,
       fernet: Result { try KeyStore.loadFernet(deployment) }.mapError {
         StoreError.wrapping($0, path: deployment.fernetKeysPath)
@@ -115,6 +117,9 @@ public struct CheckContext: Sendable {
       newestDrill: DrillHistory.newestSuccess(deployment),
       remotes: deployment.remotes.map { ($0, RemoteState.load(deployment, remote: $0.name)) },
       watch: WatchStatus.read(deployment, now: options.now))
+    // A directory that cannot be listed is the sessions check's finding already.
+    context.interruptedPairs = (try? LiveFiles.interruptedPairs(in: deployment.sessionsDirectory)) ?? []
+    return context
   }
 
   // MARK: - What the checks derive from it

@@ -111,6 +111,14 @@ public enum SessionsCheck {
         }
       }
     }
+    for path in context.interruptedPairs {
+      let user = Deployment.userID(fromSessionFileName: (path as NSString).lastPathComponent)
+      findings.append(
+        CheckFinding(
+          .userSidecar, .warning,
+          "\(path): a restore of this session file and its JSON sidecar was interrupted (sessions/.user_*.pair-commit)",
+          remedy: "run: tgsess backup (it completes the pair before it reads it)", user: user))
+    }
     if filesAreKnown, let mode = context.sessionsDirectoryMode, mode & 0o077 != 0 {
       findings.append(
         CheckFinding(
