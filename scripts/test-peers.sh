@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the test virtualenv (.venv-test) with the real peers the tests talk to:
 # Telethon (schema v8) and Pyrogram in the venv itself, plus peers that cannot share it,
-# installed with --target under .venv-test/peers/: Telethon 1.42 (schema v7), kurigram, pyrofork.
+# installed with --target under .venv-test/peers/: Telethon 1.42 (schema v7), kurigram, pyrofork,
+# Hydrogram (its own `hydrogram` module, but aiosqlite is not in the venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=.venv-test
@@ -22,4 +23,5 @@ install_peer() { # name, requirement
 install_peer telethon142 'telethon==1.42.0'
 install_peer kurigram 'kurigram==2.2.26' python-socks pymediainfo
 install_peer pyrofork 'pyrofork==2.3.69' python-socks pymediainfo
+install_peer hydrogram 'hydrogram==0.2.0' 'aiosqlite==0.20.0' 'pyaes==1.6.1' 'pysocks==1.7.1'
 echo "test peers ready in $venv"

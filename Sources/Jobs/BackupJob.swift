@@ -229,6 +229,12 @@ public enum BackupJob {
       defer { lock.release() }
       let context = try Context(deployment: deployment, options: options, logger: logger)
       try context.repository.removeLeftovers(userID: options.userID)
+      // A session file and its sidecar whose restore a crash interrupted are completed first,
+      // so no archive holds half of a pair.
+      let finished = try LiveFiles.finishInterruptedPairs(in: deployment.sessionsDirectory)
+      if !finished.isEmpty {
+        logger.warning("completed interrupted pair installs", metadata: ["files": "\(finished)"])
+      }
       var result: BackupResult
       if let userID = options.userID {
         result = try context.userBackup(userID: userID)
@@ -355,6 +361,9 @@ public enum BackupJob {
       var source: ArchiveSource
       var backupEntry: Manifest.Entry?
       var backupSource: ArchiveSource?
+      /// The JSON sidecar (`sessions/user_<id>.json`), archived with the session file.
+      var sidecarEntry: Manifest.Entry?
+      var sidecarSource: ArchiveSource?
       var fingerprint: ArchiveRecord.SessionFingerprint
       /// How the user's newest per-user archive compares.
       var freshness = Freshness.changed
@@ -494,7 +503,32 @@ public enum BackupJob {
             "skipping unreadable .session.backup", metadata: ["user.id": "\(userID)", "file.path": "\(backupSource)"])
         }
       }
+      // The JSON sidecar: the session and its sidecar are one unit, so a sidecar that cannot be
+      // read or parsed fails the user (naming the file) rather than archiving half the pair.
+      let sidecarPath = deployment.sidecarPath(userID: userID)
+      if FileSystem.exists(sidecarPath) {
+        let sidecar = try SessionSidecar.read(path: sidecarPath)
+        let packed = try staging.pack(sidecar.bytes)
+        result.sidecarSource = packed.source
+        result.sidecarEntry = Manifest.Entry(
+          path: "sessions/user_\(userID)" + SessionSidecar.suffix, role: .sessionSidecar, size: packed.byteCount,
+          sha256: packed.sha256, isSQLite: false, userID: userID)
+      }
       return result
+    }
+
+    /// The entries and sources of one staged session: the file, its `.session.backup`, its sidecar.
+    func add(_ session: StagedSession, to entries: inout [Manifest.Entry], sources: inout [String: ArchiveSource]) {
+      entries.append(session.entry)
+      sources[session.entry.path] = session.source
+      if let backupEntry = session.backupEntry, let backupSource = session.backupSource {
+        entries.append(backupEntry)
+        sources[backupEntry.path] = backupSource
+      }
+      if let sidecarEntry = session.sidecarEntry, let sidecarSource = session.sidecarSource {
+        entries.append(sidecarEntry)
+        sources[sidecarEntry.path] = sidecarSource
+      }
     }
 
     /// A per-user archive ready to be written: its id, time, manifest and staged sources.
@@ -519,14 +553,7 @@ public enum BackupJob {
     {
       var entries: [Manifest.Entry] = []
       var sources: [String: ArchiveSource] = [:]
-      if let session {
-        entries.append(session.entry)
-        sources[session.entry.path] = session.source
-        if let backupEntry = session.backupEntry, let backupSource = session.backupSource {
-          entries.append(backupEntry)
-          sources[backupEntry.path] = backupSource
-        }
-      }
+      if let session { add(session, to: &entries, sources: &sources) }
       if let rows = try database.userRowsJSON(userID: userID) {
         let relative = "users/user_\(userID).json"
         let packed = try staging.pack(rows)
@@ -682,12 +709,7 @@ public enum BackupJob {
             defer { snapshot.close() }
             databaseFernetKeys = try fernetKeys(of: snapshot, userID: nil)
           }
-          entries.append(session.entry)
-          sources[session.entry.path] = session.source
-          if let backupEntry = session.backupEntry, let backupSource = session.backupSource {
-            entries.append(backupEntry)
-            sources[backupEntry.path] = backupSource
-          }
+          add(session, to: &entries, sources: &sources)
         case .failure(let error):
           failures.append(UserFailure(userID: users[index - 1], reason: error.errorDescription ?? "\(error)"))
         }

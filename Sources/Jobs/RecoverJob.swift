@@ -220,6 +220,10 @@ public enum RecoverJob {
       for path in StagingArea.removeStale(in: deployment.backupsDirectory) {
         logger.info("removed the staging directory of an interrupted run", metadata: ["file.path": "\(path)"])
       }
+      // A session/sidecar pair a crash left half-installed is completed before it is judged.
+      for path in try LiveFiles.finishInterruptedPairs(in: deployment.sessionsDirectory) {
+        logger.warning("completed an interrupted pair install", metadata: ["file.path": "\(path)"])
+      }
       let database = try BotDatabase(
         path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { database.close() }
@@ -365,6 +369,8 @@ public enum RecoverJob {
     /// the .session.backup): putting it back keeps the entity cache and update state that a
     /// string cannot hold (notes/telegram-sessions.md §7).
     var fileBytes: Data?
+    /// The JSON sidecar archived with that file, put back with it as one unit.
+    var sidecarBytes: Data?
   }
 
   /// What is there for one user now.
@@ -547,6 +553,13 @@ public enum RecoverJob {
               else { continue }
               var decoded = try RecoverJob.fromFile(info)
               decoded.fileBytes = try FileSystem.read(staged)
+              if let sidecar = archive.manifest.entries.first(where: {
+                $0.role == .sessionSidecar && $0.userID == userID
+              }),
+                let stagedSidecar = archive.extractedPath(of: sidecar)
+              {
+                decoded.sidecarBytes = try FileSystem.read(stagedSidecar)
+              }
               let warning =
                 archive.authentication == .unsigned
                 ? RestoreJob.unsignedWarning(record.id, path: repository.path(of: record)) : nil
@@ -673,7 +686,9 @@ public enum RecoverJob {
         logger.warning(
           "moved a broken session file aside", metadata: ["user.id": "\(step.userID)", "file.path": "\(aside)"])
       }
-      if let bytes = session.fileBytes {
+      if let bytes = session.fileBytes, let sidecarBytes = session.sidecarBytes {
+        try installPair(userID: step.userID, sessionBytes: bytes, sidecarBytes: sidecarBytes)
+      } else if let bytes = session.fileBytes {
         try FileSystem.writeAtomically(bytes, to: path, overwrite: false)
       } else if var payload = session.pyrogram {
         if payload.apiID == nil, let apiID { payload.apiID = Int(apiID) }
@@ -692,6 +707,26 @@ public enum RecoverJob {
       if step.storesString, let fernet {
         try database.storeSessionString(userID: step.userID, plaintext: session.plaintext, fernet: fernet)
       }
+    }
+
+    /// Puts an archived session file and its JSON sidecar back as one unit (`LiveFiles.installPair`).
+    /// A live sidecar that differs is moved aside first (kept, never deleted).
+    func installPair(userID: Int64, sessionBytes: Data, sidecarBytes: Data) throws {
+      let sidecarPath = deployment.sidecarPath(userID: userID)
+      if FileSystem.exists(sidecarPath), try FileSystem.read(sidecarPath) != sidecarBytes,
+        let aside = try LiveFiles.moveAside(sidecarPath, label: "before-recover")
+      {
+        logger.warning("moved a session sidecar aside", metadata: ["user.id": "\(userID)", "file.path": "\(aside)"])
+      }
+      let staging = try StagingArea(parent: deployment.backupsDirectory)
+      defer { staging.remove() }
+      let stagedSession = try staging.file("user_\(userID).session")
+      let stagedSidecar = try staging.file("user_\(userID)" + SessionSidecar.suffix)
+      try FileSystem.writeAtomically(sessionBytes, to: stagedSession)
+      try FileSystem.writeAtomically(sidecarBytes, to: stagedSidecar)
+      try LiveFiles.installPair(
+        session: .init(source: stagedSession, destination: deployment.sessionPath(userID: userID)),
+        sidecar: .init(source: stagedSidecar, destination: sidecarPath))
     }
 
     /// The live-owner guard for one file: a process that has it open or holds an SQLite lock on

@@ -134,11 +134,16 @@ public struct RestorePlan: Sendable, Equatable {
   public var users: [Int64]
   /// The auth-key fingerprint of each restored session file, by user (from the manifest).
   public var authKeyFingerprints: [Int64: String] = [:]
+  /// Live JSON sidecars moved aside because the session file beside them is replaced by one
+  /// whose archive holds no sidecar (a new session file never sits beside an old sidecar).
+  public var movesAside: [String]
 
   public init(
     archiveID: String, archivePath: String, signingKeyID: String?, mode: RestoreMode, targetRoot: String,
-    userID: Int64?, files: [FileStep], userRow: UserSessionsRow?, databasePath: String, users: [Int64]
+    userID: Int64?, files: [FileStep], userRow: UserSessionsRow?, databasePath: String, users: [Int64],
+    movesAside: [String] = []
   ) {
+    self.movesAside = movesAside
     self.archiveID = archiveID
     self.archivePath = archivePath
     self.signingKeyID = signingKeyID
@@ -158,7 +163,9 @@ public struct RestorePlan: Sendable, Equatable {
   }
 
   /// Whether live data is replaced (then an undo backup is taken first).
-  public var replacesData: Bool { files.contains { $0.change.action == .replace } || userRow != nil }
+  public var replacesData: Bool {
+    files.contains { $0.change.action == .replace } || userRow != nil || !movesAside.isEmpty
+  }
 }
 
 /// What `tgsess restore` did, or would do.
@@ -188,7 +195,11 @@ public struct RestoreResult: Codable, Sendable, Equatable {
     files = plan.files.map(\.change)
     rows = plan.rows
     undo = nil
-    warnings = plan.signingKeyID == nil ? [RestoreJob.unsignedWarning(plan.archiveID, path: plan.archivePath)] : []
+    warnings =
+      (plan.signingKeyID == nil ? [RestoreJob.unsignedWarning(plan.archiveID, path: plan.archivePath)] : [])
+      + plan.movesAside.map {
+        "\($0): moved aside, as the session file beside it is restored from an archive without a sidecar"
+      }
     problems = []
     restoredUsers = plan.users.count
   }
@@ -259,7 +270,7 @@ public enum RestoreJob {
     let prepared = try prepare(deployment, options: options, catalog: catalog)
     var isTargetFilled = false
     defer { prepared.discard(isTargetFilled: isTargetFilled) }
-    let plan = prepared.plan
+    var plan = prepared.plan
     var result = RestoreResult(plan: plan, isDryRun: options.isDryRun)
     if options.isDryRun { return result }
     // Another host's heartbeat showing one of these sessions in use: before the lock, nothing made yet.
@@ -289,6 +300,18 @@ public enum RestoreJob {
         }
         result.warnings.append("--force: restoring although \(described)")
         logger.warning("restore forced", metadata: ["evidence": "\(described)"])
+      }
+      // A session/sidecar pair a crash left half-installed is completed first; what is live
+      // then differs from what was planned, so the plan is made again.
+      let finished = try LiveFiles.finishInterruptedPairs(in: deployment.sessionsDirectory)
+      if !finished.isEmpty {
+        logger.warning("completed interrupted pair installs", metadata: ["files": "\(finished)"])
+        // The warnings the guard added stay; the plan's own are made again with it.
+        let added = Array(result.warnings.dropFirst(RestoreResult(plan: plan, isDryRun: false).warnings.count))
+        plan = try makePlan(
+          deployment: deployment, options: prepared.options, archive: prepared.archive, archivePath: plan.archivePath)
+        result = RestoreResult(plan: plan, isDryRun: false)
+        result.warnings += added
       }
       // Undo first.
       result.undo = try takeUndo(deployment: deployment, plan: plan, options: options, logger: logger)
@@ -345,6 +368,9 @@ public enum RestoreJob {
   /// A plan and the verified staging copy it will be carried out from.
   struct Prepared {
     let plan: RestorePlan
+    /// The verified archive and the options the plan was made from (to plan again).
+    let archive: VerifiedArchive
+    let options: RestoreOptions
     let staging: StagingArea
     /// A target directory this run created (removed again unless the restore fills it).
     let createdTarget: String?
@@ -395,7 +421,7 @@ public enum RestoreJob {
       record, in: catalog.repository, into: staging.path, scope: .everyEntry)
     let plan = try makePlan(deployment: deployment, options: options, archive: verified, archivePath: archivePath)
     isPrepared = true
-    return Prepared(plan: plan, staging: staging, createdTarget: createdTarget)
+    return Prepared(plan: plan, archive: verified, options: options, staging: staging, createdTarget: createdTarget)
   }
 
   /// The plan for `options` from the verified `archive`: each entry's destination, and whether it
@@ -439,6 +465,9 @@ public enum RestoreJob {
           users.append(user)
           if let fingerprint = entry.authKeyFingerprint { fingerprints[user] = fingerprint }
         }
+      case .sessionSidecar:
+        guard options.userID == nil || entry.userID == options.userID, let user = entry.userID else { continue }
+        destination = written.sidecarPath(userID: user)
       case .userRows, .imported:
         continue
       }
@@ -453,6 +482,22 @@ public enum RestoreJob {
         RestorePlan.FileStep(
           change: FileChange(path: destination, action: action, sha256Before: before, sha256After: entry.sha256),
           entryPath: entry.path, isDatabase: entry.role == .database))
+    }
+    // A session file restored without a sidecar would sit beside a live sidecar of another
+    // session: that sidecar is moved aside (kept, never deleted), so the pair stays one unit.
+    var movesAside: [String] = []
+    if mode != .target {
+      let archivedSidecars = Set(archive.manifest.entries.filter { $0.role == .sessionSidecar }.compactMap(\.userID))
+      for user in users where !archivedSidecars.contains(user) {
+        let sidecar = written.sidecarPath(userID: user)
+        if FileSystem.exists(sidecar),
+          files.contains(where: {
+            $0.change.path == written.sessionPath(userID: user) && $0.change.action != .identical
+          })
+        {
+          movesAside.append(sidecar)
+        }
+      }
     }
     var userRow: UserSessionsRow?
     if let userID = options.userID {
@@ -477,7 +522,7 @@ public enum RestoreJob {
     var plan = RestorePlan(
       archiveID: archive.claim.id, archivePath: archivePath, signingKeyID: signingKeyID, mode: mode,
       targetRoot: targetRoot, userID: options.userID, files: files, userRow: userRow,
-      databasePath: deployment.databasePath, users: users)
+      databasePath: deployment.databasePath, users: users, movesAside: movesAside)
     plan.authKeyFingerprints = fingerprints
     return plan
   }
@@ -576,6 +621,11 @@ public enum RestoreJob {
   {
     var installs: [LiveFiles.Installation] = []
     var writtenInPlace: Set<String> = []
+    for sidecar in plan.movesAside {
+      if let aside = try LiveFiles.moveAside(sidecar, label: "before-restore") {
+        logger.warning("moved a sidecar aside", metadata: ["file.path": "\(aside)"])
+      }
+    }
     for step in plan.files where step.change.writes {
       let path = step.change.path
       let source = staging + "/" + step.entryPath

@@ -67,6 +67,9 @@ public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible 
   case truncated
   case emptyFile
   case unknownSchema(String)
+  /// The tables are a session library's, but their layout matches no schema that library wrote
+  /// (or not the version the file claims); the detail names the tables and columns that differ.
+  case unknownLayout(String)
   case unsupportedVersion(String)
   case noSessionsRow
   case multipleSessionsRows(Int)
@@ -103,6 +106,7 @@ public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible 
     case .emptyFile: return "empty file (0 bytes)"
     case .unknownSchema(let detail):
       return "unknown session schema (\(detail)); not a Telethon or Pyrogram session file"
+    case .unknownLayout(let detail): return "unknown session table layout (\(detail))"
     case .unsupportedVersion(let detail): return "unsupported session schema version \(detail)"
     case .noSessionsRow: return "no row in the sessions table (never logged in, or logged out)"
     case .multipleSessionsRows(let count):
@@ -136,7 +140,7 @@ public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible 
   public var remedy: SessionRemedy {
     switch self {
     case .missingFile: return .checkPathOrRecover
-    case .notSQLite, .truncated, .emptyFile, .unknownSchema, .multipleSessionsRows, .authKeyMissing,
+    case .notSQLite, .truncated, .emptyFile, .unknownSchema, .unknownLayout, .multipleSessionsRows, .authKeyMissing,
       .authKeyWrongLength, .authKeyAllZero, .dcOutOfRange, .badPort, .badAddress, .portMissing,
       .testModeDCOutOfRange:
       return .recoverFromBackup

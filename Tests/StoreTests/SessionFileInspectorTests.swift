@@ -115,6 +115,145 @@ import Testing
     #expect(Hex.encode(info.identity.authKey.bytes) == expected.string("key"))
   }
 
+  /// Hydrogram 0.2 creates Pyrogram's schema-3 tables character for character; what tells its
+  /// files apart is the WAL mode it sets on every open, which Pyrogram never does.
+  @Test func hydrogramFileFromHydrogram() throws {
+    let dir = try TemporaryDirectory()
+    let expected = try SessionPeer.run("hydrogram-file", [dir.path, "h", "4", "12345", "781", ""], peer: "hydrogram")
+    #expect(expected.string("hydrogram") == "0.2.0")
+    #expect(expected.int("schema") == 3)
+    #expect(expected.string("journal_mode") == "wal")
+    let info = try SessionFileInspector.inspect(path: dir.file("h.session"))
+    #expect(info.format == .pyrogram(version: 3, variant: .hydrogram))
+    #expect(info.format.shortName == "hydrogram-v3")
+    #expect(SessionFormat(shortName: "hydrogram-v3") == info.format)
+    #expect(info.journalMode == "wal")
+    #expect(info.identity.dcID == 4)
+    #expect(info.ownerUserID == 781 && info.apiID == 12345 && info.isBot == false)
+    #expect(info.entityCount == 3)
+    #expect(Hex.encode(info.identity.authKey.bytes) == expected.string("key"))
+    // Pyrogram's own file has the same tables, in rollback mode.
+    let pyrogram = try SessionPeer.run("schema", [dir.file("h.session")])
+    _ = try SessionPeer.run("pyrogram-file", [dir.path, "p", "4", "12345", "0", "782", "0", "", "0", "0"])
+    let pyrogramSchema = try SessionPeer.run("schema", [dir.file("p.session")])
+    #expect("\(pyrogram["schema"] ?? "")" == "\(pyrogramSchema["schema"] ?? "")")
+    #expect(try SessionFileInspector.inspect(path: dir.file("p.session")).format.shortName == "pyrogram-v3")
+  }
+
+  // MARK: Detection by table layout
+
+  /// The library is told by the tables, and a version number that the tables contradict is a
+  /// finding that names the file, never a misreading.
+  @Test func theLayoutNotTheVersionNumberNamesTheLibrary() throws {
+    let dir = try TemporaryDirectory()
+    // Telethon 1.42's v7 file claiming 8 (what the abandoned v2-stale2 branch also wrote):
+    // no tmp_auth_key, so Telethon 1.45 could not load it.
+    let v7 = dir.file("v7.session")
+    _ = try SessionPeer.run(
+      "telethon-file", [v7, "2", "149.154.167.51", "443", "42", "", ""], peer: "telethon142")
+    #expect(try SessionFileInspector.inspect(path: v7).format == .telethon(version: 7))
+    try Files.execute("UPDATE version SET version = 8", on: v7)
+    guard case .unknownLayout(let detail) = inspectProblem(v7) else {
+      Issue.record("a v7 layout claiming 8: \(String(describing: inspectProblem(v7)))")
+      return
+    }
+    #expect(detail.hasPrefix("version 8, but the tables are Telethon v7's: "), "\(detail)")
+    #expect(detail.contains("sessions(dc_id, server_address, port, auth_key, takeout_id)"), "\(detail)")
+    do {
+      _ = try SessionFileInspector.inspect(path: v7)
+      Issue.record("inspected")
+    } catch let error as StoreError {
+      let text = error.errorDescription ?? ""
+      #expect(text.contains(v7), "\(text)")
+      #expect(text.contains("unknown session table layout"), "\(text)")
+    }
+
+    // kurigram and pyrofork both write 4: the usernames table tells them apart, whatever the
+    // version says. A kurigram v7 file claiming 4 is refused, not read as pyrofork.
+    _ = try SessionPeer.run(
+      "pyrogram-file", [dir.path, "k", "2", "12345", "0", "777", "0", "", "0", "0"], peer: "kurigram")
+    let kurigram = dir.file("k.session")
+    try Files.execute("UPDATE version SET number = 4", on: kurigram)
+    guard case .unknownLayout(let kurigramDetail) = inspectProblem(kurigram) else {
+      Issue.record("kurigram v7 claiming 4: \(String(describing: inspectProblem(kurigram)))")
+      return
+    }
+    #expect(kurigramDetail.hasPrefix("version 4, but the tables are kurigram v7's"), "\(kurigramDetail)")
+    _ = try SessionPeer.run(
+      "pyrogram-file", [dir.path, "f", "2", "12345", "0", "779", "0", "", "0", "0"], peer: "pyrofork")
+    let pyrofork = dir.file("f.session")
+    #expect(try SessionFileInspector.inspect(path: pyrofork).format.shortName == "pyrofork-v4")
+    // A pyrofork file with a newer number: a version tgsess does not know yet.
+    try Files.execute("UPDATE version SET number = 5", on: pyrofork)
+    #expect(inspectProblem(pyrofork) == .unsupportedVersion("5 of pyrofork (tgsess reads pyrofork v4)"))
+
+    // Pyrogram 2.0's tables claiming 1: sessions.api_id came with 3.
+    _ = try SessionPeer.run("pyrogram-file", [dir.path, "p", "2", "12345", "0", "780", "0", "", "0", "0"])
+    let pyrogram = dir.file("p.session")
+    try Files.execute("UPDATE version SET number = 1", on: pyrogram)
+    guard case .unknownLayout(let pyrogramDetail) = inspectProblem(pyrogram) else {
+      Issue.record("Pyrogram v3 claiming 1: \(String(describing: inspectProblem(pyrogram)))")
+      return
+    }
+    #expect(pyrogramDetail.hasPrefix("version 1, but the tables are Pyrogram v3's"), "\(pyrogramDetail)")
+
+    // Columns no Telethon version has together: tmp_auth_key (v8) without takeout_id (v5).
+    let mixed = dir.file("mixed.session")
+    try SQLiteConnection.buildAtomically(at: mixed) {
+      try $0.exec(
+        """
+        CREATE TABLE version (version INTEGER PRIMARY KEY);
+        CREATE TABLE sessions (dc_id INTEGER PRIMARY KEY, server_address TEXT, port INTEGER, auth_key BLOB,
+          tmp_auth_key BLOB);
+        INSERT INTO version VALUES (8);
+        INSERT INTO sessions VALUES (2, '149.154.167.51', 443, randomblob(256), x'');
+        """)
+    }
+    guard case .unknownLayout(let mixedDetail) = inspectProblem(mixed) else {
+      Issue.record("mixed Telethon columns: \(String(describing: inspectProblem(mixed)))")
+      return
+    }
+    #expect(mixedDetail.contains("no Telethon version creates these tables and columns together"), "\(mixedDetail)")
+  }
+
+  /// The catalog on its own: each library's newest layout, as the real libraries write it.
+  @Test func layoutCatalogIdentifiesEachLibrary() {
+    func match(_ columns: [String: [String]], wal: Bool = false) -> String {
+      let layout = SessionLayout(tables: Array(columns.keys).sorted(), columns: columns, isWALMode: wal)
+      switch SessionLayoutCatalog.identify(layout) {
+      case .known(let match): return match.name
+      case .unknownSchema(let detail): return "schema: \(detail)"
+      case .unknownLayout(let detail): return "layout: \(detail)"
+      }
+    }
+    let telethon8: [String: [String]] = [
+      "version": ["version"],
+      "sessions": ["dc_id", "server_address", "port", "auth_key", "takeout_id", "tmp_auth_key"],
+      "entities": ["id", "hash", "username", "phone", "name", "date"],
+      "update_state": ["id", "pts", "qts", "date", "seq"],
+    ]
+    #expect(match(telethon8) == "Telethon v8")
+    var telethon4 = telethon8
+    telethon4["sessions"] = ["dc_id", "server_address", "port", "auth_key"]
+    telethon4["entities"] = ["id", "hash", "username", "phone", "name"]
+    #expect(match(telethon4) == "Telethon v4")
+    let pyrogram3: [String: [String]] = [
+      "version": ["number"], "sessions": ["dc_id", "api_id", "test_mode", "auth_key", "date", "user_id", "is_bot"],
+      "peers": ["id", "access_hash", "type", "username", "phone_number", "last_update_on"],
+    ]
+    #expect(match(pyrogram3) == "Pyrogram v3")
+    #expect(match(pyrogram3, wal: true) == "Hydrogram v3")
+    var kurigram5 = pyrogram3
+    kurigram5["usernames"] = ["id", "username"]
+    kurigram5["update_state"] = ["id", "pts", "qts", "date", "seq"]
+    #expect(match(kurigram5) == "kurigram v5-v6")
+    var pyrofork4 = pyrogram3
+    pyrofork4["usernames"] = ["id", "peer_id", "last_update_on"]
+    pyrofork4["update_state"] = ["id", "pts", "qts", "date", "seq"]
+    #expect(match(pyrofork4, wal: true) == "pyrofork v4")
+    #expect(match(["notes": ["id"]]).hasPrefix("schema: tables notes"))
+  }
+
   @Test func telethonTemporaryKeyOnDisk() throws {
     let dir = try TemporaryDirectory()
     let path = dir.file("tmp.session")
@@ -281,7 +420,8 @@ import Testing
     let pyrogram = dir.file("p.session")
     _ = try SessionPeer.run("pyrogram-file", [dir.path, "p", "2", "1", "0", "5", "0", "", "0", "0"])
     try Files.execute("UPDATE version SET number = 8", on: pyrogram)
-    #expect(inspectProblem(pyrogram) == .unsupportedVersion("8 of Pyrogram/kurigram/pyrofork (tgsess reads 1-7)"))
+    #expect(
+      inspectProblem(pyrogram) == .unsupportedVersion("8 of Pyrogram/kurigram/pyrofork/Hydrogram (tgsess reads 1-7)"))
 
     let noSessions = dir.file("no-sessions-table.session")
     try Files.copy(base, noSessions)

@@ -108,8 +108,8 @@ public enum StockTools {
     let manifest = try decodeManifest(data, name: manifestPath)
     var problems: [String] = []
     let paths = manifest.entries.map(\.path)
-    // What tar extracted, listed before sqlite3 opens anything: reading a WAL-mode file creates
-    // its -wal and -shm beside it.
+    // Listed before any integrity_check: sqlite3 reading a WAL-mode file (Hydrogram's, kurigram's
+    // with use_wal) adds -wal and -shm files beside it.
     let extracted = Set(try TreeSnapshot.regularFiles(under: directory))
     let sums = try sha256sums(paths.map { directory + "/" + $0 }.filter { FileManager.default.fileExists(atPath: $0) })
     for entry in manifest.entries {

@@ -329,8 +329,9 @@ public final class TestFleet: @unchecked Sendable {
   public var outputs: [String] { lock.withLock { runs.flatMap { [$0.stdout, $0.stderr] } } }
 
   /// Gathers the deployment's secrets as they are now (call again after changing keys): Fernet
-  /// keys, the database's Fernet tokens and what they decrypt to (session strings, api_hash), and
-  /// every session file's auth key as upper- and lower-case hex, base64 and URL-safe base64.
+  /// keys, the database's Fernet tokens and what they decrypt to (session strings, api_hash),
+  /// every session file's auth key as upper- and lower-case hex, base64 and URL-safe base64, and
+  /// the secret fields of every JSON sidecar (app_hash/api_hash, the 2FA password).
   /// - Throws: `TestHelperError`.
   public func collectSecrets() throws {
     var found: [String: String] = [:]
@@ -367,6 +368,25 @@ public final class TestFleet: @unchecked Sendable {
                       else:
                           out.append([label, value])
           conn.close()
+      # JSON sidecars (user_<id>.json, and copies moved aside): their secret fields, at any depth.
+      secret_keys = {'app_hash', 'api_hash', 'twoFA', 'twofa', 'two_fa', '2fa', 'password', '2fa_password',
+                     'session_string', 'string_session'}
+      def walk(value, key, name):
+          if isinstance(value, dict):
+              for inner_key, inner in value.items():
+                  walk(inner, inner_key, name)
+          elif isinstance(value, list):
+              for inner in value:
+                  walk(inner, key, name)
+          elif key in secret_keys and isinstance(value, str) and value:
+              out.append(['the %s of %s' % (key, name), value])
+      for name in sorted(os.listdir(sessions)) if os.path.isdir(sessions) else []:
+          if '.json' not in name:
+              continue
+          try:
+              walk(json.load(open(os.path.join(sessions, name))), None, name)
+          except (ValueError, OSError):
+              continue
       for name in sorted(os.listdir(sessions)) if os.path.isdir(sessions) else []:
           if '.session' not in name or name.endswith('-journal'):
               continue

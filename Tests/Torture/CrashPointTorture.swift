@@ -239,6 +239,76 @@ struct CrashPointTorture {
       })
   }
 
+  /// Writes a JSON sidecar (opentele / TGConvertor shape) beside each user's session file, with
+  /// fresh secrets the scan then looks for.
+  static func writeSidecars(_ fleet: TortureFleet, users: [Int64], device: String) throws {
+    for user in users {
+      let object: [String: Any] = [
+        "user_id": user, "app_id": 2040, "app_hash": Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255) }),
+        "device": device, "sdk": "SDK 34", "app_version": "11.2.3", "lang_pack": "android",
+        "twoFA": "2fa-" + Hex.encode((0..<12).map { _ in UInt8.random(in: 0...255) }),
+      ]
+      try FileSystem.writeAtomically(
+        try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
+        to: fleet.deployment.sidecarPath(userID: user))
+    }
+    try fleet.collectSecrets()
+  }
+
+  /// A per-user restore of a session file with its JSON sidecar: at every point the pair is the
+  /// live one, the archive's, or (between the two renames) the archive's sidecar beside the live
+  /// session file, never a restored session file beside the old sidecar.
+  static func pairRestoreScenario(users: Int, scratch: TemporaryDirectory) -> Scenario {
+    Scenario(
+      name: "restore --user (session + sidecar)",
+      points: archivePoints + [
+        "backup.after-session-snapshot", "pair.before-commit", "pair.between-files", "restore.after-file",
+      ],
+      makeFleet: {
+        let fleet = try TortureFleet(users: users, seed: 19)
+        try writeSidecars(fleet, users: fleet.userIDs, device: "Pixel 8")
+        try fleet.tgsessOK(["backup"])
+        return fleet
+      },
+      prepare: { fleet, random in
+        let user = pickUsers(fleet, 1, &random)[0]
+        let archive = try newestArchive(fleet, kind: "user", user: user)
+        let (manifest, directory) = try extract(archive.path, fleet: fleet, scratch: scratch)
+        guard let session = manifest.entries.first(where: { $0.role == .session }),
+          let sidecar = manifest.entries.first(where: { $0.role == .sessionSidecar })
+        else { throw TestHelperError("archive \(archive.id) holds no session and sidecar") }
+        let info = try SessionFileInspector.inspect(path: directory + "/" + session.path)
+        var expected = allIdentities(fleet)
+        expected[user] = "dc\(info.identity.dcID)-\(info.identity.authKey.fingerprint)"
+        try fleet.rotateKeys([user])
+        try writeSidecars(fleet, users: [user], device: "Moto G")
+        let (sessionName, sidecarName) = ("user_\(user).session", "user_\(user).json")
+        func check(_ fleet: TortureFleet, _ before: Before, allowOld: Bool) throws -> [String] {
+          var problems: [String] = []
+          let now = try Witness.sessionFiles(fleet)
+          let isNewSession = now[sessionName] == session.sha256
+          let isNewSidecar = now[sidecarName] == sidecar.sha256
+          if !isNewSession, now[sessionName] != before.sessions[sessionName] {
+            problems.append("\(sessionName) is neither the live file nor the archive's")
+          }
+          if !isNewSidecar, now[sidecarName] != before.sessions[sidecarName] {
+            problems.append("\(sidecarName) is neither the live file nor the archive's")
+          }
+          if isNewSession, !isNewSidecar { problems.append("the restored \(sessionName) sits beside the old sidecar") }
+          if !allowOld, !(isNewSession && isNewSidecar) { problems.append("the pair is not the archive's") }
+          for (other, sha) in before.sessions
+          where other != sessionName && other != sidecarName && !other.hasPrefix(sessionName + ".") && now[other] != sha
+          {
+            problems.append("\(other) changed by a restore of another user")
+          }
+          return problems
+        }
+        return CrashRun(
+          arguments: ["restore", archive.id, "--user", String(user)], expected: expected,
+          afterKill: { try check($0, $1, allowOld: true) }, afterRerun: { try check($0, $1, allowOld: false) })
+      })
+  }
+
   static let pruneArguments = [
     "prune", "--keep-per-user", "1", "--keep-last", "1", "--keep-daily", "0", "--keep-weekly", "0",
   ]
@@ -515,7 +585,8 @@ struct CrashPointTorture {
   static func scenarios(scratch: TemporaryDirectory, template: String) -> [Scenario] {
     [
       backupScenario(users: 6), userBackupScenario(users: 6), wholeRestoreScenario(users: 6, scratch: scratch),
-      userRestoreScenario(users: 6, scratch: scratch), pruneScenario(users: 5), recoverScenario(users: 6),
+      userRestoreScenario(users: 6, scratch: scratch), pairRestoreScenario(users: 4, scratch: scratch),
+      pruneScenario(users: 5), recoverScenario(users: 6),
       migrateScenario(template: template), rotateScenario(users: 5), pinScenario(users: 4),
     ]
   }
@@ -540,6 +611,7 @@ struct CrashPointTorture {
     let quickPoints: [String: String] = [
       "backup": "archive.before-publish", "restore --user": "restore.after-file", "prune": "prune.after-unlink",
       "migrate (seed shape)": "migrate.secrets-before-commit", "recover --all": "recover.between-users",
+      "restore --user (session + sidecar)": "pair.between-files",
     ]
     for scenario in Self.scenarios(scratch: scratch, template: template.path) {
       let points = Torture.isFull ? scenario.points : scenario.points.filter { quickPoints[scenario.name] == $0 }

@@ -257,6 +257,25 @@ enum SecretRegistry {
         scan_db(db)
     sessions = os.path.join(root, 'sessions')
     names = sorted(os.listdir(sessions)) if os.path.isdir(sessions) else []
+    # JSON sidecars (user_<id>.json, copies moved aside, pairs mid-install): their secret fields.
+    secret_keys = {'app_hash', 'api_hash', 'twoFA', 'twofa', 'two_fa', '2fa', 'password', '2fa_password',
+                   'session_string', 'string_session'}
+    def walk(value, key, name):
+        if isinstance(value, dict):
+            for inner_key, inner in value.items():
+                walk(inner, inner_key, name)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner, key, name)
+        elif key in secret_keys:
+            add('the %s of %s' % (key, name), value)
+    for name in names:
+        if '.json' not in name:
+            continue
+        try:
+            walk(json.load(open(os.path.join(sessions, name))), None, name)
+        except (ValueError, OSError):
+            pass
     for name in names:
         if '.session' not in name or name.endswith(('-journal', '-wal', '-shm')):
             continue

@@ -394,7 +394,8 @@ import Testing
   // MARK: - Session files without a database row
 
   /// Runs `Tests/StoreTests/Fixtures/python/session_peer.py`, which drives the real libraries.
-  /// - Parameter peer: nil for the venv's Pyrogram 2.0.106, or "telethon142", "kurigram", "pyrofork".
+  /// - Parameter peer: nil for the venv's Pyrogram 2.0.106, or "telethon142", "kurigram", "pyrofork",
+  ///   "hydrogram".
   static func sessionPeer(_ command: String, _ arguments: [String], peer: String? = nil) throws -> WrittenFile {
     let script = try String(
       contentsOfFile: TestEnvironment.packageRoot + "/Tests/StoreTests/Fixtures/python/session_peer.py",
@@ -413,13 +414,17 @@ import Testing
   }
 
   /// Writes `sessions/user_<userID>.session` with a real library: Telethon 1.42 (schema v7), or
-  /// the Pyrogram family's own storage (Pyrogram, kurigram, pyrofork).
+  /// the Pyrogram family's own storage (Pyrogram, kurigram, pyrofork, Hydrogram).
   static func writeRealSession(_ fleet: TestFleet, userID: Int64, library: String) throws {
     let path = fleet.sessionPath(userID)
     if library == "telethon142" {
       let written = try sessionPeer(
         "telethon-file", [path, "2", "149.154.167.51", "443", String(userID), "", ""], peer: library)
       #expect(written.schema == 7, "\(written)")
+    } else if library == "hydrogram" {
+      let written = try sessionPeer(
+        "hydrogram-file", [fleet.sessionsDirectory, "user_\(userID)", "2", "12345", String(userID), ""], peer: library)
+      #expect(written.schema == 3 && written.path == path, "\(written)")
     } else {
       let written = try sessionPeer(
         "pyrogram-file",
@@ -436,6 +441,7 @@ import Testing
     // Logins in progress: real library files beside the fleet, with no user_sessions row.
     let libraries: [(Int64, String)] = [
       (700_000_001, "pyrogram"), (700_000_002, "kurigram"), (700_000_003, "pyrofork"), (700_000_004, "telethon142"),
+      (700_000_006, "hydrogram"),
     ]
     for (user, library) in libraries { try Self.writeRealSession(fleet, userID: user, library: library) }
     try fleet.collectSecrets()

@@ -39,6 +39,8 @@ public struct CheckContext: Sendable {
   public var remotes: [(remote: RcloneRemote, state: RemoteState?)]
   /// What `tgsess watch` last reported (its textfile and status file).
   public var watch: WatchStatus
+  /// Session files whose install with their JSON sidecar a crash interrupted.
+  public var interruptedPairs: [String] = []
 
   /// What check read from the bot database, in the order it reads it; reading stops at the first
   /// failure, which is kept.
@@ -76,6 +78,9 @@ public struct CheckContext: Sendable {
     public var backupFile: Result<SessionFileInfo, StoreError>?
     /// Whether `.session.backup` was modified after the session file (nil when either cannot be stat'ed).
     public var isBackupFileNewer: Bool?
+    /// The JSON sidecar (`user_<id>.json`), when there is one, and its mode.
+    public var sidecar: Result<SessionSidecar, StoreError>?
+    public var sidecarMode: mode_t?
 
     public init(
       file: Result<SessionFileInfo, StoreError>, mode: mode_t? = nil,
@@ -109,7 +114,7 @@ public struct CheckContext: Sendable {
     if case .success(let records) = archives, case .success(let authenticator) = signing {
       standings = authenticator.authenticity(of: records, in: repository)
     }
-    return CheckContext(
+    var context = CheckContext(
       deployment: deployment, options: options,
       fernet: Result { try KeyStore.loadFernet(deployment) }.mapError {
         StoreError.wrapping($0, path: deployment.fernetKeysPath)
@@ -133,6 +138,9 @@ public struct CheckContext: Sendable {
       newestDrill: DrillHistory.newestSuccess(deployment),
       remotes: deployment.remotes.map { ($0, RemoteState.load(deployment, remote: $0.name)) },
       watch: WatchStatus.read(deployment, now: options.now))
+    // A directory that cannot be listed is the sessions check's finding already.
+    context.interruptedPairs = (try? LiveFiles.interruptedPairs(in: deployment.sessionsDirectory)) ?? []
+    return context
   }
 
   // MARK: - What the checks derive from it
@@ -243,7 +251,8 @@ public struct CheckContext: Sendable {
     if hasBackup, let backupAge = try? FileSystem.age(of: backupPath), let fileAge = try? FileSystem.age(of: path) {
       isBackupNewer = backupAge < fileAge
     }
-    return SessionInspection(
+    let sidecarPath = String(path.dropLast(".session".count)) + SessionSidecar.suffix
+    var inspection = SessionInspection(
       file: Result { try SessionFileInspector.inspect(path: path, verifiesPages: isDeep) }.mapError {
         StoreError.unreadableSession($0, path: path)
       },
@@ -253,6 +262,13 @@ public struct CheckContext: Sendable {
           StoreError.unreadableSession($0, path: backupPath)
         } : nil,
       isBackupFileNewer: isBackupNewer)
+    if FileSystem.exists(sidecarPath) {
+      inspection.sidecar = Result { try SessionSidecar.read(path: sidecarPath) }.mapError {
+        StoreError.wrapping($0, path: sidecarPath)
+      }
+      inspection.sidecarMode = try? FileSystem.mode(of: sidecarPath)
+    }
+    return inspection
   }
 }
 

@@ -27,6 +27,8 @@ public enum CheckID: String, Codable, Sendable, CaseIterable {
   case userAgree = "user.agree"
   /// The seed's `.session.backup` is valid and not newer with another key.
   case userBackupFile = "user.backup-file"
+  /// The JSON sidecar beside the session file (`user_<id>.json`) parses as a JSON object.
+  case userSidecar = "user.sidecar"
   /// Session files (and their directory) are private.
   case userPermissions = "user.permissions"
   /// A session file without a `user_sessions` row.

@@ -45,6 +45,8 @@ public enum SessionsCheck {
               remedy: "run: chmod 600 \(path)",
               user: userID))
         }
+        findings += sidecarFindings(
+          inspection, path: context.deployment.sidecarPath(userID: userID), userID: userID)
       }
       if filesAreKnown {
         if row == nil, hasRows {
@@ -109,11 +111,50 @@ public enum SessionsCheck {
         }
       }
     }
+    for path in context.interruptedPairs {
+      let user = Deployment.userID(fromSessionFileName: (path as NSString).lastPathComponent)
+      findings.append(
+        CheckFinding(
+          .userSidecar, .warning,
+          "\(path): a restore of this session file and its JSON sidecar was interrupted (sessions/.user_*.pair-commit)",
+          remedy: "run: tgsess backup (it completes the pair before it reads it)", user: user))
+    }
     if filesAreKnown, let mode = context.sessionsDirectoryMode, mode & 0o077 != 0 {
       findings.append(
         CheckFinding(
           .userPermissions, .warning, "\(directory) has mode \(String(mode, radix: 8))",
           remedy: "run: chmod 700 \(directory)"))
+    }
+    return findings
+  }
+
+  /// The JSON sidecar beside the session file: a file that does not parse is named (never
+  /// quoted: it may hold the 2FA password and api_hash); a sidecar others can read is a warning,
+  /// as for the session file.
+  static func sidecarFindings(_ inspection: CheckContext.SessionInspection, path: String, userID: Int64)
+    -> [CheckFinding]
+  {
+    guard let sidecar = inspection.sidecar else { return [] }
+    var findings: [CheckFinding] = []
+    if case .failure(let error) = sidecar {
+      let reason: String
+      if case .invalid(let invalidPath, let text, _) = error {
+        reason = "\(invalidPath): \(text)"
+      } else {
+        reason = error.errorDescription ?? "\(path): unreadable"
+      }
+      findings.append(
+        CheckFinding(
+          .userSidecar, .warning, reason,
+          remedy:
+            "fix that JSON by hand, or put back an archived pair (session file and JSON): tgsess restore ID --user \(userID)",
+          user: userID))
+    }
+    if let mode = inspection.sidecarMode, mode & 0o077 != 0, case .success = sidecar {
+      findings.append(
+        CheckFinding(
+          .userPermissions, .warning, "\(path) has mode \(String(mode, radix: 8))",
+          remedy: "run: chmod 600 \(path)", user: userID))
     }
     return findings
   }

@@ -375,7 +375,8 @@ public struct ArchiveVerifier: Sendable {
     }
     // Content checks open each file on its own: on a few threads, reported in manifest order.
     let checked = manifest.entries.filter {
-      scope.includes($0) && ($0.isSQLite || $0.role == .session || $0.role == .userRows)
+      scope.includes($0)
+        && ($0.isSQLite || $0.role == .session || $0.role == .userRows || $0.role == .sessionSidecar)
     }
     let outcomes = try Parallel.map(count: checked.count, workers: Parallel.defaultWorkers) { index in
       Self.checkContent(of: checked[index], at: directory + "/" + checked[index].path, archivePath: path)
@@ -472,6 +473,18 @@ public struct ArchiveVerifier: Sendable {
         return .failure(error)
       } catch {
         return .failure(.invalid(path: archivePath, reason: "\(entry.path): \(error)", hint: "use another backup"))
+      }
+    }
+    if entry.role == .sessionSidecar {
+      // The archive's own check: its bytes matched the manifest; here, that they are a sidecar.
+      do {
+        _ = try SessionSidecar.parse(try FileSystem.read(path), path: entry.path)
+        return .success(.sound)
+      } catch {
+        return .failure(
+          .invalid(
+            path: archivePath, reason: "\(entry.path) is not a valid session sidecar (not a JSON object)",
+            hint: "use another backup"))
       }
     }
     if entry.isSQLite, entry.role != .session {

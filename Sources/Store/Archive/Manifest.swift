@@ -22,6 +22,9 @@ public struct Manifest: Codable, Sendable, Equatable {
     case session
     /// The `.session.backup` copy the seed's bot keeps.
     case sessionBackup = "session-backup"
+    /// The JSON sidecar multi-account farms keep beside a session file (`user_<id>.json`: app
+    /// id and hash, device, 2FA); restored and recovered together with the session file.
+    case sessionSidecar = "session-sidecar"
     /// A user's rows of the bot database, as JSON (per-user archives).
     case userRows = "user-rows"
     /// A file imported from the seed's legacy backups.

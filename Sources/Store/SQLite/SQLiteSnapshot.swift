@@ -141,6 +141,11 @@ public enum SQLiteSnapshot {
     do {
       // A name without a leading "/" is private to this connection.
       memory = try SQLiteConnection(checkedPath: "file:snapshot?vfs=memdb", mode: .memory, busyTimeoutMS: 0)
+      // A WAL-mode source (Hydrogram always, kurigram with use_wal) copies its header, which
+      // marks the image WAL; memdb has no shared memory for a WAL index, so without exclusive
+      // locking mode (a heap WAL index) reading the image fails with "unable to open database
+      // file". The image keeps its header: restored, the file is still in WAL mode.
+      try memory.execChecked("PRAGMA locking_mode=EXCLUSIVE")
     } catch let failure as SQLiteFailure {
       throw failure.storeError(path: source)
     }

@@ -90,7 +90,7 @@ public enum SessionFileInspector {
           return nil
         }
       }
-      var info = try read(connection, fail: fail)
+      var info = try read(connection, isWALMode: isWALMode, fail: fail)
       info.journalMode = isWALMode ? "wal" : "rollback"
       return info
     } catch let failure as SQLiteFailure {
@@ -111,7 +111,7 @@ public enum SessionFileInspector {
       if verifiesPages, !(try snapshot.connection.textRowsChecked("PRAGMA quick_check") == ["ok"]) {
         throw fail(.truncated)
       }
-      var info = try read(snapshot.connection, fail: fail)
+      var info = try read(snapshot.connection, isWALMode: snapshot.isWALMode, fail: fail)
       info.path = object
       info.journalMode = snapshot.isWALMode ? "wal" : "rollback"
       return info
@@ -217,24 +217,20 @@ public enum SessionFileInspector {
 
   // MARK: - Schema
 
-  private static func read(_ connection: SQLiteConnection, fail: (SessionProblem) -> StoreError) throws
-    -> SessionFileInfo
-  {
-    let tables = try connection.tableNamesChecked()
-    let versionColumns = try connection.tableColumnsChecked("version")
-    if tables.contains("datacenter") {
-      throw fail(
-        .unknownSchema("Telethon v2 schema with a datacenter table; tgsess reads Telethon 1.x and Pyrogram files"))
+  /// Identifies the file's library by its table layout, then reads it by column name.
+  private static func read(
+    _ connection: SQLiteConnection, isWALMode: Bool, fail: (SessionProblem) -> StoreError
+  ) throws -> SessionFileInfo {
+    let layout = try SessionLayout.read(connection, isWALMode: isWALMode)
+    switch SessionLayoutCatalog.identify(layout) {
+    case .unknownSchema(let detail): throw fail(.unknownSchema(detail))
+    case .unknownLayout(let detail): throw fail(.unknownLayout(detail))
+    case .known(let match):
+      if case .telethon = match.family {
+        return try readTelethon(connection, layout: layout, match: match, fail: fail)
+      }
+      return try readPyrogram(connection, layout: layout, match: match, fail: fail)
     }
-    if versionColumns.contains("version") {
-      return try readTelethon(connection, tables: tables, fail: fail)
-    }
-    if versionColumns.contains("number") {
-      return try readPyrogram(connection, tables: tables, fail: fail)
-    }
-    if tables.isEmpty { throw fail(.unknownSchema("an SQLite database without tables")) }
-    let shown = tables.prefix(5).joined(separator: ", ") + (tables.count > 5 ? ", ..." : "")
-    throw fail(.unknownSchema("tables \(shown); no version table with a version or number column"))
   }
 
   private static func schemaVersion(
@@ -247,15 +243,6 @@ public enum SessionFileInspector {
       throw fail(.unknownSchema("\(family) version table has \(versions.count) rows instead of 1"))
     }
     return Int(version)
-  }
-
-  private static func requireColumns(
-    _ required: [String], in columns: [String], table: String, fail: (SessionProblem) -> StoreError
-  ) throws {
-    let missing = required.filter { !columns.contains($0) }
-    if !missing.isEmpty {
-      throw fail(.unknownSchema("table \(table) lacks \(missing.joined(separator: ", "))"))
-    }
   }
 
   /// Selects the one sessions row, checking the row count first.
@@ -328,16 +315,20 @@ public enum SessionFileInspector {
   // MARK: Telethon
 
   private static func readTelethon(
-    _ connection: SQLiteConnection, tables: [String], fail: (SessionProblem) -> StoreError
+    _ connection: SQLiteConnection, layout: SessionLayout, match: SessionLayoutMatch,
+    fail: (SessionProblem) -> StoreError
   ) throws -> SessionFileInfo {
+    let tables = layout.tables
     let version = try schemaVersion(connection, column: "version", family: "Telethon", fail: fail)
     guard telethonVersions.contains(version) else {
       throw fail(
         .unsupportedVersion(
           "\(version) of Telethon (tgsess reads \(telethonVersions.lowerBound)-\(telethonVersions.upperBound))"))
     }
-    let columns = try connection.tableColumnsChecked("sessions")
-    try requireColumns(["dc_id", "server_address", "port", "auth_key"], in: columns, table: "sessions", fail: fail)
+    if let problem = SessionLayoutCatalog.problem(version: version, match: match, layout: layout) {
+      throw fail(problem)
+    }
+    let columns = layout.columns["sessions"] ?? []
     let hasTakeout = columns.contains("takeout_id")
     let hasTmpKey = columns.contains("tmp_auth_key")
     var selected = ["dc_id", "server_address", "port", "auth_key"]
@@ -356,8 +347,7 @@ public enum SessionFileInspector {
 
     var ownerUserID: Int64?
     var entityCount = 0
-    if tables.contains("entities") {
-      let entityColumns = try connection.tableColumnsChecked("entities")
+    if let entityColumns = layout.columns["entities"] {
       if entityColumns.contains("id"), entityColumns.contains("hash") {
         let owner = try connection.prepareChecked("SELECT hash FROM entities WHERE id = 0")
         if try owner.stepChecked() { ownerUserID = try integer(owner, 0, field: "entities.hash of id 0", fail: fail) }
@@ -366,7 +356,7 @@ public enum SessionFileInspector {
     }
     let (updateStateCount, latestUpdateDate) = try updateState(connection, tables: tables)
     return SessionFileInfo(
-      path: connection.path, format: .telethon(version: version),
+      path: connection.path, format: match.format(version: version),
       identity: SessionIdentity(dcID: Int(dcID), serverAddress: address, port: port, authKey: key),
       ownerUserID: ownerUserID, takeoutID: takeoutID, entityCount: entityCount, updateStateCount: updateStateCount,
       latestUpdateDate: latestUpdateDate, hasTmpAuthKey: hasTmpAuthKey)
@@ -375,30 +365,21 @@ public enum SessionFileInspector {
   // MARK: Pyrogram family
 
   private static func readPyrogram(
-    _ connection: SQLiteConnection, tables: [String], fail: (SessionProblem) -> StoreError
+    _ connection: SQLiteConnection, layout: SessionLayout, match: SessionLayoutMatch,
+    fail: (SessionProblem) -> StoreError
   ) throws -> SessionFileInfo {
+    let tables = layout.tables
     let version = try schemaVersion(connection, column: "number", family: "Pyrogram", fail: fail)
     guard pyrogramVersions.contains(version) else {
       throw fail(
         .unsupportedVersion(
-          "\(version) of Pyrogram/kurigram/pyrofork (tgsess reads \(pyrogramVersions.lowerBound)-\(pyrogramVersions.upperBound))"
+          "\(version) of Pyrogram/kurigram/pyrofork/Hydrogram (tgsess reads \(pyrogramVersions.lowerBound)-\(pyrogramVersions.upperBound))"
         ))
     }
-    let variant: PyrogramVariant
-    switch version {
-    case ...3:
-      variant = .pyrogram
-    case 4:
-      // kurigram v4 moved usernames to usernames(id, username); pyrofork v4 keeps peers.username
-      // and (maybe) has usernames(id, peer_id, ...).
-      let usernames = try connection.tableColumnsChecked("usernames")
-      variant = usernames.contains("username") ? .kurigram : .pyrofork
-    default:
-      variant = .kurigram
+    if let problem = SessionLayoutCatalog.problem(version: version, match: match, layout: layout) {
+      throw fail(problem)
     }
-    let columns = try connection.tableColumnsChecked("sessions")
-    try requireColumns(
-      ["dc_id", "test_mode", "auth_key", "user_id", "is_bot"], in: columns, table: "sessions", fail: fail)
+    let columns = layout.columns["sessions"] ?? []
     var selected = ["dc_id", "test_mode", "auth_key", "user_id", "is_bot"]
     for optional in ["api_id", "server_address", "port"] where columns.contains(optional) { selected.append(optional) }
     func index(_ name: String) -> Int? { selected.firstIndex(of: name) }
@@ -421,7 +402,7 @@ public enum SessionFileInspector {
     let entityCount = tables.contains("peers") ? try count(connection, "SELECT count(*) FROM peers") : 0
     let (updateStateCount, latestUpdateDate) = try updateState(connection, tables: tables)
     return SessionFileInfo(
-      path: connection.path, format: .pyrogram(version: version, variant: variant),
+      path: connection.path, format: match.format(version: version),
       identity: SessionIdentity(dcID: Int(dcID), serverAddress: address, port: port, authKey: key),
       ownerUserID: userID, apiID: apiID.map { Int($0) }, isTestMode: isTestMode, isBot: isBot,
       entityCount: entityCount, updateStateCount: updateStateCount, latestUpdateDate: latestUpdateDate)

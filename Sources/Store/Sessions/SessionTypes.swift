@@ -128,10 +128,12 @@ public enum PyrogramVariant: String, Sendable, Equatable, Hashable, Codable, Cas
   case kurigram
   /// pyrofork (Mayuri-Chan's fork, schema 4).
   case pyrofork
+  /// Hydrogram (the hydrogram fork on PyPI, 0.2): Pyrogram's schema 3 tables, in WAL mode.
+  case hydrogram
 }
 
 /// The on-disk format of a session file: library family and schema version. Encodes (Codable)
-/// as its stable short name, e.g. `"telethon-v7"`, `"pyrogram-v3"`, `"kurigram-v7"`, `"pyrofork-v4"`.
+/// as its stable short name, e.g. `"telethon-v7"`, `"pyrogram-v3"`, `"kurigram-v7"`, `"pyrofork-v4"`, `"hydrogram-v3"`.
 public enum SessionFormat: Sendable, Equatable, Hashable, Codable, CustomStringConvertible {
   /// A Telethon `SQLiteSession` file with `version.version` = `version`.
   case telethon(version: Int)

@@ -1,7 +1,7 @@
 """Real-peer helper for tgsess's session tests.
 
 Runs one command against whichever Telethon / Pyrogram-family package is importable (the test
-harness puts Telethon 1.42, kurigram or pyrofork first on PYTHONPATH for the peer runs) and prints
+harness puts Telethon 1.42, kurigram, pyrofork or Hydrogram first on PYTHONPATH for the peer runs) and prints
 one line `RESULT <json>` with what the library itself wrote or loaded. Everything is offline: no
 network, no login; keys are random bytes.
 """
@@ -325,6 +325,69 @@ def pyrogram_load(path):
     result(asyncio.run(main()))
 
 
+def hydrogram_file(workdir, name, dc, api_id, user_id, key_hex):
+    """A Hydrogram session file written by Hydrogram's own SQLiteStorage (aiosqlite), offline."""
+    import hydrogram
+    from hydrogram.storage import SQLiteStorage
+
+    key = bytes.fromhex(key_hex) if key_hex else os.urandom(256)
+
+    async def main():
+        storage = SQLiteStorage(name, Path(workdir))
+        await storage.open()
+        await storage.dc_id(int(dc))
+        await storage.api_id(int(api_id))
+        await storage.test_mode(False)
+        await storage.auth_key(key)
+        await storage.user_id(int(user_id))
+        await storage.is_bot(False)
+        await storage.update_peers([(1000 + i, 7000 + i, "user", f"peer{i}", f"1555000{i:04d}") for i in range(3)])
+        cursor = await storage.conn.execute("SELECT number FROM version")
+        version = (await cursor.fetchone())[0]
+        cursor = await storage.conn.execute("PRAGMA journal_mode")
+        journal = (await cursor.fetchone())[0]
+        string = await storage.export_session_string()
+        await storage.save()
+        await storage.close()
+        return {
+            "hydrogram": hydrogram.__version__,
+            "schema": version,
+            "journal_mode": journal,
+            "dc": int(dc),
+            "api_id": int(api_id),
+            "user_id": int(user_id),
+            "key": key.hex(),
+            "string": string,
+            "path": str(storage.database),
+        }
+
+    result(asyncio.run(main()))
+
+
+def hydrogram_load(path):
+    """What Hydrogram reads from a file (it opens it read-write, runs VACUUM: pass a copy)."""
+    import hydrogram
+    from hydrogram.storage import SQLiteStorage
+
+    file = Path(path)
+
+    async def main():
+        storage = SQLiteStorage(file.name[: -len(".session")], file.parent)
+        await storage.open()
+        out = {
+            "hydrogram": hydrogram.__version__,
+            "dc": await storage.dc_id(),
+            "api_id": await storage.api_id(),
+            "key": (await storage.auth_key()).hex(),
+            "user_id": await storage.user_id(),
+            "string": await storage.export_session_string(),
+        }
+        await storage.close()
+        return out
+
+    result(asyncio.run(main()))
+
+
 def crafted_strings(key_hex):
     """Invalid strings built with struct.pack exactly as the libraries lay them out."""
     import ipaddress
@@ -447,6 +510,8 @@ COMMANDS = {
     "crafted-strings": crafted_strings,
     "pyrogram-file": pyrogram_file,
     "pyrogram-load": pyrogram_load,
+    "hydrogram-file": hydrogram_file,
+    "hydrogram-load": hydrogram_load,
     "hot-journal": hot_journal,
     "hold-write": hold_write,
     "hold-exclusive": hold_exclusive,
