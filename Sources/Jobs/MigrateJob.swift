@@ -113,8 +113,9 @@ public enum MigrateJob {
       }
 
       // 1. A consistent copy of what is about to change, unless the file was empty. (First, what
-      // a migrate killed while copying left: its half-written temporary.)
+      // a migrate killed while copying or importing left: its half-written temporaries.)
       FileSystem.removeStaleTemporaries(in: deployment.backupsDirectory + "/pre-migrate")
+      try Leftovers.remove(deployment, logger: logger)
       if result.hasDatabaseChanges, !status.isEmpty {
         let stamp = Timestamp.compact(Date())
         let copy = deployment.backupsDirectory + "/pre-migrate/telegram_bot.db.pre-migrate-\(stamp)"

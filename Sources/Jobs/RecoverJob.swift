@@ -191,6 +191,8 @@ public enum RecoverJob {
       for path in FileSystem.removeStaleTemporaries(in: deployment.sessionsDirectory) {
         logger.info("removed the temporary of an interrupted run", metadata: ["file.path": "\(path)"])
       }
+      // And what its post-recovery backups left, which a rerun would not back up again.
+      try Leftovers.remove(deployment, logger: logger)
       let database = try BotDatabase(
         path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { database.close() }
