@@ -24,14 +24,16 @@ import os
 import re
 import sys
 
-FAMILIES = ['crash-points', 'live-writers', 'hostile-archives', 'disk-full', 'lock-storms', 'bad-sessions',
-            'fuzzing', 'secrets']
+FAMILIES = ['crash-points', 'live-writers', 'hostile-archives', 'disk-full', 'power-loss', 'io-errors', 'lock-storms',
+            'bad-sessions', 'fuzzing', 'secrets']
 
 MEANING = {
     'crash-points': "After SIGKILL at every named crash point of backup, backup --user, restore (whole and --user), prune, recover --all, migrate (seed shape and --rotate-key) and pin (the atomic writes), and at random moments: session files and the bot's tables as before (restore, recover: each file wholly old or wholly new), every archive `tgsess list` shows decrypts and matches its manifest, earlier archives byte-identical, the same command run again exits 0, no temporary left after it and a backup, and every user holds their session (valid file, or `recover` brings it back) with the expected auth key",
     'live-writers': "Backups while the real Telethon 1.45 `SQLiteSession` saves entities and update state on 3 session files and a second writer commits to the bot database: every snapshot, extracted by stock age/tar and hashed by sha256sum, passes integrity_check, keeps both cross-table invariants, and is newer than the last; the newest loads in Telethon with the live key",
     'hostile-archives': "43 crafted hostile archives (traversal, also past a combining mark, links, devices, bombs, a Unicode-equivalent entry name, tampered manifest, rows or sessions, truncations, bit flips, wrong identity) plus random bit flips, truncations and inserted/appended bytes of a real archive: each refused with one stderr line naming the archive and the reason; the deployment byte-identical; no --target directory left",
     'disk-full': "backup, restore and migrate on a tmpfs filled to leave a sweep of free-space levels, and remounted read-only: each run succeeds fully or exits 1 with one error line naming the cause; no partial or hidden file; sessions, bot tables and earlier archives as before (a restore that failed mid-way: each file whole, undo archive present); with space back the same command succeeds",
+    'power-loss': "Each of backup, backup --user, restore (whole and --user), recover --all, prune, migrate (seed shape and --rotate-key) and pin recorded once with `iotrace.so` (every file-system call below the deployment, with the bytes written); from the tree before the run, `crashstates.py` builds what a power cut may leave at each sync barrier under an ext4 data=ordered model and a weaker any-reordering model; each distinct state, in place of the deployment, with the real tgsess: every archive `tgsess list` shows decrypts and matches its manifest, earlier archives as before, sessions and the bot's tables wholly old or wholly new (integrity_check), the same command run again succeeds and leaves no temporary, every user holds their session (valid file, or `recover` brings it back) with the expected auth key; after the run exited, what it published survives",
+    'io-errors': "The Nth read, write, fsync, rename/link, open or mkdir below the deployment fails (`iotrace.so`) with EIO, ENOSPC, EDQUOT, EROFS or EACCES, N swept over each command's calls (counted in a clean run) for the same commands as power-loss: the run completes soundly (never after a failed fsync) or exits 1 (3 where a partial result is documented) with one error line naming the file and the cause; no crash or trap; nothing lost (as in crash-points), no partial file published, no temporary left; with the fault gone the same command succeeds",
     'lock-storms': "Storms of 20 concurrent backup, prune, restore --user, recover, migrate and check runs with lockwatch.so preloaded (records, in the process, lock take/release and every change below the root): lock intervals never overlap; no mutating run changes anything without the lock (its own staging directory apart); non-waiting runs exit 0 or 75 naming the holder; waiting runs complete; holder lines name the right process; afterwards integrity_check, every archive and every session are sound",
     'bad-sessions': "Every invalid session-file class gives its precise reason; thousands of random mutations (bit flips, cuts, inserted/deleted/overwritten bytes, zeroed key bytes) of Telethon v7/v8, Pyrogram, kurigram and pyrofork files and of Telethon/Pyrogram strings, parsed in-process: no crash, nothing accepted with a short or all-zero key or a dc out of range, an accepted string re-encodes to itself, inspect never changes a file",
     'fuzzing': "libFuzzer on the session-string parsers, the session-file inspector, the manifest parser and the archive reader (unencrypted tar.zst): no crash, and every accepted input sound (same properties as bad-sessions; an accepted archive extracted exactly its manifest); plus committed regression inputs and random damage replayed in-process",
@@ -44,10 +46,38 @@ NOTES = """## How it was done, and what it does not cover
   `TGSESS_TORTURE_SCALE` is set) driving the built `tgsess` like an operator would; fuzzing is the
   separate package `fuzz/` (libFuzzer) plus an in-process replay; the secret scan is in the script.
   Each case's result is in the run's `results/*.jsonl`; every tgsess output is kept for the scan.
-- kill -9 is process death, not power loss: deployments live on tmpfs, so the fsync ordering that
-  protects against a power cut is not exercised here.
-- I/O errors are ENOSPC (a filled tmpfs) and EROFS (a read-only remount) only; no EIO injection
-  (no dm-flakey or FUSE on this machine).
+- kill -9 (crash-points) is process death, not power loss: deployments live on tmpfs, so what a
+  power cut may drop is simulated apart, by the power-loss family.
+- Power loss is simulated, not done: `iotrace.so` (an LD_PRELOAD library) records every open,
+  write/pwrite (with the bytes), fsync/fdatasync, rename, link, unlink, mkdir, rmdir and truncate a
+  command makes below the deployment, naming files by inode; `crashstates.py` replays that log on
+  a copy of the tree as it was before the run and builds the trees a file system may hold after a
+  power cut just before each sync barrier completes, and after the run. Two models, both in
+  `crashstates.py`'s header. *ext4 data=ordered*, approximated: metadata operations reach the disk
+  as a program-order prefix; an fsync of a file or directory with a metadata change since the
+  last commit commits all metadata issued before it (one running jbd2 transaction); each file
+  holds a prefix of its writes (the last one cut at a 4096-byte page), at least up to its last
+  fsync; a write that extends a file needs the metadata before it (data before the metadata that
+  exposes it); a rename over a file carries the renamed file's writes (auto_da_alloc). *Weak*:
+  only what POSIX promises is kept (a file's writes up to its fsync, a name once its directory
+  is fsynced, everything before sync()); every other operation, and each page of each write, may
+  or may not be there, in any combination: none, all, each alone and each left out, then random
+  subsets, up to 16 per crash point. States are deduplicated by the content of the whole tree;
+  when one command gives more than the run checks, the ordered model's come first, then states
+  that differ in what tgsess shows before those that differ only in hidden files (temporaries,
+  staging), sampled with the run's seed. Not modelled: torn writes inside a page, reordering
+  inside one write below a page, a disk that lies about its cache flush, the metadata of files
+  outside the deployment, and SQLite's `-shm` (rebuilt by SQLite after a crash). The bot
+  database and session files are SQLite's: a commit in rollback-journal mode is the unlink of
+  the journal, which SQLite (synchronous=FULL) does not fsync, so the last transaction before a
+  power cut may roll back; the invariants accept the old or the new row, as SQLite documents.
+- I/O errors: ENOSPC (a filled tmpfs) and EROFS (a read-only remount) in disk-full, and injected
+  by `iotrace.so` in io-errors: the Nth call of one class (read, write, fsync, rename/link, open,
+  mkdir) below the deployment fails once with EIO, ENOSPC, EDQUOT, EROFS or EACCES (the first of
+  a rotating list that fits the call) without being made; N is swept over the calls a clean run
+  of the command made (every call when there are few, else evenly spread ones, first and last
+  included). A fault on a file outside the deployment, a short write, a fault that persists
+  after the first, and silent corruption (a read that returns wrong bytes) are not injected.
 - Lock storms: `lockwatch.so` interposes libc's open/openat/creat, rename*, link*, unlink*, mkdir*,
   rmdir, truncate and chmod, and flock/close of the lock file. Writes through a descriptor opened
   earlier are covered by that open. Two kinds of writes without the lock are by design and are
@@ -127,6 +157,17 @@ class Family:
         if self.name == 'disk-full':
             return '%d ran to completion, %d failed cleanly, %d on a read-only remount' % (
                 c('succeeded'), c('failed cleanly'), c('read-only'))
+        if self.name == 'power-loss':
+            return ('%d crash states of %d commands (%d in the ext4-ordered model, %d weak-only; %d after the run), '
+                    'from %d distinct (%d in what tgsess shows) of %d candidates at %d sync barriers in %d traced calls'
+                    % (c('crash states'), c('commands'), c('ordered-model states'), c('weak-only states'),
+                       c('states after the run'), c('distinct states'), c('distinct visible states'),
+                       c('candidate states'), c('sync barriers'), c('traced operations')))
+        if self.name == 'io-errors':
+            classes = ', '.join('%s %d' % (name, c(name + ' faults'))
+                                for name in ('read', 'write', 'fsync', 'rename', 'open', 'mkdir'))
+            return ('%d injection points (%s): %d failed cleanly, %d partial, %d completed'
+                    % (c('injection points'), classes, c('failed cleanly'), c('partial'), c('completed')))
         if self.name == 'lock-storms':
             statuses = sorted((key[len('exit '):], value) for key, value in self.counts.items()
                               if key.startswith('exit '))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The torture suite: crash points and random kill -9, live writers, hostile archives, a full
-# disk, lock storms, bad sessions, fuzzing, and a scan of every output for secrets. Prints one
+# disk, simulated power loss, injected I/O errors, lock storms, bad sessions, fuzzing, and a
+# scan of every output for secrets. Prints one
 # figure line per family and a last line "N passed, M failed" (scripts/torture-report.py builds
 # both, and RELIABILITY.md, from the run's results/*.jsonl); exits non-zero when M > 0.
 #
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-families=(crash-points live-writers hostile-archives disk-full lock-storms bad-sessions fuzzing secrets)
+families=(crash-points live-writers hostile-archives disk-full power-loss io-errors lock-storms bad-sessions fuzzing secrets)
 selected() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 
 if [ "$(id -u)" != 0 ]; then echo "torture.sh needs root (it mounts tmpfs; run it as root, sudo is not needed)" >&2; exit 1; fi
@@ -79,7 +80,8 @@ swift build --build-tests >>"$log" 2>&1 || { echo "swift build failed; see the l
 
 declare -A suite=(
   [crash-points]=CrashPointTorture [live-writers]=LiveWriterTorture [hostile-archives]=HostileArchiveTorture
-  [disk-full]=DiskFullTorture [lock-storms]=LockStormTorture [bad-sessions]=BadSessionTorture
+  [disk-full]=DiskFullTorture [power-loss]=PowerLossTorture [io-errors]=IOErrorTorture
+  [lock-storms]=LockStormTorture [bad-sessions]=BadSessionTorture
   [fuzzing]=FuzzSmokeTorture
 )
 # The report (each family's figure line, the closing "N passed, M failed", RELIABILITY.md) is
