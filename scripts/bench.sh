@@ -6,10 +6,18 @@
 #
 #   bash scripts/bench.sh                 # 1,000 and 10,000 users (the published run)
 #   BENCH_USERS="100" BENCH_RUNS=1 BENCH_OUT=/tmp/b.md bash scripts/bench.sh   # the CI smoke run
+#   BENCH_ONLY=watch bash scripts/bench.sh   # only the `tgsess watch` scenario (scripts/bench_watch.py)
+#
+# The watch scenario needs the real Telethon and cryptography: the test virtualenv .venv-test
+# (scripts/test.sh creates it) or TGSESS_TEST_PYTHON. BENCH_WATCH_USERS (default: BENCH_USERS),
+# BENCH_WATCH_SECONDS (default 180: the churn runs that long, the 20 logins spread over it) and
+# BENCH_WATCH_LOGINS (default 20) size it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-install_system_packages restic borgbackup eatmydata time
+only=${BENCH_ONLY:-}
+case "$only" in "" | watch) ;; *) echo "bench.sh: BENCH_ONLY must be empty or 'watch', not '$only'" >&2; exit 64 ;; esac
+if [ "$only" = watch ]; then install_system_packages time; else install_system_packages restic borgbackup eatmydata time; fi
 users_list=${BENCH_USERS:-"1000 10000"}
 runs=${BENCH_RUNS:-3}
 config=${BENCH_CONFIG:-release}
@@ -28,6 +36,69 @@ export RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench BORG_UNKNOWN_UNENCRYPTED_REPO
 export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes BORG_BASE_DIR="$work/borg-home"
 
 rows=()
+
+# The watch scenario on a USERS fleet (archived once by `tgsess backup`, with a local-path rclone
+# remote): start-up scan, login to proven archive and to verified remote copy, churn, CPU, RSS.
+watch_python=${TGSESS_TEST_PYTHON:-$PWD/.venv-test/bin/python}
+watch_bench() {
+  local users=$1 root="$work/watch-$users" remote="$work/watch-remote-$users"
+  # The test peers (Telethon, cryptography) come from the script that makes them for the tests.
+  [ -x "$watch_python" ] || scripts/test-peers.sh >&2
+  [ -x "$watch_python" ] || { echo "bench.sh: no $watch_python after scripts/test-peers.sh (the watch scenario needs Telethon and cryptography); set TGSESS_TEST_PYTHON or run scripts/test.sh" >&2; exit 1; }
+  echo "== watch, $users users" >&2
+  "$bin/tgsess-fleet" --root "$root" --users "$users" --seed 11 >/dev/null
+  "$tg" backup --root "$root" >/dev/null 2>&1
+  printf 'deployment_name = "bench"\n\n[[remotes]]\nname = "local"\npath = "%s"\n' "$remote" >"$root/tgsess.toml"
+  "$watch_python" scripts/bench_watch.py "$tg" "$root" "$remote" --logins "${BENCH_WATCH_LOGINS:-20}" \
+    --seconds "${BENCH_WATCH_SECONDS:-180}" >"$work/watch-$users.json"
+  echo "  $(cat "$work/watch-$users.json")" >&2
+  rm -rf "$root" "$remote"
+}
+
+# The watch section of the report, from the JSON each run left.
+watch_report() {
+  echo "## tgsess watch"
+  echo
+  echo "Each run: a fleet archived once by \`tgsess backup\`, a local-path rclone remote, \`tgsess watch --once\`"
+  echo "(the first scan ever: no state file, every session file read), then \`tgsess watch\` (its start-up scan"
+  echo "uses the state file), a writer changing entities and update_state in 30 % of the session files"
+  echo "per minute for ${BENCH_WATCH_SECONDS:-180} s, and ${BENCH_WATCH_LOGINS:-20} logins by the real Telethon 1.45 spread over it (a new"
+  echo "session file moved into sessions/ and a new user_sessions row with a Fernet token). Times run from"
+  echo "the moment the file lands to watch's \"archived\" line (proven archive) and \"copied offsite\" line (copy"
+  echo "verified by size and hash). CPU is watch's own (rclone's children apart) over the churn window;"
+  echo "RSS is watch's peak (VmHWM). The restart scan is \`tgsess watch --once\` afterwards, with the state file"
+  echo "(it must archive nothing)."
+  echo
+  echo "| users | first scan s | start-up scan s | restart scan s (archived) | logins archived / copied | login→archive p50 / p99 / max s | login→remote p50 / p99 / max s | churn commits (files) | archives from churn | watch CPU % | rclone CPU s | peak RSS MiB |"
+  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  for f in "$work"/watch-*.json; do
+    [ -f "$f" ] || continue
+    python3 - "$f" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("| %d | %.2f | %.2f | %.2f (%s) | %d / %d of %d | %s / %s / %s | %s / %s / %s | %d (%d) | %d | %.2f | %.1f | %.1f |" % (
+    r["users"], (r["first_scan_ms"] or 0) / 1000, (r["scan_ms"] or 0) / 1000, (r["restart_scan_ms"] or 0) / 1000, r["restart_archived"], r["archived"], r["copied"], r["logins"],
+    r["local_p50_s"], r["local_p99_s"], r["local_max_s"], r["remote_p50_s"], r["remote_p99_s"], r["remote_max_s"],
+    r["churn_commits"], r["churned_files"], r["churn_archives"], r["cpu_percent"], r["rclone_cpu_s"], r["rss_peak_mib"]))
+PY
+  done
+}
+
+if [ "$only" = watch ]; then
+  for users in ${BENCH_WATCH_USERS:-$users_list}; do watch_bench "$users"; done
+  {
+    echo "# Benchmarks: tgsess watch"
+    echo
+    echo "Produced by \`${BENCH_COMMAND:-BENCH_ONLY=watch bash scripts/bench.sh}\` on $(date -u +%Y-%m-%d)."
+    echo
+    echo "- Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- $("$tg" --version | sed 's/^/tgsess /') ($config build), $(rclone version | head -1)"
+    echo
+    watch_report
+  } >"$out"
+  echo "wrote $out" >&2
+  exit 0
+fi
 # measure LABEL USERS BASELINE_LABEL -- command...: runs the command $runs times (a "prepare"
 # function named in $prepare, if set, runs before each), records median/min/max seconds and the
 # peak RSS, and prints a row. Results are kept in $work/results.tsv.
@@ -173,6 +244,7 @@ PY
   fi
   rm -rf "$root" "$work/restic" "$work/borg" "$work/target" "$work/raw.tar.zst.age"
 done
+for users in ${BENCH_WATCH_USERS:-$users_list}; do watch_bench "$users"; done
 
 # The report.
 {
@@ -212,5 +284,7 @@ done
     ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
     echo "| $u | $(ratio "$tb" "$raw") | $(ratio "$rs" "$tb") | $(ratio "$tr" "$inv") |"
   done
+  echo
+  watch_report
 } >"$out"
 echo "wrote $out" >&2

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs tgsess for production: builds a release, installs tgsess (and tgsess-bot when it was
 # built) to $DESTDIR$PREFIX/bin, the systemd units to $DESTDIR/etc/systemd/system, the cron file
-# to $DESTDIR/etc/cron.d/tgsess (only with --cron), and an example config to
+# to $DESTDIR/etc/cron.d/tgsess (only with --cron), the Prometheus alert rules to
+# $DESTDIR/etc/prometheus/rules/tgsess.rules.yml when that directory exists (else to
+# $DESTDIR$PREFIX/share/tgsess/tgsess.rules.yml), and an example config to
 # $DESTDIR/etc/tgsess/tgsess.toml (never over an existing one). With an empty DESTDIR it also
 # creates the system user tgsess and reloads systemd. Running it again changes nothing.
 # --uninstall removes the binaries, units and cron file, and keeps config, keys and data.
@@ -15,7 +17,8 @@ Usage: scripts/install.sh [--cron] [--no-build] [--bin-dir DIR] [--prefix DIR] [
   --no-build     install an existing release build (.build/release) instead of building
   --bin-dir DIR  install the binaries from DIR (implies --no-build), e.g. .build/debug
   --prefix DIR   binaries go to DIR/bin (default: $PREFIX, else /usr/local)
-  --uninstall    remove binaries, units and the cron file; keep config, keys, data and the user
+  --uninstall    remove binaries, units, the cron file and the alert rules; keep config, keys,
+                 data and the user
 
 Environment: DESTDIR (stage into this directory instead of /; no user is created and systemd
 is not touched), PREFIX (default /usr/local).
@@ -84,8 +87,11 @@ bindir=$destdir$prefix/bin
 unitdir=$destdir/etc/systemd/system
 crondir=$destdir/etc/cron.d
 confdir=$destdir/etc/tgsess
+promrulesdir=$destdir/etc/prometheus/rules
+sharedir=$destdir$prefix/share/tgsess
 units=(tgsess-backup.service tgsess-backup.timer tgsess-prune.service tgsess-prune.timer
-  tgsess-check.service tgsess-check.timer tgsess-drill.service tgsess-drill.timer tgsess-bot.service)
+  tgsess-check.service tgsess-check.timer tgsess-drill.service tgsess-drill.timer tgsess-bot.service
+  tgsess-watch.service)
 binaries=(tgsess tgsess-bot)
 changed=0
 units_changed=0
@@ -123,7 +129,7 @@ if [ "$uninstall" -eq 1 ]; then
   echo "== uninstalling tgsess from ${destdir:-/}"
   if systemd_running; then
     for unit in "${units[@]}"; do
-      case "$unit" in *.timer|tgsess-bot.service) ;; *) continue ;; esac
+      case "$unit" in *.timer|tgsess-bot.service|tgsess-watch.service) ;; *) continue ;; esac
       [ -f "$unitdir/$unit" ] || continue
       systemctl disable --now "$unit" >/dev/null 2>&1 && echo "  disabled   $unit" || true
     done
@@ -131,6 +137,8 @@ if [ "$uninstall" -eq 1 ]; then
   for name in "${binaries[@]}"; do remove "$bindir/$name" || true; done
   for unit in "${units[@]}"; do remove "$unitdir/$unit" && units_changed=1 || true; done
   remove "$crondir/tgsess" || true
+  remove "$promrulesdir/tgsess.rules.yml" || true
+  remove "$sharedir/tgsess.rules.yml" && rmdir "$sharedir" 2>/dev/null || true
   if [ "$units_changed" -eq 1 ] && systemd_running; then
     systemctl daemon-reload
     echo "  ran        systemctl daemon-reload"
@@ -183,7 +191,16 @@ elif [ -f "$crondir/tgsess" ]; then
   echo "  left alone $crondir/tgsess (installed earlier; --uninstall removes it)"
 fi
 
-# 4. Example config, never over an existing one.
+# 4. Prometheus alert rules: into Prometheus's rules directory when the host has one (Debian's
+# prometheus package does not create it; make it and run this again to install there).
+if [ -d "$promrulesdir" ]; then
+  rules=$promrulesdir/tgsess.rules.yml
+else
+  rules=$sharedir/tgsess.rules.yml
+fi
+put "$repo/cron/tgsess.rules.yml" "$rules" 0644 || true
+
+# 5. Example config, never over an existing one.
 if [ -e "$confdir/tgsess.toml" ]; then
   echo "  kept       $confdir/tgsess.toml (exists; not overwritten)"
 else
@@ -191,7 +208,7 @@ else
   put "$repo/cron/tgsess.toml" "$confdir/tgsess.toml" 0644 || true
 fi
 
-# 5. The system user (real installs only).
+# 6. The system user (real installs only).
 if [ -z "$destdir" ]; then
   if getent passwd tgsess >/dev/null; then
     echo "  exists     user tgsess"
@@ -202,7 +219,7 @@ if [ -z "$destdir" ]; then
   fi
 fi
 
-# 6. systemd picks up changed units.
+# 7. systemd picks up changed units.
 if [ "$units_changed" -eq 1 ]; then
   if systemd_running; then
     systemctl daemon-reload
@@ -223,7 +240,7 @@ cat <<EOF
 Next steps (as root):
  1. Edit /etc/tgsess/tgsess.toml: root (the bot's deployment) and backups_dir. If they are not
     /srv/tgbot and /var/backups/tgsess, change ReadWritePaths= too: systemctl edit tgsess-backup.service
-    (and prune, check, drill, bot).
+    (and prune, check, drill, bot, watch).
  2. Give the deployment and the archive directory to the user tgsess (run the userbot as tgsess as
     well, or in its group: tgsess writes files 0600):
       install -d -o tgsess -g tgsess -m 0700 /srv/tgbot /var/backups/tgsess
@@ -232,7 +249,8 @@ Next steps (as root):
  3. KEY ESCROW: /srv/tgbot/keys/age-identity.txt is the only key that decrypts the archives, and
     /srv/tgbot/keys/fernet.keys the only key to the secrets in the database (archives hold
     neither). Copy both OFF this host now (a password-manager entry, an offline USB stick; two
-    places), and check the copy: age-keygen -y COPY must print the line in keys/age-recipients.txt.
+    places), and check the copies after the first backup (docs/RUNBOOK.md section 8):
+      tgsess keys verify-escrow --identity COPY --fernet-keys COPY --verify-key COPY
     Then remove the identity from the host (shred -u /srv/tgbot/keys/age-identity.txt) or keep it
     where only root can read it, outside the deployment. The backup job only needs the recipient
     (keys/age-recipients.txt); restores then take --identity FILE (docs/RUNBOOK.md).
@@ -240,9 +258,11 @@ Next steps (as root):
       install -m 0600 -o root -g root /dev/null /etc/tgsess/bot-token && editor /etc/tgsess/bot-token
  5. Monitoring: let tgsess write the node_exporter textfile directory, e.g.
       setfacl -m u:tgsess:rwx /var/lib/prometheus/node-exporter
+    and add the alert rules ($rules) under rule_files: in prometheus.yml.
  6. Start the schedule (or use --cron on hosts without systemd; not both):
       systemctl enable --now tgsess-backup.timer tgsess-prune.timer tgsess-check.timer tgsess-drill.timer
       systemctl enable --now tgsess-bot.service
+      systemctl enable --now tgsess-watch.service   # a login archived and offsite within seconds
       systemctl start tgsess-backup.service && journalctl -u tgsess-backup.service -n 20
  Runbook (restores, key rotation, metrics, exit codes, drills): docs/RUNBOOK.md
 EOF

@@ -1,6 +1,7 @@
 # Shared by the set-up, demo and test scripts. Source it; it changes nothing by itself.
+# prometheus is there for promtool, which tests cron/tgsess.rules.yml.
 # shellcheck shell=bash
-TGSESS_APT_PACKAGES=(libsqlite3-dev libssl-dev libarchive-dev pkg-config sqlite3 zstd age libarchive-tools tar python3 python3-venv systemd rclone prometheus-node-exporter curl)
+TGSESS_APT_PACKAGES=(libsqlite3-dev libssl-dev libarchive-dev pkg-config sqlite3 zstd age libarchive-tools tar python3 python3-venv systemd rclone prometheus-node-exporter prometheus curl)
 
 # Swift lives at /opt/swift on the project's machines.
 if [ -d /opt/swift/usr/bin ] && ! command -v swift >/dev/null 2>&1; then

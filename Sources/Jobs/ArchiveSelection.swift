@@ -26,8 +26,8 @@ public enum ArchiveSelection {
   /// The archive "latest" means among `records` (in any order): the newest regular backup.
   /// - Imported archives (a legacy `.session.backup` or database copy kept as it was found) hold
   ///   nothing a restore writes: never.
-  /// - "Before restore" archives (a restore's undo) only when no regular archive fits, so a
-  ///   second `restore latest` never undoes the first.
+  /// - "Before restore" archives (a restore's undo) and "Before migrate" safety copies only when
+  ///   no regular archive fits, so a second `restore latest` never undoes the first, nor a migrate.
   /// - With `userID`: only archives that hold the user, their per-user archives before the
   ///   full snapshots that list them; without: full snapshots only.
   /// - With `at`: only archives made at or before it.
@@ -39,7 +39,8 @@ public enum ArchiveSelection {
     }
     // Lower is better: regular per-user, regular full, undo per-user, undo full.
     func tier(_ record: ArchiveRecord) -> Int {
-      (record.reason == BackupReason.beforeRestore ? 2 : 0) + (userID != nil && record.kind == .full ? 1 : 0)
+      ([BackupReason.beforeRestore, BackupReason.beforeMigrate].contains(record.reason) ? 2 : 0)
+        + (userID != nil && record.kind == .full ? 1 : 0)
     }
     let candidates = records.filter { record in
       record.reason != BackupReason.imported && holds(record) && (at.map { record.createdAt <= $0 } ?? true)

@@ -88,9 +88,11 @@ public enum BackupReason {
   public static let manual = "Manual"
   public static let beforeLogout = "Before logout"
   public static let beforeRestore = "Before restore"
+  /// The safety copy `migrate` takes before it changes the database.
+  public static let beforeMigrate = "Before migrate"
   public static let imported = "Imported"
   public static let known = [
-    scheduled, beforeLogin, before2FA, postRecovery, manual, beforeLogout, beforeRestore, imported,
+    scheduled, beforeLogin, before2FA, postRecovery, manual, beforeLogout, beforeRestore, beforeMigrate, imported,
   ]
 
   /// Checks a reason: the known ones, or any other short printable text.

@@ -13,13 +13,26 @@ public struct InitResult: Codable, Sendable, Equatable {
   public var migrate: MigrateResult
 }
 
+/// Options of `tgsess init`.
+public struct InitOptions: Sendable {
+  /// Seconds to wait for the deployment lock (held while the database is migrated).
+  public var lockWait: TimeInterval
+
+  public init(lockWait: TimeInterval = 0) {
+    self.lockWait = lockWait
+  }
+}
+
 /// Sets a deployment up: directories (0700), keys (0600: the age identity and recipients, the
 /// archive signing key and its public key ring, the Fernet keys), and the database at the current
 /// schema.
 public enum InitJob {
-  /// Creates what is missing and never overwrites a key. Running it twice changes nothing.
+  /// Creates what is missing and never overwrites a key. Running it twice changes nothing. The
+  /// keys come first, so the migration's safety copy is encrypted from the very first run.
   /// - Throws: `JobError` naming the path that could not be created.
-  public static func run(_ deployment: Deployment, logger: Logger) throws -> InitResult {
+  public static func run(_ deployment: Deployment, options: InitOptions = InitOptions(), logger: Logger) throws
+    -> InitResult
+  {
     do {
       var made: [String] = []
       for directory in [
@@ -32,7 +45,7 @@ public enum InitJob {
       let keys = try KeyStore.ensureKeys(deployment)
       let recipients = try KeyStore.loadRecipients(deployment).map(\.string)
       let signingKeyID = try KeyStore.loadSigningKey(deployment).keyID
-      let migrate = try MigrateJob.run(deployment, logger: logger)
+      let migrate = try MigrateJob.run(deployment, options: MigrateOptions(lockWait: options.lockWait), logger: logger)
       logger.notice(
         "init done",
         metadata: ["deployment.root": "\(deployment.root)", "dirs.created": "\(made.count)"])

@@ -119,6 +119,27 @@ extension CheckResult {
     if let freeBytes {
       file.gauge("tgsess_backups_free_bytes", Double(freeBytes), help: "Free bytes on the backups filesystem.")
     }
+    if let newestDrillAt {
+      file.gauge(
+        "tgsess_check_newest_drill_timestamp_seconds", newestDrillAt.timeIntervalSince1970,
+        help: "Unix time of the newest successful drill recorded in backups/drills/ (by the timer or by hand).")
+    }
+    for remote in remotes {
+      let labels = [("remote", remote.name)]
+      file.gauge(
+        "tgsess_check_remote_last_push_ok", remote.isLastPushOK ? 1 : 0,
+        help: "1 when the last push to the remote completed and verified (0 also when never pushed).", labels: labels)
+      if let missing = remote.missingArchives {
+        file.gauge(
+          "tgsess_check_remote_missing_archives", Double(missing),
+          help: "Local archives the remote lacked at its last listing.", labels: labels)
+      }
+      if let verified = remote.lastVerifiedPushAt {
+        file.gauge(
+          "tgsess_check_remote_last_verified_push_timestamp_seconds", verified.timeIntervalSince1970,
+          help: "Unix time the last verified push to the remote ended.", labels: labels)
+      }
+    }
     file.gauge("tgsess_check_duration_seconds", durationSeconds, help: "How long the check took.")
     file.gauge(
       "tgsess_check_last_run_timestamp_seconds", checkedAt.timeIntervalSince1970, help: "Unix time of this check.")

@@ -8,10 +8,13 @@ public struct MigrateOptions: Sendable {
   public var isDryRun: Bool
   /// Re-encrypt every secret under the newest Fernet key.
   public var rotateKey: Bool
+  /// Seconds to wait for the deployment lock.
+  public var lockWait: TimeInterval
 
-  public init(isDryRun: Bool = false, rotateKey: Bool = false) {
+  public init(isDryRun: Bool = false, rotateKey: Bool = false, lockWait: TimeInterval = 0) {
     self.isDryRun = isDryRun
     self.rotateKey = rotateKey
+    self.lockWait = lockWait
   }
 }
 
@@ -27,7 +30,8 @@ public struct MigrateResult: Codable, Sendable, Equatable {
   public var toVersion: Int
   /// Migrations applied (or, in a dry run, pending).
   public var migrations: [String]
-  /// The consistent copy taken before anything changed.
+  /// The archive (a full snapshot, reason "Before migrate", encrypted like every other) taken
+  /// before anything changed.
   public var safetyCopy: String?
   /// Plaintext secrets encrypted (or, in a dry run, found).
   public var secretsEncrypted: Int
@@ -42,12 +46,27 @@ public struct MigrateResult: Codable, Sendable, Equatable {
   public var alreadyImported: Int = 0
   /// Why legacy backup files were left unimported (no age recipient to encrypt them to).
   public var importNote: String?
+  /// Plaintext safety copies an earlier version left in `backups/pre-migrate/`, now encrypted
+  /// into archives and removed (or, in a dry run, to be).
+  public var plaintextCopies: [ConvertedSafetyCopy] = []
+  /// In a dry run: why the real run would refuse (no age recipient for the safety copy).
+  public var refusal: String?
   /// Whether the schema or the secrets changed (or would).
   public var hasDatabaseChanges: Bool {
     created || !migrations.isEmpty || secretsEncrypted > 0 || secretsRotated > 0
   }
   /// Whether anything changed (or would).
-  public var hasChanges: Bool { hasDatabaseChanges || !imported.isEmpty }
+  public var hasChanges: Bool { hasDatabaseChanges || !imported.isEmpty || !plaintextCopies.isEmpty }
+}
+
+/// A plaintext safety copy an earlier version left, and the encrypted archive that holds it now.
+public struct ConvertedSafetyCopy: Codable, Sendable, Equatable {
+  /// The plaintext file (removed, unless a dry run).
+  public var path: String
+  /// The archive that holds it; nil in a dry run.
+  public var archiveID: String?
+  /// An earlier run had already archived it (then only the file was removed).
+  public var wasArchivedBefore: Bool
 }
 
 /// A legacy backup file of the seed's bot and the archive it went into.
@@ -81,7 +100,13 @@ public enum MigrateJob {
     do {
       // Keys first: a bad key refuses before anything, the lock file included, is touched.
       let fernet = try KeyStore.loadFernet(deployment)
-      let lock = options.isDryRun ? nil : try DeploymentLock.acquire(path: deployment.lockPath, command: "migrate")
+      let recipients = try KeyStore.loadRecipients(deployment)
+      if recipients.isEmpty, !options.isDryRun, exists {
+        try refuseWithoutRecipient(deployment, options: options, fernet: fernet)
+      }
+      let lock =
+        options.isDryRun
+        ? nil : try DeploymentLock.acquire(path: deployment.lockPath, command: "migrate", wait: options.lockWait)
       defer { lock?.release() }
       let database = try BotDatabase(
         path: path, mode: options.isDryRun ? .readOnly : .create, busyTimeoutMS: deployment.busyTimeoutMS)
@@ -101,6 +126,15 @@ public enum MigrateJob {
         secretsEncrypted: secrets.plaintext, secretsRotated: options.rotateKey ? secrets.underOlderKey : 0,
         secretsUndecryptable: secrets.undecryptable)
       let legacyFiles = try LegacyBackups.find(deployment)
+      let plaintextCopies = try PlaintextSafetyCopies.find(deployment)
+      // The safety copy holds every secret (plaintext ones in a legacy database): it is an
+      // encrypted archive or nothing, never a plaintext file.
+      let needsCopy = needsSafetyCopy(status: status, secrets: secrets, options: options)
+      if (needsCopy || !plaintextCopies.isEmpty), recipients.isEmpty {
+        let error = noRecipient(deployment)
+        guard options.isDryRun else { throw error }
+        result.refusal = error.errorDescription
+      }
       if options.isDryRun {
         for file in legacyFiles {
           if try database.importedArchiveID(sha256: try FileSystem.sha256(ofFile: file.path)) != nil {
@@ -109,20 +143,25 @@ public enum MigrateJob {
             result.imported.append(ImportedLegacyFile(path: file.path, userID: file.userID, archiveID: nil))
           }
         }
+        result.plaintextCopies = plaintextCopies.map {
+          ConvertedSafetyCopy(path: $0.path, archiveID: nil, wasArchivedBefore: false)
+        }
         return result
       }
 
-      // 1. A consistent copy of what is about to change, unless the file was empty. (First, what
-      // a migrate killed while copying or importing left: its half-written temporaries.)
-      FileSystem.removeStaleTemporaries(in: deployment.backupsDirectory + "/pre-migrate")
+      // 0. What a migrate killed while copying left (a half-written plaintext temporary of an
+      // earlier version), and the plaintext copies earlier versions kept: into archives.
+      FileSystem.removeStaleTemporaries(in: PlaintextSafetyCopies.directory(deployment))
+      // And what a killed or power-cut run left in the backups directory (as prune does).
       try Leftovers.remove(deployment, logger: logger)
-      if result.hasDatabaseChanges, !status.isEmpty {
-        let stamp = Timestamp.compact(Date())
-        let copy = deployment.backupsDirectory + "/pre-migrate/telegram_bot.db.pre-migrate-\(stamp)"
-        try FileSystem.makeDirectory(deployment.backupsDirectory)
-        try database.backup(to: copy)
-        result.safetyCopy = copy
-        logger.notice("safety copy taken", metadata: ["archive.path": "\(copy)"])
+      if !plaintextCopies.isEmpty {
+        result.plaintextCopies = try encryptPlaintextCopies(
+          plaintextCopies, deployment: deployment, database: database, recipients: recipients, logger: logger)
+      }
+      // 1. A consistent copy of what is about to change, unless the file was empty: a full
+      // snapshot through the backup job, encrypted, listed, restorable and pruned like any other.
+      if needsCopy {
+        result.safetyCopy = try takeSafetyCopy(deployment, options: options, logger: logger)
       }
       if result.hasDatabaseChanges {
         // 2. Schema.
@@ -155,6 +194,106 @@ public enum MigrateJob {
     }
   }
 
+  /// Whether the run changes an existing database, so that it takes a safety copy first.
+  static func needsSafetyCopy(status: BotSchema.Status, secrets: BotDatabase.SecretCensus, options: MigrateOptions)
+    -> Bool
+  {
+    !status.isEmpty
+      && (!status.pending.isEmpty || secrets.plaintext > 0 || (options.rotateKey && secrets.underOlderKey > 0))
+  }
+
+  static func noRecipient(_ deployment: Deployment) -> StoreError {
+    StoreError.key(
+      path: deployment.ageRecipientsPath,
+      reason: "no age recipient to encrypt the database's safety copy to, and a plaintext copy is never kept",
+      hint: "run tgsess init (it creates the keys before it migrates), or add the recipient of your escrowed identity")
+  }
+
+  /// Before the lock file is touched: a run that would need a safety copy (or has plaintext
+  /// copies to encrypt) and has no recipient refuses, reading the database only.
+  /// - Throws: `noRecipient`, or `StoreError` when the database cannot be read.
+  static func refuseWithoutRecipient(_ deployment: Deployment, options: MigrateOptions, fernet: Fernet?) throws {
+    let database = try BotDatabase(
+      path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
+    defer { database.close() }
+    let secrets = try database.secretCensus(fernet: fernet)
+    // A missing Fernet key is the first thing to fix; the run reports it.
+    if secrets.plaintext > 0, fernet == nil { return }
+    let needsCopy = needsSafetyCopy(status: try database.schemaStatus(), secrets: secrets, options: options)
+    let plaintextCopies = try PlaintextSafetyCopies.find(deployment)
+    if needsCopy || !plaintextCopies.isEmpty { throw noRecipient(deployment) }
+  }
+
+  /// Takes the safety copy: a full snapshot (database and session files) with reason "Before
+  /// migrate", encrypted to the deployment's recipients whatever `[backup] encrypt` says, under
+  /// the lock this job holds. It is pushed offsite by the next backup.
+  /// - Returns: the archive's id.
+  /// - Throws: `JobError` when the snapshot cannot be written; nothing has been migrated then.
+  static func takeSafetyCopy(_ deployment: Deployment, options: MigrateOptions, logger: Logger) throws -> String {
+    let config = BackupOptions(config: deployment.config)
+    let backup = BackupOptions(
+      reason: BackupReason.beforeMigrate, isEncrypted: true, lockWait: options.lockWait, zstdLevel: config.zstdLevel,
+      includesChangedUsers: false, pushesOffsite: false)
+    let result: BackupResult
+    do {
+      result = try BackupJob.run(deployment, options: backup, logger: logger)
+    } catch JobError.store(_, let underlying) {
+      throw JobError.store(context: "migrate: the safety copy failed, nothing was migrated", underlying: underlying)
+    }
+    guard let archive = result.archives.first else {
+      throw JobError.refused(
+        "migrate: the safety copy wrote no archive; nothing was migrated; run tgsess backup to see why")
+    }
+    for failure in result.failures {
+      // A session file that cannot be snapshotted does not stop a migrate (which never touches
+      // session files); the database is in the copy.
+      logger.warning(
+        "safety copy skipped a user", metadata: ["user.id": "\(failure.userID)", "error": "\(failure.reason)"])
+    }
+    logger.notice("safety copy taken", metadata: ["archive.id": "\(archive.id)"])
+    return archive.id
+  }
+
+  /// Turns each plaintext safety copy an earlier version left into a full archive with reason
+  /// "Before migrate" (its database entry, dated when the copy was taken) and removes the file
+  /// once the archive is proven. The copy's SHA-256 is remembered, so a run killed between the
+  /// two only removes the file next time.
+  static func encryptPlaintextCopies(
+    _ copies: [PlaintextSafetyCopy], deployment: Deployment, database: BotDatabase, recipients: [AgeRecipient],
+    logger: Logger
+  ) throws -> [ConvertedSafetyCopy] {
+    let identities = FileSystem.exists(deployment.ageIdentityPath) ? try KeyStore.loadIdentities(deployment) : []
+    let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+    let databaseEntry = "data/" + (deployment.databasePath as NSString).lastPathComponent
+    var converted: [ConvertedSafetyCopy] = []
+    for copy in copies {
+      let sha256 = try FileSystem.sha256(ofFile: copy.path)
+      if let id = try database.importedArchiveID(sha256: sha256) {
+        try PlaintextSafetyCopies.remove(copy)
+        converted.append(ConvertedSafetyCopy(path: copy.path, archiveID: id, wasArchivedBefore: true))
+        continue
+      }
+      let snapshot = try BotDatabase(path: copy.path, mode: .readOnly)
+      let schemaVersion = (try? snapshot.schemaStatus().version) ?? 0
+      snapshot.close()
+      let entry = Manifest.Entry(
+        path: databaseEntry, role: .database, size: try FileSystem.size(of: copy.path), sha256: sha256, isSQLite: true)
+      let id = ArchiveName.makeID(kind: .full, userID: nil, date: copy.createdAt)
+      let manifest = Manifest(
+        toolVersion: ToolInfo.version, host: ProcessInfo.processInfo.hostName, createdAt: copy.createdAt, kind: .full,
+        reason: BackupReason.beforeMigrate, userID: nil, schemaVersion: schemaVersion, entries: [entry])
+      _ = try repository.write(
+        id: id, manifest: manifest, sources: [databaseEntry: .file(copy.path)], encryption: .age(recipients),
+        identities: identities, zstdLevel: deployment.config.backup?.zstdLevel ?? BackupOptions.defaultZstdLevel)
+      try database.recordImport(sha256: sha256, archiveID: id)
+      try PlaintextSafetyCopies.remove(copy)
+      converted.append(ConvertedSafetyCopy(path: copy.path, archiveID: id, wasArchivedBefore: false))
+      logger.notice(
+        "plaintext safety copy encrypted and removed", metadata: ["file.path": "\(copy.path)", "archive.id": "\(id)"])
+    }
+    return converted
+  }
+
   /// Imports each legacy file not imported before into its own archive with reason "Imported",
   /// dated when the copy was made: a database copy into a full archive, a `.session.backup` into
   /// a per-user archive. The file's SHA-256 is remembered in `tgsess_state` after its archive is
@@ -166,8 +305,19 @@ public enum MigrateJob {
   ) throws {
     let recipients = try KeyStore.loadRecipients(deployment)
     guard !recipients.isEmpty else {
-      result.importNote =
-        "\(files.count) legacy backup file(s) not imported: no age recipient to encrypt them to (run tgsess init)"
+      // Only the ones not imported yet wait.
+      var waiting = 0
+      for file in files {
+        if try database.importedArchiveID(sha256: try FileSystem.sha256(ofFile: file.path)) != nil {
+          result.alreadyImported += 1
+        } else {
+          waiting += 1
+        }
+      }
+      if waiting > 0 {
+        result.importNote =
+          "\(waiting) legacy backup file(s) not imported: no age recipient to encrypt them to (run tgsess init)"
+      }
       return
     }
     let identities = FileSystem.exists(deployment.ageIdentityPath) ? try KeyStore.loadIdentities(deployment) : []

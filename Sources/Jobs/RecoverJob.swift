@@ -6,18 +6,29 @@ import Store
 public struct RecoverOptions: Sendable {
   /// One user, or nil for every user (rows and files).
   public var userID: Int64?
-  /// Recover although the bot seems to run (the bot runner itself calls the job in-process).
+  /// Recover although the bot seems to run or a process holds a session file to be replaced
+  /// (`LiveOwnerRefusal.forceRisk` says what this risks).
   public var isForced: Bool
+  /// The bot runner calls the job in-process: its own runner lock and the bot's unit are not
+  /// evidence against it, but a process holding a file to be replaced still is.
+  public var isBotRunner: Bool
   /// Seconds to wait for the deployment lock.
   public var lockWait: TimeInterval
   /// Take a "Post successful recovery" backup of each recovered user.
   public var backsUpRecovered: Bool
+  /// The age identity file that opens archives (default: the deployment's, when it is on the host).
+  public var identityPath: String?
 
-  public init(userID: Int64? = nil, isForced: Bool = false, lockWait: TimeInterval = 0, backsUpRecovered: Bool = true) {
+  public init(
+    userID: Int64? = nil, isForced: Bool = false, isBotRunner: Bool = false, lockWait: TimeInterval = 0,
+    backsUpRecovered: Bool = true, identityPath: String? = nil
+  ) {
     self.userID = userID
     self.isForced = isForced
+    self.isBotRunner = isBotRunner
     self.lockWait = lockWait
     self.backsUpRecovered = backsUpRecovered
+    self.identityPath = identityPath
   }
 }
 
@@ -168,20 +179,24 @@ public struct RecoverPlan: Codable, Sendable, Equatable {
 /// fleet size and what was planned is what is there.
 public enum RecoverJob {
   /// Recovers one user or all of them, under the deployment lock.
-  /// - Throws: `JobError` when the deployment as a whole cannot be worked on (lock, database).
+  /// - Throws: `JobError` when the deployment as a whole cannot be worked on (lock, database, a
+  ///   missing Fernet key or age identity), or when a process holds a session file that is to be
+  ///   replaced (`.refused`, naming it; the users before it stay recovered).
   public static func run(
     _ deployment: Deployment, options: RecoverOptions = RecoverOptions(), logger: Logger,
     progress: (@Sendable (RecoverProgress) -> Void)? = nil
   ) throws -> RecoverResult {
     do {
-      if !options.isForced {
-        let evidence = LiveOwnerGuard.evidence(deployment, files: [], systemdUnit: deployment.config.check?.botUnit)
+      if !options.isForced, !options.isBotRunner {
+        let evidence = LiveOwnerGuard.evidence(
+          deployment, files: [], replacing: [], systemdUnit: deployment.config.check?.botUnit)
         if !evidence.isEmpty {
           throw JobError.refused(
-            "refusing to recover while the bot runs: \(evidence.joined(separator: "; ")); use the bot's /recover, stop the bot, or pass --force"
+            "refusing to recover while the bot runs: \(LiveOwnerRefusal.describe(evidence)); use the bot's /recover, or stop the bot, then run again (\(LiveOwnerRefusal.forceRisk))"
           )
         }
       }
+      let identities = try archiveIdentities(deployment, options: options)
       let lock = try DeploymentLock.acquire(
         path: deployment.lockPath, command: options.userID.map { "recover --user \($0)" } ?? "recover --all",
         wait: options.lockWait)
@@ -197,14 +212,18 @@ public enum RecoverJob {
         path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { database.close() }
       let fernet = try KeyStore.loadFernet(deployment)
+      try requireFernet(fernet, deployment: deployment, database: database)
       let users = try users(deployment, database: database, options: options)
+      // Who has a session file open, read once; each file's locks are probed when it is replaced.
+      let openFiles = options.isForced ? nil : LiveOwnerGuard.openFiles(users.map(deployment.sessionPath))
       let planner = Planner(
-        deployment: deployment, database: database, fernet: fernet,
+        deployment: deployment, database: database, fernet: fernet, identities: identities,
         announcesBackupSearch: { userID in
           progress?(RecoverProgress(userID: userID, strategy: .backup, succeeded: nil))
         })
       let executor = Executor(
-        deployment: deployment, database: database, fernet: fernet, logger: logger, progress: progress)
+        deployment: deployment, database: database, fernet: fernet, logger: logger, progress: progress,
+        openFiles: openFiles)
       var results: [UserRecovery] = []
       for userID in users {
         var outcome = try executor.carryOut(try planner.plan(userID: userID), planner: planner)
@@ -250,11 +269,14 @@ public enum RecoverJob {
     -> RecoverPlan
   {
     do {
+      let identities = try archiveIdentities(deployment, options: options)
       let database = try BotDatabase(
         path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { database.close() }
+      let fernet = try KeyStore.loadFernet(deployment)
+      try requireFernet(fernet, deployment: deployment, database: database)
       let planner = Planner(
-        deployment: deployment, database: database, fernet: try KeyStore.loadFernet(deployment),
+        deployment: deployment, database: database, fernet: fernet, identities: identities,
         announcesBackupSearch: nil)
       let steps = try users(deployment, database: database, options: options).map {
         try planner.plan(userID: $0).step
@@ -264,6 +286,44 @@ public enum RecoverJob {
     } catch let error as StoreError {
       throw JobError.store(context: "recover", underlying: error)
     }
+  }
+
+  /// The identities that open archives: `--identity FILE` (which must be there), else the
+  /// deployment's identity file when it is on this host, else none (archives are then skipped,
+  /// and a user only archives could save fails the run: `missingIdentity`).
+  /// - Throws: `StoreError` for an identity file that is named but missing, unreadable or garbled.
+  static func archiveIdentities(_ deployment: Deployment, options: RecoverOptions) throws -> [AgeIdentity] {
+    if let path = options.identityPath { return try KeyStore.loadIdentities(deployment, path: path) }
+    guard FileSystem.exists(deployment.ageIdentityPath) else { return [] }
+    return try KeyStore.loadIdentities(deployment)
+  }
+
+  /// A database whose secrets are Fernet tokens cannot be read without a key: that is the
+  /// deployment's failure, reported once, never a verdict on each user.
+  /// - Throws: `StoreError.key` naming the key file and what to restore.
+  static func requireFernet(_ fernet: Fernet?, deployment: Deployment, database: BotDatabase) throws {
+    guard fernet == nil else { return }
+    let census = try database.secretCensus(fernet: nil)
+    guard census.undecryptable > 0 else { return }
+    let environment = ProcessInfo.processInfo.environment
+    throw StoreError.key(
+      path: environment[KeyStore.fernetFileEnvironmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+        ?? deployment.fernetKeysPath,
+      reason:
+        "missing, and \(KeyStore.fernetEnvironmentVariable) is unset, so none of the database's \(census.undecryptable) encrypted secret(s) can be read; no user was changed",
+      hint:
+        "restore keys/fernet.keys from escrow (mode 600, owner tgsess) or set \(KeyStore.fernetEnvironmentVariable), then run recover again"
+    )
+  }
+
+  /// The deployment-level failure of a user whose only sources are archives this host cannot
+  /// open: the fault is the missing identity, not the user's session.
+  static func missingIdentity(_ deployment: Deployment, userID: Int64, archives: Int) -> StoreError {
+    StoreError.key(
+      path: deployment.ageIdentityPath,
+      reason:
+        "not on this host, and user \(userID)'s session can only come from \(archives) encrypted archive(s) it would open",
+      hint: "pass --identity FILE (the escrowed age identity), then run recover again")
   }
 
   /// The users to recover: the one asked for, or every user with a row or a file. A logged-out
@@ -311,16 +371,20 @@ public enum RecoverJob {
     let deployment: Deployment
     let database: BotDatabase
     let fernet: Fernet?
+    /// The identities that open archives; empty when none is on this host.
+    let identities: [AgeIdentity]
     /// Called when strategy 3 starts searching the backups (the live progress of a real run).
     let announcesBackupSearch: ((Int64) -> Void)?
     private var verifier: ArchiveVerifier?
 
     init(
-      deployment: Deployment, database: BotDatabase, fernet: Fernet?, announcesBackupSearch: ((Int64) -> Void)?
+      deployment: Deployment, database: BotDatabase, fernet: Fernet?, identities: [AgeIdentity],
+      announcesBackupSearch: ((Int64) -> Void)?
     ) {
       self.deployment = deployment
       self.database = database
       self.fernet = fernet
+      self.identities = identities
       self.announcesBackupSearch = announcesBackupSearch
     }
 
@@ -408,25 +472,31 @@ public enum RecoverJob {
       info.identity.authKey == decoded.identity.authKey && info.identity.dcID == decoded.identity.dcID
     }
 
-    /// The verifier of this deployment's archives, with its identity when the host has it.
+    /// The verifier of this deployment's archives, with the identities that open them.
     func archiveVerifier() -> ArchiveVerifier {
       if let verifier { return verifier }
-      let identities =
-        FileSystem.exists(deployment.ageIdentityPath) ? (try? KeyStore.loadIdentities(deployment)) ?? [] : []
       let made = ArchiveVerifier.forDeployment(deployment, identities: identities)
       verifier = made
       return made
     }
 
     /// The newest valid session among the user's backups, with where it came from.
+    /// - Throws: `StoreError` when the database cannot be read, and the deployment-level
+    ///   `missingIdentity` when only archives this host cannot open could hold the session.
     func bestBackup(userID: Int64, notes: inout [String]) throws -> (DecodedString, String)? {
       let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
       let verifier = archiveVerifier()
+      var unopened = 0
       // a. Per-user archives, then full snapshots, newest first (full records are read only when
       // no per-user archive holds a valid session: at fleet scale each lists every user). Each is
       // verified as a restore would, but only this user's entries are extracted and checked.
       for kind in [Manifest.Kind.user, .full] {
         for record in try repository.list(kind: kind, userID: userID) {
+          // Without an identity an encrypted archive cannot be opened; that says nothing about it.
+          if record.isEncrypted, identities.isEmpty {
+            unopened += 1
+            continue
+          }
           let staging = try StagingArea(parent: deployment.backupsDirectory)
           defer { staging.remove() }
           do {
@@ -469,6 +539,7 @@ public enum RecoverJob {
       } else {
         notes.append("no per-user archive, full snapshot, session_backups row or .session.backup holds a valid session")
       }
+      if unopened > 0 { throw RecoverJob.missingIdentity(deployment, userID: userID, archives: unopened) }
       return nil
     }
 
@@ -482,6 +553,9 @@ public enum RecoverJob {
     let fernet: Fernet?
     let logger: Logger
     let progress: (@Sendable (RecoverProgress) -> Void)?
+    /// Who had the session files open when the run began; nil when forced (replace a session
+    /// file even while a process holds it).
+    let openFiles: OpenFileTable?
 
     func carryOut(_ decision: Decision, planner: Planner) throws -> UserRecovery {
       let step = decision.step
@@ -545,6 +619,7 @@ public enum RecoverJob {
     /// string in the database when the plan says so.
     func writeFile(_ step: UserRecoveryPlan, session: DecodedString, apiID: Int64?) throws {
       guard let path = step.writes else { return }
+      try refuseIfHeld(path, userID: step.userID)
       try FileSystem.makeDirectory(deployment.sessionsDirectory)
       if let aside = try LiveFiles.moveAside(path, label: "broken") {
         logger.warning(
@@ -569,6 +644,26 @@ public enum RecoverJob {
       if step.storesString, let fernet {
         try database.storeSessionString(userID: step.userID, plaintext: session.plaintext, fernet: fernet)
       }
+    }
+
+    /// The live-owner guard for one file: a process that has it open or holds an SQLite lock on
+    /// it would keep writing into the file once it is moved aside.
+    /// - Throws: `JobError.refused` naming the process, unless forced.
+    func refuseIfHeld(_ path: String, userID: Int64) throws {
+      guard let openFiles else {
+        // Forced: say what is overridden.
+        let holders = LiveOwnerGuard.holders(of: [path])
+        if !holders.isEmpty {
+          let described = holders.map(\.description).joined(separator: "; ")
+          logger.warning("recover forced", metadata: ["user.id": "\(userID)", "evidence": "\(described)"])
+        }
+        return
+      }
+      let holders = LiveOwnerGuard.holders(of: [path], openFiles: openFiles)
+      guard !holders.isEmpty else { return }
+      throw JobError.refused(
+        "refusing to recover user \(userID) while their session file is in use: \(holders.map(\.description).joined(separator: "; ")); stop that process, then run again (\(LiveOwnerRefusal.forceRisk))"
+      )
     }
 
     /// Stores the file's session string in the database (Fernet-encrypted).

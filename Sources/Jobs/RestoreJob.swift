@@ -14,7 +14,8 @@ public struct RestoreOptions: Sendable {
   public var target: String?
   /// Print what would change without changing anything.
   public var isDryRun: Bool
-  /// Restore into the live deployment even though the bot seems to run.
+  /// Restore into the live deployment even though the bot seems to run or a process holds a file
+  /// being replaced (`LiveOwnerRefusal.forceRisk` says what that risks).
   public var isForced: Bool
   /// The age identity file (default: the deployment's).
   public var identityPath: String?
@@ -230,17 +231,20 @@ public enum RestoreJob {
     defer { lock.release() }
     isTargetFilled = true
     if plan.mode != .target {
-      // The live-owner guard.
+      // The live-owner guard: the bot, and any process that holds a file about to be replaced.
       let evidence = LiveOwnerGuard.evidence(
-        deployment, files: plan.files.map(\.change.path), systemdUnit: deployment.config.check?.botUnit)
+        deployment, files: plan.files.map(\.change.path),
+        replacing: plan.files.filter { $0.change.action != .identical }.map(\.change.path),
+        systemdUnit: deployment.config.check?.botUnit)
       if !evidence.isEmpty {
+        let described = LiveOwnerRefusal.describe(evidence)
         guard options.isForced else {
           throw JobError.refused(
-            "refusing to restore into the live deployment while the bot runs: \(evidence.joined(separator: "; ")); stop the bot, or pass --force"
+            "refusing to restore into the live deployment while it is in use: \(described); \(LiveOwnerRefusal.remedy(evidence)) (\(LiveOwnerRefusal.forceRisk))"
           )
         }
-        result.warnings.append("--force: restoring although \(evidence.joined(separator: "; "))")
-        logger.warning("restore forced", metadata: ["evidence": "\(evidence.joined(separator: "; "))"])
+        result.warnings.append("--force: restoring although \(described)")
+        logger.warning("restore forced", metadata: ["evidence": "\(described)"])
       }
       // Undo first.
       result.undo = try takeUndo(deployment: deployment, plan: plan, options: options, logger: logger)

@@ -34,6 +34,8 @@ public struct Config: Codable, Sendable, Equatable {
   public var remotes: [RemoteSection]?
   /// Bot runner (`tgsess-bot`) settings.
   public var bot: BotSection?
+  /// `tgsess watch` settings.
+  public var watch: WatchSection?
 
   public init() {}
 
@@ -149,6 +151,41 @@ public struct Config: Codable, Sendable, Equatable {
     }
   }
 
+  /// `[watch]`: the `tgsess watch` daemon.
+  public struct WatchSection: Codable, Sendable, Equatable {
+    /// Whether watch is meant to run here (`check` then warns when its textfile goes stale).
+    public var enabled: Bool?
+    /// The node_exporter textfile watch keeps current (`tgsess_watch.prom`).
+    public var prometheus: String?
+    /// Quiet time after a user's last change before it is judged, in milliseconds (default 500).
+    public var debounceMS: Int?
+    /// The longest a change waits while its files keep changing, in milliseconds (default 2000).
+    public var maxDelayMS: Int?
+    /// Seconds between refreshes of the textfile and pings while nothing happens (default 30).
+    public var heartbeatSeconds: Int?
+    /// Copy each new archive to every configured remote (default true).
+    public var push: Bool?
+
+    public init(
+      enabled: Bool? = nil, prometheus: String? = nil, debounceMS: Int? = nil, maxDelayMS: Int? = nil,
+      heartbeatSeconds: Int? = nil, push: Bool? = nil
+    ) {
+      self.enabled = enabled
+      self.prometheus = prometheus
+      self.debounceMS = debounceMS
+      self.maxDelayMS = maxDelayMS
+      self.heartbeatSeconds = heartbeatSeconds
+      self.push = push
+    }
+
+    enum CodingKeys: String, CodingKey {
+      case enabled, prometheus, push
+      case debounceMS = "debounce_ms"
+      case maxDelayMS = "max_delay_ms"
+      case heartbeatSeconds = "heartbeat_seconds"
+    }
+  }
+
   enum CodingKeys: String, CodingKey {
     case root
     case database
@@ -161,7 +198,7 @@ public struct Config: Codable, Sendable, Equatable {
     case busyTimeoutMS = "busy_timeout_ms"
     case deploymentName = "deployment_name"
     case remotes
-    case backup, prune, check, bot
+    case backup, prune, check, bot, watch
   }
 
   /// Parses TOML text; `path` names the file in errors.

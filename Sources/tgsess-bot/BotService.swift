@@ -48,7 +48,7 @@ struct BotService: Service {
         // One user's failure (the lock held past the wait, an unreadable row) never stops the others.
         do {
           let result = try RecoverJob.run(
-            context.deployment, options: RecoverOptions(userID: userID, isForced: true, lockWait: 30),
+            context.deployment, options: RecoverOptions(userID: userID, isBotRunner: true, lockWait: 30),
             logger: context.jobLogger(quiet: true))
           recoveries += result.users
         } catch {

@@ -96,6 +96,8 @@ enum BotTexts {
     "You logged out, so there is no session to recover. Your backups are kept; log in again to use the bot."
   static let recoverLocked =
     "Another maintenance job (a backup or a restore) is running. Nothing was changed; try /recover again in a minute."
+  static let recoverInUse =
+    "Your session file is in use by another program right now (the bot that works for you, most likely), so it was not replaced. Nothing was changed; try /recover again once it has stopped, or ask the administrators."
   static let recoverFailed =
     "Recovery could not run (the server reported an error; the administrators can see it in the log). Nothing was deleted; try /recover again later."
 

@@ -58,7 +58,7 @@ struct MonitorService: Service {
         guard repairable else { continue }
         do {
           let result = try RecoverJob.run(
-            context.deployment, options: RecoverOptions(userID: userID, isForced: true, lockWait: 10),
+            context.deployment, options: RecoverOptions(userID: userID, isBotRunner: true, lockWait: 10),
             logger: context.jobLogger(quiet: true))
           events[userID]!.recovery = result.users.first
         } catch {

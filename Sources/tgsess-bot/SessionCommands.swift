@@ -54,7 +54,7 @@ extension CommandHandler {
     let messageID = try await api.sendMessage(chatID: chatID, text: BotTexts.recovering)
     let deployment = context.deployment
     let jobLogger = context.jobLogger()
-    let options = RecoverOptions(userID: userID, isForced: true, lockWait: BotContext.commandLockWait)
+    let options = RecoverOptions(userID: userID, isBotRunner: true, lockWait: BotContext.commandLockWait)
     // The job reports steps as they happen; the message shows them at most about once a second.
     var run = await RecoverProgressRun.run(
       on: context.jobs, message: ProgressEditor(api: api, chatID: chatID, messageID: messageID),
@@ -77,7 +77,14 @@ extension CommandHandler {
       logger.error(
         "recover by command failed",
         metadata: ["user.id": "\(userID)", "error": "\(context.redact(UserWords.describe(error)))"])
-      text = UserWords.isLocked(error) ? BotTexts.recoverLocked : BotTexts.recoverFailed
+      if UserWords.isLocked(error) {
+        text = BotTexts.recoverLocked
+      } else if case JobError.refused = error {
+        // The one refusal the runner meets: a process holds the file recover would replace.
+        text = BotTexts.recoverInUse
+      } else {
+        text = BotTexts.recoverFailed
+      }
     }
     await run.editor.finish(text)
   }

@@ -5,7 +5,7 @@ import Store
 struct Keys: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Manage the deployment's keys.",
-    subcommands: [AddFernet.self, RotateSigning.self])
+    subcommands: [AddFernet.self, RotateSigning.self, VerifyEscrow.self])
 
   struct AddFernet: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -55,6 +55,49 @@ struct Keys: ParsableCommand {
       Output.line("signing key \(rotation.newKeyID) is current (was \(rotation.oldKeyID))")
       Output.line("\(rotation.ringPath) verifies with \(rotation.ringKeyIDs.joined(separator: ", ")) (newest first)")
       Output.line("next: copy \(rotation.ringPath) into escrow with the age identity")
+    }
+  }
+
+  struct VerifyEscrow: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "verify-escrow",
+      abstract: "Check escrowed key copies against this deployment, reading only.",
+      discussion: """
+        Checks that the escrowed age identity holds the identity of every recipient in \
+        keys/age-recipients.txt and opens the newest archive (its header and first chunk); with \
+        --fernet-keys, that the escrowed Fernet keys decrypt every secret in the database and \
+        hold the current key; with --verify-key, that the escrowed signing.pub holds every key \
+        of keys/signing.pub. Each line says ok, FAILED (with what to do) or skipped. Run it right \
+        after escrowing and after every key rotation, with the copies as they are in escrow.
+
+          $ tgsess keys verify-escrow --identity /media/escrow/age-identity.txt
+          $ tgsess keys verify-escrow --identity /run/tgsess-identity.txt \\
+              --fernet-keys /media/escrow/fernet.keys --verify-key /media/escrow/signing.pub
+
+        EXIT STATUS: 0 every check passed or was skipped · 1 a check failed or a copy cannot be read · 64 usage
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "The escrowed age identity file (mode 0600).") var identity: String
+    @Option(help: "The escrowed copy of keys/fernet.keys (mode 0600).") var fernetKeys: String?
+    @Option(help: "The escrowed copy of keys/signing.pub.") var verifyKey: String?
+
+    func run() throws {
+      let (deployment, _) = try global.setUp()
+      let report = try EscrowJob.verify(
+        deployment, options: EscrowOptions(identityPath: identity, fernetKeysPath: fernetKeys, verifyKeyPath: verifyKey)
+      )
+      if global.json {
+        try Output.json(report)
+      } else {
+        for finding in report.findings {
+          let word = finding.status == .failed ? "FAILED" : finding.status.rawValue
+          Output.line(
+            "\(word.padding(toLength: 7, withPad: " ", startingAt: 0)) \(finding.item.rawValue): \(finding.detail)")
+        }
+        Output.line(report.isOK ? "escrow: ok" : "escrow: FAILED; fix the copies named above, then run this again")
+      }
+      if !report.isOK { throw ExitCode(ExitStatus.failed) }
     }
   }
 }

@@ -1,25 +1,34 @@
 import ArgumentParser
+import Foundation
 import Jobs
 
 struct Migrate: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Bring the bot database to the current schema and encrypt its secrets.",
     discussion: """
-      Takes a consistent copy first (SQLite online backup, into backups/pre-migrate/), then applies \
-      each pending migration in its own transaction, then encrypts plaintext session_string and \
-      api_hash values as Fernet tokens in one transaction. Other tables of the bot are untouched. \
-      A database made by a newer tgsess is refused, never downgraded. The seed's own backup copies \
-      (data/telegram_bot.db.backup_* and sessions/*.session.backup) are imported as encrypted \
-      archives with reason "Imported", once each, dated when they were made; the files stay.
+      Takes a safety copy first: a full snapshot (the database through SQLite's online backup \
+      API, and the session files), encrypted with age like every archive, reason "Before \
+      migrate"; `tgsess list` shows it, `tgsess restore ID` brings it back, and prune keeps or \
+      removes it by the full-snapshot policy. No plaintext copy is ever written: without an age \
+      recipient migrate refuses (run tgsess init, which creates the keys first). A plaintext copy \
+      an earlier version left in backups/pre-migrate/ is encrypted into such an archive and \
+      removed. Then each pending migration is applied in its own transaction, and plaintext \
+      session_string and api_hash values are encrypted as Fernet tokens in one transaction. Other \
+      tables of the bot are untouched. A database made by a newer tgsess is refused, never \
+      downgraded. The seed's own backup copies (data/telegram_bot.db.backup_* and \
+      sessions/*.session.backup) are imported as encrypted archives with reason "Imported", once \
+      each, dated when they were made; the files stay.
 
         $ tgsess migrate --dry-run
-        $ tgsess migrate
+        $ tgsess migrate --lock-wait 600
         $ tgsess keys add-fernet && tgsess migrate --rotate-key
 
-      EXIT STATUS: 0 ok (also when already current) · 1 failed · 75 lock held
+      EXIT STATUS: 0 ok (also when already current) · 1 failed · 64 usage · 75 lock held
       """)
 
   @OptionGroup var global: GlobalOptions
+
+  @Option(help: "Seconds to wait for the deployment lock.") var lockWait = 0
 
   @Flag(help: "List the pending steps without changing anything.")
   var dryRun = false
@@ -27,10 +36,16 @@ struct Migrate: ParsableCommand {
   @Flag(help: "Re-encrypt every secret under the newest Fernet key.")
   var rotateKey = false
 
+  func validate() throws {
+    if lockWait < 0 { throw ValidationError("--lock-wait must be 0 or more seconds. Try: --lock-wait 600") }
+  }
+
   func run() throws {
     let (deployment, logger) = try global.setUp()
     let result = try MigrateJob.run(
-      deployment, options: MigrateOptions(isDryRun: dryRun, rotateKey: rotateKey), logger: logger)
+      deployment,
+      options: MigrateOptions(isDryRun: dryRun, rotateKey: rotateKey, lockWait: TimeInterval(lockWait)),
+      logger: logger)
     if global.json { return try Output.json(result) }
     Migrate.render(result)
   }
@@ -51,8 +66,24 @@ struct Migrate: ParsableCommand {
       if result.secretsRotated > 0 {
         Output.line("  \(verb) re-encrypt \(result.secretsRotated) secret(s) under the newest key")
       }
-      if let copy = result.safetyCopy { Output.line("  safety copy: \(copy)") }
+      if let copy = result.safetyCopy {
+        Output.line(
+          "  safety copy: encrypted archive \(copy) (reason Before migrate; tgsess restore \(copy) undoes this)")
+      }
     }
+    for copy in result.plaintextCopies {
+      if result.isDryRun {
+        Output.line("  would encrypt the plaintext safety copy \(copy.path) (left by an earlier version) and remove it")
+      } else if copy.wasArchivedBefore {
+        Output.line(
+          "  removed the plaintext safety copy \(copy.path): archive \(copy.archiveID ?? "-") already holds it")
+      } else {
+        Output.line(
+          "  encrypted the plaintext safety copy \(copy.path) (left by an earlier version) into archive \(copy.archiveID ?? "-") and removed it"
+        )
+      }
+    }
+    if let refusal = result.refusal { Output.line("  the real run would refuse: \(refusal)") }
     for file in result.imported {
       Output.line(
         "  \(verb) import legacy backup \(file.path)\(file.archiveID.map { " as archive \($0) (reason Imported)" } ?? "")"

@@ -16,17 +16,28 @@ struct Recover: ParsableCommand {
       --dry-run prints, user by user, the strategy that would be used, its source, and the files \
       that would be written and moved aside, and changes nothing.
 
+      Archives are opened with keys/age-identity.txt, or with --identity FILE when the identity is \
+      kept off the host. A missing Fernet key (keys/fernet.keys, or TGSESS_FERNET_KEYS) or a \
+      missing identity that a user's only backups need fails the run once, naming what to \
+      restore; it is never a verdict on the user.
+
+      Recover refuses while the bot runs, and refuses to replace a session file that a process \
+      has open or holds an SQLite lock on (naming its pid and command); stop it first. \(LiveOwnerRefusal.forceRisk).
+
         $ tgsess recover --user 42
         $ tgsess recover --all --dry-run
-        $ tgsess recover --all --json
+        $ tgsess recover --user 42 --identity /run/tgsess-identity.txt
 
-      EXIT STATUS: 0 all healthy · 3 some users unrecoverable (each named) · 1 failed · 75 lock held
+      EXIT STATUS: 0 all healthy · 3 some users unrecoverable (each named) · 1 failed (a missing key, \
+      a file in use; nothing more changed) · 64 usage · 75 lock held
       """)
 
   @OptionGroup var global: GlobalOptions
   @Option(help: "Recover this user.") var user: Int64?
   @Flag(help: "Recover every user.") var all = false
-  @Flag(help: "Recover although the bot seems to run.") var force = false
+  @Flag(help: "Recover although the bot seems to run or a process holds a session file (risky: see above).")
+  var force = false
+  @Option(help: "The age identity file that opens archives (default: keys/age-identity.txt).") var identity: String?
   @Option(help: "Seconds to wait for the deployment lock.") var lockWait = 0
   @Flag(help: "Print what would be done for each user (strategy, source, files) and change nothing.") var dryRun =
     false
@@ -37,7 +48,8 @@ struct Recover: ParsableCommand {
 
   func run() throws {
     let (deployment, logger) = try global.setUp()
-    let options = RecoverOptions(userID: user, isForced: force, lockWait: TimeInterval(lockWait))
+    let options = RecoverOptions(
+      userID: user, isForced: force, lockWait: TimeInterval(lockWait), identityPath: identity)
     if dryRun { return try showPlan(try RecoverJob.plan(deployment, options: options, logger: logger)) }
     let result = try RecoverJob.run(
       deployment, options: options, logger: logger)

@@ -9,8 +9,11 @@ struct Restore: ParsableCommand {
       The archive is decrypted and extracted into a staging directory and checked in full (every \
       SHA-256, every SQLite file's integrity, no unsafe entries) before anything changes. Before \
       live data changes, what is about to be replaced is backed up ("Before restore") and its id \
-      printed, so a restore can itself be undone. A restore into the live deployment refuses while \
-      the bot runs (runner lock, active systemd unit, hot journal); --force overrides.
+      printed, so a restore can itself be undone.
+
+      A restore into the live deployment refuses while the bot runs (runner lock, active systemd \
+      unit, hot journal) and while any process has a file it replaces open or holds an SQLite lock \
+      on it (the refusal names the pid and command). Stop them first. \(LiveOwnerRefusal.forceRisk).
 
         $ tgsess restore latest --user 42                 # that user's newest backup
         $ tgsess restore --at "2026-11-24 03:00" --dry-run
@@ -26,7 +29,8 @@ struct Restore: ParsableCommand {
   @Option(help: "Restore a whole deployment into this empty or new directory; the live one is untouched.")
   var target: String?
   @Flag(help: "Print what would change (files, rows, hashes before and after) and change nothing.") var dryRun = false
-  @Flag(help: "Restore into the live deployment even though the bot seems to run.") var force = false
+  @Flag(help: "Restore into the live deployment although the bot or another process uses it (risky: see above).")
+  var force = false
   @Option(help: "The age identity file (default: keys/age-identity.txt).") var identity: String?
   @Option(help: "Seconds to wait for the deployment lock.") var lockWait = 0
   @Option(

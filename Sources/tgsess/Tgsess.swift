@@ -21,7 +21,7 @@ struct Tgsess: ParsableCommand {
     version: ToolInfo.version,
     subcommands: [
       Init.self, Migrate.self, Backup.self, List.self, Restore.self, Recover.self, Prune.self, Check.self, Drill.self,
-      Push.self, Pin.self, Unpin.self, Status.self, Session.self, Keys.self,
+      Push.self, Pin.self, Unpin.self, Status.self, Session.self, Keys.self, Watch.self,
     ]
   )
 

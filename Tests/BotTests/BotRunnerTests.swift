@@ -3,6 +3,8 @@ import Store
 import TestSupport
 import Testing
 
+@testable import tgsess_bot
+
 /// End-to-end: the built `tgsess-bot` against the fake Bot API over loopback HTTP, on a real
 /// deployment made by `tgsess-fleet` and `tgsess init`. Serialized: each test runs a runner, the
 /// fake and a deployment, and the machine has two cores.
@@ -109,6 +111,39 @@ struct BotRunnerTests {
     let lostReply = try #require(try scenario.say("/recover", from: lost).first)
     #expect(lostReply.text.contains("3/3 backups… failed"))
     #expect(lostReply.text.contains("What to do next: log in again"))
+    try scenario.finish()
+  }
+
+  /// The runner's /recover never replaces a session file another process holds (the operator's
+  /// userbot): the user is told, the file stays as it is, and once the holder is gone it works.
+  @Test func recoverLeavesAFileAnotherProcessHoldsAlone() throws {
+    let scenario = try BotScenario()
+    try scenario.start()
+    let path = scenario.sessionPath(broken)
+    let ready = path + ".holder-ready"
+    let holder = try BackgroundProcess(
+      TestEnvironment.python,
+      [
+        "-c",
+        "import sqlite3, sys, time\nconn = sqlite3.connect(sys.argv[1])\nconn.execute('SELECT count(*) FROM sessions').fetchall()\nopen(sys.argv[2], 'w').close()\ntime.sleep(300)",
+        path, ready,
+      ])
+    defer { holder.kill() }
+    try waitUntil("the holder to open \(path)") { FileManager.default.fileExists(atPath: ready) }
+    try FileManager.default.removeItem(atPath: ready)
+    try scenario.corrupt(broken)  // in place: the holder keeps the same file open
+    let corrupted = try Data(contentsOf: URL(fileURLWithPath: path))
+
+    let refused = try #require(try scenario.say("/recover", from: broken).first)
+    #expect(refused.text.contains(BotTexts.recoverInUse), "\(refused.text)")
+    #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == corrupted)
+    #expect(scenario.allOutput.contains("pid \(holder.pid)"))
+
+    holder.kill()
+    _ = holder.wait()
+    let recovered = try #require(try scenario.say("/recover", from: broken).first)
+    #expect(recovered.text.contains("Recovered"), "\(recovered.text)")
+    #expect(scenario.isValidSession(broken))
     try scenario.finish()
   }
 

@@ -747,14 +747,12 @@ import Testing
     #expect(dry.imported.count == count && dry.imported.allSatisfy { $0.archiveID == nil })
     #expect(try TreeSnapshot(fleet.root) == before)
 
+    // Without a recipient the migration itself waits too: its safety copy is never plaintext
+    // (SafetyCopyCLITests covers the refusal).
+    #expect(dry.refusal?.contains("no age recipient to encrypt the database's safety copy to") == true)
     let result = try fleet.tgsess(["migrate"], environment: environment)
-    #expect(result.status == 0, "\(result.stderr)")
-    let note = "\(count) legacy backup file(s) not imported: no age recipient to encrypt them to (run tgsess init)"
-    #expect(result.stdout.hasSuffix("  note: \(note)\n"))
-    #expect(!FileManager.default.fileExists(atPath: fleet.backupsDirectory + "/full"))
-    let json = try decodeJSON(
-      MigrateResult.self, from: try fleet.tgsess(["migrate", "--json"], environment: environment))
-    #expect(json.importNote == note && json.imported.isEmpty)
+    #expect(result.status == 1, "\(result.stdout)")
+    #expect(try TreeSnapshot(fleet.root) == before)
 
     // Once init has made the keys, they are imported.
     let initialised = try fleet.tgsess(["init", "--json"], environment: environment)
@@ -762,6 +760,22 @@ import Testing
     #expect(try decodeJSON(InitResult.self, from: initialised).migrate.imported.count == count)
     #expect(try Self.list(fleet).filter { $0.reason == "Imported" }.count == count)
     #expect(!result.stdout.contains(key) && !result.stderr.contains(key))
+
+    // A migrated database with no recipient any more: a copy the seed's bot makes later waits,
+    // and migrate says so.
+    let keys = fleet.root + "/keys"
+    for name in ["age-recipients.txt", "age-identity.txt"] {
+      try FileManager.default.moveItem(atPath: keys + "/" + name, toPath: keys + "/" + name + ".away")
+    }
+    let later = fleet.root + "/data/telegram_bot.db.backup_20240101_120000"
+    try runProcess(StockTools.sqlite3, [fleet.databasePath, ".backup '\(later)'"])
+    let waiting = try fleet.tgsess(["migrate"], environment: environment)
+    #expect(waiting.status == 0, "\(waiting.stderr)")
+    let note = "1 legacy backup file(s) not imported: no age recipient to encrypt them to (run tgsess init)"
+    #expect(waiting.stdout.hasSuffix("  note: \(note)\n"))
+    let json = try decodeJSON(
+      MigrateResult.self, from: try fleet.tgsess(["migrate", "--json"], environment: environment))
+    #expect(json.importNote == note && json.imported.isEmpty)
     try Self.expectNoLeaks(fleet)
   }
 }

@@ -51,6 +51,33 @@ import Testing
     #expect(try fleet.sqlite("SELECT count(*) FROM user_sessions WHERE last_error IS NOT NULL") == "0")
   }
 
+  /// `[watch] enabled`: check warns while watch has never reported or has gone quiet for more
+  /// than 4 heartbeats, and says nothing once its textfile is fresh.
+  @Test func anEnabledWatchThatStoppedReportingIsAWarning() throws {
+    let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
+    let textfile = fleet.directory.file("tgsess_watch.prom")
+    try Self.write(
+      "[watch]\nenabled = true\nprometheus = \"\(textfile)\"\nheartbeat_seconds = 30\n", to: fleet.root + "/tgsess.toml"
+    )
+    let never = try fleet.check()
+    #expect(never.status == 1, "\(never.report)")
+    Self.expectFinding(never, "watch", "warning", contains: ["has never reported", textfile])
+
+    let once = try fleet.tgsess(["watch", "--once"])
+    #expect(once.status == 0, "\(once.stderr)")
+    let fresh = try fleet.check()
+    #expect(fresh.findings("watch").isEmpty, "\(fresh.report)")
+    #expect(fresh.status == 0, "\(fresh.report)")
+
+    // Quiet for 10 minutes: more than 4 heartbeats of 30 s.
+    let old = Date().addingTimeInterval(-600)
+    try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: textfile)
+    let quiet = try fleet.check()
+    #expect(quiet.status == 1, "\(quiet.report)")
+    Self.expectFinding(
+      quiet, "watch", "warning", contains: ["has not reported for 10m", "systemctl status tgsess-watch"])
+  }
+
   @Test func garbageDatabaseIsCriticalWithoutPerUserNoise() throws {
     let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
     let garbage = Data(repeating: 0x5a, count: 4096)

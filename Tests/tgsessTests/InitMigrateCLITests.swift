@@ -95,12 +95,18 @@ import Testing
     let initResult = try runTgsess(["init", "--root", fixture.root])
     #expect(initResult.status == 0, "\(initResult.stderr)")
     #expect(initResult.stdout.contains("encrypt 18 plaintext secret(s)"))
-    // The safety copy exists, is private, and holds the old plaintext rows.
-    let line = initResult.stdout.split(separator: "\n").first { $0.contains("safety copy: ") }!
-    let copy = String(line.split(separator: " ").last!)
-    #expect(try FileSystem.mode(of: copy) == 0o600)
+    // The safety copy is an encrypted archive (never a plaintext file), private, and holds the
+    // old plaintext rows (SafetyCopyCLITests covers it in full).
+    let line = initResult.stdout.split(separator: "\n").first { $0.contains("safety copy: encrypted archive ") }!
+    let id = String(line.components(separatedBy: "encrypted archive ").last!.split(separator: " ")[0])
+    let archive = fixture.root + "/backups/full/\(id).tar.zst.age"
+    #expect(try FileSystem.mode(of: archive) == 0o600)
+    #expect(!FileSystem.exists(fixture.root + "/backups/pre-migrate"))
+    let scratch = try TemporaryDirectory("safety-copy")
+    try StockTools.extract(archive, identity: fixture.root + "/keys/age-identity.txt", into: scratch.path)
     let old = try runProcess(
-      "/usr/bin/sqlite3", [copy, "SELECT count(*) FROM user_sessions WHERE session_string LIKE '1%'"])
+      "/usr/bin/sqlite3",
+      [scratch.path + "/data/telegram_bot.db", "SELECT count(*) FROM user_sessions WHERE session_string LIKE '1%'"])
     #expect(old.stdout == "3\n")
     // Every secret is now a Fernet token that Python decrypts back to the original.
     let tokens = try fixture.sqlite("SELECT session_string || '|' || api_hash FROM user_sessions ORDER BY user_id")
@@ -140,6 +146,8 @@ import Testing
     #expect(try Data(contentsOf: URL(fileURLWithPath: fixture.databasePath)) == before)
     #expect(!FileSystem.exists(fixture.root + "/backups"))
     #expect(!result.stdout.contains(key))
+    // Without an age recipient the real run would refuse, and the dry run says so.
+    #expect(json.refusal?.contains("no age recipient to encrypt the database's safety copy to") == true)
   }
 
   @Test func environmentKeysEncryptAndRotateKeyReencryptsUnderTheNewest() throws {
@@ -172,7 +180,8 @@ import Testing
       arguments: [key, users[0].1]
     ).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     try fixture.makeLegacyDatabase(users: [(users[0].0, token, users[0].2, users[0].3)], backupsPerUser: 0)
-    let result = try runTgsess(["migrate", "--root", fixture.root], environment: ["TGSESS_FERNET_KEYS": key])
+    // init: the age keys first (the safety copy is encrypted to them), then the migration.
+    let result = try runTgsess(["init", "--root", fixture.root], environment: ["TGSESS_FERNET_KEYS": key])
     #expect(result.status == 0, "\(result.stderr)")
     #expect(result.stdout.contains("encrypt 1 plaintext secret(s)"))  // only the api_hash
     #expect(try fixture.sqlite("SELECT session_string FROM user_sessions") == token)

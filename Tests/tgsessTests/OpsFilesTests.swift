@@ -9,11 +9,13 @@ import Testing
   static let cronDirectory = TestEnvironment.packageRoot + "/cron"
   static let services = [
     "tgsess-backup.service", "tgsess-prune.service", "tgsess-check.service", "tgsess-drill.service",
-    "tgsess-bot.service",
+    "tgsess-bot.service", "tgsess-watch.service",
   ]
   static let timers = ["tgsess-backup.timer", "tgsess-prune.timer", "tgsess-check.timer", "tgsess-drill.timer"]
   static let units = services + timers
-  static let oneshots = services.filter { $0 != "tgsess-bot.service" }
+  /// The long-running services (the rest are oneshots started by their timers).
+  static let daemons = ["tgsess-bot.service", "tgsess-watch.service"]
+  static let oneshots = services.filter { !daemons.contains($0) }
   static let textfileDirectory = "/var/lib/prometheus/node-exporter"
 
   static func read(_ path: String) throws -> String {
@@ -150,11 +152,11 @@ import Testing
       #expect(unit.value("Service", key) == value, "\(name): \(key)")
     }
     let writes = unit.words("Service", "ReadWritePaths")
-    let usesTextfiles = name == "tgsess-check.service" || name == "tgsess-drill.service"
+    let usesTextfiles = ["tgsess-check.service", "tgsess-drill.service", "tgsess-watch.service"].contains(name)
     let textfiles = usesTextfiles ? ["-" + Self.textfileDirectory] : []
     #expect(writes == ["/srv/tgbot", "/var/backups/tgsess"] + textfiles, "\(name): ReadWritePaths")
     let families = unit.words("Service", "RestrictAddressFamilies")
-    #expect(families == (name == "tgsess-bot.service" ? ["AF_UNIX", "AF_INET", "AF_INET6"] : ["AF_UNIX"]))
+    #expect(families == (Self.daemons.contains(name) ? ["AF_UNIX", "AF_INET", "AF_INET6"] : ["AF_UNIX"]))
     let exec = unit.words("Service", "ExecStart")
     #expect(exec.first == (name == "tgsess-bot.service" ? "/usr/local/bin/tgsess-bot" : "/usr/local/bin/tgsess"))
     #expect(exec.joined(separator: " ").contains("--config /etc/tgsess/tgsess.toml"))
@@ -179,6 +181,22 @@ import Testing
       #expect(unit.words("Service", "SuccessExitStatus") == ["75"])
     }
     #expect(unit.sections["Install"] == nil, "\(name) is started by its timer, not enabled")
+  }
+
+  /// watch runs for good: restarted whatever ended it (it exits non-zero when a watched directory
+  /// goes), stopped by SIGTERM, enabled at boot, its textfile in node_exporter's directory.
+  @Test func watchServiceRunsForGood() throws {
+    let unit = try Self.unit("tgsess-watch.service")
+    #expect(unit.value("Service", "Type") == "exec")
+    #expect(unit.value("Service", "Restart") == "always")
+    #expect(unit.value("Service", "RestartSec") != nil)
+    #expect(unit.value("Service", "KillSignal") == "SIGTERM")
+    #expect(unit.value("Service", "TimeoutStopSec") != nil)
+    #expect(unit.value("Install", "WantedBy") == "multi-user.target")
+    let exec = unit.words("Service", "ExecStart")
+    #expect(Array(exec.prefix(2)) == ["/usr/local/bin/tgsess", "watch"])
+    #expect(exec.joined(separator: " ").hasSuffix("--prometheus \(Self.textfileDirectory)/tgsess_watch.prom"))
+    #expect(!exec.contains("--once"))
   }
 
   @Test func botServiceTakesItsTokenAsACredential() throws {

@@ -305,7 +305,7 @@ import Testing
     #expect(refused.status == 1)
     #expect(
       refused.stderr
-        == "tgsess: refusing to recover while the bot runs: the bot runner holds \(botLock) (another tgsess process); use the bot's /recover, stop the bot, or pass --force\n"
+        == "tgsess: refusing to recover while the bot runs: the bot runner holds \(botLock) (another tgsess process); use the bot's /recover, or stop the bot, then run again (\(RestoreCLITests.forceRisk))\n"
     )
     #expect(treeWhileRefused == tree)
     #expect(forced.status == 0, "\(forced.stderr)")
@@ -355,5 +355,90 @@ import Testing
     #expect(one.stdout.hasSuffix("dry run, nothing changed: 1 users: 0 healthy, 1 to recover, 0 unrecoverable\n"))
     #expect(try fleet.tree() == tree)
     #expect(try fleet.dumpAll() == dumps)
+  }
+
+  /// A missing Fernet key is the deployment's fault: `recover` says so once, naming what to
+  /// restore, exits 1 and changes nothing; it never concludes that users must log in again.
+  /// With the key back, the same command recovers them.
+  @Test func aMissingFernetKeyIsReportedOnceAndIsNoVerdictOnTheUsers() throws {
+    try Tools.require()
+    let fleet = try FleetFixture(users: 5)
+    let users = try fleet.telethonUserIDs(3)
+    for user in users { try FileManager.default.removeItem(atPath: fleet.sessionPath(user)) }
+    let keyFile = fleet.deployment.fernetKeysPath
+    let escrowed = fleet.directory.file("fernet.keys.escrow")
+    try FileManager.default.moveItem(atPath: keyFile, toPath: escrowed)
+    let tree = try fleet.tree()
+
+    let one = try fleet.tgsess(["recover", "--user", String(users[0])])
+    let all = try fleet.tgsess(["recover", "--all", "--json"])
+    let plan = try fleet.tgsess(["recover", "--all", "--dry-run"])
+    for result in [one, all, plan] {
+      #expect(result.status == 1, "\(result.stdout)\(result.stderr)")
+      #expect(result.stdout.isEmpty)
+      #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+      #expect(
+        result.stderr.hasPrefix(
+          "tgsess: recover: \(keyFile): missing, and TGSESS_FERNET_KEYS is unset, so none of the database's "))
+      #expect(
+        result.stderr.hasSuffix(
+          " encrypted secret(s) can be read; no user was changed; restore keys/fernet.keys from escrow (mode 600, owner tgsess) or set TGSESS_FERNET_KEYS, then run recover again\n"
+        ))
+      #expect(!result.stderr.contains("log in again"))
+    }
+    #expect(try fleet.tree() == tree)
+
+    try FileManager.default.moveItem(atPath: escrowed, toPath: keyFile)
+    let recovered = try fleet.tgsess(["recover", "--all", "--json"])
+    #expect(recovered.status == 0, "\(recovered.stderr)")
+    let outcomes = try jsonObject(recovered)["users"] as? [[String: Any]] ?? []
+    for user in users {
+      let outcome = outcomes.first { ($0["userID"] as? NSNumber)?.int64Value == user }
+      #expect(outcome?["outcome"] as? String == "recovered", "\(user)")
+      #expect(outcome?["strategy"] as? String == "session-string", "\(user)")
+    }
+  }
+
+  /// With the identity off the host, a user whose only source is an archive needs it: recover
+  /// says so once (exit 1, the identity's path and `--identity FILE`), and `--identity` works.
+  @Test func anIdentityOffTheHostIsAskedForOnceAndTakenWithIdentity() throws {
+    try Tools.require()
+    let fleet = try FleetFixture(users: 4)
+    let user = try fleet.telethonUserIDs(1)[0]
+    let original = try SessionWitness.stored([fleet.sessionPath(user)])
+    try fleet.tgsessOK(["backup"])
+    // Only the archives hold this user's session now.
+    try FileManager.default.removeItem(atPath: fleet.sessionPath(user))
+    try Self.removeIfPresent(fleet.sessionPath(user) + ".backup")
+    try fleet.sqlite("UPDATE user_sessions SET session_string = NULL WHERE user_id = \(user)")
+    try fleet.sqlite("DELETE FROM session_backups WHERE user_id = \(user)")
+    let identity = fleet.deployment.ageIdentityPath
+    let escrowed = fleet.directory.file("age-identity.escrow")
+    try FileManager.default.moveItem(atPath: identity, toPath: escrowed)
+    let tree = try fleet.tree()
+
+    let refused = try fleet.tgsess(["recover", "--user", String(user)])
+    #expect(refused.status == 1, "\(refused.stdout)\(refused.stderr)")
+    #expect(refused.stderr.split(separator: "\n").count == 1)
+    #expect(
+      refused.stderr.hasPrefix(
+        "tgsess: recover: \(identity): not on this host, and user \(user)'s session can only come from "))
+    #expect(
+      refused.stderr.hasSuffix(
+        " encrypted archive(s) it would open; pass --identity FILE (the escrowed age identity), then run recover again\n"
+      ))
+    #expect(!refused.stderr.contains("log in again"))
+    #expect(try fleet.tree() == tree)
+    let missing = try fleet.tgsess(["recover", "--user", String(user), "--identity", fleet.directory.file("nope")])
+    #expect(missing.status == 1)
+    #expect(missing.stderr.contains("\(fleet.directory.file("nope")): not found"))
+
+    let recovered = try fleet.tgsess(["recover", "--user", String(user), "--identity", escrowed, "--json"])
+    #expect(recovered.status == 0, "\(recovered.stderr)")
+    let outcome = try Self.outcome(recovered)
+    #expect(outcome.strategy == .backup)
+    #expect(outcome.source?.hasPrefix("archive ") == true)
+    let restored = try SessionWitness.stored([fleet.sessionPath(user)])
+    #expect(restored[fleet.sessionPath(user)]?.sameSession(as: original[fleet.sessionPath(user)]!) == true)
   }
 }

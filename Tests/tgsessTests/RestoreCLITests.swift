@@ -423,6 +423,10 @@ import Testing
 
   // MARK: - Live-owner guard
 
+  /// What every refusal of the guard says about --force.
+  static let forceRisk =
+    "--force is the only way past, and it risks the session: a process that holds a replaced file keeps writing into the deleted old file (those writes are lost), and Telegram kills a session used from two places at once (AUTH_KEY_DUPLICATED)"
+
   @Test func liveRestoreRefusesWhileTheBotHoldsItsLock() throws {
     try Tools.require()
     let fleet = try TestFleet(users: 4)
@@ -447,7 +451,7 @@ import Testing
       #expect(refused.status == 1)
       #expect(
         refused.stderr
-          == "tgsess: refusing to restore into the live deployment while the bot runs: the bot runner holds \(botLock) (another tgsess process); stop the bot, or pass --force\n"
+          == "tgsess: refusing to restore into the live deployment while it is in use: the bot runner holds \(botLock) (another tgsess process); stop the bot, then run again (\(Self.forceRisk))\n"
       )
       #expect(refused.stdout.isEmpty)
     }
@@ -479,7 +483,7 @@ import Testing
       #expect(refused.status == 1)
       #expect(
         refused.stderr
-          == "tgsess: refusing to restore into the live deployment while the bot runs: a hot journal \(journal) (a writer has the file open or crashed); stop the bot, or pass --force\n"
+          == "tgsess: refusing to restore into the live deployment while it is in use: a hot journal \(journal) (a writer has the file open or crashed); stop the bot, then run again (\(Self.forceRisk))\n"
       )
     }
     #expect(try fleet.tree() == tree)

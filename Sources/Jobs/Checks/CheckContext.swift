@@ -30,6 +30,8 @@ public struct CheckContext: Sendable {
   public var newestDrill: Date?
   /// The last push's state of each configured remote (nil: never pushed), in config order.
   public var remotes: [(remote: RcloneRemote, state: RemoteState?)]
+  /// What `tgsess watch` last reported (its textfile and status file).
+  public var watch: WatchStatus
 
   /// What check read from the bot database, in the order it reads it; reading stops at the first
   /// failure, which is kept.
@@ -108,7 +110,8 @@ public struct CheckContext: Sendable {
       sessionsDirectoryMode: try? FileSystem.mode(of: deployment.sessionsDirectory),
       archives: archives, freeBytes: FileSystem.freeBytes(at: deployment.backupsDirectory),
       newestDrill: DrillHistory.newestSuccess(deployment),
-      remotes: deployment.remotes.map { ($0, RemoteState.load(deployment, remote: $0.name)) })
+      remotes: deployment.remotes.map { ($0, RemoteState.load(deployment, remote: $0.name)) },
+      watch: WatchStatus.read(deployment, now: options.now))
   }
 
   // MARK: - What the checks derive from it

@@ -48,6 +48,8 @@ public enum CheckID: String, Codable, Sendable, CaseIterable {
   case offsite
   /// The newest successful drill is recent.
   case drillAge = "drill.age"
+  /// `[watch] enabled`, and watch reported recently.
+  case watch
   /// The run's metrics file (`--prometheus`) could not be written.
   case metrics
 }

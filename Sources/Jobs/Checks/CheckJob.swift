@@ -123,6 +123,10 @@ public struct CheckResult: Codable, Sendable, Equatable {
   public var checkedAt: Date
   /// Whether the results were recorded in the database (`CheckRecord`).
   public var isRecorded: Bool
+  /// When the newest successful drill ran (by the timer or by hand), from `backups/drills/`.
+  public var newestDrillAt: Date?
+  /// Each configured remote as of its last push, in config order.
+  public var remotes: [RemoteSummary]
 
   /// Adds a finding made outside the job (the CLI's metrics file that could not be written) and
   /// derives the verdict again, so the text, the JSON and the exit status keep agreeing.
@@ -185,6 +189,7 @@ public enum CheckJob {
     var findings =
       DatabaseCheck.findings(context) + KeysCheck.findings(context) + SessionsCheck.findings(context)
       + BackupsCheck.findings(context) + OffsiteCheck.findings(context) + DrillsCheck.findings(context)
+      + WatchCheck.findings(context)
     let critical = Set(findings.filter { $0.state == .critical }.compactMap(\.userID))
     findings += ProbeCheck.findings(context, skipping: critical, runner: probe)
     return findings
@@ -229,7 +234,8 @@ public enum CheckJob {
     return CheckResult(
       state: state, summary: summary, findings: findings, sessions: sessions, users: states.count,
       lastFullBackupAt: newestFull?.createdAt, lastFullBackupAgeSeconds: ageSeconds, archives: archives.count,
-      freeBytes: context.freeBytes, durationSeconds: duration, checkedAt: context.options.now, isRecorded: isRecorded)
+      freeBytes: context.freeBytes, durationSeconds: duration, checkedAt: context.options.now, isRecorded: isRecorded,
+      newestDrillAt: context.newestDrill, remotes: OffsiteCheck.summaries(context))
   }
 
   /// The verdict is the worst finding's state. The summary line (what Nagios shows) names the

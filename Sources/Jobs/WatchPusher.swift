@@ -1,0 +1,190 @@
+import Foundation
+import Logging
+import Store
+
+/// Copies watch's new archives to the remotes on a thread of its own, so a slow or unreachable
+/// remote never delays the next local archive. Each push is verified by size and hash; a failed
+/// one is retried with growing waits (the archive stays safe locally meanwhile), and pushes
+/// waiting for the same remote go in one rclone run.
+final class WatchPusher: @unchecked Sendable {
+  /// One push attempt's outcome, for logs and metrics.
+  struct Outcome: Sendable {
+    var remote: String
+    /// The archives (their files) the attempt covered.
+    var pushes: [WatchPendingPush]
+    var error: String?
+    var attempt: Int
+    var retryIn: TimeInterval?
+    var finishedAt: Date
+    var isOK: Bool { error == nil }
+  }
+
+  private struct Item {
+    var push: WatchPendingPush
+    var attempts = 0
+    var notBefore: TimeInterval = 0
+  }
+
+  private let condition = NSCondition()
+  private var items: [Item] = []
+  private var inFlight: [Item] = []
+  private var outcomes: [Outcome] = []
+  private var isStopping = false
+  private var thread: Thread?
+  private let remotes: [String: RcloneRemote]
+  private let backupsDirectory: String
+  private let wake: WakePipe
+  private let retryBase: TimeInterval
+  private let retryCap: TimeInterval
+
+  init(
+    remotes: [RcloneRemote], backupsDirectory: String, wake: WakePipe, retryBase: TimeInterval, retryCap: TimeInterval
+  ) {
+    self.remotes = Dictionary(remotes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    self.backupsDirectory = backupsDirectory
+    self.wake = wake
+    self.retryBase = retryBase
+    self.retryCap = retryCap
+  }
+
+  /// The remotes pushes go to, by name.
+  var remoteNames: [String] { remotes.keys.sorted() }
+
+  /// Queues pushes (due at once).
+  func enqueue(_ pushes: [WatchPendingPush]) {
+    condition.withLock {
+      items += pushes.map { Item(push: $0) }
+      condition.signal()
+    }
+  }
+
+  /// Everything not yet verified on its remote, the attempt in progress included.
+  var pending: [WatchPendingPush] { condition.withLock { (inFlight + items).map(\.push) } }
+
+  /// How many pushes are not yet verified.
+  var pendingCount: Int { condition.withLock { inFlight.count + items.count } }
+
+  /// Outcomes since the last call.
+  func takeOutcomes() -> [Outcome] {
+    condition.withLock {
+      defer { outcomes = [] }
+      return outcomes
+    }
+  }
+
+  /// Starts the worker thread.
+  func start() {
+    let thread = Thread { [self] in loop() }
+    thread.name = "tgsess-watch-push"
+    self.thread = thread
+    thread.start()
+  }
+
+  /// Stops the worker after the attempt in progress (without waiting for it).
+  func stop() {
+    condition.withLock {
+      isStopping = true
+      condition.broadcast()
+    }
+  }
+
+  /// Runs the queue on the calling thread until every push succeeded or failed `attempts` times
+  /// (a `--once` run), sleeping through the backoff in between.
+  func drain(attempts: Int) {
+    while true {
+      let next: TimeInterval? = condition.withLock {
+        items.removeAll { $0.attempts >= attempts }
+        return items.map(\.notBefore).min()
+      }
+      guard let next else { return }
+      let wait = next - Self.now()
+      if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+      runDueBatch()
+    }
+  }
+
+  static func now() -> TimeInterval { ProcessInfo.processInfo.systemUptime }
+
+  private func loop() {
+    while true {
+      let shouldRun: Bool = condition.withLock {
+        while !isStopping {
+          guard let next = items.map(\.notBefore).min() else {
+            condition.wait()
+            continue
+          }
+          let wait = next - Self.now()
+          if wait <= 0 { return true }
+          _ = condition.wait(until: Date().addingTimeInterval(wait))
+        }
+        return false
+      }
+      guard shouldRun else { return }
+      runDueBatch()
+      wake.wake()
+    }
+  }
+
+  /// Takes the due pushes of one remote, runs them as one push and one check, and requeues them
+  /// with backoff on failure.
+  private func runDueBatch() {
+    let now = Self.now()
+    let batch: [Item] = condition.withLock {
+      guard let first = items.filter({ $0.notBefore <= now }).min(by: { $0.notBefore < $1.notBefore }) else {
+        return []
+      }
+      let taken = items.filter { $0.push.remote == first.push.remote && $0.notBefore <= now }
+      items.removeAll { $0.push.remote == first.push.remote && $0.notBefore <= now }
+      inFlight = taken
+      return taken
+    }
+    guard let remoteName = batch.first?.push.remote else { return }
+    let attempt = (batch.map(\.attempts).max() ?? 0) + 1
+    let error = push(remoteName, batch.map(\.push))
+    condition.withLock {
+      inFlight = []
+      var retryIn: TimeInterval?
+      if error != nil, remotes[remoteName] != nil {
+        let ceiling = min(retryCap, retryBase * pow(2, Double(attempt - 1)))
+        let delay = Double.random(in: (ceiling / 2)...max(ceiling / 2, ceiling))
+        retryIn = delay
+        items += batch.map { Item(push: $0.push, attempts: $0.attempts + 1, notBefore: Self.now() + delay) }
+      }
+      outcomes.append(
+        Outcome(
+          remote: remoteName, pushes: batch.map(\.push), error: error, attempt: attempt, retryIn: retryIn,
+          finishedAt: Date()))
+    }
+  }
+
+  /// One push of `pushes` to the remote and its check; nil when both succeeded.
+  private func push(_ remoteName: String, _ pushes: [WatchPendingPush]) -> String? {
+    guard let remote = remotes[remoteName] else {
+      return "remote \(remoteName) is no longer configured; its pending copies are dropped"
+    }
+    // An archive pruned locally before it reached the remote needs no copy any more.
+    let files = Array(Set(pushes.flatMap(\.files))).sorted().filter {
+      FileSystem.exists(backupsDirectory + "/" + $0)
+    }
+    guard !files.isEmpty else { return nil }
+    do {
+      let copy = try remote.push(files: files, backupsDirectory: backupsDirectory)
+      if copy.status == 6 {
+        return
+          "remote \(remoteName): an archive already there differs from the local one and was not replaced (\(copy.errorText)); investigate the remote copy"
+      }
+      guard copy.status == 0 else {
+        return "remote \(remoteName): rclone copy failed (exit \(copy.status)): \(copy.errorText)"
+      }
+      let check = try remote.verify(files: files, backupsDirectory: backupsDirectory)
+      guard check.status == 0 else {
+        return "remote \(remoteName): rclone check found differences (exit \(check.status)): \(check.errorText)"
+      }
+      return nil
+    } catch let error as StoreError {
+      return "remote \(remoteName): \(error.errorDescription ?? "\(error)")"
+    } catch {
+      return "remote \(remoteName): \(error.localizedDescription)"
+    }
+  }
+}
