@@ -153,8 +153,8 @@ public struct ArchiveRepository: Sendable {
       toolVersion: manifest.toolVersion, host: manifest.host, sessionFingerprint: fingerprint)
     let recordPath = directory + "/" + id + ArchiveName.recordSuffix
     let recordTempPath = FileSystem.temporaryPath(for: recordPath)
-    var isRecordPublished = false
-    defer { if !isRecordPublished { unlink(recordTempPath) } }
+    var isRecordTemporaryKept = false
+    defer { if !isRecordTemporaryKept { unlink(recordTempPath) } }
     try Self.writeDurably(try record.encoded(), to: recordTempPath)
     try CrashPoint.hit("archive.before-publish")
     if link(tempPath, finalPath) != 0 {
@@ -163,10 +163,14 @@ public struct ArchiveRepository: Sendable {
     isPublished = true
     unlink(tempPath)
     if rename(recordTempPath, recordPath) != 0 {
+      let code = errno
       // The archive is published and proven; only its record is missing, which list tolerates.
-      throw StoreError.io(path: recordPath, operation: "rename into place", errno: errno)
+      // The hidden record stays, fsynced, for the next run under the lock to roll forward
+      // (`removeLeftovers`), so the archive does not stay listed without its record.
+      isRecordTemporaryKept = true
+      throw StoreError.io(path: recordPath, operation: "rename into place", errno: code)
     }
-    isRecordPublished = true
+    isRecordTemporaryKept = true
     try CrashPoint.hit("archive.after-publish")
     try FileSystem.fsyncDirectory(directory)
     return record
