@@ -32,7 +32,7 @@ MEANING = {
     'live-writers': "Backups while the real Telethon 1.45 `SQLiteSession` saves entities and update state on 3 session files and a second writer commits to the bot database: every snapshot, extracted by stock age/tar and hashed by sha256sum, passes integrity_check, keeps both cross-table invariants, and is newer than the last; the newest loads in Telethon with the live key",
     'hostile-archives': "43 crafted hostile archives (traversal, also past a combining mark, links, devices, bombs, a Unicode-equivalent entry name, tampered manifest, rows or sessions, truncations, bit flips, wrong identity) plus random bit flips, truncations and inserted/appended bytes of a real archive: each refused with one stderr line naming the archive and the reason; the deployment byte-identical; no --target directory left",
     'disk-full': "backup, restore and migrate on a tmpfs filled to leave a sweep of free-space levels, and remounted read-only: each run succeeds fully or exits 1 with one error line naming the cause; no partial or hidden file; sessions, bot tables and earlier archives as before (a restore that failed mid-way: each file whole, undo archive present); with space back the same command succeeds",
-    'power-loss': "Each of backup, backup --user, restore (whole and --user), recover --all, prune, migrate (seed shape and --rotate-key) and pin recorded once with `iotrace.so` (every file-system call below the deployment, with the bytes written); from the tree before the run, `crashstates.py` builds what a power cut may leave at each sync barrier under an ext4 data=ordered model and a weaker any-reordering model; each distinct state, in place of the deployment, with the real tgsess: every archive `tgsess list` shows decrypts and matches its manifest, earlier archives as before, sessions and the bot's tables wholly old or wholly new (integrity_check), the same command run again succeeds and leaves no temporary, every user holds their session (valid file, or `recover` brings it back) with the expected auth key; after the run exited, what it published survives",
+    'power-loss': "Each of backup, backup --user, restore (whole and --user), recover --all, prune, migrate (seed shape and --rotate-key), pin and watch --once recorded once with `iotrace.so` (every file-system call below the deployment, with the bytes written); from the tree before the run, `crashstates.py` builds what a power cut may leave at each sync barrier under an ext4 data=ordered model and a weaker any-reordering model; each distinct state, in place of the deployment, with the real tgsess: every archive `tgsess list` shows decrypts and matches its manifest, earlier archives as before, sessions and the bot's tables wholly old or wholly new (integrity_check), the same command run again succeeds and leaves no temporary, every user holds their session (valid file, or `recover` brings it back) with the expected auth key; after the run exited, what it published survives",
     'io-errors': "The Nth read, write, fsync, rename/link, open or mkdir below the deployment fails (`iotrace.so`) with EIO, ENOSPC, EDQUOT, EROFS or EACCES, N swept over each command's calls (counted in a clean run) for the same commands as power-loss: the run completes soundly (never after a failed fsync) or exits 1 (3 where a partial result is documented) with one error line naming the file and the cause; no crash or trap; nothing lost (as in crash-points), no partial file published, no temporary left; with the fault gone the same command succeeds",
     'lock-storms': "Storms of 20 concurrent backup, prune, restore --user, recover, migrate and check runs with lockwatch.so preloaded (records, in the process, lock take/release and every change below the root): lock intervals never overlap; no mutating run changes anything without the lock (its own staging directory apart); non-waiting runs exit 0 or 75 naming the holder; waiting runs complete; holder lines name the right process; afterwards integrity_check, every archive and every session are sound",
     'bad-sessions': "Every invalid session-file class gives its precise reason; thousands of random mutations (bit flips, cuts, inserted/deleted/overwritten bytes, zeroed key bytes) of Telethon v7/v8, Pyrogram, kurigram and pyrofork files and of Telethon/Pyrogram strings, parsed in-process: no crash, nothing accepted with a short or all-zero key or a dc out of range, an accepted string re-encodes to itself, inspect never changes a file",
@@ -40,13 +40,7 @@ MEANING = {
     'secrets': "Every stdout/stderr of every tgsess run, the libFuzzer logs and this run's log scanned for every auth key (hex both cases, half, base64, URL-safe), session string, Fernet key and token (and its plaintext), api_hash, age identity and the bot token of every deployment used: 0 hits",
 }
 
-NOTES = """## How it was done, and what it does not cover
-
-- Families are Swift tests in `Tests/Torture` (target `TortureTests`, skipped unless
-  `TGSESS_TORTURE_SCALE` is set) driving the built `tgsess` like an operator would; fuzzing is the
-  separate package `fuzz/` (libFuzzer) plus an in-process replay; the secret scan is in the script.
-  Each case's result is in the run's `results/*.jsonl`; every tgsess output is kept for the scan.
-- kill -9 (crash-points) is process death, not power loss: deployments live on tmpfs, so what a
+SEPARATE_NOTES = """- kill -9 (crash-points) is process death, not power loss: deployments live on tmpfs, so what a
   power cut may drop is simulated apart, by the power-loss family.
 - Power loss is simulated, not done: `iotrace.so` (an LD_PRELOAD library) records every open,
   write/pwrite (with the bytes), fsync/fdatasync, rename, link, unlink, mkdir, rmdir and truncate a
@@ -74,10 +68,23 @@ NOTES = """## How it was done, and what it does not cover
 - I/O errors: ENOSPC (a filled tmpfs) and EROFS (a read-only remount) in disk-full, and injected
   by `iotrace.so` in io-errors: the Nth call of one class (read, write, fsync, rename/link, open,
   mkdir) below the deployment fails once with EIO, ENOSPC, EDQUOT, EROFS or EACCES (the first of
-  a rotating list that fits the call) without being made; N is swept over the calls a clean run
-  of the command made (every call when there are few, else evenly spread ones, first and last
-  included). A fault on a file outside the deployment, a short write, a fault that persists
-  after the first, and silent corruption (a read that returns wrong bytes) are not injected.
+  a rotating list that fits the call: ENOSPC/EDQUOT on an open only when it creates the file)
+  without being made; N is swept over the calls a clean run of the command made (every call
+  when there are few, else evenly spread ones, first and last included). A fault on a file
+  outside the deployment, a short write, a fault that persists after the first, and silent
+  corruption (a read that returns wrong bytes) are not injected. SQLite opens a database
+  read-only when its read-write open fails and does not keep that errno, so a failed open of
+  the bot database or a session file is reported as "read-only"; other SQLite I/O errors name
+  the errno SQLite saw (`sqlite3_system_errno`). A partial run (exit 3) is judged by its
+  `FAILED user` lines."""
+
+NOTES = """## How it was done, and what it does not cover
+
+- Families are Swift tests in `Tests/Torture` (target `TortureTests`, skipped unless
+  `TGSESS_TORTURE_SCALE` is set) driving the built `tgsess` like an operator would; fuzzing is the
+  separate package `fuzz/` (libFuzzer) plus an in-process replay; the secret scan is in the script.
+  Each case's result is in the run's `results/*.jsonl`; every tgsess output is kept for the scan.
+""" + SEPARATE_NOTES + """
 - Lock storms: `lockwatch.so` interposes libc's open/openat/creat, rename*, link*, unlink*, mkdir*,
   rmdir, truncate and chmod, and flock/close of the lock file. Writes through a descriptor opened
   earlier are covered by that open. Two kinds of writes without the lock are by design and are
@@ -93,6 +100,7 @@ NOTES = """## How it was done, and what it does not cover
   scan would see it if any output carried it."""
 
 CAMPAIGN = re.compile(r'<!-- fuzz-campaign:begin -->.*<!-- fuzz-campaign:end -->', re.S)
+SEPARATE = re.compile(r'<!-- families-run:([a-z,-]+):begin -->.*<!-- families-run:end -->', re.S)
 
 
 class Family:
@@ -211,9 +219,16 @@ def total_line(families):
 def reliability(out, args):
     families = families_that_ran(out)
     campaign = ''
+    separate = ''
     if os.path.exists(args.output):
-        found = CAMPAIGN.search(open(args.output, encoding='utf-8').read())
+        text = open(args.output, encoding='utf-8').read()
+        found = CAMPAIGN.search(text)
         campaign = found.group(0) if found else ''
+        # A separate run of families this run did not run stays; one of families it ran is replaced.
+        found = SEPARATE.search(text)
+        ran = {f.name for f in families}
+        if found and not set(found.group(1).split(',')) & ran:
+            separate = found.group(0)
     total = total_line(families)
     lines = [
         '# Reliability', '',
@@ -233,8 +248,45 @@ def reliability(out, args):
     lines += ['', '## Figure lines', '', '```'] + [f.line() for f in families] + [total, '```', '', NOTES]
     if campaign:
         lines += ['', campaign]
+    if separate:
+        lines += ['', separate]
     write(args.output, '\n'.join(lines) + '\n')
     print('wrote %s' % args.output)
+
+
+def separate(out, args):
+    """Records a full-scale run of some families (`--only`) in RELIABILITY.md, beside the full
+    run's figures: families too long for the full run's time are run apart."""
+    families = families_that_ran(out)
+    names = ','.join(f.name for f in families)
+    rows = '\n'.join('| %s | %d | %d | %d | %d | %s |' % (
+        f.name, f.passed + f.failed, f.passed, f.failed, f.seconds, MEANING[f.name]) for f in families)
+    block = '''<!-- families-run:{names}:begin -->
+## Run apart: {names}
+
+`sudo TGSESS_RECORD_FAMILIES=1 scripts/torture.sh --only {names}` (full scale), commit `{commit}`,
+seed `{seed}`, {minutes} min {rest} s on {machine}. {total}.
+
+| family | cases | passed | failed | seconds | what "nothing lost" means here |
+|---|---|---|---|---|---|
+{rows}
+
+```
+{figures}
+```
+
+{notes}
+<!-- families-run:end -->'''.format(
+        names=names, commit=args.commit, seed=args.seed, minutes=args.elapsed // 60, rest=args.elapsed % 60,
+        machine=args.machine, total=total_line(families), rows=rows,
+        figures='\n'.join(f.line() for f in families), notes=SEPARATE_NOTES)
+    text = open(args.output, encoding='utf-8').read()
+    if SEPARATE.search(text):
+        text = SEPARATE.sub(lambda _: block, text)
+    else:
+        text = text.rstrip('\n') + '\n\n' + block + '\n'
+    write(args.output, text)
+    print('recorded the run of %s in %s' % (names, args.output))
 
 
 def campaign(out, args):
@@ -287,6 +339,13 @@ def main():
     report.add_argument('--swift', required=True)
     report.add_argument('--elapsed', type=int, required=True)
     report.add_argument('--output', default='RELIABILITY.md')
+    apart = commands.add_parser('separate', help='record a full-scale --only run in RELIABILITY.md')
+    apart.add_argument('out')
+    apart.add_argument('--seed', required=True)
+    apart.add_argument('--commit', required=True)
+    apart.add_argument('--machine', required=True)
+    apart.add_argument('--elapsed', type=int, required=True)
+    apart.add_argument('--output', default='RELIABILITY.md')
     fuzz = commands.add_parser('campaign', help='record a long fuzzing campaign in RELIABILITY.md')
     fuzz.add_argument('out')
     fuzz.add_argument('--seconds', type=int, required=True)
@@ -304,6 +363,8 @@ def main():
         sys.exit(1 if sum(f.failed for f in families) else 0)
     elif args.command == 'reliability':
         reliability(args.out, args)
+    elif args.command == 'separate':
+        separate(args.out, args)
     else:
         campaign(args.out, args)
 

@@ -302,7 +302,7 @@ static long long keep_data(const void *bytes, size_t length) {
 
 // --- faults -------------------------------------------------------------------------------
 
-static int plausible(int class, int error, int flags) {
+static int plausible(int class, int error, int flags, const char *path) {
   switch (class) {
   case C_READ: return error == EIO;
   case C_WRITE:
@@ -311,7 +311,8 @@ static int plausible(int class, int error, int flags) {
     int writes = (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC)) != 0;
     if (error == EIO || error == EACCES) return 1;
     if (error == EROFS) return writes;
-    return (error == ENOSPC || error == EDQUOT) && (flags & O_CREAT);
+    // No space for a new inode: only when the open creates the file (POSIX open(2)).
+    return (error == ENOSPC || error == EDQUOT) && (flags & O_CREAT) && path && access(path, F_OK) != 0;
   }
   default: return 1;
   }
@@ -325,7 +326,7 @@ static int fault(int class, const char *path, int flags) {
   int error = 0;
   if (class == fault_class && fault_n > 0 && n == fault_n) {
     for (int i = 0; i < fault_errno_count && !error; i++)
-      if (plausible(class, fault_errnos[i], flags)) error = fault_errnos[i];
+      if (plausible(class, fault_errnos[i], flags, path)) error = fault_errnos[i];
     if (!error) error = EIO;
     if (fault_log[0]) {
       int fd = real_open(fault_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
