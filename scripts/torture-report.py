@@ -65,6 +65,13 @@ SEPARATE_NOTES = """- kill -9 (crash-points) is process death, not power loss: d
   database and session files are SQLite's: a commit in rollback-journal mode is the unlink of
   the journal, which SQLite (synchronous=FULL) does not fsync, so the last transaction before a
   power cut may roll back; the invariants accept the old or the new row, as SQLite documents.
+  SQLite (3.40) commits a transaction that shrinks a database (a whole restore into a larger
+  live database) by unlinking the journal and then truncating the file, with no sync between:
+  it relies on the file system keeping those two metadata operations in order, as ext4, XFS
+  and btrfs do. The weak model does not, and its states with the truncate but not the unlink
+  roll back to a database whose cut pages are zeros (found in the first full run: 3 states of
+  restore (whole)). Such states are outside SQLite's own assumptions: they are counted apart
+  and not checked; the ordered model never produces them.
 - I/O errors: ENOSPC (a filled tmpfs) and EROFS (a read-only remount) in disk-full, and injected
   by `iotrace.so` in io-errors: the Nth call of one class (read, write, fsync, rename/link, open,
   mkdir) below the deployment fails once with EIO, ENOSPC, EDQUOT, EROFS or EACCES (the first of
@@ -167,10 +174,12 @@ class Family:
                 c('succeeded'), c('failed cleanly'), c('read-only'))
         if self.name == 'power-loss':
             return ('%d crash states of %d commands (%d in the ext4-ordered model, %d weak-only; %d after the run), '
-                    'from %d distinct (%d in what tgsess shows) of %d candidates at %d sync barriers in %d traced calls'
+                    'from %d distinct (%d in what tgsess shows) of %d candidates at %d sync barriers in %d traced calls; '
+                    "%d weak states outside SQLite's ordering left out"
                     % (c('crash states'), c('commands'), c('ordered-model states'), c('weak-only states'),
                        c('states after the run'), c('distinct states'), c('distinct visible states'),
-                       c('candidate states'), c('sync barriers'), c('traced operations')))
+                       c('candidate states'), c('sync barriers'), c('traced operations'),
+                       c("weak states outside SQLite's ordering")))
         if self.name == 'io-errors':
             classes = ', '.join('%s %d' % (name, c(name + ' faults'))
                                 for name in ('read', 'write', 'fsync', 'rename', 'open', 'mkdir'))
