@@ -49,7 +49,7 @@ import Testing
 
   /// Without a textfile, the status file watch rewrites every heartbeat tells.
   @Test func theStatusFileStandsInForTheTextfile() throws {
-    let fleet = try FleetDeployment(users: 2)
+    let fleet = try TestFleet(users: 2, entities: 120, collectsSecrets: true, location: .subdirectory("fleet"))
     try """
     [watch]
     enabled = true

@@ -25,13 +25,13 @@ public enum InotifyQueueLimit {
 
 /// A running `tgsess watch` on a fleet deployment, with the helpers its tests poll with.
 public final class WatchProcess: @unchecked Sendable {
-  public let fleet: FleetDeployment
+  public let fleet: TestFleet
   public let process: BackgroundProcess
   public let arguments: [String]
 
   /// Starts `tgsess watch ARGUMENTS --root ROOT` and waits until its start-up scan is done.
   /// - Throws: `TestHelperError` when it exits or never finishes the scan.
-  public init(_ fleet: FleetDeployment, _ arguments: [String] = [], environment: [String: String] = [:]) throws {
+  public init(_ fleet: TestFleet, _ arguments: [String] = [], environment: [String: String] = [:]) throws {
     self.fleet = fleet
     self.arguments = arguments
     process = try fleet.tgsessInBackground(["watch"] + arguments, environment: environment)
@@ -66,7 +66,7 @@ public final class WatchProcess: @unchecked Sendable {
   }
 }
 
-extension FleetDeployment {
+extension TestFleet {
   /// The ids of `userID`'s per-user archives, oldest first, with their reasons.
   /// - Throws: `TestHelperError`.
   public func userArchives(_ userID: Int64) throws -> [(id: String, reason: String)] {

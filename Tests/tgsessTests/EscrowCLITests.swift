@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -8,9 +9,9 @@ import Testing
 /// rotations are the RUNBOOK's, and the archive it opens is one `tgsess backup` wrote.
 @Suite struct EscrowCLITests {
   /// A fleet with one backup, and escrow copies of its three key files (mode 0600).
-  static func escrowedFleet() throws -> (FleetFixture, identity: String, fernet: String, signing: String) {
+  static func escrowedFleet() throws -> (TestFleet, identity: String, fernet: String, signing: String) {
     try Tools.require()
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     try fleet.tgsessOK(["backup"])
     let escrow = fleet.directory.file("escrow")
     try FileManager.default.createDirectory(atPath: escrow, withIntermediateDirectories: true)
@@ -23,7 +24,7 @@ import Testing
     return (fleet, copies[0], copies[1], copies[2])
   }
 
-  static func verify(_ fleet: FleetFixture, _ arguments: [String]) throws -> ProcessResult {
+  static func verify(_ fleet: TestFleet, _ arguments: [String]) throws -> ProcessResult {
     try fleet.tgsess(["keys", "verify-escrow"] + arguments)
   }
 
@@ -41,7 +42,7 @@ import Testing
 
     let result = try Self.verify(fleet, ["--identity", identity, "--fernet-keys", fernet, "--verify-key", signing])
     #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
-    let newest = try jsonArray(try fleet.tgsessOK(["list", "--kind", "full", "--json"]))[0]["id"] as! String
+    let newest = try #require(try fleet.listedArchives(["--kind", "full"]).first).id
     #expect(
       Self.line(result, "recipients")
         == "ok      recipients: \(identity) holds the identity of each of the 1 recipient(s) in \(fleet.root)/keys/age-recipients.txt"
@@ -58,9 +59,9 @@ import Testing
     #expect(Self.line(result, "signing")?.hasPrefix("ok      signing: \(signing) holds every key of ") == true)
     #expect(result.stdout.hasSuffix("escrow: ok\n"))
     // JSON for scripts, and what was not given is said to be skipped.
-    let json = try jsonObject(try Self.verify(fleet, ["--identity", identity, "--json"]))
-    #expect(json["ok"] as? Bool == true)
-    let statuses = (json["findings"] as? [[String: Any]] ?? []).map { "\($0["item"]!)=\($0["status"]!)" }
+    let json = try decodeJSON(EscrowReport.self, from: try Self.verify(fleet, ["--identity", identity, "--json"]))
+    #expect(json.isOK)
+    let statuses = json.findings.map { "\($0.item.rawValue)=\($0.status.rawValue)" }
     #expect(statuses == ["recipients=ok", "archive=ok", "fernet=skipped", "signing=skipped"])
     // No secret in any output.
     for secret in try Peers.secrets(fleet.deployment) {

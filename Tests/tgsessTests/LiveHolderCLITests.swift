@@ -65,9 +65,9 @@ import Testing
 
   /// A fleet with a backup, and one Telethon user whose live file then changed (so a restore
   /// would replace it).
-  static func fleetWithChangedUser() throws -> (FleetFixture, Int64) {
+  static func fleetWithChangedUser() throws -> (TestFleet, Int64) {
     try Tools.require()
-    let fleet = try FleetFixture(users: 4)
+    let fleet = try TestFleet(users: 4)
     let user = try fleet.telethonUserIDs(1)[0]
     try fleet.tgsessOK(["backup"])
     try Peers.writeNewTelethonSessions([fleet.sessionPath(user)])
@@ -107,7 +107,7 @@ import Testing
   @Test(arguments: [Hold.immediate, .open])
   func recoverRefusesToReplaceAFileAProcessHolds(_ hold: Hold) throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 3)
+    let fleet = try TestFleet(users: 3)
     let user = try fleet.telethonUserIDs(1)[0]
     let path = fleet.sessionPath(user)
     // Still an SQLite file the process can hold, but no valid session: recover would rebuild it.

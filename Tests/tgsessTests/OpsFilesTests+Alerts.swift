@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import TestSupport
 import Testing
 
@@ -22,9 +23,9 @@ extension OpsFilesTests {
   /// Textfiles written by the real commands on a real fleet (`backup`, `drill`, `prune`, `push`,
   /// `check`, each with `--prometheus`), with a remote that works ("good") and one that cannot
   /// be written ("bad"), and one broken session file when `check` runs.
-  static func writeRealTextfiles(into directory: String) throws -> FleetFixture {
+  static func writeRealTextfiles(into directory: String) throws -> TestFleet {
     try Tools.require()
-    let fleet = try FleetFixture(users: 4)
+    let fleet = try TestFleet(users: 4)
     let blocker = fleet.directory.file("blocker")
     try write("not a directory\n", to: blocker)
     try write(
@@ -256,11 +257,10 @@ extension OpsFilesTests {
     let fleet = try Self.writeRealTextfiles(into: textfiles.path)
     #expect(try Self.metricNames(inTextfile: textfiles.file("tgsess_check.prom")).contains(metric))
     #expect(!(try Self.metricNames(inTextfile: textfiles.file("tgsess_backup.prom")).contains(metric)))
-    let newest = try jsonArray(try fleet.tgsessOK(["list", "--kind", "full", "--json"]))[0]["createdAt"] as? String
+    let newest = try fleet.listedArchives(["--kind", "full"]).first?.createdAt
     let value = try Self.read(textfiles.file("tgsess_check.prom")).split(separator: "\n")
       .first { $0.hasPrefix(metric + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
-    let formatter = ISO8601DateFormatter()
-    #expect(value.map { Int($0) } == newest.flatMap(formatter.date(from:)).map { Int($0.timeIntervalSince1970) })
+    #expect(value.map { Int($0) } == newest.map { Int($0.timeIntervalSince1970) })
   }
 
   /// install.sh puts the rules where Prometheus looks when that directory exists, else under

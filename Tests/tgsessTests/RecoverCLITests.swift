@@ -362,7 +362,7 @@ import Testing
   /// With the key back, the same command recovers them.
   @Test func aMissingFernetKeyIsReportedOnceAndIsNoVerdictOnTheUsers() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 5)
+    let fleet = try TestFleet(users: 5)
     let users = try fleet.telethonUserIDs(3)
     for user in users { try FileManager.default.removeItem(atPath: fleet.sessionPath(user)) }
     let keyFile = fleet.deployment.fernetKeysPath
@@ -391,11 +391,11 @@ import Testing
     try FileManager.default.moveItem(atPath: escrowed, toPath: keyFile)
     let recovered = try fleet.tgsess(["recover", "--all", "--json"])
     #expect(recovered.status == 0, "\(recovered.stderr)")
-    let outcomes = try jsonObject(recovered)["users"] as? [[String: Any]] ?? []
+    let outcomes = try decodeJSON(RecoverResult.self, from: recovered).users
     for user in users {
-      let outcome = outcomes.first { ($0["userID"] as? NSNumber)?.int64Value == user }
-      #expect(outcome?["outcome"] as? String == "recovered", "\(user)")
-      #expect(outcome?["strategy"] as? String == "session-string", "\(user)")
+      let outcome = outcomes.first { $0.userID == user }
+      #expect(outcome?.outcome == .recovered, "\(user)")
+      #expect(outcome?.strategy == .sessionString, "\(user)")
     }
   }
 
@@ -403,7 +403,7 @@ import Testing
   /// says so once (exit 1, the identity's path and `--identity FILE`), and `--identity` works.
   @Test func anIdentityOffTheHostIsAskedForOnceAndTakenWithIdentity() throws {
     try Tools.require()
-    let fleet = try FleetFixture(users: 4)
+    let fleet = try TestFleet(users: 4)
     let user = try fleet.telethonUserIDs(1)[0]
     let original = try SessionWitness.stored([fleet.sessionPath(user)])
     try fleet.tgsessOK(["backup"])

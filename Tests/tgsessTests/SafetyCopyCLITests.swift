@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -49,13 +50,14 @@ import Testing
     return String(id)
   }
 
-  static func listed(_ fleet: FleetDeployment, _ id: String) throws -> [String: Any]? {
-    try jsonArray(try fleet.tgsess(["list", "--json"])).first { $0["id"] as? String == id }
+  static func listed(_ fleet: TestFleet, _ id: String) throws -> ListedArchive? {
+    try fleet.listedArchives().first { $0.id == id }
   }
 
   @Test func initOnALegacyDeploymentLeavesNoPlaintextCopyBehind() throws {
     try StockTools.require()
-    let fleet = try FleetDeployment(users: 5, legacy: true)
+    let fleet = try TestFleet(
+      users: 5, legacy: true, entities: 120, collectsSecrets: true, location: .subdirectory("fleet"))
     let secrets = try Self.seedSecrets(fleet.databasePath)
     let first = try fleet.tgsess(["init"])
     #expect(first.status == 0, "\(first.stderr)")
@@ -67,8 +69,8 @@ import Testing
     #expect(!FileManager.default.fileExists(atPath: fleet.backupsDirectory + "/pre-migrate"))
     // It is listed like every archive: a full snapshot with its reason.
     let record = try #require(try Self.listed(fleet, id))
-    #expect(record["kind"] as? String == "full")
-    #expect(record["reason"] as? String == "Before migrate")
+    #expect(record.kind == .full)
+    #expect(record.reason == "Before migrate")
     // The stock tools open it, and it is the database as it was: plaintext, before migrating.
     let archive = fleet.backupsDirectory + "/full/\(id).tar.zst.age"
     let scratch = try TemporaryDirectory("safety-copy")
@@ -99,7 +101,8 @@ import Testing
   /// already holds byte for byte is only removed); the output names each.
   @Test func migrateEncryptsThePlaintextCopiesAnEarlierVersionLeft() throws {
     try StockTools.require()
-    let fleet = try FleetDeployment(users: 4, legacy: true)
+    let fleet = try TestFleet(
+      users: 4, legacy: true, entities: 120, collectsSecrets: true, location: .subdirectory("fleet"))
     let secrets = try Self.seedSecrets(fleet.databasePath)
     let legacyCopy = try #require(
       try FileManager.default.contentsOfDirectory(atPath: fleet.root + "/data").first { $0.contains(".backup_") })
@@ -131,8 +134,8 @@ import Testing
     #expect(!FileManager.default.fileExists(atPath: directory))
     #expect(try Self.filesHolding(secrets, under: fleet.backupsDirectory) == [])
     let record = try #require(try Self.listed(fleet, String(id)))
-    #expect(record["reason"] as? String == "Before migrate")
-    #expect((record["createdAt"] as? String ?? record["created_at"] as? String)?.hasPrefix("2026-11-01") == true)
+    #expect(record.reason == "Before migrate")
+    #expect(ISO8601DateFormatter().string(from: record.createdAt).hasPrefix("2026-11-01"))
     let restore = try fleet.tgsess(["restore", String(id), "--dry-run"])
     #expect(restore.status == 0, "\(restore.stderr)")
     #expect(restore.stdout.contains("replace   \(fleet.databasePath)"))
@@ -150,7 +153,8 @@ import Testing
   /// Without an age recipient there is nothing to encrypt the copy to: migrate refuses before it
   /// changes anything (init creates the keys first, so it never gets here).
   @Test func migrateWithoutARecipientRefusesAndChangesNothing() throws {
-    let fleet = try FleetDeployment(users: 3, legacy: true)
+    let fleet = try TestFleet(
+      users: 3, legacy: true, entities: 120, collectsSecrets: true, location: .subdirectory("fleet"))
     let key = try runPython("from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")
       .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     let before = try FileTree.hashes(fleet.root)
@@ -170,7 +174,8 @@ import Testing
   /// `init` and `migrate` wait for the deployment lock with `--lock-wait`, as their held-lock
   /// message says (they rejected the option before).
   @Test func initAndMigrateTakeLockWait() throws {
-    let fleet = try FleetDeployment(users: 2, legacy: true)
+    let fleet = try TestFleet(
+      users: 2, legacy: true, entities: 120, collectsSecrets: true, location: .subdirectory("fleet"))
     let lockPath = fleet.root + "/.tgsess.lock"
     var holder = try BackgroundProcess.holdingLock(lockPath)
     for verb in ["init", "migrate"] {

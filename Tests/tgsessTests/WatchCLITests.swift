@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Store
 import TestSupport
 import Testing
@@ -10,25 +11,25 @@ import Testing
 @Suite(.serialized) struct WatchCLITests {
   /// A fleet whose every user has per-user archives (from one `tgsess backup`).
   /// The config is written after that backup.
-  static func fleet(users: Int = 6, config: String = "") throws -> FleetDeployment {
-    let fleet = try FleetDeployment(users: users)
+  static func fleet(users: Int = 6, config: String = "") throws -> TestFleet {
+    let fleet = try TestFleet(users: users, entities: 120, collectsSecrets: true, location: .subdirectory("fleet"))
     let backup = try fleet.tgsess(["backup"])
     guard backup.status == 0 else { throw TestHelperError("backup failed: \(backup.stderr)") }
     if !config.isEmpty { try config.write(toFile: fleet.root + "/tgsess.toml", atomically: true, encoding: .utf8) }
     return fleet
   }
 
-  static func prom(_ fleet: FleetDeployment) -> String { fleet.root + "/tgsess_watch.prom" }
+  static func prom(_ fleet: TestFleet) -> String { fleet.root + "/tgsess_watch.prom" }
 
   /// A value of watch's textfile (summed over labels); nil before the file exists.
-  static func metric(_ fleet: FleetDeployment, _ name: String) throws -> Double? {
+  static func metric(_ fleet: TestFleet, _ name: String) throws -> Double? {
     guard let text = try? String(contentsOfFile: prom(fleet), encoding: .utf8) else { return nil }
     let samples = try Exposition(text).samples(name)
     return samples.isEmpty ? nil : samples.reduce(0) { $0 + $1.value }
   }
 
   /// Waits until watch has nothing queued and has judged at least `judged` changes as churn.
-  static func waitIdle(_ fleet: FleetDeployment, churnAtLeast judged: Double = 0) throws {
+  static func waitIdle(_ fleet: TestFleet, churnAtLeast judged: Double = 0) throws {
     try waitUntil("watch idle") {
       try metric(fleet, "tgsess_watch_queue_length") == 0
         && (try metric(fleet, "tgsess_watch_churn_total") ?? 0) >= judged
@@ -38,7 +39,7 @@ import Testing
 
   /// Waits until `userID` has `count` per-user archives (or more) and returns them, oldest first.
   @discardableResult
-  static func waitForArchives(_ fleet: FleetDeployment, _ userID: Int64, count: Int) throws -> [(
+  static func waitForArchives(_ fleet: TestFleet, _ userID: Int64, count: Int) throws -> [(
     id: String, reason: String
   )] {
     var archives: [(id: String, reason: String)] = []
@@ -49,7 +50,7 @@ import Testing
     return archives
   }
 
-  static func record(_ fleet: FleetDeployment, _ userID: Int64, _ id: String) throws -> ArchiveRecord {
+  static func record(_ fleet: TestFleet, _ userID: Int64, _ id: String) throws -> ArchiveRecord {
     try #require(
       try ArchiveRepository(backupsDirectory: fleet.backupsDirectory).list(kind: .user, userID: userID).first {
         $0.id == id
@@ -58,14 +59,14 @@ import Testing
 
   /// Users whose session file is Telethon schema 8 (the real Telethon 1.45 opens them without
   /// upgrading the schema, which would be a real format change).
-  static func telethonV8Users(_ fleet: FleetDeployment) throws -> [Int64] {
+  static func telethonV8Users(_ fleet: TestFleet) throws -> [Int64] {
     try fleet.telethonUserIDs().filter {
       try StockTools.query(fleet.sessionPath($0), "SELECT version FROM version") == "8"
     }
   }
 
   /// Every hidden entry (temporary, staging directory) under the backups directory.
-  static func leftovers(_ fleet: FleetDeployment) throws -> [String] {
+  static func leftovers(_ fleet: TestFleet) throws -> [String] {
     try TreeSnapshot(fleet.backupsDirectory).hidden
   }
 
@@ -75,7 +76,7 @@ import Testing
     let fleet = try Self.fleet(users: 8)
     let v8 = try Self.telethonV8Users(fleet)
     try #require(v8.count >= 2, "the fleet needs two Telethon v8 users")
-    let users = try fleet.userIDs()
+    let users = try fleet.sessionUserIDs()
     let newcomer = try #require(users.first { !v8.prefix(2).contains($0) })
     let before = try Dictionary(uniqueKeysWithValues: users.map { ($0, try fleet.userArchives($0).count) })
     let watch = try WatchProcess(fleet, ["--prometheus", Self.prom(fleet)])
@@ -112,7 +113,7 @@ import Testing
   /// A login by string: only the `user_sessions` row changes (a new Fernet token of a new key).
   @Test func aNewSessionStringIsArchivedAndAReencryptedOneIsNot() throws {
     let fleet = try Self.fleet(users: 4)
-    let users = try fleet.userIDs()
+    let users = try fleet.sessionUserIDs()
     let (stringUser, rotated) = (users[0], users[1])
     let watch = try WatchProcess(fleet, ["--prometheus", Self.prom(fleet)])
     let before = try fleet.userArchives(stringUser).count
@@ -151,7 +152,7 @@ import Testing
   @Test(arguments: ["archive.before-publish", "archive.after-publish"])
   func killedMidArchiveThenARestartCatchesUp(_ crashPoint: String) throws {
     let fleet = try Self.fleet(users: 4)
-    let user = try fleet.userIDs()[1]
+    let user = try fleet.sessionUserIDs()[1]
     let before = try fleet.userArchives(user).count
     let doomed = try WatchProcess(fleet, [], environment: ["TGSESS_CRASH_POINT": crashPoint])
     let keys = try fleet.loginWithTelethon([user])
@@ -179,7 +180,7 @@ import Testing
   /// this run or by the next start (stopped with SIGINT, also 0).
   @Test func sigtermExitsZeroAndTheNextStartHasNothingToRedo() throws {
     let fleet = try Self.fleet(users: 3)
-    let user = try fleet.userIDs()[0]
+    let user = try fleet.sessionUserIDs()[0]
     let before = try fleet.userArchives(user).count
     let watch = try WatchProcess(fleet)
     try fleet.loginWithTelethon([user])
@@ -194,9 +195,9 @@ import Testing
     // A third start finds everything archived.
     let once = try fleet.tgsess(["watch", "--once", "--json"])
     #expect(once.status == 0, "\(once.stderr)")
-    let result = try jsonObject(once)
+    let result = try decodeJSON(WatchResult.self, from: once)
     #expect(
-      result["archivesWritten"] as? Int == 0, "\(once.stdout)\n--- first:\n\(watch.stderr)\n--- again:\n\(again.stderr)"
+      result.archivesWritten == 0, "\(once.stdout)\n--- first:\n\(watch.stderr)\n--- again:\n\(again.stderr)"
     )
     #expect(try fleet.leakedSecrets() == [])
   }
@@ -205,7 +206,7 @@ import Testing
 
   @Test func aLongHeldLockQueuesTheWorkAndWatchKeepsRunning() throws {
     let fleet = try Self.fleet(users: 3)
-    let user = try fleet.userIDs()[2]
+    let user = try fleet.sessionUserIDs()[2]
     let before = try fleet.userArchives(user).count
     let watch = try WatchProcess(fleet, ["--prometheus", Self.prom(fleet)])
     let holder = try BackgroundProcess.holdingLock(fleet.root + "/.tgsess.lock")
@@ -277,7 +278,7 @@ import Testing
   @Test func anOverflowedQueueIsRescanned() throws {
     let fleet = try Self.fleet(users: 6)
     let v8 = try Self.telethonV8Users(fleet)
-    let user = try #require(try fleet.userIDs().first { !v8.contains($0) })
+    let user = try #require(try fleet.sessionUserIDs().first { !v8.contains($0) })
     let before = try fleet.userArchives(user).count
     let churnedBefore = try v8.map { try fleet.userArchives($0).count }
     let watch = try InotifyQueueLimit.withLimit(4) { try WatchProcess(fleet, ["--prometheus", Self.prom(fleet)]) }
@@ -294,7 +295,7 @@ import Testing
 
   @Test func aVanishedOrInvalidFileIsReportedNeverArchived() throws {
     let fleet = try Self.fleet(users: 5)
-    let users = try fleet.userIDs()
+    let users = try fleet.sessionUserIDs()
     let (vanished, broken) = (users[0], users[1])
     let truncated = try #require(try fleet.telethonUserIDs().first { ![vanished, broken].contains($0) })
     let counts = try Dictionary(uniqueKeysWithValues: users.map { ($0, try fleet.userArchives($0).count) })
@@ -328,7 +329,7 @@ import Testing
     try Data("not a directory".utf8).write(to: URL(fileURLWithPath: remote))
     let fleet = try Self.fleet(
       users: 3, config: "deployment_name = \"host\"\n[[remotes]]\nname = \"usb\"\npath = \"\(remote)\"\n")
-    let user = try fleet.userIDs()[0]
+    let user = try fleet.sessionUserIDs()[0]
     let watch = try WatchProcess(fleet, ["--prometheus", Self.prom(fleet), "--retry-base-ms", "200"])
     try fleet.loginWithTelethon([user])
     // Several attempts (rclone's messages differ by their timestamps): still one line.
@@ -359,11 +360,11 @@ import Testing
   /// A full disk under the archives: one line, watch keeps running, and the archive is written
   /// once there is room again.
   @Test func aFullDiskIsOneLineAndTheArchiveFollowsWhenThereIsRoom() throws {
-    let fleet = try FleetDeployment(users: 3)
+    let fleet = try TestFleet(users: 3, entities: 120, collectsSecrets: true, location: .subdirectory("fleet"))
     let mount = try TmpfsMount(at: fleet.backupsDirectory, sizeKiB: 8 * 1024)
     defer { mount.unmount() }
     #expect(try fleet.tgsess(["backup"]).status == 0)
-    let user = try fleet.userIDs()[0]
+    let user = try fleet.sessionUserIDs()[0]
     let before = try fleet.userArchives(user).count
     let watch = try WatchProcess(fleet, ["--prometheus", Self.prom(fleet), "--retry-base-ms", "200"])
     // Fill the disk but for a few KiB.
@@ -386,7 +387,7 @@ import Testing
   /// reads any file.)
   @Test func aFileWatchCannotReadIsReportedAndWatchKeepsRunning() throws {
     let fleet = try Self.fleet(users: 3)
-    let users = try fleet.userIDs()
+    let users = try fleet.sessionUserIDs()
     let (locked, other) = (users[0], users[1])
     try runProcess("/bin/chmod", ["0711", (fleet.root as NSString).deletingLastPathComponent])
     #expect(try runProcess("/bin/chown", ["-R", "nobody:nogroup", fleet.root]).status == 0)
@@ -426,7 +427,7 @@ import Testing
   /// picks the row up once the lock is gone.
   @Test func aDatabaseLockedPastTheBusyTimeoutIsOneLineAndARetry() throws {
     let fleet = try Self.fleet(users: 3, config: "busy_timeout_ms = 200\n")
-    let user = try fleet.userIDs()[0]
+    let user = try fleet.sessionUserIDs()[0]
     let before = try fleet.userArchives(user).count
     let watch = try WatchProcess(fleet, ["--prometheus", Self.prom(fleet), "--retry-base-ms", "200"])
     let locker = try LiveWriter.exclusiveLock(on: fleet.databasePath)
@@ -460,7 +461,7 @@ import Testing
     let textfiles = try TemporaryDirectory("watch-textfile")
     let prom = textfiles.file("tgsess_watch.prom")
     let fleet = try Self.fleet(users: 3, config: "[watch]\nheartbeat_seconds = 1\n")
-    let user = try fleet.userIDs()[0]
+    let user = try fleet.sessionUserIDs()[0]
     let watch = try WatchProcess(fleet, ["--prometheus", prom, "--ping-url", server.url])
     try fleet.loginWithTelethon([user])
     try waitUntil("a heartbeat ping after the archive") {
@@ -498,7 +499,7 @@ import Testing
 
   /// Usage errors exit 64 with a hint; what keeps watch from starting exits 1 naming the object.
   @Test func badFlagsAndAnUnwatchableDeploymentAreOneLine() throws {
-    let fleet = try FleetDeployment(users: 1)
+    let fleet = try TestFleet(users: 1, entities: 120, collectsSecrets: true, location: .subdirectory("fleet"))
     let lockWait = try fleet.tgsess(["watch", "--lock-wait", "5"])
     #expect(lockWait.status == 64)
     #expect(lockWait.stderr.contains("--lock-wait applies to --once only"))
@@ -532,7 +533,7 @@ import Testing
   /// A storm of re-logins: prune keeps 5 per user and never the newest verified archive away.
   @Test func aReloginStormNeverLosesTheNewestArchive() throws {
     let fleet = try Self.fleet(users: 2)
-    let user = try fleet.userIDs()[0]
+    let user = try fleet.sessionUserIDs()[0]
     let watch = try WatchProcess(fleet, ["--prometheus", Self.prom(fleet)])
     var key = ""
     for round in 1...7 {
