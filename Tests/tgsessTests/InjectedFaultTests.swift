@@ -100,10 +100,10 @@ import Testing
   /// so every user's archive failed until the bot next opened the database (`watch --once` ended
   /// 3); it now rolls the journal back as `backup` does.
   @Test func watchOnceRollsBackAHotJournalOfTheBotDatabase() throws {
-    let fleet = try FleetDeployment(users: 3)
+    let fleet = try TestFleet(users: 3, entities: 120, location: .subdirectory("fleet"))
     let backup = try fleet.tgsess(["backup"])
     try #require(backup.status == 0, "\(backup.stderr)")
-    let user = try fleet.userIDs()[0]
+    let user = fleet.userIDs[0]
     let archived = try fleet.userArchives(user).count
     try fleet.loginWithTelethon([user])
     let killed = try runProcess(
@@ -127,6 +127,6 @@ import Testing
     let once = try fleet.tgsess(["watch", "--once", "--json"])
     #expect(once.status == 0, "\(once.stderr)")
     #expect(try fleet.userArchives(user).count == archived + 1)
-    #expect(try fleet.fleet.sqlite("SELECT count(*) FROM sqlite_master WHERE name = 'hot_journal_probe'") == "0")
+    #expect(try fleet.sqlite("SELECT count(*) FROM sqlite_master WHERE name = 'hot_journal_probe'") == "0")
   }
 }
