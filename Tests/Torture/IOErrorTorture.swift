@@ -248,10 +248,15 @@ struct IOErrorTorture {
         problems.append("after the fault: earlier archive \(path) vanished")
       }
     }
-    // A restore that failed midway may have installed some session files (each whole, as
-    // `afterKill` checks), also of users who had none before.
+    // A restore or recover that failed midway may have installed some session files (each whole,
+    // as `afterKill` checks), also of users who had none before; a pin whose directory fsync
+    // failed is there, whole (written to a temporary, fsynced, renamed), and the run said so; so
+    // is the state file watch saves before it stops.
     func isRestoredSession(_ problem: String) -> Bool {
-      run.arguments.first == "restore" && problem.hasPrefix("new file sessions/user_") && problem.hasSuffix(".session")
+      let installs = ["restore", "recover"].contains(run.arguments.first ?? "")
+      return installs && problem.hasPrefix("new file sessions/user_") && problem.hasSuffix(".session")
+        || run.arguments.first == "pin" && problem.hasPrefix("new file backups/") && problem.hasSuffix(".pin")
+        || run.arguments.first == "watch" && problem == "new file backups/watch/state.tsv"
     }
     problems += try DiskFullTorture.partialFiles(fleet, newSince: tree).filter {
       !isPending($0) && !isRestoredSession($0)
