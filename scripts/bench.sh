@@ -6,6 +6,9 @@
 #
 #   bash scripts/bench.sh                 # 1,000 and 10,000 users (the published run)
 #   BENCH_USERS="100" BENCH_RUNS=1 BENCH_OUT=/tmp/b.md bash scripts/bench.sh   # the CI smoke run
+#   BENCH_BASELINE_REF=b64c603 bash scripts/bench.sh   # also: what signing archives costs, measured
+#                                         # against that commit's tgsess (built in a git worktree;
+#                                         # BENCH_BASELINE_BIN=PATH uses one built already)
 #   BENCH_ONLY=watch bash scripts/bench.sh   # only the `tgsess watch` scenario (scripts/bench_watch.py)
 #
 # The watch scenario needs the real Telethon and cryptography: the test virtualenv .venv-test
@@ -17,7 +20,11 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 only=${BENCH_ONLY:-}
 case "$only" in "" | watch) ;; *) echo "bench.sh: BENCH_ONLY must be empty or 'watch', not '$only'" >&2; exit 64 ;; esac
-if [ "$only" = watch ]; then install_system_packages time; else install_system_packages restic borgbackup eatmydata time; fi
+if [ "$only" = watch ]; then
+  install_system_packages time
+else
+  install_system_packages restic borgbackup eatmydata time python3-cryptography
+fi
 users_list=${BENCH_USERS:-"1000 10000"}
 runs=${BENCH_RUNS:-3}
 config=${BENCH_CONFIG:-release}
@@ -32,6 +39,14 @@ swift build "${flags[@]}" --product tgsess >/dev/null
 swift build "${flags[@]}" --product tgsess-fleet >/dev/null
 bin=$(swift build "${flags[@]}" --show-bin-path)
 tg="$bin/tgsess"
+# The baseline for the cost of signing: the same build of a commit before archives were signed.
+base_tg="${BENCH_BASELINE_BIN:-}"
+if [ -z "$base_tg" ] && [ -n "${BENCH_BASELINE_REF:-}" ]; then
+  git worktree add -f --detach "$work/baseline" "$BENCH_BASELINE_REF" >/dev/null 2>&1
+  (cd "$work/baseline" && swift build "${flags[@]}" --product tgsess >/dev/null)
+  base_tg="$(cd "$work/baseline" && swift build "${flags[@]}" --show-bin-path)/tgsess"
+  trap '[ -z "${BENCH_KEEP:-}" ] && rm -rf "$work"; git worktree prune' EXIT
+fi
 export RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes BORG_BASE_DIR="$work/borg-home"
 
@@ -183,6 +198,14 @@ for users in $users_list; do
   runs=1 prepare=first_prepare measure "tgsess backup, first (full + $users per-user)" "$users" "$tg" backup --root "$root"
   runs=$runs_saved
   prepare="" measure "tgsess backup (hourly: full snapshot, write-then-prove)" "$users" "$tg" backup --root "$root"
+  if [ -n "$base_tg" ]; then
+    # The same hourly run without signing (the baseline commit reads and writes no signature).
+    prepare="" measure "baseline tgsess backup (hourly, unsigned)" "$users" "$base_tg" backup --root "$root"
+    # Its unsigned archives would make check warn (and exit 1) below: they go.
+    find "$root/backups" -name '*.tar.zst.age' | while read -r a; do
+      [ -e "${a%.tar.zst.age}.sig" ] || rm -f "$a" "${a%.tar.zst.age}.json"
+    done
+  fi
   sessions=("$root"/sessions/user_*.session)
   single_users=()
   for ((k = 0; k < 10; k++)); do
@@ -193,6 +216,9 @@ for users in $users_list; do
   prepare="" measure_users "tgsess backup --user (per-user)" "$users" 10 "$tg" backup --root "$root" --user @USER --reason Manual
   archives=$(find "$root/backups" -name '*.tar.zst.age' | wc -l)
   prepare="" measure "tgsess list (all $archives archives)" "$users" "$tg" list --root "$root"
+  if [ -n "$base_tg" ]; then
+    prepare="" measure "baseline tgsess list (all $archives archives, no signatures checked)" "$users" "$base_tg" list --root "$root"
+  fi
   prepare="" measure "tgsess check" "$users" "$tg" check --root "$root" --no-write
   prepare="" measure "tgsess check --deep" "$users" "$tg" check --root "$root" --deep --no-write
 
@@ -209,6 +235,15 @@ for users in $users_list; do
   break_user() { rm -f "$root/sessions/user_$1.session"; }
   prepare=break_user measure_users "tgsess recover --user (file missing)" "$users" 10 "$tg" recover --root "$root" --user @USER
   prepare=break_user measure_users "tgsess restore --user (per-user archive)" "$users" 10 "$tg" restore latest --root "$root" --user @USER --force
+  if [ -n "$base_tg" ]; then
+    # The same restores without verifying signatures: 10 more runs each, alternating, so both
+    # see the same disk and the same archives (the baseline ignores the .sig files).
+    for ((k = 0; k < 10; k++)); do
+      prepare=break_user measure_users "signed restore --user (alternating)" "$users" 1 "$tg" restore latest --root "$root" --user @USER --force
+      prepare=break_user measure_users "baseline restore --user (alternating, unsigned)" "$users" 1 "$base_tg" restore latest --root "$root" --user @USER --force
+      single_users=("${single_users[@]:1}" "${single_users[0]}")
+    done
+  fi
   prepare="" measure "tgsess drill" "$users" "$tg" drill --root "$root"
 
   # Prune over 50,000 per-user archives (copies of a real one under new ids), dry run = the plan.
@@ -216,10 +251,16 @@ for users in $users_list; do
     srcs=("$root/backups/users/user_$user/"*.tar.zst.age)
     src=${srcs[0]}
     srcid=$(basename "$src" .tar.zst.age)
-    python3 - "$root/backups/users" "$src" "$srcid" 50000 <<'PY'
-import os, sys, json, shutil, datetime
-users_dir, src, srcid, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    # Each copy signed with the deployment's key, as tgsess signs (prune counts signed archives
+    # only): the source's statement with the copy's id, user and time.
+    python3 - "$root/backups/users" "$src" "$srcid" 50000 "$root/keys/signing.key" <<'PY'
+import base64, datetime, hashlib, json, os, sys
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+users_dir, src, srcid, n, keyfile = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 record = json.load(open(src[: -len(".tar.zst.age")] + ".json"))
+fields = dict(l.split(" ", 1) for l in open(src[: -len(".tar.zst.age")] + ".sig").read().splitlines()[1:])
+key = load_pem_private_key(open(keyfile, "rb").read(), None)
+key_id = hashlib.sha256(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()[:16]
 base = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 for i in range(n):
     uid = 900000000 + i // 10
@@ -231,6 +272,13 @@ for i in range(n):
     r = dict(record, id=aid, file_name=aid + ".tar.zst.age", user_id=uid, created_at=t.strftime("%Y-%m-%dT%H:%M:%SZ"))
     with open(os.path.join(d, aid + ".json"), "w") as f:
         json.dump(r, f)
+    lines = ["tgsess archive signature v1", "id " + aid, "kind user", "user %d" % uid,
+             "created " + t.strftime("%Y-%m-%dT%H:%M:%SZ"), "reason " + fields["reason"], "encryption age",
+             "file-size " + fields["file-size"], "file-sha256 " + fields["file-sha256"],
+             "manifest-sha256 " + fields["manifest-sha256"], "key " + key_id]
+    signed = "".join(l + "\n" for l in lines).encode()
+    with open(os.path.join(d, aid + ".sig"), "wb") as f:
+        f.write(signed + b"signature " + base64.b64encode(key.sign(signed)) + b"\n")
 PY
     before=$(find "$root/backups" -name '*.tar.zst.age' | wc -l)
     prepare="" measure "tgsess prune --dry-run (plan over $before archives)" "$users" "$tg" prune --root "$root" --dry-run
@@ -284,6 +332,22 @@ for users in ${BENCH_WATCH_USERS:-$users_list}; do watch_bench "$users"; done
     ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
     echo "| $u | $(ratio "$tb" "$raw") | $(ratio "$rs" "$tb") | $(ratio "$tr" "$inv") |"
   done
+  if [ -n "$base_tg" ]; then
+    echo
+    echo "## What signing archives costs (against \`${BENCH_BASELINE_REF:-$BENCH_BASELINE_BIN}\`, same run, same files)"
+    echo
+    echo "| users | hourly backup signed / unsigned | single-user restore signed − unsigned (median) |"
+    echo "| ---: | ---: | ---: |"
+    for u in $users_list; do
+      get() { awk -F'\t' -v l="$1" -v u="$u" '$1 == l && $2 == u {print $3}' "$work/results.tsv"; }
+      median_of() { awk -F'\t' -v l="$1" -v u="$u" '$1 == l && $2 == u {print $3}' "$work/results.tsv" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+      signed=$(get "tgsess backup (hourly: full snapshot, write-then-prove)")
+      unsigned=$(get "baseline tgsess backup (hourly, unsigned)")
+      rs=$(median_of "signed restore --user (alternating)")
+      ru=$(median_of "baseline restore --user (alternating, unsigned)")
+      echo "| $u | $(awk -v a="$signed" -v b="$unsigned" 'BEGIN { printf "%.3f", a / b }') | $(awk -v a="$rs" -v b="$ru" 'BEGIN { printf "%+.1f ms", (a - b) * 1000 }') |"
+    done
+  fi
   echo
   watch_report
 } >"$out"

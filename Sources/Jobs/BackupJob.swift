@@ -214,6 +214,11 @@ public enum BackupJob {
     let repository: ArchiveRepository
     let encryption: ArchiveEncryption
     let identities: [AgeIdentity]
+    /// Signs every archive once it is proven (`keys/signing.key`).
+    let signingKey: SigningKey
+    /// Tells which existing archives are the deployment's (`keys/signing.pub`, else the signing
+    /// key's own public half).
+    let authenticator: SigningAuthenticator
     let database: BotDatabase
     let host = ProcessInfo.processInfo.hostName
 
@@ -222,6 +227,13 @@ public enum BackupJob {
       self.options = options
       self.logger = logger
       repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
+      // An archive nothing can authenticate would be refused by every reader: no key, no backup.
+      signingKey = try KeyStore.loadSigningKey(deployment)
+      authenticator =
+        (try? SigningAuthenticator.forDeployment(deployment))
+        ?? SigningAuthenticator(
+          ring: VerifyingKeyRing(keys: [signingKey.verifyingKey], path: deployment.signingKeyPath),
+          acceptsUnencrypted: deployment.config.backup?.encrypt == false)
       if options.isEncrypted {
         let recipients = try KeyStore.loadRecipients(deployment)
         guard !recipients.isEmpty else {
@@ -285,10 +297,15 @@ public enum BackupJob {
       var isUnchanged = false
     }
 
-    /// Whether `userID`'s newest per-user archive holds a session with this identity.
+    /// Whether `userID`'s newest signed per-user archive holds a session with this identity (an
+    /// archive not signed by the deployment's key never stands for a backup of the user).
     /// - Throws: `StoreError.io` when the user's archive directory cannot be read.
     func isUnchanged(userID: Int64, fingerprint: ArchiveRecord.SessionFingerprint) throws -> Bool {
-      guard var previous = try repository.newestUserArchive(userID: userID)?.sessionFingerprint else { return false }
+      let authenticator = self.authenticator
+      guard
+        var previous = try repository.newestUserArchive(
+          userID: userID, accepting: { authenticator.isSigned(archivePath: $0) })?.sessionFingerprint
+      else { return false }
       previous.serverAddress = previous.serverAddress.map(SessionIdentity.normalizedAddress)
       return previous == fingerprint
     }
@@ -384,7 +401,7 @@ public enum BackupJob {
       let manifest = try makeManifest(kind: .user, userID: userID, reason: reason, date: date, entries: entries)
       let record = try repository.write(
         id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
-        zstdLevel: options.zstdLevel)
+        signingKey: signingKey, zstdLevel: options.zstdLevel)
       let writer = try BotDatabase(
         path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { writer.close() }
@@ -498,7 +515,7 @@ public enum BackupJob {
       var filesDone = 0
       let record = try repository.write(
         id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
-        zstdLevel: options.zstdLevel
+        signingKey: signingKey, zstdLevel: options.zstdLevel
       ) { bytes in
         bytesDone += bytes
         filesDone += 1

@@ -15,13 +15,21 @@ public struct DrillOptions: Sendable {
   public var keepsDirectory: Bool
   /// Drill from this configured remote alone, as on a new host after the old one is lost.
   public var fromRemote: String?
+  /// The key ring archives are verified with (a new host's escrowed `signing.pub`); default
+  /// `keys/signing.pub`.
+  public var verifyKeyPath: String?
+  /// Accept archives without a signature (made before archives were signed); each one used is
+  /// named in a warning.
+  public var allowsUnsigned: Bool
   public var now: Date
 
   public init(
     from: String = "latest", userSample: Int? = nil, identityPath: String? = nil, keepsDirectory: Bool = false,
-    fromRemote: String? = nil, now: Date = Date()
+    fromRemote: String? = nil, verifyKeyPath: String? = nil, allowsUnsigned: Bool = false, now: Date = Date()
   ) {
     self.fromRemote = fromRemote
+    self.verifyKeyPath = verifyKeyPath
+    self.allowsUnsigned = allowsUnsigned
     self.from = from
     self.userSample = userSample
     self.identityPath = identityPath
@@ -49,6 +57,8 @@ public struct DrillResult: Codable, Sendable, Equatable {
   public var perUserArchivesChecked: Int
   public var databaseOK: Bool
   public var problems: [String]
+  /// One line per unsigned archive the drill used (`--allow-unsigned`); nil when none.
+  public var warnings: [String]?
   public var toolVersion: String
   public var directory: String?
   public var recordPath: String?
@@ -66,7 +76,7 @@ public struct DrillResult: Codable, Sendable, Equatable {
     case usersChangedSince = "users_changed_since"
     case perUserArchivesChecked = "per_user_archives_checked"
     case databaseOK = "database_ok"
-    case problems
+    case problems, warnings
     case toolVersion = "tool_version"
     case directory
     case recordPath = "record_path"
@@ -87,8 +97,19 @@ public enum DrillJob {
     do {
       let catalog = try ArchiveCatalog.open(deployment, origin: options.fromRemote.map { .remote($0) } ?? .local)
       defer { catalog.close() }
-      // "latest" means what it means to restore: the newest regular full snapshot.
-      guard let record = try ArchiveSelection.choose(ArchiveSelector(options.from), in: catalog.repository) else {
+      // "latest" means what it means to restore: the newest regular full snapshot signed by
+      // this deployment's key.
+      let authenticator = try SigningAuthenticator.forDeployment(
+        deployment, verifyKeyPath: options.verifyKeyPath, allowsUnsigned: options.allowsUnsigned)
+      let selector = ArchiveSelector(options.from)
+      guard
+        let record = try ArchiveSelection.choose(selector, in: catalog.repository, authenticator: authenticator)
+      else {
+        if case .missing(_, let hint) = RestoreJob.nothingToChoose(
+          selector, in: catalog.repository, authenticator: authenticator), hint.contains("skipped")
+        {
+          throw StoreError.missing(path: deployment.backupsDirectory + "/full", hint: hint)
+        }
         throw StoreError.missing(
           path: deployment.backupsDirectory + "/full", hint: "no full snapshot to drill; run: tgsess backup")
       }
@@ -100,9 +121,12 @@ public enum DrillJob {
       // 1. The full snapshot, into a fresh directory (restore verifies the whole archive first).
       let restore = try RestoreJob.run(
         deployment,
-        options: RestoreOptions(selector: record.id, target: drillRoot, identityPath: options.identityPath),
+        options: RestoreOptions(
+          selector: record.id, target: drillRoot, identityPath: options.identityPath,
+          verifyKeyPath: options.verifyKeyPath, allowsUnsigned: options.allowsUnsigned),
         catalog: catalog, logger: logger)
       var problems = restore.problems
+      var warnings = restore.warnings
       let drill = Deployment(root: drillRoot)
 
       // 2. Validate what came back: the database and every session.
@@ -136,9 +160,10 @@ public enum DrillJob {
         }
       }
 
-      // 3. The newest per-user archive of every user (or a rotating sample), each verified as a
-      // restore would verify it.
-      var perUser = ArchiveSelection.latestPerUser(in: try catalog.repository.list(kind: .user))
+      // 3. The newest per-user archive of every user (or a rotating sample) among those signed by
+      // this deployment's key, each verified as a restore would verify it.
+      var perUser = ArchiveSelection.latestPerUser(
+        in: authenticator.accepted(try catalog.repository.list(kind: .user), in: catalog.repository))
       if let sample = options.userSample, sample < perUser.count, !perUser.isEmpty {
         let start = (Int(options.now.timeIntervalSince1970 / 86400) * sample) % perUser.count
         perUser = (0..<sample).map { perUser[(start + $0) % perUser.count] }
@@ -147,22 +172,31 @@ public enum DrillJob {
         try record.isEncrypted || perUser.contains(where: \.isEncrypted)
         ? KeyStore.loadIdentities(deployment, path: options.identityPath) : []
       try catalog.fetch(perUser)
-      let verifier = ArchiveVerifier.forDeployment(deployment, identities: identities)
+      let verifier = ArchiveVerifier(identities: identities, authenticator: authenticator)
       let checked = perUser
-      let archiveFailures = try Parallel.map(count: checked.count, workers: Parallel.defaultWorkers) {
-        index -> UserFailure? in
+      // Each archive: a failure, or whether it was unsigned (accepted with --allow-unsigned).
+      let archiveOutcomes = try Parallel.map(count: checked.count, workers: Parallel.defaultWorkers) {
+        index -> (isUnsigned: Bool, failure: UserFailure?) in
         let archive = checked[index]
         do {
           let staging = try StagingArea(parent: drillRoot)
           defer { staging.remove() }
-          _ = try verifier.verify(archive, in: catalog.repository, into: staging.path, scope: .everyEntry)
-          return nil
+          let verified = try verifier.verify(archive, in: catalog.repository, into: staging.path, scope: .everyEntry)
+          return (verified.authentication == .unsigned, nil)
         } catch let error as StoreError {
-          return UserFailure(
-            userID: archive.userID ?? 0, reason: "archive \(archive.id): \(error.errorDescription ?? "\(error)")")
+          return (
+            false,
+            UserFailure(
+              userID: archive.userID ?? 0, reason: "archive \(archive.id): \(error.errorDescription ?? "\(error)")")
+          )
         }
       }
-      failures += archiveFailures.compactMap { $0 }
+      for (archive, outcome) in zip(checked, archiveOutcomes) {
+        if let failure = outcome.failure { failures.append(failure) }
+        if outcome.isUnsigned {
+          warnings.append(RestoreJob.unsignedWarning(archive.id, path: catalog.location(of: archive)))
+        }
+      }
 
       // 4. Compare with the live deployment (read-only).
       let liveUsers = try deployment.sessionFileUserIDs()
@@ -184,7 +218,8 @@ public enum DrillJob {
         rtoSeconds: Date().timeIntervalSince(started), rpoSeconds: started.timeIntervalSince(record.createdAt),
         usersRestored: restoredUsers.count, usersOK: restoredUsers.filter { !failedUsers.contains($0) }.count,
         usersFailed: failures, usersMissing: missing, usersChangedSince: changed, perUserArchivesChecked: perUser.count,
-        databaseOK: databaseOK, problems: problems, toolVersion: ToolInfo.version,
+        databaseOK: databaseOK, problems: problems, warnings: warnings.isEmpty ? nil : warnings,
+        toolVersion: ToolInfo.version,
         directory: options.keepsDirectory ? drillRoot : nil, recordPath: nil)
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -110,13 +110,28 @@ public enum EscrowJob {
     -> EscrowFinding
   {
     let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
-    // The newest full snapshot; the per-user records are read only when there is none.
-    let full = try repository.list(kind: .full).filter(\.isEncrypted)
-    let archives = full.isEmpty ? try repository.list(kind: .user).filter(\.isEncrypted) : full
-    guard let newest = archives.first else {
+    // Only an archive signed by this deployment's key is opened: a planted one (anyone with
+    // the public recipient, or their own, can write one) says nothing about the identity.
+    let authenticator: SigningAuthenticator
+    do { authenticator = try SigningAuthenticator.forDeployment(deployment) } catch let error as StoreError {
+      return EscrowFinding(
+        item: .archive, status: .failed,
+        detail:
+          "cannot tell this deployment's archives from planted ones to open one: \(error.errorDescription ?? "\(error)")"
+      )
+    }
+    // The newest signed full snapshot; the per-user records are read only when there is none.
+    func newestSigned(_ kind: Manifest.Kind) throws -> ArchiveRecord? {
+      try repository.list(kind: kind).first {
+        $0.isEncrypted && authenticator.isSigned(archivePath: repository.path(of: $0))
+      }
+    }
+    guard let newest = try newestSigned(.full) ?? newestSigned(.user) else {
       return EscrowFinding(
         item: .archive, status: .skipped,
-        detail: "no encrypted archive in \(deployment.backupsDirectory) yet; run tgsess backup, then check again")
+        detail:
+          "no encrypted archive signed by this deployment's key in \(deployment.backupsDirectory) yet; run tgsess backup, then check again"
+      )
     }
     do {
       try EscrowProbe.open(archive: repository.path(of: newest), identities: identities)
@@ -126,7 +141,8 @@ public enum EscrowJob {
         detail: "\(path) does not open the newest archive \(newest.id): \(error.errorDescription ?? "\(error)")")
     }
     return EscrowFinding(
-      item: .archive, status: .ok, detail: "\(path) opens the newest archive \(newest.id) (header and first chunk)")
+      item: .archive, status: .ok,
+      detail: "\(path) opens the newest signed archive \(newest.id) (header and first chunk)")
   }
 
   static func fernetFinding(_ deployment: Deployment, path: String?) throws -> EscrowFinding {

@@ -116,6 +116,12 @@ extension CheckResult {
     }
     file.gauge("tgsess_check_status", Double(state.exitCode), help: "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
     file.gauge("tgsess_archives", Double(archives), help: "Archives in the backups directory.")
+    file.gauge(
+      "tgsess_check_archives_unsigned", Double(unsignedArchives),
+      help: "Archives without a signature (made before archives were signed, or planted).")
+    file.gauge(
+      "tgsess_check_archives_rejected", Double(rejectedArchives),
+      help: "Archives that fail authentication (someone wrote to backups/).")
     if let freeBytes {
       file.gauge("tgsess_backups_free_bytes", Double(freeBytes), help: "Free bytes on the backups filesystem.")
     }
@@ -132,7 +138,7 @@ extension CheckResult {
       if let missing = remote.missingArchives {
         file.gauge(
           "tgsess_check_remote_missing_archives", Double(missing),
-          help: "Local archives the remote lacked at its last listing.", labels: labels)
+          help: "Local signed archives the remote lacked at its last listing.", labels: labels)
       }
       if let verified = remote.lastVerifiedPushAt {
         file.gauge(

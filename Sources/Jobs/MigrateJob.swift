@@ -254,7 +254,7 @@ public enum MigrateJob {
     return archive.id
   }
 
-  /// Turns each plaintext safety copy an earlier version left into a full archive with reason
+  /// Turns each plaintext safety copy an earlier version left into a signed full archive with reason
   /// "Before migrate" (its database entry, dated when the copy was taken) and removes the file
   /// once the archive is proven. The copy's SHA-256 is remembered, so a run killed between the
   /// two only removes the file next time.
@@ -262,6 +262,8 @@ public enum MigrateJob {
     _ copies: [PlaintextSafetyCopy], deployment: Deployment, database: BotDatabase, recipients: [AgeRecipient],
     logger: Logger
   ) throws -> [ConvertedSafetyCopy] {
+    // Signed as every archive is: an unsigned one would be refused by every reader.
+    let signingKey = try KeyStore.loadSigningKey(deployment)
     let identities = FileSystem.exists(deployment.ageIdentityPath) ? try KeyStore.loadIdentities(deployment) : []
     let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
     let databaseEntry = "data/" + (deployment.databasePath as NSString).lastPathComponent
@@ -284,7 +286,8 @@ public enum MigrateJob {
         reason: BackupReason.beforeMigrate, userID: nil, schemaVersion: schemaVersion, entries: [entry])
       _ = try repository.write(
         id: id, manifest: manifest, sources: [databaseEntry: .file(copy.path)], encryption: .age(recipients),
-        identities: identities, zstdLevel: deployment.config.backup?.zstdLevel ?? BackupOptions.defaultZstdLevel)
+        identities: identities, signingKey: signingKey,
+        zstdLevel: deployment.config.backup?.zstdLevel ?? BackupOptions.defaultZstdLevel)
       try database.recordImport(sha256: sha256, archiveID: id)
       try PlaintextSafetyCopies.remove(copy)
       converted.append(ConvertedSafetyCopy(path: copy.path, archiveID: id, wasArchivedBefore: false))
@@ -320,6 +323,12 @@ public enum MigrateJob {
       }
       return
     }
+    guard FileSystem.exists(deployment.signingKeyPath) else {
+      result.importNote =
+        "\(files.count) legacy backup file(s) not imported: no archive signing key to sign them with (run tgsess init)"
+      return
+    }
+    let signingKey = try KeyStore.loadSigningKey(deployment)
     let identities = FileSystem.exists(deployment.ageIdentityPath) ? try KeyStore.loadIdentities(deployment) : []
     let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
     let host = ProcessInfo.processInfo.hostName
@@ -351,7 +360,7 @@ public enum MigrateJob {
         reason: BackupReason.imported, userID: file.userID, schemaVersion: schemaVersion, entries: [entry])
       _ = try repository.write(
         id: id, manifest: manifest, sources: [file.archivePath: .file(file.path)], encryption: .age(recipients),
-        identities: identities, zstdLevel: deployment.config.backup?.zstdLevel ?? 3)
+        identities: identities, signingKey: signingKey, zstdLevel: deployment.config.backup?.zstdLevel ?? 3)
       try database.recordImport(sha256: sha256, archiveID: id)
       result.imported.append(ImportedLegacyFile(path: file.path, userID: file.userID, archiveID: id))
       logger.info("legacy backup imported", metadata: ["file.path": "\(file.path)", "archive.id": "\(id)"])

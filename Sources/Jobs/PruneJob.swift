@@ -100,10 +100,31 @@ public struct RemotePruneFailure: Codable, Sendable, Equatable {
   }
 }
 
+/// An archive that failed authentication (its signature does not verify, names another place,
+/// or is damaged), and why: never counted, never removed automatically.
+public struct RejectedArchive: Codable, Sendable, Equatable {
+  public var id: String
+  public var path: String
+  public var reason: String
+
+  public init(id: String, path: String, reason: String) {
+    self.id = id
+    self.path = path
+    self.reason = reason
+  }
+}
+
 /// What `tgsess prune` did, or would do.
 public struct PruneResult: Codable, Sendable, Equatable {
   public var isDryRun: Bool
+  /// The plan over the archives signed by this deployment's key; no other archive takes part.
   public var plan: RetentionPlan
+  /// Archives without a signature: not in the plan (neither counted nor removed); `tgsess keys
+  /// sign-existing` vouches for this host's own.
+  public var unsignedArchives: [String] = []
+  /// Archives that fail authentication: not in the plan, never removed automatically;
+  /// investigate and remove them by hand.
+  public var rejectedArchives: [RejectedArchive] = []
   public var removed: Int
   public var bytesFreed: Int64
   /// `session_backups` rows trimmed to keep-per-user.
@@ -139,17 +160,38 @@ public enum PruneJob {
         leftovers += try repository.removeOrphanSidecars().count
         leftovers += StagingArea.removeStale(in: deployment.backupsDirectory).count
       }
-      let records = try repository.list()
+      // Only archives signed by this deployment's key take part: a planted archive is never
+      // counted, so it can never push a real one out of the plan, and is never removed either.
+      let authenticator = try SigningAuthenticator.forDeployment(deployment)
+      let listed = try repository.list()
+      var records: [ArchiveRecord] = []
+      var unsigned: [String] = []
+      var rejected: [RejectedArchive] = []
+      for (record, standing) in zip(listed, authenticator.authenticity(of: listed, in: repository)) {
+        switch standing {
+        case .signed(let signed): records.append(record.vouched(by: signed.statement))
+        case .unsigned: unsigned.append(record.id)
+        case .rejected(let error):
+          rejected.append(
+            RejectedArchive(id: record.id, path: repository.path(of: record), reason: ListJob.rejection(error)))
+        }
+      }
       let byID = Dictionary(records.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+      // The writer signs only what it proved: a signed archive is a verified one.
       let items = records.map { record in
         RetentionItem(
           id: record.id, kind: record.kind == .full ? .full : .user, userID: record.userID, createdAt: record.createdAt,
-          isVerified: record.isVerified, isPinned: repository.isPinned(record), byteCount: record.byteCount)
+          isVerified: true, isPinned: repository.isPinned(record), byteCount: record.byteCount)
       }
       let plan = options.policy.plan(items, now: options.now)
       var result = PruneResult(
-        isDryRun: options.isDryRun, plan: plan, removed: 0, bytesFreed: 0, rowsTrimmed: 0,
-        leftoversRemoved: leftovers)
+        isDryRun: options.isDryRun, plan: plan, unsignedArchives: unsigned, rejectedArchives: rejected, removed: 0,
+        bytesFreed: 0, rowsTrimmed: 0, leftoversRemoved: leftovers)
+      if !unsigned.isEmpty || !rejected.isEmpty {
+        logger.warning(
+          "archives outside the plan",
+          metadata: ["archives.unsigned": "\(unsigned.count)", "archives.rejected": "\(rejected.count)"])
+      }
       let database =
         FileSystem.exists(deployment.databasePath)
         ? try BotDatabase(
@@ -181,7 +223,9 @@ public enum PruneJob {
             let directory = String(
               repository.directory(kind: record.kind, userID: record.userID).dropFirst(
                 repository.backupsDirectory.count + 1))
-            for name in [record.fileName, record.id + ArchiveName.recordSuffix]
+            for name in [
+              record.fileName, record.id + ArchiveName.recordSuffix, record.id + ArchiveSignature.fileSuffix,
+            ]
             where there.contains(directory + "/" + name) {
               paths.append(directory + "/" + name)
             }

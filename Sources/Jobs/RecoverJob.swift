@@ -16,18 +16,22 @@ public struct RecoverOptions: Sendable {
   public var lockWait: TimeInterval
   /// Take a "Post successful recovery" backup of each recovered user.
   public var backsUpRecovered: Bool
+  /// Strategy 3 may use archives without a signature (made before archives were signed); each
+  /// one used is named in a warning.
+  public var allowsUnsigned: Bool
   /// The age identity file that opens archives (default: the deployment's, when it is on the host).
   public var identityPath: String?
 
   public init(
     userID: Int64? = nil, isForced: Bool = false, isBotRunner: Bool = false, lockWait: TimeInterval = 0,
-    backsUpRecovered: Bool = true, identityPath: String? = nil
+    backsUpRecovered: Bool = true, allowsUnsigned: Bool = false, identityPath: String? = nil
   ) {
     self.userID = userID
     self.isForced = isForced
     self.isBotRunner = isBotRunner
     self.lockWait = lockWait
     self.backsUpRecovered = backsUpRecovered
+    self.allowsUnsigned = allowsUnsigned
     self.identityPath = identityPath
   }
 }
@@ -65,6 +69,8 @@ public struct UserRecovery: Codable, Sendable, Equatable {
   public var detail: String
   /// The "Post successful recovery" archive.
   public var backupID: String?
+  /// Set when the session came from an unsigned archive (`--allow-unsigned`), naming it.
+  public var warning: String?
 }
 
 /// What `tgsess recover` did.
@@ -134,10 +140,12 @@ public struct UserRecoveryPlan: Codable, Sendable, Equatable {
   /// What was found; for a user who cannot be recovered, what was tried and why each failed.
   /// Never a secret.
   public var detail: String
+  /// Set when the source is an unsigned archive (`--allow-unsigned`), naming it.
+  public var warning: String?
 
   public init(
     userID: Int64, action: Action, source: String? = nil, writes: String? = nil, movesAside: String? = nil,
-    storesString: Bool = false, detail: String
+    storesString: Bool = false, detail: String, warning: String? = nil
   ) {
     self.userID = userID
     self.action = action
@@ -146,6 +154,7 @@ public struct UserRecoveryPlan: Codable, Sendable, Equatable {
     self.movesAside = movesAside
     self.storesString = storesString
     self.detail = detail
+    self.warning = warning
   }
 
   /// The strategy the action is.
@@ -218,6 +227,7 @@ public enum RecoverJob {
       let openFiles = options.isForced ? nil : LiveOwnerGuard.openFiles(users.map(deployment.sessionPath))
       let planner = Planner(
         deployment: deployment, database: database, fernet: fernet, identities: identities,
+        allowsUnsigned: options.allowsUnsigned,
         announcesBackupSearch: { userID in
           progress?(RecoverProgress(userID: userID, strategy: .backup, succeeded: nil))
         })
@@ -277,7 +287,7 @@ public enum RecoverJob {
       try requireFernet(fernet, deployment: deployment, database: database)
       let planner = Planner(
         deployment: deployment, database: database, fernet: fernet, identities: identities,
-        announcesBackupSearch: nil)
+        allowsUnsigned: options.allowsUnsigned, announcesBackupSearch: nil)
       let steps = try users(deployment, database: database, options: options).map {
         try planner.plan(userID: $0).step
       }
@@ -373,18 +383,22 @@ public enum RecoverJob {
     let fernet: Fernet?
     /// The identities that open archives; empty when none is on this host.
     let identities: [AgeIdentity]
+    /// Strategy 3 may use unsigned archives (`--allow-unsigned`).
+    let allowsUnsigned: Bool
     /// Called when strategy 3 starts searching the backups (the live progress of a real run).
     let announcesBackupSearch: ((Int64) -> Void)?
-    private var verifier: ArchiveVerifier?
+    private var verifier: Result<ArchiveVerifier, StoreError>?
 
     init(
       deployment: Deployment, database: BotDatabase, fernet: Fernet?, identities: [AgeIdentity],
+      allowsUnsigned: Bool = false,
       announcesBackupSearch: ((Int64) -> Void)?
     ) {
       self.deployment = deployment
       self.database = database
       self.fernet = fernet
       self.identities = identities
+      self.allowsUnsigned = allowsUnsigned
       self.announcesBackupSearch = announcesBackupSearch
     }
 
@@ -442,12 +456,12 @@ public enum RecoverJob {
       // 3. Backups.
       announcesBackupSearch?(userID)
       var diagnosis = diagnosis
-      if let (backup, source) = try bestBackup(userID: userID, notes: &diagnosis.notes) {
+      if let (backup, source, warning) = try bestBackup(userID: userID, notes: &diagnosis.notes) {
         return Decision(
           step: UserRecoveryPlan(
             userID: userID, action: .restoreFile, source: source, writes: path, movesAside: movesAside,
             storesString: fernet != nil && diagnosis.decoded?.plaintext != backup.plaintext,
-            detail: "restored \(path) from \(source)"),
+            detail: "restored \(path) from \(source)", warning: warning),
           diagnosis: diagnosis, session: backup)
       }
       return Decision(
@@ -472,50 +486,72 @@ public enum RecoverJob {
       info.identity.authKey == decoded.identity.authKey && info.identity.dcID == decoded.identity.dcID
     }
 
-    /// The verifier of this deployment's archives, with the identities that open them.
-    func archiveVerifier() -> ArchiveVerifier {
+    /// The verifier of this deployment's archives, with the identities that open them; the
+    /// reason there is none (no key ring to authenticate archives with).
+    func archiveVerifier() -> Result<ArchiveVerifier, StoreError> {
       if let verifier { return verifier }
-      let made = ArchiveVerifier.forDeployment(deployment, identities: identities)
+      let made = Result {
+        try ArchiveVerifier.forDeployment(deployment, identities: identities, allowsUnsigned: allowsUnsigned)
+      }.mapError { StoreError.wrapping($0, path: deployment.signingPublicKeysPath) }
       verifier = made
       return made
     }
 
-    /// The newest valid session among the user's backups, with where it came from.
+    /// The newest valid session among the user's backups, with where it came from and, for an
+    /// unsigned archive (`--allow-unsigned`), the warning naming it.
     /// - Throws: `StoreError` when the database cannot be read, and the deployment-level
     ///   `missingIdentity` when only archives this host cannot open could hold the session.
-    func bestBackup(userID: Int64, notes: inout [String]) throws -> (DecodedString, String)? {
+    func bestBackup(userID: Int64, notes: inout [String]) throws -> (DecodedString, String, String?)? {
       let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
-      let verifier = archiveVerifier()
       var unopened = 0
       // a. Per-user archives, then full snapshots, newest first (full records are read only when
-      // no per-user archive holds a valid session: at fleet scale each lists every user). Each is
+      // no per-user archive holds a valid session: at fleet scale each lists every user), among
+      // those signed by this deployment's key, ordered by what their signatures say. Each is
       // verified as a restore would, but only this user's entries are extracted and checked.
-      for kind in [Manifest.Kind.user, .full] {
-        for record in try repository.list(kind: kind, userID: userID) {
-          // Without an identity an encrypted archive cannot be opened; that says nothing about it.
-          if record.isEncrypted, identities.isEmpty {
-            unopened += 1
-            continue
+      switch archiveVerifier() {
+      case .failure(let error):
+        notes.append("archives: \(reason(error))")
+      case .success(let verifier):
+        for kind in [Manifest.Kind.user, .full] {
+          let listed = try repository.list(kind: kind, userID: userID)
+          let accepted = verifier.authenticator.accepted(listed, in: repository)
+            .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+          if accepted.count < listed.count {
+            notes.append(
+              "\(listed.count - accepted.count) \(kind == .user ? "per-user archive(s)" : "full snapshot(s)") skipped: \(ArchiveSigning.notSignedReason)"
+            )
           }
-          let staging = try StagingArea(parent: deployment.backupsDirectory)
-          defer { staging.remove() }
-          do {
-            let archive = try verifier.verify(record, in: repository, into: staging.path, scope: .user(userID))
-            guard let entry = archive.manifest.entries.first(where: { $0.role == .session && $0.userID == userID }),
-              let info = archive.sessions[entry.path], let staged = archive.extractedPath(of: entry)
-            else { continue }
-            var decoded = try RecoverJob.fromFile(info)
-            decoded.fileBytes = try FileSystem.read(staged)
-            return (decoded, "archive \(record.id)")
-          } catch let error as StoreError {
-            notes.append("archive \(record.id): \(reason(error))")
+          for record in accepted {
+            // Without an identity an encrypted archive cannot be opened; that says nothing about it.
+            if record.isEncrypted, identities.isEmpty {
+              unopened += 1
+              continue
+            }
+            let staging = try StagingArea(parent: deployment.backupsDirectory)
+            defer { staging.remove() }
+            do {
+              let archive = try verifier.verify(record, in: repository, into: staging.path, scope: .user(userID))
+              guard let entry = archive.manifest.entries.first(where: { $0.role == .session && $0.userID == userID }),
+                let info = archive.sessions[entry.path], let staged = archive.extractedPath(of: entry)
+              else { continue }
+              var decoded = try RecoverJob.fromFile(info)
+              decoded.fileBytes = try FileSystem.read(staged)
+              let warning =
+                archive.authentication == .unsigned
+                ? RestoreJob.unsignedWarning(record.id, path: repository.path(of: record)) : nil
+              return (decoded, "archive \(record.id)", warning)
+            } catch let error as StoreError {
+              notes.append("archive \(record.id): \(reason(error))")
+            }
           }
         }
       }
       // b. session_backups rows.
       for row in try database.backupSessionStrings(userID: userID) {
         do {
-          return (try decode(row.string, object: "session_backups row \(row.id)"), "session_backups row \(row.id)")
+          return (
+            try decode(row.string, object: "session_backups row \(row.id)"), "session_backups row \(row.id)", nil
+          )
         } catch let error as StoreError {
           notes.append("session_backups row \(row.id): \(reason(error))")
         }
@@ -532,7 +568,7 @@ public enum RecoverJob {
           try SQLiteSnapshot.take(source: backupFile, destination: snapshot)
           var decoded = try RecoverJob.fromFile(try SessionFileInspector.inspect(path: snapshot))
           decoded.fileBytes = try FileSystem.read(snapshot)
-          return (decoded, backupFile)
+          return (decoded, backupFile, nil)
         } catch let error as StoreError {
           notes.append(".session.backup: \(reason(error))")
         }
@@ -597,7 +633,8 @@ public enum RecoverJob {
           try writeFile(step, session: decision.session!, apiID: decision.diagnosis.stored?.apiID)
           report(userID, .backup, true)
           return UserRecovery(
-            userID: userID, outcome: .recovered, strategy: .backup, source: step.source, detail: step.detail)
+            userID: userID, outcome: .recovered, strategy: .backup, source: step.source, detail: step.detail,
+            warning: step.warning)
         } catch let error as StoreError {
           notes.append("writing the file failed: \(reason(error))")
         }

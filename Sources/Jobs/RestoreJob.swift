@@ -24,12 +24,21 @@ public struct RestoreOptions: Sendable {
   /// Restore from this configured remote alone (the disaster case: only the config, the
   /// identity and the remote are left).
   public var fromRemote: String?
+  /// The key ring archives are verified with (a new host's escrowed `signing.pub`); default
+  /// `keys/signing.pub`.
+  public var verifyKeyPath: String?
+  /// Accept archives without a signature (made before archives were signed); each one used is
+  /// named in a warning.
+  public var allowsUnsigned: Bool
 
   public init(
     selector: String = "latest", userID: Int64? = nil, at: Date? = nil, target: String? = nil, isDryRun: Bool = false,
-    isForced: Bool = false, identityPath: String? = nil, lockWait: TimeInterval = 0, fromRemote: String? = nil
+    isForced: Bool = false, identityPath: String? = nil, lockWait: TimeInterval = 0, fromRemote: String? = nil,
+    verifyKeyPath: String? = nil, allowsUnsigned: Bool = false
   ) {
     self.fromRemote = fromRemote
+    self.verifyKeyPath = verifyKeyPath
+    self.allowsUnsigned = allowsUnsigned
     self.selector = selector
     self.userID = userID
     self.at = at
@@ -92,6 +101,9 @@ public struct RestorePlan: Sendable, Equatable {
 
   public var archiveID: String
   public var archivePath: String
+  /// The key that signed the archive; nil for an unsigned archive accepted with
+  /// `--allow-unsigned`.
+  public var signingKeyID: String?
   public var mode: RestoreMode
   /// The deployment written to (the live root, or the target directory).
   public var targetRoot: String
@@ -105,11 +117,12 @@ public struct RestorePlan: Sendable, Equatable {
   public var users: [Int64]
 
   public init(
-    archiveID: String, archivePath: String, mode: RestoreMode, targetRoot: String, userID: Int64?, files: [FileStep],
-    userRow: UserSessionsRow?, databasePath: String, users: [Int64]
+    archiveID: String, archivePath: String, signingKeyID: String?, mode: RestoreMode, targetRoot: String,
+    userID: Int64?, files: [FileStep], userRow: UserSessionsRow?, databasePath: String, users: [Int64]
   ) {
     self.archiveID = archiveID
     self.archivePath = archivePath
+    self.signingKeyID = signingKeyID
     self.mode = mode
     self.targetRoot = targetRoot
     self.userID = userID
@@ -133,6 +146,8 @@ public struct RestorePlan: Sendable, Equatable {
 public struct RestoreResult: Codable, Sendable, Equatable {
   public var archiveID: String
   public var archivePath: String
+  /// The key that signed the archive; nil for an unsigned archive (`--allow-unsigned`).
+  public var signingKeyID: String?
   public var mode: RestoreMode
   public var isDryRun: Bool
   public var files: [FileChange]
@@ -148,12 +163,13 @@ public struct RestoreResult: Codable, Sendable, Equatable {
   init(plan: RestorePlan, isDryRun: Bool) {
     archiveID = plan.archiveID
     archivePath = plan.archivePath
+    signingKeyID = plan.signingKeyID
     mode = plan.mode
     self.isDryRun = isDryRun
     files = plan.files.map(\.change)
     rows = plan.rows
     undo = nil
-    warnings = []
+    warnings = plan.signingKeyID == nil ? [RestoreJob.unsignedWarning(plan.archiveID, path: plan.archivePath)] : []
     problems = []
     restoredUsers = plan.users.count
   }
@@ -279,15 +295,13 @@ public enum RestoreJob {
   static func prepare(_ deployment: Deployment, options: RestoreOptions, catalog: ArchiveCatalog) throws -> Prepared {
     var options = options
     let selector = ArchiveSelector(options.selector, at: options.at, userID: options.userID)
-    guard let record = try ArchiveSelection.choose(selector, in: catalog.repository) else {
-      let when = options.at.map { " at or before \(ISO8601DateFormatter().string(from: $0))" } ?? ""
-      if let userID = options.userID {
-        throw StoreError.missing(
-          path: catalog.repository.backupsDirectory,
-          hint: "no archive holds user \(userID)\(when); see tgsess list --user \(userID)")
-      }
-      throw StoreError.missing(
-        path: catalog.repository.backupsDirectory, hint: "no full snapshot\(when); see tgsess list")
+    // Only archives signed by this deployment's key are candidates (unsigned ones too with
+    // --allow-unsigned); the one chosen is verified against its signature in full below.
+    let authenticator = try SigningAuthenticator.forDeployment(
+      deployment, verifyKeyPath: options.verifyKeyPath, allowsUnsigned: options.allowsUnsigned)
+    guard let record = try ArchiveSelection.choose(selector, in: catalog.repository, authenticator: authenticator)
+    else {
+      throw nothingToChoose(selector, in: catalog.repository, authenticator: authenticator)
     }
     try catalog.fetch([record])
     // A per-user archive holds one user's file and rows: restoring it live is that user's
@@ -312,7 +326,7 @@ public enum RestoreJob {
     defer { if !isPrepared, let createdTarget { FileSystem.removeEmptyDirectory(createdTarget) } }
     let staging = try StagingArea(parent: stagingParent)
     defer { if !isPrepared { staging.remove() } }
-    let verified = try ArchiveVerifier.forDeployment(deployment, identities: identities).verify(
+    let verified = try ArchiveVerifier(identities: identities, authenticator: authenticator).verify(
       record, in: catalog.repository, into: staging.path, scope: .everyEntry)
     let plan = try makePlan(deployment: deployment, options: options, archive: verified, archivePath: archivePath)
     isPrepared = true
@@ -384,9 +398,56 @@ public enum RestoreJob {
           "archive \(archive.claim.id) holds nothing of user \(userID); pick another (tgsess list --user \(userID))")
       }
     }
+    var signingKeyID: String?
+    if case .signed(let signed) = archive.authentication { signingKeyID = signed.keyID }
     return RestorePlan(
-      archiveID: archive.claim.id, archivePath: archivePath, mode: mode, targetRoot: targetRoot,
-      userID: options.userID, files: files, userRow: userRow, databasePath: deployment.databasePath, users: users)
+      archiveID: archive.claim.id, archivePath: archivePath, signingKeyID: signingKeyID, mode: mode,
+      targetRoot: targetRoot, userID: options.userID, files: files, userRow: userRow,
+      databasePath: deployment.databasePath, users: users)
+  }
+
+  /// The warning a restore (or drill, or recover) prints for each unsigned archive it used.
+  static func unsignedWarning(_ id: String, path: String) -> String {
+    "archive \(id) is not signed (\(path)); used because of --allow-unsigned"
+  }
+
+  /// Why "latest" found nothing: no archive fits at all, or the ones that fit are not signed by
+  /// this deployment's key (counted, with what to do about them).
+  static func nothingToChoose(
+    _ selector: ArchiveSelector, in repository: ArchiveRepository, authenticator: SigningAuthenticator
+  ) -> StoreError {
+    let when = selector.at.map { " at or before \(ISO8601DateFormatter().string(from: $0))" } ?? ""
+    let what = selector.userID.map { "no archive holds user \($0)" } ?? "no full snapshot"
+    let listing = selector.userID.map { "tgsess list --user \($0)" } ?? "tgsess list"
+    // The archives that would have fitted but for their signature.
+    var fitting: [ArchiveRecord] = []
+    if let userID = selector.userID {
+      fitting =
+        ((try? repository.list(kind: .user, userID: userID)) ?? [])
+        + ((try? repository.list(kind: .full, userID: userID)) ?? [])
+    } else {
+      fitting = (try? repository.list(kind: .full)) ?? []
+    }
+    fitting = fitting.filter { record in
+      record.reason != BackupReason.imported && (selector.at.map { record.createdAt <= $0 } ?? true)
+    }
+    let standings = authenticator.authenticity(of: fitting, in: repository)
+    let unsigned = standings.filter { $0 == .unsigned }.count
+    let rejected = standings.filter { if case .rejected = $0 { true } else { false } }.count
+    guard unsigned + rejected > 0 else {
+      return StoreError.missing(path: repository.backupsDirectory, hint: "\(what)\(when); see \(listing)")
+    }
+    var skipped: [String] = []
+    if unsigned > 0 {
+      skipped.append(
+        "\(unsigned) unsigned (vouch for this host's own with tgsess keys sign-existing, or pass --allow-unsigned)")
+    }
+    if rejected > 0 { skipped.append("\(rejected) rejected (never restored; see \(listing))") }
+    return StoreError.missing(
+      path: repository.backupsDirectory,
+      hint:
+        "\(what.replacingOccurrences(of: "no ", with: "no signed "))\(when); skipped \(skipped.joined(separator: " and ")), as not signed by this deployment's key"
+    )
   }
 
   /// Before live data changes: a backup of what is about to be replaced, as an archive; when the

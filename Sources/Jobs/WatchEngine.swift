@@ -16,6 +16,9 @@ final class WatchEngine {
   let statePath: String
   let pusher: WatchPusher?
   let pinger: WatchPinger?
+  /// Tells the deployment's archives from planted ones (`keys/signing.pub`): only a signed
+  /// archive stands for a user's archived identity, and only a signed one is pushed.
+  let authentication: Result<SigningAuthenticator, StoreError>
 
   /// What watch knows of each user (persisted in the state file). Changed through `store`.
   private(set) var users: [Int64: WatchUserRecord] = [:]
@@ -85,13 +88,17 @@ final class WatchEngine {
     rowsReader = UserRowsReader(path: deployment.databasePath, busyTimeoutMS: deployment.busyTimeoutMS)
     statePath = WatchStateFile.path(backupsDirectory: deployment.backupsDirectory)
     databaseName = (deployment.databasePath as NSString).lastPathComponent
+    let authentication = Result { try SigningAuthenticator.forDeployment(deployment) }.mapError {
+      StoreError.wrapping($0, path: deployment.signingPublicKeysPath)
+    }
+    self.authentication = authentication
     let remotes = options.pushesOffsite ? deployment.remotes : []
     pusher =
       remotes.isEmpty
       ? nil
       : WatchPusher(
         remotes: remotes, backupsDirectory: deployment.backupsDirectory, wake: stop.wake,
-        retryBase: options.pushRetryBase, retryCap: options.pushRetryCap)
+        retryBase: options.pushRetryBase, retryCap: options.pushRetryCap, authentication: authentication)
     pinger = try options.pingURL.map { try WatchPinger(url: $0, timeout: options.pingTimeout, logger: logger) }
   }
 
@@ -121,6 +128,12 @@ final class WatchEngine {
         }
       } catch let error as StoreError { throw JobError.store(context: "watch", underlying: error) }
     }
+    // Every archive is signed, and only signed archives count: without the key and its ring
+    // watch could neither write an archive any reader accepts nor tell which are the deployment's.
+    do {
+      _ = try KeyStore.loadSigningKey(deployment)
+      _ = try authentication.get()
+    } catch let error as StoreError { throw JobError.store(context: "watch", underlying: error) }
     let inotify: Inotify
     do {
       inotify = try Inotify()
@@ -584,17 +597,38 @@ final class WatchEngine {
     return record.rowDigest
   }
 
-  /// What the user's newest per-user archive holds: watch's own knowledge when it is the archive
-  /// watch last judged, else its record's.
+  /// What the user's newest signed per-user archive holds: watch's own knowledge when it is the
+  /// archive watch last judged, else its record's. An archive not signed by the deployment's key
+  /// is passed over: a planted one never makes watch believe an identity is archived.
   /// - Throws: `StoreError.io` when the user's archive directory cannot be read.
   func archivedIdentity(_ userID: Int64, newestID: String?? = nil) throws -> ArchivedIdentity? {
-    let newest = try newestID ?? repository.newestUserArchiveID(userID: userID)
+    let newest = try newestID ?? newestSignedArchiveID(userID)
     guard let newest else { return nil }
     if let record = users[userID], record.archivedID == newest {
       return ArchivedIdentity(archiveID: newest, file: record.archivedFile, row: record.archivedRow, isRowKnown: true)
     }
     guard let record = try repository.userArchiveRecord(userID: userID, id: newest) else { return nil }
     return ArchivedIdentity(record: record)
+  }
+
+  /// The id of the user's newest per-user archive signed by the deployment's key; the archive
+  /// watch itself last wrote or judged is taken as known.
+  /// - Throws: `StoreError.io` when the user's archive directory cannot be read.
+  func newestSignedArchiveID(_ userID: Int64) throws -> String? {
+    try repository.newestUserArchiveID(
+      userID: userID,
+      accepting: Self.signedArchives(authentication, known: users[userID]?.archivedID))
+  }
+
+  /// Accepts an archive path when it is the `known` archive or its signature verifies.
+  static func signedArchives(_ authentication: Result<SigningAuthenticator, StoreError>, known: String?)
+    -> (String) -> Bool
+  {
+    { path in
+      if let known, ArchiveName.parse(fileName: (path as NSString).lastPathComponent)?.id == known { return true }
+      guard case .success(let authenticator) = authentication else { return false }
+      return authenticator.isSigned(archivePath: path)
+    }
   }
 
   /// Judges every pending user that is due, archiving those whose identity is not archived.
@@ -741,12 +775,13 @@ final class WatchEngine {
       if let pusher {
         let base = deployment.backupsDirectory + "/"
         let archivePath = summary.path.hasPrefix(base) ? String(summary.path.dropFirst(base.count)) : summary.path
-        let recordPath =
-          (archivePath as NSString).deletingLastPathComponent + "/" + summary.id + ArchiveName.recordSuffix
+        let directory = (archivePath as NSString).deletingLastPathComponent
+        let recordPath = directory + "/" + summary.id + ArchiveName.recordSuffix
+        let signaturePath = directory + "/" + summary.id + ArchiveSignature.fileSuffix
         let changed = entry.changedAt?.timeIntervalSince1970 ?? 0
         pusher.enqueue(
           pusher.remoteNames.map {
-            WatchPendingPush(remote: $0, files: [archivePath, recordPath], changedAt: changed)
+            WatchPendingPush(remote: $0, files: [archivePath, signaturePath, recordPath], changedAt: changed)
           })
       }
       saveState(force: true)
@@ -898,9 +933,15 @@ final class WatchEngine {
     for (userID, record) in users where record.archivedID != nil || record.file != nil { everyone.insert(userID) }
     let ordered = everyone.sorted()
     let repository = self.repository
+    let authentication = self.authentication
+    let archivedIDs = ordered.map { users[$0]?.archivedID }
     let newest =
       (try? Parallel.map(count: ordered.count, workers: options.scanWorkers) { index -> Result<String?, StoreError> in
-        do { return .success(try repository.newestUserArchiveID(userID: ordered[index])) } catch let error
+        do {
+          return .success(
+            try repository.newestUserArchiveID(
+              userID: ordered[index], accepting: Self.signedArchives(authentication, known: archivedIDs[index])))
+        } catch let error
           as StoreError
         {
           return .failure(error)

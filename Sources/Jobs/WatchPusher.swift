@@ -3,7 +3,9 @@ import Logging
 import Store
 
 /// Copies watch's new archives to the remotes on a thread of its own, so a slow or unreachable
-/// remote never delays the next local archive. Each push is verified by size and hash; a failed
+/// remote never delays the next local archive. Each archive goes with its signature, and only
+/// after its signature and its file's hash are checked again (as `tgsess push` does): one that
+/// fails is never copied, and is named once. Each push is verified by size and hash; a failed
 /// one is retried with growing waits (the archive stays safe locally meanwhile), and pushes
 /// waiting for the same remote go in one rclone run.
 final class WatchPusher: @unchecked Sendable {
@@ -36,10 +38,17 @@ final class WatchPusher: @unchecked Sendable {
   private let wake: WakePipe
   private let retryBase: TimeInterval
   private let retryCap: TimeInterval
+  /// Checks each archive before its first copy.
+  private let authentication: Result<SigningAuthenticator, StoreError>
+  /// Archives (relative paths) whose file matched their signature in this run; touched only by
+  /// the thread that pushes.
+  private var authenticated: Set<String> = []
 
   init(
-    remotes: [RcloneRemote], backupsDirectory: String, wake: WakePipe, retryBase: TimeInterval, retryCap: TimeInterval
+    remotes: [RcloneRemote], backupsDirectory: String, wake: WakePipe, retryBase: TimeInterval, retryCap: TimeInterval,
+    authentication: Result<SigningAuthenticator, StoreError>
   ) {
+    self.authentication = authentication
     self.remotes = Dictionary(remotes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     self.backupsDirectory = backupsDirectory
     self.wake = wake
@@ -139,8 +148,28 @@ final class WatchPusher: @unchecked Sendable {
       return taken
     }
     guard let remoteName = batch.first?.push.remote else { return }
-    let attempt = (batch.map(\.attempts).max() ?? 0) + 1
-    let error = push(remoteName, batch.map(\.push))
+    // Archives that fail authentication are dropped for good (retrying cannot make them the
+    // deployment's): one outcome names them.
+    var refusals: [String] = []
+    let accepted = batch.filter { item in
+      guard let refusal = refusal(item.push) else { return true }
+      refusals.append(refusal)
+      return false
+    }
+    if !refusals.isEmpty {
+      condition.withLock {
+        inFlight = accepted
+        outcomes.append(
+          Outcome(
+            remote: remoteName, pushes: [],
+            error:
+              "remote \(remoteName): refused to push \(refusals.joined(separator: "; ")); investigate, then remove it by hand",
+            attempt: 1, retryIn: nil, finishedAt: Date()))
+      }
+    }
+    guard !accepted.isEmpty else { return }
+    let attempt = (accepted.map(\.attempts).max() ?? 0) + 1
+    let error = push(remoteName, accepted.map(\.push))
     condition.withLock {
       inFlight = []
       var retryIn: TimeInterval?
@@ -148,13 +177,43 @@ final class WatchPusher: @unchecked Sendable {
         let ceiling = min(retryCap, retryBase * pow(2, Double(attempt - 1)))
         let delay = Double.random(in: (ceiling / 2)...max(ceiling / 2, ceiling))
         retryIn = delay
-        items += batch.map { Item(push: $0.push, attempts: $0.attempts + 1, notBefore: Self.now() + delay) }
+        items += accepted.map { Item(push: $0.push, attempts: $0.attempts + 1, notBefore: Self.now() + delay) }
       }
       outcomes.append(
         Outcome(
-          remote: remoteName, pushes: batch.map(\.push), error: error, attempt: attempt, retryIn: retryIn,
+          remote: remoteName, pushes: accepted.map(\.push), error: error, attempt: attempt, retryIn: retryIn,
           finishedAt: Date()))
     }
+  }
+
+  /// Why the archive of `push` must not be copied: its signature does not verify, it sits
+  /// elsewhere than it names, or its file is not the one signed; nil when it may be (or is gone:
+  /// an archive pruned before it was copied needs no copy).
+  private func refusal(_ push: WatchPendingPush) -> String? {
+    for file in push.files where ArchiveName.parse(fileName: (file as NSString).lastPathComponent) != nil {
+      let path = backupsDirectory + "/" + file
+      guard !authenticated.contains(file), FileSystem.exists(path) else { continue }
+      do {
+        _ = try ArchiveSigning.verifyFile(archivePath: path, ring: try authentication.get().ring)
+        authenticated.insert(file)
+      } catch {
+        let storeError = StoreError.wrapping(error, path: path)
+        return storeError.errorDescription ?? "\(storeError)"
+      }
+    }
+    return nil
+  }
+
+  /// The files to copy for `pushes`: each archive's, with its signature (a push queued by an
+  /// earlier version names only the archive and its record).
+  static func files(of pushes: [WatchPendingPush]) -> [String] {
+    var files = Set(pushes.flatMap(\.files))
+    for file in files {
+      let name = (file as NSString).lastPathComponent
+      guard let (id, _) = ArchiveName.parse(fileName: name) else { continue }
+      files.insert((file as NSString).deletingLastPathComponent + "/" + id + ArchiveSignature.fileSuffix)
+    }
+    return files.sorted()
   }
 
   /// One push of `pushes` to the remote and its check; nil when both succeeded.
@@ -163,7 +222,7 @@ final class WatchPusher: @unchecked Sendable {
       return "remote \(remoteName) is no longer configured; its pending copies are dropped"
     }
     // An archive pruned locally before it reached the remote needs no copy any more.
-    let files = Array(Set(pushes.flatMap(\.files))).sorted().filter {
+    let files = Self.files(of: pushes).filter {
       FileSystem.exists(backupsDirectory + "/" + $0)
     }
     guard !files.isEmpty else { return nil }

@@ -168,9 +168,11 @@ public enum Timestamp {
   /// Now, in the database's text form.
   public static func now() -> String { string(Date()) }
 
-  /// `20261125T041500Z`: sortable and safe in file names.
+  /// `20261125T041500Z`: sortable and safe in file names; seconds rounded down.
   public static func compact(_ date: Date) -> String {
-    lock.withLock {
+    // By arithmetic: every archive id listed is parsed and formatted (CivilTime).
+    if let text = CivilTime.format(CivilTime.fields(date), pattern: CivilTime.compactPattern) { return text }
+    return lock.withLock {
       let saved = formatter.dateFormat
       formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
       defer { formatter.dateFormat = saved }
@@ -178,14 +180,9 @@ public enum Timestamp {
     }
   }
 
-  /// Parses `compact(_:)`'s form.
+  /// Parses `compact(_:)`'s form: exactly `YYYYMMDDTHHMMSSZ`, a real UTC time.
   public static func parseCompact(_ text: String) -> Date? {
-    lock.withLock {
-      let saved = formatter.dateFormat
-      formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-      defer { formatter.dateFormat = saved }
-      return formatter.date(from: text)
-    }
+    CivilTime.parse(text, pattern: CivilTime.compactPattern)
   }
 
   /// Parses the database's text form (also accepting ISO 8601 with `T` and fractions).

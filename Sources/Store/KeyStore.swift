@@ -217,7 +217,8 @@ public enum KeyStore {
   ///   `StoreError.key` naming the file when it is not an Ed25519 private key.
   public static func loadSigningKey(path: String) throws -> SigningKey {
     guard FileSystem.exists(path) else {
-      throw StoreError.missing(path: path, hint: "run tgsess init to create the archive signing key")
+      throw StoreError.missing(
+        path: path, hint: "run tgsess init: it adds the archive signing key and keeps every other key")
     }
     try FileSystem.requirePrivate(path)
     var data = try FileSystem.read(path)

@@ -26,6 +26,18 @@ public enum Parallel {
     return state.values.map { $0! }
   }
 
+  /// `map` for a `body` that cannot fail, on `defaultWorkers` threads.
+  public static func collect<T>(count: Int, workers: Int = defaultWorkers, _ body: (Int) -> T) -> [T] {
+    let threads = max(1, min(workers, count))
+    if threads == 1 { return (0..<count).map(body) }
+    let state = State<T>(count: count)
+    nonisolated(unsafe) let body = body
+    DispatchQueue.concurrentPerform(iterations: threads) { _ in
+      while let index = state.claim() { state.store(body(index), at: index) }
+    }
+    return state.values.map { $0! }
+  }
+
   /// The shared queue position, results and first error, behind one lock.
   private final class State<T>: @unchecked Sendable {
     private let lock = NSLock()

@@ -6,11 +6,13 @@ struct Backup: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Take a consistent, encrypted, self-verifying backup.",
     discussion: """
-      Without --user: a full snapshot of the database and every session file (read through SQLite, \
-      consistent while the bot writes), in one tar.zst archive encrypted with age, read back and \
-      checked before it is published; then a per-user backup ("Scheduled") of every user whose \
-      session identity (auth key, dc, address) changed since their newest per-user backup. \
-      With --user: one user's session file(s) and database rows, recorded in session_backups.
+      Without --user: a full snapshot of the database and every session file (read through \
+      SQLite, consistent while the bot writes), in one tar.zst archive encrypted with age, read \
+      back and checked, then signed with keys/signing.key, before it is published; then a \
+      per-user backup ("Scheduled") of every user whose session identity (auth key, dc, \
+      address) changed since their newest per-user backup. With --user: one user's session \
+      file(s) and database rows, recorded in session_backups. Without keys/signing.key the \
+      backup fails: run tgsess init, which adds it and keeps every other key.
 
         $ tgsess backup                                   # hourly, from cron
         $ tgsess backup --user 42 --reason "Before login"

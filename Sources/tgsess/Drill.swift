@@ -12,6 +12,10 @@ struct Drill: ParsableCommand {
       RPO, users restored/ok/failed) under backups/drills/. It never connects to Telegram with a \
       restored session. `tgsess check` warns when the newest successful drill is too old.
 
+      Only archives signed by this deployment's key are drilled (checked against \
+      keys/signing.pub, or --verify-key FILE on a new host); --allow-unsigned also accepts \
+      archives made before archives were signed, naming each one in a warning.
+
         $ tgsess drill
         $ tgsess drill --users 50 --json
         $ tgsess drill --history
@@ -27,6 +31,8 @@ struct Drill: ParsableCommand {
   @Option(help: "The age identity file (default: keys/age-identity.txt).") var identity: String?
   @Flag(help: "Keep the drill directory for inspection.") var keep = false
   @Option(help: "Drill from this configured remote alone.") var fromRemote: String?
+  @Option(help: "The key ring archives are verified with (default: keys/signing.pub).") var verifyKey: String?
+  @Flag(help: "Accept archives without a signature; each is named in a warning.") var allowUnsigned = false
   @Flag(help: "List past drills.") var history = false
   @OptionGroup(title: "Monitoring") var monitoring: MonitoringOptions
 
@@ -43,7 +49,8 @@ struct Drill: ParsableCommand {
       result = try DrillJob.run(
         deployment,
         options: DrillOptions(
-          from: from, userSample: users, identityPath: identity, keepsDirectory: keep, fromRemote: fromRemote),
+          from: from, userSample: users, identityPath: identity, keepsDirectory: keep, fromRemote: fromRemote,
+          verifyKeyPath: verifyKey, allowsUnsigned: allowUnsigned),
         logger: logger)
       if global.json { try Output.json(result) } else { Self.render(result).forEach { Output.line($0) } }
     } catch {
@@ -81,6 +88,7 @@ struct Drill: ParsableCommand {
     }
     lines += result.usersFailed.map { "  FAILED user \($0.userID): \($0.reason)" }
     lines += result.problems.map { "  FAILED \($0)" }
+    lines += (result.warnings ?? []).map { "  warning: \($0)" }
     if let path = result.recordPath { lines.append("  evidence: \(path)") }
     return lines
   }

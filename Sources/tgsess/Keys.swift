@@ -1,11 +1,12 @@
 import ArgumentParser
+import Foundation
 import Jobs
 import Store
 
 struct Keys: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Manage the deployment's keys.",
-    subcommands: [AddFernet.self, RotateSigning.self, VerifyEscrow.self])
+    subcommands: [AddFernet.self, RotateSigning.self, SignExisting.self, VerifyEscrow.self])
 
   struct AddFernet: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -58,14 +59,63 @@ struct Keys: ParsableCommand {
     }
   }
 
+  struct SignExisting: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "sign-existing",
+      abstract: "Vouch once for the archives made before archives were signed.",
+      discussion: """
+        Reads every archive that has no signature file back in full (decrypted with the age \
+        identity, every entry's SHA-256 checked against the manifest, the manifest describing \
+        the archive's name and place) and only then signs it with keys/signing.key. An archive \
+        that fails is never signed and is named; archives already signed are left alone. It \
+        needs the age identity (keys/age-identity.txt or --identity FILE) and refuses without it.
+
+        Run it once, right after upgrading (`tgsess init`, then this), before anyone else could \
+        have written to backups/: it vouches that this host made these archives, which only this \
+        host can know. Do not run it after a suspected compromise, nor on archives fetched from \
+        a shared bucket: a planted archive would pass every check it makes and become trusted. \
+        Restore such archives with --allow-unsigned instead, after checking them by hand \
+        (docs/ARCHIVE-FORMAT.md).
+
+          $ tgsess keys sign-existing --dry-run
+          $ tgsess keys sign-existing --identity /escrow/age-identity.txt
+
+        EXIT STATUS: 0 ok · 1 failed · 3 partial (some archives failed and were not signed, each named) · 75 lock held
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "The age identity file (default: keys/age-identity.txt).") var identity: String?
+    @Flag(help: "Re-verify every unsigned archive and sign nothing.") var dryRun = false
+    @Option(help: "Seconds to wait for the deployment lock.") var lockWait = 0
+
+    func run() throws {
+      let (deployment, _) = try global.setUp()
+      let result = try KeysJob.signExisting(
+        deployment,
+        options: SignExistingOptions(identityPath: identity, isDryRun: dryRun, lockWait: TimeInterval(lockWait)))
+      if global.json {
+        try Output.json(result)
+      } else {
+        let verb = result.isDryRun ? "would sign" : "signed"
+        for id in result.signed { Output.line("\(verb) \(id)") }
+        for failure in result.failed { Output.line("NOT SIGNED \(failure.path): \(failure.reason)") }
+        Output.line(
+          "\(verb) \(result.signed.count) archive(s) with key \(result.keyID), \(result.failed.count) failed (not signed), \(result.alreadySigned) already signed"
+        )
+      }
+      if result.isPartial { throw ExitCode(ExitStatus.partial) }
+    }
+  }
+
   struct VerifyEscrow: ParsableCommand {
     static let configuration = CommandConfiguration(
       commandName: "verify-escrow",
       abstract: "Check escrowed key copies against this deployment, reading only.",
       discussion: """
         Checks that the escrowed age identity holds the identity of every recipient in \
-        keys/age-recipients.txt and opens the newest archive (its header and first chunk); with \
-        --fernet-keys, that the escrowed Fernet keys decrypt every secret in the database and \
+        keys/age-recipients.txt and opens the newest archive signed by this deployment's key (its \
+        header and first chunk); with --fernet-keys, that the escrowed Fernet keys decrypt every \
+        secret in the database and \
         hold the current key; with --verify-key, that the escrowed signing.pub holds every key \
         of keys/signing.pub. Each line says ok, FAILED (with what to do) or skipped. Run it right \
         after escrowing and after every key rotation, with the copies as they are in escrow.

@@ -3,13 +3,21 @@ import Jobs
 
 struct List: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "List archives, newest first.",
+    abstract: "List archives, newest first, each with its signature checked.",
     discussion: """
-      Works from the archives alone (for example on a backups/ folder copied to a new machine).
+      Works from the archives alone (for example on a backups/ folder copied to a new machine). \
+      Each archive's signature file is checked against the key ring (keys/signing.pub, or \
+      --verify-key FILE): SIGNATURE is signed, unsigned (made before archives were signed; run \
+      tgsess keys sign-existing once after upgrading), rejected (its signature does not verify \
+      or names another place: someone wrote to backups/; --json says why), or unverified (no \
+      key ring here). VERIFIED is how the writer proved a signed archive before it signed it. \
+      Nothing else a record says is trusted, and the archive file itself is not hashed here \
+      (restore, drill and check --deep do that).
 
         $ tgsess list
         $ tgsess list --user 42
         $ tgsess list --kind full --json
+        $ tgsess list --remote offsite --verify-key /escrow/signing.pub
 
       EXIT STATUS: 0 ok · 1 failed · 64 usage
       """)
@@ -18,6 +26,7 @@ struct List: ParsableCommand {
   @Option(help: "Only this user's archives (and the full snapshots holding them).") var user: Int64?
   @Option(help: "full or user.") var kind: String?
   @Option(help: "List what this configured remote holds, from the remote alone.") var remote: String?
+  @Option(help: "The key ring to check signatures with (default: keys/signing.pub).") var verifyKey: String?
 
   func validate() throws {
     if let kind, kind != "full", kind != "user" {
@@ -27,7 +36,8 @@ struct List: ParsableCommand {
 
   func run() throws {
     let (deployment, _) = try global.setUp()
-    let archives = try ListJob.run(deployment, kind: kind, userID: user, remote: remote)
+    let archives = try ListJob.run(
+      deployment, options: ListOptions(kind: kind, userID: user, remote: remote, verifyKeyPath: verifyKey))
     if global.json { return try Output.json(archives) }
     for line in List.table(archives) { Output.line(line) }
   }
@@ -35,12 +45,12 @@ struct List: ParsableCommand {
   /// The text table: each column as wide as its widest cell (ids of per-user archives are
   /// longer than those of full ones), two spaces between columns, no trailing blanks.
   static func table(_ archives: [ListedArchive]) -> [String] {
-    let header = ["ID", "TIME", "KIND", "USER", "REASON", "SIZE", "ENTRIES", "VERIFIED"]
+    let header = ["ID", "TIME", "KIND", "USER", "REASON", "SIZE", "ENTRIES", "SIGNATURE", "VERIFIED"]
     let rows = archives.map { archive in
       [
         archive.id, Format.time(archive.createdAt), archive.kind.rawValue, archive.userID.map(String.init) ?? "-",
         archive.reason.isEmpty ? "-" : archive.reason, Format.bytes(archive.byteCount), String(archive.entryCount),
-        archive.verification.rawValue,
+        archive.signature.rawValue, archive.verification?.rawValue ?? "-",
       ]
     }
     let widths = header.indices.map { column in

@@ -10,6 +10,12 @@ struct Prune: ParsableCommand {
       --dry-run prints it and changes nothing. Prune also trims session_backups rows to \
       --keep-per-user per user and removes the temporaries of interrupted runs.
 
+      Only archives signed by this deployment's key take part in the plan. Unsigned archives \
+      (made before archives were signed, or planted) and rejected ones (their signature does \
+      not verify) are neither counted nor removed: a planted archive can never push a real one \
+      out. Prune names how many there are; vouch for this host's own unsigned archives with \
+      `tgsess keys sign-existing`, and investigate rejected ones and remove them by hand.
+
         $ tgsess prune --dry-run
         $ tgsess prune --keep-daily 14 --keep-monthly 6
         $ tgsess pin 20261101T030000Z-full-k3j9x2      # never pruned
@@ -66,9 +72,25 @@ struct Prune: ParsableCommand {
   /// The text output: the plan for a dry run, else the summary.
   static func render(_ result: PruneResult) -> String {
     if result.isDryRun {
-      return result.plan.render() + "\ndry run: would trim \(result.rowsTrimmed) session_backups row(s)"
+      return
+        ([result.plan.render() + "\ndry run: would trim \(result.rowsTrimmed) session_backups row(s)"]
+        + outsideThePlan(result)).joined(separator: "\n")
     }
     return summary(result).joined(separator: "\n")
+  }
+
+  /// One line for the unsigned archives and one per rejected archive, when there are any.
+  static func outsideThePlan(_ result: PruneResult) -> [String] {
+    var lines: [String] = []
+    if !result.unsignedArchives.isEmpty {
+      lines.append(
+        "not in the plan: \(result.unsignedArchives.count) unsigned archive(s), neither counted nor removed; if this host made them, run: tgsess keys sign-existing"
+      )
+    }
+    lines += result.rejectedArchives.map {
+      "not in the plan: REJECTED \($0.path): \($0.reason); investigate, then remove it by hand"
+    }
+    return lines
   }
 
   /// The totals line and one line per remote that could not be pruned: the text output and the
@@ -79,7 +101,7 @@ struct Prune: ParsableCommand {
     ]
       + result.remoteFailures.map {
         "remote FAILED \($0.remote): \($0.reason); the local prune is done and the archives it removed stay on that remote"
-      }
+      } + outsideThePlan(result)
   }
 }
 

@@ -11,6 +11,13 @@ struct Push: ParsableCommand {
       Nothing on a remote is ever replaced: a differing remote copy is reported, not overwritten. \
       Each remote holds this deployment under its own prefix (deployment_name, else the host name).
 
+      Only archives signed by this deployment's key are pushed, each with its signature file \
+      and record, and each archive file is hashed against its signature before its first copy. \
+      An archive that fails (someone wrote to backups/, or the disk damaged it) is never pushed: \
+      push names it and ends partial until it is investigated and removed by hand. Unsigned \
+      archives (made before archives were signed) are counted and not pushed; vouch for this \
+      host's own with `tgsess keys sign-existing`.
+
         $ tgsess push
         $ tgsess push --remote s3 --json
 
@@ -34,6 +41,11 @@ struct Push: ParsableCommand {
           "\(remote.remote) (\(remote.root)): \(remote.ok ? "ok" : "FAILED"), \(remote.archivesThere) archive(s) there, \(remote.archivesMissing) missing, \(remote.attempts) attempt(s)"
         )
         if let error = remote.error { Output.line("  \(error)") }
+        if remote.unsignedSkipped > 0 {
+          Output.line(
+            "  \(remote.unsignedSkipped) unsigned archive(s) not pushed; if this host made them, run: tgsess keys sign-existing"
+          )
+        }
       }
     }
     if result.isPartial { throw ExitCode(ExitStatus.partial) }

@@ -13,6 +13,10 @@ struct Recover: ParsableCommand {
       are left alone; nothing is ever deleted (a broken file is moved aside). Each recovered user \
       gets a "Post successful recovery" backup.
 
+      Strategy 3 uses only archives signed by this deployment's key (keys/signing.pub); \
+      --allow-unsigned also accepts archives made before archives were signed, naming each one \
+      used in a warning.
+
       --dry-run prints, user by user, the strategy that would be used, its source, and the files \
       that would be written and moved aside, and changes nothing.
 
@@ -41,6 +45,7 @@ struct Recover: ParsableCommand {
   @Option(help: "Seconds to wait for the deployment lock.") var lockWait = 0
   @Flag(help: "Print what would be done for each user (strategy, source, files) and change nothing.") var dryRun =
     false
+  @Flag(help: "Strategy 3 may use archives without a signature; each is named in a warning.") var allowUnsigned = false
 
   func validate() throws {
     if (user == nil) == !all { throw ValidationError("pass --user ID or --all. Try: tgsess recover --user 42") }
@@ -49,7 +54,8 @@ struct Recover: ParsableCommand {
   func run() throws {
     let (deployment, logger) = try global.setUp()
     let options = RecoverOptions(
-      userID: user, isForced: force, lockWait: TimeInterval(lockWait), identityPath: identity)
+      userID: user, isForced: force, lockWait: TimeInterval(lockWait), allowsUnsigned: allowUnsigned,
+      identityPath: identity)
     if dryRun { return try showPlan(try RecoverJob.plan(deployment, options: options, logger: logger)) }
     let result = try RecoverJob.run(
       deployment, options: options, logger: logger)
@@ -60,6 +66,7 @@ struct Recover: ParsableCommand {
         let how = user.strategy.map { " by \($0.label.dropFirst(4))" } ?? ""
         Output.line("user \(user.userID): \(user.outcome.rawValue)\(how): \(user.detail)")
         if let backup = user.backupID { Output.line("  backup \(backup)") }
+        if let warning = user.warning { Output.line("  warning: \(warning)") }
       }
       Output.line(
         "\(result.users.count) users: \(result.healthy) healthy, \(result.recovered) recovered, \(result.unrecoverable) unrecoverable"
@@ -92,6 +99,7 @@ struct Recover: ParsableCommand {
         if let path = step.writes { lines.append("  write \(path)") }
         if step.storesString { lines.append("  store its session string in the database") }
         if plan.backsUpRecovered { lines.append("  back it up (Post successful recovery)") }
+        if let warning = step.warning { lines.append("  warning: \(warning)") }
       }
     }
     let healthy = plan.users.filter { $0.action == .none }.count

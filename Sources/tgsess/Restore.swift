@@ -15,9 +15,17 @@ struct Restore: ParsableCommand {
       unit, hot journal) and while any process has a file it replaces open or holds an SQLite lock \
       on it (the refusal names the pid and command). Stop them first. \(LiveOwnerRefusal.forceRisk).
 
+      Only archives signed by this deployment's key are restored: the signature (checked against \
+      keys/signing.pub, or --verify-key FILE on a new host: the signing.pub kept in escrow with \
+      the age identity) vouches for the archive's id, user, time, manifest and file, and "latest" \
+      considers no other archive. An archive without a signature (made before archives were \
+      signed) is refused unless --allow-unsigned, which names each one it uses in a warning; \
+      `tgsess keys sign-existing` vouches for this host's own once.
+
         $ tgsess restore latest --user 42                 # that user's newest backup
         $ tgsess restore --at "2026-11-24 03:00" --dry-run
         $ tgsess restore 20261125T040000Z-full-k3j9x2 --target /srv/drill
+        $ tgsess restore latest --from-remote offsite --identity /escrow/age-identity.txt --verify-key /escrow/signing.pub
 
       EXIT STATUS: 0 ok · 1 failed (nothing changed) · 64 usage · 75 lock held
       """)
@@ -36,6 +44,11 @@ struct Restore: ParsableCommand {
   @Option(
     help: "Restore from this configured remote alone (a new host with only the config, the identity and the remote).")
   var fromRemote: String?
+  @Option(
+    help: "The key ring archives are verified with (default: keys/signing.pub); on a new host, the escrowed copy.")
+  var verifyKey: String?
+  @Flag(help: "Accept archives without a signature (made before archives were signed); each is named in a warning.")
+  var allowUnsigned = false
 
   func validate() throws {
     if let at, TimeParser.parse(at) == nil {
@@ -52,7 +65,8 @@ struct Restore: ParsableCommand {
     let (deployment, logger) = try global.setUp()
     let options = RestoreOptions(
       selector: archive, userID: user, at: at.flatMap(TimeParser.parse), target: target, isDryRun: dryRun,
-      isForced: force, identityPath: identity, lockWait: TimeInterval(lockWait), fromRemote: fromRemote)
+      isForced: force, identityPath: identity, lockWait: TimeInterval(lockWait), fromRemote: fromRemote,
+      verifyKeyPath: verifyKey, allowsUnsigned: allowUnsigned)
     let result = try RestoreJob.run(deployment, options: options, logger: logger)
     if global.json {
       try Output.json(result)

@@ -55,6 +55,42 @@ import Testing
     #expect(Self.id(ArchiveSelection.latest(in: Self.records, at: minutes.map(Self.at), userID: user)) == expected)
   }
 
+  /// The lazy variant (what restore and drill use, checking signatures as it goes) picks what
+  /// the rule picks among the accepted archives, judges each by what `accept` returns (the
+  /// signature's reason, not the record's), and authenticates no more than it must.
+  @Test(
+    arguments: [
+      (nil, nil), (65, nil), (5, nil), (35, nil), (nil, 1), (nil, 2), (65, 2), (55, 2), (nil, 3),
+    ] as [(Int?, Int64?)])
+  func latestAuthenticatingAsItGoes(at minutes: Int?, user: Int64?) {
+    let at = minutes.map(Self.at)
+    var asked: [String] = []
+    let lazy = ArchiveSelection.latest(in: Self.records, at: at, userID: user) { record in
+      asked.append(record.id)
+      return record
+    }
+    #expect(Self.id(lazy) == Self.id(ArchiveSelection.latest(in: Self.records, at: at, userID: user)))
+    // Refusing an archive is the same as its not being there.
+    if let lazy {
+      let without = Self.records.filter { $0.id != lazy.id }
+      let refused = ArchiveSelection.latest(in: Self.records, at: at, userID: user) { $0.id == lazy.id ? nil : $0 }
+      #expect(Self.id(refused) == Self.id(ArchiveSelection.latest(in: without, at: at, userID: user)))
+    }
+    // The newest regular candidate ends the search: user 2 at 65 asks only for u2@60.
+    if minutes == 65, user == 2 { #expect(asked.count == 1) }
+  }
+
+  /// A record that claims another reason changes nothing: "accept" returns what the signature
+  /// says, and that is what counts.
+  @Test func theReasonThatCountsIsTheOneAcceptReturns() {
+    let undo = Self.record("u1", 50, "Before restore")
+    var claimsRegular = undo
+    claimsRegular.reason = "Scheduled"
+    let records = [Self.record("u1", 10, "Scheduled"), claimsRegular]
+    let pick = ArchiveSelection.latest(in: records, userID: 1) { $0.id == undo.id ? undo : $0 }
+    #expect(Self.id(pick) == "u1@10")
+  }
+
   @Test func anUndoIsPickedOnlyWhenNothingRegularFits() {
     let onlyUndo = [
       Self.record("u1", 20, "Before restore"), Self.record("full", 30, "Before restore", holds: [1]),

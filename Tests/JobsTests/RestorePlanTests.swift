@@ -55,8 +55,9 @@ import Testing
     #expect(
       plan
         == RestorePlan(
-          archiveID: archive.id, archivePath: archive.path, mode: .user, targetRoot: fleet.root, userID: user,
-          files: files, userRow: row, databasePath: fleet.databasePath, users: [user]))
+          archiveID: archive.id, archivePath: archive.path,
+          signingKeyID: try KeyStore.loadSigningKey(fleet.deployment).keyID, mode: .user, targetRoot: fleet.root,
+          userID: user, files: files, userRow: row, databasePath: fleet.databasePath, users: [user]))
     #expect(plan.rows == ["upsert the user_sessions row of user \(user) in \(fleet.databasePath)"])
     #expect(plan.replacesData)
     #expect(try fleet.tree() == tree)

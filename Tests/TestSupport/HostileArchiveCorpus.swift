@@ -4,14 +4,28 @@ import Store
 /// The corpus of hostile and broken archives `tgsess restore` must refuse (used by
 /// HostileArchiveTests and the torture suite): built with Python's tarfile, the stock `zstd` and
 /// `age` CLIs from real archives of a deployment, each with the reason restore must give.
+///
+/// Every structurally hostile case is signed with the deployment's own signing key (Python's
+/// cryptography, over the statement docs/ARCHIVE-FORMAT.md describes): what is tested there is
+/// the reader behind the signature check, as if the key had leaked. The `forged-*` cases are the
+/// forgeries of issue #15, made with the public recipient only: unsigned, or signed by another
+/// key; they must be refused as not signed by this deployment's key.
 public enum HostileArchiveCorpus {
   /// Builds the corpus into the deployment's backups/ and prints {case: archive id}.
   public static let builder = #"""
     import base64, hashlib, io, json, os, sqlite3, subprocess, sys, tarfile, tempfile
 
-    # argv: JSON {full, user, identity, recipients, full_dir, user_dir, stamp}
+    # argv: JSON {full, user, identity, recipients, signing_key, full_dir, user_dir, stamp, victim}
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
     cfg = json.loads(sys.argv[1])
     stamp = cfg['stamp']
+    # Every case is made at the same second (ids differ in their last part), so that each case's
+    # manifest can say when it was made, as the signed statement does.
+    CREATED = '%s-%s-%sT%s:%s:00Z' % (stamp[0:4], stamp[4:6], stamp[6:8], stamp[9:11], stamp[11:13])
+    deployment_key = load_pem_private_key(open(cfg['signing_key'], 'rb').read(), None)
+    foreign_key = Ed25519PrivateKey.generate()
+    LAST_MB = [b'']
 
     def run(args, data=None):
         p = subprocess.run(args, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -45,7 +59,8 @@ public enum HostileArchiveCorpus {
     def standard(src, man=None, extra=(), skip=(), override=None, manifest_bytes=None):
         manifest, files = src[0], src[1]
         man = manifest if man is None else man
-        mb = manifest_bytes if manifest_bytes is not None else json.dumps(man).encode()
+        mb = manifest_bytes if manifest_bytes is not None else json.dumps(dict(man, created_at=CREATED)).encode()
+        LAST_MB[0] = mb
         entries = [regular('manifest.json', mb)]
         for e in manifest['entries']:
             if e['path'] not in skip:
@@ -91,13 +106,14 @@ public enum HostileArchiveCorpus {
     database = next(e for e in full[0]['entries'] if e['role'] == 'database')['path']
     rows = next(e for e in user[0]['entries'] if e['role'] == 'user-rows')['path']
     plain_tar = standard(full)
+    good_mb = LAST_MB[0]
     good_zst = zstd(plain_tar)
     good_age = age(good_zst)
     n = len(good_age)
 
-    cases = {}  # name -> (kind, bytes, encrypted)
-    def add(name, data, kind='full', encrypted=True):
-        cases[name] = (kind, data, encrypted)
+    cases = {}  # name -> (kind, bytes, encrypted, manifest bytes, signer)
+    def add(name, data, kind='full', encrypted=True, mb=None, signer='deployment'):
+        cases[name] = (kind, data, encrypted, LAST_MB[0] if mb is None else mb, signer)
 
     add('traversal', sealed(standard(full, extra=[regular('../../escaped.session', b'evil')])))
     add('absolute-path', sealed(standard(full, extra=[regular('/tmp/tgsess-absolute-evil', b'evil')])))
@@ -112,10 +128,10 @@ public enum HostileArchiveCorpus {
     add('manifest-entry-missing', sealed(standard(full, skip=[session])))
     add('size-mismatch', sealed(standard(full, man=changed(full, session, size=len(full[1][session]) + 512))))
     add('hash-mismatch', sealed(standard(full, override={session: flip(full[1][session], 2000)})))
-    mb = json.dumps(full[0]).encode()
+    mb = json.dumps(dict(full[0], created_at=CREATED)).encode()
     entries = [regular(e['path'], full[1][e['path']]) for e in full[0]['entries']]
-    add('manifest-not-first', sealed(tar_bytes(entries[:1] + [regular('manifest.json', mb)] + entries[1:])))
-    add('missing-manifest', sealed(tar_bytes(entries)))
+    add('manifest-not-first', sealed(tar_bytes(entries[:1] + [regular('manifest.json', mb)] + entries[1:])), mb=mb)
+    add('missing-manifest', sealed(tar_bytes(entries)), mb=mb)
     unsafe = json.loads(json.dumps(full[0]))
     unsafe['entries'].append(dict(unsafe['entries'][1], path='sessions/../../../etc/cron.d/evil'))
     add('manifest-unsafe-path', sealed(standard(full, man=unsafe)))
@@ -123,19 +139,21 @@ public enum HostileArchiveCorpus {
     add('manifest-newer-format', sealed(standard(full, man=dict(full[0], format_version=99))))
     add('bomb-declared-size', sealed(standard(full, man=changed(full, database, size=100 * 1024 ** 3))))
     add('bomb-entry-larger-than-declared', sealed(standard(full, override={session: b'\0' * (48 * 1024 * 1024)})))
-    add('bomb-huge-manifest', sealed(tar_bytes([regular('manifest.json', b' ' * (65 * 1024 * 1024))])))
-    add('truncated-in-age-header', good_age[:60])
-    add('truncated-mid-payload', good_age[: n // 2])
-    add('truncated-last-bytes', good_age[: n - 7])
-    add('bitflip-age-header-stanza', flip(good_age, good_age.index(b'\n---') // 2))
+    huge = b' ' * (65 * 1024 * 1024)
+    add('bomb-huge-manifest', sealed(tar_bytes([regular('manifest.json', huge)])), mb=huge)
+    add('truncated-in-age-header', good_age[:60], mb=good_mb)
+    add('truncated-mid-payload', good_age[: n // 2], mb=good_mb)
+    add('truncated-last-bytes', good_age[: n - 7], mb=good_mb)
+    add('bitflip-age-header-stanza', flip(good_age, good_age.index(b'\n---') // 2), mb=good_mb)
     # The header MAC, still valid base64 but one bit off.
     mac_start = good_age.index(b'\n--- ') + 5
     mac_end = good_age.index(b'\n', mac_start)
     mac = bytearray(base64.b64decode(good_age[mac_start:mac_end] + b'='))
     mac[0] ^= 1
-    add('bitflip-age-header-mac', good_age[:mac_start] + base64.b64encode(bytes(mac)).rstrip(b'=') + good_age[mac_end:])
-    add('bitflip-age-payload', flip(good_age, n // 2))
-    add('bitflip-zstd-stream', age(flip(good_zst, len(good_zst) // 2)))
+    add('bitflip-age-header-mac', good_age[:mac_start] + base64.b64encode(bytes(mac)).rstrip(b'=') + good_age[mac_end:],
+        mb=good_mb)
+    add('bitflip-age-payload', flip(good_age, n // 2), mb=good_mb)
+    add('bitflip-zstd-stream', age(flip(good_zst, len(good_zst) // 2)), mb=good_mb)
     add('age-wrapping-garbage', age(os.urandom(4096)))
     bad_db = corrupt_sqlite(full[1][database])
     add('database-fails-integrity-check', sealed(standard(
@@ -179,7 +197,7 @@ public enum HostileArchiveCorpus {
         return standard(src, man=m, extra=[regular('../\u0301escaped', body)])
     add('combining-mark-traversal', sealed(combining_case(full)))
     add('plain-traversal', zstd(standard(full, extra=[regular('../escaped-plain', b'evil')])), encrypted=False)
-    add('plain-truncated', good_zst[: len(good_zst) // 3], encrypted=False)
+    add('plain-truncated', good_zst[: len(good_zst) // 3], encrypted=False, mb=good_mb)
     add('user-archive-rows-tampered', sealed(standard(user, override={rows: user[1][rows].replace(b'"', b"'", 1)})), kind='user')
     add('user-archive-symlink', sealed(standard(user, skip=[rows], extra=[(info(rows, kind=tarfile.SYMTYPE, link='/etc/shadow'), None)])), kind='user')
     # Rows whose hash matches the manifest but that name another user, or are no JSON at all.
@@ -191,23 +209,66 @@ public enum HostileArchiveCorpus {
         override={rows: foreign_rows})), kind='user')
     add('user-rows-not-json', sealed(standard(
         user, man=changed(user, rows, sha256=digest(b'{not json'), size=9), override={rows: b'{not json'})), kind='user')
-    add('wrong-identity', good_age)
-    add('missing-identity-file', good_age)
+    add('wrong-identity', good_age, mb=good_mb)
+    add('missing-identity-file', good_age, mb=good_mb)
+
+    # The forgeries of issue #15: the public recipient, stock tools, an attacker's own auth key
+    # in a real Telethon session file, a manifest in the documented format, a record claiming
+    # "verification": "full"; no signature, or one by another key.
+    from telethon.crypto import AuthKey
+    from telethon.sessions import SQLiteSession
+    def forged_session(user_id):
+        fd, path = tempfile.mkstemp(suffix='.session')
+        os.close(fd)
+        os.unlink(path)
+        s = SQLiteSession(path[: -len('.session')])
+        s.set_dc(2, '149.154.167.51', 443)
+        s.auth_key = AuthKey(os.urandom(256))
+        s.save()
+        s.close()
+        data = open(path, 'rb').read()
+        os.unlink(path)
+        return data, hashlib.sha256(s.auth_key.key).hexdigest()[:8]
+    user_session = next(e for e in user[0]['entries'] if e['role'] == 'session')['path']
+    evil, evil_print = forged_session(user[0]['user_id'])
+    forged_user = standard(user, man=changed(user, user_session, sha256=digest(evil), size=len(evil),
+                                             auth_key_fingerprint=evil_print), override={user_session: evil})
+    add('forged-user-archive-unsigned', sealed(forged_user), kind='user', signer=None)
+    add('forged-user-archive-signed-by-another-key', sealed(forged_user), kind='user', signer='foreign')
+    evil_full, evil_full_print = forged_session(0)
+    forged_full = standard(full, man=changed(full, session, sha256=digest(evil_full), size=len(evil_full),
+                                             auth_key_fingerprint=evil_full_print), override={session: evil_full})
+    add('forged-full-archive-unsigned', sealed(forged_full), signer=None)
+    add('forged-full-archive-signed-by-another-key', sealed(forged_full), signer='foreign')
+
+    def signature_file(key, ident, kind, user_id, encrypted, data, mb, reason):
+        raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        lines = ['tgsess archive signature v1', 'id ' + ident, 'kind ' + kind,
+                 'user ' + ('none' if user_id is None else str(user_id)), 'created ' + CREATED, 'reason ' + reason,
+                 'encryption ' + ('age' if encrypted else 'none'), 'file-size %d' % len(data),
+                 'file-sha256 ' + digest(data), 'manifest-sha256 ' + digest(mb),
+                 'key ' + hashlib.sha256(raw).hexdigest()[:16]]
+        signed = ''.join(line + '\n' for line in lines).encode()
+        return signed + b'signature ' + base64.b64encode(key.sign(signed)) + b'\n'
 
     out = {}
-    for index, (name, (kind, data, encrypted)) in enumerate(cases.items()):
+    for index, (name, (kind, data, encrypted, mb, signer)) in enumerate(cases.items()):
         src = full if kind == 'full' else user
         what = 'full' if kind == 'full' else 'u%d' % src[0]['user_id']
-        ident = '%s%02dZ-%s-hst%03d' % (stamp, index, what, index)
+        ident = '%s00Z-%s-hst%03d' % (stamp, what, index)
         file_name = ident + ('.tar.zst.age' if encrypted else '.tar.zst')
         directory = cfg['full_dir'] if kind == 'full' else cfg['user_dir']
         with open(os.path.join(directory, file_name), 'wb') as f:
             f.write(data)
-        created = '%s-%s-%sT%s:%s:%02dZ' % (stamp[0:4], stamp[4:6], stamp[6:8], stamp[9:11], stamp[11:13], index)
         record = dict(src[2], id=ident, file_name=file_name, is_encrypted=encrypted, byte_count=len(data),
-                      sha256=digest(data), created_at=created)
+                      sha256=digest(data), created_at=CREATED, verification='full')
         with open(os.path.join(directory, ident + '.json'), 'w') as f:
             json.dump(record, f)
+        if signer is not None:
+            key = deployment_key if signer == 'deployment' else foreign_key
+            with open(os.path.join(directory, ident + '.sig'), 'wb') as f:
+                f.write(signature_file(key, ident, src[0]['kind'], src[0].get('user_id'), encrypted, data, mb,
+                                       src[0]['reason']))
         out[name] = ident
     print(json.dumps(out))
     """#
@@ -258,10 +319,18 @@ public enum HostileArchiveCorpus {
     "user-rows-not-json": ["is not a JSON object of user"],
     "wrong-identity": ["wrong or missing identity"],
     "missing-identity-file": ["missing.key: not found"],
+    "forged-user-archive-unsigned": ["not signed by this deployment's key; it has no signature file"],
+    "forged-user-archive-signed-by-another-key": ["not signed by this deployment's key; it names key"],
+    "forged-full-archive-unsigned": ["not signed by this deployment's key; it has no signature file"],
+    "forged-full-archive-signed-by-another-key": ["not signed by this deployment's key; it names key"],
   ]
 
-  /// Builds every case into the deployment's archive directories (each with a record, dated
-  /// `stamp`), from one full and one per-user archive of it.
+  /// The cases that are forgeries (refused as not signed by this deployment's key).
+  public static var forgeries: [String] { reasons.keys.filter { $0.hasPrefix("forged-") }.sorted() }
+
+  /// Builds every case into the deployment's archive directories (each with a record claiming
+  /// `"verification": "full"` and, but for the forgeries, a signature by the deployment's key;
+  /// all made at `stamp`), from one full and one per-user archive of it.
   /// - Parameters:
   ///   - victim: another user, whose id the forged rows name.
   /// - Returns: case name → archive id.
@@ -271,6 +340,7 @@ public enum HostileArchiveCorpus {
   {
     let config: [String: String] = [
       "full": full, "user": user, "identity": deployment.ageIdentityPath, "recipients": deployment.ageRecipientsPath,
+      "signing_key": deployment.signingKeyPath,
       "full_dir": (full as NSString).deletingLastPathComponent,
       "user_dir": (user as NSString).deletingLastPathComponent,
       "stamp": stamp, "victim": String(victim),

@@ -6,7 +6,8 @@ import Store
 #endif
 
 /// Makes many archives quickly: copies of one real archive (and its record) under new ids with
-/// older times, the way a long-running deployment accumulates them.
+/// older times, the way a long-running deployment accumulates them, each signed with the
+/// deployment's key (`TestSigning.signCopy`).
 public enum ArchiveCloner {
   /// `20261125T041500Z` in UTC.
   public static func compact(_ date: Date) -> String {
@@ -47,6 +48,9 @@ public enum ArchiveCloner {
         let newID = "\(compact(date))-\(what)-c\(String(format: "%05d", k))"
         try FileManager.default.copyItem(
           atPath: directory + "/" + archive, toPath: directory + "/" + newID + ArchiveName.encryptedSuffix)
+        try TestSigning.signCopy(
+          of: directory + "/" + archive, at: directory + "/" + newID + ArchiveName.encryptedSuffix,
+          deployment: deployment)
         record.id = newID
         record.fileName = newID + ArchiveName.encryptedSuffix
         record.createdAt = date

@@ -105,7 +105,8 @@ struct CrashPointTorture {
   // MARK: - Scenarios
 
   static let archivePoints = [
-    "archive.before-fsync", "archive.after-verify", "archive.before-publish", "archive.after-publish",
+    "archive.before-fsync", "archive.after-verify", "archive.after-sign", "archive.before-publish",
+    "archive.after-publish",
   ]
   /// The atomic-write points: recover writes session files, pin its marker, this way. (Backups
   /// and restores stage in memory or in a pack file and write archives their own way.)
@@ -325,7 +326,7 @@ struct CrashPointTorture {
   /// would migrate it).
   static func legacyFleet(template: String) throws -> TortureFleet {
     let fleet = try TortureFleet(users: 4, legacy: true, seed: UInt64.random(in: 1...1_000_000))
-    for name in ["age-identity.txt", "age-recipients.txt", "fernet.keys"] {
+    for name in ["age-identity.txt", "age-recipients.txt", "fernet.keys", "signing.key", "signing.pub"] {
       try FileSystem.writeAtomically(
         try FileSystem.read(template + "/keys/" + name), to: fleet.root + "/keys/" + name)
     }

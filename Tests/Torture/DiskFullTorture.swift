@@ -90,7 +90,8 @@ struct DiskFullTorture {
       return fleet
     case .migrate:
       let fleet = try TortureFleet(users: 6, legacy: true, seed: 43, root: root)
-      for name in ["age-identity.txt", "age-recipients.txt", "fernet.keys"] {
+      // The signing key too: migrate's safety copy is a signed archive like every other.
+      for name in ["age-identity.txt", "age-recipients.txt", "fernet.keys", "signing.key", "signing.pub"] {
         try FileSystem.writeAtomically(try FileSystem.read(template + "/keys/" + name), to: root + "/keys/" + name)
       }
       try fleet.collectSecrets()

@@ -544,7 +544,8 @@ enum Witness {
   }
 
   /// Every archive `tgsess list` shows, decrypted and every entry hashed against its manifest by
-  /// tgsess's reader. Returns the problems (one per archive that does not verify).
+  /// tgsess's reader, and signed by the deployment's key (a writer publishes only what it signed).
+  /// Returns the problems (one per archive that does not verify).
   static func verifyListed(_ fleet: TortureFleet) throws -> (count: Int, problems: [String]) {
     let archives = try listed(fleet)
     let identities = fleet.identities
@@ -555,7 +556,11 @@ enum Witness {
       } catch {
         problems.append("listed archive \(archive.id) does not verify: \(error)")
       }
-      if archive.verification == .unknown { problems.append("listed archive \(archive.id) has no record") }
+      if archive.signature != .signed {
+        problems.append("listed archive \(archive.id) is \(archive.signature.rawValue), not signed")
+      } else if archive.verification == nil || archive.verification == .unknown {
+        problems.append("listed archive \(archive.id) has no record")
+      }
     }
     return (archives.count, problems)
   }

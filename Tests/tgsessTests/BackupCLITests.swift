@@ -595,7 +595,9 @@ import Testing
       #expect(result.status == 0, "\(result.stderr)")
       return result
     }
-    let copied = try decodeJSON([ListedArchive].self, from: try listCopy(["list", "--json"]))
+    // With the escrowed key ring, what list shows is what it showed on the host.
+    let ring = fleet.root + "/keys/signing.pub"
+    let copied = try decodeJSON([ListedArchive].self, from: try listCopy(["list", "--json", "--verify-key", ring]))
     func strip(_ list: [ListedArchive]) -> [ListedArchive] {
       list.map {
         var archive = $0
@@ -607,21 +609,30 @@ import Testing
     #expect(copied.allSatisfy { $0.path.hasPrefix(root + "/backups/") })
     #expect(!FileManager.default.fileExists(atPath: root + "/keys"))
     #expect(!FileManager.default.fileExists(atPath: root + "/data"))
+    #expect(original.allSatisfy { $0.signature == .signed && $0.verification == .full })
+    // Without a key ring, nothing is verified and no write-time proof is shown.
+    let unverified = try decodeJSON([ListedArchive].self, from: try listCopy(["list", "--json"]))
+    #expect(unverified.map(\.id) == original.map(\.id))
+    #expect(unverified.allSatisfy { $0.signature == .unverified && $0.verification == nil })
 
-    // Records lost: the names still give id, time, kind and user; verification is unknown.
+    // Records lost: the names still give id, time, kind and user, the signatures the reason;
+    // the write-time proof is unknown.
     for file in try TreeSnapshot.regularFiles(under: root + "/backups") where file.hasSuffix(".json") {
       try FileManager.default.removeItem(atPath: root + "/backups/" + file)
     }
-    let bare = try decodeJSON([ListedArchive].self, from: try listCopy(["list", "--json"]))
+    let bare = try decodeJSON([ListedArchive].self, from: try listCopy(["list", "--json", "--verify-key", ring]))
     #expect(bare.map(\.id) == original.map(\.id))
     #expect(bare.map(\.createdAt) == original.map(\.createdAt))
     #expect(bare.map(\.kind) == original.map(\.kind))
     #expect(bare.map(\.userID) == original.map(\.userID))
     #expect(bare.map(\.byteCount) == original.map(\.byteCount))
-    #expect(bare.allSatisfy { $0.verification == .unknown && $0.reason.isEmpty })
-    let text = try listCopy(["list"]).stdout.split(separator: "\n")
+    #expect(bare.map(\.reason) == original.map(\.reason))
+    #expect(bare.allSatisfy { $0.signature == .signed && $0.verification == .unknown })
+    let text = try listCopy(["list", "--verify-key", ring]).stdout.split(separator: "\n")
     #expect(text.count == original.count + 1)
-    #expect(text.dropFirst().allSatisfy { $0.hasSuffix("  unknown") })
+    #expect(text.dropFirst().allSatisfy { $0.hasSuffix("  signed     unknown") })
+    let unsignedText = try listCopy(["list"]).stdout.split(separator: "\n")
+    #expect(unsignedText.dropFirst().allSatisfy { $0.hasSuffix("  unverified  -") })
     let mine = try decodeJSON([ListedArchive].self, from: try listCopy(["list", "--json", "--user", String(user)]))
     #expect(Set(mine.map(\.id)) == Set(original.filter { $0.userID == user }.map(\.id)))
     try Self.expectNoLeaks(fleet)
@@ -651,7 +662,7 @@ import Testing
     #expect(lines.dropFirst().contains { $0.split(separator: " ")[0].count > 34 })
     #expect(lines.dropFirst().contains { $0.split(separator: " ")[0].count == 34 })
     let header = Self.columnStarts(lines[0])
-    #expect(header.count == 8)
+    #expect(header.count == 9)
     for line in lines.dropFirst() {
       #expect(Self.columnStarts(line) == header, "\(line)")
       #expect(!line.hasSuffix(" "))

@@ -29,6 +29,14 @@ import Testing
     return String(path.dropLast(suffix.count)) + ArchiveName.recordSuffix
   }
 
+  static func signaturePath(ofArchive path: String) -> String {
+    String(recordPath(ofArchive: path).dropLast(ArchiveName.recordSuffix.count)) + ArchiveSignature.fileSuffix
+  }
+
+  /// The crash points between signing and publishing: the signature is in place, the archive
+  /// not yet; the next run removes the orphan signature.
+  static let signedNotPublished: Set<String> = ["archive.after-sign", "archive.before-publish"]
+
   /// How an archive is proven after a crash.
   enum Proof {
     /// Decrypted by age, extracted by tar, hashed by sha256sum, checked by sqlite3.
@@ -39,13 +47,18 @@ import Testing
 
   /// What must hold after a backup was killed: earlier files byte-identical, only hidden
   /// temporaries or staging directories left, every new visible file a listed archive (or its
-  /// record), every listed new archive verifying; then the next backup succeeds and leaves no
-  /// temporaries, and every archive has its record.
+  /// record or signature; one orphan signature only when killed between signing and publishing:
+  /// at those crash points, or anywhere for a kill at a random moment),
+  /// every listed new archive signed and verifying; then the next backup succeeds and leaves no
+  /// temporaries and no orphan, and every archive has its record and signature.
   static func expectSoundAfterKill(
     _ fleet: TestFleet, before: TreeSnapshot, label: String, proof: Proof = .stockTools,
-    expectsLeftovers: Bool = false, sourceLocation: SourceLocation = #_sourceLocation
+    expectsLeftovers: Bool = false, isRandomKill: Bool = false, sourceLocation: SourceLocation = #_sourceLocation
   ) throws {
     let after = try TreeSnapshot(fleet.backupsDirectory)
+    // Archives are written one at a time: a kill leaves at most the one being published.
+    let orphansAllowed = signedNotPublished.contains(label) || isRandomKill ? 1 : 0
+    var orphans: [String] = []
     if expectsLeftovers {
       #expect(
         !after.hidden.isEmpty, "\(label): the killed run left no staging directory", sourceLocation: sourceLocation)
@@ -65,6 +78,14 @@ import Testing
     for path in after.files.keys where before.files[path] == nil {
       if isArchiveName(path) {
         #expect(listedPaths.contains(path), "\(label): \(path) not listed", sourceLocation: sourceLocation)
+        #expect(
+          after.files[signaturePath(ofArchive: path)] != nil, "\(label): \(path) published without its signature",
+          sourceLocation: sourceLocation)
+      } else if path.hasSuffix(ArchiveSignature.fileSuffix) {
+        let id = String(path.dropLast(ArchiveSignature.fileSuffix.count))
+        if after.files[id + ArchiveName.encryptedSuffix] == nil, after.files[id + ArchiveName.plainSuffix] == nil {
+          orphans.append(path)
+        }
       } else if path.hasSuffix(ArchiveName.recordSuffix) {
         let id = String(path.dropLast(ArchiveName.recordSuffix.count))
         #expect(
@@ -74,6 +95,9 @@ import Testing
         Issue.record("\(label): unexpected visible file \(path)", sourceLocation: sourceLocation)
       }
     }
+    #expect(
+      orphans.count <= orphansAllowed, "\(label): signatures without their archive: \(orphans)",
+      sourceLocation: sourceLocation)
     // Every listed archive verifies (the earlier ones are byte-identical to what verified then).
     let scratch = try TemporaryDirectory("tgsess-verify")
     let identities = try KeyStore.loadIdentities(Deployment(root: fleet.root))
@@ -102,7 +126,12 @@ import Testing
     let archives = cleaned.files.keys.filter(isArchiveName)
     let records = cleaned.files.keys.filter { $0.hasSuffix(ArchiveName.recordSuffix) }
     #expect(Set(archives.map(recordPath(ofArchive:))) == Set(records), "\(label)", sourceLocation: sourceLocation)
-    #expect(try list(fleet).allSatisfy { $0.verification == .full }, "\(label)", sourceLocation: sourceLocation)
+    let signatures = cleaned.files.keys.filter { $0.hasSuffix(ArchiveSignature.fileSuffix) }
+    #expect(
+      Set(archives.map(signaturePath(ofArchive:))) == Set(signatures), "\(label)", sourceLocation: sourceLocation)
+    #expect(
+      try list(fleet).allSatisfy { $0.verification == .full && $0.signature == .signed }, "\(label)",
+      sourceLocation: sourceLocation)
   }
 
   // MARK: - Live writers
@@ -168,7 +197,8 @@ import Testing
   /// Every crash point on a backup's path. (Staging writes no atomic files: snapshots go to
   /// memory and one pack file, so the `atomic.*` points are not on it.)
   static let crashPoints = [
-    "archive.before-fsync", "archive.after-verify", "archive.before-publish", "archive.after-publish",
+    "archive.before-fsync", "archive.after-verify", "archive.after-sign", "archive.before-publish",
+    "archive.after-publish",
     "backup.after-session-snapshot", "backup.between-users",
   ]
 
@@ -223,7 +253,7 @@ import Testing
       let (status, signal) = run.wait()
       fleet.keep(run)
       if signal == SIGKILL { killed += 1 } else { #expect(status == 0, "round \(round): \(run.stderr)") }
-      try Self.expectSoundAfterKill(fleet, before: before, label: "round \(round)", proof: .reader)
+      try Self.expectSoundAfterKill(fleet, before: before, label: "round \(round)", proof: .reader, isRandomKill: true)
     }
     #expect(killed > 0, "no run was killed before it finished")
     try BackupCLITests.expectNoLeaks(fleet)

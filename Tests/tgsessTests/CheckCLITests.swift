@@ -465,9 +465,9 @@ import Testing
     Self.expectFinding(run, "backup.deep", "critical", contains: ["\(victim): ", "use another backup"])
   }
 
-  @Test func deepCheckWithoutTheIdentityComparesRecordedHashes() throws {
+  @Test func deepCheckWithoutTheIdentityComparesSignedHashes() throws {
     let fleet = try TestFleet(users: 2, pyrogramShare: 0, entities: 10, backedUp: true)
-    // The identity is kept off the host: the ciphertext is checked against its record instead.
+    // The identity is kept off the host: the ciphertext is checked against its signature instead.
     try FileManager.default.removeItem(atPath: fleet.deployment.ageIdentityPath)
     let clean = try fleet.check(["--deep"])
     #expect(clean.status == 0, "\(clean.report)")
@@ -479,7 +479,10 @@ import Testing
     #expect(run.status == 2)
     Self.expectFinding(
       run, "backup.deep", "critical",
-      contains: ["\(victim): SHA-256 differs from the one recorded when it was written"])
+      contains: [
+        "\(victim): not signed by this deployment's key", "the file is not the one that was signed",
+        "use another backup",
+      ])
   }
 
   @Test func keyFileReadableByOthersIsOneCriticalFinding() throws {

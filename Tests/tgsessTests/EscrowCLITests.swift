@@ -49,7 +49,7 @@ import Testing
     )
     #expect(
       Self.line(result, "archive")
-        == "ok      archive: \(identity) opens the newest archive \(newest) (header and first chunk)")
+        == "ok      archive: \(identity) opens the newest signed archive \(newest) (header and first chunk)")
     let tokens = try fleet.sqlite(
       "SELECT (SELECT count(*) FROM user_sessions WHERE session_string != '') + (SELECT count(*) FROM user_sessions WHERE api_hash != '') + (SELECT count(*) FROM session_backups WHERE session_string != '') + (SELECT count(*) FROM session_backups WHERE api_hash != '')"
     )

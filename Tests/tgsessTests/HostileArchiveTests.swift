@@ -63,9 +63,10 @@ import Testing
       !(try FileManager.default.contentsOfDirectory(atPath: fleet.directory.path)).contains { $0.hasPrefix("drill") })
   }
 
-  /// A genuine per-user archive of one user, renamed and moved (with its record) into another
-  /// user's directory, is refused by restore, recover and drill: its manifest names its real
-  /// user, which is not the one its name and place claim.
+  /// A genuine per-user archive of one user, renamed and moved (with its signature and record)
+  /// into another user's directory, is refused by restore, recover and drill: its signature
+  /// names its real user and place, which are not the ones its name and place claim, so it is
+  /// never a candidate for "latest" either.
   @Test func aGenuineArchiveRenamedIntoAnotherUsersDirectoryIsRefused() throws {
     try Tools.require()
     let fleet = try TestFleet(users: 3)
@@ -74,6 +75,7 @@ import Testing
     try fleet.tgsessOK(["backup"])
     let repository = ArchiveRepository(backupsDirectory: fleet.deployment.backupsDirectory)
     let genuine = try #require(try repository.list(kind: .user, userID: owner).first)
+    let victimsOwn = try #require(try repository.list(kind: .user, userID: victim).first)
     // Newer than anything the victim has, under the victim's name.
     let forgedID = genuine.id.replacingOccurrences(of: "-u\(owner)-", with: "-u\(victim)-")
       .replacingOccurrences(of: String(genuine.id.prefix(4)), with: "2099")
@@ -85,20 +87,25 @@ import Testing
     record.createdAt = try #require(ArchiveName.describe(id: forgedID)?.createdAt)
     let directory = repository.userDirectory(victim)
     try FileManager.default.copyItem(atPath: repository.path(of: genuine), toPath: directory + "/" + record.fileName)
+    try FileManager.default.copyItem(
+      atPath: ArchiveSigning.signaturePath(forArchive: repository.path(of: genuine))!,
+      toPath: directory + "/" + forgedID + ArchiveSignature.fileSuffix)
     try record.encoded().write(to: URL(fileURLWithPath: directory + "/" + forgedID + ".json"))
     try FileManager.default.removeItem(atPath: fleet.sessionPath(victim))
     try fleet.sqlite("UPDATE user_sessions SET session_string = 'garbage' WHERE user_id = \(victim)")
     let tree = try fleet.tree()
 
-    let restore = try fleet.tgsess(["restore", "latest", "--user", String(victim)])
     let byID = try fleet.tgsess(["restore", forgedID])
-
-    let reason =
-      "its manifest describes user \(owner)'s per-user archive, but the archive is named and stored as user \(victim)'s per-user archive; refusing this archive; use another backup"
-    for refused in [restore, byID] {
-      #expect(refused.status == 1)
-      #expect(refused.stderr == "tgsess: restore: \(repository.path(of: record)): \(reason)\n")
-    }
+    #expect(byID.status == 1)
+    #expect(
+      byID.stderr
+        == "tgsess: restore: \(repository.path(of: record)): not signed by this deployment's key; its signature is for user_\(owner)/\(genuine.fileName); a signed archive was renamed or moved: do not trust it, use another backup\n"
+    )
+    #expect(try fleet.tree() == tree)
+    // "latest" never considers it: the victim's own archive is the one it would restore.
+    let plan = try jsonObject(
+      try fleet.tgsessOK(["restore", "latest", "--user", String(victim), "--dry-run", "--json"]))
+    #expect(plan["archiveID"] as? String == victimsOwn.id)
     #expect(try fleet.tree() == tree)
     // Recover skips it (naming why) and repairs the victim from their own archive instead.
     let recover = try fleet.tgsessJSON(RecoverResult.self, ["recover", "--user", String(victim)])

@@ -210,7 +210,7 @@ import Testing
     #expect(notYet.status == 1)
     #expect(
       notYet.stderr
-        == "tgsess: keys rotate-signing: \(fixture.root)/keys/signing.key: not found; run tgsess init to create the archive signing key\n"
+        == "tgsess: keys rotate-signing: \(fixture.root)/keys/signing.key: not found; run tgsess init: it adds the archive signing key and keeps every other key\n"
     )
     #expect(try runTgsess(["init", "--root", fixture.root]).status == 0)
     let old = try KeyStore.loadSigningKey(fixture.deployment).verifyingKey

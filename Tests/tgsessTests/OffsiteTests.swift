@@ -87,15 +87,30 @@ import Testing
     try Self.configure(fleet, remotes: [("usb", remote)])
     try fleet.tgsessOK(["backup"])
     let keys = try fleet.sqlite("SELECT count(*) FROM user_sessions")
-    // The machine is gone: a new root holds only the config and the escrowed identity.
+    // The machine is gone: a new root holds only the config and the escrowed identity; the
+    // escrowed signing.pub is passed as --verify-key.
     let newHost = fleet.directory.file("new-host")
     try FileSystem.makeDirectory(newHost + "/keys")
     try FileManager.default.copyItem(atPath: fleet.root + "/tgsess.toml", toPath: newHost + "/tgsess.toml")
     try FileManager.default.copyItem(
       atPath: fleet.root + "/keys/age-identity.txt", toPath: newHost + "/keys/age-identity.txt")
+    let escrowedRing = fleet.directory.file("escrow-signing.pub")
+    try FileManager.default.copyItem(atPath: fleet.root + "/keys/signing.pub", toPath: escrowedRing)
     try FileManager.default.removeItem(atPath: fleet.root + "/backups")
     let target = fleet.directory.file("restored")
-    let restore = try runTgsess(["restore", "latest", "--from-remote", "usb", "--target", target, "--root", newHost])
+    // Without a key ring nothing can be authenticated: refused, naming --verify-key.
+    let unverifiable = try runTgsess(
+      ["restore", "latest", "--from-remote", "usb", "--target", target, "--root", newHost])
+    #expect(unverifiable.status == 1)
+    #expect(
+      unverifiable.stderr.contains("pass --verify-key FILE (the deployment's signing.pub from escrow)"),
+      "\(unverifiable.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: target))
+    let restore = try runTgsess(
+      [
+        "restore", "latest", "--from-remote", "usb", "--target", target, "--root", newHost, "--verify-key",
+        escrowedRing,
+      ])
     #expect(restore.status == 0, "\(restore.stderr)")
     #expect(try fleet.sqlite("SELECT count(*) FROM user_sessions", path: target + "/data/telegram_bot.db") == keys)
     for user in try fleet.sessionUserIDs() {
@@ -104,7 +119,8 @@ import Testing
       let original = try fleet.sqlite("SELECT hex(auth_key) FROM sessions", path: fleet.sessionPath(user))
       if !original.isEmpty { #expect(restored == original) }
     }
-    let drill = try runTgsess(["drill", "--from-remote", "usb", "--json", "--root", newHost])
+    let drill = try runTgsess(
+      ["drill", "--from-remote", "usb", "--json", "--root", newHost, "--verify-key", escrowedRing])
     #expect(drill.status == 0, "\(drill.stderr)")
     let evidence = try decodeJSON(DrillResult.self, from: drill)
     #expect(evidence.ok == true)

@@ -166,25 +166,38 @@ import Testing
     #expect(missing.stderr.contains("list archives with: tgsess list"))
   }
 
-  @Test func newestVerifiedArchiveIsKeptBehindUnverifiedOnes() throws {
+  /// Only signed archives take part in the plan: the two newest of a user, one unsigned (its
+  /// signature removed, as tgsess wrote archives before they were signed) and one rejected (its
+  /// signature garbled), are neither counted nor removed, so the newest signed one is the one
+  /// keep-per-user 1 keeps, and both are reported.
+  @Test func unsignedAndRejectedArchivesAreNeitherCountedNorRemoved() throws {
     let fleet = try TestFleet(users: 1, pyrogramShare: 0, entities: 10, backedUp: true)
     let user = fleet.userIDs[0]
     let directory = fleet.deployment.backupsDirectory + "/users/user_\(user)"
     try ArchiveCloner.clone(fleet.deployment, copiesPerUser: 3)
     let ids = try fleet.listedArchives().filter { $0.kind == .user }.map(\.id)  // newest first
     #expect(ids.count == 4)
-    // The two newest lose their records: list rebuilds them as unverified.
-    for id in ids.prefix(2) { try FileManager.default.removeItem(atPath: directory + "/\(id).json") }
+    try FileManager.default.removeItem(atPath: directory + "/\(ids[0]).sig")
+    try Data("tgsess archive signature v1\ngarbled\n".utf8).write(
+      to: URL(fileURLWithPath: directory + "/\(ids[1]).sig"))
     let plan = try Self.plan(fleet, ["--keep-per-user", "1"])
-    #expect(plan.keep[ids[0]] == ["per-user 1"])
-    #expect(plan.keep[ids[2]] == ["newest verified"])
-    #expect(plan.remove[ids[1]] == ["beyond keep-per-user 1"])
+    #expect(plan.keep[ids[0]] == nil && plan.remove[ids[0]] == nil)
+    #expect(plan.keep[ids[1]] == nil && plan.remove[ids[1]] == nil)
+    #expect(plan.keep[ids[2]] == ["per-user 1", "newest verified"])
     #expect(plan.remove[ids[3]] == ["beyond keep-per-user 1"])
-    #expect(try fleet.tgsess(["prune", "--keep-per-user", "1"]).status == 0)
+    #expect(plan.result.unsignedArchives == [ids[0]])
+    #expect(plan.result.rejectedArchives.map(\.id) == [ids[1]])
+    let text = try fleet.tgsess(["prune", "--keep-per-user", "1"])
+    #expect(text.status == 0)
+    #expect(
+      text.stdout.contains(
+        "not in the plan: 1 unsigned archive(s), neither counted nor removed; if this host made them, run: tgsess keys sign-existing"
+      ), "\(text.stdout)")
+    #expect(text.stdout.contains("not in the plan: REJECTED \(directory)/\(ids[1]).tar.zst.age: "), "\(text.stdout)")
     // A Set on purpose: inside #expect, `filter` may resolve to the Array overload, whose order is
     // the Set's (random per process).
     let kept: Set<String> = try Self.listedIDs(fleet).filter(Self.isUserArchive)
-    #expect(kept == [ids[0], ids[2]], "kept \(kept.sorted()) of \(ids)")
+    #expect(kept == [ids[0], ids[1], ids[2]], "kept \(kept.sorted()) of \(ids)")
   }
 
   @Test func onlyBackupOfAUserAndTheirLastRowAreKept() throws {
@@ -270,15 +283,15 @@ import Testing
     #expect(survivors.count == before.count - 1)
     #expect(survivors.isSuperset(of: plan.keep.keys))
     try Self.expectWholeArchives(fleet, decryptAll: true)
-    // The crash left the removed archive's record behind; list does not show it.
+    // The crash left the removed archive's record and signature behind; list does not show them.
     let removed = try #require(before.subtracting(survivors).first)
-    let orphan = try FileManager.default.subpathsOfDirectory(atPath: fleet.deployment.backupsDirectory)
-      .filter { $0.hasSuffix(removed + ".json") }
-    #expect(orphan.count == 1)
+    let orphans = try FileManager.default.subpathsOfDirectory(atPath: fleet.deployment.backupsDirectory)
+      .filter { $0.hasSuffix(removed + ".json") || $0.hasSuffix(removed + ".sig") }
+    #expect(orphans.count == 2)
 
     let rerun = try fleet.tgsess(["prune", "--keep-per-user", "1"])
     #expect(rerun.status == 0, "\(rerun.stderr)")
-    #expect(rerun.stdout.contains("removed 5 archive(s)") && rerun.stdout.contains("cleaned 1 leftover(s)"))
+    #expect(rerun.stdout.contains("removed 5 archive(s)") && rerun.stdout.contains("cleaned 2 leftover(s)"))
     #expect(try Self.listedIDs(fleet) == Set(plan.keep.keys))
     let names = try FileManager.default.subpathsOfDirectory(atPath: fleet.deployment.backupsDirectory)
     for id in plan.remove.keys { #expect(!names.contains { $0.contains(id) }, "\(id)") }

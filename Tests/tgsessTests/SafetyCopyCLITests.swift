@@ -71,6 +71,12 @@ import Testing
     let record = try #require(try Self.listed(fleet, id))
     #expect(record.kind == .full)
     #expect(record.reason == "Before migrate")
+    // Signed as every archive is, with the deployment's key: readers accept nothing else.
+    #expect(record.signature == .signed)
+    let ring = try KeyStore.loadVerifyingKeys(path: fleet.root + "/keys/signing.pub")
+    let signed = try ArchiveSigning.verifyFile(
+      archivePath: fleet.backupsDirectory + "/full/\(id).tar.zst.age", ring: ring)
+    #expect(signed.statement.reason == "Before migrate")
     // The stock tools open it, and it is the database as it was: plaintext, before migrating.
     let archive = fleet.backupsDirectory + "/full/\(id).tar.zst.age"
     let scratch = try TemporaryDirectory("safety-copy")
@@ -136,6 +142,13 @@ import Testing
     let record = try #require(try Self.listed(fleet, String(id)))
     #expect(record.reason == "Before migrate")
     #expect(ISO8601DateFormatter().string(from: record.createdAt).hasPrefix("2026-11-01"))
+    // The converted copy is signed too (as tgsess writes every archive).
+    #expect(record.signature == .signed)
+    #expect(
+      try ArchiveSigning.verifyFile(
+        archivePath: fleet.backupsDirectory + "/full/\(id).tar.zst.age",
+        ring: try KeyStore.loadVerifyingKeys(path: fleet.root + "/keys/signing.pub")
+      ).statement.archiveID == String(id))
     let restore = try fleet.tgsess(["restore", String(id), "--dry-run"])
     #expect(restore.status == 0, "\(restore.stderr)")
     #expect(restore.stdout.contains("replace   \(fleet.databasePath)"))

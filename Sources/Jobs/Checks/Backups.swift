@@ -1,9 +1,11 @@
 import Foundation
 import Store
 
-/// The archives: the backups directory can be listed, a verified full snapshot is young enough,
-/// every live user is in some archive, there is free space, and (`--deep`) the newest full
-/// snapshot and a rotating sample of per-user archives decrypt and hash to their records.
+/// The archives: the backups directory can be listed, every archive carries this deployment's
+/// signature (a rejected one means someone wrote to backups/), a signed full snapshot is young
+/// enough, every live user is in some signed archive, there is free space, and (`--deep`) the
+/// newest full snapshot and a rotating sample of per-user archives verify in full against their
+/// signatures.
 public enum BackupsCheck {
   public static func findings(_ context: CheckContext) -> [CheckFinding] {
     let directory = context.deployment.backupsDirectory
@@ -16,7 +18,10 @@ public enum BackupsCheck {
           .backupDirectory, .critical, "\(error.errorDescription ?? "\(error)"); no archive was checked",
           remedy:
             "make \(directory) a directory (mode 700) that the user running tgsess can read, then run: tgsess check"))
-    case .success(let archives):
+    case .success:
+      // Without a key ring nothing counts as signed; KeysCheck names the ring.
+      let archives = context.signedArchives
+      findings += signatureFindings(context)
       findings += userFindings(context, archives: archives)
       findings += ageFindings(context, archives: archives)
     }
@@ -27,13 +32,41 @@ public enum BackupsCheck {
           "only \(freeBytes / 1_048_576) MiB free on \(directory) (warning below \(context.options.minFreeBytes / 1_048_576) MiB)",
           remedy: "run: tgsess prune"))
     }
-    if context.options.isDeep, case .success(let archives) = context.archives {
-      findings += deepFindings(context, archives: archives)
+    if context.options.isDeep, case .success = context.archives {
+      findings += deepFindings(context, archives: context.signedArchives)
     }
     return findings
   }
 
-  /// Every live user is held by a per-user archive or a full snapshot.
+  /// Rejected archives (CRITICAL: someone wrote to backups/, or a signed archive was damaged or
+  /// moved) and unsigned ones (WARNING: made before archives were signed, or planted).
+  static func signatureFindings(_ context: CheckContext) -> [CheckFinding] {
+    var findings: [CheckFinding] = []
+    let rejected = context.rejectedArchives
+    if !rejected.isEmpty {
+      let named = rejected.prefix(3).map { ListJob.rejectionLine($0.error, path: $0.record.id) }
+      findings.append(
+        CheckFinding(
+          .backupSignature, .critical,
+          "\(rejected.count) archive(s) in \(context.deployment.backupsDirectory) fail authentication (\(ArchiveSigning.notSignedReason)): \(named.joined(separator: "; "))\(rejected.count > 3 ? "; …" : "")",
+          remedy:
+            "someone wrote to backups/ (or a signed archive was damaged or moved): investigate, then remove them by hand; they are never restored, counted or pushed (tgsess list shows them all)"
+        ))
+    }
+    let unsigned = context.unsignedArchives
+    if !unsigned.isEmpty {
+      findings.append(
+        CheckFinding(
+          .backupSignature, .warning,
+          "\(unsigned.count) archive(s) in \(context.deployment.backupsDirectory) are not signed (made before archives were signed, or planted): restore refuses them and prune ignores them",
+          remedy:
+            "if this host made them and nobody else could have written to backups/ since, run: tgsess keys sign-existing"
+        ))
+    }
+    return findings
+  }
+
+  /// Every live user is held by a signed per-user archive or full snapshot.
   static func userFindings(_ context: CheckContext, archives: [ArchiveRecord]) -> [CheckFinding] {
     var held = Set<Int64>()
     for record in archives {
@@ -44,7 +77,7 @@ public enum BackupsCheck {
     }
   }
 
-  /// The newest verified full snapshot exists and is younger than `maxBackupAge`.
+  /// The newest signed full snapshot exists and is younger than `maxBackupAge`.
   static func ageFindings(_ context: CheckContext, archives: [ArchiveRecord]) -> [CheckFinding] {
     guard let newest = newestFull(archives) else {
       return [
@@ -63,10 +96,12 @@ public enum BackupsCheck {
     ]
   }
 
-  /// Decrypts and hashes the newest full snapshot and `deepSample` per-user archives, a different
-  /// slice each day. Without the identity on this host, each archive's ciphertext is compared with
-  /// the SHA-256 its record holds instead.
+  /// Verifies the newest signed full snapshot and `deepSample` signed per-user archives, a
+  /// different slice each day, through `ArchiveVerifier`: signature, manifest, every entry and
+  /// the file's hash. Without the identity on this host, each archive file's hash and size are
+  /// checked against its signature instead.
   static func deepFindings(_ context: CheckContext, archives: [ArchiveRecord]) -> [CheckFinding] {
+    guard case .success(let authenticator) = context.signing else { return [] }
     var sample: [ArchiveRecord] = []
     if let newest = newestFull(archives) { sample.append(newest) }
     let perUser = archives.filter { $0.kind == .user }
@@ -78,14 +113,15 @@ public enum BackupsCheck {
     }
     let identities = (try? context.identities?.get()) ?? []
     let repository = ArchiveRepository(backupsDirectory: context.deployment.backupsDirectory)
+    let verifier = ArchiveVerifier(identities: identities, authenticator: authenticator)
     var findings: [CheckFinding] = []
     for record in sample {
       let path = repository.path(of: record)
       do {
-        if record.isEncrypted, identities.isEmpty {
-          try verifyCiphertext(path: path, record: record)
+        if verifier.canDecrypt(isEncrypted: record.isEncrypted) {
+          _ = try verifier.verify(path: path, into: nil, scope: .everyEntry)
         } else {
-          _ = try ArchiveReader.read(path: path, identities: identities)
+          _ = try ArchiveSigning.verifyFile(archivePath: path, ring: authenticator.ring)
         }
       } catch let error as StoreError {
         findings.append(CheckFinding(.backupDeep, .critical, error: error))
@@ -96,23 +132,9 @@ public enum BackupsCheck {
     return findings
   }
 
-  /// The newest full snapshot that was proven when it was written.
+  /// The newest full snapshot among `archives` (signed ones: the writer signs only what it
+  /// proved).
   static func newestFull(_ archives: [ArchiveRecord]) -> ArchiveRecord? {
-    archives.first { $0.kind == .full && $0.isVerified }
-  }
-
-  /// Compares an archive's SHA-256 with the one its record holds.
-  /// - Throws: `StoreError.invalid` when they differ or the record has none.
-  static func verifyCiphertext(path: String, record: ArchiveRecord) throws {
-    guard !record.sha256.isEmpty else {
-      throw StoreError.invalid(
-        path: path, reason: "no identity on this host and no recorded SHA-256 to compare with",
-        hint: "run check --deep where the age identity is, or restore --dry-run with --identity FILE")
-    }
-    guard try FileSystem.sha256(ofFile: path) == record.sha256 else {
-      throw StoreError.invalid(
-        path: path, reason: "SHA-256 differs from the one recorded when it was written (corrupted on disk)",
-        hint: "use another backup, and run tgsess backup")
-    }
+    archives.first { $0.kind == .full }
   }
 }

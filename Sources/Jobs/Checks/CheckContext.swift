@@ -25,6 +25,13 @@ public struct CheckContext: Sendable {
   public var sessionsDirectoryMode: mode_t?
   /// Every archive, newest first.
   public var archives: Result<[ArchiveRecord], StoreError>
+  /// The key ring archives are checked with (`keys/signing.pub`).
+  public var signing: Result<SigningAuthenticator, StoreError>
+  /// The archive signing key (`keys/signing.key`), which every backup needs.
+  public var signingKey: Result<SigningKey, StoreError>
+  /// How each of `archives` stands (same order), from its signature file and its place; empty
+  /// when the archives or the ring could not be read.
+  public var standings: [ArchiveAuthenticity]
   public var freeBytes: Int64?
   /// When the newest successful drill ran.
   public var newestDrill: Date?
@@ -92,6 +99,13 @@ public struct CheckContext: Sendable {
       _ = try FileSystem.directoryNames(deployment.backupsDirectory)
       return try repository.list()
     }.mapError { StoreError.wrapping($0, path: deployment.backupsDirectory) }
+    let signing = Result { try SigningAuthenticator.forDeployment(deployment) }.mapError {
+      StoreError.wrapping($0, path: deployment.signingPublicKeysPath)
+    }
+    var standings: [ArchiveAuthenticity] = []
+    if case .success(let records) = archives, case .success(let authenticator) = signing {
+      standings = authenticator.authenticity(of: records, in: repository)
+    }
     return CheckContext(
       deployment: deployment, options: options,
       fernet: Result { try KeyStore.loadFernet(deployment) }.mapError {
@@ -108,13 +122,42 @@ public struct CheckContext: Sendable {
       database: database, sessionFiles: sessionFiles,
       inspections: inspectFiles(deployment, users: (try? sessionFiles.get()) ?? [], isDeep: options.isDeep),
       sessionsDirectoryMode: try? FileSystem.mode(of: deployment.sessionsDirectory),
-      archives: archives, freeBytes: FileSystem.freeBytes(at: deployment.backupsDirectory),
+      archives: archives, signing: signing,
+      signingKey: Result { try KeyStore.loadSigningKey(deployment) }.mapError {
+        StoreError.wrapping($0, path: deployment.signingKeyPath)
+      },
+      standings: standings, freeBytes: FileSystem.freeBytes(at: deployment.backupsDirectory),
       newestDrill: DrillHistory.newestSuccess(deployment),
       remotes: deployment.remotes.map { ($0, RemoteState.load(deployment, remote: $0.name)) },
       watch: WatchStatus.read(deployment, now: options.now))
   }
 
   // MARK: - What the checks derive from it
+
+  /// The archives signed by this deployment's key, newest first, each as its signature vouches
+  /// for it: the only archives that count (as a backup of a user, as the newest full snapshot).
+  public var signedArchives: [ArchiveRecord] {
+    guard case .success(let records) = archives, standings.count == records.count else { return [] }
+    return zip(records, standings).compactMap { record, standing in
+      if case .signed(let signed) = standing { return record.vouched(by: signed.statement) }
+      return nil
+    }.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+  }
+
+  /// The archives without a signature file.
+  public var unsignedArchives: [ArchiveRecord] {
+    guard case .success(let records) = archives, standings.count == records.count else { return [] }
+    return zip(records, standings).filter { $0.1 == .unsigned }.map(\.0)
+  }
+
+  /// The archives that fail authentication, with why.
+  public var rejectedArchives: [(record: ArchiveRecord, error: StoreError)] {
+    guard case .success(let records) = archives, standings.count == records.count else { return [] }
+    return zip(records, standings).compactMap { record, standing in
+      if case .rejected(let error) = standing { return (record, error) }
+      return nil
+    }
+  }
 
   /// The user rows (none when they could not be read).
   public var rows: [BotDatabase.UserForCheck] { database.rows ?? [] }

@@ -38,11 +38,13 @@ public enum CheckID: String, Codable, Sendable, CaseIterable {
   case backupDirectory = "backup.directory"
   /// The newest verified full snapshot is young enough.
   case backupAge = "backup.age"
-  /// `--deep`: the sampled archives decrypt and hash to their records.
+  /// `--deep`: the sampled archives verify in full against their signatures.
   case backupDeep = "backup.deep"
+  /// Every archive carries this deployment's signature: none rejected, none unsigned.
+  case backupSignature = "backup.signature"
   /// Free space on the backups filesystem.
   case backupDisk = "backup.disk"
-  /// The Fernet keys and the age identity and recipients.
+  /// The Fernet keys, the age identity and recipients, the archive signing key and key ring.
   case keys
   /// Every local archive is on every remote.
   case offsite

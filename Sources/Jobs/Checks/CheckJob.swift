@@ -118,6 +118,10 @@ public struct CheckResult: Codable, Sendable, Equatable {
   public var lastFullBackupAt: Date?
   public var lastFullBackupAgeSeconds: Int?
   public var archives: Int
+  /// Archives without a signature (`tgsess keys sign-existing` vouches for this host's own).
+  public var unsignedArchives: Int
+  /// Archives that fail authentication: someone wrote to backups/.
+  public var rejectedArchives: Int
   public var freeBytes: Int64?
   public var durationSeconds: Double
   public var checkedAt: Date
@@ -227,13 +231,14 @@ public enum CheckJob {
       }
     }
     let archives = (try? context.archives.get()) ?? []
-    let newestFull = BackupsCheck.newestFull(archives)
+    let newestFull = BackupsCheck.newestFull(context.signedArchives)
     let ageSeconds = newestFull.map { Int(context.options.now.timeIntervalSince($0.createdAt)) }
     let (state, summary) = verdict(
       findings: findings, sessions: sessions, users: states.count, lastFullBackupAgeSeconds: ageSeconds)
     return CheckResult(
       state: state, summary: summary, findings: findings, sessions: sessions, users: states.count,
       lastFullBackupAt: newestFull?.createdAt, lastFullBackupAgeSeconds: ageSeconds, archives: archives.count,
+      unsignedArchives: context.unsignedArchives.count, rejectedArchives: context.rejectedArchives.count,
       freeBytes: context.freeBytes, durationSeconds: duration, checkedAt: context.options.now, isRecorded: isRecorded,
       newestDrillAt: context.newestDrill, remotes: OffsiteCheck.summaries(context))
   }

@@ -46,8 +46,9 @@ public enum FernetKeySource: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// The keys, judged once for the whole deployment: the Fernet keys load (and exist when the
-/// database holds encrypted secrets), key files are private, an age recipient is configured, and
-/// the age identity, when it is on this host, opens the newest archive.
+/// database holds encrypted secrets), key files are private, an age recipient is configured, the
+/// archive signing key and its key ring load (present, private, in agreement), and the age
+/// identity, when it is on this host, opens the newest signed archive.
 public enum KeysCheck {
   public static func findings(_ context: CheckContext) -> [CheckFinding] {
     var findings: [CheckFinding] = []
@@ -86,13 +87,18 @@ public enum KeysCheck {
     case .success:
       break
     }
+    // Without the signing key no backup can be written; without the ring no archive verifies.
+    if case .failure(let error) = context.signing {
+      add(CheckFinding(.keys, .critical, error: error))
+    }
+    if case .failure(let error) = context.signingKey {
+      add(CheckFinding(.keys, .critical, error: error))
+    }
     switch context.identities {
     case .failure(let error)?:
       add(CheckFinding(.keys, .critical, error: error))
     case .success(let identities)?:
-      guard case .success(let archives) = context.archives, let newest = archives.first(where: \.isEncrypted) else {
-        break
-      }
+      guard let newest = context.signedArchives.first(where: \.isEncrypted) else { break }
       let repository = ArchiveRepository(backupsDirectory: context.deployment.backupsDirectory)
       do { try AgeHeaderCheck.opens(path: repository.path(of: newest), identities: identities) } catch {
         let text = (error as? StoreError)?.errorDescription ?? "\(error)"

@@ -4,8 +4,8 @@ import Store
 /// One remote as check saw it, for the metrics (`tgsess_check_remote_*`).
 public struct RemoteSummary: Codable, Sendable, Equatable {
   public var name: String
-  /// Local archives the remote lacked at its last listing (all of them when never pushed); nil
-  /// when the local archives could not be listed.
+  /// Local signed archives (the only ones push copies) the remote lacked at its last listing (all
+  /// of them when never pushed); nil when the local archives could not be listed.
   public var missingArchives: Int?
   /// When the last push (successful or not) ended; nil when never pushed.
   public var lastPushAt: Date?
@@ -15,13 +15,13 @@ public struct RemoteSummary: Codable, Sendable, Equatable {
   public var isLastPushOK: Bool
 }
 
-/// Offsite copies: every local archive is on every configured remote, as of the last push's
+/// Offsite copies: every local signed archive is on every configured remote, as of the last push's
 /// listing of it.
 public enum OffsiteCheck {
   /// Each configured remote's state for monitoring: a push writes its state as it ends, with
   /// the success time taken after the end time when it succeeded.
   public static func summaries(_ context: CheckContext) -> [RemoteSummary] {
-    let local = try? context.archives.get()
+    let local = (try? context.archives.get()).map { _ in context.signedArchives }
     return context.remotes.map { remote, state in
       let there = Set(state?.archiveNames ?? [])
       return RemoteSummary(
@@ -42,9 +42,10 @@ public enum OffsiteCheck {
         continue
       }
       // Without the local list there is nothing to compare; the backups check has said why.
-      guard case .success(let archives) = context.archives else { continue }
+      // Only signed archives are pushed.
+      guard case .success = context.archives else { continue }
       let there = Set(state.archiveNames ?? [])
-      let missing = archives.filter { !there.contains($0.fileName) }.count
+      let missing = context.signedArchives.filter { !there.contains($0.fileName) }.count
       guard missing > 0 else { continue }
       let since =
         state.lastSuccessAt.map {

@@ -19,6 +19,15 @@ public enum ArchiveReader {
   /// is read (`ArchiveVerifier` authenticates the archive here).
   public typealias ManifestCheck = (_ bytes: Data, _ manifest: Manifest) throws -> Void
 
+  /// Called with `manifest.json`'s bytes before they are parsed (`ArchiveVerifier` compares
+  /// their SHA-256 with the signed one here).
+  public typealias ManifestBytesCheck = (_ bytes: Data) throws -> Void
+
+  /// Called with the SHA-256 (lower-case hex) and size of the archive file as it was read, once
+  /// everything else passed and before `read` returns (`ArchiveVerifier` compares them with the
+  /// signed ones, so the file checked is the file read).
+  public typealias FileCheck = (_ sha256: String, _ byteCount: Int64) throws -> Void
+
   /// Reads the archive at `path`, verifying it entirely; with `extractTo`, writes each entry
   /// below that directory (which must exist) as it is verified. Callers extract into a staging
   /// directory and only act once this returns. Readers that act on an archive go through
@@ -28,14 +37,17 @@ public enum ArchiveReader {
   ///   - expected: the manifest a writer just wrote and its bytes: the archive's manifest must be
   ///     those bytes exactly, and is not decoded again (a writer's read-back).
   ///   - extracting: which entries `extractTo` receives (default: all); every entry is verified.
+  ///   - authenticateManifestBytes: run on the manifest's bytes before they are parsed.
   ///   - checkManifest: run on the manifest before anything else in the archive is read.
+  ///   - checkFile: run on the hash and size of every byte of the file, read to its end, last.
   /// - Returns: the manifest.
   /// - Throws: `StoreError` naming the archive and what failed (wrong identity, truncated or
-  ///   tampered data, a hostile entry), or what `checkManifest` throws.
+  ///   tampered data, a hostile entry), or what a check throws.
   public static func read(
     path: String, identities: [AgeIdentity], extractTo: String? = nil, limits: Limits = Limits(),
     isEncrypted: Bool? = nil, expected: (manifest: Manifest, bytes: Data)? = nil,
-    extracting: ((Manifest.Entry) -> Bool)? = nil, checkManifest: ManifestCheck? = nil
+    extracting: ((Manifest.Entry) -> Bool)? = nil, authenticateManifestBytes: ManifestBytesCheck? = nil,
+    checkManifest: ManifestCheck? = nil, checkFile: FileCheck? = nil
   ) throws -> Manifest {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else {
@@ -43,7 +55,9 @@ public enum ArchiveReader {
       throw StoreError.io(path: path, operation: "open", errno: errno)
     }
     defer { close(fd) }
-    let file = FileDescriptorSource(fd: fd, path: path)
+    // The file is hashed as it is read, under the decryption: what is checked is what was read.
+    let hashed = checkFile.map { _ in HashingSource(input: FileDescriptorSource(fd: fd, path: path)) }
+    let file: ByteSource = hashed ?? FileDescriptorSource(fd: fd, path: path)
     let isEncrypted = isEncrypted ?? path.hasSuffix(ArchiveName.encryptedSuffix)
     let source: ByteSource
     if isEncrypted {
@@ -61,9 +75,15 @@ public enum ArchiveReader {
       source = file
     }
     do {
-      return try verifyStream(
+      let manifest = try verifyStream(
         source: source, objectName: path, extractTo: extractTo, limits: limits, expected: expected,
-        extracting: extracting, checkManifest: checkManifest)
+        extracting: extracting, authenticateManifestBytes: authenticateManifestBytes, checkManifest: checkManifest)
+      if let hashed, let checkFile {
+        // The decoders stop at their end; whatever follows in the file counts too.
+        try drain(hashed)
+        try checkFile(hashed.digest(), hashed.byteCount)
+      }
+      return manifest
     } catch let error as AgeError {
       throw error.storeError
     }
@@ -81,7 +101,7 @@ public enum ArchiveReader {
   static func verifyStream(
     source: ByteSource, objectName: String, extractTo: String?, limits: Limits,
     expected written: (manifest: Manifest, bytes: Data)? = nil, extracting: ((Manifest.Entry) -> Bool)? = nil,
-    checkManifest: ManifestCheck? = nil
+    authenticateManifestBytes: ManifestBytesCheck? = nil, checkManifest: ManifestCheck? = nil
   ) throws -> Manifest {
     func refuse(_ reason: String) -> StoreError {
       .invalid(path: objectName, reason: reason, hint: "refusing this archive; use another backup")
@@ -109,11 +129,13 @@ public enum ArchiveReader {
       }
       guard isSame, offset == written.bytes.count else { throw refuse("manifest.json differs from the one written") }
       manifest = written.manifest
+      try authenticateManifestBytes?(written.bytes)
       try checkManifest?(written.bytes, manifest)
     } else {
       var manifestData = Data()
       manifestData.reserveCapacity(Int(first.size))
       _ = try reader.readEntry(limit: Manifest.maximumByteCount) { manifestData.append(contentsOf: $0) }
+      try authenticateManifestBytes?(manifestData)
       manifest = try Manifest.decode(manifestData, objectName: objectName)
       try checkManifest?(manifestData, manifest)
     }
@@ -217,5 +239,29 @@ public enum ArchiveReader {
     if index < entries.count {
       throw refuse("entry '\(entries[index].path)' is in the manifest but not in the archive")
     }
+  }
+}
+
+/// Passes bytes read from `input` on while hashing and counting them.
+final class HashingSource: ByteSource {
+  private let input: ByteSource
+  private var hasher: SHA256Hasher? = SHA256Hasher()
+  private(set) var byteCount: Int64 = 0
+
+  init(input: ByteSource) { self.input = input }
+
+  func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    let count = try input.read(into: buffer)
+    if count > 0 {
+      hasher!.update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+      byteCount += Int64(count)
+    }
+    return count
+  }
+
+  /// The SHA-256 of everything read, in lower-case hex; ends the hashing.
+  func digest() -> String {
+    guard let done = hasher.take() else { return "" }
+    return Hex.encode(done.finalize())
   }
 }

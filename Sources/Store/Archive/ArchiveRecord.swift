@@ -78,6 +78,23 @@ public struct ArchiveRecord: Codable, Sendable, Equatable {
 
   public var isVerified: Bool { verification != .unknown }
 
+  /// This record with what `statement` vouches for in place of what the record says: id, file
+  /// name, kind, user, time, reason, encryption, file size and SHA-256. (The record itself is
+  /// not authenticated; anyone who can write to backups/ can edit it.)
+  public func vouched(by statement: SignedStatement) -> ArchiveRecord {
+    var record = self
+    record.id = statement.archiveID
+    record.fileName = statement.fileName
+    record.kind = statement.kind
+    record.userID = statement.userID
+    record.createdAt = statement.createdAt
+    record.reason = statement.reason
+    record.isEncrypted = statement.encryption == .age
+    record.byteCount = statement.fileByteCount
+    record.sha256 = statement.fileSHA256
+    return record
+  }
+
   /// Stable JSON.
   public func encoded() throws -> Data {
     let encoder = JSONEncoder()
@@ -106,7 +123,11 @@ public enum ArchiveName {
     let alphabet = Array("abcdefghijkmnopqrstuvwxyz23456789")
     let random = String((0..<6).map { _ in alphabet.randomElement()! })
     let what = kind == .full ? "full" : "u\(userID ?? 0)"
-    return "\(Timestamp.compact(date))-\(what)-\(random)"
+    // The whole second the manifest keeps (its time is rounded down): the date formatter
+    // rounds to milliseconds first, so x.9996 s would otherwise name the next second, and the
+    // signed statement, which must say the id's time, could not be made.
+    let second = Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))
+    return "\(Timestamp.compact(second))-\(what)-\(random)"
   }
 
   /// The archive file name of `id`.

@@ -24,7 +24,7 @@ extension ArchiveRepository {
   }
 
   /// Removes one archive: the archive file first (so `list` stops showing it at once), then its
-  /// record and pin; the directory is fsynced. A crash in between leaves an orphan record that
+  /// record, signature and pin; the directory is fsynced. A crash in between leaves orphans that
   /// `removeLeftovers` cleans up, never a listed archive without its data.
   /// - Throws: `StoreError.io`.
   public func remove(_ record: ArchiveRecord) throws {
@@ -35,12 +35,13 @@ extension ArchiveRepository {
     }
     try CrashPoint.hit("prune.after-unlink")
     unlink(directory + "/" + record.id + ArchiveName.recordSuffix)
+    unlink(directory + "/" + record.id + ArchiveSignature.fileSuffix)
     unlink(pinPath(of: record))
     try FileSystem.fsyncDirectory(directory)
   }
 
-  /// Removes the records and pins whose archive is gone, whatever their age: what a prune killed
-  /// between its unlinks leaves. Only call it under the deployment lock, which every archive
+  /// Removes the records, signatures and pins whose archive is gone, whatever their age: what a
+  /// prune killed between its unlinks leaves. Only call it under the deployment lock, which every archive
   /// writer holds, so no record here can belong to an archive still being published.
   /// - Returns: the paths removed.
   /// - Throws: `StoreError.io` when a directory cannot be read.
@@ -60,6 +61,8 @@ extension ArchiveRepository {
           id = String(name.dropLast(ArchiveName.recordSuffix.count))
         } else if name.hasSuffix(".pin") {
           id = String(name.dropLast(".pin".count))
+        } else if name.hasSuffix(ArchiveSignature.fileSuffix) {
+          id = String(name.dropLast(ArchiveSignature.fileSuffix.count))
         } else {
           continue
         }

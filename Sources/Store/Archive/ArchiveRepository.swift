@@ -17,9 +17,10 @@ public enum ArchiveSource: Sendable, Equatable {
 }
 
 /// The archives of one deployment: `backups/full/<id>.tar.zst.age` for full snapshots and
-/// `backups/users/user_<id>/<id>.tar.zst.age` for per-user backups, each with its record
-/// `<id>.json`. Writes are write-then-prove: a temporary name, fsync, read back and check,
-/// record, publish (no-clobber link), fsync the directory.
+/// `backups/users/user_<id>/<id>.tar.zst.age` for per-user backups, each with its signature
+/// `<id>.sig` and its record `<id>.json`. Writes are write-then-prove-then-sign: a temporary
+/// name, fsync, read back and check, sign, publish (no-clobber link), record, fsync the
+/// directory.
 public struct ArchiveRepository: Sendable {
   public let backupsDirectory: String
 
@@ -46,14 +47,17 @@ public struct ArchiveRepository: Sendable {
   // MARK: - Writing
 
   /// Writes one archive: `manifest.json` first, then each manifest entry streamed from
-  /// `sources[entry.path]` (a file or a region of one), through zstd and (by default) age, to a temporary file; fsyncs it;
-  /// proves it (decrypting with `identities` when the host has them, else re-reading the
-  /// ciphertext's SHA-256); writes the record; publishes it under its final name.
+  /// `sources[entry.path]` (a file or a region of one), through zstd and (by default) age, to a
+  /// temporary file; fsyncs it; proves it (decrypting with `identities` when the host has them,
+  /// else re-reading the ciphertext's SHA-256); signs it with `signingKey` (`<id>.sig`, written
+  /// and fsynced first); publishes it under its final name; then its record.
   /// - Returns: the record, as `list` will show it.
-  /// - Throws: `StoreError`; nothing is left under a name `list` or `restore` would pick.
+  /// - Throws: `StoreError`; nothing is left under a name `list` or `restore` would pick. A
+  ///   crash leaves nothing visible, or a published archive with its signature (an orphan
+  ///   signature, or a hidden record, is cleaned up by the next run's `removeLeftovers`).
   public func write(
     id: String, manifest: Manifest, sources: [String: ArchiveSource], encryption: ArchiveEncryption,
-    identities: [AgeIdentity], zstdLevel: Int = 3, progress: ((Int64) -> Void)? = nil
+    identities: [AgeIdentity], signingKey: SigningKey, zstdLevel: Int = 3, progress: ((Int64) -> Void)? = nil
   ) throws -> ArchiveRecord {
     let directory = self.directory(kind: manifest.kind, userID: manifest.userID)
     try FileSystem.makeDirectory(directory)
@@ -124,9 +128,9 @@ public struct ArchiveRepository: Sendable {
     let byteCount = sink.byteCount
 
     // 2. Prove, through the verifier every reader uses. (The writer's buffers are freed; hand
-    // them back to the system first, so the reader's do not add to the peak.)
+    // them back to the system first, so the reader's do not add to the peak.) The archive is
+    // not signed yet: it is signed once proven.
     FileSystem.releaseFreeMemory()
-    // Archives are not signed yet (issue #15 signs here and reads back with the deployment's key).
     let verifier = ArchiveVerifier(identities: identities, authenticator: UnsignedArchives())
     let verification = try verifier.verifyWritten(
       path: tempPath, finalPath: finalPath,
@@ -135,8 +139,34 @@ public struct ArchiveRepository: Sendable {
       manifest: manifest, manifestBytes: manifestBytes, sha256: archiveSHA256)
     try CrashPoint.hit("archive.after-verify")
 
-    // 3. Record (under a hidden name), publish the archive, then the record. A crash leaves
-    // either nothing visible, or the archive whose hidden record the next run rolls forward.
+    // 3. Sign what was proven: the signature file goes into place (fsynced) before the archive
+    // is published, so a published archive always has it. Until then it is an orphan that
+    // `removeLeftovers` removes.
+    let statement = try SignedStatement(
+      archiveID: id, manifest: manifest, manifestBytes: manifestBytes, isEncrypted: isEncrypted,
+      fileByteCount: byteCount, fileSHA256: archiveSHA256)
+    let signature = try ArchiveSigning.sign(statement, key: signingKey)
+    // A faulty computation must not publish a signature that nothing verifies.
+    try ArchiveSigning.verify(
+      signature, ring: VerifyingKeyRing(keys: [signingKey.verifyingKey], path: "the signing key's public half"),
+      object: finalPath)
+    let signaturePath = directory + "/" + id + ArchiveSignature.fileSuffix
+    let signatureTempPath = FileSystem.temporaryPath(for: signaturePath)
+    var isSignaturePublished = false
+    defer {
+      unlink(signatureTempPath)
+      if !isPublished, isSignaturePublished { unlink(signaturePath) }
+    }
+    try Self.writeDurably(signature.encoded(), to: signatureTempPath)
+    if link(signatureTempPath, signaturePath) != 0 {
+      throw StoreError.io(path: signaturePath, operation: "publish (link)", errno: errno)
+    }
+    isSignaturePublished = true
+    try CrashPoint.hit("archive.after-sign")
+
+    // 4. Record (under a hidden name), publish the archive, then the record. A crash leaves
+    // either nothing visible, or the signed archive whose hidden record the next run rolls
+    // forward.
     let users = Array(Set(manifest.entries.compactMap { $0.role == .session ? $0.userID : nil })).sorted()
     var fingerprint: ArchiveRecord.SessionFingerprint?
     if manifest.kind == .user, let session = manifest.entries.first(where: { $0.role == .session }),
@@ -177,7 +207,7 @@ public struct ArchiveRepository: Sendable {
   }
 
   /// Writes `data` to a new file at `path` (mode 0600) and fsyncs it.
-  private static func writeDurably(_ data: Data, to path: String) throws {
+  static func writeDurably(_ data: Data, to path: String) throws {
     let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
     guard fd >= 0 else { throw StoreError.io(path: path, operation: "create", errno: errno) }
     defer { close(fd) }
@@ -218,14 +248,15 @@ public struct ArchiveRepository: Sendable {
 
   /// The newest per-user archive of `userID`, reading only its own record: ids begin with the
   /// UTC time they were made, so the greatest id is the newest. (`list` orders by the recorded
-  /// time, which is the id's for every archive tgsess writes.)
+  /// time, which is the id's for every archive tgsess writes.) With `accepting` (given the
+  /// archive's path), archives it refuses are passed over.
   /// - Throws: `StoreError.io` when the directory cannot be read.
-  public func newestUserArchive(userID: Int64) throws -> ArchiveRecord? {
+  public func newestUserArchive(userID: Int64, accepting: ((String) -> Bool)? = nil) throws -> ArchiveRecord? {
     let directory = userDirectory(userID)
     let names = try Self.names(in: directory)
     let present = Set(names)
     let archives = names.compactMap { name in ArchiveName.parse(fileName: name).map { (id: $0.0, name: name) } }
-    for archive in archives.sorted(by: { $0.id > $1.id }) {
+    for archive in archives.sorted(by: { $0.id > $1.id }) where accepting?(directory + "/" + archive.name) ?? true {
       if let record = Self.record(archive: archive.name, in: directory, present: present) { return record }
     }
     return nil
@@ -233,21 +264,40 @@ public struct ArchiveRepository: Sendable {
 
   /// The record of the archive file `name` in `directory` (whose entries are `present`): its
   /// record file when that is readable and names it, else one rebuilt from the name
-  /// (verification `unknown`); nil when `name` is not an archive's.
+  /// (verification `unknown`); nil when `name` is not an archive's. Whatever the record file
+  /// says, the id, file name, time and encryption are the name's and the kind and user the
+  /// directory's (`full/` or `users/user_<id>/`), so `path(of:)` is always the file listed and
+  /// an edited record can neither move nor re-date an archive. (A name that disagrees with its
+  /// directory is refused when the archive is authenticated.)
   static func record(archive name: String, in directory: String, present: Set<String>) -> ArchiveRecord? {
-    guard let (id, isEncrypted) = ArchiveName.parse(fileName: name) else { return nil }
+    guard let (id, isEncrypted) = ArchiveName.parse(fileName: name), let described = ArchiveName.describe(id: id)
+    else { return nil }
+    let place = (directory as NSString).lastPathComponent
+    let kind: Manifest.Kind
+    let userID: Int64?
+    if place == "full" {
+      (kind, userID) = (.full, nil)
+    } else if place.hasPrefix("user_"), let owner = Int64(place.dropFirst("user_".count)) {
+      (kind, userID) = (.user, owner)
+    } else {
+      (kind, userID) = (described.kind, described.userID)
+    }
     let recordName = id + ArchiveName.recordSuffix
     if present.contains(recordName), let data = try? FileSystem.read(directory + "/" + recordName),
-      let record = ArchiveRecord.decode(data), record.fileName == name
+      var record = ArchiveRecord.decode(data), record.fileName == name
     {
+      record.id = id
+      record.isEncrypted = isEncrypted
+      record.createdAt = described.createdAt
+      record.kind = kind
+      record.userID = userID
       return record
     }
-    guard let described = ArchiveName.describe(id: id) else { return nil }
     let size = (try? FileSystem.size(of: directory + "/" + name)) ?? 0
     return ArchiveRecord(
-      id: id, fileName: name, kind: described.kind, createdAt: described.createdAt, userID: described.userID,
+      id: id, fileName: name, kind: kind, createdAt: described.createdAt, userID: userID,
       reason: "", isEncrypted: isEncrypted, byteCount: size, contentByteCount: 0, entryCount: 0,
-      userIDs: described.userID.map { [$0] } ?? [], sha256: "", verification: .unknown, verifiedAt: nil,
+      userIDs: userID.map { [$0] } ?? [], sha256: "", verification: .unknown, verifiedAt: nil,
       toolVersion: "", host: "", sessionFingerprint: nil)
   }
 
@@ -276,8 +326,10 @@ public struct ArchiveRepository: Sendable {
 
   /// Cleans up after interrupted runs. Callers hold the deployment lock, so no other writer is
   /// between steps: a hidden record whose archive was published before the crash is rolled
-  /// forward (renamed into place); every other temporary of a dead process is removed; a record
-  /// without an archive (a pruned archive, or an older tgsess that wrote records first) is removed.
+  /// forward (renamed into place); every other temporary of a dead process (records, signatures,
+  /// archives) is removed; a record or signature without an archive (a pruned archive, a writer
+  /// killed between signing and publishing, or an older tgsess that wrote records first) is
+  /// removed.
   /// - Parameter userID: only the full snapshots' directory and this user's (a per-user job
   ///   need not read every user's directory); nil for all of them.
   /// - Returns: the paths removed or rolled forward.
@@ -312,8 +364,10 @@ public struct ArchiveRepository: Sendable {
         }
       }
       removed += FileSystem.removeStaleTemporaries(in: directory)
-      for name in names where name.hasSuffix(ArchiveName.recordSuffix) && !name.hasPrefix(".") {
-        let id = String(name.dropLast(ArchiveName.recordSuffix.count))
+      for name in names where !name.hasPrefix(".") {
+        guard let suffix = [ArchiveName.recordSuffix, ArchiveSignature.fileSuffix].first(where: name.hasSuffix)
+        else { continue }
+        let id = String(name.dropLast(suffix.count))
         if !hasArchive(id), unlink(directory + "/" + name) == 0 { removed.append(directory + "/" + name) }
       }
       if removed.count > removedBefore { try FileSystem.fsyncDirectory(directory) }

@@ -1,9 +1,9 @@
 import Foundation
 
-/// What an archive says it is from outside its content: its id, kind, user and time (from its
-/// record or its name) and whether it is encrypted. A reader checks the archive's manifest
-/// against its claim; a signature (issue #15) will cover the claim with the manifest's bytes, so
-/// that an archive cannot be renamed into another user's directory or replayed as newer.
+/// What an archive is, from outside its content: its id, kind, user and time, and whether it is
+/// encrypted. For a signed archive it comes from the verified signature; for an unsigned one
+/// (accepted only with `--allow-unsigned`) from the file's name and place; never from its
+/// record. A reader checks the archive's manifest against it.
 public struct ArchiveClaim: Sendable, Equatable {
   public var id: String
   public var kind: Manifest.Kind
@@ -34,32 +34,231 @@ public struct ArchiveClaim: Sendable, Equatable {
     self.init(id: id, kind: what.kind, userID: what.userID, createdAt: what.createdAt, isEncrypted: isEncrypted)
   }
 
+  /// The claim a signed statement makes.
+  public init(statement: SignedStatement) {
+    self.init(
+      id: statement.archiveID, kind: statement.kind, userID: statement.userID, createdAt: statement.createdAt,
+      isEncrypted: statement.encryption == .age)
+  }
+
   /// "user 42's per-user archive" or "a full snapshot", for messages.
   var wording: String {
     kind == .full ? "a full snapshot" : "user \(userID.map(String.init) ?? "?")'s per-user archive"
   }
+
+  /// The directory name an archive of this claim lives in: `full` or `user_<id>`.
+  var directoryName: String { kind == .full ? "full" : "user_\(userID ?? 0)" }
 }
 
-/// Decides whether an archive was made by this deployment, from its claim and the exact bytes of
-/// its manifest, before anything else in the archive is read or trusted. Issue #15 (signed
-/// archives) plugs its signature check in here; `ArchiveVerifier` is the only caller.
+/// What a reader may trust about an archive before it opens it.
+public enum ArchiveAuthentication: Sendable, Equatable {
+  /// Its signature verified under the deployment's key ring and it sits where the statement
+  /// says: the statement is what the archive is.
+  case signed(SignedArchive)
+  /// It has no signature file, and the reader accepts that (an archive made before archives
+  /// were signed, used with `--allow-unsigned`; or a writer's read-back of what it just wrote).
+  case unsigned
+
+  /// The signed statement, when there is one.
+  public var statement: SignedStatement? {
+    if case .signed(let signed) = self { return signed.statement }
+    return nil
+  }
+}
+
+/// How an archive stands, from its signature file and its place alone (no decryption, no hash
+/// of the archive file): what `list`, `prune` and `check` show and count.
+public enum ArchiveAuthenticity: Sendable, Equatable {
+  /// Signed by a key of the ring, in the place the statement names.
+  case signed(SignedArchive)
+  /// No signature file.
+  case unsigned
+  /// Its signature does not verify, names another place, or its file is damaged; or an unsigned
+  /// archive that could never be accepted (misplaced, or unencrypted on a deployment that
+  /// encrypts). The error says why.
+  case rejected(StoreError)
+
+  public var isSigned: Bool {
+    if case .signed = self { return true }
+    return false
+  }
+}
+
+/// Decides, before an archive is opened, whether it is this deployment's: from its signature
+/// file and its place. `ArchiveVerifier` calls it first, and then holds the archive's manifest and
+/// file to what it returns.
 public protocol ArchiveAuthenticator: Sendable {
+  /// - Returns: what the reader may trust about the archive at `archivePath`.
   /// - Throws: `StoreError` naming the archive and why it is not this deployment's.
-  func authenticate(_ claim: ArchiveClaim, manifestBytes: Data, archivePath: String) throws
+  func authenticate(archivePath: String) throws -> ArchiveAuthentication
 }
 
-/// Archives are not signed yet: every archive that decrypts with the deployment's identity and
-/// matches its manifest is accepted (what age alone can prove).
+extension ArchiveAuthenticator {
+  /// The archives among `records` this authenticator accepts, in their order, each with what
+  /// its signature vouches for (id, kind, user, time, reason, encryption, file size and hash) in
+  /// place of what its record says. Reads signature files only, on a few threads.
+  public func accepted(_ records: [ArchiveRecord], in repository: ArchiveRepository) -> [ArchiveRecord] {
+    let outcomes = Parallel.collect(count: records.count) { index -> ArchiveRecord? in
+      switch try? authenticate(archivePath: repository.path(of: records[index])) {
+      case .signed(let signed)?: return records[index].vouched(by: signed.statement)
+      case .unsigned?: return records[index]
+      case nil: return nil
+      }
+    }
+    return outcomes.compactMap { $0 }
+  }
+}
+
+extension SigningAuthenticator {
+  /// Whether the archive at `archivePath` carries a signature by a key of the ring, in the place
+  /// it names (reads the signature file only).
+  public func isSigned(archivePath: String) -> Bool {
+    if case .signed = authenticity(archivePath: archivePath) { return true }
+    return false
+  }
+
+  /// How each of `records` stands (`authenticity(archivePath:)`), in their order, on a few
+  /// threads.
+  public func authenticity(of records: [ArchiveRecord], in repository: ArchiveRepository) -> [ArchiveAuthenticity] {
+    Parallel.collect(count: records.count) { index in authenticity(archivePath: repository.path(of: records[index])) }
+  }
+}
+
+/// Accepts every archive as unsigned: only the writer's read-back of the archive it has just
+/// written (and is about to sign) uses it.
 public struct UnsignedArchives: ArchiveAuthenticator {
   public init() {}
-  public func authenticate(_ claim: ArchiveClaim, manifestBytes: Data, archivePath: String) throws {}
+  public func authenticate(archivePath: String) throws -> ArchiveAuthentication { .unsigned }
+}
+
+/// The deployment's authenticator: an archive must carry a signature by a key of `ring`, in
+/// the place its statement names; unsigned archives pass only with `allowsUnsigned`, and an
+/// unsigned unencrypted one only when the deployment does not encrypt.
+public struct SigningAuthenticator: ArchiveAuthenticator {
+  public let ring: VerifyingKeyRing
+  /// Accept archives without a signature file (`--allow-unsigned`).
+  public var allowsUnsigned: Bool
+  /// The deployment writes unencrypted archives (`[backup] encrypt = false`): only then is an
+  /// unsigned `.tar.zst` anything but unauthenticated.
+  public var acceptsUnencrypted: Bool
+
+  public init(ring: VerifyingKeyRing, allowsUnsigned: Bool = false, acceptsUnencrypted: Bool = false) {
+    self.ring = ring
+    self.allowsUnsigned = allowsUnsigned
+    self.acceptsUnencrypted = acceptsUnencrypted
+  }
+
+  /// The authenticator of `deployment`, with the ring from `verifyKeyPath` (a new host's
+  /// escrowed `signing.pub`), else the deployment's `keys/signing.pub`.
+  /// - Throws: `StoreError.missing` when there is no ring (naming `--verify-key`),
+  ///   `StoreError.permissions` or `.key` for a ring file that is loose or garbled.
+  public static func forDeployment(
+    _ deployment: Deployment, verifyKeyPath: String? = nil, allowsUnsigned: Bool = false
+  ) throws -> SigningAuthenticator {
+    let path = verifyKeyPath ?? deployment.signingPublicKeysPath
+    guard FileSystem.exists(path) else {
+      throw StoreError.missing(
+        path: path,
+        hint: verifyKeyPath == nil
+          ? "no key ring to verify archives with: pass --verify-key FILE (the deployment's signing.pub from escrow), or run tgsess init on a deployment made before archives were signed"
+          : "pass the deployment's signing.pub from escrow as --verify-key FILE")
+    }
+    return SigningAuthenticator(
+      ring: try KeyStore.loadVerifyingKeys(path: path), allowsUnsigned: allowsUnsigned,
+      acceptsUnencrypted: deployment.config.backup?.encrypt == false)
+  }
+
+  public func authenticate(archivePath: String) throws -> ArchiveAuthentication {
+    switch authenticity(archivePath: archivePath) {
+    case .signed(let signed): return .signed(signed)
+    case .rejected(let error): throw error
+    case .unsigned:
+      guard allowsUnsigned else {
+        throw StoreError.crypto(
+          object: archivePath, reason: ArchiveSigning.notSignedReason,
+          hint:
+            "it has no signature file (made before archives were signed, or planted): if this host made it, vouch for it with tgsess keys sign-existing, or pass --allow-unsigned"
+        )
+      }
+      return .unsigned
+    }
+  }
+
+  /// How the archive at `archivePath` stands: its signature verified (and its place checked),
+  /// or why not. Reads the signature file only. Safe to call from several threads.
+  public func authenticity(archivePath: String) -> ArchiveAuthenticity {
+    let signature: ArchiveSignature?
+    do {
+      signature = try ArchiveSigning.readSignature(archivePath: archivePath)
+    } catch let error as StoreError {
+      let detail: String
+      if case .invalid(let path, let reason, _) = error {
+        detail = "\(path): \(reason)"
+      } else {
+        detail = error.errorDescription ?? "\(error)"
+      }
+      return .rejected(
+        .crypto(
+          object: archivePath, reason: ArchiveSigning.notSignedReason,
+          hint: "its signature file is unusable (\(detail)): do not trust this archive, use another backup"))
+    } catch {
+      return .rejected(.crypto(object: archivePath, reason: ArchiveSigning.notSignedReason, hint: "\(error)"))
+    }
+    guard let signature else {
+      if let problem = Self.unsignedProblem(archivePath: archivePath, acceptsUnencrypted: acceptsUnencrypted) {
+        return .rejected(problem)
+      }
+      return .unsigned
+    }
+    do {
+      let keyID = try ArchiveSigning.verify(signature, ring: ring, object: archivePath)
+      try signature.statement.requirePlacement(archivePath: archivePath)
+      return .signed(SignedArchive(statement: signature.statement, keyID: keyID))
+    } catch let error as StoreError {
+      return .rejected(error)
+    } catch {
+      return .rejected(.crypto(object: archivePath, reason: ArchiveSigning.notSignedReason, hint: "\(error)"))
+    }
+  }
+
+  /// Why an archive without a signature could never be accepted, if it could not: a name that
+  /// is not a tgsess archive's, a name that disagrees with the directory it is in, or an
+  /// unencrypted archive on a deployment that encrypts.
+  static func unsignedProblem(archivePath: String, acceptsUnencrypted: Bool) -> StoreError? {
+    let name = (archivePath as NSString).lastPathComponent
+    let directory = (FileSystem.parentDirectory(of: archivePath) as NSString).lastPathComponent
+    guard let claim = ArchiveClaim(fileName: name) else {
+      return .crypto(
+        object: archivePath, reason: ArchiveSigning.notSignedReason,
+        hint: "it has no signature file and its name is not a tgsess archive id: do not trust it")
+    }
+    guard claim.directoryName == directory else {
+      return .crypto(
+        object: archivePath, reason: ArchiveSigning.notSignedReason,
+        hint:
+          "it has no signature file, and its name says \(claim.directoryName) but it sits in \(directory): do not trust it"
+      )
+    }
+    guard claim.isEncrypted || acceptsUnencrypted else {
+      return .crypto(
+        object: archivePath, reason: ArchiveSigning.notSignedReason,
+        hint:
+          "it is neither signed nor encrypted, and this deployment encrypts its archives ([backup] encrypt is not false), so anyone could have written it: do not trust it"
+      )
+    }
+    return nil
+  }
 }
 
 /// An archive every check passed: its manifest is the one to act on, and the entries in scope
 /// are extracted (in `directory`) and checked for what they hold.
 public struct VerifiedArchive: Sendable, Equatable {
   public let path: String
+  /// What the archive is: from its signed statement (or, for an accepted unsigned archive, its
+  /// name and place).
   public let claim: ArchiveClaim
+  /// Signed (by which key), or unsigned and accepted.
+  public let authentication: ArchiveAuthentication
   public let manifest: Manifest
   /// Where the entries in scope were extracted; nil when nothing was extracted.
   public let directory: String?
@@ -76,12 +275,14 @@ public struct VerifiedArchive: Sendable, Equatable {
 
 /// The one gate every reader of an archive goes through before trusting anything in it: restore,
 /// drill, recover (from backups) and the writer's read-back. In order it (1) authenticates the
-/// manifest against the archive's claim (`ArchiveAuthenticator`), and checks that the manifest
-/// describes what the claim says; (2) verifies the whole stream (`ArchiveReader`: every entry's
-/// path, type, size and SHA-256 against the manifest, nothing hostile), extracting the entries in
-/// scope; (3) checks what the extracted entries hold: every SQLite file passes integrity_check,
-/// every session file is a valid session with the auth key its manifest names, every rows entry
-/// is its user's.
+/// archive from its signature file and its place (`ArchiveAuthenticator`), before it is opened;
+/// (2) checks that the manifest's bytes are the signed ones before they are parsed, and that the
+/// manifest describes what the statement says; (3) verifies the whole stream (`ArchiveReader`:
+/// every entry's path, type, size and SHA-256 against the manifest, nothing hostile), extracting
+/// the entries in scope, while hashing the archive file as it is read, whose hash and size must
+/// be the signed ones before anything is returned; (4) checks what the extracted entries hold:
+/// every SQLite file passes integrity_check, every session file is a valid session with the
+/// auth key its manifest names, every rows entry is its user's.
 public struct ArchiveVerifier: Sendable {
   /// Which entries are extracted and checked for content (every entry's hash is checked anyway).
   public enum Scope: Sendable, Equatable {
@@ -108,21 +309,31 @@ public struct ArchiveVerifier: Sendable {
   }
 
   /// The verifier of `deployment`'s archives, decrypting with `identities`: the one place a
-  /// deployment's authenticator is chosen.
-  public static func forDeployment(_ deployment: Deployment, identities: [AgeIdentity]) -> ArchiveVerifier {
-    ArchiveVerifier(identities: identities, authenticator: UnsignedArchives())
+  /// deployment's authenticator is chosen (`SigningAuthenticator.forDeployment`).
+  /// - Parameters:
+  ///   - verifyKeyPath: the key ring to verify with (`--verify-key`); default `keys/signing.pub`.
+  ///   - allowsUnsigned: accept archives without a signature file (`--allow-unsigned`).
+  /// - Throws: `StoreError` when there is no usable key ring.
+  public static func forDeployment(
+    _ deployment: Deployment, identities: [AgeIdentity], verifyKeyPath: String? = nil, allowsUnsigned: Bool = false
+  ) throws -> ArchiveVerifier {
+    ArchiveVerifier(
+      identities: identities,
+      authenticator: try SigningAuthenticator.forDeployment(
+        deployment, verifyKeyPath: verifyKeyPath, allowsUnsigned: allowsUnsigned))
   }
 
   /// Whether this verifier can read an archive's content back (it holds an identity, or the
   /// archive is not encrypted).
   public func canDecrypt(isEncrypted: Bool) -> Bool { !isEncrypted || !identities.isEmpty }
 
-  /// Verifies the archive `record` of `repository` (see `verify(path:claim:into:scope:)`).
+  /// Verifies the archive `record` of `repository` (see `verify(path:into:scope:)`); the record
+  /// only says where the archive is.
   /// - Throws: `StoreError` naming the archive and what failed.
   public func verify(_ record: ArchiveRecord, in repository: ArchiveRepository, into directory: String?, scope: Scope)
     throws -> VerifiedArchive
   {
-    try verify(path: repository.path(of: record), claim: ArchiveClaim(record: record), into: directory, scope: scope)
+    try verify(path: repository.path(of: record), into: directory, scope: scope)
   }
 
   /// Verifies the archive at `path` in full, extracting the entries in `scope` into `directory`
@@ -131,18 +342,36 @@ public struct ArchiveVerifier: Sendable {
   /// - Returns: the verified archive; nothing in it may be used before this returns.
   /// - Throws: `StoreError` naming the archive and what failed; the first content problem in
   ///   manifest order is the one reported.
-  public func verify(path: String, claim: ArchiveClaim, into directory: String?, scope: Scope) throws
-    -> VerifiedArchive
-  {
+  public func verify(path: String, into directory: String?, scope: Scope) throws -> VerifiedArchive {
+    let authentication = try authenticator.authenticate(archivePath: path)
+    let claim: ArchiveClaim
+    if let statement = authentication.statement {
+      claim = ArchiveClaim(statement: statement)
+    } else {
+      guard let named = ArchiveClaim(fileName: (path as NSString).lastPathComponent) else {
+        throw StoreError.invalid(
+          path: path, reason: "not a tgsess archive file name", hint: "name an <id>.tar.zst.age file")
+      }
+      claim = named
+    }
+    let statement = authentication.statement
     let manifest = try ArchiveReader.read(
-      path: path, identities: identities, extractTo: directory, limits: limits,
+      path: path, identities: identities, extractTo: directory, limits: limits, isEncrypted: claim.isEncrypted,
       extracting: { scope.includes($0) },
-      checkManifest: { bytes, manifest in
-        try self.check(manifest, bytes: bytes, against: claim, archivePath: path)
+      authenticateManifestBytes: statement.map { statement in
+        { bytes in try statement.requireManifestBytes(bytes, object: path) }
+      },
+      checkManifest: { _, manifest in
+        try statement?.requireManifest(manifest, object: path)
+        try self.check(manifest, against: claim, archivePath: path)
+      },
+      checkFile: statement.map { statement in
+        { sha256, byteCount in try statement.requireFile(sha256: sha256, byteCount: byteCount, object: path) }
       })
     guard let directory else {
       return VerifiedArchive(
-        path: path, claim: claim, manifest: manifest, directory: nil, sessions: [:], userRows: [:])
+        path: path, claim: claim, authentication: authentication, manifest: manifest, directory: nil, sessions: [:],
+        userRows: [:])
     }
     // Content checks open each file on its own: on a few threads, reported in manifest order.
     let checked = manifest.entries.filter {
@@ -162,7 +391,8 @@ public struct ArchiveVerifier: Sendable {
       }
     }
     return VerifiedArchive(
-      path: path, claim: claim, manifest: manifest, directory: directory, sessions: sessions, userRows: userRows)
+      path: path, claim: claim, authentication: authentication, manifest: manifest, directory: directory,
+      sessions: sessions, userRows: userRows)
   }
 
   /// A writer's read-back of the archive it just wrote at `path` (a temporary name): with an
@@ -187,8 +417,8 @@ public struct ArchiveVerifier: Sendable {
     }
     let readBack = try ArchiveReader.read(
       path: path, identities: identities, isEncrypted: claim.isEncrypted, expected: (manifest, manifestBytes),
-      checkManifest: { bytes, manifest in
-        try self.check(manifest, bytes: bytes, against: claim, archivePath: finalPath)
+      checkManifest: { _, manifest in
+        try self.check(manifest, against: claim, archivePath: finalPath)
       })
     guard readBack == manifest else {
       throw StoreError.invalid(
@@ -197,11 +427,9 @@ public struct ArchiveVerifier: Sendable {
     return .full
   }
 
-  /// Step 1: the archive is this deployment's (the authenticator), and its manifest describes
-  /// what the archive claims to be (a per-user archive of another user, renamed into this user's
-  /// directory, is refused).
-  func check(_ manifest: Manifest, bytes: Data, against claim: ArchiveClaim, archivePath: String) throws {
-    try authenticator.authenticate(claim, manifestBytes: bytes, archivePath: archivePath)
+  /// Step 2: the manifest describes what the archive is (a per-user archive of another user,
+  /// renamed into this user's directory, is refused).
+  func check(_ manifest: Manifest, against claim: ArchiveClaim, archivePath: String) throws {
     let described = ArchiveClaim(
       id: claim.id, kind: manifest.kind, userID: manifest.userID, createdAt: claim.createdAt,
       isEncrypted: claim.isEncrypted)

@@ -139,17 +139,17 @@ public struct SignedStatement: Sendable, Equatable {
     text.utf8.count == 64 && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
   }
 
-  /// `YYYY-MM-DDTHH:MM:SSZ`, UTC, as the manifest writes its time.
+  /// `YYYY-MM-DDTHH:MM:SSZ`, UTC, as the manifest writes its time (seconds rounded down).
   static func formatTime(_ date: Date) -> String {
-    Timestamp.string(date).replacingOccurrences(of: " ", with: "T") + "Z"
+    CivilTime.format(CivilTime.fields(date), pattern: CivilTime.statementPattern)
+      ?? Timestamp.string(date).replacingOccurrences(of: " ", with: "T") + "Z"
   }
 
-  /// `YYYY-MM-DDTHH:MM:SSZ` and nothing else.
+  /// `YYYY-MM-DDTHH:MM:SSZ` and nothing else, a real UTC time.
   static func parseTime(_ text: String) -> Date? {
-    let bytes = Array(text.utf8)
-    guard bytes.count == 20, bytes[10] == UInt8(ascii: "T"), bytes[19] == UInt8(ascii: "Z"),
-      let date = Timestamp.parse(String(text.dropLast())), formatTime(date) == text
-    else { return nil }
+    guard let date = CivilTime.parse(text, pattern: CivilTime.statementPattern), formatTime(date) == text else {
+      return nil
+    }
     return date
   }
 }
@@ -438,13 +438,27 @@ extension SignedStatement {
   /// - Throws: `StoreError.crypto` ("not signed by this deployment's key") on a mismatch,
   ///   `StoreError.invalid` for a manifest that does not parse.
   public func authenticateManifest(_ bytes: Data, object: String) throws -> Manifest {
-    let digest = Digest.sha256Hex(bytes)
-    guard digest == manifestSHA256 else {
+    try requireManifestBytes(bytes, object: object)
+    let manifest = try Manifest.decode(bytes, objectName: object)
+    try requireManifest(manifest, object: object)
+    return manifest
+  }
+
+  /// The first half of `authenticateManifest`, for a reader that parses the manifest itself:
+  /// `bytes` must hash to the signed SHA-256. Call it before the bytes are parsed.
+  /// - Throws: `StoreError.crypto` ("not signed by this deployment's key") naming `object`.
+  public func requireManifestBytes(_ bytes: Data, object: String) throws {
+    guard Digest.sha256Hex(bytes) == manifestSHA256 else {
       throw StoreError.crypto(
         object: object, reason: ArchiveSigning.notSignedReason,
         hint: "its manifest.json is not the signed one: do not trust it, use another backup")
     }
-    let manifest = try Manifest.decode(bytes, objectName: object)
+  }
+
+  /// The second half of `authenticateManifest`: the manifest parsed from the signed bytes says
+  /// what the statement says (kind, user, time, reason).
+  /// - Throws: `StoreError.crypto` ("not signed by this deployment's key") naming `object`.
+  public func requireManifest(_ manifest: Manifest, object: String) throws {
     guard manifest.kind == kind, manifest.userID == userID, manifest.createdAt == createdAt,
       manifest.reason == reason
     else {
@@ -453,6 +467,5 @@ extension SignedStatement {
         object: object, reason: ArchiveSigning.notSignedReason,
         hint: "its manifest.json disagrees with its signed statement: do not trust it, use another backup")
     }
-    return manifest
   }
 }

@@ -99,23 +99,31 @@ public struct RcloneRemote: Sendable, Equatable {
       errorText: Self.lastLines(stderr), stderr: stderr)
   }
 
-  /// The filters that select archives and records (never pins, temporaries or staging).
-  static let archiveFilters = [
-    "--filter", "- .*", "--filter", "- .*/**", "--filter", "+ /full/*.tar.zst.age", "--filter", "+ /full/*.tar.zst",
-    "--filter", "+ /full/*.json", "--filter", "+ /users/*/*.tar.zst.age", "--filter", "+ /users/*/*.tar.zst",
-    "--filter", "+ /users/*/*.json", "--filter", "- *",
-  ]
-
-  /// Copies every archive and record of `backupsDirectory` that the remote lacks. Never
-  /// replaces an existing remote object (`copy --immutable` refuses with exit 6).
-  public func push(backupsDirectory: String) throws -> Run {
-    try run(["copy", "--immutable", "--checksum", "--no-traverse", backupsDirectory, root] + Self.archiveFilters)
+  /// Copies `files` (paths relative to `backupsDirectory`: archives, signatures, records that
+  /// were verified first) that the remote lacks. Never replaces an existing remote object
+  /// (`copy --immutable` refuses with exit 6).
+  public func push(backupsDirectory: String, files: [String]) throws -> Run {
+    try withList(files, in: backupsDirectory) { list in
+      // The list is the filter (rclone refuses --files-from-raw with other filters).
+      try run(["copy", "--files-from-raw", list, "--immutable", "--checksum", "--no-traverse", backupsDirectory, root])
+    }
   }
 
-  /// Compares local archives with the remote by size and hash (`check --one-way`): exit 0 when
-  /// every local file is there and equal.
-  public func verify(backupsDirectory: String) throws -> Run {
-    try run(["check", "--one-way", backupsDirectory, root] + Self.archiveFilters)
+  /// Compares `files` (relative to `backupsDirectory`) with the remote by size and hash
+  /// (`check --one-way`): exit 0 when every one is there and equal.
+  public func verify(backupsDirectory: String, files: [String]) throws -> Run {
+    try withList(files, in: backupsDirectory) { list in
+      try run(["check", "--one-way", "--files-from-raw", list, backupsDirectory, root])
+    }
+  }
+
+  /// Runs `body` with a file listing `files`, one per line, in a hidden file of `directory`
+  /// (which the filters never select), removed afterwards.
+  private func withList(_ files: [String], in directory: String, _ body: (String) throws -> Run) throws -> Run {
+    let listFile = directory + "/.push-list-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    try FileSystem.writeAtomically(Data(files.map { $0 + "\n" }.joined().utf8), to: listFile)
+    defer { unlink(listFile) }
+    return try body(listFile)
   }
 
   /// The files under the prefix: relative path, size, and MD5 when the backend has one.

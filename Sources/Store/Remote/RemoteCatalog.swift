@@ -1,7 +1,7 @@
 import Foundation
 
-/// A local view of what a remote holds, built from the remote alone: its records are
-/// downloaded and every archive is stood in for by a sparse placeholder of the right size, so
+/// A local view of what a remote holds, built from the remote alone: its records and signatures
+/// are downloaded and every archive is stood in for by a sparse placeholder of the right size, so
 /// `ArchiveRepository` lists it like a local `backups/`. `fetch` then downloads the real bytes of
 /// the archives a restore or drill needs. Jobs open it through `ArchiveCatalog`.
 struct RemoteCatalog: Sendable {
@@ -15,7 +15,10 @@ struct RemoteCatalog: Sendable {
     try FileSystem.makeDirectory(directory)
     let files = try remote.list()
     let archives = files.filter { ArchiveName.parse(fileName: ($0.path as NSString).lastPathComponent) != nil }
-    let records = files.map(\.path).filter { $0.hasSuffix(ArchiveName.recordSuffix) && !$0.hasPrefix("remotes/") }
+    // Records and signatures come down with the listing: `list` checks every signature.
+    let records = files.map(\.path).filter {
+      ($0.hasSuffix(ArchiveName.recordSuffix) || $0.hasSuffix(ArchiveSignature.fileSuffix)) && !$0.hasPrefix("remotes/")
+    }
     if !records.isEmpty {
       let fetched = try remote.fetch(records, into: directory)
       guard fetched.status == 0 else {
