@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The torture suite: crash points and random kill -9, live writers, hostile archives, a full
-# disk, lock storms, bad sessions, fuzzing, the bot runner (tgsess-bot against a fake Bot API),
-# and a scan of every output for secrets. Prints one
+# disk, simulated power loss, injected I/O errors, lock storms, bad sessions, fuzzing, the bot
+# runner (tgsess-bot against a fake Bot API), and a scan of every output for secrets. Prints one
 # figure line per family and a last line "N passed, M failed" (scripts/torture-report.py builds
 # both, and RELIABILITY.md, from the run's results/*.jsonl); exits non-zero when M > 0.
 #
-#   scripts/torture.sh --quick    a few cases per family (about 1 minute on 2 cores once built;
+#   scripts/torture.sh --quick    a few cases per family (about 3 minutes on 2 cores once built;
 #                                 .ci/run runs it after scripts/test.sh built the debug products
 #                                 and .venv-test)
-#   scripts/torture.sh            the full run (under 20 minutes on 2 cores); writes RELIABILITY.md
-#   scripts/torture.sh --only fuzzing,secrets   some families only (never writes RELIABILITY.md)
+#   scripts/torture.sh            the full run (about 20 minutes on 2 cores, plus about 45 for
+#                                 power-loss and io-errors); writes RELIABILITY.md
+#   scripts/torture.sh --only fuzzing,secrets   some families only (writes RELIABILITY.md only
+#                                 with TGSESS_RECORD_FAMILIES=1: a block of its own, kept by later
+#                                 full runs that do not run those families)
 #
 # Environment: TGSESS_TORTURE_SEED (replay a run's random choices), TGSESS_FUZZ_SECONDS (per
 # fuzz target; full default 180, quick 0 = no libFuzzer), TGSESS_FUZZ_JOBS (targets run at once,
@@ -31,7 +34,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-families=(crash-points live-writers hostile-archives disk-full lock-storms bad-sessions fuzzing bot-runner secrets)
+families=(crash-points live-writers hostile-archives disk-full power-loss io-errors lock-storms bad-sessions fuzzing bot-runner secrets)
 selected() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 
 if [ "$(id -u)" != 0 ]; then echo "torture.sh needs root (it mounts tmpfs; run it as root, sudo is not needed)" >&2; exit 1; fi
@@ -80,7 +83,8 @@ swift build --build-tests >>"$log" 2>&1 || { echo "swift build failed; see the l
 
 declare -A suite=(
   [crash-points]=CrashPointTorture [live-writers]="(LiveWriterTorture|StallTorture)" [hostile-archives]=HostileArchiveTorture
-  [disk-full]=DiskFullTorture [lock-storms]=LockStormTorture [bad-sessions]=BadSessionTorture
+  [disk-full]=DiskFullTorture [power-loss]=PowerLossTorture [io-errors]=IOErrorTorture
+  [lock-storms]=LockStormTorture [bad-sessions]=BadSessionTorture
   [fuzzing]=FuzzSmokeTorture [bot-runner]=BotRunnerTorture
 )
 # The report (each family's figure line, the closing "N passed, M failed", RELIABILITY.md) is
@@ -306,6 +310,10 @@ machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /p
 if [ -z "$only" ] && [ "$scale" = full ]; then
   report reliability "$out" --seed "$seed" --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --machine "$machine" --swift "$(swift --version 2>/dev/null | head -1)" --elapsed "$elapsed"
+elif [ -n "$only" ] && [ "$scale" = full ] && [ "${TGSESS_RECORD_FAMILIES:-}" = 1 ] && [ -f RELIABILITY.md ]; then
+  # A full-scale run of some families, recorded beside the full run's figures.
+  report separate "$out" --seed "$seed" --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --machine "$machine" --elapsed "$elapsed"
 elif [ "$only" = fuzzing ] && [ "${TGSESS_FUZZ_CAMPAIGN:-}" = 1 ] && [ -f RELIABILITY.md ]; then
   # A long fuzzing campaign, recorded beside the full run's figures.
   report campaign "$out" --seconds "$fuzz_seconds" --jobs "$fuzz_jobs" --elapsed "$elapsed" --machine "$machine"

@@ -313,13 +313,8 @@ public enum BackupJob {
         fernet = nil
       }
       // A writer killed mid-transaction (an earlier tgsess recording a backup, or the bot) leaves
-      // a hot journal that makes every read-only open fail; a read-write open lets SQLite roll it
-      // back, as the bot's own next open would. A live writer's journal is not hot and stays.
-      if FileSystem.exists(deployment.databasePath + "-journal") {
-        let writer = try? BotDatabase(
-          path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
-        writer?.close()
-      }
+      // a hot journal that makes every read-only open fail.
+      BotDatabase.rollBackHotJournal(path: deployment.databasePath, busyTimeoutMS: deployment.busyTimeoutMS)
       database = try BotDatabase(
         path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
     }

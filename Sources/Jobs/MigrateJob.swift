@@ -164,6 +164,8 @@ public enum MigrateJob {
       // 0. What a migrate killed while copying left (a half-written plaintext temporary of an
       // earlier version), and the plaintext copies earlier versions kept: into archives.
       FileSystem.removeStaleTemporaries(in: PlaintextSafetyCopies.directory(deployment))
+      // And what a killed or power-cut run left in the backups directory (as prune does).
+      try Leftovers.remove(deployment, logger: logger)
       if !plaintextCopies.isEmpty {
         result.plaintextCopies = try encryptPlaintextCopies(
           plaintextCopies, deployment: deployment, database: database, recipients: recipients, logger: logger)

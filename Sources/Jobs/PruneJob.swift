@@ -267,6 +267,8 @@ public enum PruneJob {
     let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
     do {
       let record = try repository.find(id: id)
+      // The temporary of a pin cut off before its rename (no lock: only dead writers' go).
+      FileSystem.removeStaleTemporaries(in: FileSystem.parentDirectory(of: repository.path(of: record)))
       try repository.setPinned(record, isPinned)
       return record.id
     } catch let error as StoreError {

@@ -224,6 +224,8 @@ public enum RecoverJob {
       for path in try LiveFiles.finishInterruptedPairs(in: deployment.sessionsDirectory) {
         logger.warning("completed an interrupted pair install", metadata: ["file.path": "\(path)"])
       }
+      // And what its post-recovery backups left, which a rerun would not back up again.
+      try Leftovers.remove(deployment, logger: logger)
       let database = try BotDatabase(
         path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { database.close() }

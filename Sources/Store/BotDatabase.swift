@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 
 /// The bot's SQLite database (`data/telegram_bot.db`): the seed's `user_sessions` and
 /// `session_backups` tables plus what tgsess adds. It is opened so that a live Python bot keeps
@@ -75,6 +76,17 @@ public final class BotDatabase: @unchecked Sendable {
     }
   }
 
+  /// Lets SQLite roll back a hot journal beside the database at `path`, if there is one: a
+  /// writer killed mid-transaction (the bot, or a tgsess run recording a backup) or a power cut
+  /// leaves one that makes every read-only open fail, and a read-write open rolls it back, as the
+  /// bot's own next open would. A live writer's journal is not hot and stays. Best effort: when
+  /// the database cannot be opened read-write, the read that follows reports why.
+  public static func rollBackHotJournal(path: String, busyTimeoutMS: Int) {
+    guard FileSystem.exists(path + "-journal") else { return }
+    let writer = try? BotDatabase(path: path, mode: .readWrite, busyTimeoutMS: busyTimeoutMS)
+    writer?.close()
+  }
+
   /// Waits up to `timeoutMS` for another connection's lock, retrying about every millisecond.
   /// SQLite's own timeout backs off to 100 ms sleeps: a bot that commits every few milliseconds
   /// holds its write lock almost all the time and frees it only for instants, which such long
@@ -97,7 +109,9 @@ public final class BotDatabase: @unchecked Sendable {
   }
 
   /// Maps a GRDB error to a one-line StoreError that names the file and the next step.
-  static func describe(_ error: any Error, path: String, doing operation: String) -> StoreError {
+  static func describe(_ error: any Error, path: String, doing operation: String, systemErrno: Int32 = 0)
+    -> StoreError
+  {
     if let error = error as? StoreError { return error }
     guard let error = error as? DatabaseError else {
       return .database(path: path, reason: "\(operation) failed", hint: "check the file and run again")
@@ -119,8 +133,12 @@ public final class BotDatabase: @unchecked Sendable {
       return .database(path: path, reason: "disk full (\(operation))", hint: "free space and run again")
     default:
       // GRDB keeps statement arguments out of its messages (publicStatementArguments is off).
+      // SQLite says "disk I/O error" for EIO, EDQUOT and EACCES alike: the errno names the cause.
+      var cause = ""
+      if systemErrno != 0, error.resultCode == .SQLITE_IOERR { cause = ": " + String(cString: strerror(systemErrno)) }
       return .database(
-        path: path, reason: "\(operation) failed: SQLite error \(error.resultCode.rawValue) \(error.message ?? "")",
+        path: path,
+        reason: "\(operation) failed: SQLite error \(error.resultCode.rawValue) \(error.message ?? "")\(cause)",
         hint: "check the database with: sqlite3 \(path) 'PRAGMA integrity_check'")
     }
   }
@@ -128,13 +146,22 @@ public final class BotDatabase: @unchecked Sendable {
   /// Runs `body` in a read transaction.
   /// - Throws: `StoreError.database`.
   public func read<T>(_ operation: String, _ body: (Database) throws -> T) throws -> T {
-    do { return try queue.read(body) } catch { throw BotDatabase.describe(error, path: path, doing: operation) }
+    do { return try queue.read(body) } catch {
+      throw BotDatabase.describe(error, path: path, doing: operation, systemErrno: systemErrno())
+    }
+  }
+
+  /// The errno behind the connection's last I/O failure (`sqliteSystemErrno`).
+  private func systemErrno() -> Int32 {
+    queue.inDatabase { db in db.sqliteConnection.map(sqliteSystemErrno) ?? 0 }
   }
 
   /// Runs `body` in one write transaction; a crash midway leaves the previous state.
   /// - Throws: `StoreError.database`.
   public func write<T>(_ operation: String, _ body: (Database) throws -> T) throws -> T {
-    do { return try queue.write(body) } catch { throw BotDatabase.describe(error, path: path, doing: operation) }
+    do { return try queue.write(body) } catch {
+      throw BotDatabase.describe(error, path: path, doing: operation, systemErrno: systemErrno())
+    }
   }
 
   /// Takes a consistent copy through SQLite's online backup API into a new file at

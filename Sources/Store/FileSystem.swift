@@ -41,18 +41,22 @@ public enum FileSystem {
     return Int64(info.st_size)
   }
 
-  /// Creates `path` and its missing parents with mode 0700, whatever the umask. An existing
-  /// directory is left as it is.
-  /// - Throws: `StoreError.io` naming the directory that could not be created.
+  /// Creates `path` and its missing parents with mode 0700, whatever the umask, and fsyncs the
+  /// parent of each directory it creates. An existing directory is left as it is.
+  /// - Throws: `StoreError.io` naming the directory that could not be created or synced.
   public static func makeDirectory(_ path: String) throws {
     if isDirectory(path) { return }
     let parent = FileSystem.parentDirectory(of: path)
     if !parent.isEmpty, parent != path, !isDirectory(parent) { try makeDirectory(parent) }
-    if mkdir(path, directoryMode) != 0, errno != EEXIST {
+    let isCreated = mkdir(path, directoryMode) == 0
+    if !isCreated, errno != EEXIST {
       throw StoreError.io(path: path, operation: "create directory", errno: errno)
     }
     // mkdir applies the umask; set the mode explicitly.
     if chmod(path, directoryMode) != 0 { throw StoreError.io(path: path, operation: "chmod 0700", errno: errno) }
+    // The new directory is an entry of its parent: until the parent is synced, a power cut may
+    // take it away with every file later written and synced into it (an archive, say).
+    if isCreated { try fsyncDirectory(parent.isEmpty ? "." : parent) }
   }
 
   /// Reads a whole (small) file.

@@ -232,6 +232,9 @@ public struct ArchiveRepository: Sendable {
     unlink(pending.tempPath)
     if rename(pending.recordTempPath, pending.recordPath) != 0 {
       // The archive is published and proven; only its record is missing, which list tolerates.
+      // The hidden record stays (durable: `write` fsynced it, a batch fsyncs it before it
+      // publishes; `discard` keeps it) for the next run under the lock to roll forward
+      // (`removeLeftovers`), so the archive does not stay listed without its record.
       throw StoreError.io(path: pending.recordPath, operation: "rename into place", errno: errno)
     }
     try CrashPoint.hit("archive.after-publish")
@@ -464,11 +467,14 @@ public struct PendingArchive: Sendable {
   let signatureTempPath: String
   let signaturePath: String
 
-  /// Removes what is still unpublished (nothing once `publish` has run).
+  /// Removes what is still unpublished (nothing once `publish` has run). The hidden record of
+  /// an archive that was published but whose record could not be renamed into place stays, for
+  /// the next run to roll forward.
   public func discard() {
+    let isPublished = !FileSystem.exists(tempPath) && FileSystem.exists(finalPath)
     unlink(tempPath)
     unlink(signatureTempPath)
-    unlink(recordTempPath)
+    if !isPublished { unlink(recordTempPath) }
   }
 }
 

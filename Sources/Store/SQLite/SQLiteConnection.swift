@@ -16,6 +16,10 @@ struct SQLiteFailure: Error, Sendable {
   var message: String
   /// What was attempted, e.g. "open read-only" or "prepare".
   var operation: String
+  /// The operating system's errno behind an I/O, open or full-disk failure
+  /// (`sqlite3_system_errno`), 0 when unknown: SQLite reports EIO, EDQUOT and EACCES alike as
+  /// "disk I/O error", so the error line names the real cause with it.
+  var systemErrno: Int32 = 0
 
   /// The primary result code (low byte of the extended one).
   var primaryCode: Int32 { code & 0xff }
@@ -36,8 +40,23 @@ struct SQLiteFailure: Error, Sendable {
     default:
       hint = "check the file with `sqlite3 FILE 'pragma integrity_check'`"
     }
-    return .database(path: path, reason: "\(operation) failed: \(message) (\(name), code \(code))", hint: hint)
+    var cause = ""
+    if systemErrno != 0, [SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_FULL].contains(primaryCode) {
+      cause = ": " + String(cString: strerror(systemErrno))
+    }
+    return .database(
+      path: path, reason: "\(operation) failed: \(message) (\(name), code \(code))\(cause)", hint: hint)
   }
+}
+
+/// The errno behind a connection's last I/O failure: `sqlite3_system_errno`, which SQLite sets
+/// only for some failures (not for one in a commit), else the main file's last errno
+/// (`SQLITE_FCNTL_LAST_ERRNO`); 0 when neither is known.
+func sqliteSystemErrno(_ handle: OpaquePointer) -> Int32 {
+  let code = sqlite3_system_errno(handle)
+  if code != 0 { return code }
+  var last: Int32 = 0
+  return sqlite3_file_control(handle, "main", SQLITE_FCNTL_LAST_ERRNO, &last) == SQLITE_OK ? last : 0
 }
 
 /// Extended result codes whose C macros do not import into Swift.
@@ -298,7 +317,8 @@ public final class SQLiteConnection {
   func failure(_ rc: Int32, _ operation: String) -> SQLiteFailure {
     // Extended result codes are on, so `rc` already is the extended code.
     let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
-    return SQLiteFailure(code: rc, message: message, operation: operation)
+    return SQLiteFailure(
+      code: rc, message: message, operation: operation, systemErrno: handle.map(sqliteSystemErrno) ?? 0)
   }
 
   func execChecked(_ sql: String) throws {
@@ -308,7 +328,8 @@ public final class SQLiteConnection {
     defer { sqlite3_free(errorMessage) }
     if rc != SQLITE_OK {
       let message = errorMessage.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(rc))
-      throw SQLiteFailure(code: sqlite3_extended_errcode(db), message: message, operation: "exec")
+      throw SQLiteFailure(
+        code: sqlite3_extended_errcode(db), message: message, operation: "exec", systemErrno: sqliteSystemErrno(db))
     }
   }
 

@@ -61,10 +61,9 @@ public final class UserRowsReader: @unchecked Sendable {
   /// Whether the database may have changed since the last call (always true on the first call,
   /// after a reopen, and after `invalidate`).
   /// - Throws: `StoreError.missing` when the database is gone, `StoreError.database` when it cannot
-  ///   be read (locked past the busy timeout, a hot journal only the bot may roll back, damage).
+  ///   be read (locked past the busy timeout, damage).
   public func hasChanged() throws -> Bool {
-    let connection = try open()
-    let version = try connection.translating { () -> Int64 in
+    let version = try reading { connection -> Int64 in
       let statement = try connection.prepareChecked("PRAGMA data_version")
       return try statement.stepChecked() ? statement.int64(0) : -1
     }
@@ -78,8 +77,7 @@ public final class UserRowsReader: @unchecked Sendable {
   /// Every row of `user_sessions` (none when the table does not exist yet), in one read.
   /// - Throws: `StoreError.database` / `StoreError.missing`.
   public func rows() throws -> [UserSessionRow] {
-    let connection = try open()
-    return try connection.translating {
+    try reading { connection in
       try connection.execChecked("BEGIN")
       defer { try? connection.execChecked("COMMIT") }
       let columns = try connection.tableColumnsChecked("user_sessions")
@@ -94,8 +92,7 @@ public final class UserRowsReader: @unchecked Sendable {
   /// The row of one user, read now (a primary-key lookup); nil when the user has none.
   /// - Throws: `StoreError.database` / `StoreError.missing`.
   public func row(userID: Int64) throws -> UserSessionRow? {
-    let connection = try open()
-    return try connection.translating {
+    try reading { connection in
       let columns = try connection.tableColumnsChecked("user_sessions")
       guard columns.contains("user_id") else { return nil }
       let statement = try connection.prepareChecked(Self.select(columns) + " WHERE user_id = ?")
@@ -125,6 +122,24 @@ public final class UserRowsReader: @unchecked Sendable {
     try? connection?.close()
     connection = nil
     lastDataVersion = -1
+  }
+
+  /// Runs `body` on the connection. A hot journal (a writer killed mid-transaction, or a power
+  /// cut) makes every read-only read fail until a read-write connection rolls it back, as the
+  /// bot's own next open would: then the journal is rolled back (`BotDatabase.rollBackHotJournal`)
+  /// and `body` runs once more on a new connection.
+  private func reading<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+    let connection = try open()
+    do {
+      return try body(connection)
+    } catch let failure as SQLiteFailure where failure.code == SQLiteExtendedCode.readonlyRollback {
+      close()
+      BotDatabase.rollBackHotJournal(path: path, busyTimeoutMS: Int(busyTimeoutMS))
+      let reopened = try open()
+      return try reopened.translating { try body(reopened) }
+    } catch let failure as SQLiteFailure {
+      throw failure.storeError(path: path)
+    }
   }
 
   private func open() throws -> SQLiteConnection {

@@ -1,0 +1,341 @@
+import Foundation
+import Jobs
+import Store
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Injected I/O errors. `iotrace.so` makes the Nth read, write, fsync, rename (or link), open or
+/// mkdir below the deployment fail with EIO, ENOSPC, EDQUOT, EROFS or EACCES (the first that
+/// fits the call) without making it. For each command the calls of each class are counted in one
+/// clean run, then N is swept over that count. Each run must either complete (the fault was on
+/// something the command may do without, and what it did is sound) or exit 1 (3 where the command
+/// documents a partial result) with one error line naming the file and the cause; no crash or
+/// Swift trap; nothing lost (sessions, the bot's tables and earlier archives as before, or wholly
+/// old or wholly new for restore and recover); no partial file published and no temporary left;
+/// and with the fault gone the same command succeeds.
+@Suite(.serialized, .enabled(if: Torture.isEnabled, "set TGSESS_TORTURE_SCALE=quick|full (scripts/torture.sh)"))
+struct IOErrorTorture {
+  /// The classes of calls iotrace.so fails, and the errors tried on each (rotated per injection).
+  static let classes: [(name: String, errors: [String])] = [
+    ("read", ["EIO"]),
+    ("write", ["EIO", "ENOSPC", "EDQUOT"]),
+    ("fsync", ["EIO", "ENOSPC", "EDQUOT"]),
+    ("rename", ["EIO", "ENOSPC", "EDQUOT", "EROFS", "EACCES"]),
+    ("open", ["EIO", "EACCES", "EROFS", "ENOSPC", "EDQUOT"]),
+    ("mkdir", ["EIO", "ENOSPC", "EDQUOT", "EROFS", "EACCES"]),
+  ]
+
+  /// How each error reads in an error line (strerror, and SQLite's words for it).
+  static let causeWords: [Int32: [String]] = [
+    EIO: ["input/output error", "i/o error"],
+    ENOSPC: ["no space left on device", "disk is full", "disk full"],
+    EDQUOT: ["disk quota exceeded", "quota"],
+    EROFS: ["read-only file system", "readonly", "read-only"],
+    EACCES: ["permission denied", "access permission denied"],
+  ]
+
+  /// Injections per class and command at most (evenly spread over the calls, first and last included).
+  static let perClass: [String: Int] = Torture.pick(
+    quick: ["write": 1, "fsync": 1, "rename": 1, "open": 1],
+    full: ["read": 10, "write": 14, "fsync": 20, "rename": 14, "open": 14, "mkdir": 8])
+
+  /// Commands documented to end 3 (partial) when some users failed.
+  static let partialCommands: Set<String> = ["backup", "recover --all"]
+
+  static func scenarios(scratch: TemporaryDirectory, template: String) -> [CrashPointTorture.Scenario] {
+    PowerLossTorture.scenarios(scratch: scratch, template: template)
+  }
+
+  static let quickScenarios: Set<String> = ["backup", "restore --user"]
+
+  @Test func faultsAtEveryStepOfEveryCommand() throws {
+    let report = FamilyReport("io-errors")
+    defer { print(report.summary) }
+    _ = try IOTrace.library()
+    let scratch = try TemporaryDirectory("tgsess-ioerror-scratch")
+    let template = try CrashPointTorture.keyTemplate()
+    var random = TortureRandom(seed: Torture.seed &+ 11)
+    for scenario in Self.scenarios(scratch: scratch, template: template.path) {
+      guard Torture.isFull || Self.quickScenarios.contains(scenario.name) else { continue }
+      guard Torture.only.isEmpty || Torture.only.contains(scenario.name) else { continue }
+      do {
+        try Self.sweep(scenario, report: report, random: &random)
+      } catch {
+        report.record("\(scenario.name): setting up the sweep", problems: ["error: \(error)"])
+      }
+    }
+  }
+
+  /// A prepared deployment kept aside, put back before each run.
+  struct Template {
+    let fleet: TortureFleet
+    let copy: String
+
+    /// Puts the prepared tree back in place of the deployment.
+    func reset() throws {
+      try FileManager.default.removeItem(atPath: fleet.root)
+      let result = try runProcess("/bin/cp", ["-a", copy, fleet.root])
+      guard result.status == 0 else { throw TestHelperError("cp -a failed: \(result.stderr)") }
+    }
+  }
+
+  /// Counts the calls of `scenario`'s command, then fails each chosen one in turn.
+  static func sweep(_ scenario: CrashPointTorture.Scenario, report: FamilyReport, random: inout TortureRandom) throws {
+    let fleet = try scenario.makeFleet()
+    let run = try scenario.prepare(fleet, &random)
+    let work = fleet.fleet.directory
+    let temporary = work.file("io-tmp")
+    try FileSystem.makeDirectory(temporary)
+    let template = Template(fleet: fleet, copy: work.file("io-template"))
+    let copied = try runProcess("/bin/cp", ["-a", fleet.root, template.copy])
+    guard copied.status == 0 else { throw TestHelperError("cp -a failed: \(copied.stderr)") }
+    let before = try CrashPointTorture.before(fleet)
+    let tree = try TreeSnapshot(fleet.root).files
+    let scope = [fleet.root, temporary]
+
+    // 1. Count: one run with nothing failing.
+    let countsPath = work.file("io-counts")
+    let counted = try fleet.tgsess(
+      run.arguments,
+      environment: try IOTrace.faulting(
+        scope: scope, operation: "read", n: 0, errors: ["EIO"], log: work.file("io-faults"), counts: countsPath,
+        temporary: temporary))
+    guard counted.status == 0 else {
+      throw TestHelperError("the counting run of \(scenario.name) exited \(counted.status): \(counted.stderr)")
+    }
+    var counts: [String: Int] = [:]
+    for line in try String(contentsOfFile: countsPath, encoding: .utf8).split(separator: "\n") {
+      let parts = line.split(separator: " ")
+      if parts.count == 2, let value = Int(parts[1]) { counts[String(parts[0])] = value }
+    }
+    print("io-errors \(scenario.name): calls \(counts.sorted { $0.key < $1.key })")
+
+    // 2. Each chosen call fails once.
+    var rotation = 0
+    for (operation, errors) in classes {
+      let total = counts[operation] ?? 0
+      let cap = perClass[operation] ?? 0
+      guard total > 0, cap > 0 else { continue }
+      for n in Self.pick(cap, of: total, &random) {
+        rotation += 1
+        let preference = Array(errors[(rotation % errors.count)...] + errors[..<(rotation % errors.count)])
+        try template.reset()
+        let faultLog = work.file("io-fault-\(operation)-\(n)")
+        unlink(faultLog)
+        let environment = try IOTrace.faulting(
+          scope: scope, operation: operation, n: n, errors: preference, log: faultLog, temporary: temporary)
+        let started = Date()
+        let result = try fleet.tgsess(run.arguments, environment: environment)
+        guard let fault = Self.injected(faultLog) else {
+          // The run made fewer calls of this class than the counting run (threads, timing): no injection.
+          report.tally(["injections not reached": 1])
+          try template.reset()
+          continue
+        }
+        let name =
+          "\(scenario.name): \(operation) #\(n) of \(total) fails with \(Self.errorName(fault.errno)) (\(fault.path.replacingOccurrences(of: fleet.root + "/", with: "")))"
+        var outcome = "failed cleanly"
+        let problems: [String]
+        do {
+          (problems, outcome) = try Self.judge(
+            result, fault: fault, scenario: scenario, run: run, fleet: fleet, before: before, tree: tree)
+        } catch {
+          (problems, outcome) = (["error: \(error)"], "error")
+        }
+        report.record(
+          name, problems: problems, seconds: Date().timeIntervalSince(started), detail: outcome,
+          counts: ["injection points": 1, outcome: 1, "\(operation) faults": 1])
+      }
+    }
+    try template.reset()
+    try fleet.collectSecrets()
+  }
+
+  /// Up to `cap` distinct call numbers in 1...total: the first, the last, and evenly spread
+  /// ones in between (with a random offset).
+  static func pick(_ cap: Int, of total: Int, _ random: inout TortureRandom) -> [Int] {
+    if total <= cap { return Array(1...total) }
+    var chosen: Set<Int> = [1, total]
+    let step = Double(total - 1) / Double(max(cap - 1, 1))
+    let offset = Double(random.next() % 1000) / 1000 * step
+    var position = 1 + offset
+    while chosen.count < cap, position < Double(total) {
+      chosen.insert(min(total, max(1, Int(position))))
+      position += step
+    }
+    return chosen.sorted()
+  }
+
+  struct Fault {
+    var operation: String
+    var n: Int
+    var errno: Int32
+    var path: String
+  }
+
+  static func injected(_ log: String) -> Fault? {
+    guard let text = try? String(contentsOfFile: log, encoding: .utf8),
+      let line = text.split(separator: "\n").first
+    else { return nil }
+    let parts = line.split(separator: " ", maxSplits: 4).map(String.init)
+    guard parts.count == 5, parts[0] == "F", let n = Int(parts[2]), let code = Int32(parts[3]) else { return nil }
+    return Fault(operation: parts[1], n: n, errno: code, path: parts[4].removingPercentEncoding ?? parts[4])
+  }
+
+  static func errorName(_ code: Int32) -> String {
+    [EIO: "EIO", ENOSPC: "ENOSPC", EDQUOT: "EDQUOT", EROFS: "EROFS", EACCES: "EACCES"][code] ?? "errno \(code)"
+  }
+
+  /// The names a good error line may use for the file that failed: its path, its name, and for
+  /// a temporary the file it was to become.
+  static func names(of path: String) -> [String] {
+    var names = [path, (path as NSString).lastPathComponent]
+    let base = (path as NSString).lastPathComponent
+    // SQLite's journal, WAL and shared-memory files are named by their database.
+    for suffix in ["-journal", "-wal", "-shm"] where path.hasSuffix(suffix) {
+      names.append(String(path.dropLast(suffix.count)))
+    }
+    if base.hasPrefix("."), let marker = base.range(of: ".tgsess-tmp-") {
+      names.append(String(base[base.index(after: base.startIndex)..<marker.lowerBound]))
+    }
+    return names
+  }
+
+  /// Judges one faulty run, then reruns the command without the fault and judges that.
+  static func judge(
+    _ result: ProcessResult, fault: Fault, scenario: CrashPointTorture.Scenario, run: CrashPointTorture.CrashRun,
+    fleet: TortureFleet, before: CrashPointTorture.Before, tree: [String: String]
+  ) throws -> (problems: [String], outcome: String) {
+    var problems: [String] = []
+    var outcome: String
+    let stderr = result.stderr
+    if stderr.contains("Fatal error") || stderr.contains("Crash") || ![0, 1, 3].contains(result.status) {
+      problems.append("crashed or ended \(result.status): \(stderr.suffix(600))")
+    }
+    switch result.status {
+    case 0:
+      outcome = "completed"
+      // A failed fsync may not be ignored: the data it covered may not be on disk.
+      if fault.operation == "fsync" {
+        problems.append("exit 0 although an fsync of \(fault.path) failed (durability unknown)")
+      }
+    case 3 where partialCommands.contains(scenario.name):
+      outcome = "partial"
+      problems += failedUserLines(result, fault: fault)
+    default:
+      outcome = "failed cleanly"
+      if result.status != 1 { problems.append("exit \(result.status), not 1") }
+      problems += errorLine(stderr, fault: fault)
+    }
+
+    // Nothing lost, nothing partial. A record whose rename failed after its archive was
+    // published stays hidden for the next run to roll forward: its archive is listed without a
+    // record until then (checked again after the rerun).
+    let pending = try pendingRecords(fleet)
+    func isPending(_ problem: String) -> Bool {
+      pending.contains { problem.hasSuffix("listed archive \($0.id) has no record") || problem.hasSuffix($0.path) }
+    }
+    problems += try run.afterKill(fleet, before).map { "after the fault: " + $0 }
+    let archivesNow = try Witness.archiveFiles(fleet)
+    for (path, sha) in before.archives {
+      if let now = archivesNow[path] {
+        if now != sha { problems.append("after the fault: earlier archive \(path) changed") }
+      } else if !run.removesArchives {
+        problems.append("after the fault: earlier archive \(path) vanished")
+      }
+    }
+    // A restore or recover that failed midway may have installed some session files (each whole,
+    // as `afterKill` checks), also of users who had none before; a pin whose directory fsync
+    // failed is there, whole (written to a temporary, fsynced, renamed), and the run said so; so
+    // is the state file watch saves before it stops.
+    func isRestoredSession(_ problem: String) -> Bool {
+      let installs = ["restore", "recover"].contains(run.arguments.first ?? "")
+      return installs && problem.hasPrefix("new file sessions/user_") && problem.hasSuffix(".session")
+        || run.arguments.first == "pin" && problem.hasPrefix("new file backups/") && problem.hasSuffix(".pin")
+        || run.arguments.first == "watch" && problem == "new file backups/watch/state.tsv"
+    }
+    problems += try DiskFullTorture.partialFiles(fleet, newSince: tree).filter {
+      !isPending($0) && !isRestoredSession($0)
+    }
+    .map { "after the fault: " + $0 }
+    problems += try Witness.verifyListed(fleet).problems.filter { !isPending($0) }.map { "after the fault: " + $0 }
+
+    // The fault gone, the same command succeeds.
+    var rerun = try fleet.tgsess(run.arguments)
+    if rerun.status == 1, run.arguments.first == "restore", rerun.stderr.contains("a hot journal") {
+      // The restore refuses while a file it replaces has a hot journal (a writer crashed, or
+      // runs), and says to stop the bot or pass --force: the failed run was that writer.
+      outcome += ", rerun with --force"
+      rerun = try fleet.tgsess(run.arguments + ["--force"])
+    }
+    if rerun.status != 0 {
+      problems.append("with the fault gone, the rerun exited \(rerun.status): \(rerun.stderr.suffix(500))")
+    } else {
+      problems += try run.afterRerun(fleet, before).map { "after the rerun: " + $0 }
+    }
+    problems += try Witness.verifyListed(fleet).problems.map { "after the rerun: " + $0 }
+    let left = try PowerLossTorture.leftovers(fleet).left
+    if !left.isEmpty { problems.append("left behind after the rerun: \(left.prefix(5))") }
+    problems += try Witness.noSessionLost(fleet, expected: run.expected)
+    return (problems, outcome)
+  }
+
+  /// Hidden records (`.ID.json.tgsess-tmp-…`) of archives that are published: what a failed
+  /// record rename leaves for the next run to roll forward.
+  static func pendingRecords(_ fleet: TortureFleet) throws -> [(id: String, path: String)] {
+    let listed = Set(try Witness.listed(fleet).map(\.id))
+    return try Witness.leftovers(fleet).compactMap { path in
+      let name = (path as NSString).lastPathComponent
+      guard name.hasPrefix("."), let marker = name.range(of: ArchiveName.recordSuffix + ".tgsess-tmp-") else {
+        return nil
+      }
+      let id = String(name[name.index(after: name.startIndex)..<marker.lowerBound])
+      return listed.contains(id) ? (id, path) : nil
+    }
+  }
+
+  /// The error line: the last stderr line starts with "tgsess: ", is the only such line, and
+  /// names the file and the cause.
+  static func errorLine(_ stderr: String, fault: Fault) -> [String] {
+    let lines = stderr.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+    let errors = lines.filter { $0.hasPrefix("tgsess: ") }
+    guard let last = lines.last, last.hasPrefix("tgsess: ") else {
+      return ["no error line: \(stderr.suffix(400))"]
+    }
+    var problems: [String] = []
+    if errors.count != 1 { problems.append("\(errors.count) error lines: \(stderr.suffix(600))") }
+    return problems + namesFileAndCause(last, fault: fault)
+  }
+
+  /// A partial run (exit 3): its per-user failures (`FAILED user N: …` on stdout) name the
+  /// file and the cause.
+  static func failedUserLines(_ result: ProcessResult, fault: Fault) -> [String] {
+    let failed = result.stdout.split(separator: "\n").filter { $0.hasPrefix("FAILED ") }.map(String.init)
+    guard !failed.isEmpty else { return ["exit 3 without a FAILED line: \(result.stdout.suffix(400))"] }
+    return namesFileAndCause(failed.joined(separator: "\n"), fault: fault)
+  }
+
+  /// SQLite opens a database read-only when opening it read-write fails, and does not say why:
+  /// a failed open of the bot database or a session file surfaces as "read-only".
+  static func isSQLiteFallback(_ fault: Fault, _ text: String) -> Bool {
+    fault.operation == "open" && (fault.path.hasSuffix(".db") || fault.path.hasSuffix(".session"))
+      && (text.contains("read-only") || text.contains("readonly"))
+  }
+
+  static func namesFileAndCause(_ line: String, fault: Fault) -> [String] {
+    var problems: [String] = []
+    let text = line.lowercased()
+    let words = causeWords[fault.errno] ?? []
+    if !words.contains(where: { text.contains($0) }), !isSQLiteFallback(fault, text) {
+      problems.append("the error does not name the cause (\(errorName(fault.errno))): \(line.prefix(400))")
+    }
+    if !names(of: fault.path).contains(where: { text.contains($0.lowercased()) }) {
+      problems.append("the error does not name the file (\(fault.path)): \(line.prefix(400))")
+    }
+    return problems
+  }
+}
