@@ -63,6 +63,12 @@ struct DiskFullTorture {
         if !listed.contains(full) { problems.append("unlisted new archive \(path)") }
       } else if path.hasSuffix(ArchiveName.recordSuffix) {
         continue
+      } else if path.hasSuffix(ArchiveSignature.fileSuffix) {
+        // A signature is published just before its archive: it belongs only beside a listed one.
+        let base = String(full.dropLast(ArchiveSignature.fileSuffix.count))
+        if !listed.contains(base + ArchiveName.encryptedSuffix) && !listed.contains(base + ArchiveName.plainSuffix) {
+          problems.append("signature without its archive \(path)")
+        }
       } else if path.contains("pre-migrate/") || path.contains("before-restore/") {
         if try StockTools.integrityCheck(full) != "ok" { problems.append("partial copy \(path)") }
       } else if path.hasPrefix("sessions/") && path.contains(".broken-") {
