@@ -45,9 +45,8 @@ public enum ArchiveSelection {
     let candidates = records.filter { record in
       record.reason != BackupReason.imported && holds(record) && (at.map { record.createdAt <= $0 } ?? true)
     }
-    // Ties keep the input's order: `list` orders archives of one second by when they were written.
     return candidates.min { a, b in
-      (tier(a), b.createdAt) < (tier(b), a.createdAt)
+      (tier(a), b.createdAt, b.id) < (tier(b), a.createdAt, a.id)
     }
   }
 
@@ -66,9 +65,8 @@ public enum ArchiveSelection {
     }
     // The part of the tier the name and place give; the reason (from the signature) adds to it.
     func placeTier(_ record: ArchiveRecord) -> Int { userID != nil && record.kind == .full ? 1 : 0 }
-    // A stable sort: archives of one second keep `list`'s order (by when they were written).
     let candidates = records.filter { record in holds(record) && (at.map { record.createdAt <= $0 } ?? true) }
-      .sorted { $0.createdAt > $1.createdAt }
+      .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
     var best: (tier: Int, record: ArchiveRecord)?
     for candidate in candidates {
       // Older than the best so far, so it wins only with a lower tier, which it cannot have.

@@ -534,7 +534,7 @@ public enum RecoverJob {
         for kind in [Manifest.Kind.user, .full] {
           let listed = try repository.list(kind: kind, userID: userID)
           let accepted = verifier.authenticator.accepted(listed, in: repository)
-            .sorted { $0.createdAt > $1.createdAt }
+            .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
           if accepted.count < listed.count {
             notes.append(
               "\(listed.count - accepted.count) \(kind == .user ? "per-user archive(s)" : "full snapshot(s)") skipped: \(ArchiveSigning.notSignedReason)"

@@ -3,38 +3,34 @@ import Store
 import TestSupport
 import Testing
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
-/// Archive ids name their second and end in random letters: two archives of one user made in the
-/// same second (a backup and a login, a backup and the re-archive run after it) are ordered by
-/// when their files were written, never by the random letters.
+/// Archive ids name their second; archives of one user made in the same second (a backup and a
+/// login, a backup and the re-archive run after it) must still sort by when they were made, and
+/// the same way on every copy of the folder: the id's last part starts with the millisecond.
 @Suite struct ArchiveOrderTests {
-  /// Makes `users/user_1/<id>.tar.zst.age` (no record: `list` rebuilds one from the name) written
-  /// at `nanoseconds` past the id's second.
-  static func archive(_ id: String, in backups: String, nanoseconds: Int) throws {
+  /// Makes `users/user_1/<id>.tar.zst.age` (no record: `list` rebuilds one from the name).
+  static func archive(_ id: String, in backups: String) throws {
     let directory = backups + "/users/user_1"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    let path = directory + "/" + id + ".tar.zst.age"
-    try Data("age".utf8).write(to: URL(fileURLWithPath: path))
-    let second = Int(Date(timeIntervalSince1970: 1_796_600_000).timeIntervalSince1970)
-    var times = [
-      timespec(tv_sec: second, tv_nsec: nanoseconds), timespec(tv_sec: second, tv_nsec: nanoseconds),
-    ]
-    #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+    try Data("age".utf8).write(to: URL(fileURLWithPath: directory + "/" + id + ".tar.zst.age"))
   }
 
-  @Test(arguments: [false, true])
-  func archivesOfOneSecondAreNewestByWhenTheyWereWritten(laterHasSmallerLetters: Bool) throws {
-    let backups = try TemporaryDirectory("archive-order")
-    let earlier = "20261206T221544Z-u1-" + (laterHasSmallerLetters ? "zzzzzz" : "aaaaaa")
-    let later = "20261206T221544Z-u1-" + (laterHasSmallerLetters ? "aaaaaa" : "zzzzzz")
-    try Self.archive(earlier, in: backups.path, nanoseconds: 100_000_000)
-    try Self.archive(later, in: backups.path, nanoseconds: 900_000_000)
-    let repository = ArchiveRepository(backupsDirectory: backups.path)
-    #expect(try repository.list(kind: .user, userID: 1).map(\.id) == [later, earlier])
-    #expect(try repository.newestUserArchive(userID: 1)?.id == later)
-    #expect(try repository.newestUserArchiveID(userID: 1) == later)
+  @Test func archivesOfOneSecondSortByWhenTheyWereMade() throws {
+    let second = 1_796_600_000.0
+    for round in 0..<50 {
+      let earlier = ArchiveName.makeID(kind: .user, userID: 1, date: Date(timeIntervalSince1970: second + 0.1))
+      let later = ArchiveName.makeID(kind: .user, userID: 1, date: Date(timeIntervalSince1970: second + 0.102))
+      #expect(earlier.prefix(16) == later.prefix(16), "one second")
+      #expect(later > earlier, "round \(round): \(later) must sort after \(earlier)")
+      let backups = try TemporaryDirectory("archive-order")
+      // Written in the other order: the names decide, not the files' times.
+      try Self.archive(later, in: backups.path)
+      try Self.archive(earlier, in: backups.path)
+      let repository = ArchiveRepository(backupsDirectory: backups.path)
+      #expect(try repository.list(kind: .user, userID: 1).map(\.id) == [later, earlier])
+      #expect(try repository.newestUserArchive(userID: 1)?.id == later)
+    }
+    // The last millisecond of a second still names that second.
+    let last = ArchiveName.makeID(kind: .full, userID: nil, date: Date(timeIntervalSince1970: second + 0.9996))
+    #expect(ArchiveName.describe(id: last)?.createdAt == Date(timeIntervalSince1970: second))
   }
 }

@@ -128,10 +128,17 @@ public enum ArchiveName {
   public static let plainSuffix = ".tar.zst"
   public static let recordSuffix = ".json"
 
-  /// A new id for an archive made at `date`.
+  /// A new id for an archive made at `date`. Its last part is six characters of an alphabet in
+  /// ASCII order: the first two say the millisecond within the second (33 × 33 ≥ 1000), the other
+  /// four are random, so archives made in the same second sort by when they were made (a backup
+  /// and the login or re-archive right after it) and "newest" never depends on chance.
   public static func makeID(kind: Manifest.Kind, userID: Int64?, date: Date) -> String {
-    let alphabet = Array("abcdefghijkmnopqrstuvwxyz23456789")
-    let random = String((0..<6).map { _ in alphabet.randomElement()! })
+    let alphabet = Array("23456789abcdefghijkmnopqrstuvwxyz")
+    let millisecond = min(
+      999, max(0, Int((date.timeIntervalSince1970 - date.timeIntervalSince1970.rounded(.down)) * 1000)))
+    let random =
+      String([alphabet[millisecond / alphabet.count], alphabet[millisecond % alphabet.count]])
+      + String((0..<4).map { _ in alphabet.randomElement()! })
     let what = kind == .full ? "full" : "u\(userID ?? 0)"
     // The whole second the manifest keeps (its time is rounded down): the date formatter
     // rounds to milliseconds first, so x.9996 s would otherwise name the next second, and the

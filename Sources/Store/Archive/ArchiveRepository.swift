@@ -309,29 +309,7 @@ public struct ArchiveRepository: Sendable {
     if let userID {
       records = records.filter { $0.kind == .user ? $0.userID == userID : $0.userIDs.contains(userID) }
     }
-    records.sort { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
-    // Archives of one second (a backup and a login, a backup and its re-archive run) are ordered
-    // by when their file was written, not by their ids' random part.
-    var start = 0
-    while start < records.count {
-      var end = start + 1
-      while end < records.count, records[end].createdAt == records[start].createdAt { end += 1 }
-      if end - start > 1 {
-        let written = records[start..<end].map { (record: $0, time: Self.writtenAt(path(of: $0))) }
-        records.replaceSubrange(
-          start..<end, with: written.sorted { ($0.time, $0.record.id) > ($1.time, $1.record.id) }.map(\.record))
-      }
-      start = end
-    }
-    return records
-  }
-
-  /// When the file at `path` was last written, in nanoseconds (0 when it cannot be read): what
-  /// orders archives whose ids name the same second.
-  static func writtenAt(_ path: String) -> Int64 {
-    var info = stat()
-    guard stat(path, &info) == 0 else { return 0 }
-    return Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+    return records.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
   }
 
   /// The newest per-user archive of `userID`, reading only its own record: ids begin with the
@@ -343,21 +321,8 @@ public struct ArchiveRepository: Sendable {
     let directory = userDirectory(userID)
     let names = try Self.names(in: directory)
     let present = Set(names)
-    var archives = names.compactMap { name in ArchiveName.parse(fileName: name).map { (id: $0.0, name: name) } }
-    archives.sort { $0.id > $1.id }
-    // Archives of one second are ordered by when their file was written (as `list` does).
-    var start = 0
-    while start < archives.count {
-      var end = start + 1
-      while end < archives.count, archives[end].id.prefix(16) == archives[start].id.prefix(16) { end += 1 }
-      if end - start > 1 {
-        let written = archives[start..<end].map { (archive: $0, time: Self.writtenAt(directory + "/" + $0.name)) }
-        archives.replaceSubrange(
-          start..<end, with: written.sorted { ($0.time, $0.archive.id) > ($1.time, $1.archive.id) }.map(\.archive))
-      }
-      start = end
-    }
-    for archive in archives where accepting?(directory + "/" + archive.name) ?? true {
+    let archives = names.compactMap { name in ArchiveName.parse(fileName: name).map { (id: $0.0, name: name) } }
+    for archive in archives.sorted(by: { $0.id > $1.id }) where accepting?(directory + "/" + archive.name) ?? true {
       if let record = Self.record(archive: archive.name, in: directory, present: present) { return record }
     }
     return nil
