@@ -227,7 +227,8 @@ final class WatchPusher: @unchecked Sendable {
     }
     guard !files.isEmpty else { return nil }
     do {
-      let copy = try remote.push(files: files, backupsDirectory: backupsDirectory)
+      let copy = try remote.push(
+        backupsDirectory: backupsDirectory, files: files, listDirectory: backupsDirectory + "/watch")
       if copy.status == 6 {
         return
           "remote \(remoteName): an archive already there differs from the local one and was not replaced (\(copy.errorText)); investigate the remote copy"
@@ -235,7 +236,8 @@ final class WatchPusher: @unchecked Sendable {
       guard copy.status == 0 else {
         return "remote \(remoteName): rclone copy failed (exit \(copy.status)): \(copy.errorText)"
       }
-      let check = try remote.verify(files: files, backupsDirectory: backupsDirectory)
+      let check = try remote.verify(
+        backupsDirectory: backupsDirectory, files: files, listDirectory: backupsDirectory + "/watch")
       guard check.status == 0 else {
         return "remote \(remoteName): rclone check found differences (exit \(check.status)): \(check.errorText)"
       }

@@ -100,10 +100,13 @@ public struct RcloneRemote: Sendable, Equatable {
   }
 
   /// Copies `files` (paths relative to `backupsDirectory`: archives, signatures, records that
-  /// were verified first) that the remote lacks. Never replaces an existing remote object
-  /// (`copy --immutable` refuses with exit 6).
-  public func push(backupsDirectory: String, files: [String]) throws -> Run {
-    try withList(files, in: backupsDirectory) { list in
+  /// were verified first) that the remote lacks, without listing the rest of the remote
+  /// (`--no-traverse`). Never replaces an existing remote object (`copy --immutable` refuses
+  /// with exit 6).
+  /// - Parameter listDirectory: where the file list is kept while rclone runs (default
+  ///   `backupsDirectory`); a temporary's name there, so a killed run's is cleaned up with the others.
+  public func push(backupsDirectory: String, files: [String], listDirectory: String? = nil) throws -> Run {
+    try withList(files, in: listDirectory ?? backupsDirectory) { list in
       // The list is the filter (rclone refuses --files-from-raw with other filters).
       try run(["copy", "--files-from-raw", list, "--immutable", "--checksum", "--no-traverse", backupsDirectory, root])
     }
@@ -111,17 +114,18 @@ public struct RcloneRemote: Sendable, Equatable {
 
   /// Compares `files` (relative to `backupsDirectory`) with the remote by size and hash
   /// (`check --one-way`): exit 0 when every one is there and equal.
-  public func verify(backupsDirectory: String, files: [String]) throws -> Run {
-    try withList(files, in: backupsDirectory) { list in
+  public func verify(backupsDirectory: String, files: [String], listDirectory: String? = nil) throws -> Run {
+    try withList(files, in: listDirectory ?? backupsDirectory) { list in
       try run(["check", "--one-way", "--files-from-raw", list, backupsDirectory, root])
     }
   }
 
-  /// Runs `body` with a file listing `files`, one per line, in a hidden file of `directory`
+  /// Runs `body` with a file listing `files`, one per line, in a hidden temporary of `directory`
   /// (which the filters never select), removed afterwards.
   private func withList(_ files: [String], in directory: String, _ body: (String) throws -> Run) throws -> Run {
-    let listFile = directory + "/.push-list-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    try FileSystem.writeAtomically(Data(files.map { $0 + "\n" }.joined().utf8), to: listFile)
+    try FileSystem.makeDirectory(directory)
+    let listFile = FileSystem.temporaryPath(for: directory + "/push-list")
+    try FileSystem.writeAtomically(Data(files.map { $0 + "\n" }.joined().utf8), to: listFile, overwrite: false)
     defer { unlink(listFile) }
     return try body(listFile)
   }
