@@ -82,10 +82,10 @@ public enum SessionFileInspector {
       switch pageCheck {
       case .none: break
       case .quick:
-        if try connection.textRowsChecked("PRAGMA quick_check") != ["ok"] { throw fail(.truncated) }
+        if !(try connection.integrityCheckChecked(quick: true)).isEmpty { throw fail(.truncated) }
       case .integrity:
-        let rows = try connection.textRowsChecked("PRAGMA integrity_check")
-        if rows != ["ok"] {
+        let rows = try connection.integrityCheckChecked(quick: false)
+        if !rows.isEmpty {
           problems = rows
           return nil
         }
@@ -108,7 +108,7 @@ public enum SessionFileInspector {
   {
     func fail(_ reason: SessionProblem) -> StoreError { .session(object: object, reason: reason) }
     do {
-      if verifiesPages, !(try snapshot.connection.textRowsChecked("PRAGMA quick_check") == ["ok"]) {
+      if verifiesPages, !(try snapshot.connection.integrityCheckChecked(quick: true)).isEmpty {
         throw fail(.truncated)
       }
       var info = try read(snapshot.connection, isWALMode: snapshot.isWALMode, fail: fail)
@@ -140,7 +140,11 @@ public enum SessionFileInspector {
     defer { close(fd) }
     var bytes = [UInt8](repeating: 0, count: 100)
     let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 100, 0) }
-    guard count >= 0 else { throw fail(.unreadable("read: \(String(cString: strerror(errno)))")) }
+    guard count >= 0 else {
+      let code = errno
+      let text = "read: \(String(cString: strerror(code)))"
+      throw fail(SQLiteIOError.readErrnos.contains(code) ? .readError(text) : .unreadable(text))
+    }
     let prefix = Array(bytes[0..<count])
     if count < sqliteMagic.count {
       // The beginning of a header cut short is a truncated file, anything else is not SQLite.
@@ -195,6 +199,15 @@ public enum SessionFileInspector {
 
   private static func problem(for failure: SQLiteFailure, journalPath: String, isWALMode: Bool) -> SessionProblem {
     let name = String(cString: sqlite3_errstr(failure.code))
+    // A failed read is not damage (SQLite reports EIO on a read as SQLITE_CORRUPT): the file may
+    // be healthy, and nothing may be restored over it for this.
+    if failure.code != SQLiteExtendedCode.ioErrShortRead,
+      SQLiteIOError.isIOFailure(code: failure.code, systemErrno: failure.systemErrno)
+    {
+      let words = SQLiteIOError.describe(extendedCode: failure.code)?.words ?? "read error"
+      let cause = failure.systemErrno != 0 ? String(cString: strerror(failure.systemErrno)) : "SQLite kept no errno"
+      return .readError("\(failure.operation): \(words), \(cause)")
+    }
     switch failure.code {
     case SQLiteExtendedCode.readonlyRollback:
       return .hotJournal(journalPath)
