@@ -118,8 +118,8 @@ public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible 
   case invalidField(String)
   /// Another process holds a lock that blocks even readers (detail names the lock state).
   case locked(String)
-  /// Reading the file failed (the disk, EIO): the detail names the operation and the errno. Not
-  /// a verdict on the file, which may be healthy.
+  /// Opening or reading the file failed (the disk, EIO, or a permission): the detail names the
+  /// operation and the errno. Not a verdict on the file, which may be healthy.
   case readError(String)
 
   /// What is wrong, without what to do about it.
@@ -158,7 +158,7 @@ public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible 
       return "write-ahead log beside the file cannot be read read-only (\(detail))"
     case .invalidField(let detail): return "invalid field: \(detail)"
     case .locked(let detail): return "locked by another process (\(detail))"
-    case .readError(let detail): return "read error (\(detail)): an I/O error, not damage found in the file"
+    case .readError(let detail): return "could not be read (\(detail)), which says nothing about its content"
     }
   }
 

@@ -266,7 +266,13 @@ struct IOErrorTorture {
       return "watch redid the failed write"
     }
     if arguments.first == "recover" {
-      let warnings = result.stdout.split(separator: "\n").filter { $0.hasPrefix("  warning: ") }.map(String.init)
+      // On stdout for a user it lists; for a healthy user (not listed) in the warning it logs.
+      let logged = result.stderr.split(separator: "\n").filter {
+        $0.contains(" warning tgsess: ")
+          && ($0.contains("recording the health failed") || $0.contains("post-recovery backup failed"))
+      }
+      let warnings = (result.stdout.split(separator: "\n").filter { $0.hasPrefix("  warning: ") } + logged).map(
+        String.init)
       if warnings.contains(where: { namesFileAndCause($0, fault: fault).isEmpty }) {
         return "a recover's bookkeeping, said"
       }
