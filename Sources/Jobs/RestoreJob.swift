@@ -286,6 +286,9 @@ public enum RestoreJob {
     defer { lock.release() }
     isTargetFilled = true
     if plan.mode != .target {
+      // The undo archive is written on the side: what an earlier restore's left (a record to
+      // roll forward) is finished here, as recover does, since a rerun may take no undo.
+      try Leftovers.remove(deployment, logger: logger)
       // The live-owner guard: the bot, and any process that holds a file about to be replaced.
       let evidence = LiveOwnerGuard.evidence(
         deployment, files: plan.files.map(\.change.path),

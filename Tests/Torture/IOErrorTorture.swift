@@ -230,7 +230,10 @@ struct IOErrorTorture {
   ///   within `--once`, and the database was synced again by the retried commit (the rerun then
   ///   finds nothing left to archive).
   /// - A recover's bookkeeping, said: the post-recovery backup or the health row failed after
-  ///   the session was recovered, and the user's `warning:` line names the file and the cause.
+  ///   the session was recovered, and the user's `warning:` line (or, for a healthy user, the
+  ///   logged warning) names the file and the cause.
+  /// - Watch's status file, said: the heartbeat file `status.json` (rewritten at every beat)
+  ///   could not be saved, and the logged warning names the file and the cause.
   static func toleratedFsync(_ fault: Fault, result: ProcessResult, arguments: [String]) -> String? {
     let isSQLite = fault.caller.hasPrefix("libsqlite3")
     let base = (fault.path as NSString).lastPathComponent
@@ -265,16 +268,17 @@ struct IOErrorTorture {
     if arguments.first == "watch", isSQLite, fault.syncedAfter.contains(database) {
       return "watch redid the failed write"
     }
-    if arguments.first == "recover" {
+    if ["recover", "watch"].contains(arguments.first ?? "") {
       // On stdout for a user it lists; for a healthy user (not listed) in the warning it logs.
       let logged = result.stderr.split(separator: "\n").filter {
         $0.contains(" warning tgsess: ")
-          && ($0.contains("recording the health failed") || $0.contains("post-recovery backup failed"))
+          && ($0.contains("recording the health failed") || $0.contains("post-recovery backup failed")
+            || $0.contains("status file not written"))
       }
       let warnings = (result.stdout.split(separator: "\n").filter { $0.hasPrefix("  warning: ") } + logged).map(
         String.init)
       if warnings.contains(where: { namesFileAndCause($0, fault: fault).isEmpty }) {
-        return "a recover's bookkeeping, said"
+        return arguments.first == "watch" ? "watch's status file, said" : "a recover's bookkeeping, said"
       }
     }
     return nil

@@ -285,6 +285,127 @@ import Testing
     #expect(try fleet.tgsess(arguments).status == 0)
   }
 
+  /// An open of a healthy session file that failed (EIO, EACCES) made recover move it aside and
+  /// rebuild it, like a damaged one. It now changes nothing and names the file and the cause.
+  @Test func recoverLeavesASessionItCouldNotOpenAsItIs() throws {
+    let fleet = try TestFleet(users: 2, initialized: true)
+    let faults = try Faults(fleet)
+    try faults.saveTemplate()
+    let before = try fleet.sessionHashes()
+    for error in ["EACCES", "EIO"] {
+      let runs = try faults.failingRuns(["recover", "--all"], failing: "open", with: error, limit: 1) {
+        $0.hasPrefix(fleet.sessionsDirectory + "/") && $0.hasSuffix(".session")
+      }
+      let (result, path) = try #require(runs.first)
+      #expect(result.status == 1, "\(error): \(result.stdout)\n\(result.stderr)")
+      let line = try #require(Faults.errorLine(result), "\(result.stderr)")
+      let cause = error == "EIO" ? "Input/output error" : "Permission denied"
+      #expect(line.contains(path) && line.contains(cause) && !line.contains("restore it from a backup"), "\(line)")
+    }
+    #expect(try fleet.sessionHashes() == before)
+  }
+
+  /// A record that could not be written (its fsync failed) left the archive's signature
+  /// temporary behind: it is now removed with the archive's.
+  @Test func aFailedRecordLeavesNoSignatureTemporary() throws {
+    let fleet = try TestFleet(users: 2, initialized: true)
+    let arguments = ["backup", "--user", String(fleet.userIDs[0]), "--reason", "Manual"]
+    let faults = try Faults(fleet)
+    try faults.saveTemplate()
+    let runs = try faults.failingRuns(arguments, failing: "fsync", with: "EIO", limit: 1) {
+      $0.contains(ArchiveName.recordSuffix + ".tgsess-tmp-")
+    }
+    let (result, _) = try #require(runs.first)
+    #expect(result.status == 1, "\(result.stderr)")
+    // `failingRuns` put the template back: fail the same call again to look at what it left.
+    let n = try #require(
+      try faults.calls("fsync", of: arguments).first { $0.path.contains(ArchiveName.recordSuffix) }?.n)
+    try faults.reset()
+    let (again, path) = try faults.run(arguments, failing: "fsync", n: n, with: "EIO")
+    try #require(path.contains(ArchiveName.recordSuffix + ".tgsess-tmp-") && again.status == 1)
+    let left = try fleet.backupsTree().keys.filter { $0.contains(".tgsess-tmp-") }
+    #expect(left.isEmpty, "left behind: \(left)")
+  }
+
+  /// Runs `arguments` once with the first call of `operation` on `path` failing.
+  /// - Returns: the result and the fault log's lines (the fault, its caller, what followed).
+  static func failFirst(
+    _ faults: Faults, _ arguments: [String], _ operation: String, on path: String, with error: String,
+    last: Bool = false
+  ) throws -> (result: ProcessResult, log: [String]) {
+    try faults.reset()
+    let matching = try faults.calls(operation, of: arguments).filter { $0.path == path }
+    let n = try #require(last ? matching.last?.n : matching.first?.n, "no \(operation) of \(path)")
+    try faults.reset()
+    let (result, failed) = try faults.run(arguments, failing: operation, n: n, with: error)
+    try #require(failed == path, "the failed \(operation) was on \(failed)")
+    let log = try String(contentsOfFile: faults.work + "/fault-\(operation)-\(n)", encoding: .utf8)
+    return (result, log.split(separator: "\n").map(String.init))
+  }
+
+  /// Creating a directory syncs its parent; when that sync failed, the directory stayed, and the
+  /// retry that followed (watch saves its state again) found it there and never synced the
+  /// parent: the directory, and all written into it, could vanish in a power cut. The directory
+  /// now goes again, so the retry creates and syncs it anew.
+  @Test func aDirectoryWhoseCreationCouldNotBeSyncedIsMadeAgain() throws {
+    let fleet = try TestFleet(users: 2, initialized: true, backedUp: true)
+    let watchDirectory = fleet.backupsDirectory + "/watch"
+    try #require(!FileManager.default.fileExists(atPath: watchDirectory))
+    let faults = try Faults(fleet)
+    try faults.saveTemplate()
+    let (result, log) = try Self.failFirst(
+      faults, ["watch", "--once"], "fsync", on: fleet.backupsDirectory, with: "ENOSPC")
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(log.dropFirst(2).contains("S " + fleet.backupsDirectory), "\(log)")
+    #expect(FileSystem.isDirectory(watchDirectory))
+  }
+
+  /// `watch` dropped a failure to save its status file (`try?`): it is now a logged warning
+  /// naming the file and the cause.
+  @Test func watchSaysWhenItsStatusFileCannotBeSaved() throws {
+    let fleet = try TestFleet(users: 2, initialized: true, backedUp: true)
+    let faults = try Faults(fleet)
+    try faults.saveTemplate()
+    // The last sync of `watch --once` is the directory of the status file it saves on the way out.
+    let (result, _) = try Self.failFirst(
+      faults, ["watch", "--once"], "fsync", on: fleet.backupsDirectory + "/watch", with: "ENOSPC", last: true)
+    #expect(result.status == 0, "\(result.stderr)")
+    let warning = result.stderr.split(separator: "\n").first { $0.contains("status file not written") }
+    #expect(warning?.contains(fleet.backupsDirectory + "/watch") == true, "\(result.stderr)")
+    #expect(warning?.contains("no space left on device") == true, "\(result.stderr)")
+  }
+
+  /// A restore whose undo archive was published but whose record could not be renamed into
+  /// place left the hidden record; the restore run again took no undo (nothing left to replace)
+  /// and never rolled it forward, so the archive stayed listed without its record. A restore now
+  /// finishes what earlier runs left, as recover does.
+  @Test func aRestoreRerunRollsForwardTheUndoRecordAnEarlierOneLeft() throws {
+    let fleet = try TestFleet(users: 2, initialized: true, backedUp: true)
+    let archive = try #require(try fleet.listedArchives(["--kind", "full"]).first)
+    // Something for the restore to replace, so that it takes an undo archive.
+    try fleet.sqlite("UPDATE user_sessions SET session_string = 'changed' WHERE user_id = \(fleet.userIDs[0])")
+    let arguments = ["restore", archive.id]
+    let faults = try Faults(fleet)
+    try faults.saveTemplate()
+    // The undo archive's name is new in each run: its record's rename is found by its place.
+    func isUndoRecord(_ path: String) -> Bool {
+      path.hasPrefix(fleet.backupsDirectory + "/full/") && path.hasSuffix(ArchiveName.recordSuffix)
+    }
+    try faults.reset()
+    let n = try #require(try faults.calls("rename", of: arguments).first { isUndoRecord($0.path) }?.n)
+    try faults.reset()
+    let (failed, path) = try faults.run(arguments, failing: "rename", n: n, with: "ENOSPC")
+    try #require(isUndoRecord(path), "the failed rename was on \(path)")
+    #expect([0, 1].contains(failed.status), "\(failed.stderr)")
+    let rerun = try fleet.tgsess(arguments)
+    #expect(rerun.status == 0, "\(rerun.stderr)")
+    let left = try fleet.backupsTree().keys.filter { $0.contains(".tgsess-tmp-") }
+    #expect(left.isEmpty, "left behind: \(left)")
+    for listed in try fleet.listedArchives(["--kind", "full"]) {
+      #expect(listed.verification != .unknown, "archive \(listed.id) is listed without its record")
+    }
+  }
+
   /// SQLite keeps no errno for a failed fsync of its journal: the error said only "SQLite error
   /// 10 disk I/O error". It now names what failed from the extended result code.
   @Test func aFailedJournalSyncSaysWhatFailed() throws {
