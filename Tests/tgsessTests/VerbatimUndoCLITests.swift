@@ -23,7 +23,7 @@ import Testing
   static func unpack(_ archive: String, identity: String, into directory: String) throws {
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     let result = try runProcess(
-      "/bin/sh",
+      "/bin/bash",
       [
         "-c", "set -e -o pipefail; age -d -i \"$1\" \"$2\" | zstd -d -q -c | tar -xf - -C \"$3\"", "sh", identity,
         archive, directory,
