@@ -9,11 +9,13 @@ extension RestoreJob {
   /// Writes the undo archive of `plan` byte for byte (`writeVerbatimUndo`), or refuses the
   /// restore: it never goes on without an undo.
   /// - Parameter failure: why the ordinary undo archive could not be made, for the refusal.
-  /// - Returns: the undo archive's id.
+  /// - Returns: the undo archive's id; nil when nothing already there would be lost (no live
+  ///   file is replaced and the user has no row yet: a user placed on this host for the first
+  ///   time, whose per-user backup found nothing to back up).
   /// - Throws: `JobError.refused` naming the archive directory, both failures and the next step;
   ///   nothing has changed then.
   static func verbatimUndo(deployment: Deployment, plan: RestorePlan, failure: String, logger: Logger) throws
-    -> String
+    -> String?
   {
     do {
       return try writeVerbatimUndo(deployment: deployment, plan: plan, logger: logger)
@@ -30,9 +32,10 @@ extension RestoreJob {
   /// and, for one user, their database rows when the database reads; encrypted, proven and
   /// signed as a backup's archives are. A per-user restore's undo is that user's per-user
   /// archive, so `tgsess restore <id>` puts it back.
-  /// - Returns: the archive's id.
+  /// - Returns: the archive's id; nil when there is nothing to archive (nothing already there is
+  ///   replaced).
   /// - Throws: `StoreError` (no recipient or signing key, a full disk, an unreadable file).
-  static func writeVerbatimUndo(deployment: Deployment, plan: RestorePlan, logger: Logger) throws -> String {
+  static func writeVerbatimUndo(deployment: Deployment, plan: RestorePlan, logger: Logger) throws -> String? {
     let staging = try StagingArea(parent: deployment.backupsDirectory)
     defer { staging.remove() }
     var entries: [Manifest.Entry] = []
@@ -74,9 +77,8 @@ extension RestoreJob {
         metadata: ["file.path": "\(deployment.databasePath)", "error": "\(error.errorDescription ?? "")"])
     }
     guard !entries.isEmpty else {
-      throw StoreError.invalid(
-        path: deployment.backupsDirectory, reason: "nothing the restore replaces could be read to archive",
-        hint: "look at the files the restore names with --dry-run")
+      logger.info("no undo archive: the restore replaces nothing that is there")
+      return nil
     }
 
     // 3. Keys, as a backup uses them.
