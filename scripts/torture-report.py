@@ -91,7 +91,7 @@ SEPARATE_NOTES = """- kill -9 (crash-points) is process death, not power loss: d
   (`iotrace.so` logs the object that made the call, and what the run synced and published
   after it): SQLite's own directory sync (whose result SQLite ignores by design), a temporary
   never published, a directory synced again, a transaction SQLite rolled back and the
-  database then replaced whole, a restore's undo taken as raw copies, watch redoing the write,
+  database then replaced whole, a restore's undo taken verbatim, watch redoing the write,
   and a recover's bookkeeping (its backup, the health row) reported as a warning. A partial run
   (exit 3) is judged by its `FAILED user` lines."""
 

@@ -222,9 +222,9 @@ struct IOErrorTorture {
   /// - A transaction SQLite rolled back, replaced whole: the fsync of a database or its journal
   ///   made by SQLite failed, SQLite failed and rolled back that transaction, and the run then
   ///   renamed a complete copy over the database (restore falls back from writing in place).
-  /// - A restore's undo taken as raw copies: the undo archive (or its record) could not be
-  ///   written, the restore said so ("undo: raw copies ... in DIR") and synced DIR (or, when
-  ///   nothing was copied, its parent) afterwards.
+  /// - A restore's undo taken verbatim: the undo archive through SQLite (or its record) could
+  ///   not be written, the restore said so (its logged warning) and published the verbatim undo
+  ///   archive it names on stdout instead, its directory synced afterwards.
   /// - Watch redid the failed write: a database write of watch's (a user's backup record) failed
   ///   with SQLite's fsync of the database or its journal; watch retries that user's backup
   ///   within `--once`, and the database was synced again by the retried commit (the rerun then
@@ -251,18 +251,16 @@ struct IOErrorTorture {
     if isSQLite, fault.publishedAfter.contains(where: { $0.to == database }) {
       return "a transaction SQLite rolled back, replaced whole"
     }
-    if arguments.first == "restore",
-      let line = result.stdout.split(separator: "\n").first(where: {
-        $0.hasPrefix("undo: raw copies of the replaced files in ")
-      })
+    if arguments.first == "restore", result.stderr.contains("undo archive through SQLite failed"),
+      let line = result.stdout.split(separator: "\n").first(where: { $0.hasPrefix("undo: archive ") })
     {
-      let rest = line.dropFirst("undo: raw copies of the replaced files in ".count)
-      let directory = String(rest.prefix { $0 != " " })
-      // The copies are synced with their directory; an empty one (nothing was replaced) only
-      // needs its creation, a sync of its parent.
-      let parent = (directory as NSString).deletingLastPathComponent
-      if fault.syncedAfter.contains(directory) || fault.syncedAfter.contains(parent) {
-        return "a restore's undo taken as raw copies"
+      // The undo through SQLite failed on the fault; the verbatim undo archive that replaced it
+      // was published and its directory synced after the fault.
+      let id = String(line.dropFirst("undo: archive ".count).prefix { $0 != " " })
+      let published = fault.publishedAfter.map(\.to).filter { ($0 as NSString).lastPathComponent.hasPrefix(id) }
+      let directories = Set(published.map { ($0 as NSString).deletingLastPathComponent })
+      if !published.isEmpty, directories.allSatisfy({ fault.syncedAfter.contains($0) }) {
+        return "a restore's undo taken verbatim"
       }
     }
     if arguments.first == "watch", isSQLite, fault.syncedAfter.contains(database) {
