@@ -144,7 +144,10 @@ public final class BotDatabase: @unchecked Sendable {
         path: path, reason: "database is locked by another process (\(operation))",
         hint: "retry later, or raise busy_timeout_ms")
     case .SQLITE_READONLY:
-      return .database(path: path, reason: "read-only (\(operation))", hint: "check the file's owner and mode")
+      // SQLite reports a journal it could not create or open as read-only; the errno says why.
+      let cause = systemErrno != 0 ? ": " + String(cString: strerror(systemErrno)) : ""
+      return .database(
+        path: path, reason: "read-only (\(operation))\(cause)", hint: "check the file's owner and mode")
     case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH:
       // GRDB closes a connection that failed to open, and the errno SQLite kept with it.
       let cause = systemErrno != 0 ? ": " + String(cString: strerror(systemErrno)) : "; SQLite kept no error number"

@@ -421,9 +421,10 @@ struct IOErrorTorture {
   }
 
   /// SQLite opens a database read-only when opening it read-write fails, and does not say why:
-  /// a failed open of the bot database or a session file surfaces as "read-only".
+  /// a failed open of the bot database or a session file surfaces as "read-only"; so does a
+  /// journal it could not open (SQLITE_READONLY, whatever the errno).
   static func isSQLiteFallback(_ fault: Fault, _ text: String) -> Bool {
-    fault.operation == "open" && (fault.path.hasSuffix(".db") || fault.path.hasSuffix(".session"))
+    fault.operation == "open" && [".db", ".session", "-journal", "-wal"].contains { fault.path.hasSuffix($0) }
       && (text.contains("read-only") || text.contains("readonly"))
   }
 

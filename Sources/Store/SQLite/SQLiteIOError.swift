@@ -43,12 +43,13 @@ public enum SQLiteIOError {
   }
 
   /// Whether a failure is a failed read or write, not a verdict on the file: an `SQLITE_IOERR_*`
-  /// code, or damage (`SQLITE_CORRUPT`, `SQLITE_NOTADB`) reported while the file's last errno was
-  /// a read error.
+  /// code, or damage (`SQLITE_CORRUPT`, `SQLITE_NOTADB`) or a missing table (`SQLITE_ERROR`: a
+  /// schema page that could not be read reads as no table) reported while the file's last errno
+  /// was a read error.
   public static func isIOFailure(code: Int32, systemErrno: Int32) -> Bool {
     switch code & 0xff {
     case SQLITE_IOERR: return true
-    case SQLITE_CORRUPT, SQLITE_NOTADB: return readErrnos.contains(systemErrno)
+    case SQLITE_CORRUPT, SQLITE_NOTADB, SQLITE_ERROR: return readErrnos.contains(systemErrno)
     default: return false
     }
   }
@@ -66,7 +67,8 @@ public enum SQLiteIOError {
         code == corruptFS ? "\(described.words) (\(described.name))" : "\(described.words), \(described.name)"
     } else {
       // Damage reported for a failed read (`isIOFailure`).
-      what = "read error, reported by SQLite as SQLITE_\(code & 0xff == SQLITE_NOTADB ? "NOTADB" : "CORRUPT")"
+      let names = [SQLITE_NOTADB: "SQLITE_NOTADB", SQLITE_ERROR: "SQLITE_ERROR"]
+      what = "read error, reported by SQLite as \(names[code & 0xff] ?? "SQLITE_CORRUPT")"
     }
     if systemErrno != 0 {
       return .io(path: path, operation: "\(operation) (SQLite: \(what))", errno: systemErrno)
