@@ -50,9 +50,13 @@ struct HostStateReaderTests {
   /// - Returns: whether the reader accepted it.
   @discardableResult
   static func compare(_ data: Data, _ why: String) throws -> Bool {
-    guard let mine = mine(data) else { return false }
-    let reference = try #require(reference(data), "the reader accepted what JSONDecoder refuses: \(why)")
-    #expect(try mine.encoded() == reference.encoded(), "\(why)")
+    guard let read = Self.mine(data) else { return false }
+    let expected = try #require(Self.reference(data), "the reader accepted what JSONDecoder refuses: \(why)")
+    let (readText, expectedText) = (try read.encoded(), try expected.encoded())
+    #expect(
+      readText == expectedText,
+      "\(why): \(String(decoding: readText, as: UTF8.self)) vs \(String(decoding: expectedText, as: UTF8.self)) from \(String(decoding: data, as: UTF8.self))"
+    )
     return true
   }
 
@@ -67,7 +71,10 @@ struct HostStateReaderTests {
   @Test func whitespaceEscapesUnknownKeysAndNullsReadAsJSONDecoderReadsThem() throws {
     let text = String(decoding: try Self.good.encoded(), as: UTF8.self)
     let variants: [(String, String)] = [
-      (text.replacingOccurrences(of: ",", with: " ,\n\t ").replacingOccurrences(of: ":", with: " : "), "whitespace"),
+      (
+        text.replacingOccurrences(of: ",", with: " ,\n\t ").replacingOccurrences(of: "\":", with: "\" :\r "),
+        "whitespace"
+      ),
       (text.replacingOccurrences(of: "\"srv-1\"", with: "\"srv\\u002d1 \\u00e9\\ud83d\\ude00\\\\\""), "escapes"),
       (text.replacingOccurrences(of: "\"host\":", with: "\"\\u0068ost\":"), "an escaped key"),
       (text.replacingOccurrences(of: "\"id\":43", with: "\"id\":43,\"extra\":{\"a\":[1,2,{\"b\":null}]}"), "unknown"),
@@ -77,7 +84,8 @@ struct HostStateReaderTests {
       (text.replacingOccurrences(of: ".125Z", with: "Z"), "times without fractions"),
     ]
     for (variant, why) in variants {
-      #expect(try Self.compare(Data(variant.utf8), why), "refused: \(why)")
+      let reason = Result { try HostState.decode(Data(variant.utf8), name: "r", directoryName: "host-a") }
+      #expect(try Self.compare(Data(variant.utf8), why), "refused: \(why): \(reason)")
     }
   }
 

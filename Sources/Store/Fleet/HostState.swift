@@ -103,26 +103,31 @@ public struct HostState: Codable, Sendable, Equatable {
   /// any other shape, which the general parser then tries.
   static func parseUTC(_ text: String) -> Date? {
     var text = text
-    return text.withUTF8 { parseUTC($0) }
+    return text.withUTF8 { buffer in buffer.baseAddress.flatMap { parseUTC($0, count: buffer.count) } }
   }
 
-  /// The same, from the text's UTF-8.
-  static func parseUTC(_ bytes: UnsafeBufferPointer<UInt8>) -> Date? {
-    guard bytes.count >= 20, bytes[bytes.count - 1] == UInt8(ascii: "Z") else { return nil }
+  /// The same, from the text's UTF-8 (`count` bytes at `bytes`).
+  static func parseUTC(_ bytes: UnsafePointer<UInt8>, count: Int) -> Date? {
+    guard count >= 20, bytes[count - 1] == 0x5A else { return nil }  // Z
     func number(_ start: Int, _ length: Int) -> Int? {
       var value = 0
-      for index in start..<(start + length) {
-        let digit = Int(bytes[index]) - 48
-        guard (0...9).contains(digit) else { return nil }
-        value = value * 10 + digit
+      var index = start
+      while index < start + length {
+        let byte = bytes[index]
+        guard byte >= 0x30, byte <= 0x39 else { return nil }
+        value = value * 10 + Int(byte &- 0x30)
+        index += 1
       }
       return value
     }
-    guard bytes[4] == 45, bytes[7] == 45, bytes[10] == 84, bytes[13] == 58, bytes[16] == 58, let year = number(0, 4),
-      let month = number(5, 2),
-      let day = number(8, 2), let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
-      (1...12).contains(month), day >= 1, hour < 24, minute < 60, second < 60
+    // - - T : :
+    guard bytes[4] == 0x2D, bytes[7] == 0x2D, bytes[10] == 0x54, bytes[13] == 0x3A, bytes[16] == 0x3A,
+      let year = number(0, 4), let month = number(5, 2), let day = number(8, 2), let hour = number(11, 2),
+      let minute = number(14, 2), let second = number(17, 2),
+      month >= 1, month <= 12, day >= 1, hour < 24, minute < 60, second < 60
     else { return nil }
+    // Before 1600 the general parser's calendar is not the proleptic Gregorian one: left to it.
+    guard year >= 1600 else { return nil }
     // No day the general parser would refuse (the 31st of a 30-day month, the 29th of February
     // in a common year): those, and leap seconds, are left to it.
     let isLeapYear = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
@@ -134,13 +139,10 @@ public struct HostState: Codable, Sendable, Equatable {
     }
     guard day <= daysInMonth else { return nil }
     var fraction = 0.0
-    if bytes.count > 20 {
-      guard bytes[19] == UInt8(ascii: "."), bytes.count - 21 >= 1, bytes.count - 21 <= 9,
-        let digits = number(20, bytes.count - 21)
-      else { return nil }
-      fraction = Double(digits) / pow(10, Double(bytes.count - 21))
-    } else if bytes.count != 20 {
-      return nil
+    if count > 20 {
+      let digits = count - 21
+      guard bytes[19] == 0x2E, digits >= 1, digits <= 9, let value = number(20, digits) else { return nil }  // .
+      fraction = Double(value) / pow(10, Double(digits))
     }
     // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
     let y = month <= 2 ? year - 1 : year

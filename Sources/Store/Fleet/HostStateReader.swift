@@ -21,13 +21,22 @@ struct HostStateReader {
   /// The most nested arrays and objects accepted (`JSONDecoder`'s limit).
   static let maxDepth = 512
 
-  private let bytes: UnsafeBufferPointer<UInt8>
+  // The bytes through a pointer, compared with literals (`0x22` is `"`): in a debug build this
+  // is what keeps every byte's test an instruction rather than a call.
+  private let base: UnsafePointer<UInt8>
+  private let count: Int
   private var index = 0
 
-  private init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+  private init(base: UnsafePointer<UInt8>, count: Int) {
+    self.base = base
+    self.count = count
+  }
 
   /// A value's place in the text: `[start, end)`.
-  private typealias Span = Range<Int>
+  private struct Span {
+    var start: Int
+    var end: Int
+  }
 
   /// Which key a value is, for a fault's message (its path is only made for a fault).
   private enum Key {
@@ -43,11 +52,11 @@ struct HostStateReader {
   }
 
   /// Reads `data` as a state file (without `HostState.problem`'s checks, which the caller runs).
-  /// - Throws: `StoreError.invalid`-ready reasons: `Fault.syntax`, `Fault.field`, and the
-  ///   version's own reasons as `Fault.field`.
+  /// - Throws: `Fault.syntax` for text that is not JSON; `Fault.field` with the reason otherwise.
   static func read(_ data: Data) throws(Fault) -> HostState {
     let result: Result<HostState, Fault> = data.withUnsafeBytes { raw in
-      var reader = HostStateReader(raw.bindMemory(to: UInt8.self))
+      guard let base = raw.bindMemory(to: UInt8.self).baseAddress, raw.count > 0 else { return .failure(.syntax) }
+      var reader = HostStateReader(base: base, count: raw.count)
       return Result { () throws(Fault) in try reader.readState() }
     }
     return try result.get()
@@ -78,11 +87,10 @@ struct HostStateReader {
     // 1. The whole text's syntax, the top-level values' places, and the users (their first
     //    fault kept for later: a syntax fault after it still makes the file "not JSON").
     skipWhitespace()
-    guard index < bytes.count else { throw .syntax }
-    guard bytes[index] == UInt8(ascii: "{") else {
+    guard peek() == 0x7B else {  // {
       try skipValue(depth: 0)
       skipWhitespace()
-      guard index == bytes.count else { throw .syntax }
+      guard index == count else { throw .syntax }
       throw .field("not a JSON object")
     }
     index += 1
@@ -91,14 +99,14 @@ struct HostStateReader {
     var users: [HostState.User] = []
     var usersFault: String?
     skipWhitespace()
-    if peek() == UInt8(ascii: "}") {
+    if peek() == 0x7D {  // }
       index += 1
     } else {
       while true {
         skipWhitespace()
         let key = try readString()
         skipWhitespace()
-        try expect(UInt8(ascii: ":"))
+        try expect(0x3A)  // :
         skipWhitespace()
         let top = TopKey.byName[key]
         let start = index
@@ -109,16 +117,13 @@ struct HostStateReader {
         }
         if let top {
           if spans[top.rawValue] != nil, twice == nil { twice = top }
-          spans[top.rawValue] = start..<index
+          spans[top.rawValue] = Span(start: start, end: index)
         }
-        skipWhitespace()
-        guard let separator = next() else { throw .syntax }
-        if separator == UInt8(ascii: "}") { break }
-        guard separator == UInt8(ascii: ",") else { throw .syntax }
+        if try endOfMember(close: 0x7D) { break }
       }
     }
     skipWhitespace()
-    guard index == bytes.count else { throw .syntax }
+    guard index == count else { throw .syntax }
 
     // 2. The version first, so a newer format is named as such rather than as a type error.
     guard let versionSpan = spans[TopKey.version.rawValue], !isNull(versionSpan) else {
@@ -155,7 +160,7 @@ struct HostStateReader {
     }
     let checkedAt = try optional(.checkedAt).map { span throws(Fault) in try time(span, .top(.checkedAt)) }
     let usersSpan = try required(.users, "Array<Any>")
-    guard bytes[usersSpan.lowerBound] == UInt8(ascii: "[") else { throw .field("key 'users' must be Array<Any>") }
+    guard base[usersSpan.start] == 0x5B else { throw .field("key 'users' must be Array<Any>") }  // [
     if let usersFault { throw .field(usersFault) }
     var state = HostState(
       host: host, deploymentName: deploymentName, toolVersion: toolVersion, writtenAt: writtenAt,
@@ -187,7 +192,7 @@ struct HostStateReader {
   /// array then only has its syntax checked). Past `HostState.maxUsers` entries nothing more is
   /// kept, so a hostile file cannot make the reader hold millions of entries.
   private mutating func readUsers() throws(Fault) -> ([HostState.User], String?) {
-    guard peek() == UInt8(ascii: "[") else {
+    guard peek() == 0x5B else {  // [
       try skipValue(depth: 1)
       return ([], nil)  // the type is judged with the other keys
     }
@@ -196,7 +201,7 @@ struct HostStateReader {
     var fault: String?
     var isOverLimit = false
     skipWhitespace()
-    if peek() == UInt8(ascii: "]") {
+    if peek() == 0x5D {  // ]
       index += 1
       return (users, nil)
     }
@@ -218,10 +223,7 @@ struct HostStateReader {
         try skipValue(depth: 2)
       }
       position += 1
-      skipWhitespace()
-      guard let separator = next() else { throw .syntax }
-      if separator == UInt8(ascii: "]") { break }
-      guard separator == UInt8(ascii: ",") else { throw .syntax }
+      if try endOfMember(close: 0x5D) { break }
     }
     if isOverLimit { fault = "\(position) users, more than \(HostState.maxUsers)" }
     return (users, fault)
@@ -253,8 +255,8 @@ struct HostStateReader {
   /// Reads one user entry at `index`; a field fault is thrown once the entry's syntax is checked
   /// to its end (so a later syntax fault still wins).
   private mutating func readUser(_ position: Int) throws(Fault) -> HostState.User {
-    guard peek() == UInt8(ascii: "{") else {
-      let isNull = peek() == UInt8(ascii: "n")
+    guard peek() == 0x7B else {  // {
+      let isNull = peek() == 0x6E  // n
       try skipValue(depth: 2)
       throw .field(
         isNull
@@ -265,62 +267,59 @@ struct HostStateReader {
     var spans = UserSpans()
     var twice: UserKey?
     skipWhitespace()
-    if peek() == UInt8(ascii: "}") {
+    if peek() == 0x7D {  // }
       index += 1
     } else {
       while true {
         skipWhitespace()
         let key = try readKey()
         skipWhitespace()
-        try expect(UInt8(ascii: ":"))
+        try expect(0x3A)  // :
         skipWhitespace()
         let start = index
         try skipValue(depth: 3)
-        if let key, !spans.set(key, start..<index), twice == nil { twice = key }
-        skipWhitespace()
-        guard let separator = next() else { throw .syntax }
-        if separator == UInt8(ascii: "}") { break }
-        guard separator == UInt8(ascii: ",") else { throw .syntax }
+        if let key, !spans.set(key, Span(start: start, end: index)), twice == nil { twice = key }
+        if try endOfMember(close: 0x7D) { break }
       }
     }
     if let twice { throw .field("key '\(Key.user(position, twice).path)' is given twice") }
-    func value(_ span: Span?) -> Span? { span.flatMap { isNull($0) ? nil : $0 } }
+    func value(_ span: Span?) -> Span? {
+      guard let span, !isNull(span) else { return nil }
+      return span
+    }
     guard let idSpan = spans.id else { throw .field("key '\(Key.user(position, .id).path)' is missing") }
     guard !isNull(idSpan) else { throw .field("key '\(Key.user(position, .id).path)' needs a Int64 value") }
     let id = try integer(idSpan, .user(position, .id), type: "Int64")
-    let format = try value(spans.format).map { span throws(Fault) in try string(span, .user(position, .format)) }
-    let dc = try value(spans.dc).map { span throws(Fault) in try integer(span, .user(position, .dc), type: "Int") }
-    let fingerprint = try value(spans.authKeyFingerprint).map { span throws(Fault) in
-      try string(span, .user(position, .authKeyFingerprint))
+    var user = HostState.User(
+      id: id, format: nil, dc: nil, authKeyFingerprint: nil, sessionWrittenAt: nil, sessionByteCount: nil)
+    if let span = value(spans.format) { user.format = try string(span, .user(position, .format)) }
+    if let span = value(spans.dc) { user.dc = Int(try integer(span, .user(position, .dc), type: "Int")) }
+    if let span = value(spans.authKeyFingerprint) {
+      user.authKeyFingerprint = try string(span, .user(position, .authKeyFingerprint))
     }
-    let written = try value(spans.sessionWrittenAt).map { span throws(Fault) in
-      try time(span, .user(position, .sessionWrittenAt))
+    if let span = value(spans.sessionWrittenAt) {
+      user.sessionWrittenAt = try time(span, .user(position, .sessionWrittenAt))
     }
-    let byteCount = try value(spans.sessionByteCount).map { span throws(Fault) in
-      try integer(span, .user(position, .sessionByteCount), type: "Int64")
+    if let span = value(spans.sessionByteCount) {
+      user.sessionByteCount = try integer(span, .user(position, .sessionByteCount), type: "Int64")
     }
-    let hasSidecar = try value(spans.hasSidecar).map { span throws(Fault) in
-      try bool(span, .user(position, .hasSidecar))
+    if let span = value(spans.hasSidecar) { user.hasSidecar = try bool(span, .user(position, .hasSidecar)) }
+    if let span = value(spans.sidecarWrittenAt) {
+      user.sidecarWrittenAt = try time(span, .user(position, .sidecarWrittenAt))
     }
-    let sidecarWritten = try value(spans.sidecarWrittenAt).map { span throws(Fault) in
-      try time(span, .user(position, .sidecarWrittenAt))
-    }
-    return HostState.User(
-      id: id, format: format, dc: dc.map { Int($0) }, authKeyFingerprint: fingerprint, sessionWrittenAt: written,
-      sessionByteCount: byteCount, hasSidecar: hasSidecar, sidecarWrittenAt: sidecarWritten)
+    return user
   }
 
   /// Reads an object key at `index` and tells which user key it is (nil: one to skip). A key
   /// without escapes is matched on its bytes.
   private mutating func readKey() throws(Fault) -> UserKey? {
-    let (span, hasEscapes) = try scanString()
-    if hasEscapes {
-      let name = decodeString(span, hasEscapes: true)
+    let span = try scanString()
+    let length = span.end - span.start - 2
+    let start = base + span.start + 1
+    if memchr(start, 0x5C, length) != nil {  // \
+      let name = decodeString(span)
       return UserKey.allCases.first { $0.name == name }
     }
-    let length = span.count - 2
-    guard length > 0, let base = bytes.baseAddress else { return nil }
-    let start = base + span.lowerBound + 1
     func matches(_ name: StaticString) -> Bool {
       name.utf8CodeUnitCount == length && memcmp(start, name.utf8Start, length) == 0
     }
@@ -338,42 +337,48 @@ struct HostStateReader {
 
   // MARK: - Values
 
-  private func isNull(_ span: Span) -> Bool { bytes[span.lowerBound] == UInt8(ascii: "n") }
+  private func isNull(_ span: Span) -> Bool { base[span.start] == 0x6E }  // n
+
+  private func hasEscapes(_ span: Span) -> Bool {
+    memchr(base + span.start, 0x5C, span.end - span.start) != nil  // \
+  }
 
   /// The string at `span` (whose syntax is checked).
   private func string(_ span: Span, _ key: Key) throws(Fault) -> String {
-    guard bytes[span.lowerBound] == UInt8(ascii: "\"") else { throw .field("key '\(key.path)' must be String") }
-    return decodeString(span, hasEscapes: bytes[span].contains(UInt8(ascii: "\\")))
+    guard base[span.start] == 0x22 else { throw .field("key '\(key.path)' must be String") }  // "
+    return decodeString(span)
   }
 
   /// The integer at `span`: a JSON number with no fraction or exponent, within Int64.
   private func integer(_ span: Span, _ key: Key, type: StaticString) throws(Fault) -> Int64 {
-    let first = bytes[span.lowerBound]
-    guard first == UInt8(ascii: "-") || (48...57).contains(first) else {
-      throw .field("key '\(key.path)' must be \(type)")
-    }
-    var position = span.lowerBound
-    let isNegative = first == UInt8(ascii: "-")
+    var position = span.start
+    let isNegative = base[position] == 0x2D  // -
     if isNegative { position += 1 }
+    guard position < span.end else { throw .field("key '\(key.path)' must be \(type)") }
     var value: Int64 = 0
-    while position < span.upperBound {
-      let digit = bytes[position]
-      guard (48...57).contains(digit) else { throw .field("key '\(key.path)' must be \(type)") }
-      let (times, overflowA) = value.multipliedReportingOverflow(by: 10)
-      let (sum, overflowB) =
-        isNegative
-        ? times.subtractingReportingOverflow(Int64(digit - 48)) : times.addingReportingOverflow(Int64(digit - 48))
-      guard !overflowA, !overflowB else { throw .field("bad value at '\(key.path)'") }
-      value = sum
+    while position < span.end {
+      let byte = base[position]
+      guard byte >= 0x30, byte <= 0x39 else { throw .field("key '\(key.path)' must be \(type)") }
+      let digit = Int64(byte &- 0x30)
+      // Overflow is checked only near the limits: below 10^17 no step can overflow.
+      if value < 100_000_000_000_000_000, value > -100_000_000_000_000_000 {
+        value = isNegative ? value &* 10 &- digit : value &* 10 &+ digit
+      } else {
+        let (times, overflowA) = value.multipliedReportingOverflow(by: 10)
+        let (sum, overflowB) =
+          isNegative ? times.subtractingReportingOverflow(digit) : times.addingReportingOverflow(digit)
+        guard !overflowA, !overflowB else { throw .field("bad value at '\(key.path)'") }
+        value = sum
+      }
       position += 1
     }
     return value
   }
 
   private func bool(_ span: Span, _ key: Key) throws(Fault) -> Bool {
-    switch bytes[span.lowerBound] {
-    case UInt8(ascii: "t"): return true
-    case UInt8(ascii: "f"): return false
+    switch base[span.start] {
+    case 0x74: return true  // t
+    case 0x66: return false  // f
     default: throw .field("key '\(key.path)' must be Bool")
     }
   }
@@ -381,18 +386,19 @@ struct HostStateReader {
   /// The time at `span`: the shape the file is written in read from its bytes, any other ISO
   /// 8601 shape through the general parser.
   private func time(_ span: Span, _ key: Key) throws(Fault) -> Date {
-    guard bytes[span.lowerBound] == UInt8(ascii: "\"") else { throw .field("key '\(key.path)' must be String") }
-    let inner = UnsafeBufferPointer(rebasing: bytes[(span.lowerBound + 1)..<(span.upperBound - 1)])
-    if !inner.contains(UInt8(ascii: "\\")), let date = HostState.parseUTC(inner) { return date }
-    let text = decodeString(span, hasEscapes: bytes[span].contains(UInt8(ascii: "\\")))
-    if let date = HostState.parseTime(text) { return date }
+    guard base[span.start] == 0x22 else { throw .field("key '\(key.path)' must be String") }  // "
+    let isPlain = !hasEscapes(span)
+    if isPlain, let date = HostState.parseUTC(base + span.start + 1, count: span.end - span.start - 2) {
+      return date
+    }
+    if let date = HostState.parseTime(decodeString(span)) { return date }
     throw .field("bad value at '\(key.path)'")
   }
 
   /// The text of the string at `span` (quotes included), its UTF-8 and escapes checked already.
-  private func decodeString(_ span: Span, hasEscapes: Bool) -> String {
-    let inner = UnsafeBufferPointer(rebasing: bytes[(span.lowerBound + 1)..<(span.upperBound - 1)])
-    guard hasEscapes else { return String(decoding: inner, as: UTF8.self) }
+  private func decodeString(_ span: Span) -> String {
+    let inner = UnsafeBufferPointer(start: base + span.start + 1, count: span.end - span.start - 2)
+    guard hasEscapes(span) else { return String(decoding: inner, as: UTF8.self) }
     var output: [UInt8] = []
     output.reserveCapacity(inner.count)
     var position = 0
@@ -400,15 +406,14 @@ struct HostStateReader {
       var value: UInt32 = 0
       for offset in 0..<4 {
         let byte = inner[at + offset]
-        let digit: UInt8 =
-          byte <= 57 ? byte - 48 : (byte | 0x20) - 87
+        let digit: UInt8 = byte <= 0x39 ? byte - 0x30 : (byte | 0x20) - 87
         value = value << 4 | UInt32(digit)
       }
       return value
     }
     while position < inner.count {
       let byte = inner[position]
-      guard byte == UInt8(ascii: "\\") else {
+      guard byte == 0x5C else {  // \
         output.append(byte)
         position += 1
         continue
@@ -416,15 +421,15 @@ struct HostStateReader {
       let escaped = inner[position + 1]
       position += 2
       switch escaped {
-      case UInt8(ascii: "b"): output.append(8)
-      case UInt8(ascii: "f"): output.append(12)
-      case UInt8(ascii: "n"): output.append(10)
-      case UInt8(ascii: "r"): output.append(13)
-      case UInt8(ascii: "t"): output.append(9)
-      case UInt8(ascii: "u"):
+      case 0x62: output.append(8)  // b
+      case 0x66: output.append(12)  // f
+      case 0x6E: output.append(10)  // n
+      case 0x72: output.append(13)  // r
+      case 0x74: output.append(9)  // t
+      case 0x75:  // u
         var scalar = hex(position)
         position += 4
-        if (0xD800...0xDBFF).contains(scalar) {
+        if scalar >= 0xD800, scalar <= 0xDBFF {
           // scanString checked that a low surrogate follows.
           let low = hex(position + 2)
           position += 6
@@ -439,87 +444,96 @@ struct HostStateReader {
 
   // MARK: - Syntax
 
-  private func peek() -> UInt8? { index < bytes.count ? bytes[index] : nil }
-
-  private mutating func next() -> UInt8? {
-    guard index < bytes.count else { return nil }
-    defer { index += 1 }
-    return bytes[index]
-  }
+  /// The byte at `index`, or 0 past the end (0 never starts or ends anything in JSON).
+  private func peek() -> UInt8 { index < count ? base[index] : 0 }
 
   private mutating func expect(_ byte: UInt8) throws(Fault) {
-    guard next() == byte else { throw .syntax }
+    guard index < count, base[index] == byte else { throw .syntax }
+    index += 1
   }
 
   private mutating func skipWhitespace() {
-    while index < bytes.count {
-      switch bytes[index] {
-      case 0x20, 0x0A, 0x0D, 0x09: index += 1
-      default: return
-      }
+    while index < count {
+      let byte = base[index]
+      guard byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 else { return }
+      index += 1
     }
+  }
+
+  /// After a member of an object or an element of an array: true at `close` (moved past it),
+  /// false at a comma (moved past it).
+  /// - Throws: `Fault.syntax` for anything else.
+  private mutating func endOfMember(close: UInt8) throws(Fault) -> Bool {
+    skipWhitespace()
+    guard index < count else { throw .syntax }
+    let byte = base[index]
+    index += 1
+    if byte == close { return true }
+    guard byte == 0x2C else { throw .syntax }  // ,
+    return false
   }
 
   /// Reads a string at `index` and returns its text.
   private mutating func readString() throws(Fault) -> String {
-    let (span, hasEscapes) = try scanString()
-    return decodeString(span, hasEscapes: hasEscapes)
+    decodeString(try scanString())
   }
 
   /// Checks the string at `index` (quotes, escapes, surrogate pairs, UTF-8, no control
   /// character) and moves past it.
-  /// - Returns: its span, quotes included, and whether it has escapes.
-  private mutating func scanString() throws(Fault) -> (Span, Bool) {
+  /// - Returns: its span, quotes included.
+  private mutating func scanString() throws(Fault) -> Span {
     let start = index
-    try expect(UInt8(ascii: "\""))
-    var hasEscapes = false
-    while true {
-      guard index < bytes.count else { throw .syntax }
-      let byte = bytes[index]
-      switch byte {
-      case UInt8(ascii: "\""):
+    try expect(0x22)  // "
+    while index < count {
+      let byte = base[index]
+      if byte == 0x22 {  // "
         index += 1
-        return (start..<index, hasEscapes)
-      case UInt8(ascii: "\\"):
-        hasEscapes = true
+        return Span(start: start, end: index)
+      } else if byte == 0x5C {  // \
         index += 1
-        guard let escaped = next() else { throw .syntax }
+        guard index < count else { throw .syntax }
+        let escaped = base[index]
+        index += 1
         switch escaped {
-        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
-          UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-          break
-        case UInt8(ascii: "u"):
+        case 0x22, 0x5C, 0x2F, 0x62, 0x66, 0x6E, 0x72, 0x74: break  // " \ / b f n r t
+        case 0x75:  // u
           let scalar = try scanHex()
-          if (0xDC00...0xDFFF).contains(scalar) { throw .syntax }
-          if (0xD800...0xDBFF).contains(scalar) {
-            guard next() == UInt8(ascii: "\\"), next() == UInt8(ascii: "u") else { throw .syntax }
-            guard (0xDC00...0xDFFF).contains(try scanHex()) else { throw .syntax }
+          if scalar >= 0xDC00, scalar <= 0xDFFF { throw .syntax }
+          if scalar >= 0xD800, scalar <= 0xDBFF {
+            guard index + 1 < count, base[index] == 0x5C, base[index + 1] == 0x75 else { throw .syntax }
+            index += 2
+            let low = try scanHex()
+            guard low >= 0xDC00, low <= 0xDFFF else { throw .syntax }
           }
         default: throw .syntax
         }
-      case 0..<0x20:
+      } else if byte < 0x20 {
         throw .syntax
-      case 0..<0x80:
+      } else if byte < 0x80 {
         index += 1
-      default:
+      } else {
         try scanUTF8Scalar()
       }
     }
+    throw .syntax
   }
 
   private mutating func scanHex() throws(Fault) -> UInt32 {
-    guard index + 4 <= bytes.count else { throw .syntax }
+    guard index + 4 <= count else { throw .syntax }
     var value: UInt32 = 0
     for _ in 0..<4 {
-      let byte = bytes[index]
-      let digit: UInt32
-      switch byte {
-      case 48...57: digit = UInt32(byte - 48)
-      case 65...70: digit = UInt32(byte - 55)
-      case 97...102: digit = UInt32(byte - 87)
-      default: throw .syntax
+      let byte = base[index]
+      let digit: UInt8
+      if byte >= 0x30, byte <= 0x39 {
+        digit = byte - 0x30
+      } else if byte >= 0x41, byte <= 0x46 {
+        digit = byte - 0x37
+      } else if byte >= 0x61, byte <= 0x66 {
+        digit = byte - 0x57
+      } else {
+        throw .syntax
       }
-      value = value << 4 | digit
+      value = value << 4 | UInt32(digit)
       index += 1
     }
     return value
@@ -528,75 +542,75 @@ struct HostStateReader {
   /// Checks one multi-byte UTF-8 sequence at `index` (no overlong form, no surrogate, nothing
   /// past U+10FFFF) and moves past it.
   private mutating func scanUTF8Scalar() throws(Fault) {
-    let lead = bytes[index]
-    let count: Int
+    let lead = base[index]
+    let continuations: Int
     var lower: UInt8 = 0x80
     var upper: UInt8 = 0xBF
-    switch lead {
-    case 0xC2...0xDF: count = 1
-    case 0xE0:
-      count = 2
-      lower = 0xA0
-    case 0xE1...0xEC, 0xEE...0xEF: count = 2
-    case 0xED:
-      count = 2
-      upper = 0x9F
-    case 0xF0:
-      count = 3
-      lower = 0x90
-    case 0xF1...0xF3: count = 3
-    case 0xF4:
-      count = 3
-      upper = 0x8F
-    default: throw .syntax
-    }
-    guard index + count < bytes.count else { throw .syntax }
-    guard (lower...upper).contains(bytes[index + 1]) else { throw .syntax }
-    for offset in stride(from: 2, through: count, by: 1) where !(0x80...0xBF).contains(bytes[index + offset]) {
+    if lead >= 0xC2, lead <= 0xDF {
+      continuations = 1
+    } else if lead >= 0xE0, lead <= 0xEF {
+      continuations = 2
+      if lead == 0xE0 { lower = 0xA0 }
+      if lead == 0xED { upper = 0x9F }
+    } else if lead >= 0xF0, lead <= 0xF4 {
+      continuations = 3
+      if lead == 0xF0 { lower = 0x90 }
+      if lead == 0xF4 { upper = 0x8F }
+    } else {
       throw .syntax
     }
-    index += count + 1
+    guard index + continuations < count else { throw .syntax }
+    let second = base[index + 1]
+    guard second >= lower, second <= upper else { throw .syntax }
+    var offset = 2
+    while offset <= continuations {
+      let byte = base[index + offset]
+      guard byte >= 0x80, byte <= 0xBF else { throw .syntax }
+      offset += 1
+    }
+    index += continuations + 1
   }
 
   /// Checks a JSON number at `index` and moves past it.
   private mutating func scanNumber() throws(Fault) {
     func digits() -> Int {
       let start = index
-      while index < bytes.count, (48...57).contains(bytes[index]) { index += 1 }
+      while index < count, base[index] >= 0x30, base[index] <= 0x39 { index += 1 }
       return index - start
     }
-    if peek() == UInt8(ascii: "-") { index += 1 }
-    if peek() == UInt8(ascii: "0") {
+    if peek() == 0x2D { index += 1 }  // -
+    if peek() == 0x30 {  // 0
       index += 1
     } else {
       guard digits() > 0 else { throw .syntax }
     }
-    if peek() == UInt8(ascii: ".") {
+    if peek() == 0x2E {  // .
       index += 1
       guard digits() > 0 else { throw .syntax }
     }
-    if peek() == UInt8(ascii: "e") || peek() == UInt8(ascii: "E") {
+    if peek() == 0x65 || peek() == 0x45 {  // e E
       index += 1
-      if peek() == UInt8(ascii: "+") || peek() == UInt8(ascii: "-") { index += 1 }
+      if peek() == 0x2B || peek() == 0x2D { index += 1 }  // + -
       guard digits() > 0 else { throw .syntax }
     }
   }
 
   private mutating func scanLiteral(_ literal: StaticString) throws(Fault) {
-    let count = literal.utf8CodeUnitCount
-    guard index + count <= bytes.count else { throw .syntax }
-    let text = literal.utf8Start
-    for offset in 0..<count where bytes[index + offset] != text[offset] { throw .syntax }
-    index += count
+    let length = literal.utf8CodeUnitCount
+    guard index + length <= count, memcmp(base + index, literal.utf8Start, length) == 0 else { throw .syntax }
+    index += length
   }
 
   /// Checks any JSON value at `index` and moves past it.
   private mutating func skipValue(depth: Int) throws(Fault) {
-    guard depth <= Self.maxDepth, let first = peek() else { throw .syntax }
-    switch first {
-    case UInt8(ascii: "\""): _ = try scanString()
-    case UInt8(ascii: "{"), UInt8(ascii: "["):
-      let close = first == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+    guard depth <= Self.maxDepth, index < count else { throw .syntax }
+    let first = base[index]
+    if first == 0x22 {  // "
+      _ = try scanString()
+    } else if first == 0x2D || (first >= 0x30 && first <= 0x39) {  // - 0-9
+      try scanNumber()
+    } else if first == 0x7B || first == 0x5B {  // { [
+      let close: UInt8 = first == 0x7B ? 0x7D : 0x5D
       index += 1
       skipWhitespace()
       if peek() == close {
@@ -605,23 +619,23 @@ struct HostStateReader {
       }
       while true {
         skipWhitespace()
-        if close == UInt8(ascii: "}") {
+        if close == 0x7D {
           _ = try scanString()
           skipWhitespace()
-          try expect(UInt8(ascii: ":"))
+          try expect(0x3A)  // :
           skipWhitespace()
         }
         try skipValue(depth: depth + 1)
-        skipWhitespace()
-        guard let separator = next() else { throw .syntax }
-        if separator == close { return }
-        guard separator == UInt8(ascii: ",") else { throw .syntax }
+        if try endOfMember(close: close) { return }
       }
-    case UInt8(ascii: "t"): try scanLiteral("true")
-    case UInt8(ascii: "f"): try scanLiteral("false")
-    case UInt8(ascii: "n"): try scanLiteral("null")
-    case UInt8(ascii: "-"), 48...57: try scanNumber()
-    default: throw .syntax
+    } else if first == 0x74 {
+      try scanLiteral("true")
+    } else if first == 0x66 {
+      try scanLiteral("false")
+    } else if first == 0x6E {
+      try scanLiteral("null")
+    } else {
+      throw .syntax
     }
   }
 }
