@@ -201,6 +201,13 @@ public enum LogoutJob {
           "user.id": "\(userID)", "archive.id": "\(archive.id)", "files.removed": "\(plan.removes.count)",
           "row.marked": "\(plan.marksLoggedOut)",
         ])
+      // A JSON sidecar with no session file beside it is in no backup taken here: kept, and said.
+      let sidecar = deployment.sidecarPath(userID: userID)
+      if FileSystem.exists(sidecar), !plan.removes.contains(sidecar) {
+        logger.warning(
+          "logout left a sidecar without its session file; no backup taken here holds it: remove it by hand once it is not needed",
+          metadata: ["user.id": "\(userID)", "file.path": "\(sidecar)"])
+      }
       return result
     } catch let error as StoreError {
       throw JobError.store(context: "logout of user \(userID)", underlying: error)
