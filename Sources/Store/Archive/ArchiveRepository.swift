@@ -183,7 +183,11 @@ public struct ArchiveRepository: Sendable {
 
     // 4. The record, under a hidden name; `publish` puts the signature, the archive and the
     // record into place in that order.
-    let users = Array(Set(manifest.entries.compactMap { $0.role == .session ? $0.userID : nil })).sorted()
+    // A verbatim session file is the user's too (what `list --user` and `restore --user` look for).
+    func isSessionFile(_ entry: Manifest.Entry) -> Bool {
+      entry.role == .session || VerbatimFiles.target(of: entry) == .init(file: .session, userID: entry.userID)
+    }
+    let users = Array(Set(manifest.entries.filter(isSessionFile).compactMap(\.userID))).sorted()
     var fingerprint: ArchiveRecord.SessionFingerprint?
     if manifest.kind == .user, let session = manifest.entries.first(where: { $0.role == .session }),
       let key = session.authKeyFingerprint, let dc = session.dcID
@@ -193,13 +197,14 @@ public struct ArchiveRepository: Sendable {
     }
     var recipientStrings: [String] = []
     if case .age(let recipients) = encryption { recipientStrings = recipients.map(\.string) }
-    let record = ArchiveRecord(
+    var record = ArchiveRecord(
       id: id, fileName: fileName, kind: manifest.kind, createdAt: manifest.createdAt, userID: manifest.userID,
       reason: manifest.reason, isEncrypted: isEncrypted, byteCount: byteCount,
       contentByteCount: manifest.entries.reduce(0) { $0 + $1.size }, entryCount: manifest.entries.count,
       userIDs: users, sha256: archiveSHA256, verification: verification, verifiedAt: Date(),
       toolVersion: manifest.toolVersion, host: manifest.host, sessionFingerprint: fingerprint,
       recipients: recipientStrings, fernetKeys: fernetKeys)
+    if manifest.entries.contains(where: { $0.role == .verbatim }) { record.hasVerbatimEntries = true }
     let recordPath = directory + "/" + id + ArchiveName.recordSuffix
     let recordTempPath = FileSystem.temporaryPath(for: recordPath)
     var isRecordWritten = false
