@@ -98,7 +98,10 @@ final class WatchEngine {
       ? nil
       : WatchPusher(
         remotes: remotes, backupsDirectory: deployment.backupsDirectory, wake: stop.wake,
-        retryBase: options.pushRetryBase, retryCap: options.pushRetryCap, authentication: authentication)
+        retryBase: options.pushRetryBase, retryCap: options.pushRetryCap, authentication: authentication,
+        heartbeat: WatchPusher.Heartbeat(
+          deployment: deployment, throttle: HeartbeatThrottle(minimumInterval: options.fleetHeartbeatInterval),
+          logger: logger))
     pinger = try options.pingURL.map { try WatchPinger(url: $0, timeout: options.pingTimeout, logger: logger) }
   }
 
