@@ -1,4 +1,5 @@
 import Foundation
+import Store
 
 /// One backup as retention sees it: its identity, age, owner and the facts the guards need.
 public struct RetentionItem: Sendable, Codable, Equatable {
@@ -76,30 +77,52 @@ public struct RetentionPlan: Sendable, Codable, Equatable {
   /// Renders the plan as a table for `--dry-run`: id, time (UTC), kind, user, action and why,
   /// newest first, then a one-line summary.
   public func render() -> String {
-    let decisions =
-      (keep.map { (action: "keep", decision: $0) } + remove.map { (action: "remove", decision: $0) })
-      .sorted { $0.decision.item.isOrderedBefore($1.decision.item) }
-    var rows = [["ID", "TIME", "KIND", "USER", "ACTION", "WHY"]]
-    for (action, decision) in decisions {
-      let item = decision.item
-      let user = item.kind == .user ? item.userID.map { "\($0)" } ?? "?" : "-"
-      rows.append([
-        item.id, item.createdAt.formatted(.iso8601), item.kind.rawValue, user, action,
-        decision.reasons.joined(separator: ", "),
-      ])
-    }
-    var widths = [Int](repeating: 0, count: rows[0].count)
-    for row in rows {
-      for (column, cell) in row.enumerated() { widths[column] = max(widths[column], cell.count) }
-    }
-    var lines = rows.map { row in
-      row.enumerated().map { column, cell in
-        column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+    // Both lists are newest first already: merged, not sorted. Tens of thousands of rows: the
+    // columns are measured and padded as bytes (every padded cell is ASCII).
+    var decisions: [(action: String, decision: Decision)] = []
+    decisions.reserveCapacity(keep.count + remove.count)
+    var keepIndex = 0
+    var removeIndex = 0
+    while keepIndex < keep.count || removeIndex < remove.count {
+      if removeIndex == remove.count
+        || (keepIndex < keep.count && !remove[removeIndex].item.isOrderedBefore(keep[keepIndex].item))
+      {
+        decisions.append(("keep", keep[keepIndex]))
+        keepIndex += 1
+      } else {
+        decisions.append(("remove", remove[removeIndex]))
+        removeIndex += 1
       }
-      .joined(separator: "  ")
     }
-    lines.append("keep \(keep.count), remove \(remove.count) (\(removedByteCount) bytes)")
-    return lines.joined(separator: "\n") + "\n"
+    func cells(_ action: String, _ item: RetentionItem) -> [String] {
+      [
+        item.id, Timestamp.iso8601(item.createdAt), item.kind.rawValue,
+        item.kind == .user ? item.userID.map { "\($0)" } ?? "?" : "-", action,
+      ]
+    }
+    let header = ["ID", "TIME", "KIND", "USER", "ACTION", "WHY"]
+    var widths = header.dropLast().map(\.utf8.count)
+    for (action, decision) in decisions {
+      for (column, cell) in cells(action, decision.item).enumerated() {
+        widths[column] = max(widths[column], cell.utf8.count)
+      }
+    }
+    var text = ""
+    text.reserveCapacity((decisions.count + 2) * (widths.reduce(0, +) + 40))
+    func append(_ row: [String], why: String) {
+      for (column, cell) in row.enumerated() {
+        text += cell
+        text += String(repeating: " ", count: max(0, widths[column] - cell.utf8.count) + 2)
+      }
+      text += why
+      text += "\n"
+    }
+    append(Array(header.dropLast()), why: header[header.count - 1])
+    for (action, decision) in decisions {
+      append(cells(action, decision.item), why: decision.reasons.joined(separator: ", "))
+    }
+    text += "keep \(keep.count), remove \(remove.count) (\(removedByteCount) bytes)\n"
+    return text
   }
 }
 

@@ -46,8 +46,11 @@ struct Check: ParsableCommand, NagiosPlugin {
         probeCommand: probe.map { $0.split(separator: " ").map(String.init) },
         probeTimeout: probeTimeout.map(TimeInterval.init),
         probeRetryBase: probeBackoffMs.map { .milliseconds(max(0, $0)) })
+      let meter = ProgressMeter(isEnabled: !global.json && !nagios)
       result = CheckJob.run(
-        deployment, options: CheckOptions(config: deployment.config, overrides: overrides), logger: logger)
+        deployment, options: CheckOptions(config: deployment.config, overrides: overrides), logger: logger,
+        progress: meter.isActive ? meter.update : nil)
+      meter.finish()
     } catch {
       // A check that cannot run is UNKNOWN.
       let text = Tgsess.describe(error)

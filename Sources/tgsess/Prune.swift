@@ -56,8 +56,12 @@ struct Prune: ParsableCommand {
         keepPerUser: keepPerUser, keepLast: keepLast, keepHourly: keepHourly, keepDaily: keepDaily,
         keepWeekly: keepWeekly, keepMonthly: keepMonthly, keepYearly: keepYearly, timeZone: timezone,
         isDryRun: dryRun, lockWait: TimeInterval(lockWait))
+      let meter = ProgressMeter(isEnabled: !global.json)
+      defer { meter.finish() }
       result = try PruneJob.run(
-        deployment, options: try PruneOptions(config: deployment.config, overrides: overrides), logger: logger)
+        deployment, options: try PruneOptions(config: deployment.config, overrides: overrides), logger: logger,
+        progress: meter.isActive ? meter.update : nil)
+      meter.finish()
       if global.json { try Output.json(result) } else { Output.line(Self.render(result)) }
     } catch {
       monitor.fail(error)
