@@ -27,7 +27,7 @@ import Testing
     let repository = ArchiveRepository(backupsDirectory: fleet.backupsDirectory)
     let cache = try verdicts(fleet)
     let standings = authenticator.authenticity(of: try repository.listings(), in: repository, verdicts: cache)
-    #expect(standings.allSatisfy(\.isSigned))
+    #expect(standings.allSatisfy { $0.isSigned })
     try cache.save(dropsUnused: true)
     return cache.count
   }
