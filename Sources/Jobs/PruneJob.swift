@@ -169,7 +169,7 @@ public enum PruneJob {
       // pinned from its directory.
       let authenticator = try SigningAuthenticator.forDeployment(deployment)
       let listed = try repository.listings()
-      let verdicts = SignatureVerdicts.forDeployment(deployment, ring: authenticator.ring)
+      var verdicts = SignatureVerdicts.forDeployment(deployment, ring: authenticator.ring)
       // Signed archives by id (an index into `listed`).
       var signed: [String: Int] = [:]
       var items: [RetentionItem] = []
@@ -200,6 +200,9 @@ public enum PruneJob {
       }
       // A cache that cannot be written costs the next run time, nothing else.
       try? verdicts?.save(dropsUnused: true)
+      // Its memory goes back before the plan is made (peak RSS).
+      verdicts = nil
+      FileSystem.releaseFreeMemory()
       unsigned.sort { $0 > $1 }
       rejected.sort { $0.id > $1.id }
       let plan = options.policy.plan(items, now: options.now)

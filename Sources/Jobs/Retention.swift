@@ -77,38 +77,34 @@ public struct RetentionPlan: Sendable, Codable, Equatable {
   /// Renders the plan as a table for `--dry-run`: id, time (UTC), kind, user, action and why,
   /// newest first, then a one-line summary.
   public func render() -> String {
-    // Both lists are newest first already: merged, not sorted. Tens of thousands of rows: the
+    var text = ""
+    render { text += $0 }
+    return text
+  }
+
+  /// `render()` in pieces of about a thousand lines, each passed to `write` as it is made, so a
+  /// plan over tens of thousands of archives is never held as one text.
+  public func render(_ write: (String) -> Void) {
+    // Both lists are newest first already: merged as they are written, not sorted. The padded
     // columns are measured and padded as bytes (every padded cell is ASCII).
-    var decisions: [(action: String, decision: Decision)] = []
-    decisions.reserveCapacity(keep.count + remove.count)
-    var keepIndex = 0
-    var removeIndex = 0
-    while keepIndex < keep.count || removeIndex < remove.count {
-      if removeIndex == remove.count
-        || (keepIndex < keep.count && !remove[removeIndex].item.isOrderedBefore(keep[keepIndex].item))
-      {
-        decisions.append(("keep", keep[keepIndex]))
-        keepIndex += 1
-      } else {
-        decisions.append(("remove", remove[removeIndex]))
-        removeIndex += 1
-      }
-    }
+    func user(_ item: RetentionItem) -> String { item.kind == .user ? item.userID.map { "\($0)" } ?? "?" : "-" }
     func cells(_ action: String, _ item: RetentionItem) -> [String] {
-      [
-        item.id, Timestamp.iso8601(item.createdAt), item.kind.rawValue,
-        item.kind == .user ? item.userID.map { "\($0)" } ?? "?" : "-", action,
-      ]
+      [item.id, Timestamp.iso8601(item.createdAt), item.kind.rawValue, user(item), action]
     }
     let header = ["ID", "TIME", "KIND", "USER", "ACTION", "WHY"]
     var widths = header.dropLast().map(\.utf8.count)
-    for (action, decision) in decisions {
-      for (column, cell) in cells(action, decision.item).enumerated() {
-        widths[column] = max(widths[column], cell.utf8.count)
+    for (action, decisions) in [("keep", keep), ("remove", remove)] {
+      widths[4] = max(widths[4], decisions.isEmpty ? 0 : action.utf8.count)
+      for decision in decisions {
+        let item = decision.item
+        widths[0] = max(widths[0], item.id.utf8.count)
+        widths[1] = max(widths[1], Timestamp.iso8601(item.createdAt).utf8.count)
+        widths[2] = max(widths[2], item.kind.rawValue.utf8.count)
+        widths[3] = max(widths[3], user(item).utf8.count)
       }
     }
     var text = ""
-    text.reserveCapacity((decisions.count + 2) * (widths.reduce(0, +) + 40))
+    var lines = 0
     func append(_ row: [String], why: String) {
       for (column, cell) in row.enumerated() {
         text += cell
@@ -116,13 +112,28 @@ public struct RetentionPlan: Sendable, Codable, Equatable {
       }
       text += why
       text += "\n"
+      lines += 1
+      if lines % 1000 == 0 {
+        write(text)
+        text = ""
+      }
     }
     append(Array(header.dropLast()), why: header[header.count - 1])
-    for (action, decision) in decisions {
-      append(cells(action, decision.item), why: decision.reasons.joined(separator: ", "))
+    var keepIndex = 0
+    var removeIndex = 0
+    while keepIndex < keep.count || removeIndex < remove.count {
+      if removeIndex == remove.count
+        || (keepIndex < keep.count && !remove[removeIndex].item.isOrderedBefore(keep[keepIndex].item))
+      {
+        append(cells("keep", keep[keepIndex].item), why: keep[keepIndex].reasons.joined(separator: ", "))
+        keepIndex += 1
+      } else {
+        append(cells("remove", remove[removeIndex].item), why: remove[removeIndex].reasons.joined(separator: ", "))
+        removeIndex += 1
+      }
     }
     text += "keep \(keep.count), remove \(remove.count) (\(removedByteCount) bytes)\n"
-    return text
+    write(text)
   }
 }
 

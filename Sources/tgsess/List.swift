@@ -12,7 +12,9 @@ struct List: ParsableCommand {
       or names another place: someone wrote to backups/; --json says why), or unverified (no \
       key ring here). VERIFIED is how the writer proved a signed archive before it signed it. \
       Nothing else a record says is trusted, and the archive file itself is not hashed here \
-      (restore, drill and check --deep do that).
+      (restore, drill and check --deep do that). A signature is verified once; its verdict is \
+      kept in backups/.signatures (authenticated with a key derived from keys/signing.key) and \
+      used while the signature file is unchanged (same inode, size and times).
 
         $ tgsess list
         $ tgsess list --user 42

@@ -253,25 +253,41 @@ public final class SignatureVerdicts: @unchecked Sendable {
   }
 
   /// One line: `PATH DEV INO SIZE MTIME_NS CTIME_NS KEY_ID FILE_SIZE FILE_SHA256 MANIFEST_SHA256 REASON`.
+  /// Numbers and hex are read from the bytes (tens of thousands of lines).
   private static func parse(_ line: UnsafeBufferPointer<UInt8>) -> (String, Verdict)? {
-    var fields: [String] = []
-    fields.reserveCapacity(11)
+    var ranges: [Range<Int>] = []
+    ranges.reserveCapacity(11)
     var start = 0
     for index in 0...line.count where index == line.count || line[index] == UInt8(ascii: " ") {
-      fields.append(String(decoding: UnsafeBufferPointer(rebasing: line[start..<index]), as: UTF8.self))
+      ranges.append(start..<index)
       start = index + 1
     }
-    guard fields.count == 11, let device = UInt64(fields[1]), let inode = UInt64(fields[2]),
-      let size = Int64(fields[3]), let modified = Int64(fields[4]), let changed = Int64(fields[5]),
-      let fileByteCount = Int64(fields[7]), let reason = unescape(fields[10])
+    guard ranges.count == 11 else { return nil }
+    func number(_ field: Int) -> Int64? {
+      let range = ranges[field]
+      guard !range.isEmpty, range.count <= 19 else { return nil }
+      var value: Int64 = 0
+      for index in range {
+        let digit = line[index] &- UInt8(ascii: "0")
+        guard digit < 10 else { return nil }
+        value = value * 10 + Int64(digit)
+      }
+      return value
+    }
+    func text(_ field: Int) -> String {
+      String(decoding: UnsafeBufferPointer(rebasing: line[ranges[field]]), as: UTF8.self)
+    }
+    guard let device = number(1), let inode = number(2), let size = number(3), let modified = number(4),
+      let changed = number(5), let fileByteCount = number(7), let reason = unescape(text(10))
     else { return nil }
     guard
       let verdict = Verdict(
-        state: FileState(device: device, inode: inode, size: size, modifiedNS: modified, changedNS: changed),
-        keyID: fields[6], reason: reason, fileByteCount: fileByteCount, fileSHA256: fields[8],
-        manifestSHA256: fields[9])
+        state: FileState(
+          device: UInt64(device), inode: UInt64(inode), size: size, modifiedNS: modified, changedNS: changed),
+        keyID: text(6), reason: reason, fileByteCount: fileByteCount, fileSHA256: text(8),
+        manifestSHA256: text(9))
     else { return nil }
-    return (fields[0], verdict)
+    return (text(0), verdict)
   }
 
   /// Whether `text` can be a field as it is (not empty, no space, no line break).
@@ -340,8 +356,10 @@ extension SigningAuthenticator {
     // A verdict is recorded only for this very path, after the statement matched the claim its
     // name and place make: the same statement, the same key, the same placement.
     if let verdict = verdicts.verdict(relativePath: relativePath, state: before), ring.key(id: verdict.keyID) != nil,
-      let statement = try? SignedStatement(
-        archiveID: claim.id, kind: claim.kind, userID: claim.userID, createdAt: claim.createdAt,
+      // Checked when the file was decoded and verified; the claim is the one its name and
+      // place made then.
+      case let statement = SignedStatement(
+        unchecked: claim.id, kind: claim.kind, userID: claim.userID, createdAt: claim.createdAt,
         reason: verdict.reason, encryption: encryption, fileByteCount: verdict.fileByteCount,
         fileSHA256: verdict.fileSHA256, manifestSHA256: verdict.manifestSHA256)
     {
