@@ -318,7 +318,7 @@ fleet_bench() {
     read -r secs kb user sys < <(tail -1 "$stats")
     rm -f "$stats"
     times+=("$secs")
-    cpus+=("$(echo "$user + $sys" | bc)")
+    cpus+=("$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')")
     ((kb > rss)) && rss=$kb
   done
   local found sorted

@@ -16,8 +16,9 @@ static inline int tgsess_sqlite_disable_memstatus(void) { return sqlite3_config(
 int malloc_trim(size_t pad);
 static inline int tgsess_malloc_trim(void) { return malloc_trim(0); }
 
-/* glibc's syncfs (unistd.h under _GNU_SOURCE, which Swift's Glibc module does not export): one
- * flush of a whole filesystem, so a batch of archives is made durable with one journal commit. */
-int syncfs(int fd);
-static inline int tgsess_syncfs(int fd) { return syncfs(fd); }
+
+/* glibc's sync_file_range (fcntl.h under _GNU_SOURCE): starts writeback of one file's dirty
+ * pages without waiting and without a journal commit (SYNC_FILE_RANGE_WRITE, 2). */
+int sync_file_range(int fd, long offset, long nbytes, unsigned int flags);
+static inline int tgsess_start_writeback(int fd) { return sync_file_range(fd, 0, 0, 2); }
 #endif

@@ -38,6 +38,10 @@ public struct ListedArchive: Codable, Sendable, Equatable {
   public var recipients: [String]?
   /// The fingerprints of the Fernet keys its secrets are under; nil when its record does not say.
   public var fernetKeys: [String]?
+  /// True when it holds files archived byte for byte because they were not valid SQLite files
+  /// (a restore's undo of damaged data; restoring it puts them back as they were); nil otherwise
+  /// or when its record does not say.
+  public var verbatim: Bool? = nil
 }
 
 /// Options of `tgsess list`.
@@ -89,7 +93,7 @@ public enum ListJob {
           id: record.id, createdAt: record.createdAt, kind: record.kind, userID: record.userID,
           reason: record.reason, byteCount: record.byteCount, entryCount: record.entryCount, signature: .unverified,
           keyID: nil, rejection: nil, verification: nil, path: catalog.location(of: record),
-          recipients: record.recipients, fernetKeys: record.fernetKeys)
+          recipients: record.recipients, fernetKeys: record.fernetKeys, verbatim: record.hasVerbatimEntries)
         switch standings?[index] {
         case .signed(let signed)?:
           let vouched = record.vouched(by: signed.statement)

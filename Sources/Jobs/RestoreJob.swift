@@ -76,12 +76,16 @@ public struct FileChange: Codable, Sendable, Equatable {
   public var action: Action
   public var sha256Before: String?
   public var sha256After: String
+  /// True when the archive holds these bytes verbatim (not a valid SQLite file when archived:
+  /// a damaged file's undo): the restore puts the damaged file back as it was. Nil otherwise.
+  public var isVerbatim: Bool?
 
-  public init(path: String, action: Action, sha256Before: String?, sha256After: String) {
+  public init(path: String, action: Action, sha256Before: String?, sha256After: String, isVerbatim: Bool? = nil) {
     self.path = path
     self.action = action
     self.sha256Before = sha256Before
     self.sha256After = sha256After
+    self.isVerbatim = isVerbatim
   }
 
   /// Whether the restore writes this file.
@@ -108,12 +112,20 @@ public struct RestorePlan: Sendable, Equatable {
     public var entryPath: String
     /// The bot database (restored through SQLite's online backup API when it is live).
     public var isDatabase: Bool
+    /// A verbatim entry's `-journal` or `-wal`: installed after the file it belongs to (whose
+    /// installation clears the live ones).
+    public var isCompanion: Bool
 
-    public init(change: FileChange, entryPath: String, isDatabase: Bool) {
+    public init(change: FileChange, entryPath: String, isDatabase: Bool, isCompanion: Bool = false) {
       self.change = change
       self.entryPath = entryPath
       self.isDatabase = isDatabase
+      self.isCompanion = isCompanion
     }
+
+    /// Whether the archive holds the file byte for byte (installed by rename as it is, never
+    /// through SQLite).
+    public var isVerbatim: Bool { change.isVerbatim == true }
   }
 
   public var archiveID: String
@@ -179,7 +191,7 @@ public struct RestoreResult: Codable, Sendable, Equatable {
   public var files: [FileChange]
   /// Database rows changed (or to change), in words.
   public var rows: [String]
-  /// The backup of what was replaced, taken first (an archive id, or a directory of raw copies).
+  /// The id of the archive of what was replaced ("Before restore"), taken first.
   public var undo: String?
   public var warnings: [String]
   /// The check of what was restored: one line per problem; empty when everything validates.
@@ -199,7 +211,7 @@ public struct RestoreResult: Codable, Sendable, Equatable {
       (plan.signingKeyID == nil ? [RestoreJob.unsignedWarning(plan.archiveID, path: plan.archivePath)] : [])
       + plan.movesAside.map {
         "\($0): moved aside, as the session file beside it is restored from an archive without a sidecar"
-      }
+      } + RestoreJob.verbatimWarnings(plan)
     problems = []
     restoredUsers = plan.users.count
   }
@@ -470,6 +482,12 @@ public enum RestoreJob {
         destination = written.sidecarPath(userID: user)
       case .userRows, .imported:
         continue
+      case .verbatim:
+        // Decoding refused a verbatim entry of no file tgsess restores.
+        guard let verbatim = VerbatimFiles.target(of: entry) else { continue }
+        if let userID = options.userID, verbatim.userID != userID { continue }
+        destination = verbatim.livePath(in: written)
+        if verbatim.file == .session, !verbatim.isCompanion, let user = verbatim.userID { users.append(user) }
       }
       let before = FileSystem.exists(destination) ? try FileSystem.sha256(ofFile: destination) : nil
       var action: FileChange.Action = before == nil ? .create : before == entry.sha256 ? .identical : .replace
@@ -478,16 +496,23 @@ public enum RestoreJob {
       {
         action = .unchanged
       }
+      let target = VerbatimFiles.target(of: entry)
       files.append(
         RestorePlan.FileStep(
-          change: FileChange(path: destination, action: action, sha256Before: before, sha256After: entry.sha256),
-          entryPath: entry.path, isDatabase: entry.role == .database))
+          change: FileChange(
+            path: destination, action: action, sha256Before: before, sha256After: entry.sha256,
+            isVerbatim: target == nil ? nil : true),
+          entryPath: entry.path, isDatabase: entry.role == .database, isCompanion: target?.isCompanion ?? false))
     }
+    completeVerbatimFileSets(&files)
     // A session file restored without a sidecar would sit beside a live sidecar of another
     // session: that sidecar is moved aside (kept, never deleted), so the pair stays one unit.
     var movesAside: [String] = []
     if mode != .target {
-      let archivedSidecars = Set(archive.manifest.entries.filter { $0.role == .sessionSidecar }.compactMap(\.userID))
+      let archivedSidecars = Set(
+        archive.manifest.entries.filter {
+          $0.role == .sessionSidecar || VerbatimFiles.target(of: $0)?.file == .sidecar
+        }.compactMap(\.userID))
       for user in users where !archivedSidecars.contains(user) {
         let sidecar = written.sidecarPath(userID: user)
         if FileSystem.exists(sidecar),
@@ -580,8 +605,13 @@ public enum RestoreJob {
     return try liveDigest == SQLiteContent.digest(path: staged)
   }
 
-  /// Before live data changes: a backup of what is about to be replaced, as an archive; when the
-  /// live data is too broken to archive, a raw copy of the files instead.
+  /// Before live data changes: a backup of what is about to be replaced, as an archive (reason
+  /// "Before restore"). When the live data is too damaged to archive through SQLite, the files
+  /// about to be replaced are archived byte for byte instead (`verbatimUndo`), encrypted and
+  /// signed like every other archive; when even that cannot be written, nothing changes.
+  /// - Returns: the undo archive's id; nil when nothing is replaced.
+  /// - Throws: `JobError` for a held lock, or when no undo archive could be written (the restore
+  ///   is refused then; nothing has changed).
   static func takeUndo(deployment: Deployment, plan: RestorePlan, options: RestoreOptions, logger: Logger) throws
     -> String?
   {
@@ -591,23 +621,20 @@ public enum RestoreJob {
       overrides: BackupOptions.Overrides(
         userID: plan.userID, reason: BackupReason.beforeRestore, lockWait: options.lockWait))
     backup.includesChangedUsers = false
+    let failure: String
     do {
       let result = try BackupJob.run(deployment, options: backup, logger: logger)
       if let archive = result.archives.first, result.failures.isEmpty { return archive.id }
+      // A full snapshot without the users that failed is no undo of their files.
+      failure = result.failures.first.map { "user \($0.userID): \($0.reason)" } ?? "no archive was written"
     } catch let error as JobError {
       if case .store(_, .locked) = error { throw error }
-      logger.warning("undo archive failed; keeping raw copies", metadata: ["error": "\(error.localizedDescription)"])
+      failure = error.localizedDescription
     }
-    // Raw copies (files and their sidecars): the bot is stopped, so bytes are what they are.
-    let directory = deployment.backupsDirectory + "/before-restore/" + Timestamp.compact(Date())
-    try FileSystem.makeDirectory(directory)
-    for file in plan.files.filter({ $0.change.action == .replace }).map(\.change.path) {
-      for path in [file, file + "-journal", file + "-wal"] where FileSystem.exists(path) {
-        let relative = String(path.dropFirst(deployment.root.count + 1)).replacingOccurrences(of: "/", with: "__")
-        try FileSystem.writeAtomically(try FileSystem.read(path), to: directory + "/" + relative, overwrite: false)
-      }
-    }
-    return directory
+    logger.warning(
+      "undo archive through SQLite failed; archiving the replaced files byte for byte",
+      metadata: ["error": "\(failure)"])
+    return try verbatimUndo(deployment: deployment, plan: plan, failure: failure, logger: logger)
   }
 
   /// Carries `plan` out from the verified copy in `staging`: a live database through the online
@@ -620,6 +647,7 @@ public enum RestoreJob {
     -> Set<String>
   {
     var installs: [LiveFiles.Installation] = []
+    var companions: [LiveFiles.Installation] = []
     var writtenInPlace: Set<String> = []
     for sidecar in plan.movesAside {
       if let aside = try LiveFiles.moveAside(sidecar, label: "before-restore") {
@@ -644,9 +672,12 @@ public enum RestoreJob {
             metadata: ["error": "\(error.errorDescription ?? "")"])
         }
       }
-      installs.append(LiveFiles.Installation(source: source, destination: path))
+      let installation = LiveFiles.Installation(source: source, destination: path)
+      if step.isCompanion { companions.append(installation) } else { installs.append(installation) }
     }
     try LiveFiles.install(installs) { _ in try CrashPoint.hit("restore.after-file") }
+    // A verbatim file's -journal and -wal go in after it: installing the file cleared the live ones.
+    try LiveFiles.install(companions) { _ in try CrashPoint.hit("restore.after-file") }
     if let userRow = plan.userRow {
       let live = try BotDatabase(path: plan.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { live.close() }
@@ -661,7 +692,8 @@ public enum RestoreJob {
   /// gets quick_check, one written in place through the online backup API integrity_check.
   /// - Returns: one line per problem.
   static func check(_ plan: RestorePlan, writtenInPlace: Set<String>) -> [String] {
-    let files = plan.files
+    // Verbatim files are put back as the damaged files they were: nothing to validate.
+    let files = plan.files.filter { !$0.isVerbatim }
     var problems = [[String]](repeating: [], count: files.count)
     do {
       problems = try Parallel.map(count: files.count, workers: Parallel.defaultWorkers) { index in

@@ -200,16 +200,19 @@ public enum FileSystem {
     if fsync(fd) != 0 { throw StoreError.io(path: path, operation: "fsync", errno: errno) }
   }
 
-  /// Flushes the whole filesystem holding `path` (syncfs(2)): every file and directory written
-  /// so far reaches the disk with one journal commit, where fsyncing each of thousands of files
-  /// would commit thousands of times. Callers still fsync each file afterwards, which is cheap
-  /// once its data is on disk and reports that file's own write error.
-  /// - Throws: `StoreError.io`.
-  public static func syncFilesystem(containing path: String) throws {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw StoreError.io(path: path, operation: "open", errno: errno) }
-    defer { close(fd) }
-    if tgsess_syncfs(fd) != 0 { throw StoreError.io(path: path, operation: "syncfs", errno: errno) }
+  /// Starts writing `paths`' dirty pages to disk without waiting (sync_file_range(2),
+  /// SYNC_FILE_RANGE_WRITE), so that the fsyncs that follow find their data on its way at once
+  /// instead of starting it one file at a time. Only these files: a filesystem-wide flush
+  /// (syncfs) would also write out gigabytes of staging scratch, and a bot committing to the same
+  /// disk would wait behind it. Promises nothing by itself: durability comes from the fsyncs.
+  /// A file that cannot be opened is skipped here; its fsync reports why.
+  public static func startWriteback(_ paths: [String]) {
+    for path in paths {
+      let fd = open(path, O_RDONLY | O_CLOEXEC)
+      guard fd >= 0 else { continue }
+      _ = tgsess_start_writeback(fd)
+      close(fd)
+    }
   }
 
   /// fsyncs a directory.

@@ -27,6 +27,18 @@ public final class StagingArea: @unchecked Sendable {
     return full
   }
 
+  /// Removes one staged file that is no longer needed (the bot database's snapshot once the full
+  /// archive holds it). Its pages are dropped unwritten: the kernel's writeback never spends the
+  /// disk, which the bot commits to, on gigabytes that were only ever scratch. A file that is
+  /// already gone is fine.
+  /// - Throws: `StoreError.io` when `path` is outside the area or cannot be removed.
+  public func discard(_ path: String) throws {
+    guard path.hasPrefix(self.path + "/"), !path.contains("/../") else {
+      throw StoreError.io(path: path, operation: "remove a staged file outside \(self.path)", errno: EINVAL)
+    }
+    if unlink(path) != 0, errno != ENOENT { throw StoreError.io(path: path, operation: "remove", errno: errno) }
+  }
+
   /// The pack file small snapshots are appended to, and its write offset.
   private var packFD: Int32 = -1
   private var packSize: Int64 = 0

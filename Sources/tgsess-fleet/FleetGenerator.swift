@@ -39,18 +39,19 @@ struct FleetGenerator {
       let isIPv6 = Int.random(in: 0..<20, using: &random) == 0
       let address = (isIPv6 ? Self.dcAddressesV6 : Self.dcAddresses)[dcID]!
       let identity = SessionIdentity(dcID: dcID, serverAddress: address, port: 443, authKey: key)
-      try SessionFileWriter.writeTelethon(identity: identity, version: version, ownerUserID: userID, to: path)
+      try SessionFileWriter.writeTelethon(
+        identity: identity, version: version, ownerUserID: userID, to: path, isDurable: false)
       try addTelethonCache(path: path, random: &random)
       string = try TelethonStringSession.encode(identity)
       if Int.random(in: 0..<3, using: &random) == 0 {
         // The seed's bot keeps a .session.backup copy of the file.
         try SessionFileWriter.writeTelethon(
-          identity: identity, version: version, ownerUserID: userID, to: path + ".backup")
+          identity: identity, version: version, ownerUserID: userID, to: path + ".backup", isDurable: false)
       }
     case .pyrogram:
       let payload = PyrogramSessionPayload(
         dcID: dcID, apiID: apiID, isTestMode: false, authKey: key, userID: userID, isBot: false)
-      try SessionFileWriter.writePyrogram(payload, to: path)
+      try SessionFileWriter.writePyrogram(payload, to: path, isDurable: false)
       string = try PyrogramStringSession.encode(payload)
     }
     return UserRow(userID: userID, sessionString: string, apiID: apiID, apiHash: apiHash)
@@ -60,6 +61,7 @@ struct FleetGenerator {
   private func addTelethonCache(path: String, random: inout SplitMix64) throws {
     let connection = try SQLiteConnection(path: path, mode: .readWrite)
     defer { try? connection.close() }
+    try connection.exec("PRAGMA synchronous=OFF")
     try connection.exec("BEGIN")
     let entity = try connection.prepare(
       "insert or replace into entities (id, hash, username, phone, name, date) values (?,?,?,?,?,?)")
@@ -96,6 +98,7 @@ struct FleetGenerator {
     rows: [UserRow], backupsPerUser: Int, messageLogMiB: Int, legacy: Bool, random: inout SplitMix64
   ) throws {
     let connection = try SQLiteConnection(path: deployment.databasePath, mode: .readWriteCreate)
+    try connection.exec("PRAGMA synchronous=OFF")
     try connection.exec(
       """
       CREATE TABLE user_sessions (

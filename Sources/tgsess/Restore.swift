@@ -9,7 +9,9 @@ struct Restore: ParsableCommand {
       The archive is decrypted and extracted into a staging directory and checked in full (every \
       SHA-256, every SQLite file's integrity, no unsafe entries) before anything changes. Before \
       live data changes, what is about to be replaced is backed up ("Before restore") and its id \
-      printed, so a restore can itself be undone.
+      printed, so a restore can itself be undone. When that data is too damaged to be read as \
+      SQLite, the undo archive holds the damaged files byte for byte ("verbatim" in tgsess list \
+      --json); restoring it puts them back as they were. Without an undo archive nothing changes.
 
       A restore into the live deployment refuses while the bot runs (runner lock, active systemd \
       unit, hot journal) and while any process has a file it replaces open or holds an SQLite lock \
@@ -94,11 +96,7 @@ struct Restore: ParsableCommand {
     Output.line("\(verb) from \(result.archiveID) (\(result.mode.rawValue))")
     for warning in result.warnings { Output.line("warning: \(warning)") }
     if let undo = result.undo {
-      if undo.hasPrefix("/") {
-        Output.line("undo: raw copies of the replaced files in \(undo) (the live data was too damaged to archive)")
-      } else {
-        Output.line("undo: archive \(undo) holds what was replaced (tgsess restore \(undo) undoes this restore)")
-      }
+      Output.line("undo: archive \(undo) holds what was replaced (tgsess restore \(undo) undoes this restore)")
     }
     for file in result.files {
       let before = file.sha256Before.map { String($0.prefix(12)) } ?? "-"
@@ -107,8 +105,13 @@ struct Restore: ParsableCommand {
       )
     }
     for row in result.rows { Output.line("  \(result.isDryRun ? "would " : "")\(row)") }
+    let verbatim = result.files.filter { $0.isVerbatim == true }.count
     if !result.isDryRun {
-      if result.problems.isEmpty {
+      if result.problems.isEmpty, verbatim > 0 {
+        Output.line(
+          "check: \(verbatim) file(s) put back byte for byte as archived (SHA-256 matched); not validated, as they were not valid SQLite files"
+        )
+      } else if result.problems.isEmpty {
         Output.line(
           "check: \(result.restoredUsers) session(s) validate\(result.mode == .user ? "" : ", database passes integrity_check")"
         )

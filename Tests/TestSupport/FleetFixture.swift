@@ -162,8 +162,9 @@ public enum SessionWitness {
   }
 }
 
-/// The JSON object a `--json` command printed. Deprecated: decode the job's result type with
-/// `decodeJSON` (or `TestFleet.tgsessJSON`), so a failure shows the value it expected.
+/// The JSON object a `--json` command printed, read by key as an operator's script reads it (the
+/// `--json` contract). To check a job's whole typed result, decode it with `decodeJSON` (or
+/// `TestFleet.tgsessJSON`) instead, so a failure shows the value it expected.
 /// - Throws: `TestHelperError` with the output when it is not a JSON object.
 public func jsonObject(_ result: ProcessResult) throws -> [String: Any] {
   guard let object = try? JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Any] else {
@@ -172,7 +173,8 @@ public func jsonObject(_ result: ProcessResult) throws -> [String: Any] {
   return object
 }
 
-/// The JSON array a `--json` command printed. Deprecated: `decodeJSON([ListedArchive].self, ...)`.
+/// The JSON array a `--json` command printed, read by key (see `jsonObject`); for `list --json`,
+/// `decodeJSON([ListedArchive].self, ...)` gives typed rows.
 /// - Throws: `TestHelperError` with the output when it is not a JSON array.
 public func jsonArray(_ result: ProcessResult) throws -> [[String: Any]] {
   guard let array = try? JSONSerialization.jsonObject(with: result.stdoutData) as? [[String: Any]] else {

@@ -69,7 +69,7 @@ struct DiskFullTorture {
         if !listed.contains(base + ArchiveName.encryptedSuffix) && !listed.contains(base + ArchiveName.plainSuffix) {
           problems.append("signature without its archive \(path)")
         }
-      } else if path.contains("pre-migrate/") || path.contains("before-restore/") {
+      } else if path.contains("pre-migrate/") {
         if try StockTools.integrityCheck(full) != "ok" { problems.append("partial copy \(path)") }
       } else if path.hasPrefix("sessions/") && path.contains(".broken-") {
         continue

@@ -223,6 +223,26 @@ import Testing
     try BackupCLITests.expectNoLeaks(fleet)
   }
 
+  /// The database's snapshot is scratch once the full archive holds it: it is gone before the
+  /// per-user archives are written and flushed (a flush that wrote it out held the bot's commit
+  /// 186 ms at 500 MiB in `BENCH_ONLY=stall`; 7 ms without).
+  @Test func theDatabaseSnapshotIsDroppedBeforeThePerUserArchives() throws {
+    let fleet = try TestFleet(users: 3)
+    let crashed = try fleet.tgsessInBackground(
+      ["backup"], environment: ["TGSESS_CRASH_POINT": "backup.between-users"])
+    let (status, signal) = crashed.wait()
+    #expect(status == 137 && signal == SIGKILL, "the crash point was not reached: \(crashed.stderr)")
+    // The killed run's staging area is left behind with what it still held at that moment.
+    let stagings = try FileSystem.directoryNames(fleet.backupsDirectory).filter { $0.hasPrefix(".staging-") }
+    let staging = fleet.backupsDirectory + "/" + (try #require(stagings.first))
+    #expect(stagings.count == 1)
+    #expect(FileSystem.exists(staging + "/snapshots.pack"), "the session snapshots are still needed")
+    #expect(try FileSystem.directoryNames(staging + "/data").isEmpty)
+    // The next run cleans up and succeeds.
+    #expect(try Self.backup(fleet).failures.isEmpty)
+    #expect(try FileSystem.directoryNames(fleet.backupsDirectory).filter { $0.hasPrefix(".staging-") }.isEmpty)
+  }
+
   @Test func randomKillsOfABigBackupLeaveOnlyVerifiedArchives() throws {
     try StockTools.require()
     // On tmpfs: 300 users cost thousands of fsyncs on a disk, and SIGKILL does not depend on them.

@@ -103,19 +103,11 @@ import Testing
     #expect(first.stdout.contains("(user)"))
     #expect(first.stdout.contains("check: 1 session(s) validate"))
     let second = try fleet.tgsessOK(["restore", "latest", "--user", String(corrupted)])
-    // The garbage file cannot be archived, so the undo is a raw copy of it.
-    let rawLine = second.stdout.split(separator: "\n").first {
-      $0.hasPrefix("undo: raw copies of the replaced files in ")
-    }
-    #expect(rawLine != nil, "\(second.stdout)")
-    if let rawLine {
-      let directory = String(
-        rawLine.dropFirst("undo: raw copies of the replaced files in ".count).split(separator: " ")[0])
-      let copies = try FileManager.default.contentsOfDirectory(atPath: directory)
-      #expect(copies.contains { $0.hasSuffix("user_\(corrupted).session") })
-      let copy = copies.first { $0.hasSuffix("user_\(corrupted).session") }.map { directory + "/" + $0 }
-      #expect(try copy.map { try FileSystem.read($0) } == garbage)
-    }
+    // The garbage file cannot be snapshotted, so the undo archive holds its bytes verbatim
+    // (issue #16; it was a directory of raw copies before).
+    let undo = try #require(Self.undoID(second.stdout), "\(second.stdout)")
+    let listedUndo = try fleet.listedArchives(["--user", String(corrupted)]).first { $0.id == undo }
+    #expect(listedUndo?.verbatim == true && listedUndo?.signature == .signed, "\(second.stdout)")
 
     Self.expectSameSessions(try SessionWitness.loadedByTelethon(victims.map(fleet.sessionPath)), original)
     #expect(try Self.rows(fleet, victims) == victimRows)

@@ -345,7 +345,7 @@ import Testing
   /// refused by backup and restore, with the chmod to run; a missing signing key stops backup
   /// with the fix, which `tgsess init` makes without touching any other key.
   @Test func looseOrMissingSigningKeyFilesAreRefused() throws {
-    let fleet = try FleetFixture(users: 2)
+    let fleet = try TestFleet(users: 2)
     let user = try fleet.sessionUserIDs()[0]
     try fleet.tgsessOK(["backup"])
     let key = fleet.root + "/keys/signing.key"
@@ -399,7 +399,8 @@ import Testing
   /// in full, never a tampered one.
   @Test func signExistingVouchesForLegacyArchivesButNeverForATamperedOne() throws {
     try StockTools.require()
-    let fleet = try FleetDeployment(users: 4, legacy: true)
+    let fleet = try TestFleet(
+      users: 4, legacy: true, entities: 120, collectsSecrets: true, location: .subdirectory("fleet"))
     try #require(try fleet.tgsess(["init"]).status == 0)
     #expect(try fleet.tgsess(["backup"]).status == 0)
     let user = try fleet.telethonUserIDs()[0]
@@ -460,7 +461,7 @@ import Testing
   /// `[backup] encrypt = false` it is accepted with --allow-unsigned (and named). Signed, it is
   /// the deployment's either way.
   @Test func anUnsignedPlainArchiveIsRefusedWhereArchivesAreEncrypted() throws {
-    let fleet = try FleetFixture(users: 2)
+    let fleet = try TestFleet(users: 2)
     let user = try fleet.sessionUserIDs()[0]
     let backup = try jsonObject(try fleet.tgsessOK(["backup", "--user", String(user), "--no-encrypt", "--json"]))
     let archive = try #require((backup["archives"] as? [[String: Any]])?.first)

@@ -45,6 +45,10 @@ public struct ArchiveRecord: Codable, Sendable, Equatable {
   /// configured key opened when it was written); empty when it holds no token; nil when not known
   /// (no Fernet key configured then, or an older record). `tgsess keys fernet-usage` reads it.
   public var fernetKeys: [String]? = nil
+  /// True when the archive holds verbatim entries (files archived byte for byte because they
+  /// were not valid SQLite files: a restore's undo of damaged data); nil otherwise or when not
+  /// known.
+  public var hasVerbatimEntries: Bool? = nil
 
   /// Identity of a session without its key: auth-key fingerprint, dc, normalised address.
   public struct SessionFingerprint: Codable, Sendable, Equatable, Hashable {
@@ -84,6 +88,7 @@ public struct ArchiveRecord: Codable, Sendable, Equatable {
     case sessionFingerprint = "session_fingerprint"
     case recipients
     case fernetKeys = "fernet_keys"
+    case hasVerbatimEntries = "verbatim"
   }
 
   public var isVerified: Bool { verification != .unknown }

@@ -282,7 +282,9 @@ public struct VerifiedArchive: Sendable, Equatable {
 /// the entries in scope, while hashing the archive file as it is read, whose hash and size must
 /// be the signed ones before anything is returned; (4) checks what the extracted entries hold:
 /// every SQLite file passes integrity_check, every session file is a valid session with the
-/// auth key its manifest names, every rows entry is its user's.
+/// auth key its manifest names, every rows entry is its user's. A verbatim entry (a damaged
+/// file archived byte for byte, `VerbatimFiles`) is held to its size and SHA-256 alone: that it
+/// is not valid SQLite is why it exists.
 public struct ArchiveVerifier: Sendable {
   /// Which entries are extracted and checked for content (every entry's hash is checked anyway).
   public enum Scope: Sendable, Equatable {
@@ -374,6 +376,7 @@ public struct ArchiveVerifier: Sendable {
         userRows: [:])
     }
     // Content checks open each file on its own: on a few threads, reported in manifest order.
+    // (Verbatim entries are never SQLite-checked: `Manifest.decode` refuses one marked is_sqlite.)
     let checked = manifest.entries.filter {
       scope.includes($0)
         && ($0.isSQLite || $0.role == .session || $0.role == .userRows || $0.role == .sessionSidecar)

@@ -4,8 +4,16 @@ import Foundation
 /// entry, its size, mode and SHA-256. Session entries also carry the user, the format, the dc
 /// and the auth-key fingerprint (never the key).
 public struct Manifest: Codable, Sendable, Equatable {
-  /// Bumped on any incompatible change; readers refuse a newer one.
-  public static let currentFormatVersion = 1
+  /// The newest format this tgsess reads and writes; readers refuse a newer one. Format 2 adds
+  /// `verbatim` entries; a manifest without them is still written as format 1, so a tgsess
+  /// older than format 2 keeps reading every ordinary archive and refuses only one with
+  /// verbatim bytes ("newer than this tgsess reads; upgrade tgsess").
+  public static let currentFormatVersion = 2
+  /// The format a manifest of these entries is written as: 2 when it holds a `verbatim` entry,
+  /// else 1.
+  public static func formatVersion(for entries: [Entry]) -> Int {
+    entries.contains { $0.role == .verbatim } ? 2 : 1
+  }
   /// The largest manifest a reader accepts (a guard against hostile archives).
   public static let maximumByteCount: Int64 = 64 * 1024 * 1024
 
@@ -29,6 +37,12 @@ public struct Manifest: Codable, Sendable, Equatable {
     case userRows = "user-rows"
     /// A file imported from the seed's legacy backups.
     case imported
+    /// A live file archived byte for byte, because it could not be read as SQLite when archived
+    /// (a restore's undo of a damaged file; `VerbatimFiles`): the session file, its
+    /// `.session.backup`, its JSON sidecar, the database, or the `-journal`/`-wal` beside one of
+    /// them. Only its size and SHA-256 are checked; restore puts the bytes back as they were.
+    /// Manifests holding one are format 2.
+    case verbatim
   }
 
   public struct Entry: Codable, Sendable, Equatable {
@@ -105,7 +119,7 @@ public struct Manifest: Codable, Sendable, Equatable {
     toolVersion: String, host: String, createdAt: Date, kind: Kind, reason: String, userID: Int64?,
     schemaVersion: Int, entries: [Entry]
   ) {
-    formatVersion = Manifest.currentFormatVersion
+    formatVersion = Manifest.formatVersion(for: entries)
     self.toolVersion = toolVersion
     self.host = host
     // Whole seconds: what the JSON holds, so a manifest read back compares equal.
@@ -190,6 +204,7 @@ public struct Manifest: Codable, Sendable, Equatable {
           path: objectName, reason: "manifest entry '\(entry.path)' has a bad size or hash", hint: "use another backup")
       }
     }
+    try VerbatimFiles.validate(manifest, objectName: objectName)
     return manifest
   }
 }

@@ -253,11 +253,14 @@ public final class SQLiteConnection {
   /// Creates a new SQLite file at `path` atomically: `body` fills a fresh database at a temporary
   /// path in the same directory (mode 0600); the connection is closed, the file fsynced and
   /// renamed into place, and the directory fsynced. The journal mode is SQLite's default.
-  /// - Parameter overwrite: when false, an existing file at `path` is an error and stays untouched.
+  /// - Parameters:
+  ///   - overwrite: when false, an existing file at `path` is an error and stays untouched.
+  ///   - isDurable: false only for generated fixtures (tgsess-fleet): SQLite's own syncs are off
+  ///     and neither the file nor its directory is fsynced; still whole or absent for any process.
   /// - Throws: whatever `body` throws, `StoreError.database`, or `StoreError.io`; the temporary
   ///   file (and its journal) is removed on failure.
   public static func buildAtomically(
-    at path: String, overwrite: Bool = false, body: (SQLiteConnection) throws -> Void
+    at path: String, overwrite: Bool = false, isDurable: Bool = true, body: (SQLiteConnection) throws -> Void
   ) throws {
     if !overwrite, FileSystem.exists(path) {
       throw StoreError.io(
@@ -280,17 +283,20 @@ public final class SQLiteConnection {
     if chmodFailed { throw StoreError.io(path: tempPath, operation: "chmod 0600", errno: chmodErrno) }
 
     let connection = try SQLiteConnection(path: tempPath, mode: .readWrite)
+    if !isDurable { try connection.exec("PRAGMA synchronous=OFF") }
     try body(connection)
     try connection.close()
     // The same crash points as FileSystem.writeAtomically: this is that, for SQLite files.
     try CrashPoint.hit("atomic.before-fsync")
 
-    let syncFD = open(tempPath, O_RDONLY | O_CLOEXEC)
-    guard syncFD >= 0 else { throw StoreError.io(path: tempPath, operation: "open for fsync", errno: errno) }
-    let syncFailed = fsync(syncFD) != 0
-    let syncErrno = errno
-    _ = Glibc.close(syncFD)
-    if syncFailed { throw StoreError.io(path: tempPath, operation: "fsync", errno: syncErrno) }
+    if isDurable {
+      let syncFD = open(tempPath, O_RDONLY | O_CLOEXEC)
+      guard syncFD >= 0 else { throw StoreError.io(path: tempPath, operation: "open for fsync", errno: errno) }
+      let syncFailed = fsync(syncFD) != 0
+      let syncErrno = errno
+      _ = Glibc.close(syncFD)
+      if syncFailed { throw StoreError.io(path: tempPath, operation: "fsync", errno: syncErrno) }
+    }
 
     if !overwrite {
       // link(2) fails with EEXIST instead of replacing: the no-clobber publish.
@@ -301,7 +307,7 @@ public final class SQLiteConnection {
     }
     isDone = true
     try CrashPoint.hit("atomic.after-rename")
-    try FileSystem.fsyncDirectory(of: path)
+    if isDurable { try FileSystem.fsyncDirectory(of: path) }
   }
 
   // MARK: - Checked internals (throw SQLiteFailure)

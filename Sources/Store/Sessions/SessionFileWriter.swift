@@ -16,19 +16,20 @@ public enum SessionFileWriter {
   ///   - ownerUserID: stored as the `entities` row `id=0, hash=<owner>` as Telethon ≥ 1.28 does.
   ///   - takeoutID: `sessions.takeout_id` (NULL when nil).
   ///   - overwrite: when false, an existing file at `path` is an error and stays untouched.
+  ///   - isDurable: false only for generated fixtures (see `SQLiteConnection.buildAtomically`).
   /// - Throws: `StoreError.session(object: path, ...)` when the identity cannot be stored
   ///   (`.unsupportedVersion`, `.dcOutOfRange`, `.serverAddressMissing`, `.badAddress`,
   ///   `.portMissing`, `.badPort`, `.authKeyAllZero`), else `StoreError.database` / `.io`.
   public static func writeTelethon(
     identity: SessionIdentity, version: Int = 8, ownerUserID: Int64? = nil, takeoutID: Int64? = nil,
-    to path: String, overwrite: Bool = false
+    to path: String, overwrite: Bool = false, isDurable: Bool = true
   ) throws {
     guard telethonVersions.contains(version) else {
       throw StoreError.session(object: path, reason: .unsupportedVersion("\(version) of Telethon for writing (7 or 8)"))
     }
     // The string encoder holds every rule a Telethon identity must satisfy.
     _ = try TelethonStringSession.encode(identity, label: path)
-    try SQLiteConnection.buildAtomically(at: path, overwrite: overwrite) { connection in
+    try SQLiteConnection.buildAtomically(at: path, overwrite: overwrite, isDurable: isDurable) { connection in
       try connection.exec("BEGIN")
       for statement in TelethonSchema.createStatements(version: version) { try connection.exec(statement) }
       let versionRow = try connection.prepare("insert into version values (?)")
@@ -62,12 +63,13 @@ public enum SessionFileWriter {
   /// - Parameters:
   ///   - date: `sessions.date` (Unix seconds), what Pyrogram's `save()` writes.
   ///   - overwrite: when false, an existing file at `path` is an error and stays untouched.
+  ///   - isDurable: false only for generated fixtures (see `SQLiteConnection.buildAtomically`).
   /// - Throws: `StoreError.session(object: path, ...)` with `.unsupportedVersion`, `.invalidField`
   ///   (no api id), `.dcOutOfRange`, `.testModeDCOutOfRange` or `.authKeyAllZero`; else
   ///   `StoreError.database` / `.io`.
   public static func writePyrogram(
     _ payload: PyrogramSessionPayload, version: Int = 3, date: Int64 = Int64(Date().timeIntervalSince1970),
-    to path: String, overwrite: Bool = false
+    to path: String, overwrite: Bool = false, isDurable: Bool = true
   ) throws {
     guard pyrogramVersions.contains(version) else {
       throw StoreError.session(object: path, reason: .unsupportedVersion("\(version) of Pyrogram for writing (3)"))
@@ -76,7 +78,7 @@ public enum SessionFileWriter {
     var current = payload
     current.layout = .current
     _ = try PyrogramStringSession.encode(current, label: path)
-    try SQLiteConnection.buildAtomically(at: path, overwrite: overwrite) { connection in
+    try SQLiteConnection.buildAtomically(at: path, overwrite: overwrite, isDurable: isDurable) { connection in
       try connection.exec("BEGIN")
       try connection.exec(PyrogramSchema.version3)
       try connection.exec("INSERT INTO version VALUES (\(version))")
