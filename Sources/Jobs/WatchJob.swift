@@ -45,6 +45,9 @@ public struct WatchOptions: Sendable {
   public var stateSaveInterval: TimeInterval = 30
   /// Threads of the start-up and overflow scan.
   public var scanWorkers = Parallel.defaultWorkers
+  /// Where the start-up scan reports its progress (a TTY): its phases "session files", then
+  /// "archives", which ends the scan when done reaches total. Nil reports nothing.
+  public var startUpProgress: JobProgressHandler?
 
   /// The options from the configuration, overridden by what the caller passes.
   public init(
