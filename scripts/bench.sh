@@ -20,6 +20,11 @@
 # reports seconds, peak RSS and bytes added to the repository per run, for tgsess and restic.
 #   BENCH_ONLY=fleet bash scripts/bench.sh   # only `tgsess fleet` over synthetic heartbeats
 #     (BENCH_FLEET_HOSTS, default 20, x BENCH_FLEET_USERS, default 5000, on a local-path rclone remote)
+#   BENCH_ONLY=checks bash scripts/bench.sh  # only list, check and prune --dry-run (50,000 more
+#     signed per-user archives for prune) on a BENCH_USERS fleet after a first and an hourly
+#     backup: wall, CPU (user + sys) and peak RSS per run, the first run apart (backups/.signatures
+#     not made yet) from the median of the others; with BENCH_BASELINE_REF or BENCH_BASELINE_BIN,
+#     the baseline binary is run alternately on the same files and the ratios are reported.
 #
 # The watch scenario needs the real Telethon and cryptography: the test virtualenv .venv-test
 # (scripts/test.sh creates it) or TGSESS_TEST_PYTHON. BENCH_WATCH_USERS (default: BENCH_USERS),
@@ -34,8 +39,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 only=${BENCH_ONLY:-}
-case "$only" in "" | watch | stall | churn | fleet) ;; *) echo "bench.sh: BENCH_ONLY must be empty, 'watch', 'stall', 'churn' or 'fleet', not '$only'" >&2; exit 64 ;; esac
-if [ "$only" = watch ] || [ "$only" = stall ] || [ "$only" = fleet ]; then
+case "$only" in "" | watch | stall | churn | fleet | checks) ;; *) echo "bench.sh: BENCH_ONLY must be empty, 'watch', 'stall', 'churn', 'fleet' or 'checks', not '$only'" >&2; exit 64 ;; esac
+if [ "$only" = checks ]; then
+  install_system_packages time eatmydata python3-cryptography
+elif [ "$only" = watch ] || [ "$only" = stall ] || [ "$only" = fleet ]; then
   install_system_packages time
 else
   install_system_packages restic borgbackup eatmydata time python3-cryptography
@@ -176,6 +183,44 @@ if [ "$only" = stall ]; then
   exit 0
 fi
 
+# plant_prune_archives ROOT USER: 50,000 per-user archives for prune to plan over (5,000 users of
+# 10), hard links of USER's newest real one under new ids, each signed with the deployment's key as
+# tgsess signs (prune counts signed archives only): the source's statement with the copy's id, user
+# and time.
+plant_prune_archives() {
+  local root=$1 user=$2 srcs src srcid
+  srcs=("$root/backups/users/user_$user/"*.tar.zst.age)
+  src=${srcs[0]}
+  srcid=$(basename "$src" .tar.zst.age)
+  python3 - "$root/backups/users" "$src" "$srcid" 50000 "$root/keys/signing.key" <<'PY'
+import base64, datetime, hashlib, json, os, sys
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+users_dir, src, srcid, n, keyfile = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+record = json.load(open(src[: -len(".tar.zst.age")] + ".json"))
+fields = dict(l.split(" ", 1) for l in open(src[: -len(".tar.zst.age")] + ".sig").read().splitlines()[1:])
+key = load_pem_private_key(open(keyfile, "rb").read(), None)
+key_id = hashlib.sha256(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()[:16]
+base = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+for i in range(n):
+    uid = 900000000 + i // 10
+    d = os.path.join(users_dir, "user_%d" % uid)
+    os.makedirs(d, exist_ok=True)
+    t = base + datetime.timedelta(minutes=i)
+    aid = "%s-u%d-b%05d" % (t.strftime("%Y%m%dT%H%M%SZ"), uid, i)
+    os.link(src, os.path.join(d, aid + ".tar.zst.age"))
+    r = dict(record, id=aid, file_name=aid + ".tar.zst.age", user_id=uid, created_at=t.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    with open(os.path.join(d, aid + ".json"), "w") as f:
+        json.dump(r, f)
+    lines = ["tgsess archive signature v1", "id " + aid, "kind user", "user %d" % uid,
+             "created " + t.strftime("%Y-%m-%dT%H:%M:%SZ"), "reason " + fields["reason"], "encryption age",
+             "file-size " + fields["file-size"], "file-sha256 " + fields["file-sha256"],
+             "manifest-sha256 " + fields["manifest-sha256"], "key " + key_id]
+    signed = "".join(l + "\n" for l in lines).encode()
+    with open(os.path.join(d, aid + ".sig"), "wb") as f:
+        f.write(signed + b"signature " + base64.b64encode(key.sign(signed)) + b"\n")
+PY
+}
+
 # The hourly churn scenario on a USERS fleet: tgsess and restic each take a first backup, then
 # HOURS times the writer changes a share of the session files and both back up again. Per run:
 # seconds (GNU time), peak RSS and the bytes the run added to its repository (du -sb before and
@@ -304,6 +349,100 @@ if [ "$only" = fleet ]; then
     echo "- $("$tg" --version | sed 's/^/tgsess /') ($config build), $(rclone version | head -1)"
     echo
     cat "$work/fleet-section.md"
+  } >"$out"
+  echo "wrote $out" >&2
+  exit 0
+fi
+
+# The checks scenario (list, check, prune --dry-run) on a USERS fleet, the new binary and the
+# baseline alternately on the same files. Each row of $work/checks.tsv: operation, users, binary,
+# run, wall s, CPU s (user + sys), peak RSS KiB.
+checks_bench() {
+  local users=$1 root="$work/checks-$users" mib user
+  mib=$((users >= 10000 ? 90 : users / 100 + 1))
+  echo "== checks, $users users" >&2
+  eatmydata "$bin/tgsess-fleet" --root "$root" --users "$users" --message-log-mib "$mib" --seed 7 >/dev/null
+  # As in the full run: a first backup (full + per-user), then an hourly one.
+  "$tg" backup --root "$root" >/dev/null 2>&1
+  "$tg" backup --root "$root" >/dev/null 2>&1
+  one() {
+    local label=$1 which=$2 run=$3; shift 3
+    local stats secs kb cpu user sys
+    stats=$(mktemp)
+    /usr/bin/time -f "%e %M %U %S" -o "$stats" "$@" >/dev/null 2>"$work/last.err" || [ "$label" = check ] || { cat "$work/last.err" >&2; echo "failed: $*" >&2; exit 1; }
+    read -r secs kb user sys < <(tail -1 "$stats")
+    rm -f "$stats"
+    cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$users" "$which" "$run" "$secs" "$cpu" "$kb" >>"$work/checks.tsv"
+    echo "  $label $which run $run: ${secs}s, CPU ${cpu}s, peak RSS $((kb / 1024)) MiB" >&2
+  }
+  both() {
+    local label=$1 i; shift
+    for ((i = 0; i <= runs; i++)); do
+      one "$label" new "$i" "$tg" "$@"
+      if [ -n "$base_tg" ]; then one "$label" base "$i" "$base_tg" "$@"; fi
+    done
+  }
+  both list list --root "$root"
+  both check check --root "$root" --no-write
+  user=$(ls "$root/backups/users" | head -1)
+  plant_prune_archives "$root" "${user#user_}"
+  archives=$(find "$root/backups" -name '*.tar.zst.age' | wc -l)
+  echo "$users $archives" >>"$work/checks-archives.txt"
+  # Archives this young are verified but not yet cached (see SignatureVerdicts: racy interval).
+  sleep 2
+  both prune prune --root "$root" --dry-run
+  rm -rf "$root"
+}
+
+# The checks section of the report, from $work/checks.tsv.
+checks_report() {
+  echo "## list, check and prune --dry-run${base_tg:+ against the baseline}"
+  echo
+  echo "Each operation: run 0 first (no backups/.signatures yet: every signature is read and verified,"
+  echo "and the verdicts are written), then $runs more, whose median is shown; the baseline (${BENCH_BASELINE_REF:-${BENCH_BASELINE_BIN:-none}})"
+  echo "runs right after each, on the same files. prune plans over the fleet's archives plus 50,000 signed"
+  echo "per-user archives of 5,000 more users. CPU is user + system seconds (GNU time), the fairer figure on a"
+  echo "shared machine. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo
+  echo "| operation | users | archives | new: run 0 s / CPU s | new: median s / CPU s | new: peak RSS MiB | base: median s / CPU s | base: peak RSS MiB | new/base wall | new/base CPU |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  python3 - "$work/checks.tsv" "$work/checks-archives.txt" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+archives = dict(l.split() for l in open(sys.argv[2])) if len(sys.argv) > 2 else {}
+keys = []
+for r in rows:
+    if (r[0], r[1]) not in keys:
+        keys.append((r[0], r[1]))
+for op, users in keys:
+    def pick(which, first):
+        return [r for r in rows if r[0] == op and r[1] == users and r[2] == which and (r[3] == "0") == first]
+    zero, warm, base = pick("new", True), pick("new", False), pick("base", False) + pick("base", True)
+    med = lambda rs, i: statistics.median(float(r[i]) for r in rs) if rs else float("nan")
+    rss = lambda rs: max(int(r[6]) for r in rs) // 1024 if rs else 0
+    nw, nc, bw, bc = med(warm, 4), med(warm, 5), med(base, 4), med(base, 5)
+    print("| %s | %s | %s | %s / %s | %.2f / %.2f | %d | %s | %s | %s | %s |" % (
+        op, users, archives.get(users, "-") if op == "prune" else "-",
+        zero[0][4] if zero else "-", zero[0][5] if zero else "-", nw, nc, rss(zero + warm),
+        ("%.2f / %.2f" % (bw, bc)) if base else "-", rss(base) if base else "-",
+        ("%.2f" % (nw / bw)) if base and bw > 0 else "-", ("%.2f" % (nc / bc)) if base and bc > 0 else "-"))
+PY
+}
+
+if [ "$only" = checks ]; then
+  : >"$work/checks.tsv"
+  : >"$work/checks-archives.txt"
+  for users in $users_list; do checks_bench "$users"; done
+  {
+    echo "# Benchmarks: list, check and prune"
+    echo
+    echo "Produced by \`${BENCH_COMMAND:-BENCH_ONLY=checks bash scripts/bench.sh}\` on $(date -u +%Y-%m-%d)."
+    echo
+    echo "- Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- $("$tg" --version | sed 's/^/tgsess /') ($config build)"
+    echo
+    checks_report
   } >"$out"
   echo "wrote $out" >&2
   exit 0
@@ -458,38 +597,7 @@ for users in $users_list; do
 
   # Prune over 50,000 per-user archives (copies of a real one under new ids), dry run = the plan.
   if [ "$users" -ge 1000 ] || [ -n "${BENCH_PRUNE:-}" ]; then
-    srcs=("$root/backups/users/user_$user/"*.tar.zst.age)
-    src=${srcs[0]}
-    srcid=$(basename "$src" .tar.zst.age)
-    # Each copy signed with the deployment's key, as tgsess signs (prune counts signed archives
-    # only): the source's statement with the copy's id, user and time.
-    python3 - "$root/backups/users" "$src" "$srcid" 50000 "$root/keys/signing.key" <<'PY'
-import base64, datetime, hashlib, json, os, sys
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
-users_dir, src, srcid, n, keyfile = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-record = json.load(open(src[: -len(".tar.zst.age")] + ".json"))
-fields = dict(l.split(" ", 1) for l in open(src[: -len(".tar.zst.age")] + ".sig").read().splitlines()[1:])
-key = load_pem_private_key(open(keyfile, "rb").read(), None)
-key_id = hashlib.sha256(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()[:16]
-base = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-for i in range(n):
-    uid = 900000000 + i // 10
-    d = os.path.join(users_dir, "user_%d" % uid)
-    os.makedirs(d, exist_ok=True)
-    t = base + datetime.timedelta(minutes=i)
-    aid = "%s-u%d-b%05d" % (t.strftime("%Y%m%dT%H%M%SZ"), uid, i)
-    os.link(src, os.path.join(d, aid + ".tar.zst.age"))
-    r = dict(record, id=aid, file_name=aid + ".tar.zst.age", user_id=uid, created_at=t.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    with open(os.path.join(d, aid + ".json"), "w") as f:
-        json.dump(r, f)
-    lines = ["tgsess archive signature v1", "id " + aid, "kind user", "user %d" % uid,
-             "created " + t.strftime("%Y-%m-%dT%H:%M:%SZ"), "reason " + fields["reason"], "encryption age",
-             "file-size " + fields["file-size"], "file-sha256 " + fields["file-sha256"],
-             "manifest-sha256 " + fields["manifest-sha256"], "key " + key_id]
-    signed = "".join(l + "\n" for l in lines).encode()
-    with open(os.path.join(d, aid + ".sig"), "wb") as f:
-        f.write(signed + b"signature " + base64.b64encode(key.sign(signed)) + b"\n")
-PY
+    plant_prune_archives "$root" "$user"
     before=$(find "$root/backups" -name '*.tar.zst.age' | wc -l)
     prepare="" measure "tgsess prune --dry-run (plan over $before archives)" "$users" "$tg" prune --root "$root" --dry-run
     runs_saved=$runs

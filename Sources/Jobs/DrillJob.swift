@@ -121,9 +121,11 @@ public enum DrillJob {
   /// Runs a drill.
   /// - Throws: `JobError` when the drill cannot start (no snapshot, no identity); a drill that
   ///   runs but finds problems returns `ok == false` and is recorded too.
-  public static func run(_ deployment: Deployment, options: DrillOptions = DrillOptions(), logger: Logger) throws
-    -> DrillResult
-  {
+  /// - Parameter progress: where to report each phase's progress (a TTY); nil reports nothing.
+  public static func run(
+    _ deployment: Deployment, options: DrillOptions = DrillOptions(), logger: Logger,
+    progress: JobProgressHandler? = nil
+  ) throws -> DrillResult {
     let started = Date()
     do {
       let catalog = try ArchiveCatalog.open(deployment, origin: options.fromRemote.map { .remote($0) } ?? .local)
@@ -160,6 +162,7 @@ public enum DrillJob {
       let drillRoot = scratch.path
 
       // 1. The full snapshot, into a fresh directory (restore verifies the whole archive first).
+      progress?(JobProgress(phase: "restoring \(record.id)", done: 0, total: 1))
       let restore = try RestoreJob.run(
         deployment,
         options: {
@@ -208,8 +211,12 @@ public enum DrillJob {
       let restoredUsers = try drill.sessionFileUserIDs()
       var failures: [UserFailure] = []
       var restoredIdentity: [Int64: SessionIdentity] = [:]
+      let validated = PhaseCounter(progress, phase: "restored sessions", total: restoredUsers.count)
       let inspected = try Parallel.map(count: restoredUsers.count, workers: Parallel.defaultWorkers) { index in
-        Result { try SessionFileInspector.inspect(path: drill.sessionPath(userID: restoredUsers[index])).identity }
+        defer { validated.step() }
+        return Result {
+          try SessionFileInspector.inspect(path: drill.sessionPath(userID: restoredUsers[index])).identity
+        }
       }
       for (userID, outcome) in zip(restoredUsers, inspected) {
         switch outcome {
@@ -234,9 +241,11 @@ public enum DrillJob {
       try catalog.fetch(perUser)
       let verifier = ArchiveVerifier(identities: identities, authenticator: authenticator)
       let checked = perUser
+      let verified = PhaseCounter(progress, phase: "per-user archives", total: checked.count)
       // Each archive: a failure, or whether it was unsigned (accepted with --allow-unsigned).
       let archiveOutcomes = try Parallel.map(count: checked.count, workers: Parallel.defaultWorkers) {
         index -> (isUnsigned: Bool, failure: UserFailure?) in
+        defer { verified.step() }
         let archive = checked[index]
         do {
           let staging = try StagingArea(parent: drillRoot)
@@ -262,8 +271,10 @@ public enum DrillJob {
       let liveUsers = try deployment.sessionFileUserIDs()
       let missing = Set(liveUsers).subtracting(restoredUsers).sorted()
       let comparable = liveUsers.filter { restoredIdentity[$0] != nil }
+      let compared = PhaseCounter(progress, phase: "live sessions", total: comparable.count)
       let liveIdentities = try Parallel.map(count: comparable.count, workers: Parallel.defaultWorkers) { index in
-        try? SessionFileInspector.inspect(path: deployment.sessionPath(userID: comparable[index])).identity
+        defer { compared.step() }
+        return try? SessionFileInspector.inspect(path: deployment.sessionPath(userID: comparable[index])).identity
       }
       var changed: [Int64] = []
       for (userID, live) in zip(comparable, liveIdentities) {

@@ -36,20 +36,28 @@ public enum FleetHeartbeat {
       let path = deployment.sessionPath(userID: userID)
       guard let modification = try? FileSystem.modification(of: path) else { continue }
       let written = (date: HostState.storedTime(modification.date), byteCount: modification.byteCount)
+      var user: HostState.User
       if let old = known[userID], let oldWrite = old.sessionWrittenAt,
         HostState.milliseconds(oldWrite) == HostState.milliseconds(modification.date),
         old.sessionByteCount == written.byteCount,
         old.authKeyFingerprint != nil, inspected[userID] == nil
       {
-        users.append(old)
-        continue
-      }
-      let info = inspected[userID] ?? (try? SessionFileInspector.inspect(path: path, verifiesPages: false))
-      users.append(
-        HostState.User(
+        user = old
+      } else {
+        let info = inspected[userID] ?? (try? SessionFileInspector.inspect(path: path, verifiesPages: false))
+        user = HostState.User(
           id: userID, format: info?.format.shortName, dc: info?.identity.dcID,
           authKeyFingerprint: info?.identity.authKey.fingerprint, sessionWrittenAt: written.date,
-          sessionByteCount: written.byteCount))
+          sessionByteCount: written.byteCount)
+      }
+      // The JSON sidecar changes on its own (a farm tool rewrites it): looked at every time. One
+      // that cannot be stat'ed (other than absent) is left unknown rather than called absent.
+      switch Result(catching: { try FileSystem.modificationIfExists(of: deployment.sidecarPath(userID: userID)) }) {
+      case .success(let found?): (user.hasSidecar, user.sidecarWrittenAt) = (true, HostState.storedTime(found.date))
+      case .success(nil): (user.hasSidecar, user.sidecarWrittenAt) = (false, nil)
+      case .failure: (user.hasSidecar, user.sidecarWrittenAt) = (nil, nil)
+      }
+      users.append(user)
     }
     let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
     return HostState(
@@ -67,7 +75,15 @@ public enum FleetHeartbeat {
     inspected: [Int64: SessionFileInfo] = [:], now: Date = Date(), logger: Logger
   ) -> [String: String] {
     guard !remotes.isEmpty else { return [:] }
-    let state = make(deployment, check: check, inspected: inspected, now: now)
+    return write(
+      make(deployment, check: check, inspected: inspected, now: now), deployment, remotes: remotes, logger: logger)
+  }
+
+  /// Writes `state` to each of `remotes` (atomically) and keeps it as the local copy.
+  /// - Returns: why it could not be written, by remote name (`""` for the local copy).
+  static func write(_ state: HostState, _ deployment: Deployment, remotes: [RcloneRemote], logger: Logger) -> [String:
+    String]
+  {
     let data: Data
     do { data = try state.encoded() } catch { return ["": "the host state could not be encoded: \(error)"] }
     var failures: [String: String] = [:]
@@ -95,5 +111,45 @@ public enum FleetHeartbeat {
 
   static func describe(_ error: any Error) -> String {
     (error as? StoreError)?.errorDescription ?? (error as? JobError)?.errorDescription ?? "\(error)"
+  }
+}
+
+/// When `tgsess watch` writes a remote's heartbeat after a push there: at once when the
+/// heartbeat would name an identity (a user and its key's fingerprint) that the last one written
+/// to that remote did not, or no longer name one it did; otherwise at most once per
+/// `minimumInterval`, so a burst of pushes that change no identity costs one write, not one each.
+/// A pure value: the pusher asks `isDue` and tells `record` what it wrote.
+public struct HeartbeatThrottle: Sendable, Equatable {
+  /// What was last written to one remote.
+  public struct Written: Sendable, Equatable {
+    /// Monotonic seconds (`ProcessInfo.systemUptime`), not wall time: a clock step changes nothing.
+    public var at: TimeInterval
+    /// User id → the key's fingerprint (`""` when the file could not be read).
+    public var identities: [Int64: String]
+  }
+
+  /// The least time between two heartbeats to one remote that change no identity.
+  public var minimumInterval: TimeInterval
+  /// By remote name.
+  public private(set) var written: [String: Written] = [:]
+
+  public init(minimumInterval: TimeInterval) {
+    self.minimumInterval = minimumInterval
+  }
+
+  /// The identities `state` names, as the throttle compares them.
+  public static func identities(of state: HostState) -> [Int64: String] {
+    Dictionary(state.users.map { ($0.id, $0.authKeyFingerprint ?? "") }, uniquingKeysWith: { first, _ in first })
+  }
+
+  /// Whether a heartbeat naming `identities` is to be written to `remote` at `now`.
+  public func isDue(remote: String, identities: [Int64: String], now: TimeInterval) -> Bool {
+    guard let last = written[remote] else { return true }
+    return last.identities != identities || now - last.at >= minimumInterval
+  }
+
+  /// Notes a heartbeat written to `remote` (only a successful write: a failed one stays due).
+  public mutating func record(remote: String, identities: [Int64: String], now: TimeInterval) {
+    written[remote] = Written(at: now, identities: identities)
   }
 }

@@ -40,7 +40,7 @@ public struct HandoverResult: Codable, Sendable, Equatable {
   public var archiveID: String?
   /// The remotes it was pushed to (verified there).
   public var remotes: [String]
-  /// Where the session files were moved.
+  /// Where the session files were moved (the session file first; its JSON sidecar with it).
   public var movedTo: [String]
   /// Whether the user's row now says `handed_over` (false when there is no row).
   public var isRowMarked: Bool
@@ -52,8 +52,9 @@ public struct HandoverResult: Codable, Sendable, Equatable {
 
 /// Moves one user's session off this host so another host can take it over without the same
 /// auth key ever being used from two places (AUTH_KEY_DUPLICATED): a final per-user backup
-/// ("Before hand-over"), proven and pushed to every remote; then the session files moved aside
-/// into `sessions/handed-over/<time>/`; then the row marked `handed_over`, so neither recover nor
+/// ("Before hand-over"), proven and pushed to every remote; then the session files, with the
+/// JSON sidecar `user_<id>.json` (the pair is one unit), moved aside into
+/// `sessions/handed-over/<time>-user_<id>/`; then the row marked `handed_over`, so neither recover nor
 /// the bot brings it back; then a heartbeat without the user, so the fleet shows one owner.
 public enum HandoverJob {
   /// Carries out the hand-over under the deployment lock. Idempotent: a replay finds the user

@@ -80,7 +80,14 @@ public enum ListJob {
       defer { catalog.close() }
       let records = try catalog.repository.list(
         kind: options.kind.flatMap(Manifest.Kind.init(rawValue:)), userID: options.userID)
-      let standings = authenticator?.authenticity(of: records, in: catalog.repository)
+      // The deployment's own archives under its own ring: each signature verified once, then
+      // its verdict taken from backups/.signatures while the file is unchanged.
+      let verdicts =
+        options.remote == nil && options.verifyKeyPath == nil
+        ? authenticator.flatMap { SignatureVerdicts.forDeployment(deployment, ring: $0.ring) } : nil
+      let standings = authenticator?.authenticity(of: records, in: catalog.repository, verdicts: verdicts)
+      // A cache that cannot be written costs the next run time, nothing else.
+      try? verdicts?.save(dropsUnused: options.kind == nil && options.userID == nil)
       return records.enumerated().map { index, record in
         var row = ListedArchive(
           id: record.id, createdAt: record.createdAt, kind: record.kind, userID: record.userID,

@@ -35,8 +35,10 @@ public struct LogoutOptions: Sendable {
 /// What a logout finds before it acts: the user's live files and row.
 public struct LogoutState: Sendable, Equatable {
   public var userID: Int64
-  /// The session file, its SQLite sidecars and the seed's `.session.backup` that exist, the
-  /// session file first.
+  /// The session file, its SQLite sidecars, the seed's `.session.backup` and the JSON sidecar
+  /// `user_<id>.json` that exist, the session file first and the JSON sidecar last. The JSON
+  /// sidecar is listed only beside an existing session file: then the backup before logout (or
+  /// hand-over) holds the pair; one on its own is in no backup taken here, and is left alone.
   public var files: [String]
   /// Whether the session file itself exists (a sidecar can outlive it).
   public var hasSessionFile: Bool
@@ -83,8 +85,11 @@ public struct LogoutPlan: Sendable, Equatable {
   public var backupReason: String?
   /// Whether that backup holds the session file (else only the user's database rows).
   public var backsUpSessionFile: Bool
-  /// The files removed once the backup is proven, in order: the session file first, then its
-  /// sidecars and `.session.backup`.
+  /// The files removed once the backup is proven, in order: the JSON sidecar `user_<id>.json`
+  /// (when there is one), then the session file, its SQLite sidecars and `.session.backup`. The
+  /// JSON goes first so an interrupted logout never leaves it behind on its own (its secrets with
+  /// no session file to back them up with): the replay finds the session file, backs it up again
+  /// and finishes.
   public var removes: [String]
   /// Whether the `user_sessions` row is marked `logged_out` (false when there is no row).
   public var marksLoggedOut: Bool
@@ -110,9 +115,12 @@ public struct LogoutPlan: Sendable, Equatable {
       let path = state.files.first ?? ""
       return LogoutPlan(userID: state.userID, action: .refuse(.damagedSessionFile(path: path, problem: problem)))
     }
+    let isJSON = { (path: String) in path.hasSuffix(SessionSidecar.suffix) }
     return LogoutPlan(
       userID: state.userID, action: .logOut, backupReason: BackupReason.beforeLogout,
-      backsUpSessionFile: state.hasSessionFile, removes: state.files, marksLoggedOut: state.rowStatus != nil)
+      backsUpSessionFile: state.hasSessionFile,
+      removes: state.files.filter(isJSON) + state.files.filter { !isJSON($0) },
+      marksLoggedOut: state.rowStatus != nil)
   }
 }
 
@@ -193,6 +201,13 @@ public enum LogoutJob {
           "user.id": "\(userID)", "archive.id": "\(archive.id)", "files.removed": "\(plan.removes.count)",
           "row.marked": "\(plan.marksLoggedOut)",
         ])
+      // A JSON sidecar with no session file beside it is in no backup taken here: kept, and said.
+      let sidecar = deployment.sidecarPath(userID: userID)
+      if FileSystem.exists(sidecar), !plan.removes.contains(sidecar) {
+        logger.warning(
+          "logout left a sidecar without its session file; no backup taken here holds it: remove it by hand once it is not needed",
+          metadata: ["user.id": "\(userID)", "file.path": "\(sidecar)"])
+      }
       return result
     } catch let error as StoreError {
       throw JobError.store(context: "logout of user \(userID)", underlying: error)
@@ -213,12 +228,17 @@ public enum LogoutJob {
     }
   }
 
-  /// What a logout of `userID` finds: the live files, whether the session file reads, the row.
+  /// What a logout (or hand-over) of `userID` finds: the live files (with the JSON sidecar when
+  /// the session file is there), whether the session file reads, the row.
   /// - Throws: `StoreError.database` when the row cannot be read.
   static func state(_ deployment: Deployment, userID: Int64, database: BotDatabase) throws -> LogoutState {
     let path = deployment.sessionPath(userID: userID)
-    let files = deployment.existingSessionFiles(userID: userID)
+    var files = deployment.existingSessionFiles(userID: userID)
     let hasSessionFile = files.first == path
+    // The pair is one unit: the backup before logout or hand-over archives the JSON with the
+    // session file, so it leaves with it.
+    let sidecar = deployment.sidecarPath(userID: userID)
+    if hasSessionFile, FileSystem.exists(sidecar) { files.append(sidecar) }
     var problem: SessionProblem?
     if hasSessionFile {
       do { _ = try SessionFileInspector.inspect(path: path) } catch StoreError.session(_, let reason) {

@@ -145,7 +145,10 @@ public enum PruneJob {
   /// Plans retention over every archive and, unless dry-running, removes what the plan removes
   /// and trims `session_backups`, under the deployment lock.
   /// - Throws: `JobError` (lock held, unreadable directory).
-  public static func run(_ deployment: Deployment, options: PruneOptions, logger: Logger) throws -> PruneResult {
+  /// - Parameter progress: where to report each phase's progress (a TTY); nil reports nothing.
+  public static func run(
+    _ deployment: Deployment, options: PruneOptions, logger: Logger, progress: JobProgressHandler? = nil
+  ) throws -> PruneResult {
     try options.policy.validate()
     do {
       let lock =
@@ -162,27 +165,46 @@ public enum PruneJob {
       }
       // Only archives signed by this deployment's key take part: a planted archive is never
       // counted, so it can never push a real one out of the plan, and is never removed either.
+      // The plan needs no record: what an archive is comes from its signature, whether it is
+      // pinned from its directory.
       let authenticator = try SigningAuthenticator.forDeployment(deployment)
-      let listed = try repository.list()
-      var records: [ArchiveRecord] = []
+      let listed = try repository.listings()
+      var verdicts = SignatureVerdicts.forDeployment(deployment, ring: authenticator.ring)
+      // Signed archives by id (an index into `listed`).
+      var signed: [String: Int] = [:]
+      var items: [RetentionItem] = []
       var unsigned: [String] = []
       var rejected: [RejectedArchive] = []
-      for (record, standing) in zip(listed, authenticator.authenticity(of: listed, in: repository)) {
-        switch standing {
-        case .signed(let signed): records.append(record.vouched(by: signed.statement))
-        case .unsigned: unsigned.append(record.id)
-        case .rejected(let error):
-          rejected.append(
-            RejectedArchive(id: record.id, path: repository.path(of: record), reason: ListJob.rejection(error)))
+      let judged = PhaseCounter(progress, phase: "signatures", total: listed.count)
+      // In slices, so what each signature says is dropped once its item is made (memory stays
+      // flat with the number of archives).
+      for start in stride(from: 0, to: listed.count, by: 4096) {
+        let slice = Array(listed[start..<min(start + 4096, listed.count)])
+        let standings = authenticator.authenticity(of: slice, in: repository, verdicts: verdicts, progress: judged.step)
+        for (offset, (listing, standing)) in zip(slice, standings).enumerated() {
+          switch standing {
+          case .signed(let archive):
+            signed[listing.id] = start + offset
+            // The writer signs only what it proved: a signed archive is a verified one.
+            items.append(
+              RetentionItem(
+                id: listing.id, kind: listing.kind == .full ? .full : .user, userID: listing.userID,
+                createdAt: listing.createdAt, isVerified: true, isPinned: listing.isPinned,
+                byteCount: archive.statement.fileByteCount))
+          case .unsigned: unsigned.append(listing.id)
+          case .rejected(let error):
+            rejected.append(
+              RejectedArchive(id: listing.id, path: repository.path(of: listing), reason: ListJob.rejection(error)))
+          }
         }
       }
-      let byID = Dictionary(records.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-      // The writer signs only what it proved: a signed archive is a verified one.
-      let items = records.map { record in
-        RetentionItem(
-          id: record.id, kind: record.kind == .full ? .full : .user, userID: record.userID, createdAt: record.createdAt,
-          isVerified: true, isPinned: repository.isPinned(record), byteCount: record.byteCount)
-      }
+      // A cache that cannot be written costs the next run time, nothing else.
+      try? verdicts?.save(dropsUnused: true)
+      // Its memory goes back before the plan is made (peak RSS).
+      verdicts = nil
+      FileSystem.releaseFreeMemory()
+      unsigned.sort { $0 > $1 }
+      rejected.sort { $0.id > $1.id }
       let plan = options.policy.plan(items, now: options.now)
       var result = PruneResult(
         isDryRun: options.isDryRun, plan: plan, unsignedArchives: unsigned, rejectedArchives: rejected, removed: 0,
@@ -203,26 +225,27 @@ public enum PruneJob {
           try database?.trimSessionBackups(keepPerUser: options.policy.keepPerUser, dryRun: true) ?? 0
         return result
       }
+      let removing = PhaseCounter(progress, phase: "removing", total: plan.remove.count)
       for decision in plan.remove {
-        guard let record = byID[decision.item.id] else { continue }
-        try repository.remove(record)
+        guard let index = signed[decision.item.id] else { continue }
+        let listing = listed[index]
+        try repository.remove(listing)
+        removing.step()
         result.removed += 1
-        result.bytesFreed += record.byteCount
+        result.bytesFreed += decision.item.byteCount
         logger.debug(
-          "removed", metadata: ["archive.id": "\(record.id)", "reason": "\(decision.reasons.joined(separator: ", "))"])
+          "removed", metadata: ["archive.id": "\(listing.id)", "reason": "\(decision.reasons.joined(separator: ", "))"])
       }
       result.rowsTrimmed = try database?.trimSessionBackups(keepPerUser: options.policy.keepPerUser, dryRun: false) ?? 0
       // The same plan on the remotes: only what was removed here, never an archive this host does
       // not know (another host's, or one this host lost: then the remote copy is the last one).
-      let removedRecords = plan.remove.compactMap { byID[$0.item.id] }
+      let removedRecords = plan.remove.compactMap { signed[$0.item.id].map { listed[$0] } }
       for remote in deployment.remotes where !removedRecords.isEmpty {
         do {
           let there = Set(try remote.list().map(\.path))
           var paths: [String] = []
           for record in removedRecords {
-            let directory = String(
-              repository.directory(kind: record.kind, userID: record.userID).dropFirst(
-                repository.backupsDirectory.count + 1))
+            let directory = String(repository.directory(of: record).dropFirst(repository.backupsDirectory.count + 1))
             for name in [
               record.fileName, record.id + ArchiveName.recordSuffix, record.id + ArchiveSignature.fileSuffix,
             ]

@@ -346,12 +346,19 @@ public enum RestoreJob {
   /// The cross-host live-owner guard: refuses when another deployment's heartbeat shows a user
   /// this restore places with the same auth key (or one that cannot be compared) in use within
   /// the window. A live copy under a different key is a warning only (not AUTH_KEY_DUPLICATED).
+  /// A `--target` is guarded only where a bot could use it (`TargetScope`); a scratch directory
+  /// outside every deployment is not.
   /// - Returns: warnings (a forced restore, a remote that could not be read, a different key).
   /// - Throws: `JobError.refused` naming the user, the host and how to hand the session over.
   static func guardFleet(_ deployment: Deployment, plan: RestorePlan, options: RestoreOptions, logger: Logger) throws
     -> [String]
   {
     guard !plan.users.isEmpty, !deployment.remotes.isEmpty else { return [] }
+    var place = ""
+    if plan.mode == .target {
+      guard let use = TargetScope.botUse(of: plan.targetRoot, deployment: deployment) else { return [] }
+      place = " (--target \(plan.targetRoot) lies in \(use), where a bot could use it)"
+    }
     let (live, unreadable) = FleetJob.liveElsewhere(deployment, userIDs: Set(plan.users))
     var warnings = unreadable.map { "the fleet could not be read (\($0)); the cross-host guard could not look there" }
     let formatter = ISO8601DateFormatter()
@@ -373,7 +380,7 @@ public enum RestoreJob {
       + (refused.count > 5 ? "; and \(refused.count - 5) more" : "")
     guard options.isForced else {
       throw JobError.refused(
-        "refusing to restore: \(described); the same key on two hosts gets it revoked by Telegram (AUTH_KEY_DUPLICATED). Hand it over first: on \(first.deploymentName) run tgsess handover --user \(first.userID), then here tgsess restore --from-remote \(remote) --user \(first.userID) --from-deployment \(first.deploymentName); --force restores anyway"
+        "refusing to restore\(place): \(described); the same key on two hosts gets it revoked by Telegram (AUTH_KEY_DUPLICATED). Hand it over first: on \(first.deploymentName) run tgsess handover --user \(first.userID), then here tgsess restore --from-remote \(remote) --user \(first.userID) --from-deployment \(first.deploymentName); --force restores anyway"
       )
     }
     logger.warning("restore forced past the fleet guard", metadata: ["evidence": "\(described)"])

@@ -1,4 +1,5 @@
 import Foundation
+import Store
 
 /// One backup as retention sees it: its identity, age, owner and the facts the guards need.
 public struct RetentionItem: Sendable, Codable, Equatable {
@@ -76,30 +77,63 @@ public struct RetentionPlan: Sendable, Codable, Equatable {
   /// Renders the plan as a table for `--dry-run`: id, time (UTC), kind, user, action and why,
   /// newest first, then a one-line summary.
   public func render() -> String {
-    let decisions =
-      (keep.map { (action: "keep", decision: $0) } + remove.map { (action: "remove", decision: $0) })
-      .sorted { $0.decision.item.isOrderedBefore($1.decision.item) }
-    var rows = [["ID", "TIME", "KIND", "USER", "ACTION", "WHY"]]
-    for (action, decision) in decisions {
-      let item = decision.item
-      let user = item.kind == .user ? item.userID.map { "\($0)" } ?? "?" : "-"
-      rows.append([
-        item.id, item.createdAt.formatted(.iso8601), item.kind.rawValue, user, action,
-        decision.reasons.joined(separator: ", "),
-      ])
+    var text = ""
+    render { text += $0 }
+    return text
+  }
+
+  /// `render()` in pieces of about a thousand lines, each passed to `write` as it is made, so a
+  /// plan over tens of thousands of archives is never held as one text.
+  public func render(_ write: (String) -> Void) {
+    // Both lists are newest first already: merged as they are written, not sorted. The padded
+    // columns are measured and padded as bytes (every padded cell is ASCII).
+    func user(_ item: RetentionItem) -> String { item.kind == .user ? item.userID.map { "\($0)" } ?? "?" : "-" }
+    func cells(_ action: String, _ item: RetentionItem) -> [String] {
+      [item.id, Timestamp.iso8601(item.createdAt), item.kind.rawValue, user(item), action]
     }
-    var widths = [Int](repeating: 0, count: rows[0].count)
-    for row in rows {
-      for (column, cell) in row.enumerated() { widths[column] = max(widths[column], cell.count) }
-    }
-    var lines = rows.map { row in
-      row.enumerated().map { column, cell in
-        column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+    let header = ["ID", "TIME", "KIND", "USER", "ACTION", "WHY"]
+    var widths = header.dropLast().map(\.utf8.count)
+    for (action, decisions) in [("keep", keep), ("remove", remove)] {
+      widths[4] = max(widths[4], decisions.isEmpty ? 0 : action.utf8.count)
+      for decision in decisions {
+        let item = decision.item
+        widths[0] = max(widths[0], item.id.utf8.count)
+        widths[1] = max(widths[1], Timestamp.iso8601(item.createdAt).utf8.count)
+        widths[2] = max(widths[2], item.kind.rawValue.utf8.count)
+        widths[3] = max(widths[3], user(item).utf8.count)
       }
-      .joined(separator: "  ")
     }
-    lines.append("keep \(keep.count), remove \(remove.count) (\(removedByteCount) bytes)")
-    return lines.joined(separator: "\n") + "\n"
+    var text = ""
+    var lines = 0
+    func append(_ row: [String], why: String) {
+      for (column, cell) in row.enumerated() {
+        text += cell
+        text += String(repeating: " ", count: max(0, widths[column] - cell.utf8.count) + 2)
+      }
+      text += why
+      text += "\n"
+      lines += 1
+      if lines % 1000 == 0 {
+        write(text)
+        text = ""
+      }
+    }
+    append(Array(header.dropLast()), why: header[header.count - 1])
+    var keepIndex = 0
+    var removeIndex = 0
+    while keepIndex < keep.count || removeIndex < remove.count {
+      if removeIndex == remove.count
+        || (keepIndex < keep.count && !remove[removeIndex].item.isOrderedBefore(keep[keepIndex].item))
+      {
+        append(cells("keep", keep[keepIndex].item), why: keep[keepIndex].reasons.joined(separator: ", "))
+        keepIndex += 1
+      } else {
+        append(cells("remove", remove[removeIndex].item), why: remove[removeIndex].reasons.joined(separator: ", "))
+        removeIndex += 1
+      }
+    }
+    text += "keep \(keep.count), remove \(remove.count) (\(removedByteCount) bytes)\n"
+    write(text)
   }
 }
 

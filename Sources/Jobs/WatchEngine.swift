@@ -98,7 +98,10 @@ final class WatchEngine {
       ? nil
       : WatchPusher(
         remotes: remotes, backupsDirectory: deployment.backupsDirectory, wake: stop.wake,
-        retryBase: options.pushRetryBase, retryCap: options.pushRetryCap, authentication: authentication)
+        retryBase: options.pushRetryBase, retryCap: options.pushRetryCap, authentication: authentication,
+        heartbeat: WatchPusher.Heartbeat(
+          deployment: deployment, throttle: HeartbeatThrottle(minimumInterval: options.fleetHeartbeatInterval),
+          logger: logger))
     pinger = try options.pingURL.map { try WatchPinger(url: $0, timeout: options.pingTimeout, logger: logger) }
   }
 
@@ -891,9 +894,12 @@ final class WatchEngine {
     let known = users
     let busyTimeoutMS = deployment.busyTimeoutMS
     let sessionsDirectory = deployment.sessionsDirectory
+    let progress = reason == "start" ? options.startUpProgress : nil
+    let filesRead = PhaseCounter(progress, phase: "session files", total: fileUsers.count)
     let reads =
       (try? Parallel.map(count: fileUsers.count, workers: options.scanWorkers) {
         index -> (FileStamp?, Result<(FileIdentity, SessionPagePrint?), StoreError>?) in
+        defer { filesRead.step() }
         let userID = fileUsers[index]
         let path = sessionsDirectory + "/user_\(userID).session"
         guard let stamp = FileStamp.read(path: path) else { return (nil, nil) }
@@ -935,8 +941,10 @@ final class WatchEngine {
     let repository = self.repository
     let authentication = self.authentication
     let archivedIDs = ordered.map { users[$0]?.archivedID }
+    let archivesRead = PhaseCounter(progress, phase: "archives", total: ordered.count)
     let newest =
       (try? Parallel.map(count: ordered.count, workers: options.scanWorkers) { index -> Result<String?, StoreError> in
+        defer { archivesRead.step() }
         do {
           return .success(
             try repository.newestUserArchiveID(

@@ -34,6 +34,9 @@ public struct WatchOptions: Sendable {
   /// The same for a remote that failed (the archive stays local meanwhile).
   public var pushRetryBase: TimeInterval = 2
   public var pushRetryCap: TimeInterval = 300
+  /// After a verified push, the fleet heartbeat on that remote is rewritten at once when it
+  /// gains or loses an identity (a user, a key), else at most this often.
+  public var fleetHeartbeatInterval: TimeInterval = 60
   /// Attempts per remote in a `--once` run (a daemon never gives up).
   public var oncePushAttempts = 3
   /// Least time between two full reads of `user_sessions` while the database keeps changing.
@@ -42,6 +45,9 @@ public struct WatchOptions: Sendable {
   public var stateSaveInterval: TimeInterval = 30
   /// Threads of the start-up and overflow scan.
   public var scanWorkers = Parallel.defaultWorkers
+  /// Where the start-up scan reports its progress (a TTY): its phases "session files", then
+  /// "archives", which ends the scan when done reaches total. Nil reports nothing.
+  public var startUpProgress: JobProgressHandler?
 
   /// The options from the configuration, overridden by what the caller passes.
   public init(

@@ -7,7 +7,10 @@ import Store
 /// after its signature and its file's hash are checked again (as `tgsess push` does): one that
 /// fails is never copied, and is named once. Each push is verified by size and hash; a failed
 /// one is retried with growing waits (the archive stays safe locally meanwhile), and pushes
-/// waiting for the same remote go in one rclone run.
+/// waiting for the same remote go in one rclone run. After a push verifies, the deployment's
+/// fleet heartbeat is written to that remote (`HeartbeatThrottle` says when), so `tgsess fleet`
+/// and restore's cross-host guard see a login watch archived without waiting for the next
+/// `tgsess push`; a heartbeat that fails fails the push, which is retried as one.
 final class WatchPusher: @unchecked Sendable {
   /// One push attempt's outcome, for logs and metrics.
   struct Outcome: Sendable {
@@ -19,6 +22,13 @@ final class WatchPusher: @unchecked Sendable {
     var retryIn: TimeInterval?
     var finishedAt: Date
     var isOK: Bool { error == nil }
+  }
+
+  /// What the heartbeat after a push needs.
+  struct Heartbeat {
+    var deployment: Deployment
+    var throttle: HeartbeatThrottle
+    var logger: Logger
   }
 
   private struct Item {
@@ -43,12 +53,16 @@ final class WatchPusher: @unchecked Sendable {
   /// Archives (relative paths) whose file matched their signature in this run; touched only by
   /// the thread that pushes.
   private var authenticated: Set<String> = []
+  /// The fleet heartbeat written after each verified push (nil: none); touched only by the
+  /// thread that pushes.
+  private var heartbeat: Heartbeat?
 
   init(
     remotes: [RcloneRemote], backupsDirectory: String, wake: WakePipe, retryBase: TimeInterval, retryCap: TimeInterval,
-    authentication: Result<SigningAuthenticator, StoreError>
+    authentication: Result<SigningAuthenticator, StoreError>, heartbeat: Heartbeat? = nil
   ) {
     self.authentication = authentication
+    self.heartbeat = heartbeat
     self.remotes = Dictionary(remotes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     self.backupsDirectory = backupsDirectory
     self.wake = wake
@@ -98,17 +112,18 @@ final class WatchPusher: @unchecked Sendable {
   }
 
   /// Runs the queue on the calling thread until every push succeeded or failed `attempts` times
-  /// (a `--once` run), sleeping through the backoff in between.
+  /// (a `--once` run), sleeping through the backoff in between. A push that failed that often
+  /// stays queued: `pending` names it (the run is partial) and the state file keeps it for the
+  /// next run.
   func drain(attempts: Int) {
     while true {
       let next: TimeInterval? = condition.withLock {
-        items.removeAll { $0.attempts >= attempts }
-        return items.map(\.notBefore).min()
+        items.filter { $0.attempts < attempts }.map(\.notBefore).min()
       }
       guard let next else { return }
       let wait = next - Self.now()
       if wait > 0 { Thread.sleep(forTimeInterval: wait) }
-      runDueBatch()
+      runDueBatch(attemptLimit: attempts)
     }
   }
 
@@ -134,16 +149,17 @@ final class WatchPusher: @unchecked Sendable {
     }
   }
 
-  /// Takes the due pushes of one remote, runs them as one push and one check, and requeues them
-  /// with backoff on failure.
-  private func runDueBatch() {
+  /// Takes the due pushes of one remote (those tried fewer than `attemptLimit` times), runs them
+  /// as one push and one check, and requeues them with backoff on failure.
+  private func runDueBatch(attemptLimit: Int = .max) {
     let now = Self.now()
     let batch: [Item] = condition.withLock {
-      guard let first = items.filter({ $0.notBefore <= now }).min(by: { $0.notBefore < $1.notBefore }) else {
+      let isDue = { (item: Item) in item.notBefore <= now && item.attempts < attemptLimit }
+      guard let first = items.filter(isDue).min(by: { $0.notBefore < $1.notBefore }) else {
         return []
       }
-      let taken = items.filter { $0.push.remote == first.push.remote && $0.notBefore <= now }
-      items.removeAll { $0.push.remote == first.push.remote && $0.notBefore <= now }
+      let taken = items.filter { $0.push.remote == first.push.remote && isDue($0) }
+      items.removeAll { $0.push.remote == first.push.remote && isDue($0) }
       inFlight = taken
       return taken
     }
@@ -216,7 +232,8 @@ final class WatchPusher: @unchecked Sendable {
     return files.sorted()
   }
 
-  /// One push of `pushes` to the remote and its check; nil when both succeeded.
+  /// One push of `pushes` to the remote, its check and the heartbeat after it; nil when all
+  /// succeeded.
   private func push(_ remoteName: String, _ pushes: [WatchPendingPush]) -> String? {
     guard let remote = remotes[remoteName] else {
       return "remote \(remoteName) is no longer configured; its pending copies are dropped"
@@ -225,7 +242,7 @@ final class WatchPusher: @unchecked Sendable {
     let files = Self.files(of: pushes).filter {
       FileSystem.exists(backupsDirectory + "/" + $0)
     }
-    guard !files.isEmpty else { return nil }
+    guard !files.isEmpty else { return writeHeartbeat(remote) }
     do {
       let copy = try remote.push(
         backupsDirectory: backupsDirectory, files: files, listDirectory: backupsDirectory + "/watch")
@@ -241,11 +258,27 @@ final class WatchPusher: @unchecked Sendable {
       guard check.status == 0 else {
         return "remote \(remoteName): rclone check found differences (exit \(check.status)): \(check.errorText)"
       }
-      return nil
+      return writeHeartbeat(remote)
     } catch let error as StoreError {
       return "remote \(remoteName): \(error.errorDescription ?? "\(error)")"
     } catch {
       return "remote \(remoteName): \(error.localizedDescription)"
     }
+  }
+
+  /// Writes the deployment's heartbeat to `remote` after a verified push there, when the
+  /// throttle says it is due (always when it names an identity the last one there did not).
+  /// - Returns: nil when it was written or was not due; else why it was not (the push then
+  ///   counts as failed and is retried, so the heartbeat is too).
+  private func writeHeartbeat(_ remote: RcloneRemote) -> String? {
+    guard var heartbeat else { return nil }
+    let state = FleetHeartbeat.make(heartbeat.deployment, check: nil, now: Date())
+    let identities = HeartbeatThrottle.identities(of: state)
+    guard heartbeat.throttle.isDue(remote: remote.name, identities: identities, now: Self.now()) else { return nil }
+    let failures = FleetHeartbeat.write(state, heartbeat.deployment, remotes: [remote], logger: heartbeat.logger)
+    if let failure = failures[remote.name] { return failure }
+    heartbeat.throttle.record(remote: remote.name, identities: identities, now: Self.now())
+    self.heartbeat = heartbeat
+    return nil
   }
 }

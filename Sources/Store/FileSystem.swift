@@ -323,10 +323,19 @@ extension FileSystem {
         if errno != 0 { throw StoreError.io(path: path, operation: "list directory", errno: errno) }
         return names
       }
-      let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
-        String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
-      }
+      let name = entryName(entry)
       if name != ".", name != ".." { names.append(name) }
     }
+  }
+}
+
+extension FileSystem {
+  /// The name of an entry readdir(3) returned, read where it lies. Not `entry.pointee.d_name`:
+  /// that copies a whole `dirent` (280 bytes), while readdir's record is only `d_reclen` long and
+  /// may end at the end of its buffer, so the copy can read past it (a SIGSEGV in memcpy, seen
+  /// once in the live-holder scan of /proc/<pid>/fd).
+  public static func entryName(_ entry: UnsafeMutablePointer<dirent>) -> String {
+    let offset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+    return String(cString: (UnsafeRawPointer(entry) + offset).assumingMemoryBound(to: CChar.self))
   }
 }

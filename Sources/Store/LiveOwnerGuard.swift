@@ -215,9 +215,7 @@ enum ProcessTable {
       defer { closedir(handle) }
       var matched = Set<String>()
       while let entry = readdir(handle) {
-        let fdName = withUnsafeBytes(of: entry.pointee.d_name) {
-          String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-        }
+        let fdName = FileSystem.entryName(entry)
         guard fdName != ".", fdName != ".." else { continue }
         let link = directory + "/" + fdName
         // Sockets, pipes and anonymous inodes are not paths: skip them before the stat.

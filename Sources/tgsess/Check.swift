@@ -9,7 +9,7 @@ struct Check: ParsableCommand, NagiosPlugin {
     discussion: """
       Checks the database (opens, quick_check, schema, not locked), the keys (the Fernet keys load and are private, an age recipient is configured, the archive signing key and its key ring load and are private, the age identity opens the newest archive when it is on this host), every user (row and session file exist and validate, the secret decrypts, string and file agree, .session.backup, permissions, no hot journal), orphans, backups (the backups directory can be listed, every archive carries this deployment's signature: a rejected one is CRITICAL, since someone wrote to backups/, unsigned ones a WARNING until tgsess keys sign-existing; the newest signed full snapshot is younger than --max-age, every user is in a signed archive, free space; --deep verifies a sample in full against their signatures), offsite copies and drills. A problem of the whole deployment (a missing key, a directory that cannot be read) is reported once, not for every user.
 
-      Session files are opened read-only and never changed. The only write is the last step, one transaction in the database: each user's health, last_error (the reasons found) and last_checked_at, for the bot's /status; and status = revoked for a user whose live probe (--probe) answered with a fatal error twice. It is skipped for a database that fails quick_check or whose schema is not current, and --no-write skips all of it.
+      Session files are opened read-only and never changed. The only write is the last step, one transaction in the database: each user's health, last_error (the reasons found) and last_checked_at, for the bot's /status; and status = revoked for a user whose live probe (--probe) answered with a fatal error twice. It is skipped for a database that fails quick_check or whose schema is not current, and --no-write skips all of it. Besides, check (like list and prune) keeps backups/.signatures, a cache of signature verdicts authenticated with a key derived from keys/signing.key (no secret in it): a signature is verified once, and again whenever its file changes.
 
         $ tgsess check
         $ tgsess check --nagios
@@ -46,8 +46,11 @@ struct Check: ParsableCommand, NagiosPlugin {
         probeCommand: probe.map { $0.split(separator: " ").map(String.init) },
         probeTimeout: probeTimeout.map(TimeInterval.init),
         probeRetryBase: probeBackoffMs.map { .milliseconds(max(0, $0)) })
+      let meter = ProgressMeter(isEnabled: !global.json && !nagios)
       result = CheckJob.run(
-        deployment, options: CheckOptions(config: deployment.config, overrides: overrides), logger: logger)
+        deployment, options: CheckOptions(config: deployment.config, overrides: overrides), logger: logger,
+        progress: meter.isActive ? meter.update : nil)
+      meter.finish()
     } catch {
       // A check that cannot run is UNKNOWN.
       let text = Tgsess.describe(error)

@@ -56,12 +56,15 @@ struct Drill: ParsableCommand {
     let result: DrillResult
     do {
       let (deployment, logger) = try global.setUp()
+      let meter = ProgressMeter(isEnabled: !global.json)
+      defer { meter.finish() }
       result = try DrillJob.run(
         deployment,
         options: DrillOptions(
           from: from, userSample: users, identityPath: identity, keepsDirectory: keep, fromRemote: fromRemote,
           verifyKeyPath: verifyKey, allowsUnsigned: allowUnsigned, fernetKeysPath: fernetKeys),
-        logger: logger)
+        logger: logger, progress: meter.isActive ? meter.update : nil)
+      meter.finish()
       if global.json { try Output.json(result) } else { Self.render(result).forEach { Output.line($0) } }
     } catch {
       monitor.fail(error)

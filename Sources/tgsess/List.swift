@@ -12,7 +12,9 @@ struct List: ParsableCommand {
       or names another place: someone wrote to backups/; --json says why), or unverified (no \
       key ring here). VERIFIED is how the writer proved a signed archive before it signed it. \
       Nothing else a record says is trusted, and the archive file itself is not hashed here \
-      (restore, drill and check --deep do that).
+      (restore, drill and check --deep do that). A signature is verified once; its verdict is \
+      kept in backups/.signatures (authenticated with a key derived from keys/signing.key) and \
+      used while the signature file is unchanged (same inode, size and times).
 
         $ tgsess list
         $ tgsess list --user 42
@@ -53,13 +55,18 @@ struct List: ParsableCommand {
         archive.signature.rawValue, archive.verification?.rawValue ?? "-",
       ]
     }
-    let widths = header.indices.map { column in
-      ([header] + rows).map { $0[column].count }.max() ?? 0
+    var widths = header.map(\.count)
+    for row in rows {
+      for (column, cell) in row.enumerated() { widths[column] = max(widths[column], cell.count) }
     }
+    // Padded by hand: `padding(toLength:)` bridges to NSString, a cost per cell at 10,000 rows.
     return ([header] + rows).map { cells in
-      cells.enumerated().map { column, cell in
-        column == cells.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
-      }.joined(separator: "  ")
+      var line = ""
+      for (column, cell) in cells.enumerated() {
+        line += cell
+        if column < cells.count - 1 { line += String(repeating: " ", count: widths[column] - cell.count + 2) }
+      }
+      return line
     }
   }
 }

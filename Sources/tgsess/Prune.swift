@@ -56,9 +56,24 @@ struct Prune: ParsableCommand {
         keepPerUser: keepPerUser, keepLast: keepLast, keepHourly: keepHourly, keepDaily: keepDaily,
         keepWeekly: keepWeekly, keepMonthly: keepMonthly, keepYearly: keepYearly, timeZone: timezone,
         isDryRun: dryRun, lockWait: TimeInterval(lockWait))
+      let meter = ProgressMeter(isEnabled: !global.json)
+      defer { meter.finish() }
       result = try PruneJob.run(
-        deployment, options: try PruneOptions(config: deployment.config, overrides: overrides), logger: logger)
-      if global.json { try Output.json(result) } else { Output.line(Self.render(result)) }
+        deployment, options: try PruneOptions(config: deployment.config, overrides: overrides), logger: logger,
+        progress: meter.isActive ? meter.update : nil)
+      meter.finish()
+      if global.json {
+        try Output.json(result)
+      } else if result.isDryRun {
+        // The plan in pieces: tens of thousands of lines are never held as one text.
+        result.plan.render { FileHandle.standardOutput.write(Data($0.utf8)) }
+        Output.line(
+          "\n"
+            + (["dry run: would trim \(result.rowsTrimmed) session_backups row(s)"] + Self.outsideThePlan(result))
+            .joined(separator: "\n"))
+      } else {
+        Output.line(Self.render(result))
+      }
     } catch {
       monitor.fail(error)
       throw error

@@ -27,7 +27,9 @@ struct Restore: ParsableCommand {
       With a remote configured, a restore also refuses to place a session that another host's \
       heartbeat (see tgsess fleet) shows in use with the same key within the last 15 minutes: it \
       names the host and how to hand the session over (tgsess handover there, then --from-remote \
-      R --user N --from-deployment THAT-HOST here). --force overrides that too.
+      R --user N --from-deployment THAT-HOST here). --force overrides that too. A --target is \
+      guarded only where a bot could use it (inside a deployment, or beside session files); a \
+      scratch directory outside them is not.
 
         $ tgsess restore latest --user 42                 # that user's newest backup
         $ tgsess restore --at "2026-11-24 03:00" --dry-run

@@ -49,11 +49,20 @@ struct Watch: ParsableCommand {
   func run() throws {
     let (deployment, logger) = try global.setUp()
     let environment = ProcessInfo.processInfo.environment
-    let options = WatchOptions(
+    var options = WatchOptions(
       config: deployment.config, isOnce: once, metricsPath: monitoring.prometheus,
       pingURL: monitoring.pingURL ?? environment["TGSESS_PING_URL"].flatMap { $0.isEmpty ? nil : $0 },
       pingTimeout: environment["TGSESS_PING_TIMEOUT"].flatMap(Double.init) ?? Ping.defaultTimeout,
       lockWait: lockWait.map(TimeInterval.init), retryBase: retryBaseMS.map { TimeInterval($0) / 1000 })
+    // The start-up scan's progress on a TTY; the line is cleared once the scan is done.
+    let meter = ProgressMeter(isEnabled: !global.json)
+    if meter.isActive {
+      options.startUpProgress = { progress in
+        meter.update(progress)
+        if progress.phase == "archives", progress.done == progress.total { meter.finish() }
+      }
+    }
+    defer { meter.finish() }
     let stop = try StopRequest()
     stop.trapTerminationSignals()
     let result = try WatchJob.run(deployment, options: options, logger: logger, stop: stop)

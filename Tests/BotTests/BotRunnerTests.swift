@@ -182,6 +182,10 @@ struct BotRunnerTests {
     try scenario.start()
     let user = healthy
     let other = broken
+    // The farm's JSON sidecar beside the session file holds secrets too: it must go with it.
+    let sidecar = scenario.deployment.sidecarPath(userID: user)
+    try Data("{\"app_id\": 2040, \"app_hash\": \"0123456789abcdef0123456789abcdef\"}".utf8).write(
+      to: URL(fileURLWithPath: sidecar))
     let question = try #require(try scenario.say("/logout", from: user).first)
     #expect(question.buttons == ["logout-yes:\(user)", "logout-no:\(user)"])
     #expect(FileManager.default.fileExists(atPath: scenario.sessionPath(user)))
@@ -199,6 +203,7 @@ struct BotRunnerTests {
       confirmation.split(separator: "\n").first { $0.hasPrefix("Backup taken before logout: ") }
         .map { $0.dropFirst("Backup taken before logout: ".count).dropLast() })
     #expect(!FileManager.default.fileExists(atPath: scenario.sessionPath(user)))
+    #expect(!FileManager.default.fileExists(atPath: sidecar), "the sidecar went with the session")
     #expect(try scenario.query("SELECT status FROM user_sessions WHERE user_id = \(user)") == "logged_out")
     #expect(
       try scenario.query(

@@ -22,6 +22,7 @@ import Testing
   @Test func thePlanFollowsTheFilesAndTheRow() {
     let wal = Self.path + "-wal"
     let copy = Self.path + ".backup"
+    let json = "/srv/bot/sessions/user_42.json"
     func state(_ files: [String], _ row: UserStatus?, problem: SessionProblem? = nil) -> LogoutState {
       LogoutState(
         userID: 42, files: files, hasSessionFile: files.first == Self.path, sessionProblem: problem, rowStatus: row)
@@ -38,6 +39,10 @@ import Testing
       (state([], .active), logOut([], false, true), "a row without a file: its rows are backed up, then marked"),
       (state([], .revoked), logOut([], false, true), "a revoked row is marked too"),
       (state([Self.path, wal, copy], .active), logOut([Self.path, wal, copy], true, true), "the usual logout"),
+      (
+        state([Self.path, wal, json], .active), logOut([json, Self.path, wal], true, true),
+        "the JSON sidecar goes first, so an interrupted logout never leaves it alone"
+      ),
       (state([Self.path], nil), logOut([Self.path], true, false), "a file without a row: nothing to mark"),
       (state([Self.path], .loggedOut), logOut([Self.path], true, true), "a file that came back after a logout"),
       (
@@ -178,5 +183,41 @@ import Testing
     #expect(options.backup.userID == 7 && options.backup.reason == "Before logout")
     #expect(options.lockWait == 30 && options.lockCommand == "tgsess-bot logout --user 7")
     #expect(LogoutOptions(userID: 7).lockCommand == "logout --user 7")
+  }
+
+  /// The JSON sidecar (`user_<id>.json`, a farm's app hash and 2FA password) is in the backup
+  /// before logout and goes with the session file: no secret-bearing sidecar outlives a logout.
+  /// One without a session file is in no backup a logout takes, and stays.
+  @Test func aLogoutTakesTheSidecarWithTheSessionFile() throws {
+    let fleet = try TestFleet(users: 3)
+    let users = try fleet.telethonUserIDs(2)
+    let (user, alone) = (users[0], users[1])
+    let path = fleet.sessionPath(user)
+    let sidecar = fleet.deployment.sidecarPath(userID: user)
+    let json = Data(
+      "{\"app_id\": 2040, \"app_hash\": \"0123456789abcdef0123456789abcdef\", \"twoFA\": \"hunter2-hunter2\"}".utf8)
+    try json.write(to: URL(fileURLWithPath: sidecar))
+
+    let plan = try LogoutJob.plan(fleet.deployment, userID: user)
+    #expect(plan.removes == [sidecar, path])
+    let result = try LogoutJob.run(fleet.deployment, options: LogoutOptions(userID: user), logger: Self.logger)
+    #expect(result.outcome == .loggedOut)
+    #expect(result.removed == [sidecar, path])
+    #expect(!FileSystem.exists(sidecar) && !FileSystem.exists(path))
+    // The backup holds the pair, byte for byte.
+    let archive = try #require(result.archive)
+    let identities = try KeyStore.loadIdentities(fleet.deployment)
+    let manifest = try ArchiveReader.read(path: archive.path, identities: identities)
+    let entry = try #require(manifest.entries.first { $0.path == "sessions/user_\(user).json" })
+    #expect(entry.role == .sessionSidecar && entry.sha256 == Digest.sha256Hex(json))
+
+    // A sidecar without its session file: not backed up by the logout, so not removed.
+    let orphan = fleet.deployment.sidecarPath(userID: alone)
+    try json.write(to: URL(fileURLWithPath: orphan))
+    try FileManager.default.removeItem(atPath: fleet.sessionPath(alone))
+    let orphanPlan = try LogoutJob.plan(fleet.deployment, userID: alone)
+    #expect(!orphanPlan.removes.contains(orphan))
+    _ = try LogoutJob.run(fleet.deployment, options: LogoutOptions(userID: alone), logger: Self.logger)
+    #expect(FileSystem.exists(orphan))
   }
 }

@@ -134,8 +134,8 @@ import Testing
     #expect(refused.stderr.contains("tgsess handover --user \(user)"))
     #expect(refused.stderr.contains("AUTH_KEY_DUPLICATED"))
     #expect(!FileSystem.exists(hostB.sessionPath(user)))
-    // Not even a --target copy on host-b.
-    let target = hostB.directory.file("copy")
+    // Not even a --target copy inside host-b's deployment, where a bot could use it.
+    let target = hostB.root + "/copy"
     let targetRun = try hostB.tgsess([
       "restore", "--from-remote", "usb", "--from-deployment", "host-a", "--target", target,
     ])

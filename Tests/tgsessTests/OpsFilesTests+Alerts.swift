@@ -41,11 +41,23 @@ extension OpsFilesTests {
       path = "\(blocker)/remote"
 
       """, to: fleet.root + "/tgsess.toml")
+    // Watch with the good remote alone: a copy left failing is not "caught up", and its
+    // textfile has no last-success time then.
+    let goodOnly = fleet.directory.file("good-only.toml")
+    try write(
+      """
+      deployment_name = "bot-1"
+
+      [[remotes]]
+      name = "good"
+      path = "\(fleet.directory.file("remote"))"
+
+      """, to: goodOnly)
     let environment = ["TGSESS_RETRY_BASE_MS": "1"]
     let runs: [([String], Set<Int32>)] = [
       // First, while no user has an archive: watch archives every one ("New user"), so its
       // textfile holds the latency gauges too.
-      (["watch", "--once", "--prometheus", directory + "/tgsess_watch.prom"], [0, 3]),
+      (["watch", "--once", "--config", goodOnly, "--prometheus", directory + "/tgsess_watch.prom"], [0]),
       (["backup", "--prometheus", directory + "/tgsess_backup.prom"], [3]),
       (["drill", "--prometheus", directory + "/tgsess_drill.prom"], [0]),
       (["prune", "--prometheus", directory + "/tgsess_prune.prom"], [0, 3]),

@@ -23,15 +23,16 @@ public struct CheckContext: Sendable {
   public var inspections: [Int64: SessionInspection]
   /// The permission bits of the sessions directory, when it exists.
   public var sessionsDirectoryMode: mode_t?
-  /// Every archive, newest first.
-  public var archives: Result<[ArchiveRecord], StoreError>
+  /// Every archive, newest first. The records of full snapshots are read (the users they hold);
+  /// a per-user archive's is not, since its name, place and signature say all check needs.
+  public var archives: Result<[ArchiveRecord], StoreError> { didSet { signedCache = nil } }
   /// The key ring archives are checked with (`keys/signing.pub`).
   public var signing: Result<SigningAuthenticator, StoreError>
   /// The archive signing key (`keys/signing.key`), which every backup needs.
   public var signingKey: Result<SigningKey, StoreError>
   /// How each of `archives` stands (same order), from its signature file and its place; empty
   /// when the archives or the ring could not be read.
-  public var standings: [ArchiveAuthenticity]
+  public var standings: [ArchiveAuthenticity] { didSet { signedCache = nil } }
   public var freeBytes: Int64?
   /// When the newest successful drill ran.
   public var newestDrill: Date?
@@ -41,6 +42,8 @@ public struct CheckContext: Sendable {
   public var watch: WatchStatus
   /// Session files whose install with their JSON sidecar a crash interrupted.
   public var interruptedPairs: [String] = []
+  /// `signedArchives`, worked out once for the units that each ask for it.
+  var signedCache: [ArchiveRecord]?
 
   /// What check read from the bot database, in the order it reads it; reading stops at the first
   /// failure, which is kept.
@@ -95,7 +98,11 @@ public struct CheckContext: Sendable {
 
   /// Reads the deployment: keys, the database, every session file, the archive list, free space,
   /// drills and remote states.
-  public static func gather(_ deployment: Deployment, options: CheckOptions) -> CheckContext {
+  /// - Parameter progress: where to report each phase's progress (a TTY); nil reports nothing.
+  public static func gather(_ deployment: Deployment, options: CheckOptions, progress: JobProgressHandler? = nil)
+    -> CheckContext
+  {
+    progress?(JobProgress(phase: "database", done: 0, total: 1))
     let database = readDatabase(deployment, isDeep: options.isDeep)
     let sessionFiles = Result { try deployment.sessionFileUserIDs() }.mapError {
       StoreError.wrapping($0, path: deployment.sessionsDirectory)
@@ -103,16 +110,32 @@ public struct CheckContext: Sendable {
     let repository = ArchiveRepository(backupsDirectory: deployment.backupsDirectory)
     // The repository reads backups/full and backups/users; listing backups/ itself first is what
     // tells "nothing backed up yet" from "backups/ cannot be read" (a dangling symlink, a file).
-    let archives = Result {
+    let listings = Result {
       _ = try FileSystem.directoryNames(deployment.backupsDirectory)
-      return try repository.list()
+      return try repository.listings()
     }.mapError { StoreError.wrapping($0, path: deployment.backupsDirectory) }
+    let archives = listings.map { listings in
+      listings.map { repository.record(of: $0, readsRecord: $0.kind == .full) }
+        .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+    }
     let signing = Result { try SigningAuthenticator.forDeployment(deployment) }.mapError {
       StoreError.wrapping($0, path: deployment.signingPublicKeysPath)
     }
+    let signingKey = Result { try KeyStore.loadSigningKey(deployment) }.mapError {
+      StoreError.wrapping($0, path: deployment.signingKeyPath)
+    }
     var standings: [ArchiveAuthenticity] = []
     if case .success(let records) = archives, case .success(let authenticator) = signing {
-      standings = authenticator.authenticity(of: records, in: repository)
+      // Each signature is verified once; its verdict is then kept in backups/.signatures while
+      // the signature file is unchanged (see `SignatureVerdicts`).
+      let verdicts = (try? signingKey.get()).flatMap {
+        try? SignatureVerdicts(
+          backupsDirectory: deployment.backupsDirectory, ring: authenticator.ring, signingKey: $0)
+      }
+      let judged = PhaseCounter(progress, phase: "signatures", total: records.count)
+      standings = authenticator.authenticity(of: records, in: repository, verdicts: verdicts, progress: judged.step)
+      // A cache that cannot be written costs the next run time, nothing else.
+      try? verdicts?.save(dropsUnused: true)
     }
     var context = CheckContext(
       deployment: deployment, options: options,
@@ -128,18 +151,17 @@ public struct CheckContext: Sendable {
           StoreError.wrapping($0, path: deployment.ageIdentityPath)
         } : nil,
       database: database, sessionFiles: sessionFiles,
-      inspections: inspectFiles(deployment, users: (try? sessionFiles.get()) ?? [], isDeep: options.isDeep),
+      inspections: inspectFiles(
+        deployment, users: (try? sessionFiles.get()) ?? [], isDeep: options.isDeep, progress: progress),
       sessionsDirectoryMode: try? FileSystem.mode(of: deployment.sessionsDirectory),
       archives: archives, signing: signing,
-      signingKey: Result { try KeyStore.loadSigningKey(deployment) }.mapError {
-        StoreError.wrapping($0, path: deployment.signingKeyPath)
-      },
-      standings: standings, freeBytes: FileSystem.freeBytes(at: deployment.backupsDirectory),
+      signingKey: signingKey, standings: standings, freeBytes: FileSystem.freeBytes(at: deployment.backupsDirectory),
       newestDrill: DrillHistory.newestSuccess(deployment),
       remotes: deployment.remotes.map { ($0, RemoteState.load(deployment, remote: $0.name)) },
       watch: WatchStatus.read(deployment, now: options.now))
     // A directory that cannot be listed is the sessions check's finding already.
     context.interruptedPairs = (try? LiveFiles.interruptedPairs(in: deployment.sessionsDirectory)) ?? []
+    context.signedCache = context.signedArchives
     return context
   }
 
@@ -148,6 +170,7 @@ public struct CheckContext: Sendable {
   /// The archives signed by this deployment's key, newest first, each as its signature vouches
   /// for it: the only archives that count (as a backup of a user, as the newest full snapshot).
   public var signedArchives: [ArchiveRecord] {
+    if let signedCache { return signedCache }
     guard case .success(let records) = archives, standings.count == records.count else { return [] }
     return zip(records, standings).compactMap { record, standing in
       if case .signed(let signed) = standing { return record.vouched(by: signed.statement) }
@@ -225,13 +248,17 @@ public struct CheckContext: Sendable {
   }
 
   /// Inspects every user's session file (and `.session.backup`) on a few threads.
-  static func inspectFiles(_ deployment: Deployment, users: [Int64], isDeep: Bool) -> [Int64: SessionInspection] {
+  static func inspectFiles(
+    _ deployment: Deployment, users: [Int64], isDeep: Bool, progress: JobProgressHandler? = nil
+  ) -> [Int64: SessionInspection] {
+    let inspected = PhaseCounter(progress, phase: "session files", total: users.count)
     // Every failure is kept in its user's Result, so `inspect` throws nothing and neither does
     // the map; the fallback only keeps a user from ever going without an inspection.
     let results: [SessionInspection]
     do {
       results = try Parallel.map(count: users.count, workers: Parallel.defaultWorkers) { index in
-        inspect(deployment.sessionPath(userID: users[index]), isDeep: isDeep)
+        defer { inspected.step() }
+        return inspect(deployment.sessionPath(userID: users[index]), isDeep: isDeep)
       }
     } catch {
       results = users.map { user in

@@ -165,11 +165,13 @@ public enum CheckJob {
   /// Runs every check and records the results (see `CheckJob`).
   ///
   /// Never throws: everything found, including what could not be read or written, is a finding.
-  public static func run(_ deployment: Deployment, options: CheckOptions = CheckOptions(), logger: Logger)
-    -> CheckResult
-  {
+  /// - Parameter progress: where to report each phase's progress (a TTY); nil reports nothing.
+  public static func run(
+    _ deployment: Deployment, options: CheckOptions = CheckOptions(), logger: Logger,
+    progress: JobProgressHandler? = nil
+  ) -> CheckResult {
     let started = Date()
-    let context = CheckContext.gather(deployment, options: options)
+    let context = CheckContext.gather(deployment, options: options, progress: progress)
     var findings = findings(context)
     let states = userStates(findings: findings, context: context)
     var isRecorded = false

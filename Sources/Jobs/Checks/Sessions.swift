@@ -27,9 +27,16 @@ public enum SessionsCheck {
     let hasRows = context.database.rows != nil
     // The keys load (a key file that does not is the keys check's one finding); nil: none configured.
     var isFernetUsable = false
-    var fernet: Fernet?
-    if case .success(let keys) = context.fernet { (isFernetUsable, fernet) = (true, keys) }
-    for userID in context.liveUsers {
+    var keys: Fernet?
+    if case .success(let loaded) = context.fernet { (isFernetUsable, keys) = (true, loaded) }
+    let (isUsable, fernet) = (isFernetUsable, keys)
+    // Each user's findings from what was read (a Fernet decryption and a string parse each): on
+    // a few threads, in user order.
+    let users = context.liveUsers
+    let isListed = filesAreKnown
+    let perUser = Parallel.collect(count: users.count) { index -> [CheckFinding] in
+      let userID = users[index]
+      var findings: [CheckFinding] = []
       let row = rows[userID]
       let path = context.deployment.sessionPath(userID: userID)
       var file: SessionFileInfo?
@@ -48,7 +55,7 @@ public enum SessionsCheck {
         findings += sidecarFindings(
           inspection, path: context.deployment.sidecarPath(userID: userID), userID: userID)
       }
-      if filesAreKnown {
+      if isListed {
         if row == nil, hasRows {
           findings.append(
             CheckFinding(
@@ -69,9 +76,9 @@ public enum SessionsCheck {
       }
       // The database's secret decrypts and agrees with the file. Without usable keys the keys
       // check has said so once; a token no key could open is not this user's problem.
-      if let secret = row?.sessionString, isFernetUsable, fernet != nil || !Fernet.looksLikeToken(secret.value) {
+      if let secret = row?.sessionString, isUsable, fernet != nil || !Fernet.looksLikeToken(secret.value) {
         // Without the directory listing, a bad secret is not known to be the user's last copy.
-        let lastCopyState: HealthState = file == nil && filesAreKnown ? .critical : .warning
+        let lastCopyState: HealthState = file == nil && isListed ? .critical : .warning
         do {
           let plaintext = try BotDatabase.reveal(secret, fernet: fernet, object: "user \(userID)'s session string")
           let identity = try identity(ofString: plaintext, userID: userID)
@@ -110,7 +117,9 @@ public enum SessionsCheck {
             CheckFinding(.userBackupFile, .warning, "\(backupPath) is not a valid session file", user: userID))
         }
       }
+      return findings
     }
+    findings += perUser.flatMap { $0 }
     for path in context.interruptedPairs {
       let user = Deployment.userID(fromSessionFileName: (path as NSString).lastPathComponent)
       findings.append(

@@ -28,15 +28,24 @@ extension ArchiveRepository {
   /// `removeLeftovers` cleans up, never a listed archive without its data.
   /// - Throws: `StoreError.io`.
   public func remove(_ record: ArchiveRecord) throws {
-    let directory = self.directory(kind: record.kind, userID: record.userID)
-    let archive = directory + "/" + record.fileName
+    try remove(directory: directory(kind: record.kind, userID: record.userID), id: record.id, fileName: record.fileName)
+  }
+
+  /// Removes one listed archive, as `remove(_:)` does.
+  /// - Throws: `StoreError.io`.
+  public func remove(_ listing: ArchiveListing) throws {
+    try remove(directory: directory(of: listing), id: listing.id, fileName: listing.fileName)
+  }
+
+  private func remove(directory: String, id: String, fileName: String) throws {
+    let archive = directory + "/" + fileName
     if unlink(archive) != 0, errno != ENOENT {
       throw StoreError.io(path: archive, operation: "remove", errno: errno)
     }
     try CrashPoint.hit("prune.after-unlink")
-    unlink(directory + "/" + record.id + ArchiveName.recordSuffix)
-    unlink(directory + "/" + record.id + ArchiveSignature.fileSuffix)
-    unlink(pinPath(of: record))
+    unlink(directory + "/" + id + ArchiveName.recordSuffix)
+    unlink(directory + "/" + id + ArchiveSignature.fileSuffix)
+    unlink(directory + "/" + id + ".pin")
     try FileSystem.fsyncDirectory(directory)
   }
 

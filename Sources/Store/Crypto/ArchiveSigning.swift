@@ -275,8 +275,9 @@ public struct ArchiveSignature: Sendable, Equatable {
 }
 
 extension SignedStatement {
-  /// A statement whose fields were checked one by one by the decoder.
-  fileprivate init(
+  /// A statement whose fields were checked one by one by the decoder (or, for a cached
+  /// verdict, when the signature file was decoded and verified).
+  init(
     unchecked archiveID: String, kind: Manifest.Kind, userID: Int64?, createdAt: Date, reason: String,
     encryption: Encryption, fileByteCount: Int64, fileSHA256: String, manifestSHA256: String
   ) {

@@ -27,10 +27,15 @@ public struct HostState: Codable, Sendable, Equatable {
     public var sessionWrittenAt: Date?
     /// The session file's size (with the time, what tells an unchanged file).
     public var sessionByteCount: Int64?
+    /// Whether the JSON sidecar `user_<id>.json` sits beside the session file; nil in a file
+    /// written by a tgsess that did not look. Never any of its content.
+    public var hasSidecar: Bool?
+    /// The sidecar's last modification time, when it has one.
+    public var sidecarWrittenAt: Date?
 
     public init(
       id: Int64, format: String?, dc: Int?, authKeyFingerprint: String?, sessionWrittenAt: Date?,
-      sessionByteCount: Int64?
+      sessionByteCount: Int64?, hasSidecar: Bool? = nil, sidecarWrittenAt: Date? = nil
     ) {
       self.id = id
       self.format = format
@@ -38,6 +43,8 @@ public struct HostState: Codable, Sendable, Equatable {
       self.authKeyFingerprint = authKeyFingerprint
       self.sessionWrittenAt = sessionWrittenAt
       self.sessionByteCount = sessionByteCount
+      self.hasSidecar = hasSidecar
+      self.sidecarWrittenAt = sidecarWrittenAt
     }
 
     enum CodingKeys: String, CodingKey {
@@ -45,6 +52,8 @@ public struct HostState: Codable, Sendable, Equatable {
       case authKeyFingerprint = "auth_key_fingerprint"
       case sessionWrittenAt = "session_written_at"
       case sessionByteCount = "session_bytes"
+      case hasSidecar = "sidecar"
+      case sidecarWrittenAt = "sidecar_written_at"
     }
   }
 
@@ -94,41 +103,56 @@ public struct HostState: Codable, Sendable, Equatable {
   /// any other shape, which the general parser then tries.
   static func parseUTC(_ text: String) -> Date? {
     var text = text
-    return text.withUTF8 { bytes -> Date? in
-      guard bytes.count >= 20, bytes[bytes.count - 1] == UInt8(ascii: "Z") else { return nil }
-      func number(_ start: Int, _ length: Int) -> Int? {
-        var value = 0
-        for index in start..<(start + length) {
-          let digit = Int(bytes[index]) - 48
-          guard (0...9).contains(digit) else { return nil }
-          value = value * 10 + digit
-        }
-        return value
+    return text.withUTF8 { buffer in buffer.baseAddress.flatMap { parseUTC($0, count: buffer.count) } }
+  }
+
+  /// The same, from the text's UTF-8 (`count` bytes at `bytes`).
+  static func parseUTC(_ bytes: UnsafePointer<UInt8>, count: Int) -> Date? {
+    guard count >= 20, bytes[count - 1] == 0x5A else { return nil }  // Z
+    func number(_ start: Int, _ length: Int) -> Int? {
+      var value = 0
+      var index = start
+      while index < start + length {
+        let byte = bytes[index]
+        guard byte >= 0x30, byte <= 0x39 else { return nil }
+        value = value * 10 + Int(byte &- 0x30)
+        index += 1
       }
-      let separators: [(Int, UInt8)] = [(4, 45), (7, 45), (10, 84), (13, 58), (16, 58)]
-      guard separators.allSatisfy({ bytes[$0.0] == $0.1 }), let year = number(0, 4), let month = number(5, 2),
-        let day = number(8, 2), let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
-        (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
-      else { return nil }
-      var fraction = 0.0
-      if bytes.count > 20 {
-        guard bytes[19] == UInt8(ascii: "."), bytes.count - 21 >= 1, bytes.count - 21 <= 9,
-          let digits = number(20, bytes.count - 21)
-        else { return nil }
-        fraction = Double(digits) / pow(10, Double(bytes.count - 21))
-      } else if bytes.count != 20 {
-        return nil
-      }
-      // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-      let y = month <= 2 ? year - 1 : year
-      let era = (y >= 0 ? y : y - 399) / 400
-      let yearOfEra = y - era * 400
-      let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-      let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-      let days = era * 146_097 + dayOfEra - 719_468
-      let seconds = days * 86400 + hour * 3600 + minute * 60 + second
-      return Date(timeIntervalSince1970: Double(seconds) + fraction)
+      return value
     }
+    // - - T : :
+    guard bytes[4] == 0x2D, bytes[7] == 0x2D, bytes[10] == 0x54, bytes[13] == 0x3A, bytes[16] == 0x3A,
+      let year = number(0, 4), let month = number(5, 2), let day = number(8, 2), let hour = number(11, 2),
+      let minute = number(14, 2), let second = number(17, 2),
+      month >= 1, month <= 12, day >= 1, hour < 24, minute < 60, second < 60
+    else { return nil }
+    // Before 1600 the general parser's calendar is not the proleptic Gregorian one: left to it.
+    guard year >= 1600 else { return nil }
+    // No day the general parser would refuse (the 31st of a 30-day month, the 29th of February
+    // in a common year): those, and leap seconds, are left to it.
+    let isLeapYear = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    let daysInMonth: Int
+    switch month {
+    case 2: daysInMonth = isLeapYear ? 29 : 28
+    case 4, 6, 9, 11: daysInMonth = 30
+    default: daysInMonth = 31
+    }
+    guard day <= daysInMonth else { return nil }
+    var fraction = 0.0
+    if count > 20 {
+      let digits = count - 21
+      guard bytes[19] == 0x2E, digits >= 1, digits <= 9, let value = number(20, digits) else { return nil }  // .
+      fraction = Double(value) / pow(10, Double(digits))
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+    let y = month <= 2 ? year - 1 : year
+    let era = (y >= 0 ? y : y - 399) / 400
+    let yearOfEra = y - era * 400
+    let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+    let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+    let days = era * 146_097 + dayOfEra - 719_468
+    let seconds = days * 86400 + hour * 3600 + minute * 60 + second
+    return Date(timeIntervalSince1970: Double(seconds) + fraction)
   }
 
   /// The file's bytes: JSON, keys sorted, dates ISO 8601 UTC.
@@ -169,13 +193,11 @@ public struct HostState: Codable, Sendable, Equatable {
     return String(text.dropLast()) + "." + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
   }
 
-  static func decodeTime(_ decoder: any Decoder) throws -> Date {
-    let container = try decoder.singleValueContainer()
-    let text = try container.decode(String.self)
+  /// A time as the file may hold it: ISO 8601, with or without fractions; nil for anything else.
+  static func parseTime(_ text: String) -> Date? {
     if let date = parseUTC(text) { return date }
     if let date = try? Date(text, strategy: timeWithMilliseconds) { return date }
-    if let date = try? Date(text, strategy: timeWithSeconds) { return date }
-    throw DecodingError.dataCorruptedError(in: container, debugDescription: "not an ISO 8601 time")
+    return try? Date(text, strategy: timeWithSeconds)
   }
 
   /// Reads a state file that came from a remote, trusting nothing in it.
@@ -189,25 +211,13 @@ public struct HostState: Codable, Sendable, Equatable {
     guard Int64(data.count) <= maxByteCount else {
       throw invalid("\(data.count) bytes, more than the \(maxByteCount) a state file may have")
     }
-    // The version first, so a newer format is named as such rather than as a type error.
-    struct Versioned: Decodable { var version: Int? }
-    let versioned: Versioned
-    do { versioned = try JSONDecoder().decode(Versioned.self, from: data) } catch let error as DecodingError {
-      switch error {
-      case .dataCorrupted(let context) where context.codingPath.isEmpty: throw invalid("not JSON")
-      case .typeMismatch(_, let context) where context.codingPath.isEmpty: throw invalid("not a JSON object")
-      default: throw invalid(describe(error))
-      }
-    }
-    guard let version = versioned.version else { throw invalid("no version") }
-    guard version == currentVersion else {
-      throw invalid("format version \(version), this tgsess reads \(currentVersion) (upgrade tgsess on this machine)")
-    }
-    let decoder = JSONDecoder()
-    decoder.dateDecodingStrategy = .custom(decodeTime)
+    // One pass over the bytes (HostStateReader): JSONDecoder was half of a fleet view's time.
     let state: HostState
-    do { state = try decoder.decode(HostState.self, from: data) } catch let error as DecodingError {
-      throw invalid(describe(error))
+    do { state = try HostStateReader.read(data) } catch {
+      switch error {
+      case .syntax: throw invalid("not JSON")
+      case .field(let reason): throw invalid(reason)
+      }
     }
     if let problem = state.problem(directoryName: directoryName) { throw invalid(problem) }
     return state
@@ -243,19 +253,6 @@ public struct HostState: Codable, Sendable, Equatable {
   public static func isPrintableName(_ text: String) -> Bool {
     !text.isEmpty && text.count <= 255 && !text.contains("/")
       && !text.unicodeScalars.contains { $0.properties.generalCategory == .control || $0 == "\u{7f}" }
-  }
-
-  private static func describe(_ error: DecodingError) -> String {
-    func keyPath(_ path: [CodingKey]) -> String {
-      path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
-    }
-    switch error {
-    case .typeMismatch(let type, let context): return "key '\(keyPath(context.codingPath))' must be \(type)"
-    case .valueNotFound(let type, let context): return "key '\(keyPath(context.codingPath))' needs a \(type) value"
-    case .keyNotFound(let key, let context): return "key '\(keyPath(context.codingPath + [key]))' is missing"
-    case .dataCorrupted(let context): return "bad value at '\(keyPath(context.codingPath))'"
-    @unknown default: return "not a state file"
-    }
   }
 }
 
@@ -357,5 +354,11 @@ extension FileSystem {
     guard lstat(path, &info) == 0 else { throw StoreError.io(path: path, operation: "stat", errno: errno) }
     let seconds = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
     return (Date(timeIntervalSince1970: seconds), Int64(info.st_size))
+  }
+
+  /// The same, or nil when nothing is at `path`.
+  /// - Throws: `StoreError.io` when it exists (or may) but cannot be stat'ed.
+  public static func modificationIfExists(of path: String) throws -> (date: Date, byteCount: Int64)? {
+    do { return try modification(of: path) } catch StoreError.io(_, _, let code) where code == ENOENT { return nil }
   }
 }

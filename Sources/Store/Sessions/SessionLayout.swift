@@ -27,12 +27,43 @@ public struct SessionLayout: Sendable, Equatable {
   /// Reads the layout through `connection` (inside the caller's read transaction).
   /// - Throws: `SQLiteFailure` when the schema cannot be read.
   static func read(_ connection: SQLiteConnection, isWALMode: Bool) throws -> SessionLayout {
-    let tables = try connection.tableNamesChecked()
+    // Every object's type, name and SQL, in order: the tables and their columns follow from
+    // this text alone, and the files of one library version share it, so the columns are read
+    // once per distinct schema in a process (check reads thousands of files).
+    let statement = try connection.prepareChecked("SELECT type, name, sql FROM sqlite_master ORDER BY rowid")
+    var tables: [String] = []
+    var schema = ""
+    while try statement.stepChecked() {
+      let type = statement.text(0) ?? ""
+      let name = statement.text(1) ?? ""
+      if type == "table" { tables.append(name) }
+      schema += type + "\u{0}" + name + "\u{0}" + (statement.text(2) ?? "") + "\u{1}"
+    }
+    if let columns = layoutMemo.columns(schema: schema) {
+      return SessionLayout(tables: tables, columns: columns, isWALMode: isWALMode)
+    }
     var columns: [String: [String]] = [:]
     for table in knownTables where tables.contains(table) {
       columns[table] = try connection.tableColumnsChecked(table)
     }
+    layoutMemo.remember(columns, schema: schema)
     return SessionLayout(tables: tables, columns: columns, isWALMode: isWALMode)
+  }
+
+  /// The columns read per schema text (see `read`), for this process.
+  private static let layoutMemo = LayoutMemo()
+
+  /// A few schemas' columns, behind a lock (files are read on several threads).
+  private final class LayoutMemo: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [String: [String: [String]]] = [:]
+
+    func columns(schema: String) -> [String: [String]]? { lock.withLock { entries[schema] } }
+
+    func remember(_ columns: [String: [String]], schema: String) {
+      // A bound: a directory of odd files must not grow it without end.
+      lock.withLock { if entries.count < 64 { entries[schema] = columns } }
+    }
   }
 
   /// Whether the file has `table`.

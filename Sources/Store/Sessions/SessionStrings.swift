@@ -105,7 +105,7 @@ public enum TelethonStringSession {
   ///   `.badBase64`, `.dcOutOfRange`, `.badPort` or `.authKeyAllZero`.
   public static func decode(_ string: String, label: String = "Telethon session string") throws -> SessionIdentity {
     func fail(_ reason: SessionProblem) -> StoreError { .session(object: label, reason: reason) }
-    let chars = Array(string.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+    let chars = Array(string.trimmedForDecoding.utf8)
     guard let first = chars.first else { throw fail(.wrongLength(0)) }
     guard first == UInt8(ascii: "1") else {
       // Name the version only when it looks like one; any other character is part of the secret.
@@ -225,7 +225,7 @@ public enum PyrogramStringSession {
     -> PyrogramSessionPayload
   {
     func fail(_ reason: SessionProblem) -> StoreError { .session(object: label, reason: reason) }
-    let chars = Array(string.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+    let chars = Array(string.trimmedForDecoding.utf8)
     guard let layout = PyrogramSessionPayload.Layout(rawValue: chars.count) else {
       throw fail(.wrongLength(chars.count))
     }
@@ -286,5 +286,17 @@ public enum PyrogramStringSession {
       guard (1...5).contains(payload.dcID) else { throw fail(.dcOutOfRange(payload.dcID)) }
     }
     guard !payload.authKey.isAllZero else { throw fail(.authKeyAllZero) }
+  }
+}
+
+extension String {
+  /// `trimmingCharacters(in: .whitespacesAndNewlines)`, skipped when neither end is whitespace
+  /// (the usual case, and the same result): `check` decodes one string per user, and
+  /// Foundation's trimming cost more than the decoding.
+  var trimmedForDecoding: String {
+    guard let first = unicodeScalars.first, let last = unicodeScalars.last,
+      CharacterSet.whitespacesAndNewlines.contains(first) || CharacterSet.whitespacesAndNewlines.contains(last)
+    else { return self }
+    return trimmingCharacters(in: .whitespacesAndNewlines)
   }
 }

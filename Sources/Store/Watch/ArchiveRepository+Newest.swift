@@ -26,9 +26,7 @@ extension ArchiveRepository {
     // start-up scan pays 10,000 times.
     var candidates: [(id: String, name: String)] = []
     while let entry = readdir(stream) {
-      let name = withUnsafePointer(to: entry.pointee.d_name) {
-        $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
-      }
+      let name = FileSystem.entryName(entry)
       guard let (id, _) = ArchiveName.parse(fileName: name), Self.isUserArchiveID(id, userID: userID) else { continue }
       // Without a filter only the newest second matters.
       if accepting == nil, let first = candidates.first {

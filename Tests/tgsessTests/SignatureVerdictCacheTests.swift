@@ -1,0 +1,188 @@
+import Foundation
+import Jobs
+import Logging
+import Store
+import TestSupport
+import Testing
+
+/// Issue #19: list, check and prune take an archive's signature verdict from
+/// `backups/.signatures` while its signature file is the one verified. A signature file changed
+/// after its verdict was written, a damaged cache and a forged one are never trusted; the cache
+/// holds no secret. Progress reaches the handler a caller passes, phase by phase.
+@Suite struct SignatureVerdictCacheTests {
+  static let logger = Logger(label: "test")
+
+  /// A cache of `fleet`'s deployment, recording files however recently written.
+  static func verdicts(_ fleet: TestFleet) throws -> SignatureVerdicts {
+    try SignatureVerdicts(
+      backupsDirectory: fleet.backupsDirectory,
+      ring: try SigningAuthenticator.forDeployment(fleet.deployment).ring,
+      signingKey: try KeyStore.loadSigningKey(fleet.deployment), racyInterval: 0)
+  }
+
+  /// Records a verdict on every archive of `fleet` and saves the cache.
+  /// - Returns: how many verdicts it holds.
+  static func prime(_ fleet: TestFleet) throws -> Int {
+    let authenticator = try SigningAuthenticator.forDeployment(fleet.deployment)
+    let repository = ArchiveRepository(backupsDirectory: fleet.backupsDirectory)
+    let cache = try verdicts(fleet)
+    let standings = authenticator.authenticity(of: try repository.listings(), in: repository, verdicts: cache)
+    #expect(standings.allSatisfy { $0.isSigned })
+    try cache.save(dropsUnused: true)
+    return cache.count
+  }
+
+  /// The newest per-user archive of `userID`.
+  static func userArchive(_ fleet: TestFleet, _ userID: Int64) throws -> ArchiveListing {
+    let repository = ArchiveRepository(backupsDirectory: fleet.backupsDirectory)
+    return try #require(
+      try repository.listings(kind: .user).filter { $0.userID == userID }.max { $0.id < $1.id })
+  }
+
+  /// Changes one base64 digit of the signature in place (same inode, same size) and puts the
+  /// modification time back: only the change time tells the file changed.
+  static func tamper(signatureOf archivePath: String) throws {
+    let path = try #require(ArchiveSigning.signaturePath(forArchive: archivePath))
+    var bytes = [UInt8](try FileSystem.read(path))
+    let modified = try #require(try FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date)
+    let marker = Array("signature ".utf8)
+    let start = try #require(
+      (0...(bytes.count - marker.count)).first { bytes[$0..<($0 + marker.count)].elementsEqual(marker) })
+    let index = start + marker.count + 20
+    bytes[index] = bytes[index] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+    let handle = try #require(FileHandle(forWritingAtPath: path))
+    try handle.write(contentsOf: bytes)
+    try handle.close()
+    try FileManager.default.setAttributes([.modificationDate: modified], ofItemAtPath: path)
+  }
+
+  @Test func aSignatureChangedAfterItsVerdictIsRejectedByListCheckPruneAndRestore() throws {
+    try Tools.require()
+    let fleet = try TestFleet(users: 2, backedUp: true)
+    let cached = try Self.prime(fleet)
+    #expect(cached >= 3, "a full snapshot and two per-user archives")
+    #expect(try Self.verdicts(fleet).count == cached, "the saved cache loads")
+    let victim = try Self.userArchive(fleet, try fleet.sessionUserIDs()[0])
+    let repository = ArchiveRepository(backupsDirectory: fleet.backupsDirectory)
+    try Self.tamper(signatureOf: repository.path(of: victim))
+
+    let listed = try fleet.listedArchives()
+    #expect(listed.first { $0.id == victim.id }?.signature == .rejected)
+    #expect(listed.filter { $0.id != victim.id }.allSatisfy { $0.signature == .signed })
+    let check = try jsonObject(try fleet.tgsess(["check", "--no-write", "--json"]))
+    #expect(check["rejectedArchives"] as? Int == 1)
+    #expect(check["state"] as? String == "critical")
+    let pruned = try jsonObject(try fleet.tgsessOK(["prune", "--dry-run", "--json"]))
+    #expect(
+      (pruned["rejectedArchives"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String } == [victim.id])
+    let restore = try fleet.tgsess(["restore", victim.id, "--user", String(victim.userID ?? 0), "--dry-run"])
+    #expect(restore.status != 0)
+    #expect(restore.stderr.contains("not signed by this deployment's key"), "\(restore.stderr)")
+  }
+
+  @Test func aDamagedOrForgedCacheIsIgnoredAndRebuilt() throws {
+    try Tools.require()
+    let fleet = try TestFleet(users: 2, backedUp: true)
+    let cached = try Self.prime(fleet)
+    let cachePath = SignatureVerdicts.path(backupsDirectory: fleet.backupsDirectory)
+    let genuine = [UInt8](try FileSystem.read(cachePath))
+
+    // Damaged: one byte in the middle.
+    var damaged = genuine
+    damaged[damaged.count / 2] ^= 0x01
+    try Data(damaged).write(to: URL(fileURLWithPath: cachePath))
+    #expect(try Self.verdicts(fleet).count == 0)
+    #expect(try fleet.listedArchives().allSatisfy { $0.signature == .signed })
+    #expect(try Self.prime(fleet) == cached, "rebuilt")
+
+    // Forged: an archive signed by another key, and a verdict for it under the attacker's HMAC
+    // key (the real one is derived from keys/signing.key, which the attacker cannot read).
+    let users = try fleet.sessionUserIDs()
+    let forged = try Forgery.archive(
+      fleet.deployment, userID: users[0], users: [users[0]], at: Date().addingTimeInterval(86_400),
+      signer: .foreignKey, suffix: "evil01")
+    let signaturePath = try #require(ArchiveSigning.signaturePath(forArchive: forged.path))
+    let attributes = try FileManager.default.attributesOfItem(atPath: signaturePath)
+    let signature = try #require(try ArchiveSigning.readSignature(archivePath: forged.path))
+    var info = stat()
+    #expect(stat(signaturePath, &info) == 0)
+    let genuineKeyID = try SigningAuthenticator.forDeployment(fleet.deployment).ring.keys[0].keyID
+    let body =
+      String(decoding: genuine, as: UTF8.self).split(separator: "\n").dropLast()
+      .joined(separator: "\n") + "\n"
+    let relative = "users/user_\(users[0])/" + (forged.path as NSString).lastPathComponent
+    let line =
+      "\(relative) \(info.st_dev) \(info.st_ino) \(attributes[.size] as? Int ?? 0) "
+      + "\(Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)) "
+      + "\(Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)) \(genuineKeyID) "
+      + "\(signature.statement.fileByteCount) \(signature.statement.fileSHA256) "
+      + "\(signature.statement.manifestSHA256) Manual\n"
+    let forgedBody = Array((body + line).utf8)
+    let attackerKey = SecretBytes(copying: try SecureRandom.bytes(32))
+    let tag = try HMACSHA256.authenticate(key: attackerKey, data: forgedBody)
+    try Data(forgedBody + Array("hmac \(Hex.encode(tag))\n".utf8)).write(to: URL(fileURLWithPath: cachePath))
+    #expect(try Self.verdicts(fleet).count == 0)
+    #expect(try fleet.listedArchives().first { $0.id == forged.id }?.signature == .rejected)
+    let pruned = try jsonObject(try fleet.tgsessOK(["prune", "--dry-run", "--json"]))
+    #expect((pruned["rejectedArchives"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String } == [forged.id])
+    let check = try jsonObject(try fleet.tgsess(["check", "--no-write", "--json"]))
+    #expect(check["rejectedArchives"] as? Int == 1)
+  }
+
+  @Test func theCacheHoldsNoSecret() throws {
+    try Tools.require()
+    let fleet = try TestFleet(users: 3, backedUp: true, collectsSecrets: true)
+    #expect(try Self.prime(fleet) > 0)
+    let text = try String(
+      contentsOfFile: SignatureVerdicts.path(backupsDirectory: fleet.backupsDirectory), encoding: .utf8)
+    fleet.keep("backups/.signatures", text, "")
+    #expect(fleet.secretCount > 0)
+    #expect(try fleet.leakedSecrets().isEmpty)
+    // Nor the signing key, in any spelling its file or a hex dump would give.
+    let pem = try String(
+      decoding: KeyStore.loadSigningKey(fleet.deployment).pkcs8PEM().withPointer {
+        Data(bytes: $0, count: $1)
+      }, as: UTF8.self)
+    let body = pem.split(separator: "\n").filter { !$0.hasPrefix("-----") }.joined()
+    let der = try #require(Data(base64Encoded: body))
+    let seed = Array(der.suffix(32))
+    for form in [body, Hex.encode(seed), Hex.encode(seed).uppercased(), Data(seed).base64EncodedString()] {
+      #expect(!text.contains(form))
+    }
+  }
+
+  @Test func pruneAndCheckReportTheirProgressPhaseByPhase() throws {
+    try Tools.require()
+    let fleet = try TestFleet(users: 3, backedUp: true)
+    let seen = ProgressLog()
+    let archives = try ArchiveRepository(backupsDirectory: fleet.backupsDirectory).listings().count
+    _ = try PruneJob.run(
+      fleet.deployment, options: PruneOptions(isDryRun: true), logger: Self.logger, progress: seen.add)
+    #expect(seen.last("signatures") == JobProgress(phase: "signatures", done: archives, total: archives))
+    #expect(seen.last("removing") == nil, "a dry run removes nothing")
+    let checked = ProgressLog()
+    _ = CheckJob.run(
+      fleet.deployment, options: CheckOptions(writesResults: false), logger: Self.logger, progress: checked.add)
+    #expect(checked.last("session files") == JobProgress(phase: "session files", done: 3, total: 3))
+    #expect(checked.last("signatures") == JobProgress(phase: "signatures", done: archives, total: archives))
+    #expect(checked.phases.first == "database")
+  }
+}
+
+/// The progress a job reported, in order.
+final class ProgressLog: @unchecked Sendable {
+  private let lock = NSLock()
+  private var reports: [JobProgress] = []
+
+  func add(_ progress: JobProgress) { lock.withLock { reports.append(progress) } }
+
+  /// The phases in the order they started.
+  var phases: [String] {
+    lock.withLock { reports.map(\.phase).reduce(into: []) { if $0.last != $1 { $0.append($1) } } }
+  }
+
+  /// The furthest report of `phase` (the most items done).
+  func last(_ phase: String) -> JobProgress? {
+    lock.withLock { reports.filter { $0.phase == phase }.max { $0.done < $1.done } }
+  }
+}
