@@ -33,7 +33,7 @@ MEANING = {
     'hostile-archives': "43 crafted hostile archives (traversal, also past a combining mark, links, devices, bombs, a Unicode-equivalent entry name, tampered manifest, rows or sessions, truncations, bit flips, wrong identity) plus random bit flips, truncations and inserted/appended bytes of a real archive: each refused with one stderr line naming the archive and the reason; the deployment byte-identical; no --target directory left",
     'disk-full': "backup, restore and migrate on a tmpfs filled to leave a sweep of free-space levels, and remounted read-only: each run succeeds fully or exits 1 with one error line naming the cause; no partial or hidden file; sessions, bot tables and earlier archives as before (a restore that failed mid-way: each file whole, undo archive present); with space back the same command succeeds",
     'power-loss': "Each of backup, backup --user, restore (whole and --user), recover --all, prune, migrate (seed shape and --rotate-key), pin and watch --once recorded once with `iotrace.so` (every file-system call below the deployment, with the bytes written); from the tree before the run, `crashstates.py` builds what a power cut may leave at each sync barrier under an ext4 data=ordered model and a weaker any-reordering model; each distinct state, in place of the deployment, with the real tgsess: every archive `tgsess list` shows decrypts and matches its manifest, earlier archives as before, sessions and the bot's tables wholly old or wholly new (integrity_check), the same command run again succeeds and leaves no temporary, every user holds their session (valid file, or `recover` brings it back) with the expected auth key; after the run exited, what it published survives",
-    'io-errors': "The Nth read, write, fsync, rename/link, open or mkdir below the deployment fails (`iotrace.so`) with EIO, ENOSPC, EDQUOT, EROFS or EACCES, N swept over each command's calls (counted in a clean run) for the same commands as power-loss: the run completes soundly (never after a failed fsync) or exits 1 (3 where a partial result is documented) with one error line naming the file and the cause; no crash or trap; nothing lost (as in crash-points), no partial file published, no temporary left; with the fault gone the same command succeeds",
+    'io-errors': "The Nth read, write, fsync, rename/link, open or mkdir below the deployment fails (`iotrace.so`) with EIO, ENOSPC, EDQUOT, EROFS or EACCES, N swept over each command's calls (counted in a clean run) for the same commands as power-loss: the run completes soundly (after a failed fsync only where the judge names why by file and call) or exits 1 (3 where a partial result is documented) with one error line naming the file and the cause; no crash or trap; nothing lost (as in crash-points), no partial file published, no temporary left; with the fault gone the same command succeeds",
     'lock-storms': "Storms of 20 concurrent backup, prune, restore --user, recover, migrate and check runs with lockwatch.so preloaded (records, in the process, lock take/release and every change below the root): lock intervals never overlap; no mutating run changes anything without the lock (its own staging directory apart); non-waiting runs exit 0 or 75 naming the holder; waiting runs complete; holder lines name the right process; afterwards integrity_check, every archive and every session are sound",
     'bad-sessions': "Every invalid session-file class gives its precise reason; thousands of random mutations (bit flips, cuts, inserted/deleted/overwritten bytes, zeroed key bytes) of Telethon v7/v8, Pyrogram, kurigram and pyrofork files and of Telethon/Pyrogram strings, parsed in-process: no crash, nothing accepted with a short or all-zero key or a dc out of range, an accepted string re-encodes to itself, inspect never changes a file",
     'fuzzing': "libFuzzer on the session-string parsers, the session-file inspector, the manifest parser and the archive reader (unencrypted tar.zst): no crash, and every accepted input sound (same properties as bad-sessions; an accepted archive extracted exactly its manifest); plus committed regression inputs and random damage replayed in-process",
@@ -83,8 +83,17 @@ SEPARATE_NOTES = """- kill -9 (crash-points) is process death, not power loss: d
   corruption (a read that returns wrong bytes) are not injected. SQLite opens a database
   read-only when its read-write open fails and does not keep that errno, so a failed open of
   the bot database or a session file is reported as "read-only"; other SQLite I/O errors name
-  the errno SQLite saw (`sqlite3_system_errno`). A partial run (exit 3) is judged by its
-  `FAILED user` lines."""
+  the errno SQLite saw (`sqlite3_system_errno`, or the file's last errno), and where it kept
+  none (a journal's fsync or write) the failed operation from the extended result code ("fsync
+  error, SQLITE_IOERR_FSYNC") with "SQLite kept no error number". A read error is never
+  reported as damage (SQLite reports a read that failed with EIO as SQLITE_CORRUPT). A run that
+  completes after a failed fsync passes only where the judge names why, by file and call
+  (`iotrace.so` logs the object that made the call, and what the run synced and published
+  after it): SQLite's own directory sync (whose result SQLite ignores by design), a temporary
+  never published, a directory synced again, a transaction SQLite rolled back and the
+  database then replaced whole, a restore's undo taken verbatim, watch redoing the write,
+  and a recover's bookkeeping (its backup, the health row) reported as a warning. A partial run
+  (exit 3) is judged by its `FAILED user` lines."""
 
 NOTES = """## How it was done, and what it does not cover
 
@@ -198,8 +207,16 @@ class Family:
         if self.name == 'io-errors':
             classes = ', '.join('%s %d' % (name, c(name + ' faults'))
                                 for name in ('read', 'write', 'fsync', 'rename', 'open', 'mkdir'))
-            return ('%d injection points (%s): %d failed cleanly, %d partial, %d completed'
-                    % (c('injection points'), classes, c('failed cleanly'), c('partial'), c('completed')))
+            marker = 'completed, fsync failure tolerated: '
+            tolerated = sorted((key[len(marker):], value) for key, value in self.counts.items()
+                               if key.startswith(marker))
+            line = ('%d injection points (%s): %d failed cleanly, %d partial, %d completed'
+                    % (c('injection points'), classes, c('failed cleanly'), c('partial'),
+                       c('completed') + sum(value for _, value in tolerated)))
+            if tolerated:
+                line += ' (%d after a failed fsync the judge tolerates: %s)' % (
+                    sum(value for _, value in tolerated), ', '.join('%s %d' % pair for pair in tolerated))
+            return line
         if self.name == 'lock-storms':
             statuses = sorted((key[len('exit '):], value) for key, value in self.counts.items()
                               if key.startswith('exit '))

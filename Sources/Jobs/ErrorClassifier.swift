@@ -214,6 +214,10 @@ enum KnownErrors {
     ("no route to host", "CONNECTION_ERROR", false),
     ("temporary failure in name resolution", "CONNECTION_ERROR", false),
     ("name or service not known", "CONNECTION_ERROR", false),
+    // A disk error (EIO, SQLite's "disk I/O error") says nothing about the session: retry once
+    // the disk is sound. Damage is not an I/O error and is not matched here.
+    ("input/output error", "OS_ERROR", false),
+    ("disk i/o error", "OS_ERROR", false),
   ]
 
   /// The meaning of an MTProto or transport status code. Transport codes are negative; `-404` and `-429` only

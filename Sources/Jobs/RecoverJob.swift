@@ -69,8 +69,14 @@ public struct UserRecovery: Codable, Sendable, Equatable {
   public var detail: String
   /// The "Post successful recovery" archive.
   public var backupID: String?
-  /// Set when the session came from an unsigned archive (`--allow-unsigned`), naming it.
+  /// Set when the session came from an unsigned archive (`--allow-unsigned`), naming it, or when
+  /// what follows a recovery (its backup, its health row) failed.
   public var warning: String?
+
+  /// Adds `text` to `warning`.
+  mutating func addWarning(_ text: String) {
+    warning = warning.map { $0 + "; " + text } ?? text
+  }
 }
 
 /// What `tgsess recover` did.
@@ -190,7 +196,9 @@ public enum RecoverJob {
   /// Recovers one user or all of them, under the deployment lock.
   /// - Throws: `JobError` when the deployment as a whole cannot be worked on (lock, database, a
   ///   missing Fernet key or age identity), or when a process holds a session file that is to be
-  ///   replaced (`.refused`, naming it; the users before it stay recovered).
+  ///   replaced (`.refused`, naming it; the users before it stay recovered), and when a session
+  ///   file cannot be read (an I/O error, not damage: nothing is changed for that user, the run
+  ///   stops there, and a run once the disk is sound carries on).
   public static func run(
     _ deployment: Deployment, options: RecoverOptions = RecoverOptions(), logger: Logger,
     progress: (@Sendable (RecoverProgress) -> Void)? = nil
@@ -259,11 +267,20 @@ public enum RecoverJob {
             logger.warning(
               "post-recovery backup failed",
               metadata: ["user.id": "\(userID)", "error": "\(error.localizedDescription)"])
+            outcome.addWarning("the post-recovery backup failed: \(error.localizedDescription)")
           }
         }
-        try? database.recordHealth(
-          userID: userID, health: outcome.outcome == .unrecoverable ? .critical : .ok,
-          error: outcome.outcome == .unrecoverable ? outcome.detail : nil)
+        // The session is recovered either way; a health row that could not be written is said,
+        // not dropped (the next check writes it again).
+        do {
+          try database.recordHealth(
+            userID: userID, health: outcome.outcome == .unrecoverable ? .critical : .ok,
+            error: outcome.outcome == .unrecoverable ? outcome.detail : nil)
+        } catch {
+          logger.warning(
+            "recording the health failed", metadata: ["user.id": "\(userID)", "error": "\(error.localizedDescription)"])
+          outcome.addWarning("its health could not be recorded: \(error.localizedDescription)")
+        }
         results.append(outcome)
         try CrashPoint.hit("recover.between-users")
       }
@@ -431,6 +448,10 @@ public enum RecoverJob {
       let path = deployment.sessionPath(userID: userID)
       var diagnosis = Diagnosis(userID: userID, path: path, notes: [])
       do { diagnosis.file = try SessionFileInspector.inspect(path: path) } catch let error as StoreError {
+        // A read that failed says nothing about the file, which may hold the newest session:
+        // moving it aside and writing an older one in its place could lose it. Nothing is
+        // changed; the error names the file, and a run once the disk is sound judges it.
+        if error.isIOFailure { throw error }
         diagnosis.notes.append("file: \(reason(error))")
       }
       diagnosis.stored = try database.storedSession(userID: userID)

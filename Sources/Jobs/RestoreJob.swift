@@ -298,6 +298,9 @@ public enum RestoreJob {
     defer { lock.release() }
     isTargetFilled = true
     if plan.mode != .target {
+      // The undo archive is written on the side: what an earlier restore's left (a record to
+      // roll forward) is finished here, as recover does, since a rerun may take no undo.
+      try Leftovers.remove(deployment, logger: logger)
       // The live-owner guard: the bot, and any process that holds a file about to be replaced.
       let evidence = LiveOwnerGuard.evidence(
         deployment, files: plan.files.map(\.change.path),
@@ -330,7 +333,7 @@ public enum RestoreJob {
     }
 
     let writtenInPlace = try execute(plan, staging: prepared.staging.path, deployment: deployment, logger: logger)
-    result.problems = check(plan, writtenInPlace: writtenInPlace)
+    result.problems = try check(plan, writtenInPlace: writtenInPlace, undo: result.undo)
     logger.notice(
       "restore done",
       metadata: [
@@ -698,21 +701,31 @@ public enum RestoreJob {
   /// and inspection there under the lock, so only its presence is checked; a database renamed
   /// gets quick_check, one written in place through the online backup API integrity_check.
   /// - Returns: one line per problem.
-  static func check(_ plan: RestorePlan, writtenInPlace: Set<String>) -> [String] {
+  /// - Throws: `StoreError` naming the file when the check could not read it (an I/O error: the
+  ///   file is in place but not validated, which is not a finding about it), with what was
+  ///   restored, the undo, and the next step.
+  static func check(_ plan: RestorePlan, writtenInPlace: Set<String>, undo: String?) throws -> [String] {
     // Verbatim files are put back as the damaged files they were: nothing to validate.
     let files = plan.files.filter { !$0.isVerbatim }
     var problems = [[String]](repeating: [], count: files.count)
     do {
       problems = try Parallel.map(count: files.count, workers: Parallel.defaultWorkers) { index in
-        problemsAfterRestore(files[index], isWrittenInPlace: writtenInPlace.contains(files[index].change.path))
+        try problemsAfterRestore(files[index], isWrittenInPlace: writtenInPlace.contains(files[index].change.path))
       }
+    } catch let error as StoreError where error.isIOFailure {
+      throw StoreError.invalid(
+        path: plan.archivePath,
+        reason:
+          "restored \(plan.files.count) file(s) from \(plan.archiveID)\(undo.map { " (undo: \($0))" } ?? ""), but the check after the restore could not read what it restored: \(error.errorDescription ?? "\(error)")",
+        hint: "the restored files are in place, not validated; once the disk is sound, run: tgsess check")
     } catch {
       return ["the check after the restore failed: \(error)"]
     }
     return problems.flatMap { $0 }
   }
 
-  private static func problemsAfterRestore(_ file: RestorePlan.FileStep, isWrittenInPlace: Bool) -> [String] {
+  /// - Throws: an I/O failure (`StoreError.isIOFailure`) that kept the file from being checked.
+  private static func problemsAfterRestore(_ file: RestorePlan.FileStep, isWrittenInPlace: Bool) throws -> [String] {
     let path = file.change.path
     do {
       if file.isDatabase {
@@ -728,6 +741,7 @@ public enum RestoreJob {
       }
       return []
     } catch let error as StoreError {
+      if error.isIOFailure { throw error }
       return [error.errorDescription ?? "\(error)"]
     } catch {
       return ["\(path): \(error)"]

@@ -1105,7 +1105,10 @@ final class WatchEngine {
       let status = WatchStatusFile(
         pid: getpid(), startedAt: startedAt, heartbeatAt: Date(), lastSuccessAt: metrics.lastSuccessAt,
         queueLength: pending.count, pushQueueLength: pushQueue)
-      try? status.save(deployment)
+      do { try status.save(deployment) } catch {
+        // A heartbeat file: the next beat writes it again; the failure is said, not dropped.
+        logger.warning("status file not written", metadata: ["error": "\(error.localizedDescription)"])
+      }
       if !force {
         pinger?.beat(
           exitStatus: failing.isEmpty && pushErrors.isEmpty ? 0 : 1, body: summaryLines().joined(separator: "\n"))

@@ -42,7 +42,7 @@ public final class BotDatabase: @unchecked Sendable {
       // Touch the schema now so a corrupt or foreign file fails here, with its path.
       _ = try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") }
     } catch {
-      throw BotDatabase.describe(error, path: path, doing: "open")
+      throw BotDatabase.describe(error, path: path, doing: "open", readsBackIfDamaged: true)
     }
     if isNew, FileSystem.exists(path) { chmod(path, FileSystem.fileMode) }
   }
@@ -108,13 +108,31 @@ public final class BotDatabase: @unchecked Sendable {
     var start: UInt64 = 0
   }
 
-  /// Maps a GRDB error to a one-line StoreError that names the file and the next step.
-  static func describe(_ error: any Error, path: String, doing operation: String, systemErrno: Int32 = 0)
-    -> StoreError
-  {
+  /// Maps a GRDB error to a one-line StoreError that names the file and the next step. A failed
+  /// read or write is an I/O error (`SQLiteIOError`), never "corrupted": SQLite reports a read
+  /// that failed with EIO as damage, and keeps the errno (`systemErrno`). With
+  /// `readsBackIfDamaged` (the connection is gone, so is the errno), damage reported for a file
+  /// that then opens and reads back is reported as the failed read it was.
+  static func describe(
+    _ error: any Error, path: String, doing operation: String, systemErrno: Int32 = 0,
+    readsBackIfDamaged: Bool = false
+  ) -> StoreError {
     if let error = error as? StoreError { return error }
     guard let error = error as? DatabaseError else {
       return .database(path: path, reason: "\(operation) failed", hint: "check the file and run again")
+    }
+    let code = error.extendedResultCode.rawValue
+    if SQLiteIOError.isIOFailure(code: code, systemErrno: systemErrno) {
+      return SQLiteIOError.storeError(path: path, operation: operation, code: code, systemErrno: systemErrno)
+    }
+    if readsBackIfDamaged, error.resultCode == .SQLITE_CORRUPT || error.resultCode == .SQLITE_NOTADB,
+      SQLiteIOError.readsBack(path: path)
+    {
+      return .database(
+        path: path,
+        reason:
+          "\(operation) failed: SQLite reported the file damaged (\(error.resultCode == .SQLITE_NOTADB ? "SQLITE_NOTADB" : "SQLITE_CORRUPT")), but it reads back: the read failed (a disk I/O error), not damage",
+        hint: "check the disk (dmesg), then run again")
     }
     switch error.resultCode {
     case .SQLITE_NOTADB, .SQLITE_CORRUPT:
@@ -126,19 +144,23 @@ public final class BotDatabase: @unchecked Sendable {
         path: path, reason: "database is locked by another process (\(operation))",
         hint: "retry later, or raise busy_timeout_ms")
     case .SQLITE_READONLY:
-      return .database(path: path, reason: "read-only (\(operation))", hint: "check the file's owner and mode")
+      // SQLite reports a journal it could not create or open as read-only; the errno says why.
+      let cause = systemErrno != 0 ? ": " + String(cString: strerror(systemErrno)) : ""
+      return .database(
+        path: path, reason: "read-only (\(operation))\(cause)", hint: "check the file's owner and mode")
     case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH:
-      return .database(path: path, reason: "cannot open (\(operation))", hint: "check the path and its permissions")
+      // GRDB closes a connection that failed to open, and the errno SQLite kept with it.
+      let cause = systemErrno != 0 ? ": " + String(cString: strerror(systemErrno)) : "; SQLite kept no error number"
+      return .database(
+        path: path, reason: "cannot open (\(operation))\(cause)", hint: "check the path, its permissions and the disk")
     case .SQLITE_FULL:
       return .database(path: path, reason: "disk full (\(operation))", hint: "free space and run again")
     default:
       // GRDB keeps statement arguments out of its messages (publicStatementArguments is off).
       // SQLite says "disk I/O error" for EIO, EDQUOT and EACCES alike: the errno names the cause.
-      var cause = ""
-      if systemErrno != 0, error.resultCode == .SQLITE_IOERR { cause = ": " + String(cString: strerror(systemErrno)) }
       return .database(
         path: path,
-        reason: "\(operation) failed: SQLite error \(error.resultCode.rawValue) \(error.message ?? "")\(cause)",
+        reason: "\(operation) failed: SQLite error \(error.resultCode.rawValue) \(error.message ?? "")",
         hint: "check the database with: sqlite3 \(path) 'PRAGMA integrity_check'")
     }
   }
@@ -185,10 +207,9 @@ public final class BotDatabase: @unchecked Sendable {
       try queue.backup(to: destination)
       try destination.close()
       let syncFD = open(tempPath, O_RDONLY | O_CLOEXEC)
-      if syncFD >= 0 {
-        defer { Glibc.close(syncFD) }
-        if fsync(syncFD) != 0 { throw StoreError.io(path: tempPath, operation: "fsync", errno: errno) }
-      }
+      guard syncFD >= 0 else { throw StoreError.io(path: tempPath, operation: "open for fsync", errno: errno) }
+      defer { Glibc.close(syncFD) }
+      if fsync(syncFD) != 0 { throw StoreError.io(path: tempPath, operation: "fsync", errno: errno) }
     } catch {
       throw BotDatabase.describe(error, path: destinationPath, doing: "online backup of \(path)")
     }
@@ -200,10 +221,15 @@ public final class BotDatabase: @unchecked Sendable {
   }
 
   /// `PRAGMA quick_check` (or `integrity_check` when `deep`); empty when the database is sound.
-  /// - Throws: `StoreError.database` when the check itself cannot run.
+  /// - Throws: `StoreError.database` when the check itself cannot run, and an I/O error naming
+  ///   the file (`SQLiteIOError`) when a page could not be read: not a finding about the file.
   public func integrityProblems(deep: Bool) throws -> [String] {
     let rows = try read("integrity check") { db in
       try String.fetchAll(db, sql: deep ? "PRAGMA integrity_check" : "PRAGMA quick_check")
+    }
+    if let code = SQLiteIOError.ioErrorCode(inCheckRows: rows) {
+      throw SQLiteIOError.storeError(
+        path: path, operation: deep ? "integrity_check" : "quick_check", code: code, systemErrno: systemErrno())
     }
     return rows == ["ok"] ? [] : rows
   }

@@ -55,8 +55,15 @@ public enum FileSystem {
     // mkdir applies the umask; set the mode explicitly.
     if chmod(path, directoryMode) != 0 { throw StoreError.io(path: path, operation: "chmod 0700", errno: errno) }
     // The new directory is an entry of its parent: until the parent is synced, a power cut may
-    // take it away with every file later written and synced into it (an archive, say).
-    if isCreated { try fsyncDirectory(parent.isEmpty ? "." : parent) }
+    // take it away with every file later written and synced into it (an archive, say). When
+    // that sync fails the new directory goes again, so that a retry creates and syncs it anew
+    // (an existing directory is taken as it is).
+    if isCreated {
+      do { try fsyncDirectory(parent.isEmpty ? "." : parent) } catch {
+        rmdir(path)
+        throw error
+      }
+    }
   }
 
   /// Reads a whole (small) file.

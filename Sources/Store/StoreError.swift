@@ -34,6 +34,13 @@ public enum StoreError: Error, LocalizedError, Equatable, Sendable {
       if errno == EACCES || errno == EPERM {
         return "\(path): \(operation) failed: \(text); check the owner and mode of that path"
       }
+      if errno == EDQUOT {
+        return "\(path): \(operation) failed: \(text); free space or raise the quota there, and run again"
+      }
+      if errno == EIO {
+        // A disk error, not damage in the file: nothing tells the operator to restore over it.
+        return "\(path): \(operation) failed: \(text); check the disk (dmesg), then run again"
+      }
       return "\(path): \(operation) failed: \(text)"
     case .missing(let path, let hint):
       return "\(path): not found; \(hint)"
@@ -53,6 +60,21 @@ public enum StoreError: Error, LocalizedError, Equatable, Sendable {
       return "\(path): held by \(holder); wait for it to finish, or retry with --lock-wait SECONDS"
     case .config(let path, let reason):
       return "\(path): \(reason); fix the config file (see README, Configuration)"
+    }
+  }
+}
+
+extension StoreError {
+  /// Whether this is a failed read or write (the disk, a quota, a permission), not a verdict on
+  /// the content of a file: the operation may succeed when run again, and nothing should be
+  /// restored over the file for it.
+  public var isIOFailure: Bool {
+    switch self {
+    case .io: return true
+    case .session(_, .readError): return true
+    // SQLite's I/O failures without an errno (`SQLiteIOError.storeError`).
+    case .database(_, let reason, _): return reason.contains("disk I/O error")
+    default: return false
     }
   }
 }
@@ -96,6 +118,9 @@ public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible 
   case invalidField(String)
   /// Another process holds a lock that blocks even readers (detail names the lock state).
   case locked(String)
+  /// Opening or reading the file failed (the disk, EIO, or a permission): the detail names the
+  /// operation and the errno. Not a verdict on the file, which may be healthy.
+  case readError(String)
 
   /// What is wrong, without what to do about it.
   public var reason: String {
@@ -133,6 +158,7 @@ public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible 
       return "write-ahead log beside the file cannot be read read-only (\(detail))"
     case .invalidField(let detail): return "invalid field: \(detail)"
     case .locked(let detail): return "locked by another process (\(detail))"
+    case .readError(let detail): return "could not be read (\(detail)), which says nothing about its content"
     }
   }
 
@@ -149,7 +175,7 @@ public enum SessionProblem: Error, Equatable, Sendable, CustomStringConvertible 
     case .hotJournal: return .rollBackJournal
     case .badBase64, .wrongLength, .invalidField: return .copyStringAgain
     case .unknownStringVersion: return .checkStringSource
-    case .unreadable: return .checkPermissions
+    case .unreadable, .readError: return .checkPermissions
     case .walNotReadable: return .checkWriteAheadLog
     case .locked: return .waitForWriter
     }

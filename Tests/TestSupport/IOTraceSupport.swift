@@ -71,11 +71,12 @@ public enum IOTrace {
   }
 
   /// The environment that fails the `n`th call of `operation` below `scope` with the first of
-  /// `errors` that fits the call (n = 0: nothing fails; the calls are counted into `counts`).
+  /// `errors` that fits the call (n = 0: nothing fails; the calls are counted into `counts`, and
+  /// listed with their paths into `calls`).
   /// - Throws: `TestHelperError` when iotrace.so cannot be built.
   public static func faulting(
     scope: [String], operation: String, n: Int, errors: [String], log: String, counts: String? = nil,
-    temporary: String
+    calls: String? = nil, temporary: String
   ) throws -> [String: String] {
     var environment = [
       "LD_PRELOAD": try library(), "TGSESS_IOTRACE_SCOPE": scope.joined(separator: ":"),
@@ -83,6 +84,7 @@ public enum IOTrace {
       "TGSESS_IOFAULT_ERRNO": errors.joined(separator: ","), "TGSESS_IOFAULT_LOG": log, "TMPDIR": temporary,
     ]
     if let counts { environment["TGSESS_IOFAULT_COUNTS"] = counts }
+    if let calls { environment["TGSESS_IOFAULT_CALLS"] = calls }
     return environment
   }
 

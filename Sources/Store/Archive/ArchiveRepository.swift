@@ -176,10 +176,9 @@ public struct ArchiveRepository: Sendable {
       object: finalPath)
     let signaturePath = directory + "/" + id + ArchiveSignature.fileSuffix
     let signatureTempPath = FileSystem.temporaryPath(for: signaturePath)
-    var isSignatureWritten = false
-    defer { if !isSignatureWritten { unlink(signatureTempPath) } }
+    // Removed unless handed over with the pending archive: also when the record fails below.
+    defer { if !isHandedOver { unlink(signatureTempPath) } }
     try Self.writeFile(signature.encoded(), to: signatureTempPath, isDurable: isDurable)
-    isSignatureWritten = true
 
     // 4. The record, under a hidden name; `publish` puts the signature, the archive and the
     // record into place in that order.

@@ -491,8 +491,12 @@ public struct ArchiveVerifier: Sendable {
       }
     }
     if entry.isSQLite, entry.role != .session {
-      let problems = integrityProblems(path)
-      return problems.isEmpty ? .success(.sound) : .failure(damaged(problems))
+      do throws(StoreError) {
+        let problems = try integrityProblems(path)
+        return problems.isEmpty ? .success(.sound) : .failure(damaged(problems))
+      } catch {
+        return .failure(error)
+      }
     }
     guard entry.role == .session else { return .success(.sound) }
     // A session file: integrity_check and the inspection in one connection.
@@ -505,11 +509,18 @@ public struct ArchiveVerifier: Sendable {
       else { return .failure(damaged(problems)) }
       info = inspected
     } catch {
+      // A read of the staging copy that failed says nothing about the archive: that I/O error,
+      // naming the copy, is the reason given.
+      if let failure = error as? StoreError, failure.isIOFailure { return .failure(failure) }
       // The inspector's structural checks (header, declared size) run before integrity_check;
       // when integrity_check has something to say about the file, that is the reason given.
       if entry.isSQLite {
-        let problems = integrityProblems(path)
-        if !problems.isEmpty { return .failure(damaged(problems)) }
+        do throws(StoreError) {
+          let problems = try integrityProblems(path)
+          if !problems.isEmpty { return .failure(damaged(problems)) }
+        } catch {
+          return .failure(error)
+        }
       }
       let reason: String
       if case StoreError.session(_, let problem) = error {
@@ -533,10 +544,13 @@ public struct ArchiveVerifier: Sendable {
   /// What `integrity_check` finds in the SQLite file at `path`. SQLite may give up on a damaged
   /// file instead of listing problems; then its error is the problem (the caller reports it
   /// against the archive, not the staging copy).
-  static func integrityProblems(_ path: String) -> [String] {
+  /// - Throws: a read of the copy that failed (`StoreError.isIOFailure`), naming the copy: not a
+  ///   problem of the archive.
+  static func integrityProblems(_ path: String) throws(StoreError) -> [String] {
     do {
       return try SQLiteConnection(path: path, mode: .readOnly).integrityCheck()
     } catch let error as StoreError {
+      if error.isIOFailure { throw error }
       if case .database(_, let reason, _) = error { return [reason] }
       return [error.localizedDescription]
     } catch {

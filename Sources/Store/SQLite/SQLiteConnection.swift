@@ -26,6 +26,11 @@ struct SQLiteFailure: Error, Sendable {
 
   /// The failure as the error Store reports, naming `path`.
   func storeError(path: String) -> StoreError {
+    // A failed read or write is not damage, whatever SQLite calls it: name the file, what failed
+    // and the errno, never "restore it from a backup".
+    if SQLiteIOError.isIOFailure(code: code, systemErrno: systemErrno) {
+      return SQLiteIOError.storeError(path: path, operation: operation, code: code, systemErrno: systemErrno)
+    }
     let name = String(cString: sqlite3_errstr(code))
     let hint: String
     switch primaryCode {
@@ -55,6 +60,13 @@ struct SQLiteFailure: Error, Sendable {
 func sqliteSystemErrno(_ handle: OpaquePointer) -> Int32 {
   let code = sqlite3_system_errno(handle)
   if code != 0 { return code }
+  var last: Int32 = 0
+  return sqlite3_file_control(handle, "main", SQLITE_FCNTL_LAST_ERRNO, &last) == SQLITE_OK ? last : 0
+}
+
+/// The errno of the last failed call on the connection's main file (`SQLITE_FCNTL_LAST_ERRNO`),
+/// 0 when none failed: which file a failure was on, when two connections share one step.
+func sqliteFileErrno(_ handle: OpaquePointer) -> Int32 {
   var last: Int32 = 0
   return sqlite3_file_control(handle, "main", SQLITE_FCNTL_LAST_ERRNO, &last) == SQLITE_OK ? last : 0
 }
@@ -140,9 +152,10 @@ public final class SQLiteConnection {
     let rc = sqlite3_open_v2(path, &db, mode.flags, nil)
     guard rc == SQLITE_OK, let db else {
       let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
+      let systemErrno = db.map(sqliteSystemErrno) ?? 0
       // sqlite3_open_v2 allocates a handle even on failure; it must be closed.
       sqlite3_close_v2(db)
-      throw SQLiteFailure(code: rc, message: message, operation: mode.label)
+      throw SQLiteFailure(code: rc, message: message, operation: mode.label, systemErrno: systemErrno)
     }
     handle = db
     sqlite3_extended_result_codes(db, 1)
@@ -201,12 +214,11 @@ public final class SQLiteConnection {
 
   /// Runs `PRAGMA integrity_check` (or `quick_check`) and returns the problems it lists;
   /// an empty array means "ok".
-  /// - Throws: `StoreError.database` when the check itself cannot run (e.g. the header is bad).
+  /// - Throws: `StoreError.database` when the check itself cannot run (e.g. the header is bad),
+  ///   and `StoreError.io` (or `.database`) naming this file when a page could not be read: a
+  ///   read error is an I/O error on this file, not damage the check found.
   public func integrityCheck(quick: Bool = false) throws -> [String] {
-    try translating {
-      let rows = try textRowsChecked(quick ? "PRAGMA quick_check" : "PRAGMA integrity_check")
-      return rows == ["ok"] ? [] : rows
-    }
+    try translating { try integrityCheckChecked(quick: quick) }
   }
 
   /// The journal mode SQLite reports for the file (`delete`, `wal`, ...). Reading it changes nothing.
@@ -354,6 +366,27 @@ public final class SQLiteConnection {
     let statement = try prepareChecked(sql)
     var rows: [String] = []
     while try statement.stepChecked() { rows.append(statement.text(0) ?? "") }
+    return rows
+  }
+
+  /// `integrityCheck` inside Store: a row reporting a page that could not be read, or problems
+  /// found while a read of the file failed (a page SQLite could not read may be listed only as
+  /// "never used"), throw `SQLiteFailure` with the I/O error code and the errno SQLite kept.
+  func integrityCheckChecked(quick: Bool) throws -> [String] {
+    let check = quick ? "quick_check" : "integrity_check"
+    let rows = try textRowsChecked("PRAGMA " + check)
+    guard rows != ["ok"] else { return [] }
+    let fileErrno = handle.map(sqliteFileErrno) ?? 0
+    if let code = SQLiteIOError.ioErrorCode(inCheckRows: rows) {
+      throw SQLiteFailure(
+        code: code, message: String(cString: sqlite3_errstr(code)), operation: check,
+        systemErrno: fileErrno != 0 ? fileErrno : handle.map(sqliteSystemErrno) ?? 0)
+    }
+    if SQLiteIOError.readErrnos.contains(fileErrno) {
+      throw SQLiteFailure(
+        code: SQLiteIOError.corruptFS, message: String(cString: sqlite3_errstr(SQLiteIOError.corruptFS)),
+        operation: check, systemErrno: fileErrno)
+    }
     return rows
   }
 

@@ -111,15 +111,20 @@ public enum SQLiteSnapshot {
     let (code, report) = try copy(from: from, to: to, sourcePath: source, destination: destination, options: options)
     if let code {
       // sqlite3_backup_step reports both sides' errors on the destination handle, so the code
-      // tells which side failed: writes (a full disk) are the staging copy's, the rest the source's.
-      if isDestinationFailure(code) {
+      // tells which side failed: writes (a full disk) are the staging copy's, the rest the source's,
+      // except a read that failed on the staging copy (its file kept the errno, the source's not).
+      let isDestinationRead =
+        code & 0xff == SQLITE_IOERR && sqliteFileErrno(from.handle) == 0 && sqliteFileErrno(to) != 0
+      if isDestinationFailure(code) || isDestinationRead {
         if code & 0xff == SQLITE_FULL {
           throw StoreError.io(path: destination, operation: "write snapshot of \(source)", errno: ENOSPC)
         }
-        throw SQLiteFailure(code: code, message: String(cString: sqlite3_errstr(code)), operation: "online backup")
-          .storeError(path: destination)
+        throw SQLiteFailure(
+          code: code, message: String(cString: sqlite3_errstr(code)), operation: "online backup of \(source)",
+          systemErrno: isDestinationRead ? sqliteFileErrno(to) : sqliteSystemErrno(to)
+        ).storeError(path: destination)
       }
-      throw sourceFailure(code, source: source)
+      throw sourceFailure(code, source: source, handle: from.handle)
     }
     var result = report
     result.byteCount = try FileSystem.size(of: destination)
@@ -151,7 +156,7 @@ public enum SQLiteSnapshot {
     }
     let to = try memory.requireHandle()
     let (code, report) = try copy(from: from, to: to, sourcePath: source, destination: source, options: options)
-    if let code { throw sourceFailure(code, source: source) }
+    if let code { throw sourceFailure(code, source: source, handle: from.handle) }
     var size: sqlite3_int64 = 0
     let image = sqlite3_serialize(to, "main", &size, UInt32(SQLITE_SERIALIZE_NOCOPY))
     guard size > 0, let image else {
@@ -196,7 +201,9 @@ public enum SQLiteSnapshot {
       while copiedPages * pageSize < sampleBytes {
         let before = Int64(sqlite3_backup_pagecount(backup) - sqlite3_backup_remaining(backup))
         let (code, heldNS) = from.step(backup, pages: stepPages)
-        guard code == SQLITE_OK || code == SQLITE_DONE else { throw sourceFailure(code, source: source) }
+        guard code == SQLITE_OK || code == SQLITE_DONE else {
+          throw sourceFailure(code, source: source, handle: from.handle)
+        }
         let after = Int64(sqlite3_backup_pagecount(backup) - sqlite3_backup_remaining(backup))
         // A restart (another connection committed) copies from page 1 again.
         copiedPages += after > before ? after - before : after
@@ -303,13 +310,16 @@ public enum SQLiteSnapshot {
     return String(cString: text)
   }
 
-  /// A failed read of the source, as the error a snapshot reports for it.
-  private static func sourceFailure(_ code: Int32, source: String) -> StoreError {
+  /// A failed read of the source, as the error a snapshot reports for it (with the errno SQLite
+  /// kept on the source's `handle`).
+  private static func sourceFailure(_ code: Int32, source: String, handle: OpaquePointer) -> StoreError {
     if code == SQLiteExtendedCode.readonlyRollback {
       return StoreError.session(object: source, reason: .hotJournal(source + "-journal"))
     }
-    return SQLiteFailure(code: code, message: String(cString: sqlite3_errstr(code)), operation: "online backup")
-      .storeError(path: source)
+    return SQLiteFailure(
+      code: code, message: String(cString: sqlite3_errstr(code)), operation: "online backup",
+      systemErrno: sqliteSystemErrno(handle)
+    ).storeError(path: source)
   }
 
   /// Whether a failed online backup failed writing the copy rather than reading the source.
@@ -327,7 +337,9 @@ public enum SQLiteSnapshot {
     -> StoreError
   {
     let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
-    return SQLiteFailure(code: rc, message: message, operation: operation).storeError(path: path)
+    return SQLiteFailure(
+      code: rc, message: message, operation: operation, systemErrno: db.map(sqliteSystemErrno) ?? 0
+    ).storeError(path: path)
   }
 }
 

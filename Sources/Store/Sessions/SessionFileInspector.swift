@@ -82,10 +82,10 @@ public enum SessionFileInspector {
       switch pageCheck {
       case .none: break
       case .quick:
-        if try connection.textRowsChecked("PRAGMA quick_check") != ["ok"] { throw fail(.truncated) }
+        if !(try connection.integrityCheckChecked(quick: true)).isEmpty { throw fail(.truncated) }
       case .integrity:
-        let rows = try connection.textRowsChecked("PRAGMA integrity_check")
-        if rows != ["ok"] {
+        let rows = try connection.integrityCheckChecked(quick: false)
+        if !rows.isEmpty {
           problems = rows
           return nil
         }
@@ -108,7 +108,7 @@ public enum SessionFileInspector {
   {
     func fail(_ reason: SessionProblem) -> StoreError { .session(object: object, reason: reason) }
     do {
-      if verifiesPages, !(try snapshot.connection.textRowsChecked("PRAGMA quick_check") == ["ok"]) {
+      if verifiesPages, !(try snapshot.connection.integrityCheckChecked(quick: true)).isEmpty {
         throw fail(.truncated)
       }
       var info = try read(snapshot.connection, isWALMode: snapshot.isWALMode, fail: fail)
@@ -130,17 +130,18 @@ public enum SessionFileInspector {
   private static func readHeader(path: String, fail: (SessionProblem) -> StoreError) throws -> Header {
     var info = stat()
     guard stat(path, &info) == 0 else {
-      if errno == ENOENT || errno == ENOTDIR { throw fail(.missingFile) }
-      throw fail(.unreadable("stat: \(String(cString: strerror(errno)))"))
+      let code = errno
+      if code == ENOENT || code == ENOTDIR { throw fail(.missingFile) }
+      throw fail(unreadable("stat", code))
     }
     guard (info.st_mode & S_IFMT) == S_IFREG else { throw fail(.unreadable("not a regular file")) }
     guard info.st_size > 0 else { throw fail(.emptyFile) }
     let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw fail(.unreadable("open: \(String(cString: strerror(errno)))")) }
+    guard fd >= 0 else { throw fail(unreadable("open", errno)) }
     defer { close(fd) }
     var bytes = [UInt8](repeating: 0, count: 100)
     let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 100, 0) }
-    guard count >= 0 else { throw fail(.unreadable("read: \(String(cString: strerror(errno)))")) }
+    guard count >= 0 else { throw fail(unreadable("read", errno)) }
     let prefix = Array(bytes[0..<count])
     if count < sqliteMagic.count {
       // The beginning of a header cut short is a truncated file, anything else is not SQLite.
@@ -150,6 +151,16 @@ public enum SessionFileInspector {
     guard count == 100 else { throw fail(.truncated) }
     return Header(bytes: bytes, fileSize: Int64(info.st_size))
   }
+
+  /// A call on the file that failed with `code`: a read error (the disk, a permission) says
+  /// nothing about the file's content, anything else makes it unreadable.
+  private static func unreadable(_ call: String, _ code: Int32) -> SessionProblem {
+    let text = "\(call): \(String(cString: strerror(code)))"
+    return readErrnos.contains(code) ? .readError(text) : .unreadable(text)
+  }
+
+  /// The errnos of a call on the file that say nothing about its content.
+  static let readErrnos: Set<Int32> = SQLiteIOError.readErrnos.union([EACCES, EPERM])
 
   /// A file shorter than the page count its header vouches for has lost its tail. (In WAL mode
   /// newer pages may live in the -wal, so the check is skipped when one exists.)
@@ -195,6 +206,21 @@ public enum SessionFileInspector {
 
   private static func problem(for failure: SQLiteFailure, journalPath: String, isWALMode: Bool) -> SessionProblem {
     let name = String(cString: sqlite3_errstr(failure.code))
+    // A failed read is not damage (SQLite reports EIO on a read as SQLITE_CORRUPT): the file may
+    // be healthy, and nothing may be restored over it for this.
+    if failure.code != SQLiteExtendedCode.ioErrShortRead,
+      SQLiteIOError.isIOFailure(code: failure.code, systemErrno: failure.systemErrno)
+    {
+      let words = SQLiteIOError.describe(extendedCode: failure.code)?.words ?? "read error"
+      let cause = failure.systemErrno != 0 ? String(cString: strerror(failure.systemErrno)) : "SQLite kept no errno"
+      return .readError("\(failure.operation): \(words), \(cause)")
+    }
+    // SQLite could not open the file for a reason that is not its content (EIO, a permission).
+    if [SQLITE_CANTOPEN, SQLITE_PERM].contains(failure.primaryCode), !isWALMode,
+      readErrnos.contains(failure.systemErrno)
+    {
+      return .readError("\(failure.operation): \(String(cString: strerror(failure.systemErrno)))")
+    }
     switch failure.code {
     case SQLiteExtendedCode.readonlyRollback:
       return .hotJournal(journalPath)

@@ -27,8 +27,15 @@
 // plausible for that call is used) without being made. Classes: read (read, pread, readv,
 // preadv), write (write, pwrite, writev, pwritev), fsync (fsync, fdatasync), rename (rename*,
 // link*: the calls that publish a file), open (open*, creat) and mkdir (mkdir*). The injected
-// fault is noted in TGSESS_IOFAULT_LOG ("F <class> <n> <errno> <path>"). With N = 0 nothing fails
-// and the calls of each class are counted into TGSESS_IOFAULT_COUNTS at exit ("<class> <count>").
+// fault is noted in TGSESS_IOFAULT_LOG ("F <class> <n> <errno> <path>"), followed by the object
+// that made the call ("C <file name>", e.g. libsqlite3.so.0 or tgsess: from the return address,
+// dladdr) and then, in call order, what the run did after it below the scope: "S <path>" for each
+// fsync/fdatasync that succeeded (file or directory) and "P <from> <to>" for each rename or link
+// that succeeded (a publish). A judge tells from these an fsync failure the program recovered
+// from (the file never published, or synced again) from one it ignored. With N = 0 nothing fails
+// and the calls of each class are counted into TGSESS_IOFAULT_COUNTS at exit ("<class> <count>");
+// with TGSESS_IOFAULT_CALLS set too, every counted call is listed there ("<class> <n> <path>"), so
+// a test can pick the call to fail by its file.
 //
 // Build: cc -shared -fPIC -O2 -o iotrace.so iotrace.c -ldl -lpthread
 #define _GNU_SOURCE
@@ -70,6 +77,9 @@ static int fault_errnos[8];
 static int fault_errno_count;
 static char fault_log[PATH_MAX];
 static char count_path[PATH_MAX];
+static int calls_fd = -1;
+static int fault_fired;            // the injected fault happened: log what follows it
+static __thread const void *caller; // return address of the interposed call being made
 
 #define REAL(name) real_##name
 #define DECLARE(ret, name, params) static ret(*real_##name) params;
@@ -196,6 +206,8 @@ __attribute__((constructor)) static void iotrace_init(void) {
     if (fault_errno_count == 0) fault_errnos[fault_errno_count++] = EIO;
     const char *flog = getenv("TGSESS_IOFAULT_LOG");
     if (flog) snprintf(fault_log, sizeof(fault_log), "%s", flog);
+    const char *calls = getenv("TGSESS_IOFAULT_CALLS");
+    if (calls && *calls) calls_fd = real_open(calls, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     const char *cpath = getenv("TGSESS_IOFAULT_COUNTS");
     if (cpath) {
       snprintf(count_path, sizeof(count_path), "%s", cpath);
@@ -318,29 +330,73 @@ static int plausible(int class, int error, int flags, const char *path) {
   }
 }
 
+// The file name (without directories) of the object holding `address`, or "?".
+static const char *object_name(const void *address) {
+  Dl_info info;
+  if (!address || !dladdr(address, &info) || !info.dli_fname || !*info.dli_fname) return "?";
+  const char *slash = strrchr(info.dli_fname, '/');
+  return slash ? slash + 1 : info.dli_fname;
+}
+
+// Appends one line to the fault log.
+static void fault_note(const char *line, size_t length) {
+  if (!fault_log[0]) return;
+  int fd = real_open(fault_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  ssize_t ignored = real_write(fd, line, length);
+  (void)ignored;
+  real_close(fd);
+}
+
+// After the fault: notes a successful fsync of `path` ('S') or a publish of `from` as `to` ('P').
+static void after_fault(char kind, const char *from, const char *to) {
+  if (!fault_fired) return;
+  char a[3 * PATH_MAX], b[3 * PATH_MAX], line[6 * PATH_MAX + 16];
+  encode(from, a, sizeof(a));
+  int length;
+  if (to) {
+    encode(to, b, sizeof(b));
+    length = snprintf(line, sizeof(line), "%c %s %s\n", kind, a, b);
+  } else {
+    length = snprintf(line, sizeof(line), "%c %s\n", kind, a);
+  }
+  if (length > 0 && (size_t)length < sizeof(line)) {
+    pthread_mutex_lock(&mutex);
+    fault_note(line, (size_t)length);
+    pthread_mutex_unlock(&mutex);
+  }
+}
+
 // Counts one call of `class` and returns the errno to fail it with (0: make the call).
 static int fault(int class, const char *path, int flags) {
   if (!faulting) return 0;
   pthread_mutex_lock(&mutex);
   long n = ++counts[class];
   int error = 0;
+  if (calls_fd >= 0) {
+    char encoded[3 * PATH_MAX];
+    encode(path ? path : "?", encoded, sizeof(encoded));
+    char line[3 * PATH_MAX + 64];
+    int length = snprintf(line, sizeof(line), "%s %ld %s\n", class_names[class], n, encoded);
+    if (length > 0) {
+      ssize_t ignored = real_write(calls_fd, line, (size_t)length);
+      (void)ignored;
+    }
+  }
   if (class == fault_class && fault_n > 0 && n == fault_n) {
     for (int i = 0; i < fault_errno_count && !error; i++)
       if (plausible(class, fault_errnos[i], flags, path)) error = fault_errnos[i];
     if (!error) error = EIO;
-    if (fault_log[0]) {
-      int fd = real_open(fault_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-      if (fd >= 0) {
-        char encoded[3 * PATH_MAX];
-        encode(path ? path : "?", encoded, sizeof(encoded));
-        char line[3 * PATH_MAX + 64];
-        int length = snprintf(line, sizeof(line), "F %s %ld %d %s\n", class_names[class], n, error, encoded);
-        ssize_t ignored = real_write(fd, line, (size_t)length);
-        (void)ignored;
-        real_close(fd);
-      }
-    }
+    char encoded[3 * PATH_MAX];
+    encode(path ? path : "?", encoded, sizeof(encoded));
+    char line[3 * PATH_MAX + 64];
+    int length = snprintf(line, sizeof(line), "F %s %ld %d %s\n", class_names[class], n, error, encoded);
+    if (length > 0) fault_note(line, (size_t)length);
+    length = snprintf(line, sizeof(line), "C %s\n", object_name(caller));
+    if (length > 0) fault_note(line, (size_t)length);
+    fault_fired = 1;
   }
+  if (class == C_FSYNC) caller = NULL;
   pthread_mutex_unlock(&mutex);
   return error;
 }
@@ -622,12 +678,21 @@ int truncate(const char *path, off_t length) {
   int name(int fd) {                                             \
     RESOLVE(name);                                               \
     if (!fd_scoped(fd)) return real_##name(fd);                  \
+    caller = __builtin_return_address(0);                        \
     int error = fd_fault(C_FSYNC, fd);                           \
     if (error) {                                                 \
       errno = error;                                             \
       return -1;                                                 \
     }                                                            \
-    if (!recording()) return real_##name(fd);                    \
+    if (!recording()) {                                          \
+      int done = real_##name(fd);                                \
+      if (done == 0 && fault_fired) {                            \
+        char synced[PATH_MAX];                                   \
+        fd_path(fd, synced);                                     \
+        after_fault('S', synced, NULL);                          \
+      }                                                          \
+      return done;                                               \
+    }                                                            \
     /* Under the mutex: a call logged before S was done before the sync began. */ \
     pthread_mutex_lock(&mutex);                                  \
     int result = real_##name(fd);                                \
@@ -684,6 +749,7 @@ static int do_rename(int fd1, const char *from, int fd2, const char *to, unsigne
   if (kind == 0) result = real_renameat2 ? real_renameat2(fd1, from, fd2, to, flags) : real_renameat(fd1, from, fd2, to);
   else result = real_linkat(fd1, from, fd2, to, (int)flags);
   int saved = errno;
+  if (scoped && result == 0) after_fault('P', full_from, full_to);
   if (scoped && recording()) {
     if (result == 0) {
       char a[3 * PATH_MAX], b[3 * PATH_MAX];
