@@ -174,7 +174,7 @@ public final class BotDatabase: @unchecked Sendable {
   }
 
   /// The errno behind the connection's last I/O failure (`sqliteSystemErrno`).
-  private func systemErrno() -> Int32 {
+  func systemErrno() -> Int32 {
     queue.inDatabase { db in db.sqliteConnection.map(sqliteSystemErrno) ?? 0 }
   }
 

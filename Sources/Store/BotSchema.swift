@@ -144,7 +144,7 @@ extension BotDatabase {
             """, arguments: [String(BotSchema.currentVersion), Timestamp.now()])
       }
     } catch {
-      throw BotDatabase.describe(error, path: path, doing: "migrate")
+      throw BotDatabase.describe(error, path: path, doing: "migrate", systemErrno: systemErrno())
     }
   }
 }
