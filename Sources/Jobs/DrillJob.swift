@@ -193,17 +193,9 @@ public enum DrillJob {
         }
         if !schema.isCurrent { problems.append("database schema is not current (version \(schema.version))") }
         // The Fernet keys (the escrowed copy, when given) open every secret that came back.
-        let census = try database.secretCensus(fernet: fernet)
-        fernetSecretsDecrypted = census.underNewestKey + census.underOlderKey
-        if fernet == nil, census.undecryptable > 0 {
-          notProven.append(
-            "the \(census.undecryptable) encrypted secret(s) in the restored database: no Fernet key here (\(deployment.fernetKeysPath)); give --fernet-keys FILE (the escrowed copy)"
-          )
-        } else if census.undecryptable > 0 {
-          problems.append(
-            "\(census.undecryptable) secret(s) in the restored database decrypt with no key in \(fernetDescription(deployment, options))"
-          )
-        }
+        fernetSecretsDecrypted = try judgeSecrets(
+          of: database, named: "the restored database", fernet: fernet, deployment: deployment, options: options,
+          problems: &problems, notProven: &notProven)
       } catch let error as StoreError {
         problems.append(error.errorDescription ?? "\(error)")
       }
@@ -330,6 +322,27 @@ public enum DrillJob {
     options.fernetKeysPath ?? deployment.fernetKeysPath
   }
 
+  /// Whether the Fernet keys (the escrowed copy, when given) open every secret in `database`:
+  /// without keys the encrypted ones are "not proven", with keys one they do not open is a problem.
+  /// - Returns: how many secrets the keys decrypted.
+  /// - Throws: `StoreError` when the database cannot be read.
+  static func judgeSecrets(
+    of database: BotDatabase, named name: String, fernet: Fernet?, deployment: Deployment,
+    options: DrillOptions, problems: inout [String], notProven: inout [String]
+  ) throws -> Int {
+    let census = try database.secretCensus(fernet: fernet)
+    if fernet == nil, census.undecryptable > 0 {
+      notProven.append(
+        "the \(census.undecryptable) encrypted secret(s) in \(name): no Fernet key here (\(deployment.fernetKeysPath)); give --fernet-keys FILE (the escrowed copy)"
+      )
+    } else if census.undecryptable > 0 {
+      problems.append(
+        "\(census.undecryptable) secret(s) in \(name) decrypt with no key in \(fernetDescription(deployment, options))"
+      )
+    }
+    return census.underNewestKey + census.underOlderKey
+  }
+
   /// The drill without the age identity: every archive a full drill would open is proven as
   /// far as its ciphertext goes (`ArchiveRepository.verifyCiphertext`: record, SHA-256, age
   /// header and its recipient count), the snapshot's users are compared with the live ones from
@@ -384,17 +397,9 @@ public enum DrillJob {
       let database = try BotDatabase(
         path: deployment.databasePath, mode: .readOnly, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { database.close() }
-      let census = try database.secretCensus(fernet: fernet)
-      fernetSecretsDecrypted = census.underNewestKey + census.underOlderKey
-      if fernet == nil, census.undecryptable > 0 {
-        notProven.append(
-          "the \(census.undecryptable) encrypted secret(s) in the live database: no Fernet key here (\(deployment.fernetKeysPath)); give --fernet-keys FILE (the escrowed copy)"
-        )
-      } else if census.undecryptable > 0 {
-        problems.append(
-          "\(census.undecryptable) secret(s) in the live database decrypt with no key in \(fernetDescription(deployment, options))"
-        )
-      }
+      fernetSecretsDecrypted = try judgeSecrets(
+        of: database, named: "the live database", fernet: fernet, deployment: deployment, options: options,
+        problems: &problems, notProven: &notProven)
     }
     let known = Set((fernet?.keys ?? []).map(\.fingerprint))
     var unrecorded = 0
