@@ -1,7 +1,7 @@
 import Foundation
 import Store
 
-/// Progress of one phase of a long job (check, prune, drill, watch's start-up scan), for a TTY.
+/// Progress of one phase of a long job (check, prune, drill, restore, watch's start-up scan), for a TTY.
 /// A job reports it only to the callback its caller passed; cron, `--json` and the bot pass none.
 public struct JobProgress: Sendable, Equatable {
   /// What the job is doing, in a few words ("session files", "signatures").

@@ -233,7 +233,8 @@ public enum RecoverJob {
         logger.warning("completed an interrupted pair install", metadata: ["file.path": "\(path)"])
       }
       // And what its post-recovery backups left, which a rerun would not back up again.
-      try Leftovers.remove(deployment, logger: logger)
+      // (With --user, that user's post-recovery archives are the only ones it writes.)
+      try Leftovers.remove(deployment, userID: options.userID, logger: logger)
       let database = try BotDatabase(
         path: deployment.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { database.close() }

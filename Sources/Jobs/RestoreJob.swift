@@ -222,13 +222,18 @@ public struct RestoreResult: Codable, Sendable, Equatable {
 /// deployment lock, after the live-owner guard and the undo backup.
 public enum RestoreJob {
   /// Restores according to `options` (with `isDryRun`, only plans).
+  /// - Parameter progress: where to report each phase's progress (a TTY): "reading archive",
+  ///   "checking entries", the undo backup's phases ("undo: ..."), "installing"; nil reports
+  ///   nothing.
   /// - Throws: `JobError` naming the archive and what failed; nothing has changed then.
-  public static func run(_ deployment: Deployment, options: RestoreOptions, logger: Logger) throws -> RestoreResult {
+  public static func run(
+    _ deployment: Deployment, options: RestoreOptions, logger: Logger, progress: JobProgressHandler? = nil
+  ) throws -> RestoreResult {
     try validate(options)
     do {
       let catalog = try ArchiveCatalog.open(deployment, origin: options.origin)
       defer { catalog.close() }
-      return try run(deployment, options: options, catalog: catalog, logger: logger)
+      return try run(deployment, options: options, catalog: catalog, logger: logger, progress: progress)
     } catch let error as StoreError {
       throw JobError.store(context: "restore", underlying: error)
     }
@@ -266,20 +271,22 @@ public enum RestoreJob {
 
   /// A restore from an opened catalog (a drill restores from its own).
   /// - Throws: `JobError` naming the archive and what failed; nothing has changed then.
-  static func run(_ deployment: Deployment, options: RestoreOptions, catalog: ArchiveCatalog, logger: Logger) throws
-    -> RestoreResult
-  {
+  static func run(
+    _ deployment: Deployment, options: RestoreOptions, catalog: ArchiveCatalog, logger: Logger,
+    progress: JobProgressHandler? = nil
+  ) throws -> RestoreResult {
     do {
-      return try restore(deployment, options: options, catalog: catalog, logger: logger)
+      return try restore(deployment, options: options, catalog: catalog, logger: logger, progress: progress)
     } catch let error as StoreError {
       throw JobError.store(context: "restore", underlying: error)
     }
   }
 
   private static func restore(
-    _ deployment: Deployment, options: RestoreOptions, catalog: ArchiveCatalog, logger: Logger
+    _ deployment: Deployment, options: RestoreOptions, catalog: ArchiveCatalog, logger: Logger,
+    progress: JobProgressHandler?
   ) throws -> RestoreResult {
-    let prepared = try prepare(deployment, options: options, catalog: catalog)
+    let prepared = try prepare(deployment, options: options, catalog: catalog, progress: progress)
     var isTargetFilled = false
     defer { prepared.discard(isTargetFilled: isTargetFilled) }
     var plan = prepared.plan
@@ -300,7 +307,8 @@ public enum RestoreJob {
     if plan.mode != .target {
       // The undo archive is written on the side: what an earlier restore's left (a record to
       // roll forward) is finished here, as recover does, since a rerun may take no undo.
-      try Leftovers.remove(deployment, logger: logger)
+      // A per-user restore writes its undo in that user's directory alone: only it is looked at.
+      try Leftovers.remove(deployment, userID: plan.mode == .user ? plan.userID : nil, logger: logger)
       // The live-owner guard: the bot, and any process that holds a file about to be replaced.
       let evidence = LiveOwnerGuard.evidence(
         deployment, files: plan.files.map(\.change.path),
@@ -329,10 +337,12 @@ public enum RestoreJob {
         result.warnings += added
       }
       // Undo first.
-      result.undo = try takeUndo(deployment: deployment, plan: plan, options: options, logger: logger)
+      result.undo = try takeUndo(
+        deployment: deployment, plan: plan, options: options, logger: logger, progress: progress)
     }
 
-    let writtenInPlace = try execute(plan, staging: prepared.staging.path, deployment: deployment, logger: logger)
+    let writtenInPlace = try execute(
+      plan, staging: prepared.staging.path, deployment: deployment, logger: logger, progress: progress)
     result.problems = try check(plan, writtenInPlace: writtenInPlace, undo: result.undo)
     logger.notice(
       "restore done",
@@ -405,7 +415,9 @@ public enum RestoreJob {
 
   /// Chooses the archive, verifies it in full in staging on the target's filesystem, and plans.
   /// - Throws: `StoreError` or `JobError` naming the archive; what this run created is removed.
-  static func prepare(_ deployment: Deployment, options: RestoreOptions, catalog: ArchiveCatalog) throws -> Prepared {
+  static func prepare(
+    _ deployment: Deployment, options: RestoreOptions, catalog: ArchiveCatalog, progress: JobProgressHandler? = nil
+  ) throws -> Prepared {
     var options = options
     let selector = ArchiveSelector(options.selector, at: options.at, userID: options.userID)
     // Only archives signed by this deployment's key are candidates (unsigned ones too with
@@ -440,10 +452,33 @@ public enum RestoreJob {
     let staging = try StagingArea(parent: stagingParent)
     defer { if !isPrepared { staging.remove() } }
     let verified = try ArchiveVerifier(identities: identities, authenticator: authenticator).verify(
-      record, in: catalog.repository, into: staging.path, scope: .everyEntry)
+      record, in: catalog.repository, into: staging.path, scope: .everyEntry,
+      progress: verifyProgress(progress), startsWriteback: !options.isDryRun)
     let plan = try makePlan(deployment: deployment, options: options, archive: verified, archivePath: archivePath)
     isPrepared = true
     return Prepared(plan: plan, archive: verified, options: options, staging: staging, createdTarget: createdTarget)
+  }
+
+  /// The verifier's progress as the restore's first phases: "reading archive", "checking entries".
+  static func verifyProgress(_ report: JobProgressHandler?) -> (@Sendable (ArchiveVerifier.Progress) -> Void)? {
+    guard let report else { return nil }
+    return { step in
+      switch step {
+      case .read(let done, let total): report(JobProgress(phase: "reading archive", done: done, total: total))
+      case .checked(let done, let total): report(JobProgress(phase: "checking entries", done: done, total: total))
+      }
+    }
+  }
+
+  /// The undo backup's progress, its phases named "undo: snapshots", "undo: full archive", ...
+  static func undoProgress(_ report: JobProgressHandler?) -> (@Sendable (BackupProgress) -> Void)? {
+    guard let report else { return nil }
+    return { step in
+      report(
+        JobProgress(
+          phase: "undo: \(step.phase.rawValue)", done: step.filesDone, total: step.filesTotal,
+          bytesDone: step.bytesDone))
+    }
   }
 
   /// The plan for `options` from the verified `archive`: each entry's destination, and whether it
@@ -622,9 +657,10 @@ public enum RestoreJob {
   /// - Returns: the undo archive's id; nil when nothing is replaced.
   /// - Throws: `JobError` for a held lock, or when no undo archive could be written (the restore
   ///   is refused then; nothing has changed).
-  static func takeUndo(deployment: Deployment, plan: RestorePlan, options: RestoreOptions, logger: Logger) throws
-    -> String?
-  {
+  static func takeUndo(
+    deployment: Deployment, plan: RestorePlan, options: RestoreOptions, logger: Logger,
+    progress: JobProgressHandler? = nil
+  ) throws -> String? {
     guard plan.replacesData else { return nil }
     var backup = BackupOptions(
       config: deployment.config,
@@ -633,7 +669,9 @@ public enum RestoreJob {
     backup.includesChangedUsers = false
     let failure: String
     do {
-      let result = try BackupJob.run(deployment, options: backup, logger: logger)
+      let result = try BackupJob.run(
+        deployment, options: backup, logger: logger,
+        progress: undoProgress(progress))
       if let archive = result.archives.first, result.failures.isEmpty { return archive.id }
       // A full snapshot without the users that failed is no undo of their files.
       failure = result.failures.first.map { "user \($0.userID): \($0.reason)" } ?? "no archive was written"
@@ -653,9 +691,9 @@ public enum RestoreJob {
   /// user's row in one transaction.
   /// - Returns: the files written in place through the online backup API.
   /// - Throws: `StoreError` naming the file that failed.
-  static func execute(_ plan: RestorePlan, staging: String, deployment: Deployment, logger: Logger) throws
-    -> Set<String>
-  {
+  static func execute(
+    _ plan: RestorePlan, staging: String, deployment: Deployment, logger: Logger, progress: JobProgressHandler? = nil
+  ) throws -> Set<String> {
     var installs: [LiveFiles.Installation] = []
     var companions: [LiveFiles.Installation] = []
     var writtenInPlace: Set<String> = []
@@ -685,9 +723,16 @@ public enum RestoreJob {
       let installation = LiveFiles.Installation(source: source, destination: path)
       if step.isCompanion { companions.append(installation) } else { installs.append(installation) }
     }
-    try LiveFiles.install(installs) { _ in try CrashPoint.hit("restore.after-file") }
+    let installed = PhaseCounter(progress, phase: "installing", total: installs.count + companions.count)
+    try LiveFiles.install(installs) { _ in
+      try CrashPoint.hit("restore.after-file")
+      installed.step()
+    }
     // A verbatim file's -journal and -wal go in after it: installing the file cleared the live ones.
-    try LiveFiles.install(companions) { _ in try CrashPoint.hit("restore.after-file") }
+    try LiveFiles.install(companions) { _ in
+      try CrashPoint.hit("restore.after-file")
+      installed.step()
+    }
     if let userRow = plan.userRow {
       let live = try BotDatabase(path: plan.databasePath, mode: .readWrite, busyTimeoutMS: deployment.busyTimeoutMS)
       defer { live.close() }
@@ -696,10 +741,11 @@ public enum RestoreJob {
     return writtenInPlace
   }
 
-  /// Validates what was restored: every session file, and the database's integrity. A session
-  /// file renamed from staging is the very file (the same inode) that passed integrity_check
-  /// and inspection there under the lock, so only its presence is checked; a database renamed
-  /// gets quick_check, one written in place through the online backup API integrity_check.
+  /// Validates what was restored: every session file, and the database's integrity. A file
+  /// renamed from staging (a session file or the database) is the very file (the same inode)
+  /// that passed integrity_check (and, for a session, inspection) there under the lock, fsynced
+  /// before the rename, so only its presence is checked; a database written in place through
+  /// the online backup API gets integrity_check, one left alone quick_check.
   /// - Returns: one line per problem.
   /// - Throws: `StoreError` naming the file when the check could not read it (an I/O error: the
   ///   file is in place but not validated, which is not a finding about it), with what was
@@ -728,16 +774,15 @@ public enum RestoreJob {
   private static func problemsAfterRestore(_ file: RestorePlan.FileStep, isWrittenInPlace: Bool) throws -> [String] {
     let path = file.change.path
     do {
+      if file.change.writes, !isWrittenInPlace {
+        return FileSystem.exists(path) ? [] : ["\(path): missing after the restore"]
+      }
       if file.isDatabase {
         let database = try BotDatabase(path: path, mode: .readOnly)
         defer { database.close() }
         return try database.integrityProblems(deep: isWrittenInPlace).map { "\(path): \($0)" }
       } else if path.hasSuffix(".session") {
-        if !file.change.writes {
-          _ = try SessionFileInspector.inspect(path: path)
-        } else if !FileSystem.exists(path) {
-          return ["\(path): missing after the restore"]
-        }
+        _ = try SessionFileInspector.inspect(path: path)
       }
       return []
     } catch let error as StoreError {

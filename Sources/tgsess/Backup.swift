@@ -113,7 +113,7 @@ struct Backup: ParsableCommand {
 }
 
 /// A one-line progress display on a TTY (stderr) with the phase and an ETA; silent otherwise
-/// (cron, a pipe, `--json`). Backup, check, prune, drill and watch's start-up scan draw with it.
+/// (cron, a pipe, `--json`). Backup, check, prune, drill, restore and watch's start-up scan draw with it.
 final class ProgressMeter: @unchecked Sendable {
   let isActive: Bool
   private var phase: String?

@@ -84,7 +84,12 @@ struct Restore: ParsableCommand {
       isForced: force, identityPath: identity, lockWait: TimeInterval(lockWait), fromRemote: fromRemote,
       verifyKeyPath: verifyKey, allowsUnsigned: allowUnsigned)
     options.fromDeployment = fromDeployment
-    let result = try RestoreJob.run(deployment, options: options, logger: logger)
+    // Each phase's progress on a TTY; nothing under cron, in a pipe or with --json.
+    let meter = ProgressMeter(isEnabled: !global.json)
+    defer { meter.finish() }
+    let result = try RestoreJob.run(
+      deployment, options: options, logger: logger, progress: meter.isActive ? meter.update : nil)
+    meter.finish()
     if global.json {
       try Output.json(result)
     } else {
