@@ -508,6 +508,7 @@ public enum RestoreJob {
     var files: [RestorePlan.FileStep] = []
     var users: [Int64] = []
     var fingerprints: [Int64: String] = [:]
+    var placed: [(entry: Manifest.Entry, destination: String)] = []
     for entry in archive.manifest.entries {
       let destination: String
       switch entry.role {
@@ -534,6 +535,11 @@ public enum RestoreJob {
         destination = verbatim.livePath(in: written)
         if verbatim.file == .session, !verbatim.isCompanion, let user = verbatim.userID { users.append(user) }
       }
+      placed.append((entry, destination))
+    }
+    // What is there, compared with each verified file: each file on its own, on a few threads.
+    let compared = try Parallel.map(count: placed.count, workers: Parallel.defaultWorkers) { index in
+      let (entry, destination) = placed[index]
       let before = FileSystem.exists(destination) ? try FileSystem.sha256(ofFile: destination) : nil
       var action: FileChange.Action = before == nil ? .create : before == entry.sha256 ? .identical : .replace
       if action == .replace, entry.isSQLite, let staged = archive.extractedPath(of: entry),
@@ -541,6 +547,9 @@ public enum RestoreJob {
       {
         action = .unchanged
       }
+      return (before, action)
+    }
+    for ((entry, destination), (before, action)) in zip(placed, compared) {
       let target = VerbatimFiles.target(of: entry)
       files.append(
         RestorePlan.FileStep(
@@ -641,10 +650,14 @@ public enum RestoreJob {
     )
   }
 
-  /// Whether two SQLite files hold the same schema and rows (`SQLiteContent.digest`). A live
-  /// file that cannot be read as SQLite (damaged) differs from any verified one.
+  /// Whether two SQLite files hold the same schema and rows: the same pages apart from the
+  /// header fields each commit stamps (`SQLiteContent.hasSamePages`, a live file unchanged since
+  /// its snapshot), else the same `SQLiteContent.digest`. A live file that cannot be read as
+  /// SQLite (damaged) differs from any verified one.
   /// - Throws: `StoreError` when the verified copy cannot be read.
   static func isSameContent(_ live: String, _ staged: String) throws -> Bool {
+    // (A file it cannot read is left to the digest, which judges it.)
+    if (try? SQLiteContent.hasSamePages(live, staged)) == true { return true }
     let liveDigest: String
     do { liveDigest = try SQLiteContent.digest(path: live) } catch is StoreError { return false }
     return try liveDigest == SQLiteContent.digest(path: staged)
@@ -744,8 +757,10 @@ public enum RestoreJob {
   /// Validates what was restored: every session file, and the database's integrity. A file
   /// renamed from staging (a session file or the database) is the very file (the same inode)
   /// that passed integrity_check (and, for a session, inspection) there under the lock, fsynced
-  /// before the rename, so only its presence is checked; a database written in place through
-  /// the online backup API gets integrity_check, one left alone quick_check.
+  /// before the rename, so only its presence is checked; a session file left alone is inspected
+  /// unless its bytes are still those the plan compared with the verified copy; a database
+  /// written in place through the online backup API gets integrity_check, one left alone
+  /// quick_check.
   /// - Returns: one line per problem.
   /// - Throws: `StoreError` naming the file when the check could not read it (an I/O error: the
   ///   file is in place but not validated, which is not a finding about it), with what was
@@ -782,6 +797,9 @@ public enum RestoreJob {
         defer { database.close() }
         return try database.integrityProblems(deep: isWrittenInPlace).map { "\(path): \($0)" }
       } else if path.hasSuffix(".session") {
+        // Left alone: the plan found it the same as its verified copy (same bytes, or the same
+        // content). The same bytes now are that file still; anything else is inspected.
+        if let before = file.change.sha256Before, try FileSystem.sha256(ofFile: path) == before { return [] }
         _ = try SessionFileInspector.inspect(path: path)
       }
       return []

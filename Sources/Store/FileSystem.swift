@@ -44,10 +44,12 @@ public enum FileSystem {
   /// Creates `path` and its missing parents with mode 0700, whatever the umask, and fsyncs the
   /// parent of each directory it creates. An existing directory is left as it is.
   /// - Throws: `StoreError.io` naming the directory that could not be created or synced.
-  public static func makeDirectory(_ path: String) throws {
+  /// - Parameter isDurable: sync the parent after creating (the default); a scratch directory
+  ///   whose files are renamed elsewhere before they matter (a staging area's) need not be.
+  public static func makeDirectory(_ path: String, isDurable: Bool = true) throws {
     if isDirectory(path) { return }
     let parent = FileSystem.parentDirectory(of: path)
-    if !parent.isEmpty, parent != path, !isDirectory(parent) { try makeDirectory(parent) }
+    if !parent.isEmpty, parent != path, !isDirectory(parent) { try makeDirectory(parent, isDurable: isDurable) }
     let isCreated = mkdir(path, directoryMode) == 0
     if !isCreated, errno != EEXIST {
       throw StoreError.io(path: path, operation: "create directory", errno: errno)
@@ -58,7 +60,7 @@ public enum FileSystem {
     // take it away with every file later written and synced into it (an archive, say). When
     // that sync fails the new directory goes again, so that a retry creates and syncs it anew
     // (an existing directory is taken as it is).
-    if isCreated {
+    if isCreated, isDurable {
       do { try fsyncDirectory(parent.isEmpty ? "." : parent) } catch {
         rmdir(path)
         throw error

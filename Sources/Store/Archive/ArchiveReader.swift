@@ -169,6 +169,9 @@ public enum ArchiveReader {
       }
     }
     var seen = Set<PathKey>()
+    // The staging directories made so far: scratch (each file is renamed out of them, then its
+    // destination's directory synced), so they are created without syncing, and each once.
+    var madeDirectories = Set<String>()
     while let header = try reader.next() {
       guard ArchivePath.isSafe(header.path) else { throw refuse("unsafe entry path '\(header.path)'") }
       guard header.kind == .file else {
@@ -186,7 +189,11 @@ public enum ArchiveReader {
       var outputPath = ""
       if let extractTo, extracting?(entry) ?? true {
         outputPath = extractTo + "/" + header.path
-        try FileSystem.makeDirectory(FileSystem.parentDirectory(of: outputPath))
+        let parent = FileSystem.parentDirectory(of: outputPath)
+        if !madeDirectories.contains(parent) {
+          try FileSystem.makeDirectory(parent, isDurable: false)
+          madeDirectories.insert(parent)
+        }
         output = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, FileSystem.fileMode)
         guard output >= 0 else {
           let code = errno

@@ -43,6 +43,59 @@ public enum SQLiteContent {
     return Hex.encode(hasher.finalize())
   }
 
+  /// Whether two SQLite files hold the same pages apart from the header fields a writer stamps
+  /// on each commit (the file change counter, the version-valid-for number and the version of
+  /// SQLite that wrote it, bytes 24-27 and 92-99) and the schema cookie the online backup API
+  /// bumps in its copy (bytes 40-43): then they hold the same schema and rows, and
+  /// `digest` would agree, for a fraction of its cost (a session file and its snapshot through
+  /// the online backup API differ in those bytes alone). False says nothing: the same data may
+  /// be laid out otherwise. A `-wal` that is not empty or a `-journal` beside either file makes it
+  /// false (the main file alone is not what SQLite would read).
+  /// - Throws: `StoreError.io` naming the file that cannot be read.
+  public static func hasSamePages(_ first: String, _ second: String) throws -> Bool {
+    for path in [first, second] {
+      if FileSystem.exists(path + "-journal") || ((try? FileSystem.size(of: path + "-wal")) ?? 0) > 0 { return false }
+    }
+    let size = try FileSystem.size(of: first)
+    guard size == (try FileSystem.size(of: second)), size >= 100 else { return false }
+    let descriptors = try [first, second].map { path in
+      let fd = open(path, O_RDONLY | O_CLOEXEC)
+      guard fd >= 0 else { throw StoreError.io(path: path, operation: "open", errno: errno) }
+      return fd
+    }
+    defer { descriptors.forEach { close($0) } }
+    let chunk = 64 * 1024
+    var buffers = [[UInt8]](repeating: [UInt8](repeating: 0, count: chunk), count: 2)
+    var offset: Int64 = 0
+    while offset < size {
+      let count = Int(min(Int64(chunk), size - offset))
+      for side in 0..<2 {
+        let read = try buffers[side].withUnsafeMutableBytes { buffer in
+          var done = 0
+          while done < count {
+            let got = pread(descriptors[side], buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+            if got < 0, errno == EINTR { continue }
+            if got < 0 { throw StoreError.io(path: side == 0 ? first : second, operation: "read", errno: errno) }
+            if got == 0 { break }
+            done += got
+          }
+          return done
+        }
+        guard read == count else { return false }
+        if offset == 0 {
+          for index in Array(24..<28) + Array(40..<44) + Array(92..<100) { buffers[side][index] = 0 }
+        }
+      }
+      guard
+        buffers[0].withUnsafeBytes({ a in
+          buffers[1].withUnsafeBytes { b in memcmp(a.baseAddress!, b.baseAddress!, count) == 0 }
+        })
+      else { return false }
+      offset += Int64(count)
+    }
+    return true
+  }
+
   /// One tagged, length-prefixed value into the digest (so that no two sequences collide).
   private static func add(_ hasher: inout SHA256Hasher, _ tag: UInt8, _ bytes: [UInt8]) {
     var header = [tag]
