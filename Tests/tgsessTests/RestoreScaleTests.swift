@@ -63,6 +63,24 @@ import Testing
     #expect(try fleet.sqlite("PRAGMA integrity_check", path: target + "/data/telegram_bot.db") == "ok")
   }
 
+  /// The directories a restore extracts into are scratch (each file is fsynced and renamed out,
+  /// then its destination directory synced): creating them synced the staging directory, once
+  /// per directory made.
+  @Test func aRestoreSyncsNoStagingDirectory() throws {
+    try Tools.require()
+    let fleet = try TestFleet(users: 3, initialized: true, backedUp: true)
+    let faults = try InjectedFaultTests.Faults(fleet)
+    let target = faults.work + "/tmp/target"
+    let synced = try faults.calls("fsync", of: ["restore", "latest", "--target", target]).map(\.path)
+    let stagingDirectories = synced.filter { path in
+      let name = (path as NSString).lastPathComponent
+      return name.hasPrefix(".staging-") || ["sessions", "data"].contains(name) && path.contains("/.staging-")
+    }
+    #expect(stagingDirectories.isEmpty, "\(stagingDirectories)")
+    // What is installed is still synced: the files, then their directories.
+    #expect(synced.contains(target + "/sessions") && synced.contains(target + "/data"), "\(synced)")
+  }
+
   /// A live restore compared every live session file with its verified copy by a digest of all
   /// rows (two SQLite opens and a sort of every table, 20,000 of them at 10,000 users); a file
   /// unchanged since its snapshot has the same pages but for the header fields each commit stamps.
