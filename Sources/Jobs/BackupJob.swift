@@ -230,8 +230,10 @@ public enum BackupJob {
       let context = try Context(deployment: deployment, options: options, logger: logger)
       try context.repository.removeLeftovers(userID: options.userID)
       // A session file and its sidecar whose restore a crash interrupted are completed first,
-      // so no archive holds half of a pair.
-      let finished = try LiveFiles.finishInterruptedPairs(in: deployment.sessionsDirectory)
+      // so no archive holds half of a pair (for one user, that user's pair).
+      let finished =
+        try options.userID.map { try LiveFiles.finishInterruptedPair(sessionPath: deployment.sessionPath(userID: $0)) }
+        ?? LiveFiles.finishInterruptedPairs(in: deployment.sessionsDirectory)
       if !finished.isEmpty {
         logger.warning("completed interrupted pair installs", metadata: ["files": "\(finished)"])
       }

@@ -229,7 +229,10 @@ public enum RecoverJob {
         logger.info("removed the staging directory of an interrupted run", metadata: ["file.path": "\(path)"])
       }
       // A session/sidecar pair a crash left half-installed is completed before it is judged.
-      for path in try LiveFiles.finishInterruptedPairs(in: deployment.sessionsDirectory) {
+      let interrupted =
+        try options.userID.map { try LiveFiles.finishInterruptedPair(sessionPath: deployment.sessionPath(userID: $0)) }
+        ?? LiveFiles.finishInterruptedPairs(in: deployment.sessionsDirectory)
+      for path in interrupted {
         logger.warning("completed an interrupted pair install", metadata: ["file.path": "\(path)"])
       }
       // And what its post-recovery backups left, which a rerun would not back up again.

@@ -326,7 +326,10 @@ public enum RestoreJob {
       }
       // A session/sidecar pair a crash left half-installed is completed first; what is live
       // then differs from what was planned, so the plan is made again.
-      let finished = try LiveFiles.finishInterruptedPairs(in: deployment.sessionsDirectory)
+      let finished =
+        try plan.mode == .user && plan.userID != nil
+        ? LiveFiles.finishInterruptedPair(sessionPath: deployment.sessionPath(userID: plan.userID!))
+        : LiveFiles.finishInterruptedPairs(in: deployment.sessionsDirectory)
       if !finished.isEmpty {
         logger.warning("completed interrupted pair installs", metadata: ["files": "\(finished)"])
         // The warnings the guard added stay; the plan's own are made again with it.

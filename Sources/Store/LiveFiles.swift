@@ -184,6 +184,20 @@ public enum LiveFiles {
     return handled
   }
 
+  /// `finishInterruptedPairs(in:)` for the pair of one session file: a run for one user reads
+  /// and replaces that user's files alone, and looking for its marker and pending files costs
+  /// three stats where listing every session file of a 10,000-user fleet cost milliseconds.
+  /// Anything found is handled by `finishInterruptedPairs(in:)` over the whole directory.
+  /// - Returns: the session files whose pair was completed or rolled back.
+  /// - Throws: `StoreError.io` naming the file that could not be renamed or removed.
+  @discardableResult
+  public static func finishInterruptedPair(sessionPath: String) throws -> [String] {
+    let stem = String(sessionPath.dropLast(".session".count))
+    let traces = [markerPath(sessionPath), sessionPath + pendingSuffix, stem + SessionSidecar.suffix + pendingSuffix]
+    guard traces.contains(where: FileSystem.exists) else { return [] }
+    return try finishInterruptedPairs(in: FileSystem.parentDirectory(of: sessionPath))
+  }
+
   /// Moves the file at `path` and its sidecars aside to `<path>.<label>-<time>` (with
   /// `-2`, `-3`, … when a copy moved aside within the same second is there), never replacing
   /// anything and never deleting. The moves are renames in the same directory.

@@ -81,6 +81,28 @@ import Testing
     #expect(synced.contains(target + "/sessions") && synced.contains(target + "/data"), "\(synced)")
   }
 
+  /// A run for one user looked for interrupted pair installs by listing every session file
+  /// (three listings of 13,000 names per restore --user); it now looks at that user's pair.
+  @Test func oneUsersInterruptedPairIsFinishedAndAnotherUsersIsLeftForItsOwnRun() throws {
+    let directory = try TemporaryDirectory("pairs")
+    func interrupt(_ stem: String) throws -> String {
+      let session = directory.file(stem + ".session")
+      try FileSystem.writeAtomically(Data("new session".utf8), to: session + LiveFiles.pendingSuffix)
+      try FileSystem.writeAtomically(Data("{}".utf8), to: directory.file(stem + ".json") + LiveFiles.pendingSuffix)
+      try FileSystem.writeAtomically(
+        Data("\(stem).json\n\(stem).session\n".utf8), to: directory.file("." + stem + LiveFiles.pairMarkerSuffix))
+      return session
+    }
+    let first = try interrupt("user_1")
+    let second = directory.file("user_2.session")
+    #expect(try LiveFiles.finishInterruptedPair(sessionPath: second).isEmpty)
+    #expect(FileSystem.exists(first + LiveFiles.pendingSuffix), "another user's pair is not touched")
+    #expect(try LiveFiles.finishInterruptedPair(sessionPath: first) == [first])
+    #expect(try FileSystem.read(first) == Data("new session".utf8))
+    #expect(FileSystem.exists(directory.file("user_1.json")))
+    #expect(try LiveFiles.interruptedPairs(in: directory.path).isEmpty)
+  }
+
   /// A live restore compared every live session file with its verified copy by a digest of all
   /// rows (two SQLite opens and a sort of every table, 20,000 of them at 10,000 users); a file
   /// unchanged since its snapshot has the same pages but for the header fields each commit stamps.
