@@ -456,7 +456,7 @@ public enum RestoreJob {
     defer { if !isPrepared { staging.remove() } }
     let verified = try ArchiveVerifier(identities: identities, authenticator: authenticator).verify(
       record, in: catalog.repository, into: staging.path, scope: .everyEntry,
-      progress: verifyProgress(progress), startsWriteback: !options.isDryRun)
+      progress: verifyProgress(progress))
     let plan = try makePlan(deployment: deployment, options: options, archive: verified, archivePath: archivePath)
     isPrepared = true
     return Prepared(plan: plan, archive: verified, options: options, staging: staging, createdTarget: createdTarget)

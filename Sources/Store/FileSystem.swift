@@ -224,12 +224,6 @@ public enum FileSystem {
     }
   }
 
-  /// Starts writing the dirty pages of the open file `fd` to disk without waiting (see
-  /// `startWriteback(_:)`); promises nothing by itself.
-  public static func startWriteback(fd: Int32) {
-    _ = tgsess_start_writeback(fd)
-  }
-
   /// fsyncs a directory.
   /// - Throws: `StoreError.io`.
   public static func fsyncDirectory(_ directory: String) throws {

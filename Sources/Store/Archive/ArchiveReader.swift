@@ -40,8 +40,6 @@ public enum ArchiveReader {
   ///   - authenticateManifestBytes: run on the manifest's bytes before they are parsed.
   ///   - checkManifest: run on the manifest before anything else in the archive is read.
   ///   - checkFile: run on the hash and size of every byte of the file, read to its end, last.
-  ///   - extracted: told of each entry once it is extracted, closed, and its SHA-256 matched.
-  ///   - startsWriteback: start writing each extracted file to disk as soon as it is complete.
   /// - Returns: the manifest.
   /// - Throws: `StoreError` naming the archive and what failed (wrong identity, truncated or
   ///   tampered data, a hostile entry), or what a check throws.
@@ -49,8 +47,7 @@ public enum ArchiveReader {
     path: String, identities: [AgeIdentity], extractTo: String? = nil, limits: Limits = Limits(),
     isEncrypted: Bool? = nil, expected: (manifest: Manifest, bytes: Data)? = nil,
     extracting: ((Manifest.Entry) -> Bool)? = nil, authenticateManifestBytes: ManifestBytesCheck? = nil,
-    checkManifest: ManifestCheck? = nil, checkFile: FileCheck? = nil, extracted: ((Manifest.Entry) -> Void)? = nil,
-    startsWriteback: Bool = false
+    checkManifest: ManifestCheck? = nil, checkFile: FileCheck? = nil
   ) throws -> Manifest {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else {
@@ -80,8 +77,7 @@ public enum ArchiveReader {
     do {
       let manifest = try verifyStream(
         source: source, objectName: path, extractTo: extractTo, limits: limits, expected: expected,
-        extracting: extracting, authenticateManifestBytes: authenticateManifestBytes, checkManifest: checkManifest,
-        extracted: extracted, startsWriteback: startsWriteback)
+        extracting: extracting, authenticateManifestBytes: authenticateManifestBytes, checkManifest: checkManifest)
       if let hashed, let checkFile {
         // The decoders stop at their end; whatever follows in the file counts too.
         try drain(hashed)
@@ -105,8 +101,7 @@ public enum ArchiveReader {
   static func verifyStream(
     source: ByteSource, objectName: String, extractTo: String?, limits: Limits,
     expected written: (manifest: Manifest, bytes: Data)? = nil, extracting: ((Manifest.Entry) -> Bool)? = nil,
-    authenticateManifestBytes: ManifestBytesCheck? = nil, checkManifest: ManifestCheck? = nil,
-    extracted: ((Manifest.Entry) -> Void)? = nil, startsWriteback: Bool = false
+    authenticateManifestBytes: ManifestBytesCheck? = nil, checkManifest: ManifestCheck? = nil
   ) throws -> Manifest {
     func refuse(_ reason: String) -> StoreError {
       .invalid(path: objectName, reason: reason, hint: "refusing this archive; use another backup")
@@ -214,14 +209,6 @@ public enum ArchiveReader {
       }
       guard Hex.encode(hasher.finalize()) == entry.sha256 else {
         throw refuse("entry '\(header.path)' does not match its SHA-256 in the manifest")
-      }
-      if output >= 0 {
-        if startsWriteback { FileSystem.startWriteback(fd: output) }
-        // Closed before anyone opens it: a close of another descriptor of a file drops the
-        // POSIX locks SQLite holds on it in this process.
-        close(output)
-        output = -1
-        extracted?(entry)
       }
     }
     if let missing = expected.values.map(\.path).sorted().first {

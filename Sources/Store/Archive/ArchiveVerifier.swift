@@ -334,11 +334,9 @@ public struct ArchiveVerifier: Sendable {
   /// - Throws: `StoreError` naming the archive and what failed.
   public func verify(
     _ record: ArchiveRecord, in repository: ArchiveRepository, into directory: String?, scope: Scope,
-    progress: (@Sendable (Progress) -> Void)? = nil, startsWriteback: Bool = false
+    progress: (@Sendable (Progress) -> Void)? = nil
   ) throws -> VerifiedArchive {
-    try verify(
-      path: repository.path(of: record), into: directory, scope: scope, progress: progress,
-      startsWriteback: startsWriteback)
+    try verify(path: repository.path(of: record), into: directory, scope: scope, progress: progress)
   }
 
   /// How far `verify` is: the archive's entries read from the stream (each hashed against the
@@ -354,14 +352,10 @@ public struct ArchiveVerifier: Sendable {
   /// - Returns: the verified archive; nothing in it may be used before this returns.
   /// - Throws: `StoreError` naming the archive and what failed; the first content problem in
   ///   manifest order is the one reported.
-  /// - Parameters:
-  ///   - progress: called as entries are read and checked (on several threads while they are
-  ///     checked); nil reports nothing.
-  ///   - startsWriteback: start writing each extracted file to disk at once (a restore, which
-  ///     fsyncs them all before installing them: its fsyncs then find the data on its way).
+  /// - Parameter progress: called as entries are read and checked (on several threads while
+  ///   they are checked); nil reports nothing.
   public func verify(
-    path: String, into directory: String?, scope: Scope, progress: (@Sendable (Progress) -> Void)? = nil,
-    startsWriteback: Bool = false
+    path: String, into directory: String?, scope: Scope, progress: (@Sendable (Progress) -> Void)? = nil
   ) throws -> VerifiedArchive {
     let authentication = try authenticator.authenticate(archivePath: path)
     let claim: ArchiveClaim
@@ -378,60 +372,45 @@ public struct ArchiveVerifier: Sendable {
     // Entries are counted as the stream reaches them (one thread); the total is the manifest's.
     var entriesRead = 0
     var entryCount = 0
-    // The content checks run beside the stream: each entry is checked as soon as it is extracted
-    // and its SHA-256 matched the manifest's, on a few threads, while the stream goes on.
-    let checks = directory.map { ContentChecks(directory: $0, archivePath: path, progress: progress) }
-    let running = DispatchGroup()
-    let manifest: Manifest
-    do {
-      manifest = try ArchiveReader.read(
-        path: path, identities: identities, extractTo: directory, limits: limits, isEncrypted: claim.isEncrypted,
-        extracting: { entry in
-          if let progress {
-            entriesRead += 1
-            progress(.read(done: entriesRead, total: entryCount))
-          }
-          return scope.includes(entry)
-        },
-        authenticateManifestBytes: statement.map { statement in
-          { bytes in try statement.requireManifestBytes(bytes, object: path) }
-        },
-        checkManifest: { _, manifest in
-          try statement?.requireManifest(manifest, object: path)
-          try self.check(manifest, against: claim, archivePath: path)
-          entryCount = manifest.entries.count
-          progress?(.read(done: 0, total: entryCount))
-          if let checks {
-            // (Verbatim entries are never SQLite-checked: `Manifest.decode` refuses one marked is_sqlite.)
-            checks.begin(
-              manifest.entries.filter {
-                scope.includes($0)
-                  && ($0.isSQLite || $0.role == .session || $0.role == .userRows || $0.role == .sessionSidecar)
-              })
-            DispatchQueue.global().async(group: running) { checks.run() }
-          }
-        },
-        checkFile: statement.map { statement in
-          { sha256, byteCount in try statement.requireFile(sha256: sha256, byteCount: byteCount, object: path) }
-        },
-        extracted: checks.map { checks in { checks.extracted($0) } }, startsWriteback: startsWriteback)
-    } catch {
-      // The stream's failure is the one reported; the checks still running stop first, as the
-      // caller removes the staging directory they read.
-      checks?.endStream()
-      running.wait()
-      throw error
-    }
-    checks?.endStream()
-    running.wait()
-    guard let directory, let checks else {
+    let manifest = try ArchiveReader.read(
+      path: path, identities: identities, extractTo: directory, limits: limits, isEncrypted: claim.isEncrypted,
+      extracting: { entry in
+        if let progress {
+          entriesRead += 1
+          progress(.read(done: entriesRead, total: entryCount))
+        }
+        return scope.includes(entry)
+      },
+      authenticateManifestBytes: statement.map { statement in
+        { bytes in try statement.requireManifestBytes(bytes, object: path) }
+      },
+      checkManifest: { _, manifest in
+        try statement?.requireManifest(manifest, object: path)
+        try self.check(manifest, against: claim, archivePath: path)
+        entryCount = manifest.entries.count
+        progress?(.read(done: 0, total: entryCount))
+      },
+      checkFile: statement.map { statement in
+        { sha256, byteCount in try statement.requireFile(sha256: sha256, byteCount: byteCount, object: path) }
+      })
+    guard let directory else {
       return VerifiedArchive(
         path: path, claim: claim, authentication: authentication, manifest: manifest, directory: nil, sessions: [:],
         userRows: [:])
     }
-    // Content problems are reported in manifest order.
-    let checked = checks.entries
-    let outcomes = try checks.outcomes()
+    // Content checks open each file on its own: on a few threads, reported in manifest order.
+    // (Verbatim entries are never SQLite-checked: `Manifest.decode` refuses one marked is_sqlite.)
+    let checked = manifest.entries.filter {
+      scope.includes($0)
+        && ($0.isSQLite || $0.role == .session || $0.role == .userRows || $0.role == .sessionSidecar)
+    }
+    let checkedCount = Counter()
+    progress?(.checked(done: 0, total: checked.count))
+    let outcomes = try Parallel.map(count: checked.count, workers: Parallel.defaultWorkers) { index in
+      let outcome = Self.checkContent(of: checked[index], at: directory + "/" + checked[index].path, archivePath: path)
+      if let progress { progress(.checked(done: checkedCount.increment(), total: checked.count)) }
+      return outcome
+    }
     var sessions: [String: SessionFileInfo] = [:]
     var userRows: [Int64: UserSessionsRow] = [:]
     for (entry, outcome) in zip(checked, outcomes) {
@@ -604,85 +583,5 @@ public struct ArchiveVerifier: Sendable {
     } catch {
       return ["\(error)"]
     }
-  }
-}
-
-/// The content checks of one verification, run beside the stream that extracts the entries:
-/// `run` (on its own thread) checks the entries in manifest order on a few threads, each once
-/// the stream has extracted it and matched its SHA-256 (`extracted`); an entry the stream never
-/// reached (it failed first) is not checked, and the stream's error is the one reported.
-final class ContentChecks: @unchecked Sendable {
-  private let directory: String
-  private let archivePath: String
-  private let progress: (@Sendable (ArchiveVerifier.Progress) -> Void)?
-  private let condition = NSCondition()
-  private(set) var entries: [Manifest.Entry] = []
-  private var indexOfPath: [ArchiveReader.PathKey: Int] = [:]
-  private var isExtracted: [Bool] = []
-  private var isStreamDone = false
-  private var checkedCount = 0
-  private var result: Result<[Result<ArchiveVerifier.Content, StoreError>], Error> = .success([])
-
-  init(directory: String, archivePath: String, progress: (@Sendable (ArchiveVerifier.Progress) -> Void)?) {
-    self.directory = directory
-    self.archivePath = archivePath
-    self.progress = progress
-  }
-
-  /// The entries to check, in manifest order (before `run`).
-  func begin(_ entries: [Manifest.Entry]) {
-    condition.withLock {
-      self.entries = entries
-      isExtracted = Array(repeating: false, count: entries.count)
-      indexOfPath = Dictionary(
-        entries.enumerated().map { (ArchiveReader.PathKey($1.path), $0) }, uniquingKeysWith: { first, _ in first })
-    }
-  }
-
-  /// The stream extracted `entry` and matched its SHA-256.
-  func extracted(_ entry: Manifest.Entry) {
-    condition.withLock {
-      guard let index = indexOfPath[ArchiveReader.PathKey(entry.path)] else { return }
-      isExtracted[index] = true
-      condition.broadcast()
-    }
-  }
-
-  /// The stream ended (read to its end, or failed): from here on the checks report progress.
-  func endStream() {
-    let done = condition.withLock {
-      isStreamDone = true
-      condition.broadcast()
-      return checkedCount
-    }
-    progress?(.checked(done: done, total: entries.count))
-  }
-
-  /// Checks every entry once it is extracted; stops waiting when the stream ends.
-  func run() {
-    let outcome = Result {
-      try Parallel.map(count: entries.count, workers: Parallel.defaultWorkers) { index in
-        let entry = condition.withLock {
-          while !isExtracted[index], !isStreamDone { condition.wait() }
-          return isExtracted[index] ? entries[index] : nil
-        }
-        // Not reached by the stream, which failed: its error is the one reported.
-        guard let entry else { return Result<ArchiveVerifier.Content, StoreError>.success(.sound) }
-        let outcome = ArchiveVerifier.checkContent(
-          of: entry, at: directory + "/" + entry.path, archivePath: archivePath)
-        let (done, isReporting) = condition.withLock {
-          checkedCount += 1
-          return (checkedCount, isStreamDone)
-        }
-        if isReporting { progress?(.checked(done: done, total: entries.count)) }
-        return outcome
-      }
-    }
-    condition.withLock { result = outcome }
-  }
-
-  /// Each entry's outcome, in manifest order (once `run` has returned).
-  func outcomes() throws -> [Result<ArchiveVerifier.Content, StoreError>] {
-    try condition.withLock { try result.get() }
   }
 }
