@@ -177,10 +177,10 @@ public enum PruneJob {
       var unsigned: [String] = []
       var rejected: [RejectedArchive] = []
       let judged = PhaseCounter(progress, phase: "signatures", total: listed.count)
-      // In slices, so what each signature says is dropped once its item is made (memory stays
-      // flat with the number of archives).
-      for start in stride(from: 0, to: listed.count, by: 4096) {
-        let slice = Array(listed[start..<min(start + 4096, listed.count)])
+      // In slices of 1,024, so what each signature says is dropped once its item is made (memory
+      // stays flat with the number of archives; 4,096 cost 3 MiB more at the peak).
+      for start in stride(from: 0, to: listed.count, by: 1024) {
+        let slice = Array(listed[start..<min(start + 1024, listed.count)])
         let standings = authenticator.authenticity(of: slice, in: repository, verdicts: verdicts, progress: judged.step)
         for (offset, (listing, standing)) in zip(slice, standings).enumerated() {
           switch standing {

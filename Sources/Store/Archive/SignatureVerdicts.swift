@@ -103,9 +103,18 @@ public final class SignatureVerdicts: @unchecked Sendable {
       words = (word(0), word(1), word(2), word(3))
     }
 
+    /// Lower-case hex, written in place (one per archive judged from a verdict).
     var hex: String {
-      let all = [words.0, words.1, words.2, words.3]
-      return Hex.encode(all.flatMap { word in (0..<8).map { UInt8(truncatingIfNeeded: word >> (56 - 8 * $0)) } })
+      String(unsafeUninitializedCapacity: 64) { out in
+        let digits: StaticString = "0123456789abcdef"
+        let all = [words.0, words.1, words.2, words.3]
+        for (wordIndex, word) in all.enumerated() {
+          for nibble in 0..<16 {
+            out[wordIndex * 16 + nibble] = digits.utf8Start[Int((word >> UInt64(60 - 4 * nibble)) & 0xf)]
+          }
+        }
+        return 64
+      }
     }
 
     static func == (left: Bytes32, right: Bytes32) -> Bool {
@@ -162,19 +171,22 @@ public final class SignatureVerdicts: @unchecked Sendable {
       return hasher.finalize()
     }
 
-    private func path(of entry: Entry) -> ArraySlice<UInt8> {
-      pathBytes[Int(entry.pathStart)..<Int(entry.pathStart + entry.pathCount)]
-    }
-
     /// The index of the entry for `path`, or the free slot where it would go.
     private func find(_ path: UnsafeRawBufferPointer) -> (entry: Int?, slot: Int) {
       let mask = slots.count - 1
       var slot = hash(path) & mask
-      while true {
-        let index = slots[slot]
-        if index < 0 { return (nil, slot) }
-        if self.path(of: entries[Int(index)]).elementsEqual(path) { return (Int(index), slot) }
-        slot = (slot + 1) & mask
+      return pathBytes.withUnsafeBytes { stored in
+        while true {
+          let index = slots[slot]
+          if index < 0 { return (nil, slot) }
+          let entry = entries[Int(index)]
+          if Int(entry.pathCount) == path.count,
+            path.isEmpty || memcmp(stored.baseAddress! + Int(entry.pathStart), path.baseAddress!, path.count) == 0
+          {
+            return (Int(index), slot)
+          }
+          slot = (slot + 1) & mask
+        }
       }
     }
 
