@@ -393,7 +393,7 @@ public final class SignatureVerdicts: @unchecked Sendable {
     // Ours are about 300 bytes a verdict: a file of a gigabyte is none of ours (and the index
     // counts in 32 bits).
     guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size < 1 << 30 else { return nil }
-    // About 250 bytes a line: room for them all without regrowing.
+    // A line is at least about 240 bytes: room for them all without regrowing.
     var storage = Storage(expectedCount: Int(info.st_size) / 240 + 1)
     let hmac = StreamingHMAC(key: macKey)
     let trailerPrefix = Array("hmac ".utf8)
