@@ -441,7 +441,7 @@ import Testing
       #expect(result.status == 1, "\(arguments): \(result.stderr)")
       let line = try #require(Faults.errorLine(result), "\(arguments): \(result.stderr)")
       #expect(!line.contains("No such file or directory"), "\(arguments): \(line)")
-      #expect(line.contains(journal) && line.contains("kept no error number"), "\(arguments): \(line)")
+      #expect(line.contains(journal) && line.contains("SQLite kept no error number"), "\(arguments): \(line)")
       try faults.reset()
       #expect(try fleet.tgsess(arguments).status == 0, "\(arguments): the rerun failed")
     }

@@ -115,13 +115,13 @@ public enum SQLiteIOError {
       return .database(
         path: path,
         reason:
-          "cannot open (\(operation)): SQLite could not create its journal \(journal): \(String(cString: strerror(probeErrno))) (a new file in \(directory.isEmpty ? "." : directory) fails the same way)",
+          "cannot open (\(operation)): could not create its journal \(journal): \(String(cString: strerror(probeErrno))) (a new file in \(directory.isEmpty ? "." : directory) fails the same way)",
         hint: "free space, or make the directory writable, then run again")
     }
     return .database(
       path: path,
       reason:
-        "cannot open (\(operation)): SQLite could not create its journal \(journal) and kept no error number (the directory accepts new files now: the fault has passed)",
+        "cannot open (\(operation)): could not create its journal \(journal); SQLite kept no error number (a new file can be made there now: the fault has passed)",
       hint: "check the disk (dmesg), then run again")
   }
 
