@@ -160,7 +160,9 @@ public enum FileSystem {
       // .NAME.tgsess-tmp-PID-RANDOM: keep it while that pid still runs.
       if let marker = name.range(of: ".tgsess-tmp-") {
         let rest = name[marker.upperBound...]
-        if let pid = Int32(rest.split(separator: "-").first ?? ""), pid != getpid(), kill(pid, 0) == 0 {
+        // EPERM: the process lives, under another user (a `list` run by the operator beside the service).
+        if let pid = Int32(rest.split(separator: "-").first ?? ""), pid != getpid(), kill(pid, 0) == 0 || errno == EPERM
+        {
           continue
         }
         if let pid = Int32(rest.split(separator: "-").first ?? ""), pid == getpid() { continue }
