@@ -21,7 +21,8 @@ struct Check: ParsableCommand, NagiosPlugin {
       """)
 
   @OptionGroup var global: GlobalOptions
-  @Flag(help: "integrity_check, read every session file again, and decrypt and hash the newest archives.") var deep = false
+  @Flag(help: "integrity_check, read every session file again, and decrypt and hash the newest archives.")
+  var deep = false
   @Option(help: "Maximum age of the newest full snapshot, in seconds (default 7200, or [check] max_age_seconds).")
   var maxAge: Int?
   @Option(help: "Warn when the newest successful drill is older, in seconds (default 8 days).") var maxDrillAge: Int?
