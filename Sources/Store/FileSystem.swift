@@ -178,6 +178,19 @@ public enum FileSystem {
     try fsyncDirectory(directory.isEmpty ? "." : directory)
   }
 
+  /// Whether `directory` accepts a new file now: creates a private, uniquely named empty file
+  /// there and removes it. Returns 0 when it does, else the errno of the failed creation (EROFS,
+  /// ENOSPC, EDQUOT, EACCES...). Used to explain a failure whose own errno was not kept.
+  public static func fileCreationErrno(in directory: String) -> Int32 {
+    let probe =
+      (directory.isEmpty ? "." : directory) + "/.tgsess-probe-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, fileMode)
+    guard fd >= 0 else { return errno }
+    close(fd)
+    unlink(probe)
+    return 0
+  }
+
   /// Returns the heap's free pages to the system (glibc keeps them otherwise): called between
   /// the phases of a big run so that each phase's peak does not stack on the last one's.
   public static func releaseFreeMemory() {
