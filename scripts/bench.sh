@@ -25,6 +25,12 @@
 #     backup: wall, CPU (user + sys) and peak RSS per run, the first run apart (backups/.signatures
 #     not made yet) from the median of the others; with BENCH_BASELINE_REF or BENCH_BASELINE_BIN,
 #     the baseline binary is run alternately on the same files and the ratios are reported.
+#   BENCH_ONLY=scale bash scripts/bench.sh   # only the growth tiers (BENCH_SCALE_USERS, default
+#     "10000 100000"): one run of each command per tier on a `tgsess-fleet --seed 9` fleet (first
+#     backup, an hourly backup after 30 % of the files changed, check, list, prune --dry-run,
+#     restore/recover --user, whole restore), restic beside it on the same files; wall, CPU, peak
+#     RSS, and the growth from the first tier to the last (issue 19: <= 10x for 10x the users,
+#     <= 64 MiB everywhere)
 #
 # The watch scenario needs the real Telethon and cryptography: the test virtualenv .venv-test
 # (scripts/test.sh creates it) or TGSESS_TEST_PYTHON. BENCH_WATCH_USERS (default: BENCH_USERS),
@@ -39,9 +45,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 only=${BENCH_ONLY:-}
-case "$only" in "" | watch | stall | churn | fleet | checks) ;; *) echo "bench.sh: BENCH_ONLY must be empty, 'watch', 'stall', 'churn', 'fleet' or 'checks', not '$only'" >&2; exit 64 ;; esac
+case "$only" in "" | watch | stall | churn | fleet | checks | scale) ;; *) echo "bench.sh: BENCH_ONLY must be empty, 'watch', 'stall', 'churn', 'fleet', 'checks' or 'scale', not '$only'" >&2; exit 64 ;; esac
 if [ "$only" = checks ]; then
   install_system_packages time eatmydata python3-cryptography
+elif [ "$only" = scale ]; then
+  install_system_packages restic eatmydata time python3-cryptography
 elif [ "$only" = watch ] || [ "$only" = stall ] || [ "$only" = fleet ]; then
   install_system_packages time
 else
@@ -429,6 +437,141 @@ for op, users in keys:
         ("%.2f" % (nw / bw)) if base and bw > 0 else "-", ("%.2f" % (nc / bc)) if base and bc > 0 else "-"))
 PY
 }
+
+# The growth tiers: one run of each command per USERS fleet, restic beside it on the same files.
+# Each row of $work/scale.tsv: operation, users, wall s, CPU s (user + sys), peak RSS KiB.
+scale_bench() {
+  local users=$1 root="$work/scale-$users" repo="$work/scale-restic-$users" sessions k name
+  echo "== scale, $users users" >&2
+  timed() { # LABEL command...: one run
+    local label=$1 stats secs kb user sys cpu; shift
+    stats=$(mktemp)
+    # check exits 1 or 2 on findings (the fleet's planted faults): only its figures matter here.
+    /usr/bin/time -f "%e %M %U %S" -o "$stats" "$@" >/dev/null 2>"$work/last.err" || [[ "$label" == "tgsess check"* ]] || { cat "$work/last.err" >&2; echo "failed: $*" >&2; exit 1; }
+    read -r secs kb user sys < <(tail -1 "$stats")
+    rm -f "$stats"
+    cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')
+    printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$users" "$secs" "$cpu" "$kb" >>"$work/scale.tsv"
+    echo "  $label: ${secs}s, CPU ${cpu}s, peak RSS $((kb / 1024)) MiB" >&2
+  }
+  # Ten single-user runs, each on another user spread over the fleet: the median wall and CPU.
+  per_user() { # LABEL command... with @USER
+    local label=$1 tsv="$work/scale-one.tsv" user; shift
+    : >"$tsv"
+    for user in "${scale_users[@]}"; do
+      rm -f "$root/sessions/user_$user.session"
+      local args=("${@//@USER/$user}") stats t0 t1 kb cpu u s
+      stats=$(mktemp)
+      t0=$EPOCHREALTIME
+      /usr/bin/time -f "%M %U %S" -o "$stats" "${args[@]}" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; echo "failed: ${args[*]}" >&2; exit 1; }
+      t1=$EPOCHREALTIME
+      read -r kb u s < <(tail -1 "$stats")
+      rm -f "$stats"
+      printf '%s\t%s\t%s\n' "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f", b - a}')" "$(awk -v u="$u" -v s="$s" 'BEGIN {printf "%.2f", u + s}')" "$kb" >>"$tsv"
+    done
+    python3 - "$tsv" "$label" "$users" >>"$work/scale.tsv" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+print("%s\t%s\t%.4f\t%.2f\t%d" % (sys.argv[2], sys.argv[3], statistics.median(float(r[0]) for r in rows),
+    statistics.median(float(r[1]) for r in rows), max(int(r[2]) for r in rows)))
+PY
+    echo "  $(tail -1 "$work/scale.tsv" | cut -f1,3-)" >&2
+  }
+  timed "generate the fleet (tgsess-fleet, not fsynced)" eatmydata "$bin/tgsess-fleet" --root "$root" --users "$users" --seed 9
+  echo "$users $(du -sb "$root/data" "$root/sessions" | awk '{s+=$1} END {print s}')" >>"$work/scale-sizes.txt"
+  restic init -q -r "$repo" >/dev/null
+  timed "tgsess backup, first (full + per-user)" "$tg" backup --root "$root"
+  timed "restic backup, first" restic -q -r "$repo" backup "$root/data" "$root/sessions"
+  echo "  writer: $(eatmydata python3 scripts/bench_churn.py "$root/sessions" --share 0.3 --seed 1)" >&2
+  timed "tgsess backup, hourly (30 % of files changed)" "$tg" backup --root "$root"
+  timed "restic backup, incremental (the same change)" restic -q -r "$repo" backup "$root/data" "$root/sessions"
+  # Signature verdicts are recorded for files older than 2 s (SignatureVerdicts' racy interval).
+  sleep 2
+  timed "tgsess check --no-write (first: verifies every signature)" "$tg" check --root "$root" --no-write
+  timed "tgsess check --no-write" "$tg" check --root "$root" --no-write
+  timed "tgsess list" "$tg" list --root "$root"
+  echo "$users $(find "$root/backups" -name '*.tar.zst.age' | wc -l)" >>"$work/scale-archives.txt"
+  timed "tgsess prune --dry-run (every archive of the tier)" "$tg" prune --root "$root" --dry-run
+  sessions=("$root"/sessions/user_*.session)
+  scale_users=()
+  for ((k = 0; k < 10; k++)); do
+    name=$(basename "${sessions[k * ${#sessions[@]} / 10]}" .session)
+    scale_users+=("${name#user_}")
+  done
+  per_user "tgsess restore --user (median of 10)" "$tg" restore latest --root "$root" --user @USER --force
+  per_user "tgsess recover --user (median of 10)" "$tg" recover --root "$root" --user @USER
+  rm -rf "$work/scale-target"
+  timed "tgsess restore --target (whole)" "$tg" restore latest --root "$root" --target "$work/scale-target"
+  rm -rf "$work/scale-target"
+  timed "restic restore" restic -q -r "$repo" restore latest --target "$work/scale-target"
+  rm -rf "$root" "$repo" "$work/scale-target"
+}
+
+# The growth section of the report, from $work/scale.tsv: one column pair per tier, and the growth
+# from the first tier to the last.
+scale_report() {
+  echo "## Growth with the fleet"
+  echo
+  echo "One run of each command per tier (\`tgsess-fleet --users N --seed 9\`), in this order on the same"
+  echo "deployment: a first backup by tgsess and restic, \`scripts/bench_churn.py --share 0.3\`, an hourly"
+  echo "backup by both, check (the first verifies every archive signature; the second uses the verdicts),"
+  echo "list, prune --dry-run, restore --user and recover --user of 10 users spread over the fleet (median;"
+  echo "each user's session file removed first), a whole restore into an empty --target, and restic's restore."
+  echo "CPU is user + system seconds (GNU time). Growth is last tier over first (the goal: <= 10x for 10x the"
+  echo "users); RSS flags every figure above 64 MiB. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo
+  python3 - "$work/scale.tsv" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+tiers = []
+ops = []
+for r in rows:
+    if r[1] not in tiers: tiers.append(r[1])
+    if r[0] not in ops: ops.append(r[0])
+cell = {(r[0], r[1]): r for r in rows}
+head = "| operation | " + " | ".join("%s users: s (CPU s), peak RSS MiB" % format(int(t), ",") for t in tiers)
+head += " | growth s (CPU) |" if len(tiers) > 1 else " |"
+print(head)
+print("| --- |" + " ---: |" * len(tiers) + (" ---: |" if len(tiers) > 1 else ""))
+for op in ops:
+    cells = []
+    for t in tiers:
+        r = cell.get((op, t))
+        if not r:
+            cells.append("-")
+            continue
+        rss = int(r[4]) // 1024
+        cells.append("%s (%s), %d%s" % (r[2], r[3], rss, " **> 64**" if rss > 64 and not op.startswith(("restic", "generate")) else ""))
+    growth = ""
+    if len(tiers) > 1:
+        a, b = cell.get((op, tiers[0])), cell.get((op, tiers[-1]))
+        if a and b and float(a[2]) > 0 and float(a[3]) > 0:
+            growth = " | %.1fx (%.1fx)" % (float(b[2]) / float(a[2]), float(b[3]) / float(a[3]))
+        else:
+            growth = " | -"
+    print("| %s | %s%s |" % (op, " | ".join(cells), growth) if len(tiers) > 1 else "| %s | %s |" % (op, " | ".join(cells)))
+PY
+}
+
+if [ "$only" = scale ]; then
+  : >"$work/scale.tsv"
+  : >"$work/scale-sizes.txt"
+  : >"$work/scale-archives.txt"
+  for users in ${BENCH_SCALE_USERS:-10000 100000}; do scale_bench "$users"; done
+  {
+    echo "# Benchmarks: growth with the fleet"
+    echo
+    echo "Produced by \`${BENCH_COMMAND:-BENCH_ONLY=scale bash scripts/bench.sh}\` on $(date -u +%Y-%m-%d)."
+    echo
+    echo "- Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); disk: $(df -h "$work" | awk 'NR==2 {print $1}')"
+    echo "- $("$tg" --version | sed 's/^/tgsess /') ($config build), $(restic version | head -1)"
+    while read -r u b; do echo "- $u users: $((b / 1048576)) MiB of database and session files; $(awk -v u="$u" '$1 == u {print $2}' "$work/scale-archives.txt") archives when prune ran"; done <"$work/scale-sizes.txt"
+    echo
+    scale_report
+  } >"$out"
+  echo "wrote $out" >&2
+  exit 0
+fi
 
 if [ "$only" = checks ]; then
   : >"$work/checks.tsv"

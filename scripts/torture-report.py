@@ -12,7 +12,8 @@ Every family writes `<out>/results/<family>.jsonl`, one JSON object a line:
   torture-report.py line OUT FAMILY   the family's figure line: "F: N cases, P passed[, M failed] (...)"
   torture-report.py total OUT         "N passed, M failed" over the families that ran; exit 1 if M > 0
   torture-report.py reliability OUT --seed S --commit C --machine M --swift V --elapsed SECONDS
-                                      writes RELIABILITY.md (keeping its fuzz-campaign block)
+                                      writes RELIABILITY.md (keeping its fuzz-campaign block and
+                                      the hand-written findings block)
   torture-report.py campaign OUT --seconds S --jobs J --elapsed SECONDS --machine M
                                       records a long fuzzing campaign in RELIABILITY.md
 
@@ -128,6 +129,8 @@ NOTES = """## How it was done, and what it does not cover
   repeated sendMessage a duplicate, is not simulated). The kills are process death of the runner
   only; power loss and the monitor's rounds are not covered."""
 
+# What the runs found and what changed after them, written by hand: kept by every regeneration.
+HISTORY = re.compile(r'<!-- findings:begin -->.*<!-- findings:end -->', re.S)
 CAMPAIGN = re.compile(r'<!-- fuzz-campaign:begin -->.*<!-- fuzz-campaign:end -->', re.S)
 SEPARATE = re.compile(r'<!-- families-run:([a-z,-]+):begin -->.*<!-- families-run:end -->', re.S)
 
@@ -272,10 +275,13 @@ def reliability(out, args):
     families = families_that_ran(out)
     campaign = ''
     separate = ''
+    history = ''
     if os.path.exists(args.output):
         text = open(args.output, encoding='utf-8').read()
         found = CAMPAIGN.search(text)
         campaign = found.group(0) if found else ''
+        found = HISTORY.search(text)
+        history = found.group(0) if found else ''
         # A separate run of families this run did not run stays; one of families it ran is replaced.
         found = SEPARATE.search(text)
         ran = {f.name for f in families}
@@ -298,6 +304,8 @@ def reliability(out, args):
         lines.append('| %s | %d | %d | %d | %d | %s |' % (
             f.name, f.passed + f.failed, f.passed, f.failed, f.seconds, MEANING[f.name]))
     lines += ['', '## Figure lines', '', '```'] + [f.line() for f in families] + [total, '```', '', NOTES]
+    if history:
+        lines += ['', history]
     if campaign:
         lines += ['', campaign]
     if separate:

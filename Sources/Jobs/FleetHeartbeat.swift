@@ -26,7 +26,7 @@ public enum FleetHeartbeat {
   /// the newest full snapshot, and the check verdict given (else the last one).
   /// - Parameter inspected: what a check already read, by user.
   static func make(
-    _ deployment: Deployment, check: (state: HealthState, at: Date)?, inspected: [Int64: SessionFileInfo] = [:],
+    _ deployment: Deployment, check: (state: HealthState, at: Date)?, inspected: [Int64: SessionFileFacts] = [:],
     now: Date
   ) -> HostState {
     let previous = previous(deployment)
@@ -44,10 +44,12 @@ public enum FleetHeartbeat {
       {
         user = old
       } else {
-        let info = inspected[userID] ?? (try? SessionFileInspector.inspect(path: path, verifiesPages: false))
+        let facts =
+          inspected[userID]
+          ?? (try? SessionFileInspector.inspect(path: path, verifiesPages: false)).map(SessionFileFacts.init)
         user = HostState.User(
-          id: userID, format: info?.format.shortName, dc: info?.identity.dcID,
-          authKeyFingerprint: info?.identity.authKey.fingerprint, sessionWrittenAt: written.date,
+          id: userID, format: facts?.format.shortName, dc: facts?.dcID,
+          authKeyFingerprint: facts?.authKeyFingerprint, sessionWrittenAt: written.date,
           sessionByteCount: written.byteCount)
       }
       // The JSON sidecar changes on its own (a farm tool rewrites it): looked at every time. One
@@ -72,7 +74,7 @@ public enum FleetHeartbeat {
   @discardableResult
   public static func publish(
     _ deployment: Deployment, remotes: [RcloneRemote], check: (state: HealthState, at: Date)? = nil,
-    inspected: [Int64: SessionFileInfo] = [:], now: Date = Date(), logger: Logger
+    inspected: [Int64: SessionFileFacts] = [:], now: Date = Date(), logger: Logger
   ) -> [String: String] {
     guard !remotes.isEmpty else { return [:] }
     return write(

@@ -149,6 +149,9 @@ public final class BotDatabase: @unchecked Sendable {
       return .database(
         path: path, reason: "read-only (\(operation))\(cause)", hint: "check the file's owner and mode")
     case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH:
+      if systemErrno == ENOENT, FileSystem.exists(path) {
+        return SQLiteIOError.journalCreationFailure(path: path, operation: operation)
+      }
       // GRDB closes a connection that failed to open, and the errno SQLite kept with it.
       let cause = systemErrno != 0 ? ": " + String(cString: strerror(systemErrno)) : "; SQLite kept no error number"
       return .database(

@@ -162,7 +162,9 @@ public enum FileSystem {
       // .NAME.tgsess-tmp-PID-RANDOM: keep it while that pid still runs.
       if let marker = name.range(of: ".tgsess-tmp-") {
         let rest = name[marker.upperBound...]
-        if let pid = Int32(rest.split(separator: "-").first ?? ""), pid != getpid(), kill(pid, 0) == 0 {
+        // EPERM: the process lives, under another user (a `list` run by the operator beside the service).
+        if let pid = Int32(rest.split(separator: "-").first ?? ""), pid != getpid(), kill(pid, 0) == 0 || errno == EPERM
+        {
           continue
         }
         if let pid = Int32(rest.split(separator: "-").first ?? ""), pid == getpid() { continue }
@@ -178,6 +180,19 @@ public enum FileSystem {
   public static func fsyncDirectory(of path: String) throws {
     let directory = FileSystem.parentDirectory(of: path)
     try fsyncDirectory(directory.isEmpty ? "." : directory)
+  }
+
+  /// Whether `directory` accepts a new file now: creates a private, uniquely named empty file
+  /// there and removes it. Returns 0 when it does, else the errno of the failed creation (EROFS,
+  /// ENOSPC, EDQUOT, EACCES...). Used to explain a failure whose own errno was not kept.
+  public static func fileCreationErrno(in directory: String) -> Int32 {
+    let probe =
+      (directory.isEmpty ? "." : directory) + "/.tgsess-probe-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, fileMode)
+    guard fd >= 0 else { return errno }
+    close(fd)
+    unlink(probe)
+    return 0
   }
 
   /// Returns the heap's free pages to the system (glibc keeps them otherwise): called between

@@ -40,6 +40,28 @@ public enum PlaintextSafetyCopies {
     return copies
   }
 
+  /// The directory where a restore of an earlier version kept raw copies of the live files it
+  /// replaced when they were too damaged to archive (`<time>/sessions__user_<id>.session`, ...).
+  public static func beforeRestoreDirectory(_ deployment: Deployment) -> String {
+    deployment.backupsDirectory + "/before-restore"
+  }
+
+  /// The raw copy directories under `backups/before-restore/`, sorted (the directory itself when
+  /// files sit in it directly): plaintext session files or databases that nothing encrypts,
+  /// lists or prunes, left for the operator to restore by hand or remove.
+  /// - Throws: `StoreError.io` when the directory exists but cannot be read.
+  public static func findBeforeRestoreCopies(_ deployment: Deployment) throws -> [String] {
+    let directory = beforeRestoreDirectory(deployment)
+    guard FileSystem.isDirectory(directory) else { return [] }
+    var found: [String] = []
+    var hasLooseFiles = false
+    for name in try FileSystem.directoryNames(directory).sorted() {
+      let path = directory + "/" + name
+      if FileSystem.isDirectory(path) { found.append(path) } else { hasLooseFiles = true }
+    }
+    return hasLooseFiles ? [directory] + found : found
+  }
+
   /// Removes a copy (and a sidecar SQLite may have left beside it) once an archive holds it,
   /// then the directory if nothing else is in it.
   /// - Throws: `StoreError.io` naming the file that could not be removed.

@@ -25,9 +25,10 @@ public enum FileTree {
   public static let lockNames: Set<String> = [".tgsess.lock", ".tgsess-bot.lock"]
   /// Caches a successful backup leaves for the next run (`backups/.inspections`: hashes and
   /// fingerprints, no secret), and the signature verdicts list, check and prune keep
-  /// (`backups/.signatures`: paths, file times, key ids, hashes, no secret); not leftovers of a
-  /// failed or killed run.
-  public static let cacheNames: Set<String> = [".inspections", ".signatures"]
+  /// (`backups/.signatures`: paths, file times, key ids, hashes, no secret), and the session file
+  /// inspections check keeps (`backups/.session-verdicts`: file names and times, formats, key
+  /// digests, no secret); not leftovers of a failed or killed run.
+  public static let cacheNames: Set<String> = [".inspections", ".signatures", ".session-verdicts"]
 
   /// Every path below `root` (relative) with its SHA-256 or kind; lock files are left out.
   /// - Throws: `TestHelperError` when something cannot be read.

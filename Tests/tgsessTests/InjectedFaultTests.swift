@@ -423,6 +423,30 @@ import Testing
     #expect(line.contains("SQLITE_IOERR_FSYNC") && line.contains("run again"), "\(line)")
   }
 
+  /// SQLite retries a read-write open that failed as a read-only one without O_CREAT, and keeps
+  /// that retry's errno: a journal it could not create (EROFS, ENOSPC) was reported as "cannot
+  /// open: No such file or directory" of the existing database. The line now names the journal
+  /// and says the cause was not kept (the fault passed: a new file can be made there again).
+  @Test func aJournalThatCouldNotBeCreatedIsNamedNotReportedMissing() throws {
+    let fleet = try TestFleet(users: 2, initialized: true)
+    try fleet.tgsessOK(["keys", "add-fernet"])
+    let faults = try Faults(fleet)
+    try faults.saveTemplate()
+    let journal = fleet.databasePath + "-journal"
+    for arguments in [
+      ["migrate", "--rotate-key"], ["backup", "--user", String(fleet.userIDs[0]), "--reason", "Manual"],
+    ] {
+      let runs = try faults.failingRuns(arguments, failing: "open", with: "EROFS", limit: 1) { $0 == journal }
+      let (result, _) = try #require(runs.first, "\(arguments): no open of \(journal) to fail")
+      #expect(result.status == 1, "\(arguments): \(result.stderr)")
+      let line = try #require(Faults.errorLine(result), "\(arguments): \(result.stderr)")
+      #expect(!line.contains("No such file or directory"), "\(arguments): \(line)")
+      #expect(line.contains(journal) && line.contains("SQLite kept no error number"), "\(arguments): \(line)")
+      try faults.reset()
+      #expect(try fleet.tgsess(arguments).status == 0, "\(arguments): the rerun failed")
+    }
+  }
+
   /// Disk errors are temporary: "Input/output error" and SQLite's "disk I/O error" were
   /// classified as an unknown error.
   @Test func diskErrorsAreTemporaryOSErrors() {

@@ -33,7 +33,10 @@ import Testing
     let staging = fleet.backupsDirectory + "/.staging-\(pid)-ghi"
     try FileSystem.makeDirectory(staging + "/data")
     try FileSystem.writeAtomically(Data("a snapshot".utf8), to: staging + "/snapshots.pack")
-    return (record, [hiddenRecord, temporary, staging])
+    // The caches beside the archive directories, cut off before their rename (power-loss torture).
+    let caches = [".inspections", ".signatures"].map { fleet.backupsDirectory + "/.\($0).tgsess-tmp-\(pid)-jkl" }
+    for cache in caches { try FileSystem.writeAtomically(Data("half a cache".utf8), to: cache) }
+    return (record, [hiddenRecord, temporary, staging] + caches)
   }
 
   static func expectCleaned(
@@ -49,6 +52,20 @@ import Testing
     let fleet = try TestFleet(users: 2, initialized: true, backedUp: true)
     let left = try Self.leaveWhatADeadRunLeaves(fleet)
     try fleet.tgsessOK(["recover", "--all"])
+    Self.expectCleaned(fleet, left)
+  }
+
+  @Test func backupRemovesWhatADeadRunLeft() throws {
+    let fleet = try TestFleet(users: 2, initialized: true, backedUp: true)
+    let left = try Self.leaveWhatADeadRunLeaves(fleet)
+    try fleet.tgsessOK(["backup"])
+    Self.expectCleaned(fleet, left)
+  }
+
+  @Test func wholeRestoreRemovesWhatADeadRunLeft() throws {
+    let fleet = try TestFleet(users: 2, initialized: true, backedUp: true)
+    let left = try Self.leaveWhatADeadRunLeaves(fleet)
+    try fleet.tgsessOK(["restore", "latest", "--force"])
     Self.expectCleaned(fleet, left)
   }
 

@@ -24,6 +24,7 @@ public enum BackupsCheck {
       findings += signatureFindings(context)
       findings += userFindings(context, archives: archives)
       findings += ageFindings(context, archives: archives)
+      findings += plaintextFindings(context)
     }
     if let freeBytes = context.freeBytes, freeBytes < context.options.minFreeBytes {
       findings.append(
@@ -34,6 +35,46 @@ public enum BackupsCheck {
     }
     if context.options.isDeep, case .success = context.archives {
       findings += deepFindings(context, archives: context.signedArchives)
+    }
+    return findings
+  }
+
+  /// Plaintext copies of secrets that earlier versions left in backups/ (WARNING: nothing
+  /// encrypts, lists or prunes them, and whoever reads backups/ reads the keys in them).
+  static func plaintextFindings(_ context: CheckContext) -> [CheckFinding] {
+    var findings: [CheckFinding] = []
+    switch context.beforeRestoreCopies {
+    case .success(let directories):
+      for directory in directories {
+        findings.append(
+          CheckFinding(
+            .backupPlaintext, .warning,
+            "\(directory) holds plaintext copies of live files (session files with their auth keys, or the database) that a restore of an earlier tgsess took before replacing them; nothing encrypts, lists or prunes it",
+            remedy:
+              "once it is not needed, remove it: rm -r \(directory); to put a file back first, copy it into place by hand as docs/RUNBOOK.md §1 says"
+          ))
+      }
+    case .failure(let error):
+      findings.append(
+        CheckFinding(
+          .backupPlaintext, .warning,
+          "\(error.errorDescription ?? "\(error)"); it may hold plaintext copies of session files an earlier tgsess left",
+          remedy: "make it readable by the user running tgsess, then run: tgsess check"))
+    }
+    switch context.preMigrateCopies {
+    case .success(let copies) where !copies.isEmpty:
+      findings.append(
+        CheckFinding(
+          .backupPlaintext, .warning,
+          "\(copies.count) plaintext copy(ies) of the database that init or migrate of an earlier tgsess left: \(copies.prefix(3).joined(separator: ", "))\(copies.count > 3 ? ", …" : "")",
+          remedy: "run: tgsess migrate (it archives them encrypted and signed, then removes them)"))
+    case .success: break
+    case .failure(let error):
+      findings.append(
+        CheckFinding(
+          .backupPlaintext, .warning,
+          "\(error.errorDescription ?? "\(error)"); it may hold plaintext copies of the database an earlier tgsess left",
+          remedy: "make it readable by the user running tgsess, then run: tgsess check"))
     }
     return findings
   }

@@ -21,6 +21,9 @@ public struct CheckContext: Sendable {
   public var sessionFiles: Result<[Int64], StoreError>
   /// What was read from each of those files.
   public var inspections: [Int64: SessionInspection]
+  /// How many of the session files (and `.session.backup` copies) were judged by an earlier
+  /// run's inspection, unchanged since (`SessionVerdicts`), rather than opened again.
+  public var reusedInspections = 0
   /// The permission bits of the sessions directory, when it exists.
   public var sessionsDirectoryMode: mode_t?
   /// Every archive, newest first. The records of full snapshots are read (the users they hold);
@@ -42,6 +45,10 @@ public struct CheckContext: Sendable {
   public var watch: WatchStatus
   /// Session files whose install with their JSON sidecar a crash interrupted.
   public var interruptedPairs: [String] = []
+  /// The raw copy directories a restore of an earlier version left (`backups/before-restore/`).
+  public var beforeRestoreCopies: Result<[String], StoreError> = .success([])
+  /// The plaintext database copies `init`/`migrate` of an earlier version left (`backups/pre-migrate/`).
+  public var preMigrateCopies: Result<[String], StoreError> = .success([])
   /// `signedArchives`, worked out once for the units that each ask for it.
   var signedCache: [ArchiveRecord]?
 
@@ -75,10 +82,10 @@ public struct CheckContext: Sendable {
 
   /// What check read from one user's session file.
   public struct SessionInspection: Sendable {
-    public var file: Result<SessionFileInfo, StoreError>
+    public var file: Result<SessionFileFacts, StoreError>
     public var mode: mode_t?
     /// The seed's `.session.backup`, when there is one.
-    public var backupFile: Result<SessionFileInfo, StoreError>?
+    public var backupFile: Result<SessionFileFacts, StoreError>?
     /// Whether `.session.backup` was modified after the session file (nil when either cannot be stat'ed).
     public var isBackupFileNewer: Bool?
     /// The JSON sidecar (`user_<id>.json`), when there is one, and its mode.
@@ -86,8 +93,8 @@ public struct CheckContext: Sendable {
     public var sidecarMode: mode_t?
 
     public init(
-      file: Result<SessionFileInfo, StoreError>, mode: mode_t? = nil,
-      backupFile: Result<SessionFileInfo, StoreError>? = nil, isBackupFileNewer: Bool? = nil
+      file: Result<SessionFileFacts, StoreError>, mode: mode_t? = nil,
+      backupFile: Result<SessionFileFacts, StoreError>? = nil, isBackupFileNewer: Bool? = nil
     ) {
       self.file = file
       self.mode = mode
@@ -125,6 +132,14 @@ public struct CheckContext: Sendable {
       StoreError.wrapping($0, path: deployment.signingKeyPath)
     }
     var standings: [ArchiveAuthenticity] = []
+    // A session file is opened through SQLite only when it changed since a run inspected it
+    // (`SessionVerdicts`); --deep reads every one.
+    let sessionVerdicts =
+      options.isDeep
+      ? nil
+      : SessionVerdicts.forDeployment(
+        deployment, signingKey: try? signingKey.get(), toolVersion: ToolInfo.version,
+        racyInterval: options.sessionVerdictRacyInterval, now: options.now)
     if case .success(let records) = archives, case .success(let authenticator) = signing {
       // Each signature is verified once; its verdict is then kept in backups/.signatures while
       // the signature file is unchanged (see `SignatureVerdicts`).
@@ -152,7 +167,8 @@ public struct CheckContext: Sendable {
         } : nil,
       database: database, sessionFiles: sessionFiles,
       inspections: inspectFiles(
-        deployment, users: (try? sessionFiles.get()) ?? [], isDeep: options.isDeep, progress: progress),
+        deployment, users: (try? sessionFiles.get()) ?? [], isDeep: options.isDeep, verdicts: sessionVerdicts,
+        progress: progress),
       sessionsDirectoryMode: try? FileSystem.mode(of: deployment.sessionsDirectory),
       archives: archives, signing: signing,
       signingKey: signingKey, standings: standings, freeBytes: FileSystem.freeBytes(at: deployment.backupsDirectory),
@@ -161,7 +177,19 @@ public struct CheckContext: Sendable {
       watch: WatchStatus.read(deployment, now: options.now))
     // A directory that cannot be listed is the sessions check's finding already.
     context.interruptedPairs = (try? LiveFiles.interruptedPairs(in: deployment.sessionsDirectory)) ?? []
+    context.beforeRestoreCopies = Result { try PlaintextSafetyCopies.findBeforeRestoreCopies(deployment) }.mapError {
+      StoreError.wrapping($0, path: PlaintextSafetyCopies.beforeRestoreDirectory(deployment))
+    }
+    context.preMigrateCopies = Result { try PlaintextSafetyCopies.find(deployment).map(\.path) }.mapError {
+      StoreError.wrapping($0, path: PlaintextSafetyCopies.directory(deployment))
+    }
     context.signedCache = context.signedArchives
+    if let sessionVerdicts {
+      context.reusedInspections = sessionVerdicts.reusedCount
+      // Every session file was looked at (the directory listed): the others' entries are gone.
+      // A cache that cannot be written costs the next run time, nothing else.
+      if case .success = sessionFiles { try? sessionVerdicts.save(dropsUnused: true) }
+    }
     return context
   }
 
@@ -248,8 +276,10 @@ public struct CheckContext: Sendable {
   }
 
   /// Inspects every user's session file (and `.session.backup`) on a few threads.
+  /// - Parameter verdicts: earlier inspections to take while a file is unchanged (never with `isDeep`).
   static func inspectFiles(
-    _ deployment: Deployment, users: [Int64], isDeep: Bool, progress: JobProgressHandler? = nil
+    _ deployment: Deployment, users: [Int64], isDeep: Bool, verdicts: SessionVerdicts? = nil,
+    progress: JobProgressHandler? = nil
   ) -> [Int64: SessionInspection] {
     let inspected = PhaseCounter(progress, phase: "session files", total: users.count)
     // Every failure is kept in its user's Result, so `inspect` throws nothing and neither does
@@ -258,7 +288,7 @@ public struct CheckContext: Sendable {
     do {
       results = try Parallel.map(count: users.count, workers: Parallel.defaultWorkers) { index in
         defer { inspected.step() }
-        return inspect(deployment.sessionPath(userID: users[index]), isDeep: isDeep)
+        return inspect(deployment.sessionPath(userID: users[index]), isDeep: isDeep, verdicts: verdicts)
       }
     } catch {
       results = users.map { user in
@@ -271,7 +301,8 @@ public struct CheckContext: Sendable {
 
   /// What check reads from one session file and its `.session.backup`. The modes and times only
   /// feed the permission and "newer backup" warnings: a file that cannot be stat'ed gets neither.
-  static func inspect(_ path: String, isDeep: Bool) -> SessionInspection {
+  /// - Parameter verdicts: earlier inspections to take while a file is unchanged (never with `isDeep`).
+  static func inspect(_ path: String, isDeep: Bool, verdicts: SessionVerdicts? = nil) -> SessionInspection {
     let backupPath = path + ".backup"
     let hasBackup = FileSystem.exists(backupPath)
     var isBackupNewer: Bool?
@@ -279,15 +310,16 @@ public struct CheckContext: Sendable {
       isBackupNewer = backupAge < fileAge
     }
     let sidecarPath = String(path.dropLast(".session".count)) + SessionSidecar.suffix
+    func facts(_ path: String, verifiesPages: Bool) -> Result<SessionFileFacts, StoreError> {
+      Result {
+        if let verdicts { return try verdicts.inspect(path: path, verifiesPages: verifiesPages) }
+        return SessionFileFacts(try SessionFileInspector.inspect(path: path, verifiesPages: verifiesPages))
+      }.mapError { StoreError.unreadableSession($0, path: path) }
+    }
     var inspection = SessionInspection(
-      file: Result { try SessionFileInspector.inspect(path: path, verifiesPages: isDeep) }.mapError {
-        StoreError.unreadableSession($0, path: path)
-      },
+      file: facts(path, verifiesPages: isDeep),
       mode: try? FileSystem.mode(of: path),
-      backupFile: hasBackup
-        ? Result { try SessionFileInspector.inspect(path: backupPath) }.mapError {
-          StoreError.unreadableSession($0, path: backupPath)
-        } : nil,
+      backupFile: hasBackup ? facts(backupPath, verifiesPages: true) : nil,
       isBackupFileNewer: isBackupNewer)
     if FileSystem.exists(sidecarPath) {
       inspection.sidecar = Result { try SessionSidecar.read(path: sidecarPath) }.mapError {

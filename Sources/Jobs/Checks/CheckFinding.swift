@@ -49,6 +49,9 @@ public enum CheckID: String, Codable, Sendable, CaseIterable {
   case backupSignature = "backup.signature"
   /// Free space on the backups filesystem.
   case backupDisk = "backup.disk"
+  /// Plaintext copies of secrets that earlier versions left in backups/ (restore's raw
+  /// `before-restore/<time>/` directories, migrate's `pre-migrate/` database copies).
+  case backupPlaintext = "backup.plaintext"
   /// The Fernet keys, the age identity and recipients, the archive signing key and key ring.
   case keys
   /// Every local archive is on every remote.

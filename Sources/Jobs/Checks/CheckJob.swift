@@ -35,6 +35,9 @@ public struct CheckOptions: Sendable {
   /// The bot's own busy timeout on its database (`[check] bot_busy_timeout_ms`): check warns when
   /// copying the rollback-journal database in one step would hold the bot's writes longer.
   public var botBusyTimeoutMS = CheckOptions.defaultBotBusyTimeoutMS
+  /// Session files changed less than this long before `now` are inspected but their inspection
+  /// is not kept for the next run (`SessionVerdicts`); tests set 0.
+  public var sessionVerdictRacyInterval: TimeInterval = 2
 
   public init(
     isDeep: Bool = false, maxBackupAge: TimeInterval = defaultMaxBackupAge, minFreeBytes: Int64 = defaultMinFreeBytes,
@@ -206,7 +209,10 @@ public enum CheckJob {
     let problems = findings.filter { $0.state != .ok }.count
     logger.notice(
       "check done",
-      metadata: ["state": "\(result.state.rawValue)", "problems": "\(problems)", "users": "\(states.count)"])
+      metadata: [
+        "state": "\(result.state.rawValue)", "problems": "\(problems)", "users": "\(states.count)",
+        "sessions.reused": "\(context.reusedInspections)",
+      ])
     return result
   }
 

@@ -39,7 +39,7 @@ public enum SessionsCheck {
       var findings: [CheckFinding] = []
       let row = rows[userID]
       let path = context.deployment.sessionPath(userID: userID)
-      var file: SessionFileInfo?
+      var file: SessionFileFacts?
       if files.contains(userID), let inspection = context.inspections[userID] {
         switch inspection.file {
         case .success(let info): file = info
@@ -82,11 +82,11 @@ public enum SessionsCheck {
         do {
           let plaintext = try BotDatabase.reveal(secret, fernet: fernet, object: "user \(userID)'s session string")
           let identity = try identity(ofString: plaintext, userID: userID)
-          if let file, file.identity.authKey != identity.authKey || file.identity.dcID != identity.dcID {
+          if let file, !file.holds(identity.authKey) || file.dcID != identity.dcID {
             findings.append(
               CheckFinding(
                 .userAgree, .warning,
-                "the database's session string (dc \(identity.dcID), key \(identity.authKey.fingerprint)) differs from the file (dc \(file.identity.dcID), key \(file.identity.authKey.fingerprint))",
+                "the database's session string (dc \(identity.dcID), key \(identity.authKey.fingerprint)) differs from the file (dc \(file.dcID), key \(file.authKeyFingerprint))",
                 remedy: "run: tgsess recover --user \(userID)", user: userID))
           }
         } catch {
@@ -106,7 +106,7 @@ public enum SessionsCheck {
         let backupPath = path + ".backup"
         switch backupFile {
         case .success(let backup):
-          if backup.identity.authKey != file?.identity.authKey, inspection.isBackupFileNewer == true {
+          if backup.authKeySHA256 != file?.authKeySHA256, inspection.isBackupFileNewer == true {
             findings.append(
               CheckFinding(
                 .userBackupFile, .warning, "\(backupPath) is newer than the session file but holds another key",

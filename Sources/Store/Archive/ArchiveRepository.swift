@@ -396,7 +396,7 @@ public struct ArchiveRepository: Sendable {
   /// Cleans up after interrupted runs. Callers hold the deployment lock, so no other writer is
   /// between steps: a hidden record whose archive was published before the crash is rolled
   /// forward (renamed into place); every other temporary of a dead process (records, signatures,
-  /// archives) is removed; a record or signature without an archive (a pruned archive, a writer
+  /// archives, and in backups/ itself the `.inspections` and `.signatures` caches') is removed; a record or signature without an archive (a pruned archive, a writer
   /// killed between signing and publishing, or an older tgsess that wrote records first) is
   /// removed.
   /// - Parameter userID: only the full snapshots' directory and this user's (a per-user job
@@ -441,7 +441,10 @@ public struct ArchiveRepository: Sendable {
       }
       if removed.count > removedBefore { try FileSystem.fsyncDirectory(directory) }
     }
-    return removed
+    // backups/ itself: the temporaries of the inspection and signature-verdict caches.
+    let removedHere = FileSystem.removeStaleTemporaries(in: backupsDirectory)
+    if !removedHere.isEmpty { try FileSystem.fsyncDirectory(backupsDirectory) }
+    return removed + removedHere
   }
 
   /// The final name and writer pid of a temporary named by `FileSystem.temporaryPath(for:)`

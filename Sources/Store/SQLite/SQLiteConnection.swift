@@ -31,6 +31,9 @@ struct SQLiteFailure: Error, Sendable {
     if SQLiteIOError.isIOFailure(code: code, systemErrno: systemErrno) {
       return SQLiteIOError.storeError(path: path, operation: operation, code: code, systemErrno: systemErrno)
     }
+    if primaryCode == SQLITE_CANTOPEN, systemErrno == ENOENT, FileSystem.exists(path) {
+      return SQLiteIOError.journalCreationFailure(path: path, operation: operation)
+    }
     let name = String(cString: sqlite3_errstr(code))
     let hint: String
     switch primaryCode {

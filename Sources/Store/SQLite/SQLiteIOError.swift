@@ -101,4 +101,36 @@ public enum SQLiteIOError {
     }
     return (try? connection.textRowsChecked("SELECT count(*) FROM sqlite_master")) != nil
   }
+
+  /// The database at `path` exists, yet SQLite says a file could not be opened, with ENOENT: that
+  /// is its journal. SQLite retries a read-write open that failed as a read-only one, without O_CREAT,
+  /// and keeps that retry's errno (ENOENT, as the journal does not exist), not the creation's. A
+  /// new file is tried in the same directory to name the cause; when it can be made now, the
+  /// failure has passed and its cause is unknown.
+  static func journalCreationFailure(path: String, operation: String) -> StoreError {
+    let directory = FileSystem.parentDirectory(of: path)
+    let probeErrno = FileSystem.fileCreationErrno(in: directory)
+    let journal = path + (isWALMode(path: path) ? "-wal" : "-journal")
+    if probeErrno != 0 {
+      return .database(
+        path: path,
+        reason:
+          "cannot open (\(operation)): could not create its journal \(journal): \(String(cString: strerror(probeErrno))) (a new file in \(directory.isEmpty ? "." : directory) fails the same way)",
+        hint: "free space, or make the directory writable, then run again")
+    }
+    return .database(
+      path: path,
+      reason:
+        "cannot open (\(operation)): could not create its journal \(journal); SQLite kept no error number (a new file can be made there now: the fault has passed)",
+      hint: "check the disk (dmesg), then run again")
+  }
+
+  /// Whether the database header at `path` says WAL mode (its write version, byte 18, is 2).
+  static func isWALMode(path: String) -> Bool {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var version: UInt8 = 0
+    return pread(fd, &version, 1, 18) == 1 && version == 2
+  }
 }
