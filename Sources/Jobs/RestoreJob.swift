@@ -760,10 +760,9 @@ public enum RestoreJob {
   /// Validates what was restored: every session file, and the database's integrity. A file
   /// renamed from staging (a session file or the database) is the very file (the same inode)
   /// that passed integrity_check (and, for a session, inspection) there under the lock, fsynced
-  /// before the rename, so only its presence is checked; a session file left alone is inspected
-  /// unless its bytes are still those the plan compared with the verified copy; a database
-  /// written in place through the online backup API gets integrity_check, one left alone
-  /// quick_check.
+  /// before the rename, so only its presence is checked; a session file left alone is
+  /// inspected; a database written in place through the online backup API gets
+  /// integrity_check, one left alone quick_check.
   /// - Returns: one line per problem.
   /// - Throws: `StoreError` naming the file when the check could not read it (an I/O error: the
   ///   file is in place but not validated, which is not a finding about it), with what was
@@ -800,9 +799,6 @@ public enum RestoreJob {
         defer { database.close() }
         return try database.integrityProblems(deep: isWrittenInPlace).map { "\(path): \($0)" }
       } else if path.hasSuffix(".session") {
-        // Left alone: the plan found it the same as its verified copy (same bytes, or the same
-        // content). The same bytes now are that file still; anything else is inspected.
-        if let before = file.change.sha256Before, try FileSystem.sha256(ofFile: path) == before { return [] }
         _ = try SessionFileInspector.inspect(path: path)
       }
       return []
