@@ -38,3 +38,91 @@ import Testing
     #expect(try Manifest.decode(encoded, objectName: "test") == manifest)
   }
 }
+
+/// `ManifestJSON` writes the manifest by hand; these compare it with `JSONEncoder` over many
+/// manifests: every field present and absent, every role and kind, every ASCII byte and
+/// non-ASCII text in every string, extreme numbers and the edges of the years it writes.
+@Suite struct HandWrittenManifestJSONTests {
+  /// splitmix64, so a failure names a seed that reproduces it.
+  struct Seeded: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+      state &+= 0x9E37_79B9_7F4A_7C15
+      var z = state
+      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+      return z ^ (z >> 31)
+    }
+  }
+
+  /// Pieces strings are made of: every ASCII byte, and text JSON writers get wrong (DEL, C1
+  /// controls, line and paragraph separators, a BOM, combining marks, astral plane, RTL).
+  static let pieces: [String] =
+    (0..<0x80).map { String(UnicodeScalar(UInt8($0))) } + [
+      "é", "e\u{301}", "\u{85}", "\u{A0}", "\u{2028}", "\u{2029}", "\u{FEFF}", "😀", "👩‍👩‍👧", "日本", "שלום",
+      "\u{10FFFF}", "\\u0000", "</script>", "sessions/user_1.session",
+    ]
+
+  static func string(_ random: inout Seeded) -> String {
+    (0..<Int.random(in: 0...12, using: &random)).map { _ in pieces.randomElement(using: &random)! }.joined()
+  }
+
+  static func integer(_ random: inout Seeded) -> Int64 {
+    [Int64.min, Int64.max, 0, -1, 1, 9, 10, 4096, 999_999_999_999, Int64.random(in: .min ... .max, using: &random)]
+      .randomElement(using: &random)!
+  }
+
+  static func manifest(seed: UInt64) -> Manifest {
+    var random = Seeded(state: seed)
+    let roles: [Manifest.EntryRole] = [
+      .database, .session, .sessionBackup, .sessionSidecar, .userRows, .imported, .verbatim,
+    ]
+    let entries = (0..<Int.random(in: 0...6, using: &random)).map { index in
+      Manifest.Entry(
+        path: "\(index)/" + string(&random), role: roles.randomElement(using: &random)!,
+        size: integer(&random), mode: [0, 0o600, 0o644, UInt32.max].randomElement(using: &random)!,
+        sha256: string(&random), isSQLite: Bool.random(using: &random),
+        userID: Bool.random(using: &random) ? integer(&random) : nil,
+        format: Bool.random(using: &random) ? string(&random) : nil,
+        dcID: Bool.random(using: &random) ? Int(integer(&random)) : nil,
+        authKeyFingerprint: Bool.random(using: &random) ? string(&random) : nil,
+        serverAddress: Bool.random(using: &random) ? string(&random) : nil)
+    }
+    // 1970-01-01T00:00:00Z ... 9999-12-31T23:59:59Z, the edges often.
+    let seconds = [0, 253_402_300_799, 951_782_400, Double(Int.random(in: 0...253_402_300_799, using: &random))]
+    var manifest = Manifest(
+      toolVersion: string(&random), host: string(&random),
+      createdAt: Date(timeIntervalSince1970: seconds.randomElement(using: &random)! + 0.75),
+      kind: Bool.random(using: &random) ? .full : .user, reason: string(&random),
+      userID: Bool.random(using: &random) ? integer(&random) : nil,
+      schemaVersion: Int(integer(&random)), entries: entries)
+    manifest.formatVersion = Int(integer(&random))
+    return manifest
+  }
+
+  @Test func equalsJSONEncoderOverManyManifests() throws {
+    for seed in UInt64(0)..<3_000 {
+      let manifest = Self.manifest(seed: seed)
+      let encoded = try manifest.encoded()
+      let reference = try ManifestEncodingTests.reference(manifest)
+      guard encoded == reference else {
+        Issue.record(
+          "seed \(seed): \(String(decoding: encoded, as: UTF8.self)) != \(String(decoding: reference, as: UTF8.self))")
+        return
+      }
+    }
+  }
+
+  @Test func fleetSizedManifestEqualsJSONEncoder() throws {
+    let manifest = ManifestEncodingTests.manifest(entries: 2_000)
+    #expect(try manifest.encoded() == (try ManifestEncodingTests.reference(manifest)))
+  }
+
+  /// Times the hand-written form does not cover go through `JSONEncoder`, with the same bytes.
+  @Test(arguments: [-1.0, -62_135_596_800, 253_402_300_800, 1e12])
+  func timesOutsideItsYearsStillEqualJSONEncoder(seconds: Double) throws {
+    var manifest = ManifestEncodingTests.manifest(entries: 3)
+    manifest.createdAt = Date(timeIntervalSince1970: seconds)
+    #expect(try manifest.encoded() == (try ManifestEncodingTests.reference(manifest)))
+  }
+}
