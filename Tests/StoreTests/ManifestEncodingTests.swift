@@ -90,13 +90,17 @@ import Testing
     }
     // 1970-01-01T00:00:00Z ... 9999-12-31T23:59:59Z, the edges often.
     let seconds = [0, 253_402_300_799, 951_782_400, Double(Int.random(in: 0...253_402_300_799, using: &random))]
+    let fraction = [0, 0.5, 0.9994, 0.9995, 0.9996, 0.999_999, 0.999_999_9].randomElement(using: &random)!
+    let chosen = seconds.randomElement(using: &random)!
     var manifest = Manifest(
       toolVersion: string(&random), host: string(&random),
-      createdAt: Date(timeIntervalSince1970: seconds.randomElement(using: &random)! + 0.75),
+      createdAt: Date(timeIntervalSince1970: chosen + 0.75),
       kind: Bool.random(using: &random) ? .full : .user, reason: string(&random),
       userID: Bool.random(using: &random) ? integer(&random) : nil,
       schemaVersion: Int(integer(&random)), entries: entries)
     manifest.formatVersion = Int(integer(&random))
+    // The initializer keeps whole seconds; the property takes any time.
+    if chosen < 253_402_300_799 { manifest.createdAt += fraction }
     return manifest
   }
 
@@ -124,5 +128,105 @@ import Testing
     var manifest = ManifestEncodingTests.manifest(entries: 3)
     manifest.createdAt = Date(timeIntervalSince1970: seconds)
     #expect(try manifest.encoded() == (try ManifestEncodingTests.reference(manifest)))
+  }
+}
+
+/// `ArchiveRecordJSON` writes archive records by hand; compared with `JSONEncoder` over many
+/// records (every optional present and absent, empty and full arrays, any text, fractional
+/// times near a second's end).
+@Suite struct HandWrittenRecordJSONTests {
+  static func reference(_ record: ArchiveRecord) throws -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601
+    return try encoder.encode(record)
+  }
+
+  static func record(seed: UInt64) throws -> ArchiveRecord {
+    var random = HandWrittenManifestJSONTests.Seeded(state: seed)
+    let text = { (random: inout HandWrittenManifestJSONTests.Seeded) in HandWrittenManifestJSONTests.string(&random) }
+    let integer = { (random: inout HandWrittenManifestJSONTests.Seeded) in
+      HandWrittenManifestJSONTests.integer(&random)
+    }
+    let minimal = Data(
+      """
+      {"id":"a","file_name":"a","kind":"user","created_at":"2026-01-01T00:00:00Z","reason":"","is_encrypted":true,
+      "byte_count":1,"content_byte_count":1,"entry_count":1,"user_ids":[],"sha256":"","verification":"full",
+      "tool_version":"","host":""}
+      """.utf8)
+    var record = try #require(ArchiveRecord.decode(minimal))
+    // Whole seconds, the edges, and fractions that round into the next second.
+    func time(_ random: inout HandWrittenManifestJSONTests.Seeded) -> Date {
+      let whole = [0, 253_402_300_798, Double(Int.random(in: 0...253_402_300_798, using: &random))]
+        .randomElement(using: &random)!
+      let fraction = [
+        0, 0.25, 0.999, 0.9994, 0.9995, 0.9996, 0.999_999, 0.999_999_9, 0.0004, 1e-9,
+        Double.random(in: 0..<1, using: &random),
+      ]
+      .randomElement(using: &random)!
+      return Date(timeIntervalSince1970: whole + fraction)
+    }
+    func maybe<T>(
+      _ random: inout HandWrittenManifestJSONTests.Seeded, _ make: (inout HandWrittenManifestJSONTests.Seeded) -> T
+    )
+      -> T?
+    {
+      Bool.random(using: &random) ? make(&random) : nil
+    }
+    func list<T>(
+      _ random: inout HandWrittenManifestJSONTests.Seeded, _ make: (inout HandWrittenManifestJSONTests.Seeded) -> T
+    )
+      -> [T]
+    {
+      (0..<Int.random(in: 0...3, using: &random)).map { _ in make(&random) }
+    }
+    record.id = text(&random)
+    record.fileName = text(&random)
+    record.kind = Bool.random(using: &random) ? .full : .user
+    record.createdAt = time(&random)
+    record.userID = maybe(&random, integer)
+    record.reason = text(&random)
+    record.isEncrypted = Bool.random(using: &random)
+    record.byteCount = integer(&random)
+    record.contentByteCount = integer(&random)
+    record.entryCount = Int(integer(&random))
+    record.userIDs = list(&random, integer)
+    record.sha256 = text(&random)
+    record.verification = [.full, .ciphertext, .unknown].randomElement(using: &random)!
+    record.verifiedAt = maybe(&random, time)
+    record.toolVersion = text(&random)
+    record.host = text(&random)
+    record.sessionFingerprint = maybe(&random) { random in
+      ArchiveRecord.SessionFingerprint(
+        authKey: text(&random), dcID: Int(integer(&random)), serverAddress: maybe(&random, text))
+    }
+    record.recipients = maybe(&random) { list(&$0, text) }
+    record.fernetKeys = maybe(&random) { list(&$0, text) }
+    record.hasVerbatimEntries = maybe(&random) { Bool.random(using: &$0) }
+    return record
+  }
+
+  @Test func equalsJSONEncoderOverManyRecords() throws {
+    for seed in UInt64(0)..<3_000 {
+      let record = try Self.record(seed: seed)
+      let encoded = try record.encoded()
+      let reference = try Self.reference(record)
+      guard encoded == reference else {
+        Issue.record(
+          "seed \(seed): \(String(decoding: encoded, as: UTF8.self)) != \(String(decoding: reference, as: UTF8.self))")
+        return
+      }
+    }
+  }
+
+  /// Times the hand-written form does not cover go through `JSONEncoder`, with the same bytes.
+  @Test(arguments: [-1.0, -62_135_596_800, 253_402_300_799.9996, 1e12])
+  func timesOutsideItsYearsStillEqualJSONEncoder(seconds: Double) throws {
+    var record = try Self.record(seed: 1)
+    record.createdAt = Date(timeIntervalSince1970: seconds)
+    #expect(try record.encoded() == (try Self.reference(record)))
+    record.createdAt = Date(timeIntervalSince1970: 1_795_594_663)
+    record.verifiedAt = Date(timeIntervalSince1970: seconds)
+    #expect(try record.encoded() == (try Self.reference(record)))
   }
 }

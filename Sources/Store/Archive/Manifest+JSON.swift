@@ -9,10 +9,7 @@ enum ManifestJSON {
   /// The manifest's bytes; nil when its time is outside the years 1970...9999, whose ISO 8601
   /// form this writer does not reproduce (the caller falls back to `JSONEncoder`).
   static func encode(_ manifest: Manifest) -> Data? {
-    let seconds = manifest.createdAt.timeIntervalSince1970.rounded(.down)
-    guard seconds >= 0, seconds < 253_402_300_800,
-      let createdAt = CivilTime.format(CivilTime.fields(manifest.createdAt), pattern: CivilTime.statementPattern)
-    else { return nil }
+    guard let createdAt = iso8601(manifest.createdAt) else { return nil }
     var out: [UInt8] = []
     out.reserveCapacity(512 + manifest.entries.count * 420)
     // Keys in the order `.sortedKeys` puts them; the indentation is two spaces a level.
@@ -46,6 +43,17 @@ enum ManifestJSON {
     }
     out.append(contentsOf: "\n}".utf8)
     return Data(out)
+  }
+
+  /// `date` as `JSONEncoder`'s `.iso8601` strategy writes it (`2026-11-25T04:15:00Z`); nil
+  /// outside the years 1970...9999, where Foundation's calendar and this arithmetic part.
+  static func iso8601(_ date: Date) -> String? {
+    // Foundation drops the fraction of the time since 2001 (what a Date holds): the time since
+    // 1970, a sum rounded to a Double, can be the next second already.
+    let seconds = date.timeIntervalSinceReferenceDate.rounded(.down) + 978_307_200
+    guard seconds >= 0, seconds < 253_402_300_800 else { return nil }
+    return CivilTime.format(
+      CivilTime.fields(Date(timeIntervalSince1970: seconds)), pattern: CivilTime.statementPattern)
   }
 
   /// One entry, at the depth of the `entries` array (four spaces before its keys); absent
