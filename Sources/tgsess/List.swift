@@ -44,6 +44,13 @@ struct List: ParsableCommand {
     for line in List.table(archives) { Output.line(line) }
   }
 
+  /// The REASON cell: the reason, marked "(verbatim)" for an archive that holds files archived
+  /// byte for byte (a restore's undo of damaged data), as `--json` says with `"verbatim": true`.
+  static func reason(_ archive: ListedArchive) -> String {
+    let reason = archive.reason.isEmpty ? "-" : archive.reason
+    return archive.verbatim == true ? reason + " (verbatim)" : reason
+  }
+
   /// The text table: each column as wide as its widest cell (ids of per-user archives are
   /// longer than those of full ones), two spaces between columns, no trailing blanks.
   static func table(_ archives: [ListedArchive]) -> [String] {
@@ -51,7 +58,7 @@ struct List: ParsableCommand {
     let rows = archives.map { archive in
       [
         archive.id, Format.time(archive.createdAt), archive.kind.rawValue, archive.userID.map(String.init) ?? "-",
-        archive.reason.isEmpty ? "-" : archive.reason, Format.bytes(archive.byteCount), String(archive.entryCount),
+        reason(archive), Format.bytes(archive.byteCount), String(archive.entryCount),
         archive.signature.rawValue, archive.verification?.rawValue ?? "-",
       ]
     }

@@ -661,8 +661,15 @@ import Testing
       atPath: fleet.sessionPath(try fleet.sessionUserIDs()[1]), toPath: fleet.sessionPath(bigID))
     _ = try Self.backup(fleet)
     _ = try Self.backup(fleet, ["--user", String(try fleet.sessionUserIDs()[0]), "--reason", "Before login"])
+    // A restore over a damaged session file takes a verbatim undo: its REASON cell says so.
+    let damaged = try #require(try fleet.sessionUserIDs().filter { $0 != bigID }.last)
+    try VerbatimUndoCLITests.garbage(20_000).write(to: URL(fileURLWithPath: fleet.sessionPath(damaged)))
+    let restored = try fleet.tgsessOK(["restore", "latest", "--user", String(damaged)])
+    let undo = try #require(RestoreCLITests.undoID(restored.stdout), "\(restored.stdout)")
     let lines = try fleet.tgsess(["list"]).stdout.split(separator: "\n")
-    #expect(lines.count == 1 + 1 + 4 + 1)
+    #expect(lines.count == 1 + 1 + 4 + 1 + 1)
+    #expect(lines.filter { $0.contains("(verbatim)") }.map { String($0.split(separator: " ")[0]) } == [undo])
+    #expect(lines.contains { $0.hasPrefix(undo + " ") && $0.contains("  Before restore (verbatim)  ") })
     #expect(lines[0].hasPrefix("ID "))
     // Ids at and past the 34 columns the old layout gave every id.
     #expect(lines.dropFirst().contains { $0.split(separator: " ")[0].count > 34 })

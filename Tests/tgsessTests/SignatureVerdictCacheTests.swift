@@ -151,6 +151,103 @@ import Testing
     }
   }
 
+  /// The bench's planting (scripts/bench.sh): hard links of user `sourceUser`'s newest archive
+  /// under new ids, users and times, each with a record and a signature made with the
+  /// deployment's key (by Python's cryptography) as tgsess signs.
+  static let plantScript = #"""
+    import base64, datetime, hashlib, json, os, sys
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+    users_dir, src, n, keyfile = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    stem = src[: -len(".tar.zst.age")]
+    record = json.load(open(stem + ".json"))
+    fields = dict(l.split(" ", 1) for l in open(stem + ".sig").read().splitlines()[1:])
+    key = load_pem_private_key(open(keyfile, "rb").read(), None)
+    key_id = hashlib.sha256(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()[:16]
+    base = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    for i in range(n):
+        uid = 900000000 + i // 10
+        d = os.path.join(users_dir, "user_%d" % uid)
+        os.makedirs(d, exist_ok=True)
+        t = base + datetime.timedelta(minutes=i)
+        aid = "%s-u%d-b%05d" % (t.strftime("%Y%m%dT%H%M%SZ"), uid, i)
+        os.link(src, os.path.join(d, aid + ".tar.zst.age"))
+        r = dict(record, id=aid, file_name=aid + ".tar.zst.age", user_id=uid, created_at=t.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        with open(os.path.join(d, aid + ".json"), "w") as f:
+            json.dump(r, f)
+        lines = ["tgsess archive signature v1", "id " + aid, "kind user", "user %d" % uid,
+                 "created " + t.strftime("%Y-%m-%dT%H:%M:%SZ"), "reason " + fields["reason"], "encryption age",
+                 "file-size " + fields["file-size"], "file-sha256 " + fields["file-sha256"],
+                 "manifest-sha256 " + fields["manifest-sha256"], "key " + key_id]
+        signed = "".join(l + "\n" for l in lines).encode()
+        with open(os.path.join(d, aid + ".sig"), "wb") as f:
+            f.write(signed + b"signature " + base64.b64encode(key.sign(signed)) + b"\n")
+    """#
+
+  /// Plants `count` signed per-user archives of 10 each into `fleet` (see `plantScript`).
+  static func plantSigned(_ fleet: TestFleet, count: Int) throws {
+    let source = try userArchive(fleet, try fleet.sessionUserIDs()[0])
+    let repository = ArchiveRepository(backupsDirectory: fleet.backupsDirectory)
+    let result = try runPython(
+      plantScript,
+      arguments: [
+        fleet.backupsDirectory + "/users", repository.path(of: source), String(count), fleet.deployment.signingKeyPath,
+      ])
+    try #require(result.status == 0, "\(result.stderr)")
+  }
+
+  @Test func aLargeCacheIsReadInPiecesAndACutOrDamagedOneIsIgnoredWhole() throws {
+    try Tools.require()
+    let fleet = try TestFleet(users: 2, backedUp: true)
+    try Self.plantSigned(fleet, count: 2_000)
+    let cold = try fleet.tgsessOK(["prune", "--dry-run"]).stdout
+    let cached = try Self.prime(fleet)
+    #expect(cached >= 2_003)
+    let cachePath = SignatureVerdicts.path(backupsDirectory: fleet.backupsDirectory)
+    let genuine = [UInt8](try FileSystem.read(cachePath))
+    #expect(genuine.count > 2 * 256 * 1024, "more than two of the pieces it is read in")
+    #expect(try Self.verdicts(fleet).count == cached, "read back whole across the pieces")
+    // The plan from the cache is the plan from the signatures.
+    #expect(try fleet.tgsessOK(["prune", "--dry-run"]).stdout == cold)
+
+    // Cut anywhere (mid-line, at a line's end, before the HMAC line, before its line break), a
+    // byte changed anywhere, or a line after the HMAC's: nothing of the file is used.
+    let lineEnds = genuine.indices.filter { genuine[$0] == UInt8(ascii: "\n") }
+    var variants: [(String, [UInt8])] = []
+    for cut in [lineEnds[0] + 1, genuine.count / 2, lineEnds[lineEnds.count / 2] + 1, lineEnds[lineEnds.count - 2] + 1]
+      + [genuine.count - 1]
+    {
+      variants.append(("cut at \(cut) of \(genuine.count)", Array(genuine[..<cut])))
+    }
+    for index in [40, 256 * 1024 + 7, genuine.count / 2, lineEnds[lineEnds.count - 2] - 3, genuine.count - 9] {
+      var damaged = genuine
+      damaged[index] ^= 0x01
+      variants.append(("byte \(index) of \(genuine.count) changed", damaged))
+    }
+    variants.append(("a line after the HMAC's", genuine + genuine[(lineEnds[0] + 1)...lineEnds[1]]))
+    for (what, bytes) in variants {
+      try Data(bytes).write(to: URL(fileURLWithPath: cachePath))
+      #expect(try Self.verdicts(fleet).count == 0, "\(what)")
+    }
+    // A cache read as empty costs time, nothing else: the same plan, and it is rebuilt.
+    #expect(try fleet.tgsessOK(["prune", "--dry-run"]).stdout == cold)
+    #expect(try Self.prime(fleet) == cached)
+  }
+
+  @Test func aSignatureDatedBefore1970DoesNotVoidTheOtherVerdicts() throws {
+    try Tools.require()
+    let fleet = try TestFleet(users: 2, backedUp: true)
+    let repository = ArchiveRepository(backupsDirectory: fleet.backupsDirectory)
+    let victim = try Self.userArchive(fleet, try fleet.sessionUserIDs()[0])
+    let signaturePath = try #require(ArchiveSigning.signaturePath(forArchive: repository.path(of: victim)))
+    // A time the cache's line cannot hold (it has no sign): that file is verified every run.
+    try FileManager.default.setAttributes(
+      [.modificationDate: Date(timeIntervalSince1970: -86_400)], ofItemAtPath: signaturePath)
+    let cached = try Self.prime(fleet)
+    #expect(cached == (try repository.listings().count) - 1)
+    #expect(try Self.verdicts(fleet).count == cached, "the saved cache loads")
+    #expect(try fleet.listedArchives().allSatisfy { $0.signature == .signed })
+  }
+
   @Test func pruneAndCheckReportTheirProgressPhaseByPhase() throws {
     try Tools.require()
     let fleet = try TestFleet(users: 3, backedUp: true)

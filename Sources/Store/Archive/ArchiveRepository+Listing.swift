@@ -43,7 +43,7 @@ extension ArchiveRepository {
         directories.append((usersDirectory + "/" + name, .user, Int64(name.dropFirst("user_".count))))
       }
     }
-    return try Parallel.map(count: directories.count, workers: Parallel.defaultWorkers) { index in
+    let perDirectory = try Parallel.map(count: directories.count, workers: Parallel.defaultWorkers) { index in
       let directory = directories[index]
       let names = try Self.names(in: directory.path)
       let present = Set(names)
@@ -57,7 +57,12 @@ extension ArchiveRepository {
           isEncrypted: isEncrypted, hasSignature: present.contains(id + ArchiveSignature.fileSuffix),
           hasRecord: present.contains(id + ArchiveName.recordSuffix), isPinned: present.contains(id + ".pin"))
       }
-    }.flatMap { $0 }
+    }
+    // Into one array of the exact size (tens of thousands of listings: no doubling).
+    var all: [ArchiveListing] = []
+    all.reserveCapacity(perDirectory.reduce(0) { $0 + $1.count })
+    for listings in perDirectory { all.append(contentsOf: listings) }
+    return all
   }
 
   /// The directory `listing` is in.
