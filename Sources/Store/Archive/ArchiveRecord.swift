@@ -110,8 +110,11 @@ public struct ArchiveRecord: Codable, Sendable, Equatable {
     return record
   }
 
-  /// Stable JSON.
+  /// Stable JSON (sorted keys, ISO 8601 UTC dates), byte for byte what `JSONEncoder` makes of
+  /// it: written by `ArchiveRecordJSON`, or by `JSONEncoder` for a time outside 1970...9999.
+  /// - Throws: an `EncodingError` from `JSONEncoder` (not seen for a record).
   public func encoded() throws -> Data {
+    if let data = ArchiveRecordJSON.encode(self) { return data }
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     encoder.dateEncodingStrategy = .iso8601

@@ -132,9 +132,18 @@ public struct Manifest: Codable, Sendable, Equatable {
   }
 
   /// Stable JSON (sorted keys, ISO 8601 UTC dates), byte for byte what `JSONEncoder` makes of
-  /// the whole manifest. The entries are encoded one at a time and spliced in: a manifest of
-  /// 10,000 entries encoded in one piece held tens of MB of intermediate values.
+  /// the whole manifest: written by `ManifestJSON`, or, for a time outside the years 1970...9999,
+  /// by `JSONEncoder` with the entries encoded one at a time and spliced in (a manifest of
+  /// 10,000 entries encoded in one piece held tens of MB of intermediate values).
+  /// - Throws: an `EncodingError` from `JSONEncoder` (not seen for a manifest).
   public func encoded() throws -> Data {
+    if let data = ManifestJSON.encode(self) { return data }
+    return try encodedByJSONEncoder()
+  }
+
+  /// `encoded()` through `JSONEncoder`, the entries spliced into the manifest's frame.
+  /// - Throws: an `EncodingError` from `JSONEncoder`.
+  func encodedByJSONEncoder() throws -> Data {
     var shell = self
     shell.entries = []
     let encoder = Self.encoder()
