@@ -238,7 +238,7 @@ churn_bench() {
   local root="$work/churn-$users" repo="$work/churn-restic-$users" tsv="$work/churn-$users.tsv"
   echo "== churn, $users users, $hours hourly runs, ${share} of the files changed before each" >&2
   eatmydata "$bin/tgsess-fleet" --root "$root" --users "$users" --seed 7 >/dev/null
-  echo "$users $(du -sb "$root/data" "$root/sessions" | awk '{s+=$1} END {print s}')" >"$work/churn-size-$users.txt"
+  echo "$users $(du -sb "$root/data" "$root/sessions" | awk '{s+=$1} END {printf "%.0f\n", s}')" >"$work/churn-size-$users.txt"
   restic init -q -r "$repo" >/dev/null
   : >"$tsv"
   # run_one TOOL HOUR DIR -- command...: one timed run, its bytes added to DIR.
@@ -479,7 +479,7 @@ PY
     echo "  $(tail -1 "$work/scale.tsv" | cut -f1,3-)" >&2
   }
   timed "generate the fleet (tgsess-fleet, not fsynced)" eatmydata "$bin/tgsess-fleet" --root "$root" --users "$users" --seed 9
-  echo "$users $(du -sb "$root/data" "$root/sessions" | awk '{s+=$1} END {print s}')" >>"$work/scale-sizes.txt"
+  echo "$users $(du -sb "$root/data" "$root/sessions" | awk '{s+=$1} END {printf "%.0f\n", s}')" >>"$work/scale-sizes.txt"
   restic init -q -r "$repo" >/dev/null
   timed "tgsess backup, first (full + per-user)" "$tg" backup --root "$root"
   timed "restic backup, first" restic -q -r "$repo" backup "$root/data" "$root/sessions"
@@ -669,7 +669,7 @@ for users in $users_list; do
   eatmydata "$bin/tgsess-fleet" --root "$root" --users "$users" --message-log-mib "$mib" --seed 7 >/dev/null
   recipient=$(grep -m1 -v '^#' "$root/keys/age-recipients.txt")
   identity="$root/keys/age-identity.txt"
-  inbytes=$(du -sb "$root/data" "$root/sessions" | awk '{s+=$1} END {print s}')
+  inbytes=$(du -sb "$root/data" "$root/sessions" | awk '{s+=$1} END {printf "%.0f\n", s}')
   echo "$users $inbytes" >>"$work/sizes.txt"
 
   # Baselines on the same files.
