@@ -137,6 +137,36 @@ public enum FileSystem {
     try fsyncDirectory(of: path)
   }
 
+  /// Replaces the file at `path` with what `body` writes through `fd` into a temporary beside it,
+  /// renamed into place, with no fsync: for caches, which a crash may lose or leave behind (the
+  /// next run rebuilds the one, and removes the other's temporary as a dead run's leftover).
+  /// - Throws: whatever `body` throws, or `StoreError.io`; the temporary is removed on failure.
+  public static func replaceWithoutSync(at path: String, body: (_ fd: Int32, _ tempPath: String) throws -> Void)
+    throws
+  {
+    let tempPath = temporaryPath(for: path)
+    let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, fileMode)
+    guard fd >= 0 else { throw StoreError.io(path: tempPath, operation: "create", errno: errno) }
+    var isDone = false
+    defer { if !isDone { unlink(tempPath) } }
+    do {
+      defer { close(fd) }
+      try body(fd, tempPath)
+    }
+    guard rename(tempPath, path) == 0 else {
+      throw StoreError.io(path: path, operation: "rename into place", errno: errno)
+    }
+    isDone = true
+  }
+
+  /// `replaceWithoutSync(at:body:)` with `data` as the new content.
+  /// - Throws: `StoreError.io`.
+  public static func replaceWithoutSync(at path: String, with data: Data) throws {
+    try replaceWithoutSync(at: path) { fd, tempPath in
+      try data.withUnsafeBytes { try writeAll(fd: fd, bytes: $0, path: tempPath) }
+    }
+  }
+
   /// The temporary name used while writing `path`: hidden, in the same directory, unique per
   /// process, and recognisable so that stale ones can be cleaned up.
   public static func temporaryPath(for path: String) -> String {

@@ -96,18 +96,6 @@ public struct InspectionCache: Sendable {
       body += fields.joined(separator: " ") + "\n"
     }
     body += "sha256 " + Digest.sha256Hex(Data(body.utf8)) + "\n"
-    let tempPath = FileSystem.temporaryPath(for: path)
-    let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
-    guard fd >= 0 else { throw StoreError.io(path: tempPath, operation: "create", errno: errno) }
-    var isDone = false
-    defer { if !isDone { unlink(tempPath) } }
-    do {
-      defer { close(fd) }
-      try Data(body.utf8).withUnsafeBytes { try FileSystem.writeAll(fd: fd, bytes: $0, path: tempPath) }
-    }
-    guard rename(tempPath, path) == 0 else {
-      throw StoreError.io(path: path, operation: "rename into place", errno: errno)
-    }
-    isDone = true
+    try FileSystem.replaceWithoutSync(at: path, with: Data(body.utf8))
   }
 }

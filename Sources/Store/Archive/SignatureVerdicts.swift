@@ -357,13 +357,7 @@ public final class SignatureVerdicts: @unchecked Sendable {
         isChanged = true
       }
       guard isChanged else { return }
-      let tempPath = FileSystem.temporaryPath(for: path)
-      let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
-      guard fd >= 0 else { throw StoreError.io(path: tempPath, operation: "create", errno: errno) }
-      var isDone = false
-      defer { if !isDone { unlink(tempPath) } }
-      do {
-        defer { close(fd) }
+      try FileSystem.replaceWithoutSync(at: path) { fd, tempPath in
         var writer = LineWriter(fd: fd, path: tempPath, macKey: macKey)
         try writer.append(Array("\(Self.magic) \(ringFingerprint)\n".utf8))
         for entry in storage.entries {
@@ -374,10 +368,6 @@ public final class SignatureVerdicts: @unchecked Sendable {
         }
         try writer.finish()
       }
-      guard rename(tempPath, path) == 0 else {
-        throw StoreError.io(path: path, operation: "rename into place", errno: errno)
-      }
-      isDone = true
       isChanged = false
     }
   }

@@ -212,20 +212,7 @@ public final class SessionVerdicts: @unchecked Sendable {
     }
     guard let body else { return }
     let tag = try HMACSHA256.authenticate(key: macKey, data: body)
-    let data = Data(body + Array("hmac \(Hex.encode(tag))\n".utf8))
-    let tempPath = FileSystem.temporaryPath(for: path)
-    let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
-    guard fd >= 0 else { throw StoreError.io(path: tempPath, operation: "create", errno: errno) }
-    var isDone = false
-    defer { if !isDone { unlink(tempPath) } }
-    do {
-      defer { close(fd) }
-      try data.withUnsafeBytes { try FileSystem.writeAll(fd: fd, bytes: $0, path: tempPath) }
-    }
-    guard rename(tempPath, path) == 0 else {
-      throw StoreError.io(path: path, operation: "rename into place", errno: errno)
-    }
-    isDone = true
+    try FileSystem.replaceWithoutSync(at: path, with: Data(body + Array("hmac \(Hex.encode(tag))\n".utf8)))
   }
 
   /// Reads the file; leaves the cache empty when it is missing, damaged, forged or written by
