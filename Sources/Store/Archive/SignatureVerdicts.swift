@@ -453,29 +453,8 @@ public final class SignatureVerdicts: @unchecked Sendable {
   /// bytes (tens of thousands of lines). The line is not authenticated yet (the HMAC comes at
   /// the end of the file), so anything it holds must give false, never a trap.
   private static func parse(_ line: UnsafeBufferPointer<UInt8>, into storage: inout Storage) -> Bool {
-    var ranges: [Range<Int>] = []
-    ranges.reserveCapacity(11)
-    var start = 0
-    for index in 0...line.count where index == line.count || line[index] == UInt8(ascii: " ") {
-      ranges.append(start..<index)
-      start = index + 1
-      if ranges.count > 11 { return false }
-    }
-    guard ranges.count == 11 else { return false }
-    func number(_ field: Int) -> Int64? {
-      let range = ranges[field]
-      guard !range.isEmpty, range.count <= 19 else { return nil }
-      var value: Int64 = 0
-      for index in range {
-        let digit = line[index] &- UInt8(ascii: "0")
-        guard digit < 10 else { return nil }
-        let (tens, isOver) = value.multipliedReportingOverflow(by: 10)
-        let (sum, isOverAgain) = tens.addingReportingOverflow(Int64(digit))
-        guard !isOver, !isOverAgain else { return nil }
-        value = sum
-      }
-      return value
-    }
+    guard let ranges = CacheLine.fields(line, count: 11) else { return false }
+    func number(_ field: Int) -> Int64? { CacheLine.decimal(line, ranges[field]) }
     func word(_ field: Int, at offset: Int = 0) -> UInt64? {
       Self.lowerHexWord(line, from: ranges[field].lowerBound + offset)
     }

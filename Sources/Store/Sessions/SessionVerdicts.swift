@@ -253,26 +253,8 @@ public final class SessionVerdicts: @unchecked Sendable {
 
   /// One line: `NAME DEV INO SIZE MTIME_NS CTIME_NS PAGES FORMAT DC OWNER KEY_SHA256`.
   private static func parse(_ line: UnsafeBufferPointer<UInt8>) -> (String, Entry)? {
-    var ranges: [Range<Int>] = []
-    ranges.reserveCapacity(11)
-    var start = 0
-    for index in 0...line.count where index == line.count || line[index] == UInt8(ascii: " ") {
-      ranges.append(start..<index)
-      start = index + 1
-    }
-    guard ranges.count == 11 else { return nil }
-    func number(_ field: Int) -> Int64? {
-      let range = ranges[field]
-      guard !range.isEmpty, range.count <= 19 else { return nil }
-      var value: Int64 = 0
-      for index in range {
-        let digit = line[index] &- UInt8(ascii: "0")
-        let (tens, isOver) = value.multipliedReportingOverflow(by: 10)
-        guard digit < 10, !isOver, tens <= Int64.max - Int64(digit) else { return nil }
-        value = tens + Int64(digit)
-      }
-      return value
-    }
+    guard let ranges = CacheLine.fields(line, count: 11) else { return nil }
+    func number(_ field: Int) -> Int64? { CacheLine.decimal(line, ranges[field]) }
     func text(_ field: Int) -> String {
       String(decoding: UnsafeBufferPointer(rebasing: line[ranges[field]]), as: UTF8.self)
     }
