@@ -18,14 +18,19 @@ extension BotDatabase {
       let sql =
         "SELECT user_id, \(hasStatus ? "status" : "'active'") AS status, session_string FROM user_sessions ORDER BY user_id"
       let isTokenRequired = try Self.areSecretsEncrypted(db)
-      return try Row.fetchAll(db, sql: sql).map { row in
+      // A cursor, not fetchAll: the rows are not all held as GRDB rows beside the result.
+      var users: [UserForCheck] = []
+      let rows = try Row.fetchCursor(db, sql: sql)
+      while let row = try rows.next() {
         let userID: Int64 = row["user_id"]
         let origin = SecretOrigin(
           table: "user_sessions", column: "session_string", userID: userID, isTokenRequired: isTokenRequired)
-        return UserForCheck(
-          userID: userID, status: UserStatus(column: row["status"]),
-          sessionString: Self.secret(row["session_string"], origin: origin))
+        users.append(
+          UserForCheck(
+            userID: userID, status: UserStatus(column: row["status"]),
+            sessionString: Self.secret(row["session_string"], origin: origin)))
       }
+      return users
     }
   }
 

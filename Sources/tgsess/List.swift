@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Jobs
 
 struct List: ParsableCommand {
@@ -40,8 +41,8 @@ struct List: ParsableCommand {
     let (deployment, _) = try global.setUp()
     let archives = try ListJob.run(
       deployment, options: ListOptions(kind: kind, userID: user, remote: remote, verifyKeyPath: verifyKey))
-    if global.json { return try Output.json(archives) }
-    for line in List.table(archives) { Output.line(line) }
+    if global.json { return try List.json(archives) }
+    List.table(archives) { Output.line($0) }
   }
 
   /// The REASON cell: the reason, marked "(verbatim)" for an archive that holds files archived
@@ -51,11 +52,13 @@ struct List: ParsableCommand {
     return archive.verbatim == true ? reason + " (verbatim)" : reason
   }
 
-  /// The text table: each column as wide as its widest cell (ids of per-user archives are
-  /// longer than those of full ones), two spaces between columns, no trailing blanks.
-  static func table(_ archives: [ListedArchive]) -> [String] {
+  /// The text table, line by line into `emit`: each column as wide as its widest cell (ids of
+  /// per-user archives are longer than those of full ones), two spaces between columns, no
+  /// trailing blanks. Two passes over the rows (widths, then lines), so no cell or line of a
+  /// 100,000-row table is held at once.
+  static func table(_ archives: [ListedArchive], emit: (String) -> Void) {
     let header = ["ID", "TIME", "KIND", "USER", "REASON", "SIZE", "ENTRIES", "SIGNATURE", "VERIFIED"]
-    let rows = archives.map { archive in
+    func cells(_ archive: ListedArchive) -> [String] {
       [
         archive.id, Format.time(archive.createdAt), archive.kind.rawValue, archive.userID.map(String.init) ?? "-",
         reason(archive), Format.bytes(archive.byteCount), String(archive.entryCount),
@@ -63,11 +66,11 @@ struct List: ParsableCommand {
       ]
     }
     var widths = header.map(\.count)
-    for row in rows {
-      for (column, cell) in row.enumerated() { widths[column] = max(widths[column], cell.count) }
+    for archive in archives {
+      for (column, cell) in cells(archive).enumerated() { widths[column] = max(widths[column], cell.count) }
     }
     // Padded by hand: `padding(toLength:)` bridges to NSString, a cost per cell at 10,000 rows.
-    return ([header] + rows).map { cells in
+    func line(_ cells: [String]) -> String {
       var line = ""
       for (column, cell) in cells.enumerated() {
         line += cell
@@ -75,5 +78,38 @@ struct List: ParsableCommand {
       }
       return line
     }
+    emit(line(header))
+    for archive in archives { emit(line(cells(archive))) }
+  }
+
+  /// `--json`: the bytes `Output.json(archives)` writes, one archive at a time (the encoder builds
+  /// the whole document in memory first, twice the size of the rows at 100,000 archives). Each
+  /// archive is encoded alone and indented one level, as the array's pretty-printer nests it.
+  static func json(_ archives: [ListedArchive]) throws {
+    guard !archives.isEmpty else { return try Output.json(archives) }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601
+    var buffer: [UInt8] = Array("[\n".utf8)
+    buffer.reserveCapacity(1 << 17)
+    for (index, archive) in archives.enumerated() {
+      let element = try encoder.encode(archive)
+      // A string's line break is escaped, so every newline here ends a line of the document.
+      element.withUnsafeBytes { bytes in
+        var lineStart = 0
+        for position in bytes.indices where bytes[position] == UInt8(ascii: "\n") || position == bytes.count - 1 {
+          // The pretty-printer leaves the blank line of an empty array or object unindented.
+          if position > lineStart || bytes[position] != UInt8(ascii: "\n") { buffer.append(contentsOf: "  ".utf8) }
+          buffer.append(contentsOf: bytes[lineStart...position])
+          lineStart = position + 1
+        }
+      }
+      buffer.append(contentsOf: (index == archives.count - 1 ? "\n]\n" : ",\n").utf8)
+      if buffer.count >= 1 << 16 {
+        FileHandle.standardOutput.write(Data(buffer))
+        buffer.removeAll(keepingCapacity: true)
+      }
+    }
+    FileHandle.standardOutput.write(Data(buffer))
   }
 }
