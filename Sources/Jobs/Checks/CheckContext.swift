@@ -152,15 +152,17 @@ public struct CheckContext: Sendable {
       : SessionVerdicts.forDeployment(
         deployment, signingKey: try? signingKey.get(), toolVersion: ToolInfo.version,
         racyInterval: options.sessionVerdictRacyInterval, now: options.now)
-    let inspections = inspectFiles(
-      deployment, users: (try? sessionFiles.get()) ?? [], isDeep: options.isDeep, verdicts: sessionVerdicts,
-      progress: progress)
+    let inspectedUsers = (try? sessionFiles.get()) ?? []
+    var inspected = inspectFiles(
+      deployment, users: inspectedUsers, isDeep: options.isDeep, verdicts: sessionVerdicts, progress: progress)
     let reusedInspections = sessionVerdicts?.reusedCount ?? 0
     // Every session file was looked at (the directory listed): the others' entries are gone.
     // A cache that cannot be written costs the next run time, nothing else. Saved and let go
-    // here, so its entries are not held beside everything check works out next.
+    // before the inspections are keyed by user, so its entries are not held beside them.
     if let verdicts = sessionVerdicts, case .success = sessionFiles { try? verdicts.save(dropsUnused: true) }
     sessionVerdicts = nil
+    let inspections = Dictionary(uniqueKeysWithValues: zip(inspectedUsers, inspected))
+    inspected = []
     var context = CheckContext(
       deployment: deployment, options: options,
       fernet: Result { try KeyStore.loadFernet(deployment) }.mapError {
@@ -290,12 +292,13 @@ public struct CheckContext: Sendable {
     return facts
   }
 
-  /// Inspects every user's session file (and `.session.backup`) on a few threads.
+  /// Inspects every user's session file (and `.session.backup`) on a few threads; the
+  /// inspections are in the order of `users`.
   /// - Parameter verdicts: earlier inspections to take while a file is unchanged (never with `isDeep`).
   static func inspectFiles(
     _ deployment: Deployment, users: [Int64], isDeep: Bool, verdicts: SessionVerdicts? = nil,
     progress: JobProgressHandler? = nil
-  ) -> [Int64: SessionInspection] {
+  ) -> [SessionInspection] {
     let inspected = PhaseCounter(progress, phase: "session files", total: users.count)
     // Every failure is kept in its user's Result, so `inspect` throws nothing and neither does
     // the map; the fallback only keeps a user from ever going without an inspection.
@@ -311,7 +314,7 @@ public struct CheckContext: Sendable {
         return SessionInspection(file: .failure(StoreError.unreadableSession(error, path: path)))
       }
     }
-    return Dictionary(uniqueKeysWithValues: zip(users, results))
+    return results
   }
 
   /// What check reads from one session file and its `.session.backup`. The modes and times only
