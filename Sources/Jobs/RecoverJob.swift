@@ -219,8 +219,13 @@ public enum RecoverJob {
         wait: options.lockWait)
       defer { lock.release() }
       // A recover killed while it wrote a session file left its temporary (an auth key in a
-      // hidden file) beside the sessions; nothing else would ever remove it.
-      for path in FileSystem.removeStaleTemporaries(in: deployment.sessionsDirectory) {
+      // hidden file) beside the sessions; nothing else would ever remove it. A run for one user
+      // writes that user's file alone, under a name it knows (`lockedTemporaryPath`): it removes
+      // that one without listing the whole fleet's files; `recover --all` sweeps them all.
+      let stale =
+        options.userID.map { FileSystem.removeLockedTemporary(of: deployment.sessionPath(userID: $0)) }
+        ?? FileSystem.removeStaleTemporaries(in: deployment.sessionsDirectory)
+      for path in stale {
         logger.info("removed the temporary of an interrupted run", metadata: ["file.path": "\(path)"])
       }
       // So did one killed in the backup a recovery takes (the bot's /recover): its staging
@@ -713,16 +718,19 @@ public enum RecoverJob {
         logger.warning(
           "moved a broken session file aside", metadata: ["user.id": "\(step.userID)", "file.path": "\(aside)"])
       }
+      // Written under the name a rerun for this user removes (`RecoverJob.run`).
+      let temporary = FileSystem.lockedTemporaryPath(for: path)
       if let bytes = session.fileBytes, let sidecarBytes = session.sidecarBytes {
         try installPair(userID: step.userID, sessionBytes: bytes, sidecarBytes: sidecarBytes)
       } else if let bytes = session.fileBytes {
-        try FileSystem.writeAtomically(bytes, to: path, overwrite: false)
+        try FileSystem.writeAtomically(bytes, to: path, overwrite: false, temporaryPath: temporary)
       } else if var payload = session.pyrogram {
         if payload.apiID == nil, let apiID { payload.apiID = Int(apiID) }
-        try SessionFileWriter.writePyrogram(payload, to: path)
+        try SessionFileWriter.writePyrogram(payload, to: path, temporaryPath: temporary)
       } else {
         try SessionFileWriter.writeTelethon(
-          identity: session.identity, version: telethonVersion(), ownerUserID: step.userID, to: path)
+          identity: session.identity, version: telethonVersion(), ownerUserID: step.userID, to: path,
+          temporaryPath: temporary)
       }
       // Accepted only if what is now on disk validates and holds the session it was built from.
       let written = try SessionFileInspector.inspect(path: path)
@@ -792,8 +800,9 @@ public enum RecoverJob {
     func telethonVersion() -> Int {
       var counts: [Int: Int] = [:]
       // A handful of neighbours decide (each inspection opens a file; 50 of them were most of a
-      // single-user recover at 10,000 users).
-      for userID in (try? deployment.sessionFileUserIDs().prefix(7)) ?? [] {
+      // single-user recover at 10,000 users), the first the directory returns: listing and
+      // sorting every session file to pick them was what grew with the fleet.
+      for userID in (try? deployment.sessionFileUserIDs(sample: 7)) ?? [] {
         if let info = try? SessionFileInspector.inspect(path: deployment.sessionPath(userID: userID)),
           case .telethon(let version) = info.format
         {

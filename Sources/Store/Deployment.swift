@@ -113,6 +113,14 @@ public struct Deployment: Sendable, Equatable {
     try FileSystem.directoryNames(sessionsDirectory).compactMap(Deployment.userID(fromSessionFileName:)).sorted()
   }
 
+  /// Up to `limit` user ids that have a `user_<id>.session` file, in directory order: a sample
+  /// of the fleet that reads a few directory entries, not all of them.
+  /// - Throws: `StoreError.io` when the sessions directory cannot be read (a missing one yields []).
+  public func sessionFileUserIDs(sample limit: Int) throws -> [Int64] {
+    try FileSystem.directoryNames(sessionsDirectory, limit: limit) { Deployment.userID(fromSessionFileName: $0) != nil }
+      .compactMap(Deployment.userID(fromSessionFileName:))
+  }
+
   /// The user id in `user_<id>.session`, or nil for any other name.
   public static func userID(fromSessionFileName name: String) -> Int64? {
     guard name.hasPrefix("user_"), name.hasSuffix(".session") else { return nil }

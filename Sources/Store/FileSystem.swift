@@ -96,11 +96,12 @@ public enum FileSystem {
   /// - Parameters:
   ///   - mode: the new file's mode (0600 unless a reader outside tgsess needs more).
   ///   - overwrite: when false, an existing file at `path` is an error and is left untouched.
+  ///   - temporaryPath: where the new file is written first (default: `temporaryPath(for:)`).
   /// - Throws: `StoreError.io` naming the file; the temporary is removed on failure.
-  public static func writeAtomically(_ data: Data, to path: String, mode: mode_t = fileMode, overwrite: Bool = true)
-    throws
-  {
-    try writeAtomically(to: path, mode: mode, overwrite: overwrite) { fd, tempPath in
+  public static func writeAtomically(
+    _ data: Data, to path: String, mode: mode_t = fileMode, overwrite: Bool = true, temporaryPath: String? = nil
+  ) throws {
+    try writeAtomically(to: path, mode: mode, overwrite: overwrite, temporaryPath: temporaryPath) { fd, tempPath in
       try data.withUnsafeBytes { try writeAll(fd: fd, bytes: $0, path: tempPath) }
     }
   }
@@ -108,10 +109,10 @@ public enum FileSystem {
   /// Atomic write with a caller-supplied body that fills the temporary file through `fd`.
   /// - Throws: whatever `body` throws, or `StoreError.io`; the temporary is removed on failure.
   public static func writeAtomically(
-    to path: String, mode: mode_t = fileMode, overwrite: Bool = true,
+    to path: String, mode: mode_t = fileMode, overwrite: Bool = true, temporaryPath: String? = nil,
     body: (_ fd: Int32, _ tempPath: String) throws -> Void
   ) throws {
-    let tempPath = temporaryPath(for: path)
+    let tempPath = temporaryPath ?? Self.temporaryPath(for: path)
     let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
     guard fd >= 0 else { throw StoreError.io(path: tempPath, operation: "create", errno: errno) }
     var isDone = false
@@ -175,6 +176,26 @@ public enum FileSystem {
     let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 36)
     let prefix = directory.isEmpty ? "" : directory + "/"
     return "\(prefix).\(name).tgsess-tmp-\(getpid())-\(suffix)"
+  }
+
+  /// The temporary name used while the holder of the deployment lock writes `path` into a
+  /// directory that holds a whole fleet (`sessions/`): the same for every run, so that a run for
+  /// one user finds a dead run's temporary of that file with one `unlink` instead of listing
+  /// every session file (`removeLockedTemporary(of:)`). Without a pid, a directory sweep
+  /// (`removeStaleTemporaries(in:)`, itself run under the lock) removes it as a dead run's.
+  public static func lockedTemporaryPath(for path: String) -> String {
+    let directory = FileSystem.parentDirectory(of: path)
+    let name = (path as NSString).lastPathComponent
+    return (directory.isEmpty ? "" : directory + "/") + ".\(name).tgsess-tmp-locked"
+  }
+
+  /// Removes what a dead run left of its `lockedTemporaryPath(for: path)` (the file and an SQLite
+  /// `-journal` beside it). Call under the deployment lock only.
+  /// - Returns: the paths removed.
+  @discardableResult
+  public static func removeLockedTemporary(of path: String) -> [String] {
+    let temporary = lockedTemporaryPath(for: path)
+    return [temporary, temporary + "-journal"].filter { unlink($0) == 0 }
   }
 
   /// Whether `name` is one of tgsess's temporaries (see `temporaryPath(for:)`).
@@ -355,6 +376,14 @@ extension FileSystem {
   /// took it for one would report every file in it as missing.
   /// - Throws: `StoreError.io` with the reason the listing failed.
   public static func directoryNames(_ path: String) throws -> [String] {
+    try directoryNames(path, limit: .max) { _ in true }
+  }
+
+  /// The first `limit` names in the directory at `path` that `include` accepts, in the order
+  /// the directory returns them (not sorted): a sample that reads as few entries as it needs,
+  /// however many the directory holds. Errors as `directoryNames(_:)`.
+  /// - Throws: `StoreError.io` with the reason the listing failed.
+  public static func directoryNames(_ path: String, limit: Int, where include: (String) -> Bool) throws -> [String] {
     guard let directory = opendir(path) else {
       let code = errno
       if code == ENOENT, !exists(path) { return [] }
@@ -364,15 +393,16 @@ extension FileSystem {
     }
     defer { closedir(directory) }
     var names: [String] = []
-    while true {
+    while names.count < limit {
       errno = 0
       guard let entry = readdir(directory) else {
         if errno != 0 { throw StoreError.io(path: path, operation: "list directory", errno: errno) }
         return names
       }
       let name = entryName(entry)
-      if name != ".", name != ".." { names.append(name) }
+      if name != ".", name != "..", include(name) { names.append(name) }
     }
+    return names
   }
 }
 

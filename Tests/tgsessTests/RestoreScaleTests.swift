@@ -48,6 +48,99 @@ import Testing
     #expect(!FileSystem.exists(others))
   }
 
+  /// The directory reads of `tgsess ARGUMENTS --root ROOT` under strace: for each directory
+  /// (absolute path), how many getdents64 calls it made and whether one of them reached the end
+  /// (returned 0: the whole directory was listed).
+  /// - Throws: `TestHelperError` when strace is missing or the run fails.
+  static func directoryReads(_ fleet: TestFleet, _ arguments: [String]) throws -> [String: (
+    calls: Int, listedWhole: Bool
+  )] {
+    let strace = "/usr/bin/strace"
+    guard FileManager.default.isExecutableFile(atPath: strace) else {
+      throw TestHelperError("\(strace) is missing; install it: apt-get install -y strace")
+    }
+    let log = fleet.directory.file("strace.log")
+    // -y: each descriptor argument is printed with its path, "getdents64(5</root/sessions>, ...".
+    let result = try runProcess(
+      strace,
+      ["-f", "-qq", "-y", "-e", "trace=getdents64", "-o", log, TestEnvironment.productPath("tgsess")] + arguments
+        + ["--root", fleet.root])
+    guard result.status == 0 else {
+      throw TestHelperError("tgsess \(arguments) exited \(result.status): \(result.stderr)")
+    }
+    // "PID getdents64(FD<PATH>, ...) = BYTES"; a call another thread interrupted is split into
+    // "PID getdents64(FD<PATH>, <unfinished ...>" and "PID <... getdents64 resumed>...) = BYTES".
+    var pending: [Substring: Substring] = [:]
+    var reads: [String: (calls: Int, listedWhole: Bool)] = [:]
+    for line in try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n") {
+      let fields = line.split(separator: " ", maxSplits: 1)
+      guard fields.count == 2 else { continue }
+      // strace pads the pid: "5559  getdents64(".
+      var call = fields[1].drop(while: { $0 == " " })
+      if call.hasSuffix("<unfinished ...>") {
+        pending[fields[0]] = call
+        continue
+      }
+      if call.hasPrefix("<... getdents64 resumed>") {
+        guard let start = pending.removeValue(forKey: fields[0]) else { continue }
+        call = start + call.dropFirst("<... getdents64 resumed>".count)
+      }
+      guard call.hasPrefix("getdents64("), let open = call.firstIndex(of: "<"),
+        let close = call[open...].firstIndex(of: ">"), let equals = call.range(of: " = ", options: .backwards)
+      else { continue }
+      let path = String(call[call.index(after: open)..<close])
+      var read = reads[path] ?? (0, false)
+      read.calls += 1
+      if call[equals.upperBound...].hasPrefix("0") { read.listedWhole = true }
+      reads[path] = read
+    }
+    return reads
+  }
+
+  /// Issue #19: `recover --user` listed every name in sessions/ twice (the sweep of dead runs'
+  /// temporaries, and the Telethon version of a rebuilt file taken from its neighbours), which
+  /// made it grow with the fleet (47 ms at 10,000 users, 96 ms at 100,000). It now lists no
+  /// directory that holds the fleet: neither sessions/ nor backups/users/.
+  @Test func aSingleUserRecoverListsNoDirectoryOfTheWholeFleet() throws {
+    try Tools.require()
+    // More session files than the version sample takes, so a whole listing is told from it.
+    let fleet = try TestFleet(users: 12, initialized: true, backedUp: true)
+    let user = fleet.userIDs[3]
+    unlink(fleet.sessionPath(user))
+    let reads = try Self.directoryReads(fleet, ["recover", "--user", String(user)])
+    #expect(FileSystem.exists(fleet.sessionPath(user)))
+    let sessions = URL(fileURLWithPath: fleet.sessionsDirectory).resolvingSymlinksInPath().path
+    #expect(reads[sessions]?.listedWhole != true, "\(reads.mapValues { "\($0)" })")
+    #expect(
+      reads[URL(fileURLWithPath: fleet.backupsDirectory + "/users").resolvingSymlinksInPath().path] == nil,
+      "\(reads.mapValues { "\($0)" })")
+    // The whole run still lists them (the sweep of every user's temporaries).
+    let all = try Self.directoryReads(fleet, ["recover", "--all"])
+    #expect(all[sessions]?.listedWhole == true, "\(all.mapValues { "\($0)" })")
+  }
+
+  /// A recover killed while it wrote a user's session file leaves the temporary (an auth key)
+  /// under the name a run for that user writes: the rerun for that user removes it without
+  /// listing sessions/; another user's is left to `recover --all`, which removes every dead run's.
+  @Test func aSingleUserRecoverRemovesItsOwnDeadTemporaryAndLeavesOthersToTheWholeRun() throws {
+    try Tools.require()
+    let fleet = try TestFleet(users: 3, initialized: true, backedUp: true)
+    let (user, other) = (fleet.userIDs[0], fleet.userIDs[1])
+    let own = FileSystem.lockedTemporaryPath(for: fleet.sessionPath(user))
+    let ownJournal = own + "-journal"
+    let others = fleet.sessionsDirectory + "/.user_\(other).session.tgsess-tmp-999999-abc"
+    for path in [own, ownJournal, others] { try FileSystem.writeAtomically(Data("auth key".utf8), to: path) }
+    unlink(fleet.sessionPath(user))
+    try fleet.tgsessOK(["recover", "--user", String(user)])
+    #expect(FileSystem.exists(fleet.sessionPath(user)))
+    #expect(!FileSystem.exists(own))
+    #expect(!FileSystem.exists(ownJournal))
+    #expect(FileSystem.exists(others))
+    try fleet.tgsessOK(["recover", "--all"])
+    #expect(!FileSystem.exists(others))
+    #expect(try fleet.sessionDirectoryNames().filter { FileSystem.isTemporaryName($0) }.isEmpty)
+  }
+
   /// The database of a --target restore is the file that passed integrity_check in staging,
   /// renamed into place under the lock: the check after the restore no longer reads all of it
   /// again (quick_check of a 135 MB database at 10,000 users).

@@ -268,20 +268,25 @@ public final class SQLiteConnection {
   /// Creates a new SQLite file at `path` atomically: `body` fills a fresh database at a temporary
   /// path in the same directory (mode 0600); the connection is closed, the file fsynced and
   /// renamed into place, and the directory fsynced. The journal mode is SQLite's default.
+  /// SQLite's own syncs are off while the temporary is built: nothing reads it before the fsync
+  /// that precedes its rename, and a crash before that leaves only a temporary, never the new
+  /// file (they were four syncs per file: the journal twice, its directory, the file).
   /// - Parameters:
   ///   - overwrite: when false, an existing file at `path` is an error and stays untouched.
-  ///   - isDurable: false only for generated fixtures (tgsess-fleet): SQLite's own syncs are off
-  ///     and neither the file nor its directory is fsynced; still whole or absent for any process.
+  ///   - isDurable: false only for generated fixtures (tgsess-fleet): neither the file nor its
+  ///     directory is fsynced; still whole or absent for any process.
+  ///   - temporaryPath: where the file is built (default: `FileSystem.temporaryPath(for:)`).
   /// - Throws: whatever `body` throws, `StoreError.database`, or `StoreError.io`; the temporary
   ///   file (and its journal) is removed on failure.
   public static func buildAtomically(
-    at path: String, overwrite: Bool = false, isDurable: Bool = true, body: (SQLiteConnection) throws -> Void
+    at path: String, overwrite: Bool = false, isDurable: Bool = true, temporaryPath: String? = nil,
+    body: (SQLiteConnection) throws -> Void
   ) throws {
     if !overwrite, FileSystem.exists(path) {
       throw StoreError.io(
         path: path, operation: "create (it already exists; remove it or allow overwrite)", errno: EEXIST)
     }
-    let tempPath = FileSystem.temporaryPath(for: path)
+    let tempPath = temporaryPath ?? FileSystem.temporaryPath(for: path)
     // Create the file ourselves so SQLite never creates it with the umask's mode.
     let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileSystem.fileMode)
     guard fd >= 0 else { throw StoreError.io(path: tempPath, operation: "create", errno: errno) }
@@ -298,7 +303,7 @@ public final class SQLiteConnection {
     if chmodFailed { throw StoreError.io(path: tempPath, operation: "chmod 0600", errno: chmodErrno) }
 
     let connection = try SQLiteConnection(path: tempPath, mode: .readWrite)
-    if !isDurable { try connection.exec("PRAGMA synchronous=OFF") }
+    try connection.exec("PRAGMA synchronous=OFF")
     try body(connection)
     try connection.close()
     // The same crash points as FileSystem.writeAtomically: this is that, for SQLite files.

@@ -17,19 +17,22 @@ public enum SessionFileWriter {
   ///   - takeoutID: `sessions.takeout_id` (NULL when nil).
   ///   - overwrite: when false, an existing file at `path` is an error and stays untouched.
   ///   - isDurable: false only for generated fixtures (see `SQLiteConnection.buildAtomically`).
+  ///   - temporaryPath: where the file is built (see `SQLiteConnection.buildAtomically`).
   /// - Throws: `StoreError.session(object: path, ...)` when the identity cannot be stored
   ///   (`.unsupportedVersion`, `.dcOutOfRange`, `.serverAddressMissing`, `.badAddress`,
   ///   `.portMissing`, `.badPort`, `.authKeyAllZero`), else `StoreError.database` / `.io`.
   public static func writeTelethon(
     identity: SessionIdentity, version: Int = 8, ownerUserID: Int64? = nil, takeoutID: Int64? = nil,
-    to path: String, overwrite: Bool = false, isDurable: Bool = true
+    to path: String, overwrite: Bool = false, isDurable: Bool = true, temporaryPath: String? = nil
   ) throws {
     guard telethonVersions.contains(version) else {
       throw StoreError.session(object: path, reason: .unsupportedVersion("\(version) of Telethon for writing (7 or 8)"))
     }
     // The string encoder holds every rule a Telethon identity must satisfy.
     _ = try TelethonStringSession.encode(identity, label: path)
-    try SQLiteConnection.buildAtomically(at: path, overwrite: overwrite, isDurable: isDurable) { connection in
+    try SQLiteConnection.buildAtomically(
+      at: path, overwrite: overwrite, isDurable: isDurable, temporaryPath: temporaryPath
+    ) { connection in
       try connection.exec("BEGIN")
       for statement in TelethonSchema.createStatements(version: version) { try connection.exec(statement) }
       let versionRow = try connection.prepare("insert into version values (?)")
@@ -64,12 +67,13 @@ public enum SessionFileWriter {
   ///   - date: `sessions.date` (Unix seconds), what Pyrogram's `save()` writes.
   ///   - overwrite: when false, an existing file at `path` is an error and stays untouched.
   ///   - isDurable: false only for generated fixtures (see `SQLiteConnection.buildAtomically`).
+  ///   - temporaryPath: where the file is built (see `SQLiteConnection.buildAtomically`).
   /// - Throws: `StoreError.session(object: path, ...)` with `.unsupportedVersion`, `.invalidField`
   ///   (no api id), `.dcOutOfRange`, `.testModeDCOutOfRange` or `.authKeyAllZero`; else
   ///   `StoreError.database` / `.io`.
   public static func writePyrogram(
     _ payload: PyrogramSessionPayload, version: Int = 3, date: Int64 = Int64(Date().timeIntervalSince1970),
-    to path: String, overwrite: Bool = false, isDurable: Bool = true
+    to path: String, overwrite: Bool = false, isDurable: Bool = true, temporaryPath: String? = nil
   ) throws {
     guard pyrogramVersions.contains(version) else {
       throw StoreError.session(object: path, reason: .unsupportedVersion("\(version) of Pyrogram for writing (3)"))
@@ -78,7 +82,9 @@ public enum SessionFileWriter {
     var current = payload
     current.layout = .current
     _ = try PyrogramStringSession.encode(current, label: path)
-    try SQLiteConnection.buildAtomically(at: path, overwrite: overwrite, isDurable: isDurable) { connection in
+    try SQLiteConnection.buildAtomically(
+      at: path, overwrite: overwrite, isDurable: isDurable, temporaryPath: temporaryPath
+    ) { connection in
       try connection.exec("BEGIN")
       try connection.exec(PyrogramSchema.version3)
       try connection.exec("INSERT INTO version VALUES (\(version))")
