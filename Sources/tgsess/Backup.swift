@@ -5,6 +5,7 @@ import Store
 
 struct Backup: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "backup",
     abstract: "Take a consistent, encrypted, self-verifying backup.",
     discussion: """
       Without --user: a full snapshot of the database and every session file (read through \

@@ -4,6 +4,7 @@ import Jobs
 
 struct Drill: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "drill",
     abstract: "Rehearse disaster recovery: restore into a fresh directory, validate, record evidence.",
     discussion: """
       Restores the chosen full snapshot into a temporary directory (never the live deployment), \

@@ -5,6 +5,7 @@ import Store
 
 struct Fleet: ParsableCommand, NagiosPlugin {
   static let configuration = CommandConfiguration(
+    commandName: "fleet",
     abstract: "Show every host sharing a remote, and catch one session live on two hosts (Nagios exit codes).",
     discussion: """
       Each host writes a heartbeat (tgsess-host.json, no secrets: per user the format, dc, auth-key \

@@ -4,6 +4,7 @@ import Jobs
 
 struct Handover: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "handover",
     abstract: "Hand one user's session over to another host without using its key from two places.",
     discussion: """
       Takes a final per-user backup ("Before hand-over"), proves it and pushes it to every remote; \

@@ -4,6 +4,7 @@ import Jobs
 
 struct Init: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "init",
     abstract: "Create a deployment's directories and keys, and bring its database to the current schema.",
     discussion: """
       Creates data/, sessions/, backups/ and keys/ (mode 0700), an age identity with its \

@@ -5,6 +5,7 @@ import Store
 
 struct Keys: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "keys",
     abstract: "Manage the deployment's keys.",
     subcommands: [AddFernet.self, RotateSigning.self, SignExisting.self, VerifyEscrow.self, Usage.self])
 

@@ -4,6 +4,7 @@ import Jobs
 
 struct List: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "list",
     abstract: "List archives, newest first, each with its signature checked.",
     discussion: """
       Works from the archives alone (for example on a backups/ folder copied to a new machine). \

@@ -4,6 +4,7 @@ import Jobs
 
 struct Migrate: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "migrate",
     abstract: "Bring the bot database to the current schema and encrypt its secrets.",
     discussion: """
       Takes a safety copy first: a full snapshot (the database through SQLite's online backup \

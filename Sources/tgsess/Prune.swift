@@ -4,6 +4,7 @@ import Jobs
 
 struct Prune: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "prune",
     abstract: "Keep 5 backups per user and apply the retention policy to full snapshots.",
     discussion: """
       The plan is computed first (every archive with the rules that keep it, or why it goes); \
@@ -122,6 +123,7 @@ struct Prune: ParsableCommand {
 
 struct Pin: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "pin",
     abstract: "Pin an archive so prune never removes it.",
     discussion: """
         $ tgsess pin 20261101T030000Z-full-k3j9x2
@@ -139,6 +141,7 @@ struct Pin: ParsableCommand {
 
 struct Unpin: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "unpin",
     abstract: "Unpin an archive; prune may remove it again.",
     discussion: """
         $ tgsess unpin 20261101T030000Z-full-k3j9x2

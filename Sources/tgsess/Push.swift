@@ -4,6 +4,7 @@ import Jobs
 
 struct Push: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "push",
     abstract: "Copy archives to the configured remotes (rclone) and verify them there.",
     discussion: """
       `tgsess backup` pushes by itself after each proven backup; `push` catches up after a remote \

@@ -4,6 +4,7 @@ import Jobs
 
 struct Recover: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "recover",
     abstract: "Recover sessions with the three strategies: session string, session file, backups.",
     discussion: """
       For each user: (1) rebuild a missing or broken session file from the database's session \

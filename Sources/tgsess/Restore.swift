@@ -4,6 +4,7 @@ import Jobs
 
 struct Restore: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "restore",
     abstract: "Restore one user, a whole deployment, or a drill copy from an archive.",
     discussion: """
       The archive is decrypted and extracted into a staging directory and checked in full (every \

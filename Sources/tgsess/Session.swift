@@ -5,11 +5,13 @@ import Store
 
 struct Session: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "session",
     abstract: "Inspect and convert Telethon and Pyrogram session files and strings.",
     subcommands: [Inspect.self, Convert.self, ExportString.self])
 
   struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "inspect",
       abstract: "Show a session file's format, dc, address and auth-key fingerprint (read-only).",
       discussion: """
         Opens the file read-only through SQLite: unlike Telethon, it never migrates or rewrites it.
@@ -43,6 +45,7 @@ struct Session: ParsableCommand {
 
   struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
+      commandName: "convert",
       abstract: "Write a session file from a session string.",
       discussion: """
         Reads the string from a file (or - for standard input), so it never shows in the process \

@@ -3,6 +3,7 @@ import Jobs
 
 struct Status: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "status",
     abstract: "Summarise a deployment: schema, users, session files, keys.",
     discussion: """
       Read-only. Session files are opened through SQLite in read-only mode and never changed.

@@ -5,6 +5,7 @@ import Store
 
 struct Watch: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "watch",
     abstract: "Archive every new session identity within seconds, and copy it offsite.",
     discussion: """
       Follows the session files and the bot database with inotify. When a user's identity (the \
