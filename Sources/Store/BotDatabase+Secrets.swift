@@ -252,7 +252,9 @@ extension BotDatabase {
             sql += " AND user_id = ?"
             arguments = [userID]
           }
-          for value in try String.fetchAll(db, sql: sql, arguments: arguments) {
+          // A cursor, one token at a time: the whole database's tokens (8 a user) are never held.
+          let values = try String.fetchCursor(db, sql: sql, arguments: arguments)
+          while let value = try values.next() {
             guard Fernet.looksLikeToken(value) else {
               if Self.isDamagedToken(value) { found.insert(Self.unknownFernetKey) }
               continue
