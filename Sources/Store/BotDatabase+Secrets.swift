@@ -252,7 +252,7 @@ extension BotDatabase {
             sql += " AND user_id = ?"
             arguments = [userID]
           }
-          // A cursor, one token at a time: the whole database's tokens (8 a user) are never held.
+          // A cursor, one token at a time: a fleet's tens of thousands of tokens are never held at once.
           let values = try String.fetchCursor(db, sql: sql, arguments: arguments)
           while let value = try values.next() {
             guard Fernet.looksLikeToken(value) else {
