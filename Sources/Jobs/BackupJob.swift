@@ -276,6 +276,11 @@ public enum BackupJob {
     /// Tells which existing archives are the deployment's (`keys/signing.pub`, else the signing
     /// key's own public half).
     let authenticator: SigningAuthenticator
+    /// Signature verdicts already reached (`backups/.signatures`, as list, check and prune keep
+    /// them): deciding whether a user's newest archive is the deployment's reads and verifies
+    /// its signature only when the signature file changed since it was verified. nil when the
+    /// signing key's verdict file cannot be used (every signature is then verified).
+    let verdicts: SignatureVerdicts?
     let database: BotDatabase
     let host = ProcessInfo.processInfo.hostName
     /// The Fernet keys, to record which of them each archive's secrets are under; nil when none
@@ -294,6 +299,7 @@ public enum BackupJob {
         ?? SigningAuthenticator(
           ring: VerifyingKeyRing(keys: [signingKey.verifyingKey], path: deployment.signingKeyPath),
           acceptsUnencrypted: deployment.config.backup?.encrypt == false)
+      verdicts = SignatureVerdicts.forDeployment(deployment, ring: authenticator.ring)
       if options.isEncrypted {
         let recipients = try KeyStore.loadRecipients(deployment)
         guard !recipients.isEmpty else {
@@ -404,10 +410,14 @@ public enum BackupJob {
     /// - Throws: `StoreError.io` when the user's archive directory cannot be read.
     func freshness(userID: Int64, fingerprint: ArchiveRecord.SessionFingerprint) throws -> Freshness {
       // An archive not signed by the deployment's key never stands for a backup of the user.
-      let authenticator = self.authenticator
+      let (authenticator, verdicts) = (self.authenticator, self.verdicts)
       guard
         let newest = try repository.newestUserArchive(
-          userID: userID, accepting: { authenticator.isSigned(archivePath: $0) }),
+          userID: userID,
+          accepting: {
+            if case .signed = authenticator.authenticity(archivePath: $0, verdicts: verdicts) { return true }
+            return false
+          }),
         var previous = newest.sessionFingerprint
       else { return .changed }
       previous.serverAddress = previous.serverAddress.map(SessionIdentity.normalizedAddress)
@@ -741,6 +751,8 @@ public enum BackupJob {
           return .failure(error)
         }
       }
+      // A cache: a verdict file that cannot be written costs the next run time, nothing else.
+      if options.includesChangedUsers { try? verdicts?.save(dropsUnused: false) }
       var fleet = StagedFleet()
       fleet.entries.reserveCapacity(results.count + results.count / 2)
       fleet.sources.reserveCapacity(results.count + results.count / 2)

@@ -80,6 +80,27 @@ import Testing
     #expect(restore.stderr.contains("not signed by this deployment's key"), "\(restore.stderr)")
   }
 
+  /// backup decides "identity unchanged, no new per-user archive" only on a user's newest
+  /// archive that is signed: a verdict is taken for that only while the signature is the one
+  /// verified, so a signature changed after its verdict makes the user's identity count as
+  /// changed (a new per-user archive), as without the cache.
+  @Test func backupTakesVerdictsOnlyForTheSignatureVerified() throws {
+    try Tools.require()
+    let fleet = try TestFleet(users: 3, backedUp: true)
+    let users = try fleet.sessionUserIDs()
+    #expect(try Self.prime(fleet) >= 4)
+    let victim = try Self.userArchive(fleet, users[0])
+    let repository = ArchiveRepository(backupsDirectory: fleet.backupsDirectory)
+    try Self.tamper(signatureOf: repository.path(of: victim))
+
+    let result = try decodeJSON(BackupResult.self, from: try fleet.tgsessOK(["backup", "--json"]))
+    let perUser = result.archives.filter { $0.kind == .user }.compactMap(\.userID)
+    #expect(perUser == [users[0]], "only the user whose newest archive's signature changed")
+    #expect(result.unchangedUsers == users.count - 1)
+    // The verdicts of the others were used, not dropped.
+    #expect(try Self.verdicts(fleet).count >= 3)
+  }
+
   @Test func aDamagedOrForgedCacheIsIgnoredAndRebuilt() throws {
     try Tools.require()
     let fleet = try TestFleet(users: 2, backedUp: true)

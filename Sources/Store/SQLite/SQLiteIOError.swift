@@ -125,7 +125,8 @@ public enum SQLiteIOError {
       hint: "check the disk (dmesg), then run again")
   }
 
-  /// Whether the database header at `path` says WAL mode (its write version, byte 18, is 2).
+  /// Whether the database header at `path` says WAL mode (its write version, byte 18, is 2);
+  /// false when it cannot be read.
   static func isWALMode(path: String) -> Bool {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return false }

@@ -226,7 +226,11 @@ public enum SQLiteSnapshot {
     from: SnapshotSource, to: OpaquePointer, sourcePath: String, destination: String, options: SnapshotOptions
   ) throws -> (code: Int32?, report: SnapshotReport) {
     let started = DispatchTime.now().uptimeNanoseconds
-    var report = SnapshotReport(journalMode: journalMode(of: from.handle), method: .oneStep)
+    // From the header's write version, not `PRAGMA journal_mode`: the pragma reads and parses
+    // the source's whole schema first, which cost more than copying a session file. (A file
+    // switched between modes right now is still copied whole; only the steps differ.)
+    var report = SnapshotReport(
+      journalMode: SQLiteIOError.isWALMode(path: sourcePath) ? .wal : .rollback, method: .oneStep)
     guard let backup = sqlite3_backup_init(to, "main", from.handle, "main") else {
       throw failure(sqlite3_extended_errcode(to), to, "start online backup", destination)
     }
