@@ -668,22 +668,72 @@ public enum BackupJob {
         fingerprint: .init(authKey: "", dcID: 0, serverAddress: nil))
     }
 
-    /// The scheduled full backup.
-    func fullBackup(progress: (@Sendable (BackupProgress) -> Void)?) throws -> BackupResult {
-      let staging = try StagingArea(parent: deployment.backupsDirectory)
-      defer { staging.remove() }
-      // 1. The database, through the online backup API, and 2. every session file, on
-      // `snapshotWorkers` threads (the database first, as it takes longest). A failing user is
-      // reported and skipped; a failing database or destination fails the run.
+    /// What the snapshot phase of a full backup keeps for the rest of the run: the full
+    /// archive's entries and sources, and per user only where its entries are and how its newest
+    /// per-user archive compares (no second copy of any entry, nothing per unchanged user beyond
+    /// its entries).
+    struct StagedFleet {
+      var entries: [Manifest.Entry] = []
+      /// Where each entry's bytes are (`sources[i]` for `entries[i]`).
+      var sources: [ArchiveSource?] = []
+      /// The users staged, in order: where their entries start in `entries`, how many they are,
+      /// and their freshness.
+      var users: [StagedUser] = []
+      var failures: [UserFailure] = []
+      var inspectionsReused = 0
+      /// The database snapshot's staging file.
+      var databasePath: String?
+      var databaseFernetKeys: [String]?
+    }
+
+    /// What a snapshot worker hands back for one file set: its entries and their sources, in
+    /// archive order (a few words per user while thousands wait to be gathered).
+    struct StagedFiles {
+      var entries: [Manifest.Entry] = []
+      var sources: [ArchiveSource] = []
+      var freshness = Freshness.changed
+      var isInspectionReused = false
+
+      init(_ session: StagedSession) {
+        freshness = session.freshness
+        isInspectionReused = session.isInspectionReused
+        entries.reserveCapacity(1 + (session.backupEntry == nil ? 0 : 1) + (session.sidecarEntry == nil ? 0 : 1))
+        sources.reserveCapacity(entries.capacity)
+        entries.append(session.entry)
+        sources.append(session.source)
+        if let backupEntry = session.backupEntry, let backupSource = session.backupSource {
+          entries.append(backupEntry)
+          sources.append(backupSource)
+        }
+        if let sidecarEntry = session.sidecarEntry, let sidecarSource = session.sidecarSource {
+          entries.append(sidecarEntry)
+          sources.append(sidecarSource)
+        }
+      }
+    }
+
+    /// One staged user of a full backup, by index into `StagedFleet.entries`.
+    struct StagedUser {
+      var userID: Int64
+      var firstEntry: Int32
+      var entryCount: UInt8
+      var freshness: Freshness
+    }
+
+    /// Snapshots the database and every session file (on `snapshotWorkers` threads, the
+    /// database first, as it takes longest) into `staging`. A failing user is reported and
+    /// skipped; a failing database or destination fails the run.
+    func stageFleet(users: [Int64], staging: StagingArea, progress: (@Sendable (BackupProgress) -> Void)?) throws
+      -> StagedFleet
+    {
       let databaseRelative = "data/" + (deployment.databasePath as NSString).lastPathComponent
-      let users = try deployment.sessionFileUserIDs()
       let inspectionsPath = InspectionCache.path(backupsDirectory: deployment.backupsDirectory)
       let inspections = InspectionCache.load(path: inspectionsPath, toolVersion: ToolInfo.version)
       let done = Counter()
       let results = try Parallel.map(count: users.count + 1, workers: options.snapshotWorkers) {
-        index -> Result<StagedSession, StoreError> in
+        index -> Result<StagedFiles, StoreError> in
         if index == 0 {
-          return .success(try stageDatabase(relative: databaseRelative, staging: staging))
+          return .success(StagedFiles(try stageDatabase(relative: databaseRelative, staging: staging)))
         }
         let userID = users[index - 1]
         defer {
@@ -695,7 +745,7 @@ public enum BackupJob {
           if options.includesChangedUsers {
             session.freshness = try freshness(userID: userID, fingerprint: session.fingerprint)
           }
-          return .success(session)
+          return .success(StagedFiles(session))
         } catch let error as StoreError where !isDestinationFailure(error) {
           logger.error("user skipped", metadata: ["user.id": "\(userID)", "error": "\(error.errorDescription ?? "")"])
           return .failure(error)
@@ -703,37 +753,87 @@ public enum BackupJob {
       }
       // A cache: a verdict file that cannot be written costs the next run time, nothing else.
       if options.includesChangedUsers { try? verdicts?.save(dropsUnused: false) }
-      FileSystem.releaseFreeMemory()
-      var entries: [Manifest.Entry] = []
-      var sources: [String: ArchiveSource] = [:]
-      var staged: [Int64: StagedSession] = [:]
-      var failures: [UserFailure] = []
-      var databaseFernetKeys: [String]?
+      var fleet = StagedFleet()
+      fleet.entries.reserveCapacity(results.count + results.count / 2)
+      fleet.sources.reserveCapacity(results.count + results.count / 2)
+      fleet.users.reserveCapacity(users.count)
       for (index, result) in results.enumerated() {
         switch result {
-        case .success(let session):
-          if index > 0 { staged[users[index - 1]] = session }
-          if index == 0, case .file(let path) = session.source, fernet != nil {
-            let snapshot = try BotDatabase(path: path, mode: .readOnly)
-            defer { snapshot.close() }
-            databaseFernetKeys = try fernetKeys(of: snapshot, userID: nil)
+        case .success(let files):
+          if index > 0 {
+            fleet.users.append(
+              StagedUser(
+                userID: users[index - 1], firstEntry: Int32(fleet.entries.count),
+                entryCount: UInt8(files.entries.count), freshness: files.freshness))
+            if files.isInspectionReused { fleet.inspectionsReused += 1 }
+          } else if case .file(let path) = files.sources[0] {
+            fleet.databasePath = path
+            if fernet != nil {
+              let snapshot = try BotDatabase(path: path, mode: .readOnly)
+              defer { snapshot.close() }
+              fleet.databaseFernetKeys = try fernetKeys(of: snapshot, userID: nil)
+            }
           }
-          add(session, to: &entries, sources: &sources)
+          fleet.entries.append(contentsOf: files.entries)
+          fleet.sources.append(contentsOf: files.sources)
         case .failure(let error):
-          failures.append(UserFailure(userID: users[index - 1], reason: error.errorDescription ?? "\(error)"))
+          fleet.failures.append(UserFailure(userID: users[index - 1], reason: error.errorDescription ?? "\(error)"))
         }
       }
+      return fleet
+    }
+
+    /// A staged user's session again, from the fleet's entries (for their per-user archive).
+    func session(of user: StagedUser, in fleet: StagedFleet) -> StagedSession? {
+      let range = Int(user.firstEntry)..<(Int(user.firstEntry) + Int(user.entryCount))
+      guard let index = range.first(where: { fleet.entries[$0].role == .session }), let source = fleet.sources[index]
+      else { return nil }
+      let entry = fleet.entries[index]
+      var session = StagedSession(
+        entry: entry, source: source, backupEntry: nil, backupSource: nil,
+        fingerprint: .init(
+          authKey: entry.authKeyFingerprint ?? "", dcID: entry.dcID ?? 0,
+          serverAddress: entry.serverAddress.map(SessionIdentity.normalizedAddress)))
+      session.freshness = user.freshness
+      for index in range {
+        let other = fleet.entries[index]
+        switch other.role {
+        case .sessionBackup:
+          session.backupEntry = other
+          session.backupSource = fleet.sources[index]
+        case .sessionSidecar:
+          session.sidecarEntry = other
+          session.sidecarSource = fleet.sources[index]
+        default: break
+        }
+      }
+      return session
+    }
+
+    /// The scheduled full backup.
+    func fullBackup(progress: (@Sendable (BackupProgress) -> Void)?) throws -> BackupResult {
+      let staging = try StagingArea(parent: deployment.backupsDirectory)
+      defer { staging.remove() }
+      // 1. The database, through the online backup API, and 2. every session file.
+      let users = try deployment.sessionFileUserIDs()
+      var fleet = try stageFleet(users: users, staging: staging, progress: progress)
+      FileSystem.releaseFreeMemory()
+      var failures = fleet.failures
+      fleet.failures = []
+      let inspectionsPath = InspectionCache.path(backupsDirectory: deployment.backupsDirectory)
 
       // 3. One archive, written then proven.
       let date = Date()
       let id = ArchiveName.makeID(kind: .full, userID: nil, date: date)
-      let manifest = try makeManifest(kind: .full, userID: nil, reason: options.reason, date: date, entries: entries)
       var bytesDone: Int64 = 0
-      let fileCount = entries.count
+      let fileCount = fleet.entries.count
       var filesDone = 0
       let record = try repository.write(
-        id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
-        signingKey: signingKey, zstdLevel: options.zstdLevel, fernetKeys: databaseFernetKeys
+        id: id,
+        manifest: try makeManifest(
+          kind: .full, userID: nil, reason: options.reason, date: date, entries: fleet.entries),
+        entrySources: fleet.sources, encryption: encryption, identities: identities, signingKey: signingKey,
+        zstdLevel: options.zstdLevel, fernetKeys: fleet.databaseFernetKeys
       ) { bytes in
         bytesDone += bytes
         filesDone += 1
@@ -743,16 +843,25 @@ public enum BackupJob {
       var archives = [summary(record)]
       // The database's snapshot is in the archive now: dropped unwritten, its 0.5-4 GB of scratch
       // never reach the disk the bot commits to (a flush of them held a commit 186 ms).
-      if case .success(let database) = results[0], case .file(let path) = database.source {
-        try staging.discard(path)
-      }
-      // What this run inspected, for the next run (a lost cache costs only time).
+      if let path = fleet.databasePath { try staging.discard(path) }
+      // What this run inspected, for the next run (a lost cache costs only time): the findings
+      // are the session entries' own fields.
       var nextInspections = InspectionCache()
-      for session in staged.values { if let item = session.inspection { nextInspections.insert(item) } }
+      for entry in fleet.entries where entry.role == .session {
+        guard let userID = entry.userID, let format = entry.format, let dcID = entry.dcID,
+          let authKeyFingerprint = entry.authKeyFingerprint
+        else { continue }
+        nextInspections.insert(
+          .init(
+            userID: userID, sha256: entry.sha256, format: format, dcID: dcID, authKeyFingerprint: authKeyFingerprint,
+            serverAddress: entry.serverAddress))
+      }
       do { try nextInspections.save(path: inspectionsPath, toolVersion: ToolInfo.version) } catch {
         logger.warning(
           "inspection cache not saved", metadata: ["file.path": "\(inspectionsPath)", "error": "\(error)"])
       }
+      // The full archive's manifest, its JSON and the writer's and prover's buffers are freed.
+      FileSystem.releaseFreeMemory()
 
       // 4. Per-user backups of the users whose session identity changed, in batches: each
       // archive is written and proven, then a batch is made durable at once (one filesystem
@@ -760,8 +869,8 @@ public enum BackupJob {
       var unchanged = 0
       var reencrypted = 0
       if options.includesChangedUsers {
-        let changed = users.filter { staged[$0].map { $0.freshness != .unchanged } ?? false }
-        unchanged = staged.count - changed.count
+        let changed = fleet.users.filter { $0.freshness != .unchanged }
+        unchanged = fleet.users.count - changed.count
         var batch: [(draft: UserArchiveDraft, pending: PendingArchive)] = []
         defer { for item in batch { item.pending.discard() } }
         var usersDone = 0
@@ -784,9 +893,13 @@ public enum BackupJob {
             archives.append(summary(published.record))
             publishedCount += 1
           }
+          // A batch's buffers go back to the system once per batch, not once per archive (whose
+          // next one would fault them in again).
+          FileSystem.releaseFreeMemory()
         }
-        for userID in changed {
-          guard let session = staged[userID] else { continue }
+        for user in changed {
+          let userID = user.userID
+          guard let session = session(of: user, in: fleet) else { continue }
           let reason = session.freshness == .underOtherKeys ? BackupReason.reencrypted : BackupReason.scheduled
           do {
             let draft = try draftUserArchive(userID: userID, session: session, reason: reason, staging: staging)
@@ -808,9 +921,9 @@ public enum BackupJob {
         try flush()
       }
       return BackupResult(
-        archives: archives, users: staged.count, entries: record.entryCount, bytesIn: record.contentByteCount,
+        archives: archives, users: fleet.users.count, entries: record.entryCount, bytesIn: record.contentByteCount,
         bytesOut: archives.reduce(0) { $0 + $1.byteCount }, durationMS: 0, unchangedUsers: unchanged,
-        reencryptedUsers: reencrypted, inspectionsReused: staged.values.filter(\.isInspectionReused).count,
+        reencryptedUsers: reencrypted, inspectionsReused: fleet.inspectionsReused,
         failures: failures)
     }
   }

@@ -252,7 +252,9 @@ extension BotDatabase {
             sql += " AND user_id = ?"
             arguments = [userID]
           }
-          for value in try String.fetchAll(db, sql: sql, arguments: arguments) {
+          // A cursor, one token at a time: a fleet's tens of thousands of tokens are never held at once.
+          let values = try String.fetchCursor(db, sql: sql, arguments: arguments)
+          while let value = try values.next() {
             guard Fernet.looksLikeToken(value) else {
               if Self.isDamagedToken(value) { found.insert(Self.unknownFernetKey) }
               continue

@@ -13,6 +13,7 @@ public final class StagingArea: @unchecked Sendable {
     Self.removeStale(in: parent)
     let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 36)
     path = parent + "/.staging-\(getpid())-\(suffix)"
+    packPath = path + "/snapshots.pack"
     if mkdir(path, FileSystem.directoryMode) != 0 {
       throw StoreError.io(path: path, operation: "create staging directory", errno: errno)
     }
@@ -43,7 +44,8 @@ public final class StagingArea: @unchecked Sendable {
   private var packFD: Int32 = -1
   private var packSize: Int64 = 0
   private let packLock = NSLock()
-  public var packPath: String { path + "/snapshots.pack" }
+  /// One string for every region of the pack (not a copy per staged snapshot).
+  public let packPath: String
 
   /// Appends a snapshot's file image to the area's pack file and returns where it is, with its
   /// size and SHA-256 (the manifest entry's), computed from the same bytes.

@@ -30,7 +30,9 @@ import Testing
     return try encoder.encode(manifest)
   }
 
-  @Test(arguments: [0, 1, 2, 7])
+  /// 200 and 2,000 entries: JSON of several of the pieces `ManifestJSON` gathers (64 KiB) and
+  /// moves to its result.
+  @Test(arguments: [0, 1, 2, 7, 200, 2000])
   func splicedEncodingIsJSONEncodersOutput(entries: Int) throws {
     let manifest = Self.manifest(entries: entries, reason: "Before \"restore\"\n\t\\")
     let encoded = try manifest.encoded()

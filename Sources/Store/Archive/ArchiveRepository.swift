@@ -62,8 +62,22 @@ public struct ArchiveRepository: Sendable {
     identities: [AgeIdentity], signingKey: SigningKey, zstdLevel: Int = 3, fernetKeys: [String]? = nil,
     progress: ((Int64) -> Void)? = nil
   ) throws -> ArchiveRecord {
+    try write(
+      id: id, manifest: manifest, entrySources: manifest.entries.map { sources[$0.path] }, encryption: encryption,
+      identities: identities, signingKey: signingKey, zstdLevel: zstdLevel, fernetKeys: fernetKeys,
+      progress: progress)
+  }
+
+  /// `write` with the sources in the order of `manifest.entries` (`entrySources[i]` is where
+  /// entry i's bytes come from): a full backup's 10,000s of entries need no index by path.
+  /// - Throws: as `write`.
+  public func write(
+    id: String, manifest: Manifest, entrySources: [ArchiveSource?], encryption: ArchiveEncryption,
+    identities: [AgeIdentity], signingKey: SigningKey, zstdLevel: Int = 3, fernetKeys: [String]? = nil,
+    progress: ((Int64) -> Void)? = nil
+  ) throws -> ArchiveRecord {
     let pending = try prepare(
-      id: id, manifest: manifest, sources: sources, encryption: encryption, identities: identities,
+      id: id, manifest: manifest, entrySources: entrySources, encryption: encryption, identities: identities,
       signingKey: signingKey, zstdLevel: zstdLevel, fernetKeys: fernetKeys, isDurable: true, progress: progress)
     defer { pending.discard() }
     try publish(pending)
@@ -80,6 +94,20 @@ public struct ArchiveRepository: Sendable {
   /// - Throws: `StoreError`; nothing is left behind.
   public func prepare(
     id: String, manifest: Manifest, sources: [String: ArchiveSource], encryption: ArchiveEncryption,
+    identities: [AgeIdentity], signingKey: SigningKey, zstdLevel: Int = 3, fernetKeys: [String]? = nil,
+    isDurable: Bool,
+    progress: ((Int64) -> Void)? = nil
+  ) throws -> PendingArchive {
+    try prepare(
+      id: id, manifest: manifest, entrySources: manifest.entries.map { sources[$0.path] }, encryption: encryption,
+      identities: identities, signingKey: signingKey, zstdLevel: zstdLevel, fernetKeys: fernetKeys,
+      isDurable: isDurable, progress: progress)
+  }
+
+  /// `prepare` with the sources in the order of `manifest.entries`, as for `write(entrySources:)`.
+  /// - Throws: as `prepare`.
+  func prepare(
+    id: String, manifest: Manifest, entrySources: [ArchiveSource?], encryption: ArchiveEncryption,
     identities: [AgeIdentity], signingKey: SigningKey, zstdLevel: Int = 3, fernetKeys: [String]? = nil,
     isDurable: Bool,
     progress: ((Int64) -> Void)? = nil
@@ -116,9 +144,9 @@ public struct ArchiveRepository: Sendable {
       // Regions share their pack file: one descriptor per file, not per entry.
       var openFiles: [String: Int32] = [:]
       defer { for fd in openFiles.values { close(fd) } }
-      for entry in manifest.entries {
+      for (index, entry) in manifest.entries.enumerated() {
         let written: (size: Int64, sha256: String)
-        switch sources[entry.path] {
+        switch index < entrySources.count ? entrySources[index] : nil {
         case .file(let source):
           written = try tar.addFile(
             path: entry.path, contentsOf: source, mode: mode_t(entry.mode), modified: manifest.createdAt,

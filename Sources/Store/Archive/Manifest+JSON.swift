@@ -10,8 +10,11 @@ enum ManifestJSON {
   /// form this writer does not reproduce (the caller falls back to `JSONEncoder`).
   static func encode(_ manifest: Manifest) -> Data? {
     guard let createdAt = iso8601(manifest.createdAt) else { return nil }
+    // The bytes go to `data` a piece at a time (no second copy of a 10,000-entry manifest's
+    // JSON, as `Data(out)` of the whole array made); `out` is the piece being written.
+    var data = Data(capacity: 512 + manifest.entries.count * 400)
     var out: [UInt8] = []
-    out.reserveCapacity(512 + manifest.entries.count * 420)
+    out.reserveCapacity(min(512 + manifest.entries.count * 400, Self.pieceByteCount + 4096))
     // Keys in the order `.sortedKeys` puts them; the indentation is two spaces a level.
     out.append(contentsOf: "{\n  \"created_at\" : ".utf8)
     appendString(createdAt, to: &out)
@@ -22,6 +25,10 @@ enum ManifestJSON {
       for (index, entry) in manifest.entries.enumerated() {
         if index > 0 { out.append(contentsOf: ",\n".utf8) }
         appendEntry(entry, to: &out)
+        if out.count >= Self.pieceByteCount {
+          data.append(contentsOf: out)
+          out.removeAll(keepingCapacity: true)
+        }
       }
       out.append(contentsOf: "\n  ]".utf8)
     }
@@ -42,8 +49,12 @@ enum ManifestJSON {
       appendInteger(userID, to: &out)
     }
     out.append(contentsOf: "\n}".utf8)
-    return Data(out)
+    data.append(contentsOf: out)
+    return data
   }
+
+  /// How many bytes `encode` gathers before it moves them to the result.
+  static let pieceByteCount = 64 * 1024
 
   /// `date` as `JSONEncoder`'s `.iso8601` strategy writes it (`2026-11-25T04:15:00Z`); nil
   /// outside the years 1970...9999, where Foundation's calendar and this arithmetic part.
