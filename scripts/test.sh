@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-install_system_packages
+# strace: RestoreScaleTests reads a single-user run's directory reads under it.
+install_system_packages strace
 scripts/test-peers.sh
 echo "== swift format lint"
 swift format lint --strict --recursive Sources Tests Package.swift
