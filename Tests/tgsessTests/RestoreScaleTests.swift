@@ -119,6 +119,50 @@ import Testing
     #expect(all[sessions]?.listedWhole == true, "\(all.mapValues { "\($0)" })")
   }
 
+  /// The paths `tgsess ARGUMENTS --root ROOT` opened or tried to open (strace, every thread).
+  static func openedPaths(_ fleet: TestFleet, _ arguments: [String]) throws -> [String] {
+    let strace = "/usr/bin/strace"
+    guard FileManager.default.isExecutableFile(atPath: strace) else {
+      throw TestHelperError("\(strace) is missing; install it: apt-get install -y strace")
+    }
+    let log = fleet.directory.file("strace-open.log")
+    let result = try runProcess(
+      strace,
+      ["-f", "-qq", "-e", "trace=open,openat", "-o", log, TestEnvironment.productPath("tgsess")] + arguments
+        + ["--root", fleet.root])
+    guard result.status == 0 else {
+      throw TestHelperError("tgsess \(arguments) exited \(result.status): \(result.stderr)")
+    }
+    // "PID openat(AT_FDCWD, "PATH", ...": the first quoted argument.
+    return try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap { line in
+      guard let start = line.firstIndex(of: "\""), let end = line[line.index(after: start)...].firstIndex(of: "\"")
+      else { return nil }
+      return String(line[line.index(after: start)..<end])
+    }
+  }
+
+  /// Issue #19: the scheduled backup takes signature verdicts from `backups/.signatures`, which
+  /// holds one line per archive of the fleet; a one-user backup (`backup --user`, the undo of
+  /// `restore --user`, recover's post-recovery archive) loaded it too and grew with the fleet
+  /// (restore/recover --user 31 → 198 ms at 100,000 users). They never open it.
+  @Test func aSingleUserRunNeverOpensTheFleetsSignatureVerdicts() throws {
+    try Tools.require()
+    let fleet = try TestFleet(users: 3, initialized: true, backedUp: true)
+    let user = fleet.userIDs[1]
+    // Whether the file exists yet or not (check records only archives older than 2 s), strace
+    // shows every attempt to open it.
+    let scheduled = try Self.openedPaths(fleet, ["backup"])
+    #expect(scheduled.contains { $0.hasSuffix("/.signatures") }, "the scheduled run reads them: \(scheduled)")
+    for arguments in [["backup", "--user", String(user)], ["restore", "latest", "--user", String(user), "--force"]] {
+      let opened = try Self.openedPaths(fleet, arguments)
+      #expect(!opened.contains { $0.hasSuffix("/.signatures") }, "\(arguments)")
+    }
+    unlink(fleet.sessionPath(user))
+    let recovered = try Self.openedPaths(fleet, ["recover", "--user", String(user)])
+    #expect(!recovered.contains { $0.hasSuffix("/.signatures") })
+    #expect(FileSystem.exists(fleet.sessionPath(user)))
+  }
+
   /// A recover killed while it wrote a user's session file leaves the temporary (an auth key)
   /// under the name a run for that user writes: the rerun for that user removes it without
   /// listing sessions/; another user's is left to `recover --all`, which removes every dead run's.
