@@ -305,7 +305,8 @@ public enum BackupJob {
       // archives for nothing (150 ms at 100,000 users).
       verdicts =
         options.userID == nil && options.includesChangedUsers
-        ? SignatureVerdicts.forDeployment(deployment, ring: authenticator.ring) : nil
+        ? try? SignatureVerdicts(
+          backupsDirectory: deployment.backupsDirectory, ring: authenticator.ring, signingKey: signingKey) : nil
       if options.isEncrypted {
         let recipients = try KeyStore.loadRecipients(deployment)
         guard !recipients.isEmpty else {
@@ -420,10 +421,7 @@ public enum BackupJob {
       guard
         let newest = try repository.newestUserArchive(
           userID: userID,
-          accepting: {
-            if case .signed = authenticator.authenticity(archivePath: $0, verdicts: verdicts) { return true }
-            return false
-          }),
+          accepting: { authenticator.isSigned(archivePath: $0, verdicts: verdicts) }),
         var previous = newest.sessionFingerprint
       else { return .changed }
       previous.serverAddress = previous.serverAddress.map(SessionIdentity.normalizedAddress)

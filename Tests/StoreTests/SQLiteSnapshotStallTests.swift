@@ -101,6 +101,26 @@ import Testing
     #expect(try StockTools.integrityCheck(source) == "ok")
   }
 
+  /// Reading the source's journal mode must not drop a lock another connection of this process
+  /// holds on the file: closing a descriptor releases every POSIX lock the process holds on it,
+  /// and another process could then write (or, in WAL mode, delete the WAL) under that reader.
+  @Test func aSnapshotKeepsTheLocksOtherConnectionsOfTheProcessHold() throws {
+    let directory = try TemporaryDirectory()
+    let source = directory.file("bot.db")
+    try Self.makeDatabase(source, mebibytes: 0)
+    let reader = try SQLiteConnection(path: source, mode: .readOnly)
+    // A read transaction: a SHARED lock on the file until COMMIT.
+    try reader.exec("BEGIN; SELECT count(*) FROM counter")
+    try SQLiteSnapshot.take(source: source, destination: directory.file("copy.db"))
+    _ = try SQLiteSnapshot.takeInMemory(source: source)
+    _ = try SQLiteSnapshot.estimateStall(source: source)
+    let blocked = try runProcess(StockTools.sqlite3, [source, "UPDATE counter SET n = 1"])
+    #expect(blocked.status != 0 && blocked.stderr.contains("locked"), "another process wrote under our reader")
+    try reader.exec("COMMIT")
+    let after = try runProcess(StockTools.sqlite3, [source, "UPDATE counter SET n = 2"])
+    #expect(after.status == 0, "\(after.stderr)")
+  }
+
   @Test func aFileThatFitsTheWritersWaitIsCopiedInOneStep() throws {
     let directory = try TemporaryDirectory()
     let source = directory.file("small.db")

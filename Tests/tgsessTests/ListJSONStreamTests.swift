@@ -22,10 +22,16 @@ import Testing
     #expect(String(decoding: expected, as: UTF8.self).contains("[\n\n"))
     let listed = try fleet.tgsessOK(["list", "--json"])
     #expect(listed.stdoutData == expected)
-    // One archive, and none.
-    let one = try fleet.tgsessOK(["list", "--json", "--kind", "full", "--user", "999999999"])
+    // One user's archives, and none.
+    let user = try fleet.sessionUserIDs()[0]
+    let own = try ListJob.run(fleet.deployment, options: ListOptions(kind: "user", userID: user))
+    #expect(!own.isEmpty)
+    let ownListed = try fleet.tgsessOK(["list", "--json", "--kind", "user", "--user", String(user)])
+    #expect(ownListed.stdoutData == (try encoder.encode(own)) + Data("\n".utf8))
+    let empty = try fleet.tgsessOK(["list", "--json", "--kind", "full", "--user", "999999999"])
     let none = try ListJob.run(
       fleet.deployment, options: ListOptions(kind: "full", userID: 999_999_999))
-    #expect(one.stdoutData == (try encoder.encode(none)) + Data("\n".utf8))
+    #expect(none.isEmpty)
+    #expect(empty.stdoutData == (try encoder.encode(none)) + Data("\n".utf8))
   }
 }

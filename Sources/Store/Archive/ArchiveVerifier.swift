@@ -112,8 +112,9 @@ extension ArchiveAuthenticator {
 extension SigningAuthenticator {
   /// Whether the archive at `archivePath` carries a signature by a key of the ring, in the place
   /// it names (reads the signature file only).
-  public func isSigned(archivePath: String) -> Bool {
-    if case .signed = authenticity(archivePath: archivePath) { return true }
+  /// - Parameter verdicts: verdicts already reached (`authenticity(archivePath:verdicts:)`).
+  public func isSigned(archivePath: String, verdicts: SignatureVerdicts? = nil) -> Bool {
+    if case .signed = authenticity(archivePath: archivePath, verdicts: verdicts) { return true }
     return false
   }
 

@@ -12,9 +12,9 @@ enum ManifestJSON {
     guard let createdAt = iso8601(manifest.createdAt) else { return nil }
     // The bytes go to `data` a piece at a time (no second copy of a 10,000-entry manifest's
     // JSON, as `Data(out)` of the whole array made); `out` is the piece being written.
-    var data = Data(capacity: 512 + manifest.entries.count * 400)
+    var data = Data(capacity: 512 + manifest.entries.count * 448)
     var out: [UInt8] = []
-    out.reserveCapacity(min(512 + manifest.entries.count * 400, Self.pieceByteCount + 4096))
+    out.reserveCapacity(min(512 + manifest.entries.count * 448, Self.pieceByteCount + 4096))
     // Keys in the order `.sortedKeys` puts them; the indentation is two spaces a level.
     out.append(contentsOf: "{\n  \"created_at\" : ".utf8)
     appendString(createdAt, to: &out)

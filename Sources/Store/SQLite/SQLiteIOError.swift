@@ -125,8 +125,7 @@ public enum SQLiteIOError {
       hint: "check the disk (dmesg), then run again")
   }
 
-  /// Whether the database header at `path` says WAL mode (its write version, byte 18, is 2);
-  /// false when it cannot be read.
+  /// Whether the database header at `path` says WAL mode (its write version, byte 18, is 2).
   static func isWALMode(path: String) -> Bool {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return false }

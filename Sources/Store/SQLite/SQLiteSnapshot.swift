@@ -226,11 +226,7 @@ public enum SQLiteSnapshot {
     from: SnapshotSource, to: OpaquePointer, sourcePath: String, destination: String, options: SnapshotOptions
   ) throws -> (code: Int32?, report: SnapshotReport) {
     let started = DispatchTime.now().uptimeNanoseconds
-    // From the header's write version, not `PRAGMA journal_mode`: the pragma reads and parses
-    // the source's whole schema first, which cost more than copying a session file. (A file
-    // switched between modes right now is still copied whole; only the steps differ.)
-    var report = SnapshotReport(
-      journalMode: SQLiteIOError.isWALMode(path: sourcePath) ? .wal : .rollback, method: .oneStep)
+    var report = SnapshotReport(journalMode: journalMode(of: from.handle), method: .oneStep)
     guard let backup = sqlite3_backup_init(to, "main", from.handle, "main") else {
       throw failure(sqlite3_extended_errcode(to), to, "start online backup", destination)
     }
@@ -300,8 +296,23 @@ public enum SQLiteSnapshot {
   /// The journal mode of the open source. When SQLite cannot even read the header (a hot
   /// journal, a damaged file), rollback is assumed: the copy's first step then reports the real
   /// problem.
+  /// The journal mode of the database `handle` has open, from its header's write version (byte
+  /// 18 is 2 in WAL mode), read through SQLite's own file handle: `PRAGMA journal_mode` reads and
+  /// parses the whole schema first, which cost more than copying a session file, and a
+  /// descriptor of our own, once closed, would drop every POSIX lock this process holds on the
+  /// file (other connections' included). Falls back to the pragma when the header cannot be read
+  /// that way. (A file switched between modes right now is still copied whole; only the steps
+  /// differ.)
   private static func journalMode(of handle: OpaquePointer) -> SQLiteJournalMode {
-    textValue(handle, "PRAGMA journal_mode").lowercased() == "wal" ? .wal : .rollback
+    var file: UnsafeMutablePointer<sqlite3_file>?
+    var version: (UInt8, UInt8) = (0, 0)
+    if withUnsafeMutablePointer(to: &file, { sqlite3_file_control(handle, "main", SQLITE_FCNTL_FILE_POINTER, $0) })
+      == SQLITE_OK, let file, let read = file.pointee.pMethods?.pointee.xRead,
+      withUnsafeMutableBytes(of: &version, { read(file, $0.baseAddress, 2, 18) }) == SQLITE_OK
+    {
+      return version == (2, 2) ? .wal : .rollback
+    }
+    return textValue(handle, "PRAGMA journal_mode").lowercased() == "wal" ? .wal : .rollback
   }
 
   /// The first column of the first row of `sql`, as text ("" when there is none or it fails).
