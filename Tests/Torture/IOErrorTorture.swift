@@ -186,6 +186,23 @@ struct IOErrorTorture {
     var syncedAfter: [String] = []
     /// What the run renamed or linked into place after the fault (from, to), in order.
     var publishedAfter: [(from: String, to: String)] = []
+    /// The syncs ("S") and publishes ("P", by their source) after the fault, in call order.
+    var events: [(kind: Character, path: String)] = []
+
+    /// Whether every publish of one of `paths` after the fault came after a successful sync of
+    /// `synced` (a temporary name written again, as a run for one user writes its file under
+    /// one name every time, and synced before its publish).
+    func isSyncedBeforeEachPublish(of paths: [String], synced: String) -> Bool {
+      var isSynced = false
+      for event in events {
+        if event.kind == "S", event.path == synced { isSynced = true }
+        if event.kind == "P", paths.contains(event.path) {
+          if !isSynced { return false }
+          isSynced = false
+        }
+      }
+      return true
+    }
   }
 
   static func injected(_ log: String) -> Fault? {
@@ -200,8 +217,12 @@ struct IOErrorTorture {
       let fields = line.split(separator: " ")
       switch fields.first {
       case "C" where fields.count == 2: fault.caller = String(fields[1])
-      case "S" where fields.count == 2: fault.syncedAfter.append(decoded(fields[1]))
-      case "P" where fields.count == 3: fault.publishedAfter.append((decoded(fields[1]), decoded(fields[2])))
+      case "S" where fields.count == 2:
+        fault.syncedAfter.append(decoded(fields[1]))
+        fault.events.append(("S", decoded(fields[1])))
+      case "P" where fields.count == 3:
+        fault.publishedAfter.append((decoded(fields[1]), decoded(fields[2])))
+        fault.events.append(("P", decoded(fields[1])))
       default: break
       }
     }
@@ -217,6 +238,11 @@ struct IOErrorTorture {
   ///   or of a staging directory, failed, and nothing renamed or linked it into place afterwards:
   ///   the writer dropped it (and retried, or fell back) without making anything visible that
   ///   rested on it.
+  /// - A temporary written again, synced before its publish: tgsess's fsync of a temporary
+  ///   failed, the writer removed it, and the retry or fallback wrote the file again under the
+  ///   same name (a run for one user writes its session file under one name,
+  ///   `FileSystem.lockedTemporaryPath`); each publish of that name came after a successful
+  ///   fsync of it.
   /// - A directory of tgsess's synced again: a later fsync of the same directory succeeded, so
   ///   every name in it is durable (watch retries a failed save within `--once`).
   /// - A transaction SQLite rolled back, replaced whole: the fsync of a database or its journal
@@ -243,6 +269,11 @@ struct IOErrorTorture {
     let covered = [fault.path, fault.path.hasSuffix("-journal") ? String(fault.path.dropLast(8)) : fault.path]
     if isTemporary, !fault.publishedAfter.contains(where: { covered.contains($0.from) }) {
       return "a temporary never published"
+    }
+    // The run removed the temporary whose fsync failed and wrote the file again under the same
+    // name (`FileSystem.lockedTemporaryPath`), synced before it was published.
+    if isTemporary, !isSQLite, fault.isSyncedBeforeEachPublish(of: covered, synced: fault.path) {
+      return "a temporary written again, synced before its publish"
     }
     if !isSQLite, FileSystem.isDirectory(fault.path), fault.syncedAfter.contains(fault.path) {
       return "a directory synced again"

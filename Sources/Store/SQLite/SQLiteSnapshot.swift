@@ -293,16 +293,14 @@ public enum SQLiteSnapshot {
     return Int32(min(Double(1 << 16), max(16, (Double(pages) * factor).rounded())))
   }
 
-  /// The journal mode of the open source. When SQLite cannot even read the header (a hot
-  /// journal, a damaged file), rollback is assumed: the copy's first step then reports the real
-  /// problem.
   /// The journal mode of the database `handle` has open, from its header's write version (byte
   /// 18 is 2 in WAL mode), read through SQLite's own file handle: `PRAGMA journal_mode` reads and
   /// parses the whole schema first, which cost more than copying a session file, and a
   /// descriptor of our own, once closed, would drop every POSIX lock this process holds on the
   /// file (other connections' included). Falls back to the pragma when the header cannot be read
-  /// that way. (A file switched between modes right now is still copied whole; only the steps
-  /// differ.)
+  /// that way; when SQLite cannot read it either (a hot journal, a damaged file), rollback is
+  /// assumed and the copy's first step reports the real problem. (A file switched between modes
+  /// right now is still copied whole; only the steps differ.)
   private static func journalMode(of handle: OpaquePointer) -> SQLiteJournalMode {
     var file: UnsafeMutablePointer<sqlite3_file>?
     var version: (UInt8, UInt8) = (0, 0)
