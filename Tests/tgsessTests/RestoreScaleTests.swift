@@ -48,26 +48,32 @@ import Testing
     #expect(!FileSystem.exists(others))
   }
 
-  /// The directory reads of `tgsess ARGUMENTS --root ROOT` under strace: for each directory
-  /// (absolute path), how many getdents64 calls it made and whether one of them reached the end
-  /// (returned 0: the whole directory was listed).
+  /// Runs `tgsess ARGUMENTS --root ROOT` under `strace -f -qq` with `options` (every thread).
+  /// - Returns: the path of strace's log.
   /// - Throws: `TestHelperError` when strace is missing or the run fails.
-  static func directoryReads(_ fleet: TestFleet, _ arguments: [String]) throws -> [String: (
-    calls: Int, listedWhole: Bool
-  )] {
+  static func traced(_ fleet: TestFleet, _ arguments: [String], strace options: [String]) throws -> String {
     let strace = "/usr/bin/strace"
     guard FileManager.default.isExecutableFile(atPath: strace) else {
       throw TestHelperError("\(strace) is missing; install it: apt-get install -y strace")
     }
-    let log = fleet.directory.file("strace.log")
-    // -y: each descriptor argument is printed with its path, "getdents64(5</root/sessions>, ...".
+    let log = fleet.directory.file("strace-\(UUID().uuidString).log")
     let result = try runProcess(
       strace,
-      ["-f", "-qq", "-y", "-e", "trace=getdents64", "-o", log, TestEnvironment.productPath("tgsess")] + arguments
-        + ["--root", fleet.root])
+      ["-f", "-qq"] + options + ["-o", log, TestEnvironment.productPath("tgsess")] + arguments + ["--root", fleet.root])
     guard result.status == 0 else {
       throw TestHelperError("tgsess \(arguments) exited \(result.status): \(result.stderr)")
     }
+    return log
+  }
+
+  /// The directory reads of `tgsess ARGUMENTS --root ROOT` under strace: for each directory
+  /// (absolute path), how many getdents64 calls it made and whether one of them reached the end
+  /// (returned 0: the whole directory was listed).
+  static func directoryReads(_ fleet: TestFleet, _ arguments: [String]) throws -> [String: (
+    calls: Int, listedWhole: Bool
+  )] {
+    // -y: each descriptor argument is printed with its path, "getdents64(5</root/sessions>, ...".
+    let log = try traced(fleet, arguments, strace: ["-y", "-e", "trace=getdents64"])
     // "PID getdents64(FD<PATH>, ...) = BYTES"; a call another thread interrupted is split into
     // "PID getdents64(FD<PATH>, <unfinished ...>" and "PID <... getdents64 resumed>...) = BYTES".
     var pending: [Substring: Substring] = [:]
@@ -121,18 +127,7 @@ import Testing
 
   /// The paths `tgsess ARGUMENTS --root ROOT` opened or tried to open (strace, every thread).
   static func openedPaths(_ fleet: TestFleet, _ arguments: [String]) throws -> [String] {
-    let strace = "/usr/bin/strace"
-    guard FileManager.default.isExecutableFile(atPath: strace) else {
-      throw TestHelperError("\(strace) is missing; install it: apt-get install -y strace")
-    }
-    let log = fleet.directory.file("strace-open.log")
-    let result = try runProcess(
-      strace,
-      ["-f", "-qq", "-e", "trace=open,openat", "-o", log, TestEnvironment.productPath("tgsess")] + arguments
-        + ["--root", fleet.root])
-    guard result.status == 0 else {
-      throw TestHelperError("tgsess \(arguments) exited \(result.status): \(result.stderr)")
-    }
+    let log = try traced(fleet, arguments, strace: ["-e", "trace=open,openat"])
     // "PID openat(AT_FDCWD, "PATH", ...": the first quoted argument.
     return try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap { line in
       guard let start = line.firstIndex(of: "\""), let end = line[line.index(after: start)...].firstIndex(of: "\"")
