@@ -377,8 +377,6 @@ public enum BackupJob {
       var fingerprint: ArchiveRecord.SessionFingerprint
       /// How the user's newest per-user archive compares.
       var freshness = Freshness.changed
-      /// The findings the entry was made from (nil for the database).
-      var inspection: InspectionCache.Item?
       /// The findings came from an earlier run's inspection of the same bytes.
       var isInspectionReused = false
     }
@@ -498,7 +496,7 @@ public enum BackupJob {
         fingerprint: .init(
           authKey: found.authKeyFingerprint, dcID: found.dcID,
           serverAddress: found.serverAddress.map(SessionIdentity.normalizedAddress)),
-        inspection: found, isInspectionReused: isReused)
+        isInspectionReused: isReused)
       // The seed's .session.backup copy: kept when it is a readable SQLite file.
       let backupSource = source + ".backup"
       if FileSystem.exists(backupSource) {
